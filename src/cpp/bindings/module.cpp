@@ -1,0 +1,27 @@
+// The one extension module, cnnfast._core. Each kernel family registers its functions from its
+// own bind_<family>.cpp; this file only assembles them.
+#include <pybind11/pybind11.h>
+
+#include "gemm.h"
+#include "parallel.h"
+
+namespace py = pybind11;
+
+namespace cnnfast::bind {
+void bind_gemm(py::module_& m);
+void bind_conv2d(py::module_& m);
+void bind_pool2d(py::module_& m);
+void bind_elementwise(py::module_& m);
+}  // namespace cnnfast::bind
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "cnnfast C++ kernels on float32 NHWC buffers (internal; use cnnfast.ops)";
+    m.def("get_num_threads", &cnnfast::get_num_threads);
+    m.def("set_num_threads", &cnnfast::set_num_threads, py::arg("n"));
+    m.attr("build_flags") = CNNFAST_BUILD_FLAGS;
+    m.attr("compiler") = CNNFAST_COMPILER;
+    cnnfast::bind::bind_gemm(m);
+    cnnfast::bind::bind_conv2d(m);
+    cnnfast::bind::bind_pool2d(m);
+    cnnfast::bind::bind_elementwise(m);
+}

@@ -1,0 +1,23 @@
+#pragma once
+// Single-precision GEMM on row-major buffers, the workhorse of conv and dense layers.
+#include <cstdint>
+
+namespace cnnfast {
+
+// C (M,N) = alpha * op(A) * op(B) + beta * C, all row-major.
+// op(A) is (M,K): A is (M,K) with row stride lda, or (K,M) when trans_a.
+// op(B) is (K,N): B is (K,N) with row stride ldb, or (N,K) when trans_b.
+// beta == 0 overwrites C without reading it (NaNs in C do not propagate). Threaded internally.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc);
+
+// The plain triple loop: readable spec, fallback and test oracle.
+void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                 int64_t ldc);
+
+// Name of the micro-kernel path sgemm uses ("avx512", "avx2", "scalar").
+const char* sgemm_simd_path();
+
+}  // namespace cnnfast

@@ -1,0 +1,20 @@
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+SHARED_DATASETS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def mnist_dir():
+    path = pathlib.Path(os.environ.get("CNNFAST_MNIST_DIR", SHARED_DATASETS / "mnist"))
+    if not (path / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {path} (../shared/datasets/mnist or $CNNFAST_MNIST_DIR)")
+    return path
