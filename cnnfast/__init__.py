@@ -1,8 +1,40 @@
-"""cnnfast: fast CPU training of classic convolutional neural networks."""
+"""cnnfast: fast CPU training of classic convolutional neural networks.
+
+>>> import cnnfast as cf
+>>> model = cf.Sequential([cf.layers.Input((28, 28, 1)), cf.layers.Flatten(),
+...                        cf.layers.Dense(10, activation="softmax")])
+"""
 
 from __future__ import annotations
 
-from cnnfast import _core
+from cnnfast import _core, callbacks, initializers, layers, losses, optimizers, regularizers
+from cnnfast.model import Sequential
+from cnnfast.random import set_seed
+from cnnfast.shapes import conv_output_size, pool_output_size
 
 __version__ = "0.1.0"
-__all__ = ["_core"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels use (n <= 0 restores the default: OMP_NUM_THREADS or all cores)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _core.get_num_threads()
+
+
+def show_config() -> None:
+    """Print the SIMD path, thread count and build flags of the compiled core."""
+    print(f"cnnfast {__version__}")
+    print(f"  SIMD path (GEMM):  {_core.sgemm_simd_path()}")
+    print(f"  threads:           {_core.get_num_threads()}")
+    print(f"  compiler:          {_core.compiler}")
+    print(f"  build flags:       {_core.build_flags}")
+
+
+__all__ = [
+    "Sequential", "callbacks", "conv_output_size", "get_num_threads", "initializers", "layers",
+    "losses", "optimizers", "pool_output_size", "regularizers", "set_num_threads", "set_seed",
+    "show_config",
+]

@@ -12,7 +12,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir():
     path = pathlib.Path(os.environ.get("CNNFAST_MNIST_DIR", SHARED_DATASETS / "mnist"))
     if not (path / "train-images-idx3-ubyte.gz").exists():

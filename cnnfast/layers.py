@@ -1,0 +1,611 @@
+"""Keras-style layers: plain classes holding parameters and reusable buffers.
+
+Every layer has `build(input_shape)`, `output_shape(input_shape)`, `forward(x, training)`,
+`backward(dy)`, `params()`, `grads()` and `num_params()`. Shapes exclude the batch axis.
+The math runs in cnnfast._core; buffers for outputs and gradients are kept between batches
+so a training step does not allocate once shapes settle.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from cnnfast import _core, initializers, regularizers
+from cnnfast.random import next_seed
+from cnnfast.shapes import conv_padding, pair
+
+Shape = tuple[int, ...]
+
+_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "softmax")
+
+
+def _positive_int(value: Any, what: str, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{layer}: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _positive_pair(value: Any, what: str, layer: str) -> tuple[int, int]:
+    try:
+        a, b = pair(value, what)
+    except (TypeError, ValueError):
+        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}") from None
+    if a <= 0 or b <= 0:
+        raise ValueError(f"{layer}: {what} must be positive, got {value!r}")
+    return a, b
+
+
+class Layer:
+    """Base class. Subclasses set `self.weights_` (name -> array) in build."""
+
+    _name_counter: dict[str, int] = {}
+
+    def __init__(self, name: str | None = None, input_shape: Sequence[int] | None = None,
+                 trainable: bool = True) -> None:
+        self.name = name
+        self.trainable = trainable
+        self.built = False
+        self.input_shape: Shape | None = None
+        self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
+        # The first layer of a model need not propagate gradients to the data.
+        self.need_input_grad = True
+        self.weights_: dict[str, np.ndarray] = {}
+        self.gradients_: dict[str, np.ndarray] = {}
+        self.regularizers_: dict[str, regularizers.Regularizer] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+
+    # -- naming -----------------------------------------------------------------------------
+    @classmethod
+    def default_name(cls) -> str:
+        base = "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
+        base = base.replace("2_d", "2d").replace("p_re_l_u", "prelu").replace("e_l_u", "elu")
+        base = base.replace("re_l_u", "relu")
+        return base
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} '{self.name or self.default_name()}'"
+
+    # -- construction -----------------------------------------------------------------------
+    def build(self, input_shape: Shape) -> None:
+        self.output_shape(input_shape)  # validates
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def _add_weight(self, name: str, shape: Shape, initializer, regularizer=None) -> np.ndarray:
+        value = np.ascontiguousarray(initializers.get(initializer)(tuple(shape)), np.float32)
+        if value.shape != tuple(shape):
+            raise ValueError(
+                f"{self.describe()}: initializer returned shape {value.shape} for weight "
+                f"'{name}' of shape {tuple(shape)}"
+            )
+        self.weights_[name] = value
+        self.gradients_[name] = np.zeros_like(value)
+        reg = regularizers.get(regularizer)
+        if reg is not None:
+            self.regularizers_[name] = reg
+        return value
+
+    # -- parameters -------------------------------------------------------------------------
+    def params(self) -> list[np.ndarray]:
+        return list(self.weights_.values())
+
+    def grads(self) -> list[np.ndarray]:
+        return list(self.gradients_.values())
+
+    def num_params(self) -> int:
+        return int(sum(w.size for w in self.weights_.values()))
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """Shapes of this layer's weights for a given input shape (no build needed)."""
+        return {}
+
+    def regularization_loss(self) -> float:
+        return sum(reg.loss(self.weights_[n]) for n, reg in self.regularizers_.items())
+
+    def add_regularization_gradients(self) -> None:
+        for n, reg in self.regularizers_.items():
+            reg.add_gradient(self.gradients_[n], self.weights_[n])
+
+    # -- compute ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        if not self.built:
+            self.build(x.shape[1:])
+        return self.forward(x, training).copy()
+
+    def _buffer(self, key: str, shape: Shape, dtype=np.float32) -> np.ndarray:
+        """A reusable array of the given shape (reallocated only when the shape changes)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype)
+            self._buffers[key] = buf
+        return buf
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "trainable": self.trainable}
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+
+class _Activation:
+    """An activation applied after a layer's linear part, with its backward, on layer buffers."""
+
+    def __init__(self, identifier: str | None, layer: str) -> None:
+        kind = "linear" if identifier is None else identifier
+        if not isinstance(kind, str) or kind.lower() not in _ACTIVATIONS:
+            raise ValueError(f"{layer}: unknown activation {identifier!r}; known: {list(_ACTIVATIONS)}")
+        self.kind = kind.lower()
+        self.alpha = 1.0  # ELU's alpha (Keras default)
+        self.z: np.ndarray | None = None  # pre-activation of the last forward pass
+        self.y: np.ndarray | None = None
+        # Set by the model when the loss kernel already returns d(loss)/dz (softmax + CE).
+        self.fused_with_loss = False
+
+    def forward(self, owner: Layer, z: np.ndarray) -> np.ndarray:
+        self.z = z
+        if self.kind == "linear":
+            self.y = z
+        elif self.kind == "relu":
+            # relu'(z) can be read off the output, so relu runs in place.
+            _core.activation_forward(z, z, "relu", 1.0)
+            self.y = z
+        elif self.kind == "softmax":
+            self.y = owner._buffer("act", z.shape)
+            _core.softmax_forward(self.y.reshape(-1, z.shape[-1]), z.reshape(-1, z.shape[-1]))
+        else:
+            self.y = owner._buffer("act", z.shape)
+            _core.activation_forward(self.y, z, self.kind, self.alpha)
+        return self.y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """d(loss)/dz from d(loss)/dy, written into dy's buffer (dy is not used afterwards)."""
+        if self.kind == "linear" or self.fused_with_loss:
+            return dy
+        if self.kind == "softmax":
+            c = dy.shape[-1]
+            _core.softmax_backward(dy.reshape(-1, c), self.y.reshape(-1, c), dy.reshape(-1, c))
+            return dy
+        _core.activation_backward(dy, self.z, self.y, dy, self.kind, self.alpha)
+        return dy
+
+
+class InputLayer(Layer):
+    """Declares the per-sample input shape; the first element of a Sequential model."""
+
+    def __init__(self, shape: Sequence[int], name: str | None = None) -> None:
+        if shape is None or not isinstance(shape, (tuple, list)) or not shape:
+            raise ValueError(f"Input: shape must be a non-empty tuple, got {shape!r}")
+        for s in shape:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0:
+                raise ValueError(f"Input: every dimension must be a positive int, got {tuple(shape)}")
+        super().__init__(name=name, input_shape=tuple(int(s) for s in shape))
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.declared_input_shape)}
+
+
+def Input(shape: Sequence[int], name: str | None = None) -> InputLayer:  # noqa: N802 (Keras name)
+    """Keras-style `Input(shape)`: the per-sample shape, batch axis excluded."""
+    return InputLayer(shape, name=name)
+
+
+class Conv2D(Layer):
+    """2-D convolution on NHWC inputs with a (KH, KW, C_in/groups, filters) kernel.
+
+    Parameters follow Keras: `filters`, `kernel_size`, `strides=(1, 1)`, `padding="valid"`
+    ("valid", "same", or explicit ints / (pad_h, pad_w) as in PyTorch), `activation=None`,
+    `use_bias=True`, Glorot-uniform kernel and zero bias. `groups` splits channels into
+    independent groups (AlexNet's two-tower connectivity).
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
+                 activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, groups: int = 1,
+                 input_shape=None, name: str | None = None, **kwargs) -> None:
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last", "dilation_rate": (1, 1)})
+        who = f"Conv2D '{name}'" if name else "Conv2D"
+        self.filters = _positive_int(filters, "filters", who)
+        self.kernel_size = _positive_pair(kernel_size, "kernel_size", who)
+        self.strides = _positive_pair(strides, "strides", who)
+        self.groups = _positive_int(groups, "groups", who)
+        if self.filters % self.groups:
+            raise ValueError(f"{who}: filters={self.filters} is not divisible by groups={self.groups}")
+        if isinstance(padding, str):
+            if padding.lower() not in ("valid", "same"):
+                raise ValueError(f'{who}: padding must be "valid", "same" or ints, got {padding!r}')
+            self.padding: Any = padding.lower()
+        else:
+            ph, pw = pair(padding, "padding")
+            if ph < 0 or pw < 0:
+                raise ValueError(f"{who}: padding must be non-negative, got {padding!r}")
+            self.padding = (ph, pw)
+        self.act = _Activation(activation, who)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def _geometry(self, input_shape: Shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.describe()}: expects input of shape (H, W, C) per sample, got {tuple(input_shape)}"
+            )
+        h, w, c = input_shape
+        if c % self.groups:
+            raise ValueError(
+                f"{self.describe()}: input channels {c} (input shape {tuple(input_shape)}) "
+                f"not divisible by groups={self.groups}"
+            )
+        pads = self.padding if isinstance(self.padding, str) else None
+        ph, pw = (0, 0) if pads else self.padding
+        try:
+            top, _, oh = conv_padding(h, self.kernel_size[0], self.strides[0], pads or (ph, ph))
+            left, _, ow = conv_padding(w, self.kernel_size[1], self.strides[1], pads or (pw, pw))
+        except ValueError as err:
+            raise ValueError(
+                f"{self.describe()}: kernel {self.kernel_size} with strides {self.strides} and padding "
+                f"{self.padding!r} does not fit input shape {tuple(input_shape)}: {err}"
+            ) from None
+        return top, left, oh, ow
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _, _, oh, ow = self._geometry(input_shape)
+        return (oh, ow, self.filters)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        shapes = {"kernel": (kh, kw, input_shape[-1] // self.groups, self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def build(self, input_shape: Shape) -> None:
+        self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
+        shapes = self.param_shapes(input_shape)
+        self.kernel = self._add_weight("kernel", shapes["kernel"], self.kernel_initializer,
+                                       self.kernel_regularizer)
+        self.bias = (self._add_weight("bias", shapes["bias"], self.bias_initializer,
+                                      self.bias_regularizer) if self.use_bias else None)
+        super().build(input_shape)
+
+    def _args(self):
+        return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups)
+
+    def forward(self, x, training=False):
+        self.x = x
+        z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.filters))
+        _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args())
+        return self.act.forward(self, z)
+
+    def backward(self, dy):
+        dz = self.act.backward(dy)
+        _core.conv2d_backward_weights(self.gradients_["kernel"], self.gradients_.get("bias"),
+                                      self.x, dz, *self._args())
+        if not self.need_input_grad:
+            return None
+        dx = self._buffer("dx", self.x.shape)
+        _core.conv2d_backward_data(dx, dz, self.weights_["kernel"], *self._args())
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+                "activation": self.act.kind, "use_bias": self.use_bias, "groups": self.groups}
+
+
+class _Pool2D(Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
+                 input_shape=None, **kwargs) -> None:
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"{type(self).__name__} '{name}'" if name else type(self).__name__
+        self.pool_size = _positive_pair(pool_size, "pool_size", who)
+        self.strides = self.pool_size if strides is None else _positive_pair(strides, "strides", who)
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f'{who}: padding must be "valid" or "same", got {padding!r}')
+        self.padding = padding.lower()
+
+    def _geometry(self, input_shape: Shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.describe()}: expects input of shape (H, W, C) per sample, got {tuple(input_shape)}"
+            )
+        h, w, _ = input_shape
+        try:
+            top, _, oh = conv_padding(h, self.pool_size[0], self.strides[0], self.padding)
+            left, _, ow = conv_padding(w, self.pool_size[1], self.strides[1], self.padding)
+        except ValueError as err:
+            raise ValueError(
+                f"{self.describe()}: pool {self.pool_size} with strides {self.strides} does not fit "
+                f"input shape {tuple(input_shape)}: {err}"
+            ) from None
+        return top, left, oh, ow
+
+    def output_shape(self, input_shape):
+        _, _, oh, ow = self._geometry(input_shape)
+        return (oh, ow, input_shape[-1])
+
+    def build(self, input_shape):
+        self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
+        super().build(input_shape)
+
+    def _args(self):
+        return (self.pool_size[0], self.pool_size[1], self.strides[0], self.strides[1],
+                self.pad_top, self.pad_left)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding}
+
+
+class MaxPooling2D(_Pool2D):
+    """Max pooling (Keras defaults: pool 2x2, strides = pool_size, "valid")."""
+
+    def forward(self, x, training=False):
+        n, c = x.shape[0], x.shape[-1]
+        y = self._buffer("y", (n, self.oh, self.ow, c))
+        self.argmax = self._buffer("argmax", y.shape, np.int32) if training else None
+        _core.max_pool2d_forward(y, self.argmax, x, *self._args())
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        _core.max_pool2d_backward(dx, dy, self.argmax)
+        return dx
+
+
+class AveragePooling2D(_Pool2D):
+    """Average pooling; with "same" padding the padded positions are not counted (Keras)."""
+
+    def forward(self, x, training=False):
+        n, c = x.shape[0], x.shape[-1]
+        y = self._buffer("y", (n, self.oh, self.ow, c))
+        _core.avg_pool2d_forward(y, x, *self._args())
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        _core.avg_pool2d_backward(dx, dy, *self._args())
+        return dx
+
+
+class Flatten(Layer):
+    """Row-major flatten over (H, W, C), as Keras does for channels-last data."""
+
+    def __init__(self, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.x_shape)
+
+
+class Dense(Layer):
+    """Fully connected layer y = act(x @ kernel + bias), kernel (in, units)."""
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, input_shape=None,
+                 name: str | None = None, **kwargs) -> None:
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        who = f"Dense '{name}'" if name else "Dense"
+        self.units = _positive_int(units, "units", who)
+        self.act = _Activation(activation, who)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.describe()}: needs at least a feature axis, got {input_shape}")
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def param_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def build(self, input_shape):
+        shapes = self.param_shapes(input_shape)
+        self._add_weight("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        self.x_shape = x.shape
+        x2 = x.reshape(-1, x.shape[-1])  # Dense acts on the last axis, like Keras
+        self.x2 = x2
+        z = self._buffer("z", (x2.shape[0], self.units))
+        _core.dense_forward(z, x2, self.weights_["kernel"], self.weights_.get("bias"))
+        y = self.act.forward(self, z)
+        return y.reshape(self.x_shape[:-1] + (self.units,))
+
+    def backward(self, dy):
+        dz = self.act.backward(dy.reshape(-1, self.units))
+        dx = self._buffer("dx", self.x2.shape) if self.need_input_grad else None
+        _core.dense_backward(dx, self.gradients_["kernel"], self.gradients_.get("bias"),
+                             self.x2, self.weights_["kernel"], dz)
+        return None if dx is None else dx.reshape(self.x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.act.kind,
+                "use_bias": self.use_bias}
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero a `rate` fraction and scale the rest by 1/(1-rate)."""
+
+    def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"noise_shape": None})
+        if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._calls = 0
+
+    def forward(self, x, training=False):
+        self.active = training and self.rate > 0.0
+        if not self.active:
+            return x
+        y = self._buffer("y", x.shape)
+        self.mask = self._buffer("mask", x.shape, np.uint8)
+        # A fixed layer seed gives a fresh but reproducible mask per call.
+        seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
+        self._calls += 1
+        _core.dropout_forward(y, self.mask, x, self.rate, seed)
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        _core.dropout_backward(dy, dy, self.mask, self.rate)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Activation(Layer):
+    """Applies a named activation ("relu", "sigmoid", "tanh", "elu", "swish", "softmax", "linear")."""
+
+    def __init__(self, activation: str, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        self.act = _Activation(activation, f"Activation '{name}'" if name else "Activation")
+
+    def forward(self, x, training=False):
+        z = self._buffer("z", x.shape)
+        np.copyto(z, x)  # keep the input intact: the previous layer may still need it
+        return self.act.forward(self, z)
+
+    def backward(self, dy):
+        return self.act.backward(dy)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.act.kind}
+
+
+class ReLU(Activation):
+    def __init__(self, name=None, **kwargs):
+        super().__init__("relu", name=name, **kwargs)
+
+
+class ELU(Activation):
+    def __init__(self, alpha: float = 1.0, name=None, **kwargs):
+        super().__init__("elu", name=name, **kwargs)
+        self.act.alpha = float(alpha)
+
+
+class Softmax(Activation):
+    def __init__(self, axis: int = -1, name=None, **kwargs):
+        if axis != -1:
+            raise NotImplementedError("Softmax: only axis=-1 is supported")
+        super().__init__("softmax", name=name, **kwargs)
+
+
+class PReLU(Layer):
+    """Parametric ReLU: y = x for x > 0, alpha * x otherwise, with a learned alpha.
+
+    `shared_axes` (1-based, as in Keras) share one slope across those axes; `shared_axes=[1, 2]`
+    gives one slope per channel on NHWC feature maps. Alpha starts at zero (Keras default).
+    """
+
+    def __init__(self, alpha_initializer="zeros", shared_axes: Sequence[int] | None = None,
+                 alpha_regularizer=None, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        self.alpha_initializer = alpha_initializer
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        if shared_axes is None:
+            self.shared_axes: tuple[int, ...] = ()
+        else:
+            axes = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes)
+            self.shared_axes = tuple(sorted(int(a) for a in axes))
+
+    def param_shapes(self, input_shape):
+        shape = list(input_shape)
+        for a in self.shared_axes:
+            if not 1 <= a <= len(shape):
+                raise ValueError(f"{self.describe()}: shared axis {a} out of range for input {input_shape}")
+            shape[a - 1] = 1
+        # The C++ kernel repeats alpha over the flat index, which needs the shared axes to lead.
+        first_kept = next((i for i, s in enumerate(shape) if s != 1), len(shape))
+        if any(s == 1 and input_shape[i] != 1 for i, s in enumerate(shape) if i > first_kept):
+            raise NotImplementedError(
+                f"{self.describe()}: shared_axes {list(self.shared_axes)} must be leading axes "
+                f"(e.g. [1, 2] on NHWC) for input {tuple(input_shape)}"
+            )
+        return {"alpha": tuple(shape)}
+
+    def output_shape(self, input_shape):
+        self.param_shapes(input_shape)
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        self._add_weight("alpha", self.param_shapes(input_shape)["alpha"], self.alpha_initializer,
+                         self.alpha_regularizer)
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        self.x = x
+        y = self._buffer("y", x.shape)
+        _core.prelu_forward(y, x, self.weights_["alpha"])
+        return y
+
+    def backward(self, dy):
+        _core.prelu_backward(dy, self.gradients_["alpha"], self.x, self.weights_["alpha"], dy)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "shared_axes": list(self.shared_axes)}
+
+
+def _reject_unsupported(layer: Layer, kwargs: dict, allowed_defaults: dict) -> None:
+    """Accept Keras keyword arguments only at the values cnnfast implements."""
+    for key, value in kwargs.items():
+        if key in allowed_defaults:
+            default = allowed_defaults[key]
+            same = value == default or (isinstance(default, tuple) and tuple(pair(value, key)) == default)
+            if same:
+                continue
+            raise NotImplementedError(
+                f"{type(layer).__name__}: {key}={value!r} is not supported by cnnfast (only {default!r})"
+            )
+        raise TypeError(f"{type(layer).__name__}: unexpected keyword argument {key!r}")

@@ -1,0 +1,68 @@
+"""Real learning: LeNet-5-shaped and Keras MNIST CNNs trained on a real MNIST subset.
+
+Each run takes a few seconds; thresholds sit well below what the runs reach (see the comments)
+so that the test fails only when learning is actually broken.
+"""
+
+import numpy as np
+import pytest
+
+import cnnfast as cf
+from cnnfast import layers as L
+from cnnfast.datasets import read_idx
+
+N_TRAIN, N_TEST = 6000, 2000
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    root = mnist_dir
+    x_train = read_idx(root / "train-images-idx3-ubyte.gz")[:N_TRAIN]
+    y_train = read_idx(root / "train-labels-idx1-ubyte.gz")[:N_TRAIN]
+    x_test = read_idx(root / "t10k-images-idx3-ubyte.gz")[:N_TEST]
+    y_test = read_idx(root / "t10k-labels-idx1-ubyte.gz")[:N_TEST]
+    scale = lambda a: (a.astype(np.float32) / 255.0)[..., None]  # noqa: E731
+    return scale(x_train), np.eye(10, dtype=np.float32)[y_train], scale(x_test), np.eye(10, dtype=np.float32)[y_test]
+
+
+def test_keras_mnist_cnn_learns_mnist(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    cf.set_seed(0)
+    model = cf.Sequential([
+        L.Input((28, 28, 1)),
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"),
+        L.Flatten(),
+        L.Dropout(0.2),
+        L.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    hist = model.fit(x_train, y_train, epochs=2, batch_size=128, verbose=0,
+                     validation_data=(x_test[:500], y_test[:500]))
+    loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    # 6k images x 2 epochs reach ~97% here; 95% leaves room for seeds and thread counts.
+    assert acc >= 0.95, (loss, acc, hist.history)
+    assert hist.history["loss"][1] < hist.history["loss"][0]
+
+
+def test_lenet5_learns_mnist(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    pad = lambda a: np.pad(a, ((0, 0), (2, 2), (2, 2), (0, 0)))  # noqa: E731  28 -> 32 as in the paper
+    cf.set_seed(0)
+    model = cf.Sequential([
+        L.Input((32, 32, 1)),
+        L.Conv2D(6, 5, activation="tanh"),
+        L.AveragePooling2D(2),
+        L.Conv2D(16, 5, activation="tanh"),
+        L.AveragePooling2D(2),
+        L.Conv2D(120, 5, activation="tanh"),
+        L.Flatten(),
+        L.Dense(84, activation="tanh"),
+        L.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(pad(x_train), y_train, epochs=3, batch_size=64, verbose=0)
+    loss, acc = model.evaluate(pad(x_test), y_test, verbose=0)
+    # 6k images x 3 epochs reach ~96% here; 93% leaves room for seeds and thread counts.
+    assert acc >= 0.93, (loss, acc)
