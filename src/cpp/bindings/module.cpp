@@ -12,6 +12,7 @@ void bind_gemm(py::module_& m);
 void bind_conv2d(py::module_& m);
 void bind_pool2d(py::module_& m);
 void bind_elementwise(py::module_& m);
+void bind_lrn(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_conv2d(m);
     cnnfast::bind::bind_pool2d(m);
     cnnfast::bind::bind_elementwise(m);
+    cnnfast::bind::bind_lrn(m);
 }
