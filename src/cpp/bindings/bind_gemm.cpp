@@ -3,13 +3,15 @@
 
 namespace cnnfast::bind {
 
-// c (M,N) = alpha * op(a) @ op(b) + beta * c, written in place.
+// c (M,N) = alpha * op(a) @ op(b) + beta * c, written in place; op(a) (M,K), op(b) (K,N).
+// Optional fused epilogue: + bias (N,) per row, then ReLU.
 void bind_gemm(py::module_& m) {
     m.def("sgemm_simd_path", &sgemm_simd_path);
     m.def(
         "sgemm",
         [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,
-           float alpha, float beta, bool naive) {
+           float alpha, float beta, bool naive, const py::object& bias, bool relu,
+           bool single_thread) {
             const float* pa = in_f32(a, "sgemm a", 2);
             const float* pb = in_f32(b, "sgemm b", 2);
             float* pc = out_f32(c, "sgemm c", 2);
@@ -19,13 +21,33 @@ void bind_gemm(py::module_& m) {
                 throw std::invalid_argument("sgemm: inner dimensions differ: op(a) " +
                                             shape_str({M, K}) + ", op(b) " + shape_str({Kb, N}));
             expect_shape(c, "sgemm c", {M, N});
-            auto fn = naive ? &sgemm_naive : &sgemm;
+            const float* pbias = nullptr;
+            if (!bias.is_none()) {
+                const py::array bias_arr = bias.cast<py::array>();
+                pbias = in_f32(bias_arr, "sgemm bias", 1);
+                expect_shape(bias_arr, "sgemm bias", {N});
+            }
+            const bool epilogue = pbias != nullptr || relu;
+            if (naive && (epilogue || single_thread))
+                throw std::invalid_argument(
+                    "sgemm: naive=True takes no bias, relu or single_thread");
             py::gil_scoped_release release;
-            fn(trans_a, trans_b, M, N, K, alpha, pa, dim(a, 1), pb, dim(b, 1), beta, pc, N);
+            if (naive)
+                sgemm_naive(trans_a, trans_b, M, N, K, alpha, pa, dim(a, 1), pb, dim(b, 1), beta,
+                            pc, N);
+            else if (epilogue)
+                sgemm_bias_relu(trans_a, trans_b, M, N, K, alpha, pa, dim(a, 1), pb, dim(b, 1),
+                                beta, pc, N, pbias, relu);
+            else if (single_thread)
+                sgemm_single_thread(trans_a, trans_b, M, N, K, alpha, pa, dim(a, 1), pb,
+                                    dim(b, 1), beta, pc, N);
+            else
+                sgemm(trans_a, trans_b, M, N, K, alpha, pa, dim(a, 1), pb, dim(b, 1), beta, pc, N);
         },
         py::arg("c"), py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
-        py::arg("naive") = false);
+        py::arg("naive") = false, py::arg("bias") = py::none(), py::arg("relu") = false,
+        py::arg("single_thread") = false);
 }
 
 }  // namespace cnnfast::bind

@@ -1,19 +1,405 @@
-// TEMPORARY placeholder (being replaced by the packed SIMD GEMM): row-parallel naive loop.
+// Packed, cache-blocked, threaded SGEMM (Goto / BLIS style; the loop nest is above gemm_serial).
+// Unlike the textbook order, the packed B block lives in L2 and each A micro-panel in L1 (ir
+// outside jr): measured faster here than streaming A micro-panels from L2 past an L1-resident B
+// micro-panel, which at KC x NR = 384 x 32 floats does not leave room for A in a 48 KiB L1.
+//
+// Threads each own a rectangle of C tiles (split over M and/or N) and pack their own operands,
+// so the parallel region has no barriers. The micro-kernel is chosen once per process from the
+// CPU features (gemm_ukernel_*.cpp), overridable downwards with CNNFAST_SIMD=avx512|avx2|scalar.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "gemm.h"
+#include "gemm_ukernel.h"
 #include "parallel.h"
 
 namespace cnnfast {
+namespace {
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
-#pragma omp parallel for num_threads(threads_for(M)) schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
-        const float* a_row = trans_a ? A + i : A + i * lda;
-        sgemm_naive(trans_a, trans_b, 1, N, K, alpha, a_row, lda, B, ldb, beta, C + i * ldc, ldc);
+constexpr int64_t KC = kGemmKC;
+// Largest micro-tile any path uses, for the edge-tile scratch.
+constexpr int kMaxMR = 16, kMaxNR = 64;
+
+struct GemmConfig {
+    GemmUkernel uk;
+    // Floats in the packed B block: about half of L2, so it stays there while every A
+    // micro-panel (in L1) sweeps across it.
+    int64_t b_floats;
+    // Rows of op(A) packed at once (multiples of MR), per A layout; the A block stays in L2
+    // beside B. Stored (K, M) wants wide blocks: each stored row then yields one long contiguous
+    // read instead of many 56-byte pieces of cache lines scattered over pages.
+    int64_t mc_rows, mc_kmajor;
+};
+
+bool cpu_has_avx512() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma");
+}
+
+bool cpu_has_avx2() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// The best compiled-in path the CPU runs, capped by CNNFAST_SIMD (a request above what the CPU
+// supports falls back to the best available; an unknown value is ignored).
+GemmConfig select_config() {
+    int cap = 2;  // 2 avx512, 1 avx2, 0 scalar
+    if (const char* env = std::getenv("CNNFAST_SIMD")) {
+        if (std::strcmp(env, "avx2") == 0) cap = 1;
+        if (std::strcmp(env, "scalar") == 0) cap = 0;
+    }
+    GemmConfig cfg{};
+    if (cap >= 2 && cpu_has_avx512() && gemm_ukernel_14x32_avx512(&cfg.uk)) {
+    } else if (cap >= 1 && cpu_has_avx2() && gemm_ukernel_6x16_avx2(&cfg.uk)) {
+    } else {
+        gemm_ukernel_4x8_scalar(&cfg.uk);
+    }
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 <= 0) l2 = 1 << 20;
+    cfg.b_floats = l2 / 2 / int64_t(sizeof(float));
+    cfg.mc_rows = cfg.uk.mr * 4;
+    cfg.mc_kmajor = cfg.uk.mr * 16;
+    return cfg;
+}
+
+const GemmConfig& config() {
+    static const GemmConfig cfg = select_config();
+    return cfg;
+}
+
+// Grow-only 64-byte-aligned scratch, one per thread: no allocation per call after warm-up.
+class PackBuffer {
+  public:
+    ~PackBuffer() { std::free(data_); }
+    float* get(int64_t n) {
+        if (n > cap_) {
+            std::free(data_);
+            size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+            // Large blocks on 2 MiB pages where the kernel allows: the packed B block is swept
+            // once per A micro-panel, and on 4 KiB pages that is a TLB miss every 4 KiB.
+            const size_t huge = size_t(2) << 20;
+            const bool big = bytes >= huge / 4;
+            if (big) bytes = (bytes + huge - 1) / huge * huge;
+            data_ = static_cast<float*>(std::aligned_alloc(big ? huge : 64, bytes));
+            if (!data_) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+            if (big) madvise(data_, bytes, MADV_HUGEPAGE);
+#endif
+            cap_ = n;
+        }
+        return data_;
+    }
+
+  private:
+    float* data_ = nullptr;
+    int64_t cap_ = 0;
+};
+
+thread_local PackBuffer t_pack_a, t_pack_b;
+
+// Optional work done on each finished tile of C: bias over columns, then ReLU.
+struct Epilogue {
+    const float* bias;  // (N,) or null
+    bool relu;
+    bool active() const { return bias || relu; }
+};
+
+// op(B) block (kc, nc) -> nc/NR panels of kc x NR, k-major, zero-padded to a whole panel.
+// b points at op(B)(0, 0) of the block: B + p0*ldb + j0, or B + j0*ldb + p0 when trans_b.
+void pack_b(float* dst, const float* b, int64_t ldb, bool trans_b, int64_t kc, int64_t nc,
+            int nr_max) {
+    for (int64_t jp = 0; jp < nc; jp += nr_max) {
+        const int64_t nr = std::min<int64_t>(nr_max, nc - jp);
+        float* d = dst + jp * kc;
+        if (!trans_b) {
+            for (int64_t k = 0; k < kc; ++k) {
+                const float* s = b + k * ldb + jp;
+                float* dk = d + k * nr_max;
+                std::memcpy(dk, s, nr * sizeof(float));
+                for (int64_t j = nr; j < nr_max; ++j) dk[j] = 0.0f;
+            }
+        } else {
+            // B stored (N, K): walk each stored row contiguously, scatter into the panel columns.
+            for (int64_t j = 0; j < nr; ++j) {
+                const float* s = b + (jp + j) * ldb;
+                for (int64_t k = 0; k < kc; ++k) d[k * nr_max + j] = s[k];
+            }
+            for (int64_t k = 0; k < kc; ++k)
+                for (int64_t j = nr; j < nr_max; ++j) d[k * nr_max + j] = 0.0f;
+        }
     }
 }
 
-const char* sgemm_simd_path() { return "scalar"; }
+// Floats one packed A panel occupies in each layout.
+inline int64_t a_panel_size(bool trans_a, int mr, int64_t kc) {
+    return trans_a ? mr * kc : mr * kGemmARowStride;
+}
+
+// op(A) block (mc, kc) -> mc/MR panels, zero-padded to whole panels. A stored (M, K) goes into the
+// row-panel layout (row memcpy); stored (K, M) (trans_a) into the k-major layout (MR-wide copies).
+// a points at op(A)(0, 0) of the block: A + i0*lda + p0, or A + p0*lda + i0 when trans_a.
+void pack_a(float* dst, const float* a, int64_t lda, bool trans_a, int64_t mc, int64_t kc,
+            int mr_max) {
+    const int64_t panel = a_panel_size(trans_a, mr_max, kc);
+    if (!trans_a) {
+        for (int64_t ip = 0; ip < mc; ip += mr_max) {
+            const int64_t mr = std::min<int64_t>(mr_max, mc - ip);
+            float* d = dst + (ip / mr_max) * panel;
+            for (int64_t i = 0; i < mr; ++i)
+                std::memcpy(d + i * kGemmARowStride, a + (ip + i) * lda, kc * sizeof(float));
+            for (int64_t i = mr; i < mr_max; ++i)
+                std::memset(d + i * kGemmARowStride, 0, kc * sizeof(float));
+        }
+        return;
+    }
+    // Stored (K, M): k outermost, so each stored row's mc floats are read once, in order.
+    const int64_t full = mc / mr_max * mr_max;
+    for (int64_t k = 0; k < kc; ++k) {
+        const float* s = a + k * lda;
+        for (int64_t ip = 0; ip < full; ip += mr_max)
+            std::memcpy(dst + (ip / mr_max) * panel + k * mr_max, s + ip, mr_max * sizeof(float));
+        if (full < mc) {
+            float* dk = dst + (full / mr_max) * panel + k * mr_max;
+            std::memcpy(dk, s + full, (mc - full) * sizeof(float));
+            for (int64_t i = mc - full; i < mr_max; ++i) dk[i] = 0.0f;
+        }
+    }
+}
+
+// c (mr, nr) with row stride ldc; bias indexed by the tile's first column.
+void apply_epilogue(float* c, int64_t ldc, int64_t mr, int64_t nr, const float* bias, bool relu) {
+    for (int64_t i = 0; i < mr; ++i) {
+        float* ci = c + i * ldc;
+        if (bias)
+            for (int64_t j = 0; j < nr; ++j) ci[j] += bias[j];
+        if (relu)
+            for (int64_t j = 0; j < nr; ++j) ci[j] = ci[j] > 0.0f ? ci[j] : 0.0f;
+    }
+}
+
+// Prefetch part `part` of `parts` of the cache lines an A block (mc x kc of op(A)) will be packed
+// from, so that packing it after the current block's kernels finds them in cache rather than in
+// DRAM. a points at op(A)(i0, p0) as in pack_a.
+void prefetch_a_source(const float* a, int64_t lda, bool trans_a, int64_t mc, int64_t kc,
+                       int64_t part, int64_t parts) {
+    // Non-transposed: mc rows of kc floats; transposed: kc rows of mc floats.
+    const int64_t rows = trans_a ? kc : mc, len = trans_a ? mc : kc;
+    const int64_t lines_per_row = (len + 15) / 16 + 1;  // +1: rows need not start on a line
+    const int64_t total = rows * lines_per_row;
+    const int64_t l0 = total * part / parts, l1 = total * (part + 1) / parts;
+    for (int64_t l = l0; l < l1; ++l) {
+        const int64_t r = l / lines_per_row;
+        const int64_t x = std::min<int64_t>((l % lines_per_row) * 16, len - 1);
+        __builtin_prefetch(a + r * lda + x, 0, 2);
+    }
+}
+
+// One thread's whole loop nest over C (M,N) = alpha op(A) op(B) + beta C (then epilogue).
+// A, B, C, bias already point at this thread's sub-problem.
+//
+//   jc over N (nc_blk)            B block: kb x nc_blk packed, sized to about half of L2
+//    pb over K (kb)               (kb = all of K when it fits, so A is streamed from DRAM once)
+//     ic over M (MC)              A block: mc x kc packed (L2), next block prefetched meanwhile
+//      pc over the kb (kc)
+//       ir over MR                one A micro-panel, loaded into L1 once ...
+//        jr over NR               ... swept across the B block's micro-panels (from L2)
+void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float beta, float* C, int64_t ldc, const Epilogue& ep) {
+    const int MR = cfg.uk.mr, NR = cfg.uk.nr;
+    const GemmUkernelFn kern = trans_a ? cfg.uk.a_kmajor : cfg.uk.a_rows;
+    // Balanced blocks: K = 576 becomes 2 x 288 rather than 384 + 192.
+    const int64_t k_blocks = (K + KC - 1) / KC;
+    const int64_t kc_blk = (K + k_blocks - 1) / k_blocks;
+    const int64_t n_panels = (N + NR - 1) / NR;
+    const int64_t nc_cap = std::max<int64_t>(NR, cfg.b_floats / kc_blk / NR * NR);
+    const int64_t n_blocks = (n_panels * NR + nc_cap - 1) / nc_cap;
+    const int64_t nc_blk = (n_panels + n_blocks - 1) / n_blocks * NR;
+    const int64_t kb_blocks = std::clamp<int64_t>(cfg.b_floats / (kc_blk * nc_blk), 1, k_blocks);
+    const int64_t kb = kb_blocks * kc_blk;
+    const int64_t MC = trans_a ? cfg.mc_kmajor : cfg.mc_rows;
+    float* pb = t_pack_b.get(nc_blk * kb);
+    float* pa = t_pack_a.get(std::min(MC, (M + MR - 1) / MR * MR) / MR *
+                             a_panel_size(trans_a, MR, kc_blk));
+    alignas(64) float tile[kMaxMR * kMaxNR];
+    // op(A)(i, p) of a stored A.
+    auto a_at = [&](int64_t i, int64_t p) { return trans_a ? A + p * lda + i : A + i * lda + p; };
+
+    for (int64_t jc = 0; jc < N; jc += nc_blk) {
+        const int64_t nc = std::min(nc_blk, N - jc);
+        const int64_t nr_steps = (nc + NR - 1) / NR;
+        for (int64_t pb0 = 0; pb0 < K; pb0 += kb) {
+            const int64_t pb1 = std::min(K, pb0 + kb);
+            for (int64_t pc = pb0; pc < pb1; pc += kc_blk) {
+                const int64_t kc = std::min(kc_blk, K - pc);
+                pack_b(pb + (pc - pb0) * nc_blk,
+                       trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, trans_b, kc, nc, NR);
+            }
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                const int64_t mc = std::min(MC, M - ic);
+                for (int64_t pc = pb0; pc < pb1; pc += kc_blk) {
+                    const int64_t kc = std::min(kc_blk, K - pc);
+                    const float beta_k = pc == 0 ? beta : 1.0f;  // later K blocks accumulate
+                    const bool last_k = pc + kc == K;
+                    const float* pbk = pb + (pc - pb0) * nc_blk;
+                    const int64_t a_panel = a_panel_size(trans_a, MR, kc);
+                    pack_a(pa, a_at(ic, pc), lda, trans_a, mc, kc, MR);
+                    // The A block packed after this one: next K block, else next rows.
+                    int64_t next_i = ic, next_p = pc + kc;
+                    if (next_p >= pb1) next_i = ic + MC, next_p = pb0;
+                    const int64_t next_mc = std::min(MC, M - next_i);
+                    const int64_t next_kc = std::min(kc_blk, K - next_p);
+                    const int64_t calls = (mc + MR - 1) / MR * nr_steps;
+                    int64_t call = 0;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int64_t mr = std::min<int64_t>(MR, mc - ir);
+                        const float* pa_r = pa + (ir / MR) * a_panel;
+                        for (int64_t jr = 0; jr < nc; jr += NR, ++call) {
+                            if (next_mc > 0)
+                                prefetch_a_source(a_at(next_i, next_p), lda, trans_a, next_mc,
+                                                  next_kc, call, calls);
+                            const int64_t nr = std::min<int64_t>(NR, nc - jr);
+                            const float* b_panel = pbk + jr * kc;
+                            float* c = C + (ic + ir) * ldc + jc + jr;
+                            if (mr == MR && nr == NR) {
+                                kern(kc, pa_r, b_panel, c, ldc, alpha, beta_k);
+                            } else {
+                                // Edge tile: full tile into scratch, write back only mr x nr.
+                                kern(kc, pa_r, b_panel, tile, NR, alpha, 0.0f);
+                                for (int64_t i = 0; i < mr; ++i) {
+                                    float* ci = c + i * ldc;
+                                    const float* ti = tile + i * NR;
+                                    if (beta_k == 0.0f)
+                                        for (int64_t j = 0; j < nr; ++j) ci[j] = ti[j];
+                                    else
+                                        for (int64_t j = 0; j < nr; ++j)
+                                            ci[j] = ti[j] + beta_k * ci[j];
+                                }
+                            }
+                            if (last_k && ep.active())
+                                apply_epilogue(c, ldc, mr, nr,
+                                               ep.bias ? ep.bias + jc + jr : nullptr, ep.relu);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// C = beta * C (beta == 0 writes zeros without reading), then the epilogue: the K == 0 or
+// alpha == 0 case, where no product is formed.
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const Epilogue& ep) {
+    for (int64_t i = 0; i < M; ++i) {
+        float* ci = C + i * ldc;
+        if (beta == 0.0f)
+            std::fill(ci, ci + N, 0.0f);
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < N; ++j) ci[j] *= beta;
+    }
+    if (ep.active()) apply_epilogue(C, ldc, M, N, ep.bias, ep.relu);
+}
+
+// Below this many multiply-adds the packing and threading overheads dominate: plain loops.
+constexpr int64_t kSmallMacs = 4096;
+// Multiply-adds worth giving a thread (~0.1 ms at peak).
+constexpr int64_t kMacsPerThread = int64_t(1) << 22;
+
+void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc, const Epilogue& ep, bool allow_threads) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc, ep);
+        return;
+    }
+    const int64_t macs = M * N * K;
+    if (macs <= kSmallMacs) {
+        sgemm_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (ep.active()) apply_epilogue(C, ldc, M, N, ep.bias, ep.relu);
+        return;
+    }
+    const GemmConfig& cfg = config();
+    const int MR = cfg.uk.mr, NR = cfg.uk.nr;
+    const int64_t m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
+    const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, m_tiles * n_tiles))
+                                  : 1;
+    if (nth <= 1) {
+        gemm_serial(cfg, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        return;
+    }
+
+    // Split C into a tm x tn grid of tile rectangles: minimise the largest share of the product
+    // plus the operand packing each thread repeats (its A rows per NC block, its B columns).
+    int tm = nth, tn = 1;
+    double best = -1.0;
+    for (int m = 1; m <= nth; ++m) {
+        if (nth % m) continue;
+        const int n = nth / m;
+        if (m > m_tiles || n > n_tiles) continue;
+        const double rows = double((m_tiles + m - 1) / m * MR);
+        const double cols = double((n_tiles + n - 1) / n * NR);
+        const double n_blocks = std::ceil(cols * double(std::min(K, KC)) / double(cfg.b_floats));
+        const double cost = rows * cols * double(K) + 4.0 * double(K) * (rows * n_blocks + cols);
+        if (best < 0.0 || cost < best) best = cost, tm = m, tn = n;
+    }
+
+#pragma omp parallel num_threads(tm * tn)
+    {
+        // Loop in case the runtime gave fewer threads than asked.
+        const int got = omp_get_num_threads();
+        for (int t = omp_get_thread_num(); t < tm * tn; t += got) {
+            const int ti = t / tn, tj = t % tn;
+            const int64_t i0 = std::min(M, m_tiles * ti / tm * MR);
+            const int64_t i1 = std::min(M, m_tiles * (ti + 1) / tm * MR);
+            const int64_t j0 = std::min(N, n_tiles * tj / tn * NR);
+            const int64_t j1 = std::min(N, n_tiles * (tj + 1) / tn * NR);
+            if (i0 >= i1 || j0 >= j1) continue;
+            const float* a = trans_a ? A + i0 : A + i0 * lda;
+            const float* b = trans_b ? B + j0 * ldb : B + j0;
+            const Epilogue sub{ep.bias ? ep.bias + j0 : nullptr, ep.relu};
+            gemm_serial(cfg, trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, a, lda, b, ldb, beta,
+                        C + i0 * ldc + j0, ldc, sub);
+        }
+    }
+}
+
+}  // namespace
+
+// A (M,K) or (K,M) if trans_a; B (K,N) or (N,K) if trans_b; C (M,N).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+    sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {nullptr, false},
+               true);
+}
+
+// Same shapes as sgemm; runs on the calling thread only.
+void sgemm_single_thread(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                         float* C, int64_t ldc) {
+    sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {nullptr, false},
+               false);
+}
+
+// Same shapes as sgemm; bias (N,) or null.
+void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc, const float* bias, bool relu) {
+    sgemm_impl(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {bias, relu}, true);
+}
+
+const char* sgemm_simd_path() { return config().uk.path; }
 
 }  // namespace cnnfast

@@ -17,6 +17,18 @@ void sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                  int64_t ldc);
 
+// sgemm on the calling thread only, for callers that parallelise outside (sgemm itself also runs
+// single-threaded when called inside an OpenMP parallel region).
+void sgemm_single_thread(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                         float* C, int64_t ldc);
+
+// sgemm with a fused epilogue on each finished tile: C = act(alpha * op(A) * op(B) + beta * C + bias)
+// where bias (N,) is added to every row (null: none) and act is ReLU when relu, else identity.
+void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc, const float* bias, bool relu);
+
 // Name of the micro-kernel path sgemm uses ("avx512", "avx2", "scalar").
 const char* sgemm_simd_path();
 

@@ -1,0 +1,56 @@
+#pragma once
+// Internal: the element-wise loops that need transcendental functions (activations, softmax rows,
+// dropout hashing) are compiled twice from activation_loops.h - once for the baseline ISA
+// (activation.cpp), with AVX2+FMA flags (activation_avx2.cpp) and with AVX-512 flags
+// (activation_avx512.cpp) - and one table is chosen
+// at run time from the CPU's features. Each entry is single-threaded; callers split the work.
+#include <cstdint>
+
+namespace cnnfast::detail {
+
+struct ElementwiseSimd {
+    const char* name;
+    // y, x (n,); kind is an Activation. y may alias x.
+    void (*act_forward)(float* y, const float* x, int64_t n, int kind, float alpha);
+    // dx, x, y, dy (n,). dx may alias any input (same index read before write).
+    void (*act_backward)(float* dx, const float* x, const float* y, const float* dy, int64_t n,
+                         int kind, float alpha);
+    // max over x (n,), n >= 1.
+    float (*row_max)(const float* x, int64_t n);
+    // sum over x (n,) of exp(x - shift).
+    float (*row_sum_exp)(const float* x, int64_t n, float shift);
+    // y (n,) = exp(x - shift) * scale. y may alias x.
+    void (*row_exp_scale)(float* y, const float* x, int64_t n, float shift, float scale);
+    // Inverted dropout on elements [lo, hi): mask[i] = (hash(key, i) >> 32) >= threshold,
+    // y = mask ? x / keep : 0.
+    void (*dropout_span)(float* y, uint8_t* mask, const float* x, int64_t lo, int64_t hi,
+                         uint64_t key, uint64_t threshold, float keep);
+};
+
+namespace simd_base {
+extern const ElementwiseSimd kTable;
+}
+#if defined(CNNFAST_BUILD_AVX2)
+namespace simd_avx2 {
+extern const ElementwiseSimd kTable;
+}
+#endif
+#if defined(CNNFAST_BUILD_AVX512)
+namespace simd_avx512 {
+extern const ElementwiseSimd kTable;
+}
+#endif
+
+// The table in use (AVX-512, else AVX2+FMA, else baseline, by CPU support), chosen once.
+const ElementwiseSimd& elementwise_simd();
+
+// The counter-based hash behind dropout: splitmix64's finaliser of key + (i + 1) * golden ratio,
+// i.e. the i-th output of a splitmix64 stream seeded with `key`.
+inline uint64_t splitmix64_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+constexpr uint64_t kGoldenGamma = 0x9E3779B97F4A7C15ULL;
+
+}  // namespace cnnfast::detail

@@ -1,0 +1,39 @@
+#pragma once
+// Internal to the GEMM: the micro-kernel contract shared by gemm.cpp (packing, blocking, threading)
+// and the per-ISA micro-kernel files. Nothing here is part of the public gemm.h interface.
+#include <cstdint>
+
+namespace cnnfast {
+
+// Depth of one packed block (the K extent a micro-kernel sweeps per call). Compile-time so that
+// the row-panel layout below has constant displacements in the micro-kernels.
+constexpr int64_t kGemmKC = 384;
+// Row stride of an A panel packed row by row. The +16 floats (one cache line) keep the MR rows of
+// a panel off a 1 KiB-periodic address pattern (L1 set conflicts, 4K aliasing).
+constexpr int64_t kGemmARowStride = kGemmKC + 16;
+
+// Packed-operand layouts a micro-kernel reads (MR x NR register tile, kc <= kGemmKC):
+//  b: kc x NR floats, k-major (the NR values of one k contiguous), 64-byte aligned.
+//  a: one of
+//     - k-major  (GemmALayout::kKMajor):  kc x MR floats, a[k*MR + i]; filled by contiguous copies
+//       when op(A) is stored transposed (K,M);
+//     - row panel (GemmALayout::kRows):   MR rows of kGemmARowStride floats, a[i*kGemmARowStride + k];
+//       filled by row memcpy when A is stored (M,K) - the im2col case, which so needs no transpose.
+// c: the MR x NR tile of C with row stride ldc; c = alpha * a*b + beta * c, and beta == 0 never
+//    reads c. Only full tiles are passed; the driver routes edge tiles through a scratch tile.
+using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                               float alpha, float beta);
+
+struct GemmUkernel {
+    const char* path;  // "avx512", "avx2", "scalar"
+    int mr, nr;
+    GemmUkernelFn a_kmajor;
+    GemmUkernelFn a_rows;
+};
+
+// Each returns false (and leaves *out untouched) when its ISA was not compiled in.
+bool gemm_ukernel_14x32_avx512(GemmUkernel* out);
+bool gemm_ukernel_6x16_avx2(GemmUkernel* out);
+void gemm_ukernel_4x8_scalar(GemmUkernel* out);
+
+}  // namespace cnnfast
