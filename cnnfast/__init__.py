@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from cnnfast import _core, callbacks, initializers, layers, losses, optimizers, regularizers
+from cnnfast import _core, callbacks, initializers, layers, losses, models, optimizers, regularizers
+from cnnfast.analyzer import analyze
 from cnnfast.model import Sequential
 from cnnfast.random import set_seed
 from cnnfast.shapes import conv_output_size, pool_output_size
@@ -34,7 +35,7 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Sequential", "callbacks", "conv_output_size", "get_num_threads", "initializers", "layers",
-    "losses", "optimizers", "pool_output_size", "regularizers", "set_num_threads", "set_seed",
-    "show_config",
+    "Sequential", "analyze", "callbacks", "conv_output_size", "get_num_threads", "initializers",
+    "layers", "losses", "models", "optimizers", "pool_output_size", "regularizers",
+    "set_num_threads", "set_seed", "show_config",
 ]

@@ -609,3 +609,69 @@ def _reject_unsupported(layer: Layer, kwargs: dict, allowed_defaults: dict) -> N
                 f"{type(layer).__name__}: {key}={value!r} is not supported by cnnfast (only {default!r})"
             )
         raise TypeError(f"{type(layer).__name__}: unexpected keyword argument {key!r}")
+
+
+class LocalResponseNormalization(Layer):
+    """Local response normalization across channels (AlexNet, Krizhevsky et al. 2012, Sec. 3.3).
+
+    For every position, each channel c is divided by a power of the sum of squares over the
+    channel window [c - depth_radius, c + depth_radius] (clipped at the edges)::
+
+        y_c = x_c / (bias + alpha * sum_{c'} x_{c'}^2) ** beta
+
+    Arguments and semantics are those of ``tf.nn.local_response_normalization``; the defaults
+    are the paper's values (TensorFlow's own are 5, 1, 1, 0.5): depth_radius=2 (window
+    n = 2*2+1 = 5), bias=1.0 (the paper's k), alpha=1e-4, beta=0.75.
+    alpha is NOT divided by the window size, as in TensorFlow and the paper; PyTorch's
+    ``nn.LocalResponseNorm(size, alpha)`` and Caffe use alpha / size, so PyTorch's
+    ``LocalResponseNorm(5, alpha=5e-4)`` equals ``LocalResponseNormalization(2, alpha=1e-4)``.
+    Acts on the last (channel) axis of any input; no parameters.
+    """
+
+    def __init__(self, depth_radius: int = 2, bias: float = 1.0, alpha: float = 1e-4,
+                 beta: float = 0.75, name: str | None = None, input_shape=None, **kwargs) -> None:
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        who = f"LocalResponseNormalization '{name}'" if name else "LocalResponseNormalization"
+        if isinstance(depth_radius, bool) or not isinstance(depth_radius, (int, np.integer)) \
+                or depth_radius < 0:
+            raise ValueError(f"{who}: depth_radius must be a non-negative int, got {depth_radius!r}")
+        for what, value in (("bias", bias), ("alpha", alpha), ("beta", beta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not np.isfinite(value):
+                raise ValueError(f"{who}: {what} must be a finite number, got {value!r}")
+        # bias > 0 and alpha >= 0 keep the base of the power positive (no NaN for any input).
+        if bias <= 0 or alpha < 0:
+            raise ValueError(f"{who}: needs bias > 0 and alpha >= 0, got bias={bias!r}, alpha={alpha!r}")
+        self.depth_radius = int(depth_radius)
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.scale: np.ndarray | None = None
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.describe()}: needs a channel axis, got input shape {input_shape}")
+        return tuple(input_shape)
+
+    def _args(self):
+        return (self.depth_radius, self.bias, self.alpha, self.beta)
+
+    def forward(self, x, training=False):
+        self.x = x
+        self.y = self._buffer("y", x.shape)
+        # The window sums are kept for backward only when training.
+        self.scale = self._buffer("scale", x.shape) if training else None
+        _core.lrn_forward(self.y, self.scale, x, *self._args())
+        return self.y
+
+    def backward(self, dy):
+        if self.scale is None:
+            raise RuntimeError(f"{self.describe()}: backward needs a forward pass with training=True")
+        dx = self._buffer("dx", self.x.shape)
+        _core.lrn_backward(dx, self.x, self.y, self.scale, dy, *self._args())
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
+                "alpha": self.alpha, "beta": self.beta}

@@ -415,10 +415,20 @@ class Sequential:
         return self.evaluate(x, y, batch_size=max(len(np.asarray(x)), 1), verbose=0)
 
     # -- summary ----------------------------------------------------------------------------
-    def summary(self, print_fn: Callable[[str], None] | None = None, line_length: int = 65) -> None:
-        """Print the Keras-format table: layer (type), output shape, parameter count, totals."""
-        self._require_built()
+    def summary(self, print_fn: Callable[[str], None] | None = None, line_length: int = 65,
+                detailed: bool = False) -> None:
+        """Print the Keras-format table: layer (type), output shape, parameter count, totals.
+
+        With ``detailed=True`` print the analyzer's table instead (``cnnfast.analyze(model)``:
+        activations, memory, MACs/FLOPs, receptive fields), without building the weights.
+        """
         print_fn = print_fn or (lambda s: print(s, file=sys.stdout))
+        if detailed:
+            from cnnfast.analyzer import analyze
+
+            print_fn(str(analyze(self)))
+            return
+        self._require_built()
         rows = self.shapes()
         labels = [f"{layer.name} ({type(layer).__name__})" for layer, _, _ in rows]
         widest = max([len(s) for s in labels] + [28]) + 1
