@@ -373,7 +373,7 @@ class MaxPooling2D(_Pool2D):
 
     def backward(self, dy):
         dx = self._buffer("dx", self.x_shape)
-        _core.max_pool2d_backward(dx, dy, self.argmax)
+        _core.max_pool2d_backward(dx, dy, self.argmax, *self._args())
         return dx
 
 

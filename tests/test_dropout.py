@@ -7,7 +7,7 @@ import pytest
 import reference as R
 
 from cnnfast import _core
-from cnnfast.ops import dropout as D
+from cnnfast.ops import noise as D
 
 
 @pytest.fixture

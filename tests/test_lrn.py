@@ -150,7 +150,7 @@ def test_lrn_in_a_model_trains(rng):
 
 
 def test_lrn_ops_wrappers(rng):
-    from cnnfast.ops.lrn import lrn, lrn_backward
+    from cnnfast.ops.norm import lrn, lrn_backward
 
     x = rng.normal(size=(2, 3, 4, 9)) * 3  # float64 in: converted to float32
     y, scale = lrn(x, 2, 1.0, 0.1, 0.75, return_scale=True)

@@ -1,0 +1,1 @@
+"""Benchmarks: cnnfast against NumPy and PyTorch, in one run (`python -m bench all`)."""

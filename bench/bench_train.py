@@ -1,0 +1,200 @@
+"""End-to-end training and inference throughput: cnnfast vs PyTorch (channels-last) vs NumPy.
+
+    OMP_PROC_BIND=close env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m bench train
+
+The PyTorch network is translated layer by layer from the cnnfast model, so both train the same
+architecture with the same optimizer and batch size on the same synthetic data.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bench.common import environment, median, set_threads, time_rounds, torch
+from bench.numpy_cnn import NumpyCNN
+
+import cnnfast as cf
+from cnnfast import layers as L
+from cnnfast import models
+
+
+def torch_model(model: cf.Sequential):
+    """The same architecture in PyTorch (NCHW tensors in channels_last memory)."""
+    nn = torch.nn
+    mods, shape = [], model.input_shape_
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "swish": nn.SiLU}
+    for layer, in_shape, out_shape in model.shapes():
+        if isinstance(layer, L.Conv2D):
+            kh, kw = layer.kernel_size
+            if layer.padding == "same":
+                pad = (layer.pad_top, layer.pad_left)
+            elif layer.padding == "valid":
+                pad = (0, 0)
+            else:
+                pad = layer.padding
+            mods.append(nn.Conv2d(in_shape[-1], layer.filters, (kh, kw), layer.strides, pad,
+                                  groups=layer.groups, bias=layer.use_bias))
+            if layer.act.kind in acts:
+                mods.append(acts[layer.act.kind]())
+        elif isinstance(layer, L.MaxPooling2D):
+            mods.append(nn.MaxPool2d(layer.pool_size, layer.strides))
+        elif isinstance(layer, L.AveragePooling2D):
+            mods.append(nn.AvgPool2d(layer.pool_size, layer.strides))
+        elif isinstance(layer, L.Flatten):
+            mods.append(nn.Flatten())
+        elif isinstance(layer, L.Dropout):
+            mods.append(nn.Dropout(layer.rate))
+        elif isinstance(layer, L.Dense):
+            mods.append(nn.Linear(in_shape[-1], layer.units))
+            if layer.act.kind in acts:  # a softmax output folds into CrossEntropyLoss
+                mods.append(acts[layer.act.kind]())
+        elif type(layer).__name__ == "LocalResponseNormalization":
+            mods.append(nn.LocalResponseNorm(2 * layer.depth_radius + 1, layer.alpha * (2 * layer.depth_radius + 1),
+                                             layer.beta, layer.bias))
+        else:
+            raise NotImplementedError(f"no torch translation for {layer.describe()}")
+        shape = out_shape
+    return nn.Sequential(*mods).to(memory_format=torch.channels_last)
+
+
+NETWORKS = {
+    # name: (constructor, optimizer, batch sizes)
+    "keras_mnist_cnn": (models.keras_mnist_cnn, "adam", (128,)),
+    "lenet5": (models.lenet5, "sgd", (128, 32)),
+    "vgg16_cifar": (lambda: models.vgg16(input_shape=(32, 32, 3), classes=10, fc_units=512), "sgd", (64,)),
+}
+NUMPY_SPEC = [("conv", 64, 3), ("pool",), ("conv", 64, 3), ("pool",), ("conv", 64, 3), ("flatten",),
+              ("dropout", 0.2), ("dense", 10)]
+
+
+def synthetic(model: cf.Sequential, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n,) + model.input_shape_, dtype=np.float32)
+    labels = rng.integers(0, model.output_shape_[-1], n)
+    return x, np.eye(model.output_shape_[-1], dtype=np.float32)[labels], labels
+
+
+def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
+    """images/s of one epoch of `steps` batches for each contender."""
+    build, opt, _ = NETWORKS[name]
+    cf.set_seed(0)
+    model = build()
+    model.compile(optimizer=cf.optimizers.SGD(0.01, momentum=0.9) if opt == "sgd" else "adam",
+                  loss="categorical_crossentropy")
+    x, y, labels = synthetic(model, batch * steps)
+    fns = {"cnnfast": lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0)}
+    if torch is not None:
+        tm = torch_model(model)
+        topt = (torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9) if opt == "sgd"
+                else torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7))
+        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
+        ty = torch.from_numpy(labels)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def torch_epoch():
+            tm.train()
+            perm = torch.randperm(len(tx))
+            for s in range(steps):
+                idx = perm[s * batch:(s + 1) * batch]
+                topt.zero_grad(set_to_none=True)
+                loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)), ty[idx])
+                loss.backward()
+                topt.step()
+
+        fns["torch"] = torch_epoch
+    if name == "keras_mnist_cnn":
+        npm = NumpyCNN(NUMPY_SPEC, model.input_shape_)
+
+        def numpy_epoch():
+            perm = np.random.default_rng(0).permutation(len(x))
+            for s in range(steps):
+                idx = perm[s * batch:(s + 1) * batch]
+                npm.train_step(x[idx], y[idx])
+
+        fns["numpy"] = numpy_epoch
+    times = time_rounds(fns, rounds=rounds)
+    return {k: batch * steps / median(v) for k, v in times.items()}
+
+
+def bench_inference(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
+    build, _, _ = NETWORKS[name]
+    cf.set_seed(0)
+    model = build()
+    x, _, _ = synthetic(model, batch * steps)
+    fns = {"cnnfast": lambda: model.predict(x, batch_size=batch)}
+    if torch is not None:
+        tm = torch_model(model).eval()
+        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
+
+        def torch_predict():
+            with torch.inference_mode():
+                for s in range(steps):
+                    tm(tx[s * batch:(s + 1) * batch])
+
+        fns["torch"] = torch_predict
+    times = time_rounds(fns, rounds=rounds)
+    return {k: batch * steps / median(v) for k, v in times.items()}
+
+
+def bench_latency(name: str, rounds: int) -> dict[str, float]:
+    """Median microseconds of one batch-1 forward pass (many calls per round)."""
+    build, _, _ = NETWORKS[name]
+    cf.set_seed(0)
+    model = build()
+    x, _, _ = synthetic(model, 1)
+    calls = 200
+    fns = {"cnnfast": lambda: [model.predict(x) for _ in range(calls)]}
+    if torch is not None:
+        tm = torch_model(model).eval()
+        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
+
+        def torch_call():
+            with torch.inference_mode():
+                for _ in range(calls):
+                    tm(tx)
+
+        fns["torch"] = torch_call
+    times = time_rounds(fns, rounds=rounds)
+    return {k: median(v) / calls * 1e6 for k, v in times.items()}
+
+
+def run(threads: int = 2, rounds: int = 5, quick: bool = False) -> list[list]:
+    """Rows: [benchmark, unit, cnnfast, torch, numpy, cnnfast/torch, cnnfast/numpy]."""
+    set_threads(threads)
+    rows = []
+
+    def add(label, unit, res, higher_better=True):
+        c, t, n = res.get("cnnfast"), res.get("torch"), res.get("numpy")
+        ratio = lambda o: (c / o if higher_better else o / c) if o else None  # noqa: E731
+        rows.append([label, unit, c, t, n, ratio(t), ratio(n)])
+        print(rows[-1], flush=True)
+
+    steps = 4 if quick else 10
+    for name, (_, _, batches) in NETWORKS.items():
+        for b in batches:
+            if name == "vgg16_cifar" and quick:
+                continue
+            add(f"train {name} b{b} ({threads}T)", "img/s",
+                bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds))
+    if not quick:
+        add(f"infer vgg16_cifar b64 ({threads}T)", "img/s", bench_inference("vgg16_cifar", 64, 4, rounds))
+    for name in ("lenet5", "keras_mnist_cnn"):
+        add(f"latency {name} b1 ({threads}T)", "us", bench_latency(name, rounds), higher_better=False)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    print("\n".join(environment()))
+    for row in run(args.threads, args.rounds, args.quick):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

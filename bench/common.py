@@ -1,0 +1,114 @@
+"""Shared timing and environment reporting for the bench scripts.
+
+Timing rule: contenders are run in turn, round after round, on the same inputs, so both see
+the same machine load; we report the median of the rounds (and keep the minimum for noisy
+machines). Threads are pinned by the caller's environment (OMP_PROC_BIND=close).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+try:
+    import torch
+except ImportError:  # the bench still runs cnnfast and NumPy
+    torch = None
+
+
+def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 7,
+                min_seconds: float = 0.0) -> dict[str, list[float]]:
+    """Seconds per call of each function, alternating contenders every round."""
+    for fn in fns.values():
+        fn()  # warm-up: buffers, thread pools, page faults
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    r = 0
+    while r < rounds or time.perf_counter() - start < min_seconds:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        r += 1
+        if r >= 200:
+            break
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def set_threads(n: int) -> None:
+    from cnnfast import _core
+
+    _core.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+def blas_info() -> str:
+    try:
+        import threadpoolctl
+
+        infos = threadpoolctl.threadpool_info()
+        blas = [i for i in infos if i.get("user_api") == "blas"]
+        if blas:
+            b = blas[0]
+            return f"{b.get('internal_api')} {b.get('version')} kernel={b.get('architecture')}"
+    except ImportError:
+        pass
+    return "unknown (install threadpoolctl)"
+
+
+def machine_name() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
+    slug = re.sub(r"-(r|tm|processor|cpu)(?=-|$)", "", slug)
+    return f"{slug}-{os.cpu_count()}c"
+
+
+def environment() -> list[str]:
+    from cnnfast import _core
+
+    lines = [
+        f"machine: {machine_name()} ({os.cpu_count()} logical CPUs)",
+        f"cnnfast SIMD path: {_core.sgemm_simd_path()}; threads {_core.get_num_threads()}",
+        f"NumPy BLAS: {blas_info()}",
+        f"torch: {torch.__version__ if torch is not None else 'not installed'}",
+        "env: " + ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in
+                            ("OMP_PROC_BIND", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")),
+    ]
+    return lines
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
+
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)

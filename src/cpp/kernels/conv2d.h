@@ -1,0 +1,42 @@
+#pragma once
+// 2-D convolution (cross-correlation, as Keras and PyTorch define it) on NHWC float32 buffers:
+// im2col + sgemm, with the naive direct loops kept beside as the spec and test oracle.
+#include <cstdint>
+
+namespace cnnfast {
+
+// x (N,H,W,C); w (KH,KW,C/groups,K) (Keras layout); bias (K,); y (N,OH,OW,K).
+// Positions outside the input read as zero. OH/OW are given (cnnfast.shapes.conv_padding), so
+// the bottom/right padding is implied and input rows/columns a stride never reaches are ignored.
+// With groups, output channels come in `groups` contiguous blocks of K/groups, block g seeing
+// input channels [g*C/groups, (g+1)*C/groups).
+struct Conv2dDims {
+    int64_t N, H, W, C;
+    int64_t KH, KW, K;
+    int64_t OH, OW;
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left;
+    int64_t groups;
+};
+
+// Floats of im2col scratch one call uses at most (0 for convolutions that need no columns).
+// The kernels take it from a grow-only per-thread buffer; exposed for tests and memory planning.
+int64_t conv2d_workspace_size(const Conv2dDims& d);
+
+// x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) is overwritten.
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dDims& d);
+// dy (N,OH,OW,K); w (KH,KW,C/g,K); dx (N,H,W,C) is overwritten.
+void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d);
+// x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C/g,K) and db (K,) (may be null) are overwritten.
+void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
+                             const Conv2dDims& d);
+
+// Direct loops, single-threaded: the readable spec, fallback and oracle. Same contracts.
+void conv2d_forward_naive(float* y, const float* x, const float* w, const float* bias,
+                          const Conv2dDims& d);
+void conv2d_backward_data_naive(float* dx, const float* dy, const float* w, const Conv2dDims& d);
+void conv2d_backward_weights_naive(float* dw, float* db, const float* x, const float* dy,
+                                   const Conv2dDims& d);
+
+}  // namespace cnnfast
