@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from reference import gemm as gemm_ref
 
+import cnnfast
 from cnnfast import _core
 
 # fp32 rounding unit. The packed kernels sum over K in a blocked order that differs from the
@@ -209,7 +210,9 @@ print(json.dumps({"path": _core.sgemm_simd_path(), "cases": n}))
 def test_sgemm_every_simd_path(requested):
     here = pathlib.Path(__file__).resolve().parent
     env = dict(os.environ, CNNFAST_SIMD=requested)
-    env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here), env.get("PYTHONPATH", "")])
+    # The child must import the same cnnfast as this process (installed or in-tree build).
+    package_root = pathlib.Path(cnnfast.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(package_root), str(here), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", _SUBPROCESS],
         env=env,
