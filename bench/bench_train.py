@@ -81,6 +81,7 @@ def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, 
     build, opt, _ = NETWORKS[name]
     cf.set_seed(0)
     model = build()
+    model.build()
     model.compile(optimizer=cf.optimizers.SGD(0.01, momentum=0.9) if opt == "sgd" else "adam",
                   loss="categorical_crossentropy")
     x, y, labels = synthetic(model, batch * steps)
@@ -122,6 +123,7 @@ def bench_inference(name: str, batch: int, steps: int, rounds: int) -> dict[str,
     build, _, _ = NETWORKS[name]
     cf.set_seed(0)
     model = build()
+    model.build()
     x, _, _ = synthetic(model, batch * steps)
     fns = {"cnnfast": lambda: model.predict(x, batch_size=batch)}
     if torch is not None:
@@ -143,6 +145,7 @@ def bench_latency(name: str, rounds: int) -> dict[str, float]:
     build, _, _ = NETWORKS[name]
     cf.set_seed(0)
     model = build()
+    model.build()
     x, _, _ = synthetic(model, 1)
     calls = 200
     fns = {"cnnfast": lambda: [model.predict(x) for _ in range(calls)]}
