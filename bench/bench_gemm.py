@@ -100,6 +100,24 @@ def run(shapes, threads: int, min_reps: int, min_time: float) -> None:
         print(f"{label:<30}{m:>7}{n:>6}{k:>7}{row}")
 
 
+def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
+    """Table rows for `python -m bench`: [benchmark, unit, cnnfast, torch, numpy, x torch, x numpy]."""
+    rng = np.random.default_rng(0)
+    _core.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    heads = ["cnnfast", "numpy"] + (["torch"] if torch is not None else [])
+    out = []
+    for label, m, n, k, ta, tb in SQUARES + CONV:
+        with blas_limits(threads):
+            gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time)
+        t = gf.get("torch")
+        out.append([f"sgemm {label} ({threads}T)", "GFLOP/s", gf["cnnfast"], t, gf["numpy"],
+                    gf["cnnfast"] / t if t else None, gf["cnnfast"] / gf["numpy"]])
+        print(out[-1], flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")

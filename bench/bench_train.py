@@ -12,10 +12,9 @@ import argparse
 
 import numpy as np
 
+import cnnfast as cf
 from bench.common import environment, median, set_threads, time_rounds, torch
 from bench.numpy_cnn import NumpyCNN
-
-import cnnfast as cf
 from cnnfast import layers as L
 from cnnfast import models
 
@@ -23,9 +22,9 @@ from cnnfast import models
 def torch_model(model: cf.Sequential):
     """The same architecture in PyTorch (NCHW tensors in channels_last memory)."""
     nn = torch.nn
-    mods, shape = [], model.input_shape_
+    mods = []
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU, "swish": nn.SiLU}
-    for layer, in_shape, out_shape in model.shapes():
+    for layer, in_shape, _ in model.shapes():
         if isinstance(layer, L.Conv2D):
             kh, kw = layer.kernel_size
             if layer.padding == "same":
@@ -55,7 +54,6 @@ def torch_model(model: cf.Sequential):
                                              layer.beta, layer.bias))
         else:
             raise NotImplementedError(f"no torch translation for {layer.describe()}")
-        shape = out_shape
     return nn.Sequential(*mods).to(memory_format=torch.channels_last)
 
 
@@ -140,39 +138,15 @@ def bench_inference(name: str, batch: int, steps: int, rounds: int) -> dict[str,
     return {k: batch * steps / median(v) for k, v in times.items()}
 
 
-def bench_latency(name: str, rounds: int) -> dict[str, float]:
-    """Median microseconds of one batch-1 forward pass (many calls per round)."""
-    build, _, _ = NETWORKS[name]
-    cf.set_seed(0)
-    model = build()
-    model.build()
-    x, _, _ = synthetic(model, 1)
-    calls = 200
-    fns = {"cnnfast": lambda: [model.predict(x) for _ in range(calls)]}
-    if torch is not None:
-        tm = torch_model(model).eval()
-        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
-
-        def torch_call():
-            with torch.inference_mode():
-                for _ in range(calls):
-                    tm(tx)
-
-        fns["torch"] = torch_call
-    times = time_rounds(fns, rounds=rounds)
-    return {k: median(v) / calls * 1e6 for k, v in times.items()}
-
-
-def run(threads: int = 2, rounds: int = 5, quick: bool = False) -> list[list]:
+def rows(threads: int, rounds: int = 5, quick: bool = False) -> list[list]:
     """Rows: [benchmark, unit, cnnfast, torch, numpy, cnnfast/torch, cnnfast/numpy]."""
     set_threads(threads)
-    rows = []
+    out = []
 
-    def add(label, unit, res, higher_better=True):
+    def add(label, unit, res):
         c, t, n = res.get("cnnfast"), res.get("torch"), res.get("numpy")
-        ratio = lambda o: (c / o if higher_better else o / c) if o else None  # noqa: E731
-        rows.append([label, unit, c, t, n, ratio(t), ratio(n)])
-        print(rows[-1], flush=True)
+        out.append([label, unit, c, t, n, c / t if t else None, c / n if n else None])
+        print(out[-1], flush=True)
 
     steps = 4 if quick else 10
     for name, (_, _, batches) in NETWORKS.items():
@@ -183,9 +157,7 @@ def run(threads: int = 2, rounds: int = 5, quick: bool = False) -> list[list]:
                 bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds))
     if not quick:
         add(f"infer vgg16_cifar b64 ({threads}T)", "img/s", bench_inference("vgg16_cifar", 64, 4, rounds))
-    for name in ("lenet5", "keras_mnist_cnn"):
-        add(f"latency {name} b1 ({threads}T)", "us", bench_latency(name, rounds), higher_better=False)
-    return rows
+    return out
 
 
 def main(argv=None):
@@ -195,8 +167,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     print("\n".join(environment()))
-    for row in run(args.threads, args.rounds, args.quick):
-        print(row)
+    rows(args.threads, args.rounds, args.quick)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ so a training step does not allocate once shapes settle.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,6 @@ def _positive_pair(value: Any, what: str, layer: str) -> tuple[int, int]:
 
 class Layer:
     """Base class. Subclasses set `self.weights_` (name -> array) in build."""
-
-    _name_counter: dict[str, int] = {}
 
     def __init__(self, name: str | None = None, input_shape: Sequence[int] | None = None,
                  trainable: bool = True) -> None:
@@ -202,7 +201,7 @@ class InputLayer(Layer):
         return {**super().get_config(), "shape": list(self.declared_input_shape)}
 
 
-def Input(shape: Sequence[int], name: str | None = None) -> InputLayer:  # noqa: N802 (Keras name)
+def Input(shape: Sequence[int], name: str | None = None) -> InputLayer:
     """Keras-style `Input(shape)`: the per-sample shape, batch axis excluded."""
     return InputLayer(shape, name=name)
 

@@ -6,9 +6,7 @@ ceil(n / s) outputs with the odd padding row/column at the bottom/right (TensorF
 
 from __future__ import annotations
 
-from typing import Union
-
-Padding = Union[str, int, tuple[int, int]]
+Padding = str | int | tuple[int, int]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:

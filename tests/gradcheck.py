@@ -8,7 +8,7 @@ accuracy, which is why the default tolerances below are rtol 2e-2 / atol 2e-3.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -8,11 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
-
-from cnnfast import layers as L
 from gradcheck import assert_gradient
 
 import cnnfast as cf
+from cnnfast import layers as L
 
 
 def spaced_input(shape, rng):

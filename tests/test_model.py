@@ -75,7 +75,7 @@ def test_fit_learns_toy_problem_and_history():
     assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert len(hist.history["loss"]) == 15 and hist.epoch == list(range(15))
     assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
-    loss, acc = model.evaluate(x, y, batch_size=32, verbose=0)
+    _, acc = model.evaluate(x, y, batch_size=32, verbose=0)
     assert acc >= 0.9
     probs = model.predict(x)
     assert probs.shape == (96, 3)

@@ -21,7 +21,7 @@ def mnist(mnist_dir):
     y_train = read_idx(root / "train-labels-idx1-ubyte.gz")[:N_TRAIN]
     x_test = read_idx(root / "t10k-images-idx3-ubyte.gz")[:N_TEST]
     y_test = read_idx(root / "t10k-labels-idx1-ubyte.gz")[:N_TEST]
-    scale = lambda a: (a.astype(np.float32) / 255.0)[..., None]  # noqa: E731
+    scale = lambda a: (a.astype(np.float32) / 255.0)[..., None]
     return scale(x_train), np.eye(10, dtype=np.float32)[y_train], scale(x_test), np.eye(10, dtype=np.float32)[y_test]
 
 
@@ -49,7 +49,7 @@ def test_keras_mnist_cnn_learns_mnist(mnist):
 
 def test_lenet5_learns_mnist(mnist):
     x_train, y_train, x_test, y_test = mnist
-    pad = lambda a: np.pad(a, ((0, 0), (2, 2), (2, 2), (0, 0)))  # noqa: E731  28 -> 32 as in the paper
+    pad = lambda a: np.pad(a, ((0, 0), (2, 2), (2, 2), (0, 0)))
     cf.set_seed(0)
     model = cf.Sequential([
         L.Input((32, 32, 1)),

@@ -1,0 +1,70 @@
+"""Run the benchmarks: `python -m bench all` (or gemm / conv / train / latency).
+
+Runs cnnfast, PyTorch and NumPy in one process on the same shapes and networks, prints a
+table of medians with ratios (> 1 means cnnfast is faster), and writes it to
+bench/results/<machine>.md. Run it pinned and with OpenBLAS free to pick its best kernel:
+
+    OMP_PROC_BIND=close env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m bench all
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from bench.common import environment, machine_name, markdown_table
+
+SECTIONS = {
+    "gemm": ("bench.bench_gemm", "SGEMM"),
+    "conv": ("bench.bench_conv", "Convolution layers"),
+    "train": ("bench.bench_train", "Training and inference throughput"),
+    "latency": ("bench.bench_latency", "Batch-1 latency"),
+}
+HEADER = ["benchmark", "unit", "cnnfast", "torch", "numpy", "x torch", "x numpy"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", default="all", choices=["all", *SECTIONS])
+    parser.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 1,2")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    env_lines = environment()
+    print("\n".join(env_lines), flush=True)
+    names = list(SECTIONS) if args.what == "all" else [args.what]
+    threads = [int(t) for t in args.threads.split(",")]
+    command = " ".join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    report = [f"# cnnfast benchmarks on {machine_name()}", "", f"{stamp}; command: `{command}`", ""]
+    report += [f"- {line}" for line in env_lines]
+    report += ["", ("Medians of alternating rounds; `x torch` / `x numpy` > 1 means cnnfast is "
+                    "faster (for latency: the other's time / cnnfast's time)."), ""]
+    for name in names:
+        module_name, title = SECTIONS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            print(f"skipping {name}: {err}")
+            continue
+        rows = []
+        for t in threads:
+            print(f"\n== {title}, {t} thread(s) ==", flush=True)
+            rows += module.rows(t)
+        table = markdown_table(HEADER, rows)
+        print(table, flush=True)
+        report += [f"## {title}", "", table, ""]
+    if not args.no_write:
+        out = Path(__file__).resolve().parent / "results" / f"{machine_name()}.md"
+        out.parent.mkdir(exist_ok=True)
+        tmp = out.with_suffix(".md.tmp")
+        tmp.write_text("\n".join(report) + "\n")
+        os.replace(tmp, out)
+        print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
