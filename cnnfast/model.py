@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -211,10 +214,17 @@ class Sequential:
             if grad is None:
                 break
 
-    def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray,
+                    where: str = "train_on_batch") -> tuple[float, np.ndarray]:
         out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
         loss = self._loss_and_gradient(out, yb, grad)
+        if not math.isfinite(loss):
+            # Raised before any update, so the model keeps the weights it had before this batch.
+            raise FloatingPointError(
+                f"{where}: non-finite loss {loss} (batch of {len(xb)} samples); the weights were "
+                "not updated. Lower the learning rate or check the inputs for NaN/inf."
+            )
         self._backward(grad)
         reg = 0.0
         for layer in self.layers:
@@ -296,6 +306,36 @@ class Sequential:
         for cb in cbs:
             cb.on_train_begin()
 
+        with self._stop_on_interrupt():
+            self._fit_epochs(x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle,
+                             verbose, steps, cbs)
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    @contextlib.contextmanager
+    def _stop_on_interrupt(self):
+        """Turn Ctrl-C during fit into a stop at the next batch boundary (a second Ctrl-C
+        interrupts at once), so the weights are never left half-updated."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _fit_epochs(self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle,
+                    verbose, steps, cbs) -> None:
+        n = len(x)
         x_batch = np.empty((min(batch_size, n),) + x.shape[1:], np.float32)
         y_batch = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         for epoch in range(initial_epoch, epochs):
@@ -314,12 +354,7 @@ class Sequential:
                 np.take(y, idx, axis=0, out=yb)
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
-                loss, out = self._train_step(xb, yb)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"fit: non-finite loss {loss} at epoch {epoch + 1}, batch {step + 1} "
-                        f"(batch of {len(idx)} samples); lower the learning rate or check the inputs"
-                    )
+                loss, out = self._train_step(xb, yb, f"fit: epoch {epoch + 1}, batch {step + 1}")
                 loss_sum += loss * len(idx)
                 seen += len(idx)
                 logs = {"loss": loss_sum / seen}
@@ -329,6 +364,10 @@ class Sequential:
                 for cb in cbs:
                     cb.on_train_batch_end(step, logs)
                 bar.update(step + 1, seen, logs, final=False)
+                if self._interrupted:
+                    self.stop_training = True
+                    print(f"\nInterrupted: stopped after epoch {epoch + 1}, batch {step + 1}; "
+                          "the model holds the weights of that step.", file=sys.stderr)
                 if self.stop_training:
                     break
             if x_val is not None:
@@ -341,9 +380,6 @@ class Sequential:
                 cb.on_epoch_end(epoch, dict(logs))
             if self.stop_training:
                 break
-        for cb in cbs:
-            cb.on_train_end()
-        return history
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int,
                          bar: callbacks_module.ProgressBar | None = None) -> list[float]:
@@ -406,8 +442,6 @@ class Sequential:
         if len(x) == 0:
             raise ValueError("train_on_batch: empty batch")
         loss, out = self._train_step(x, y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"train_on_batch: non-finite loss {loss}")
         if self.metrics:
             return [loss, self._correct(out, y) / len(x)]
         return loss

@@ -173,8 +173,37 @@ def test_non_finite_loss_names_epoch_and_batch():
     x[25] = np.nan  # batch 3 of 10 samples
     model = small_cnn()
     model.compile(loss="categorical_crossentropy", optimizer="adam")
+    before = model.get_weights()
     with pytest.raises(FloatingPointError, match="epoch 1, batch 3"):
         model.fit(x, y, batch_size=10, shuffle=False, verbose=0)
+    # Batches 1-2 updated the weights; the failing batch did not: they are finite and usable.
+    after = model.get_weights()
+    assert all(np.all(np.isfinite(w)) for w in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert np.all(np.isfinite(model.predict(x[:5])))
+
+
+def test_ctrl_c_stops_fit_at_a_batch_boundary(capsys):
+    import os
+    import signal
+
+    x, y, _ = toy_data(80)
+    model = small_cnn()
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    steps = []
+
+    def interrupt(batch, logs):
+        steps.append(batch)
+        if batch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    hist = model.fit(x, y, batch_size=10, epochs=3, verbose=0,
+                     callbacks=[cf.callbacks.LambdaCallback(on_train_batch_end=interrupt)])
+    assert steps == [0, 1, 2]  # stopped right after the interrupted batch
+    assert len(hist.epoch) == 1 and np.isfinite(hist.history["loss"][0])
+    assert "Interrupted" in capsys.readouterr().err
+    assert np.all(np.isfinite(model.predict(x[:4])))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 @pytest.mark.parametrize("make, message", [
