@@ -1,60 +1,85 @@
-"""Time cnnfast conv2d forward / backward-data / backward-weights against PyTorch (channels_last).
+"""Time cnnfast conv2d forward and forward+backward against PyTorch (oneDNN, channels_last).
 
-    PYTHONPATH=. OMP_PROC_BIND=close python bench/bench_conv.py [--threads 2] [--repeat 20]
+    PYTHONPATH=. OMP_PROC_BIND=close python bench/bench_conv.py [--threads 2 1] [--rounds 15]
 
-Prints milliseconds and GFLOP/s (2*N*OH*OW*K*KH*KW*C/groups per pass) for each shape; PyTorch
-runs with the same thread count when it is importable. The two contenders alternate run by run,
-so both see the same machine load, and the best of --repeat runs is reported: on a shared
-2-core machine, other processes only ever add time, so the minimum is the stable statistic.
+For each layer of the classic CNNs (Keras MNIST CNN, LeNet-5, VGG) and each thread count, prints
+milliseconds per pass and GFLOP/s (2*N*OH*OW*K*KH*KW*C/groups per pass; forward+backward counts
+three passes: forward, backward-data, backward-weights) for cnnfast and PyTorch, and the ratio
+torch/cnnfast (> 1: cnnfast is faster). The contenders alternate call by call in every round, so
+both see the same machine load; the medians of the rounds are reported. PyTorch's backward is one
+`convolution_backward` call computing dx, dw and db together; ours is conv2d_backward_weights then
+conv2d_backward_data. `--passes` adds the individual backward passes.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cnnfast import _core
 from cnnfast.ops.conv import conv2d_geometry
 
 # name, (N, H, W, C), (KH, KW, K), strides, padding, groups
 SHAPES = [
-    ("keras-mnist conv2", (128, 13, 13, 64), (3, 3, 64), 1, "valid", 1),
-    ("keras-mnist conv1", (128, 28, 28, 1), (3, 3, 32), 1, "valid", 1),
-    ("keras-cnn 26->24", (128, 26, 26, 32), (3, 3, 64), 1, "valid", 1),
-    ("vgg-cifar 3x3 same", (32, 32, 32, 64), (3, 3, 64), 1, "same", 1),
-    ("1x1 256->128", (64, 14, 14, 256), (1, 1, 128), 1, "valid", 1),
-    ("5x5 s2 same", (64, 28, 28, 16), (5, 5, 32), 2, "same", 1),
+    ("keras conv1 b128", (128, 28, 28, 1), (3, 3, 64), 1, "valid", 1),
+    ("keras conv2 b128", (128, 13, 13, 64), (3, 3, 64), 1, "valid", 1),
+    ("lenet C1 b128", (128, 32, 32, 1), (5, 5, 6), 1, "valid", 1),
+    ("lenet C1 b32", (32, 32, 32, 1), (5, 5, 6), 1, "valid", 1),
+    ("lenet C3 b128", (128, 14, 14, 6), (5, 5, 16), 1, "valid", 1),
+    ("lenet C3 b32", (32, 14, 14, 6), (5, 5, 16), 1, "valid", 1),
+    ("vgg 64->64 32x32 b64", (64, 32, 32, 64), (3, 3, 64), 1, "same", 1),
+    ("vgg 128->128 16x16 b64", (64, 16, 16, 128), (3, 3, 128), 1, "same", 1),
+    ("lenet C1 b1 (latency)", (1, 32, 32, 1), (5, 5, 6), 1, "valid", 1),
 ]
 
 
-def best_times(fns, repeat):
-    """Best-of-`repeat` seconds of each function, calling them in turn each round."""
+def time_rounds(fns, rounds, min_seconds):
+    """Seconds per call of each function; the functions take turns every round."""
     for fn in fns:
         fn()  # warm-up: scratch buffers, page faults, thread pools
+        fn()
     times = [[] for _ in fns]
-    for _ in range(repeat):
+    start = time.perf_counter()
+    r = 0
+    while r < rounds or (time.perf_counter() - start < min_seconds and r < 2000):
         for fn, ts in zip(fns, times):
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-    return [min(ts) for ts in times]
+        r += 1
+    return [statistics.median(ts) for ts in times]
 
 
-def cnnfast_passes(x, w, b, dy, geo, groups):
+def cnnfast_passes(x, w, b, dy, geo, groups, activation):
     _, (sh, sw), (pt, pl) = geo
     y = np.empty(dy.shape, np.float32)
     dx = np.empty_like(x)
     dw = np.empty_like(w)
     db = np.empty_like(b)
-    return {
-        "forward": lambda: _core.conv2d_forward(y, x, w, b, sh, sw, pt, pl, groups),
-        "backward data": lambda: _core.conv2d_backward_data(dx, dy, w, sh, sw, pt, pl, groups),
-        "backward weights": lambda: _core.conv2d_backward_weights(
-            dw, db, x, dy, sh, sw, pt, pl, groups
-        ),
-    }
+    kw = {"activation": activation} if activation != "linear" else {}
+
+    def fwd():
+        _core.conv2d_forward(y, x, w, b, sh, sw, pt, pl, groups, **kw)
+
+    def bwd_data():
+        _core.conv2d_backward_data(dx, dy, w, sh, sw, pt, pl, groups)
+
+    def bwd_weights():
+        _core.conv2d_backward_weights(dw, db, x, dy, sh, sw, pt, pl, groups)
+
+    def fwd_bwd():
+        fwd()
+        bwd_weights()
+        bwd_data()
+
+    return {"forward": fwd, "fwd+bwd": fwd_bwd, "bwd data": bwd_data, "bwd weights": bwd_weights}
 
 
 def torch_passes(torch, x, w, b, dy, geo, groups):
@@ -86,58 +111,76 @@ def torch_passes(torch, x, w, b, dy, geo, groups):
                 tdy, tx, tw, [tw.shape[0]], [sh, sw], pad, [1, 1], False, [0, 0], groups, mask
             )
 
+    def fwd_bwd():
+        fwd()
+        bwd([True, True, True])
+
     assert fwd().shape == tdy.shape
     return {
         "forward": fwd,
-        "backward data": lambda: bwd([True, False, False]),
-        "backward weights": lambda: bwd([False, True, True]),
+        "fwd+bwd": fwd_bwd,
+        "bwd data": lambda: bwd([True, False, False]),
+        "bwd weights": lambda: bwd([False, True, True]),
     }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=0, help="0: cnnfast's default")
-    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--min-seconds", type=float, default=0.3, help="per pass, keep rounding until")
+    ap.add_argument("--passes", action="store_true", help="also time the backward passes alone")
+    ap.add_argument("--activation", default="linear", help="fused activation of our forward")
+    ap.add_argument("--only", default="", help="substring filter on the layer names")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
-    if args.threads > 0:
-        _core.set_num_threads(args.threads)
-    threads = _core.get_num_threads()
     torch = None
     if not args.no_torch:
         try:
             import torch
-
-            torch.set_num_threads(threads)
         except ImportError:
             pass
+    algo = _core.conv2d_algorithm() if hasattr(_core, "conv2d_algorithm") else "im2col"
     print(
-        f"threads {threads}, sgemm path {_core.sgemm_simd_path()}"
+        f"sgemm path {_core.sgemm_simd_path()}, conv2d algorithm {algo}"
         + (f", torch {torch.__version__}" if torch else ", torch not importable")
     )
+    passes = ["forward", "fwd+bwd"] + (["bwd data", "bwd weights"] if args.passes else [])
     rng = np.random.default_rng(0)
-    header = f"{'shape':22s} {'pass':17s} {'cnnfast ms':>10s} {'GFLOP/s':>8s}"
+    header = f"{'layer':24s} {'thr':>3s} {'pass':11s} {'ours ms':>9s} {'GFLOP/s':>8s}"
     if torch:
         header += f" {'torch ms':>9s} {'GFLOP/s':>8s} {'torch/ours':>10s}"
     print(header)
-    for name, xs, (KH, KW, K), strides, padding, groups in SHAPES:
-        N, _, _, C = xs
-        geo = conv2d_geometry(xs, (KH, KW, C // groups, K), strides, padding, groups)
-        (OH, OW) = geo[0]
-        x = rng.standard_normal(xs, dtype=np.float32)
-        w = rng.standard_normal((KH, KW, C // groups, K), dtype=np.float32)
-        b = rng.standard_normal(K, dtype=np.float32)
-        dy = rng.standard_normal((N, OH, OW, K), dtype=np.float32)
-        flop = 2.0 * N * OH * OW * K * KH * KW * (C // groups)
-        ours = cnnfast_passes(x, w, b, dy, geo, groups)
-        theirs = torch_passes(torch, x, w, b, dy, geo, groups) if torch else {}
-        for p, fn in ours.items():
-            fns = [fn] + ([theirs[p]] if p in theirs else [])
-            t, *tt = best_times(fns, args.repeat)
-            line = f"{name:22s} {p:17s} {t * 1e3:10.3f} {flop / t / 1e9:8.1f}"
-            if tt:
-                line += f" {tt[0] * 1e3:9.3f} {flop / tt[0] / 1e9:8.1f} {tt[0] / t:10.2f}"
-            print(line, flush=True)
+    for threads in args.threads:
+        _core.set_num_threads(threads)
+        if torch:
+            torch.set_num_threads(threads)
+        for name, xs, (KH, KW, K), strides, padding, groups in SHAPES:
+            if args.only and args.only not in name:
+                continue
+            N, _, _, C = xs
+            geo = conv2d_geometry(xs, (KH, KW, C // groups, K), strides, padding, groups)
+            (OH, OW) = geo[0]
+            x = rng.standard_normal(xs, dtype=np.float32)
+            w = rng.standard_normal((KH, KW, C // groups, K), dtype=np.float32)
+            b = rng.standard_normal(K, dtype=np.float32)
+            dy = rng.standard_normal((N, OH, OW, K), dtype=np.float32)
+            flop = 2.0 * N * OH * OW * K * KH * KW * (C // groups)
+            ours = cnnfast_passes(x, w, b, dy, geo, groups, args.activation)
+            theirs = torch_passes(torch, x, w, b, dy, geo, groups) if torch else {}
+            for p in passes:
+                if N == 1 and p != "forward":
+                    continue
+                fl = flop * (3 if p == "fwd+bwd" else 1)
+                fns = [ours[p]] + ([theirs[p]] if p in theirs else [])
+                t, *tt = time_rounds(fns, args.rounds, args.min_seconds)
+                ms = f"{t * 1e3:9.3f}" if t > 1e-3 else f"{t * 1e6:7.1f}us"
+                line = f"{name:24s} {threads:3d} {p:11s} {ms} {fl / t / 1e9:8.1f}"
+                if tt:
+                    ms = f"{tt[0] * 1e3:9.3f}" if tt[0] > 1e-3 else f"{tt[0] * 1e6:7.1f}us"
+                    line += f" {ms} {fl / tt[0] / 1e9:8.1f} {tt[0] / t:10.2f}"
+                print(line, flush=True)
+    _core.set_num_threads(0)
 
 
 if __name__ == "__main__":

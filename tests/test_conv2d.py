@@ -103,10 +103,30 @@ def random_cases(count, seed):
 ALL_CASES = HAND_CASES + random_cases(40, seed=7)
 
 
-def core_forward(x, w, b, case, naive):
+def _algorithms():
+    """The conv2d algorithms this CPU can run ("direct" needs AVX-512)."""
+    algos = ["im2col"]
+    if _core.set_conv2d_algorithm("direct"):
+        algos.append("direct")
+    _core.set_conv2d_algorithm("auto")
+    return algos
+
+
+ALGORITHMS = _algorithms()
+
+
+@pytest.fixture(params=ALGORITHMS)
+def algorithm(request):
+    assert _core.set_conv2d_algorithm(request.param)
+    yield request.param
+    _core.set_conv2d_algorithm("auto")
+
+
+def core_forward(x, w, b, case, naive, activation="linear"):
     _, strides, (pt, pl), (OH, OW) = geometry(case)
     y = np.full((x.shape[0], OH, OW, w.shape[3]), np.nan, np.float32)  # NaN: must be overwritten
-    _core.conv2d_forward(y, x, w, b, *strides, pt, pl, case[-1], naive=naive)
+    _core.conv2d_forward(y, x, w, b, *strides, pt, pl, case[-1], naive=naive,
+                         activation=activation)
     return y
 
 
@@ -122,7 +142,7 @@ def core_backward(x, w, dy, case, naive):
 
 @pytest.mark.parametrize("naive", [False, True], ids=["fast", "naive"])
 @pytest.mark.parametrize("case", ALL_CASES, ids=str)
-def test_conv2d_forward_matches_reference(case, naive, rng):
+def test_conv2d_forward_matches_reference(case, naive, algorithm, rng):
     x, w, b = make_inputs(case, rng)
     pads, strides, _, _ = geometry(case)
     groups = case[-1]
@@ -140,7 +160,7 @@ def test_conv2d_forward_matches_reference(case, naive, rng):
 
 @pytest.mark.parametrize("naive", [False, True], ids=["fast", "naive"])
 @pytest.mark.parametrize("case", ALL_CASES, ids=str)
-def test_conv2d_backward_matches_reference(case, naive, rng):
+def test_conv2d_backward_matches_reference(case, naive, algorithm, rng):
     x, w, _ = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     groups = case[-1]
@@ -158,7 +178,7 @@ def test_conv2d_backward_matches_reference(case, naive, rng):
 
 
 @pytest.mark.parametrize("threads", [2, 3])
-def test_conv2d_chunked_batch_matches_reference(threads, rng):
+def test_conv2d_chunked_batch_matches_reference(threads, algorithm, rng):
     # Big enough that the column workspace is split into several chunks, with chunk borders
     # falling inside images (so im2col/col2im and the dw accumulation across chunks are tested).
     # With 3 threads the 11 row blocks are too few to balance, so forward/dw use shared chunks
@@ -199,7 +219,7 @@ def test_conv2d_chunked_batch_matches_reference(threads, rng):
     ],
     ids=str,
 )
-def test_conv2d_any_thread_count_matches_reference(case, threads, rng):
+def test_conv2d_any_thread_count_matches_reference(case, threads, algorithm, rng):
     x, w, b = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     groups = case[-1]
@@ -219,6 +239,99 @@ def test_conv2d_any_thread_count_matches_reference(case, threads, rng):
     abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads, groups)
     for g, wnt, a in zip(got, want, abs_terms):
         assert_sum_close(g, wnt, a)
+
+
+# Shapes of the direct kernels' special regimes: one input channel (LeNet C1, Keras conv1),
+# channel counts that are not multiples of 16 (masked vector tails: K = 6, 33, 70 spans two
+# column blocks of 64), tiles of dw rows that straddle kernel rows (KW*C < 12), reduction
+# blocks (VGG-like C = 64..128), and pixel tiles that straddle output rows (OW % tile != 0).
+DIRECT_CASES = [
+    (3, 28, 28, 1, 3, 3, 64, 1, "valid", 1),  # Keras conv1
+    (2, 32, 32, 1, 5, 5, 6, 1, "valid", 1),  # LeNet C1
+    (2, 14, 14, 6, 5, 5, 16, 1, "valid", 1),  # LeNet C3
+    (2, 13, 13, 64, 3, 3, 64, 1, "valid", 1),  # Keras conv2
+    (2, 8, 8, 128, 3, 3, 128, 1, "same", 1),  # VGG-like, several reduction blocks, padded
+    (2, 7, 9, 3, 3, 3, 70, 2, "same", 1),  # K = 70: 64 + masked 6
+    (1, 5, 5, 2, 3, 3, 33, 1, "valid", 1),  # K = 33: 3 vectors, the last 1 lane
+    (2, 9, 10, 5, 2, 5, 3, (2, 1), "same", 1),  # strides, even kernel, C = K < 16
+    (2, 11, 6, 4, 4, 1, 48, (1, 3), (2, 0), 1),  # 4x1 kernel, stride 3 across, rows beyond reach
+]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+def test_conv2d_direct_shapes_and_fused_relu_match_reference(case, activation, algorithm, rng):
+    x, w, b = make_inputs(case, rng)
+    pads, strides, _, (OH, OW) = geometry(case)
+    want = ref.conv2d_forward(x, w, b, strides, pads)
+    abs_terms = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads)
+    if activation == "relu":
+        want = np.maximum(want, 0.0)  # ReLU is 1-Lipschitz: the sum bound still holds
+    for naive in (False, True):
+        assert_sum_close(core_forward(x, w, b, case, naive, activation), want, abs_terms)
+    dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
+    want = ref.conv2d_backward(x, w, dy, strides, pads)
+    abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads)
+    for g, wnt, a in zip(core_backward(x, w, dy, case, False), want, abs_terms):
+        assert_sum_close(g, wnt, a)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # Enough work for two threads: whole images per thread.
+        (8, 16, 16, 16, 3, 3, 32, 1, "same", 1),
+        (16, 28, 28, 1, 3, 3, 64, 1, "valid", 1),
+        # Two images for two threads: forward and dw split images into bands of output rows.
+        (2, 24, 24, 16, 3, 3, 32, 1, "same", 1),
+        (1, 40, 40, 8, 5, 5, 16, 2, "same", 1),
+    ],
+    ids=str,
+)
+def test_conv2d_direct_threads_match_reference(case, threads, algorithm, rng):
+    x, w, b = make_inputs(case, rng)
+    pads, strides, _, (OH, OW) = geometry(case)
+    dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
+    _core.set_num_threads(threads)
+    try:
+        y = core_forward(x, w, b, case, False, "relu")
+        got = core_backward(x, w, dy, case, False)
+    finally:
+        _core.set_num_threads(0)
+    want = np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0)
+    assert_sum_close(y, want, ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads))
+    want = ref.conv2d_backward(x, w, dy, strides, pads)
+    abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads)
+    for g, wnt, a in zip(got, want, abs_terms):
+        assert_sum_close(g, wnt, a)
+
+
+def test_conv2d_algorithm_setter():
+    assert _core.conv2d_algorithm() in ("auto", "im2col")
+    assert _core.set_conv2d_algorithm("im2col") and _core.conv2d_algorithm() == "im2col"
+    assert not _core.set_conv2d_algorithm("winograd")
+    assert _core.set_conv2d_algorithm("auto")
+    x = np.zeros((1, 5, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="activation must be"):
+        _core.conv2d_forward(np.zeros((1, 3, 3, 4), np.float32), x,
+                             np.zeros((3, 3, 3, 4), np.float32), None, activation="tanh")
+
+
+def test_conv2d_simd_cap_selects_im2col():
+    # CNNFAST_SIMD=avx2 caps every kernel family below AVX-512: conv2d then runs im2col + GEMM.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from cnnfast import _core; "
+        "print(_core.conv2d_algorithm(), _core.set_conv2d_algorithm('direct'))"
+    )
+    env = {**os.environ, "CNNFAST_SIMD": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(_core.__file__)))
+    assert out.stdout.split() == ["im2col", "False"]
 
 
 def test_conv2d_same_padding_puts_extra_row_at_bottom_right():
@@ -335,3 +448,23 @@ def test_core_conv2d_checks_buffers():
     with pytest.raises(ValueError, match="read-only"):
         y.setflags(write=False)
         _core.conv2d_forward(y, x, w, None, 1, 1, 0, 0, 1)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "direct"])
+def test_backward_is_bit_reproducible_with_threads(algorithm):
+    """Same inputs and thread count -> bit-identical gradients (training must be repeatable)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((32, 13, 13, 64)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)
+    dy = rng.standard_normal((32, 11, 11, 64)).astype(np.float32)
+    previous = _core.conv2d_algorithm()
+    _core.set_num_threads(2)
+    try:
+        _core.set_conv2d_algorithm(algorithm)
+        first = conv2d_backward(x, w, dy)
+        for _ in range(20):
+            for a, b in zip(first, conv2d_backward(x, w, dy)):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _core.set_conv2d_algorithm(previous)
+        _core.set_num_threads(0)

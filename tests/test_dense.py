@@ -79,6 +79,26 @@ def test_dense_public_op_flattens_leading_axes(rng):
         assert_sum_close(g, wnt, a)
 
 
+@pytest.mark.parametrize("naive", [False, True], ids=["fast", "naive"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 7), (128, 1600, 10), (64, 300, 70)], ids=str)
+def test_dense_fused_relu_matches_reference(shape, naive, rng):
+    N, IN, OUT = shape
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    w = rng.standard_normal((IN, OUT)).astype(np.float32)
+    b = rng.standard_normal(OUT).astype(np.float32)
+    want = ref.dense_forward(x, w, b)
+    abs_terms = ref.dense_forward(abs(x), abs(w), abs(b))
+    for bias in (b, None):
+        y = np.full((N, OUT), np.nan, np.float32)
+        _core.dense_forward(y, x, w, bias, naive=naive, activation="relu")
+        wnt = want if bias is not None else ref.dense_forward(x, w, None)
+        # ReLU of a value within the sum bound is within the same bound of the true ReLU.
+        assert_sum_close(y, np.maximum(wnt, 0.0), abs_terms)
+        assert np.all(y >= 0.0)
+    with pytest.raises(ValueError, match="activation must be"):
+        _core.dense_forward(y, x, w, b, activation="tanh")
+
+
 def test_dense_bias_grad_over_many_rows(rng):
     # Long column sums (db over a big batch) stay accurate: float blocks, double partials.
     dy = (rng.standard_normal((20000, 3)) + 100.0).astype(np.float32)

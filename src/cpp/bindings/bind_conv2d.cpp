@@ -52,6 +52,14 @@ Conv2dDims conv_dims(const char* op, const py::array& x, const char* xn, const p
     return d;
 }
 
+// Fused activation name -> relu flag ("linear" / "relu" only).
+bool parse_activation(const char* op, const std::string& activation) {
+    if (activation == "relu") return true;
+    if (activation == "linear") return false;
+    throw std::invalid_argument(std::string(op) + ": activation must be \"linear\" or \"relu\", got \"" +
+                                activation + "\"");
+}
+
 void check_bias(const std::string& op, const py::object& b, const char* name, int64_t K) {
     if (b.is_none()) return;
     expect_shape(b.cast<py::array>(), (op + " " + name).c_str(), {K});
@@ -65,7 +73,8 @@ void bind_conv2d(py::module_& m) {
         "conv2d_forward",
         [](py::array y, const py::array& x, const py::array& w, const py::object& b,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
-           bool naive) {
+           bool naive, const std::string& activation) {
+            const bool relu = parse_activation("conv2d_forward", activation);
             const float* px = in_f32(x, "conv2d_forward x", 4);
             const float* pw = in_f32(w, "conv2d_forward w", 4);
             const float* pb = opt_in_f32(b, "conv2d_forward b", 1);
@@ -77,11 +86,18 @@ void bind_conv2d(py::module_& m) {
             expect_disjoint("conv2d_forward", y, "y", w, "w");
             auto fn = naive ? &conv2d_forward_naive : &conv2d_forward;
             py::gil_scoped_release release;
-            fn(py_, px, pw, pb, d);
+            fn(py_, px, pw, pb, d, relu);
         },
         py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
-        py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false);
+        py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false,
+        py::arg("activation") = "linear");
+
+    // Force the convolution algorithm ("auto", "im2col", "direct"); False if unavailable.
+    m.def("set_conv2d_algorithm",
+          [](const std::string& name) { return set_conv2d_algorithm(name.c_str()); },
+          py::arg("name"));
+    m.def("conv2d_algorithm", [] { return std::string(conv2d_algorithm()); });
 
     // dy (N,OH,OW,K); w (KH,KW,C/groups,K); dx (N,H,W,C) overwritten.
     m.def(
@@ -148,7 +164,9 @@ void bind_conv2d(py::module_& m) {
     // x (N,IN); w (IN,OUT); b (OUT,) or None; y (N,OUT) written in place.
     m.def(
         "dense_forward",
-        [](py::array y, const py::array& x, const py::array& w, const py::object& b, bool naive) {
+        [](py::array y, const py::array& x, const py::array& w, const py::object& b, bool naive,
+           const std::string& activation) {
+            const bool relu = parse_activation("dense_forward", activation);
             const float* px = in_f32(x, "dense_forward x", 2);
             const float* pw = in_f32(w, "dense_forward w", 2);
             const float* pb = opt_in_f32(b, "dense_forward b", 1);
@@ -163,10 +181,10 @@ void bind_conv2d(py::module_& m) {
             expect_disjoint("dense_forward", y, "y", w, "w");
             auto fn = naive ? &dense_forward_naive : &dense_forward;
             py::gil_scoped_release release;
-            fn(py_, px, pw, pb, d);
+            fn(py_, px, pw, pb, d, relu);
         },
         py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::kw_only(),
-        py::arg("naive") = false);
+        py::arg("naive") = false, py::arg("activation") = "linear");
 
     // x (N,IN); w (IN,OUT); dy (N,OUT); dx (N,IN) or None, dw (IN,OUT), db (OUT,) or None overwritten.
     m.def(

@@ -1,6 +1,7 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include <omp.h>
 
+#include "conv2d_direct.h"
 #include "dense.h"
 #include "gemm.h"
 #include "parallel.h"
@@ -25,22 +27,24 @@ constexpr int64_t kThreadColumnBytes = 1 << 20;
 
 // Grow-only 64-byte-aligned scratch owned by the calling thread, reused across calls, so the
 // hot path allocates only the first time a larger size is needed.
-float* column_scratch(int64_t floats) {
+// Slots keep a caller's buffers apart (e.g. the threads' shared partials and its own band).
+enum ScratchSlot { kColumns = 0, kBand = 1, kShared = 2, kOffsets = 3, kSlots = 4 };
+float* column_scratch(int64_t floats, int slot = kColumns) {
     struct FreeDeleter {
         void operator()(float* p) const { std::free(p); }
     };
-    thread_local std::unique_ptr<float, FreeDeleter> buf;
-    thread_local int64_t capacity = 0;
-    if (floats > capacity) {
+    thread_local std::unique_ptr<float, FreeDeleter> buf[kSlots];
+    thread_local int64_t capacity[kSlots] = {};
+    if (floats > capacity[slot]) {
         size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
-        buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-        if (!buf) {
-            capacity = 0;
+        buf[slot].reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+        if (!buf[slot]) {
+            capacity[slot] = 0;
             throw std::bad_alloc();
         }
-        capacity = floats;
+        capacity[slot] = floats;
     }
-    return buf.get();
+    return buf[slot].get();
 }
 
 // Row length of the column matrix: one output pixel's receptive field, ordered
@@ -146,16 +150,6 @@ void col2im_add(float* dx, const float* dcols, int64_t r0, int64_t rows, const C
     }
 }
 
-// y rows (M, K) += bias (K,).
-void add_bias_rows(float* y, const float* bias, int64_t M, int64_t K) {
-#pragma omp parallel for num_threads(threads_for(M * K / 4096 + 1)) schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
-        float* row = y + i * K;
-        for (int64_t k = 0; k < K; ++k) row[k] += bias[k];
-    }
-}
-
-
 // Two ways to spread a convolution over T threads:
 //  - per-thread blocks (preferred): each thread takes blocks of output rows small enough that
 //    their columns stay in its L2 cache, runs im2col and a single-threaded sgemm on them, and
@@ -189,16 +183,16 @@ int64_t conv2d_workspace_size(const Conv2dDims& d) {
 
 // x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
 // Per group g: y[:, g-block] = cols[:, g-block] @ w[:, g-block] (strided sub-GEMMs, no copies).
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                    const Conv2dDims& d) {
+// Bias and ReLU are fused into the GEMM epilogue.
+void conv2d_forward_im2col(float* y, const float* x, const float* w, const float* bias,
+                           const Conv2dDims& d, bool relu) {
     const int64_t G = d.groups, Kg = d.K / G, CKK = column_width(d), KKg = CKK / G;
     if (d.N == 0) return;
     if (input_is_columns(d)) {
         const int64_t M = d.N * d.OH * d.OW;
         for (int64_t g = 0; g < G; ++g)
-            sgemm(false, false, M, Kg, KKg, 1.0f, x + g * KKg, CKK, w + g * Kg, d.K, 0.0f,
-                  y + g * Kg, d.K);
-        if (bias) add_bias_rows(y, bias, M, d.K);
+            sgemm_bias_relu(false, false, M, Kg, KKg, 1.0f, x + g * KKg, CKK, w + g * Kg, d.K,
+                            0.0f, y + g * Kg, d.K, bias ? bias + g * Kg : nullptr, relu);
         return;
     }
     // Columns of output rows [r0, r0+rows) -> y rows.
@@ -207,9 +201,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
         float* y_rows = y + r0 * d.OW * d.K;
         im2col(cols, x, r0, rows, d);
         for (int64_t g = 0; g < G; ++g)
-            sgemm(false, false, M, Kg, KKg, 1.0f, cols + g * KKg, CKK, w + g * Kg, d.K, 0.0f,
-                  y_rows + g * Kg, d.K);
-        if (bias) add_bias_rows(y_rows, bias, M, d.K);
+            sgemm_bias_relu(false, false, M, Kg, KKg, 1.0f, cols + g * KKg, CKK, w + g * Kg, d.K,
+                            0.0f, y_rows + g * Kg, d.K, bias ? bias + g * Kg : nullptr, relu);
     };
     const int64_t R = d.N * d.OH, rb = thread_block_rows(d), blocks = (R + rb - 1) / rb;
     if (const int T = per_thread_split(blocks)) {
@@ -231,7 +224,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 
 // dy (N,OH,OW,K); w (KH,KW,C/g,K); dx (N,H,W,C) overwritten.
 // Per group: dcols[:, g-block] = dy[:, g-block] @ w[:, g-block]^T, then col2im scatter-add.
-void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
+void conv2d_backward_data_im2col(float* dx, const float* dy, const float* w,
+                                 const Conv2dDims& d) {
     const int64_t G = d.groups, Kg = d.K / G, CKK = column_width(d), KKg = CKK / G;
     if (d.N == 0) return;
     if (input_is_columns(d)) {
@@ -280,8 +274,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 // x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C/g,K), db (K,) or null: overwritten.
 // Per group: dw[:, g-block] = cols[:, g-block]^T @ dy[:, g-block], accumulated over row blocks.
-void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
-                             const Conv2dDims& d) {
+void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const float* dy,
+                                    const Conv2dDims& d) {
     const int64_t G = d.groups, Kg = d.K / G, CKK = column_width(d), KKg = CKK / G;
     const int64_t M_all = d.N * d.OH * d.OW, DW = dw_size(d);
     if (db) dense_bias_grad(db, dy, M_all, d.K);
@@ -316,7 +310,9 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
             float* cols = scratch + t * block_floats;
             float* part = partials + t * DW;
             std::fill(part, part + DW, 0.0f);
-#pragma omp for schedule(dynamic, 1)
+            // A static split fixes which blocks each partial sums, so dw is bit-identical from
+            // run to run at a given thread count (a dynamic schedule would reorder the sums).
+#pragma omp for schedule(static)
             for (int64_t b = 0; b < blocks; ++b)
                 rows_to_dw(part, 1.0f, cols, b * rb, std::min(rb, R - b * rb));
             // The implicit barrier above makes every partial complete.
@@ -335,10 +331,315 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
         rows_to_dw(dw, r0 == 0 ? 0.0f : 1.0f, cols, r0, std::min(chunk, R - r0));
 }
 
+// ---- direct (implicit-GEMM) path ------------------------------------------------------------
+// No column matrix: the micro-kernels (conv2d_direct.h) read the input in place (or a zero-padded
+// copy of one band of it, which stays in L2) and scatter backward-data products straight into dx.
+// Each thread takes whole units - an image or a band of output rows - so no output element is
+// written by two threads; dw goes to per-thread partials added at the end. Work below
+// kDirectMacsPerThread runs on the calling thread without entering an OpenMP region.
+
+namespace {
+
+constexpr int64_t kDirectMacsPerThread = int64_t(1) << 20;  // ~10-20 us of one core
+
+std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct
+
+const ConvDirectUkernels* direct_ukernels() {
+    static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
+        static ConvDirectUkernels k{};
+        __builtin_cpu_init();
+        if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("fma")))
+            return nullptr;
+        // CNNFAST_SIMD caps every kernel family's ISA (see gemm.cpp).
+        if (const char* env = std::getenv("CNNFAST_SIMD"))
+            if (std::strcmp(env, "avx2") == 0 || std::strcmp(env, "scalar") == 0) return nullptr;
+        return conv2d_direct_ukernels_avx512(&k) ? &k : nullptr;
+    }();
+    return uk;
+}
+
+// The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
+// those whose column matrix is the input itself (plain GEMMs) take the GEMM path.
+const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
+    if (g_conv_algorithm.load(std::memory_order_relaxed) == 1) return nullptr;
+    if (d.groups != 1 || d.N == 0 || input_is_columns(d)) return nullptr;
+    return direct_ukernels();
+}
+
+// Where receptive fields are read from (or, for backward-data, accumulated into): the image
+// itself (row stride W*C) when every field lies inside it, else a zero-padded copy of a band
+// of it, Wp = (OW-1)*stride_w + KW columns wide, whose origin is input (oh0*sh - pt, -pl).
+struct DirectGeometry {
+    bool padded;
+    int64_t Wp, rs;
+};
+
+DirectGeometry direct_geometry(const Conv2dDims& d) {
+    const bool padded = d.pad_top > 0 || d.pad_left > 0 ||
+                        (d.OH - 1) * d.stride_h + d.KH > d.H ||
+                        (d.OW - 1) * d.stride_w + d.KW > d.W;
+    const int64_t Wp = padded ? (d.OW - 1) * d.stride_w + d.KW : d.W;
+    return {padded, Wp, Wp * d.C};
+}
+
+// Input rows the output rows of a band of `rows` rows read.
+int64_t band_input_rows(const Conv2dDims& d, int64_t rows) { return (rows - 1) * d.stride_h + d.KH; }
+
+// Units of work: N images x `bands` bands of `band_rows` output rows, on T threads.
+struct DirectPlan {
+    int T;
+    int64_t band_rows, bands;
+};
+
+DirectPlan direct_plan(const Conv2dDims& d, bool whole_images) {
+    const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * d.C;
+    const int Tmax = threads_for(macs / kDirectMacsPerThread);
+    int64_t bands = 1;
+    // Too few images to balance the threads: split images into bands of output rows.
+    if (!whole_images && Tmax > 1 && d.N < 4 * Tmax)
+        bands = std::min<int64_t>(d.OH, (4 * Tmax + d.N - 1) / d.N);
+    const int64_t band_rows = (d.OH + bands - 1) / bands;
+    bands = (d.OH + band_rows - 1) / band_rows;
+    const int T = static_cast<int>(std::min<int64_t>(Tmax, d.N * bands));
+    return {T, band_rows, bands};
+}
+
+// f(thread, unit) for every unit, on T threads (dynamic schedule) or inline when T == 1.
+template <class F>
+void run_units(int T, int64_t units, const F& f) {
+    if (T <= 1) {
+        for (int64_t u = 0; u < units; ++u) f(0, u);
+        return;
+    }
+#pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t u = 0; u < units; ++u) f(t, u);
+    }
+}
+
+// The pixels of output rows [oh0, oh0+rows) of image n of x, reading x in place or from a
+// zero-padded copy made in this thread's band scratch.
+ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float* x, int64_t n,
+                       int64_t oh0, int64_t rows) {
+    const float* img = x + n * d.H * d.W * d.C;
+    if (!g.padded)
+        return {const_cast<float*>(img + oh0 * d.stride_h * g.rs), d.stride_h * g.rs,
+                d.stride_w * d.C, d.OW};
+    const int64_t in_rows = band_input_rows(d, rows);
+    float* band = column_scratch(in_rows * g.rs, kBand);
+    const int64_t cols = std::min(d.W, g.Wp - d.pad_left);  // input columns inside the band
+    for (int64_t r = 0; r < in_rows; ++r) {
+        const int64_t ih = oh0 * d.stride_h - d.pad_top + r;
+        float* row = band + r * g.rs;
+        if (ih < 0 || ih >= d.H) {
+            std::memset(row, 0, sizeof(float) * g.rs);
+            continue;
+        }
+        std::memset(row, 0, sizeof(float) * d.pad_left * d.C);
+        std::memcpy(row + d.pad_left * d.C, img + ih * d.W * d.C, sizeof(float) * cols * d.C);
+        std::memset(row + (d.pad_left + cols) * d.C, 0,
+                    sizeof(float) * (g.Wp - d.pad_left - cols) * d.C);
+    }
+    return {band, d.stride_h * g.rs, d.stride_w * d.C, d.OW};
+}
+
+// off[q] for q = (kh, kw, c): where q sits in a receptive field of a source with row stride rs.
+const int64_t* direct_offsets(const Conv2dDims& d, int64_t rs) {
+    const int64_t seg = d.KW * d.C, Q = d.KH * seg;
+    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
+    for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
+    return off;
+}
+
+// x (N,H,W,C); w (KH,KW,C,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
+void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
+                           const float* bias, const Conv2dDims& d, bool relu) {
+    const DirectGeometry g = direct_geometry(d);
+    const DirectPlan plan = direct_plan(d, false);
+    // Weights copied to 64-byte-aligned rows (NumPy's buffers are 16-byte aligned, and a 64-byte
+    // load that straddles two cache lines costs two).
+    const int64_t Q = d.KH * d.KW * d.C, ldw = (d.K + 15) / 16 * 16;
+    float* wp = column_scratch(Q * ldw, kShared);
+    for (int64_t q = 0; q < Q; ++q) std::memcpy(wp + q * ldw, w + q * d.K, sizeof(float) * d.K);
+    run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
+        const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
+        const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
+        const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
+        float* yb = y + (n * d.OH + oh0) * d.OW * d.K;
+        for (int64_t k0 = 0; k0 < d.K; k0 += 64)
+            uk.forward(yb + k0, d.K, px, 0, rows * d.OW, d.KH, g.rs, d.KW * d.C, wp + k0, ldw,
+                       bias ? bias + k0 : nullptr, relu, std::min<int64_t>(64, d.K - k0));
+    });
+}
+
+// x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C,K), db (K,) or null: overwritten.
+void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, float* db,
+                                    const float* x, const float* dy, const Conv2dDims& d) {
+    const DirectGeometry g = direct_geometry(d);
+    const DirectPlan plan = direct_plan(d, false);
+    const int64_t seg = d.KW * d.C, Q = d.KH * seg, DW = Q * d.K, part_floats = DW + d.K;
+    const int64_t ldk = (d.K + 15) / 16 * 16;
+    const int64_t* off = direct_offsets(d, g.rs);
+    float* shared = plan.T > 1 ? column_scratch(plan.T * part_floats, kShared) : nullptr;
+    if (plan.T <= 1) {
+        std::fill(dw, dw + DW, 0.0f);
+        if (db) std::fill(db, db + d.K, 0.0f);
+    }
+    // The rows of dw one micro-kernel call accumulates: within one kernel row (a contiguous
+    // segment of the field) when segments are long enough, else across segments.
+    auto for_each_tile = [&](int64_t rmax, auto&& f) {
+        const bool by_segment = seg >= rmax;
+        const int64_t span = by_segment ? seg : Q, spans = by_segment ? d.KH : 1;
+        const int64_t tiles = (span + rmax - 1) / rmax;
+        for (int64_t s = 0; s < spans; ++s)
+            for (int64_t i = 0; i < tiles; ++i) {
+                const int64_t q0 = s * span + span * i / tiles, q1 = s * span + span * (i + 1) / tiles;
+                f(q0, q1 - q0);
+            }
+    };
+    auto unit = [&](float* part, float* dbp, int64_t u) {
+        const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
+        const int64_t rows = std::min(plan.band_rows, d.OH - oh0), npix = rows * d.OW;
+        const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
+        const float* dyb = dy + (n * d.OH + oh0) * d.OW * d.K;
+        // Blocks of whole output rows whose dy (about 16 KiB) stays in L1 while every dw tile
+        // sweeps it.
+        const int64_t block_rows = std::max<int64_t>(1, 4096 / std::min<int64_t>(64, d.K) / d.OW);
+        for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+            ConvPixels pb = px;
+            pb.base += r0 * px.row_step;
+            const int64_t np = (std::min(rows, r0 + block_rows) - r0) * d.OW;
+            // The block's dy, copied to 64-byte-aligned rows: every tile reloads it.
+            float* dyp = column_scratch(np * ldk, kColumns);
+            for (int64_t p = 0; p < np; ++p)
+                std::memcpy(dyp + p * ldk, dyb + (r0 * d.OW + p) * d.K, sizeof(float) * d.K);
+            for (int64_t k0 = 0; k0 < d.K; k0 += 64) {
+                const int64_t nc = std::min<int64_t>(64, d.K - k0);
+                for_each_tile(conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
+                    uk.backward_weights(part + q0 * d.K + k0, d.K, pb, np, off + q0, R, dyp + k0,
+                                        ldk, nc);
+                });
+            }
+        }
+        if (dbp) {
+            // The band's dy is in cache: sum it here rather than in a second pass over dy.
+            for (int64_t p = 0; p < npix; ++p) {
+                const float* row = dyb + p * d.K;
+                for (int64_t k = 0; k < d.K; ++k) dbp[k] += row[k];
+            }
+        }
+    };
+    if (plan.T <= 1) {
+        for (int64_t u = 0; u < d.N * plan.bands; ++u) unit(dw, db, u);
+        return;
+    }
+    int used = plan.T;
+#pragma omp parallel num_threads(plan.T)
+    {
+        const int t = omp_get_thread_num();
+        float* part = shared + t * part_floats;
+        std::fill(part, part + part_floats, 0.0f);
+        if (t == 0) used = omp_get_num_threads();  // the runtime may grant fewer threads
+        // Static, for run-to-run reproducible sums (see conv2d_backward_weights_im2col).
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < d.N * plan.bands; ++u) unit(part, db ? part + DW : nullptr, u);
+        // The implicit barrier above completes every partial.
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < part_floats; ++i) {
+            float s = 0.0f;
+            for (int v = 0; v < used; ++v) s += shared[v * part_floats + i];
+            if (i < DW)
+                dw[i] = s;
+            else if (db)
+                db[i - DW] = s;
+        }
+    }
+}
+
+// dy (N,OH,OW,K); w (KH,KW,C,K); dx (N,H,W,C) overwritten. Whole images per thread.
+void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                 const float* w, const Conv2dDims& d) {
+    const DirectGeometry g = direct_geometry(d);
+    const DirectPlan plan = direct_plan(d, true);
+    const int64_t Q = d.KH * d.KW * d.C, image_floats = d.H * d.W * d.C;
+    const int64_t* off = direct_offsets(d, g.rs);
+    // wT (K, Q): the micro-kernel's operand, vectorised over q.
+    const int64_t ldq = (Q + 15) / 16 * 16;  // 64-byte-aligned rows
+    float* wt = column_scratch(ldq * d.K, kShared);
+    for (int64_t q = 0; q < Q; ++q)
+        for (int64_t k = 0; k < d.K; ++k) wt[k * ldq + q] = w[q * d.K + k];
+    const int64_t in_rows = band_input_rows(d, d.OH);
+    run_units(plan.T, d.N, [&](int, int64_t n) {
+        float* img = dx + n * image_floats;
+        float* dst = g.padded ? column_scratch(in_rows * g.rs, kBand) : img;
+        std::memset(dst, 0, sizeof(float) * (g.padded ? in_rows * g.rs : image_floats));
+        const ConvPixels px{dst, d.stride_h * g.rs, d.stride_w * d.C, d.OW};
+        const float* dyn = dy + n * d.OH * d.OW * d.K;
+        for (int64_t q0 = 0; q0 < Q; q0 += 64)
+            uk.backward_data(px, 0, d.OH * d.OW, off + q0, std::min<int64_t>(64, Q - q0), dyn,
+                             d.K, d.K, wt + q0, ldq);
+        if (!g.padded) return;
+        // Back from the padded image; rows and columns no window reaches get zeros.
+        const int64_t cols = std::min(d.W, g.Wp - d.pad_left);
+        for (int64_t ih = 0; ih < d.H; ++ih) {
+            float* row = img + ih * d.W * d.C;
+            const int64_t r = ih + d.pad_top;
+            if (r >= in_rows) {
+                std::memset(row, 0, sizeof(float) * d.W * d.C);
+                continue;
+            }
+            std::memcpy(row, dst + r * g.rs + d.pad_left * d.C, sizeof(float) * cols * d.C);
+            std::memset(row + cols * d.C, 0, sizeof(float) * (d.W - cols) * d.C);
+        }
+    });
+}
+
+}  // namespace
+
+bool set_conv2d_algorithm(const char* name) {
+    int a = -1;
+    if (std::strcmp(name, "auto") == 0) a = 0;
+    if (std::strcmp(name, "im2col") == 0) a = 1;
+    if (std::strcmp(name, "direct") == 0 && direct_ukernels()) a = 2;
+    if (a < 0) return false;
+    g_conv_algorithm.store(a, std::memory_order_relaxed);
+    return true;
+}
+
+const char* conv2d_algorithm() {
+    const int a = g_conv_algorithm.load(std::memory_order_relaxed);
+    if (a == 1 || !direct_ukernels()) return "im2col";
+    return a == 2 ? "direct" : "auto";
+}
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dDims& d, bool relu) {
+    if (const ConvDirectUkernels* uk = direct_for(d))
+        return conv2d_forward_direct(*uk, y, x, w, bias, d, relu);
+    conv2d_forward_im2col(y, x, w, bias, d, relu);
+}
+
+void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
+    if (const ConvDirectUkernels* uk = direct_for(d))
+        return conv2d_backward_data_direct(*uk, dx, dy, w, d);
+    conv2d_backward_data_im2col(dx, dy, w, d);
+}
+
+void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
+                             const Conv2dDims& d) {
+    if (const ConvDirectUkernels* uk = direct_for(d))
+        return conv2d_backward_weights_direct(*uk, dw, db, x, dy, d);
+    conv2d_backward_weights_im2col(dw, db, x, dy, d);
+}
+
 // ---- naive direct loops ------------------------------------------------------------------
 
 void conv2d_forward_naive(float* y, const float* x, const float* w, const float* bias,
-                          const Conv2dDims& d) {
+                          const Conv2dDims& d, bool relu) {
     const int64_t Cg = d.C / d.groups, Kg = d.K / d.groups;
     for (int64_t n = 0; n < d.N; ++n)
         for (int64_t oh = 0; oh < d.OH; ++oh)
@@ -357,7 +658,7 @@ void conv2d_forward_naive(float* y, const float* x, const float* w, const float*
                             for (int64_t c = 0; c < Cg; ++c) acc += xp[c] * wp[c * d.K];
                         }
                     }
-                    y[((n * d.OH + oh) * d.OW + ow) * d.K + k] = acc;
+                    y[((n * d.OH + oh) * d.OW + ow) * d.K + k] = relu && acc < 0.0f ? 0.0f : acc;
                 }
 }
 

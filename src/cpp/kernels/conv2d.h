@@ -23,18 +23,37 @@ struct Conv2dDims {
 // The kernels take it from a grow-only per-thread buffer; exposed for tests and memory planning.
 int64_t conv2d_workspace_size(const Conv2dDims& d);
 
-// x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) is overwritten.
+// x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) is overwritten, with
+// y = max(y, 0) applied when relu (fused: no second pass over y).
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                    const Conv2dDims& d);
+                    const Conv2dDims& d, bool relu = false);
 // dy (N,OH,OW,K); w (KH,KW,C/g,K); dx (N,H,W,C) is overwritten.
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d);
 // x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C/g,K) and db (K,) (may be null) are overwritten.
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d);
 
+// The algorithms behind the three kernels above, chosen per call:
+//  - direct (implicit GEMM, conv2d_direct.h): AVX-512 micro-kernels reading NHWC in place, for
+//    groups == 1 convolutions that are not plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or
+//    avx512);
+//  - im2col + sgemm (+ col2im): everything else, and every convolution on other CPUs.
+// set_conv2d_algorithm("auto" | "im2col" | "direct") forces one for tests and benchmarks
+// ("direct" still uses im2col where direct does not apply); false if unknown or unavailable.
+bool set_conv2d_algorithm(const char* name);
+// "auto", "im2col" (forced, or direct unavailable) or "direct".
+const char* conv2d_algorithm();
+
+// The im2col + sgemm path. Same contracts.
+void conv2d_forward_im2col(float* y, const float* x, const float* w, const float* bias,
+                           const Conv2dDims& d, bool relu);
+void conv2d_backward_data_im2col(float* dx, const float* dy, const float* w, const Conv2dDims& d);
+void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const float* dy,
+                                    const Conv2dDims& d);
+
 // Direct loops, single-threaded: the readable spec, fallback and oracle. Same contracts.
 void conv2d_forward_naive(float* y, const float* x, const float* w, const float* bias,
-                          const Conv2dDims& d);
+                          const Conv2dDims& d, bool relu = false);
 void conv2d_backward_data_naive(float* dx, const float* dy, const float* w, const Conv2dDims& d);
 void conv2d_backward_weights_naive(float* dw, float* db, const float* x, const float* dy,
                                    const Conv2dDims& d);

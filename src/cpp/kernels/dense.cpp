@@ -56,14 +56,12 @@ void dense_bias_grad(float* db, const float* g, int64_t rows, int64_t cols) {
 }
 
 // x (N,IN); w (IN,OUT); bias (OUT,) or null; y (N,OUT) = x @ w + bias.
+// Bias and ReLU are applied in the GEMM's epilogue, on each tile while it is in cache.
 void dense_forward(float* y, const float* x, const float* w, const float* bias,
-                   const DenseDims& d) {
+                   const DenseDims& d, bool relu) {
     if (d.N == 0) return;
-    sgemm(false, false, d.N, d.OUT, d.IN, 1.0f, x, d.IN, w, d.OUT, 0.0f, y, d.OUT);
-    if (!bias) return;
-#pragma omp parallel for num_threads(threads_for(d.N * d.OUT / 4096 + 1)) schedule(static)
-    for (int64_t i = 0; i < d.N; ++i)
-        for (int64_t j = 0; j < d.OUT; ++j) y[i * d.OUT + j] += bias[j];
+    sgemm_bias_relu(false, false, d.N, d.OUT, d.IN, 1.0f, x, d.IN, w, d.OUT, 0.0f, y, d.OUT, bias,
+                    relu);
 }
 
 // dx (N,IN) = dy @ w^T; dw (IN,OUT) = x^T @ dy; db (OUT,) = sum_n dy.
@@ -79,12 +77,12 @@ void dense_backward(float* dx, float* dw, float* db, const float* x, const float
 }
 
 void dense_forward_naive(float* y, const float* x, const float* w, const float* bias,
-                         const DenseDims& d) {
+                         const DenseDims& d, bool relu) {
     for (int64_t i = 0; i < d.N; ++i)
         for (int64_t j = 0; j < d.OUT; ++j) {
             float acc = bias ? bias[j] : 0.0f;
             for (int64_t p = 0; p < d.IN; ++p) acc += x[i * d.IN + p] * w[p * d.OUT + j];
-            y[i * d.OUT + j] = acc;
+            y[i * d.OUT + j] = relu && acc < 0.0f ? 0.0f : acc;
         }
 }
 

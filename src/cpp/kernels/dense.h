@@ -9,9 +9,10 @@ struct DenseDims {
     int64_t N, IN, OUT;
 };
 
-// x (N,IN); w (IN,OUT); bias (OUT,) or null; y (N,OUT) is overwritten.
+// x (N,IN); w (IN,OUT); bias (OUT,) or null; y (N,OUT) is overwritten, then y = max(y, 0)
+// when relu (fused into the GEMM epilogue).
 void dense_forward(float* y, const float* x, const float* w, const float* bias,
-                   const DenseDims& d);
+                   const DenseDims& d, bool relu = false);
 // dy (N,OUT); dx (N,IN) = dy @ w^T (skipped when null); dw (IN,OUT) = x^T @ dy;
 // db (OUT,) = column sums of dy (skipped when null). All outputs are overwritten.
 void dense_backward(float* dx, float* dw, float* db, const float* x, const float* w,
@@ -19,7 +20,7 @@ void dense_backward(float* dx, float* dw, float* db, const float* x, const float
 
 // Plain loops: the readable spec, fallback and oracle. Same contracts.
 void dense_forward_naive(float* y, const float* x, const float* w, const float* bias,
-                         const DenseDims& d);
+                         const DenseDims& d, bool relu = false);
 void dense_backward_naive(float* dx, float* dw, float* db, const float* x, const float* w,
                           const float* dy, const DenseDims& d);
 

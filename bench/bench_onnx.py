@@ -1,0 +1,78 @@
+"""Batch-1 inference latency of an exported model: onnxruntime vs cnnfast.
+
+    python -m bench.bench_onnx [--threads 1] [--rounds 200] [--model lenet5]
+
+Exports the zoo model with ``cnnfast.export_onnx``, checks that onnxruntime and
+``model.predict`` agree, then times one-image inference, alternating the contenders each
+round (bench.common.time_rounds) and reporting medians and minima in microseconds:
+
+- ``cnnfast predict``: ``model.predict(x)`` (the public API, input checks included)
+- ``cnnfast call``: ``model(x)``, the forward pass with less wrapping
+- ``onnxruntime``: ``InferenceSession.run`` with intra-op and inter-op threads set to --threads
+  and sequential execution
+
+The C API's latency (``cnnfast_model_predict``) is to be added as a further contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import cnnfast as cf
+from bench.common import environment, markdown_table, median, time_rounds
+
+HEADER = ["model", "contender", "threads", "median us", "min us", "x cnnfast predict"]
+
+
+def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> list[list]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime is not installed (pip install onnxruntime onnx)", file=sys.stderr)
+        return []
+    cf.set_num_threads(threads)
+    cf.set_seed(0)
+    model = cf.models.get(model_name)
+    model.build()
+    x = np.random.default_rng(0).standard_normal((1,) + model.input_shape_).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{model_name}.onnx")
+        cf.export_onnx(model, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {"input": x}
+    # fp32, different summation order: agreement to ~1e-6 on softmax outputs.
+    np.testing.assert_allclose(session.run(None, feed)[0], model.predict(x), rtol=1e-4, atol=1e-5)
+    fns = {
+        "cnnfast predict": lambda: model.predict(x),
+        "cnnfast call": lambda: model(x),
+        "onnxruntime": lambda: session.run(None, feed),
+    }
+    times = time_rounds(fns, rounds=rounds)
+    base = median(times["cnnfast predict"])
+    out = []
+    for name, ts in times.items():
+        out.append([model_name, name, threads, median(ts) * 1e6, min(ts) * 1e6, base / median(ts)])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--model", default="lenet5", choices=cf.models.names())
+    args = parser.parse_args(argv)
+    print("\n".join(environment()))
+    print(markdown_table(HEADER, rows(args.threads, args.rounds, args.model)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Export a Sequential model to ONNX (standard operators only; needs the optional `onnx` package).
+
+The graph takes cnnfast's channels-last input, float32 [N, H, W, C] with a dynamic batch N,
+and transposes it once to NCHW, the layout of ONNX's Conv/Pool/LRN operators. The tensor stays
+NCHW through the convolutional part and is transposed back to NHWC before Flatten (or any
+Dense or the graph output), so Flatten sees Keras' (H, W, C) row-major order and the Dense
+weights need no permutation. Layer by layer:
+
+=================  ==========================================================================
+Conv2D             Conv, kernel (KH, KW, C/g, K) transposed to (K, C/g, KH, KW); pads [top,
+                   left, bottom, right] as cnnfast computes them ("same": the odd row/column
+                   at the bottom/right, i.e. SAME_UPPER); strides; group
+MaxPooling2D       MaxPool with the same explicit pads
+AveragePooling2D   AveragePool, count_include_pad=0 (padded cells are not counted, as Keras)
+Flatten            Flatten(axis=1) after the NCHW -> NHWC Transpose
+Dense              Gemm (2-D input) or MatMul + Add
+Dropout            nothing (identity at inference)
+activations        Relu, Sigmoid, Tanh, Elu(alpha), Softmax (axis 1 on NCHW maps, else -1),
+                   swish as Mul(x, Sigmoid(x)); PReLU as PRelu with the slope transposed to CHW
+LRN                LRN(size=2r+1, alpha=alpha*size, beta, bias): ONNX divides alpha by the
+                   window size (as PyTorch and Caffe), cnnfast/TensorFlow do not
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from cnnfast import layers as L
+from cnnfast.model import Sequential
+from cnnfast.shapes import conv_padding
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "export_onnx needs the 'onnx' package: pip install onnx (or cnnfast[onnx])"
+        ) from None
+    return onnx
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; tracks whether the running tensor is NCHW."""
+
+    def __init__(self, onnx: Any, input_name: str, per_sample: tuple[int, ...]) -> None:
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.counter = 0
+        self.x = input_name
+        self.shape = per_sample  # cnnfast (channels-last) per-sample shape of the running tensor
+        self.nchw = False
+
+    def name(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32),
+                                                         name))
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str, **attrs) -> str:
+        out = self.name(hint)
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=out, **attrs))
+        self.x = out
+        return out
+
+    def to_nchw(self, who: str) -> None:
+        if self.nchw:
+            return
+        if len(self.shape) != 3:
+            raise NotImplementedError(f"export_onnx: {who} needs (H, W, C) input, got {self.shape}")
+        self.node("Transpose", [self.x], "to_nchw", perm=[0, 3, 1, 2])
+        self.nchw = True
+
+    def to_nhwc(self) -> None:
+        if self.nchw:
+            self.node("Transpose", [self.x], "to_nhwc", perm=[0, 2, 3, 1])
+            self.nchw = False
+
+    def activation(self, act: L._Activation, hint: str) -> None:
+        kind = act.kind
+        if kind == "linear":
+            return
+        if kind == "swish":
+            x = self.x
+            sig = self.node("Sigmoid", [x], f"{hint}_sigmoid")
+            self.node("Mul", [x, sig], f"{hint}_swish")
+        elif kind == "softmax":
+            self.node("Softmax", [self.x], f"{hint}_softmax", axis=1 if self.nchw else -1)
+        elif kind == "elu":
+            self.node("Elu", [self.x], f"{hint}_elu", alpha=float(act.alpha))
+        else:
+            op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[kind]
+            self.node(op, [self.x], f"{hint}_{kind}")
+
+
+def _pads(layer, in_shape: tuple[int, ...], kernel: tuple[int, int]) -> list[int]:
+    """ONNX pads [top, left, bottom, right] reproducing cnnfast's output size."""
+    h, w = in_shape[0], in_shape[1]
+    mode = layer.padding
+    if isinstance(mode, str):
+        _, bottom, oh = conv_padding(h, kernel[0], layer.strides[0], mode)
+        _, right, ow = conv_padding(w, kernel[1], layer.strides[1], mode)
+    else:
+        _, bottom, oh = conv_padding(h, kernel[0], layer.strides[0], (mode[0], mode[0]))
+        _, right, ow = conv_padding(w, kernel[1], layer.strides[1], (mode[1], mode[1]))
+    if (oh, ow) != (layer.oh, layer.ow):  # the shape formulas are shared; this cannot drift
+        raise RuntimeError(f"export_onnx: {layer.describe()} pads disagree with its output size")
+    return [layer.pad_top, layer.pad_left, bottom, right]
+
+
+def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None:
+    hint = layer.name
+    if isinstance(layer, L.Dropout):
+        return
+    if isinstance(layer, L.Conv2D):
+        g.to_nchw(layer.describe())
+        kernel = layer.weights_["kernel"].transpose(3, 2, 0, 1)  # (K, C/g, KH, KW)
+        inputs = [g.x, g.const(f"{layer.name}/kernel", kernel)]
+        if layer.use_bias:
+            inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
+        g.node("Conv", inputs, hint, kernel_shape=list(layer.kernel_size),
+               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.kernel_size),
+               group=layer.groups, dilations=[1, 1])
+        g.activation(layer.act, hint)
+    elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
+        g.to_nchw(layer.describe())
+        attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+                 "pads": _pads(layer, in_shape, layer.pool_size)}
+        if isinstance(layer, L.MaxPooling2D):
+            g.node("MaxPool", [g.x], hint, **attrs)
+        else:
+            g.node("AveragePool", [g.x], hint, count_include_pad=0, **attrs)
+    elif isinstance(layer, L.Flatten):
+        g.to_nhwc()
+        g.node("Flatten", [g.x], hint, axis=1)
+    elif isinstance(layer, L.Dense):
+        g.to_nhwc()
+        w = g.const(f"{layer.name}/kernel", layer.weights_["kernel"])
+        if len(in_shape) == 1:
+            inputs = [g.x, w]
+            if layer.use_bias:
+                inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
+            g.node("Gemm", inputs, hint)
+        else:  # Dense on the last axis of a higher-rank input
+            g.node("MatMul", [g.x, w], hint)
+            if layer.use_bias:
+                g.node("Add", [g.x, g.const(f"{layer.name}/bias", layer.weights_["bias"])],
+                       f"{hint}_bias")
+        g.activation(layer.act, hint)
+    elif isinstance(layer, L.Activation):
+        g.activation(layer.act, hint)
+    elif isinstance(layer, L.PReLU):
+        alpha = layer.weights_["alpha"]
+        if g.nchw:
+            alpha = alpha.transpose(2, 0, 1)  # (H|1, W|1, C|1) -> (C|1, H|1, W|1)
+        g.node("PRelu", [g.x, g.const(f"{layer.name}/alpha", alpha)], hint)
+    elif isinstance(layer, L.LocalResponseNormalization):
+        g.to_nchw(layer.describe())
+        size = 2 * layer.depth_radius + 1
+        g.node("LRN", [g.x], hint, size=size, alpha=layer.alpha * size, beta=layer.beta,
+               bias=layer.bias)
+    else:
+        raise NotImplementedError(f"export_onnx: no ONNX mapping for {layer.describe()}")
+    g.shape = tuple(out_shape)
+
+
+def to_onnx(model: Sequential, opset: int = 17, input_name: str = "input",
+            output_name: str = "output"):
+    """The ONNX ModelProto of `model` (see :func:`export_onnx`)."""
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"export_onnx: expected a cnnfast Sequential, got {type(model).__name__}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        # Softmax's single-axis semantics and the attribute forms used here need opset >= 13.
+        raise ValueError(f"export_onnx: opset must be an int >= 13, got {opset!r}")
+    model._require_built()
+    g = _GraphBuilder(onnx, input_name, model.input_shape_)
+    if len(model.input_shape_) == 3:
+        g.to_nchw("input")
+    for layer, in_shape, out_shape in model.shapes():
+        _export_layer(g, layer, in_shape, out_shape)
+    g.to_nhwc()
+    # The last node writes the graph output directly (or an Identity when there is no node).
+    if g.nodes and g.x != input_name:
+        g.nodes[-1].output[0] = output_name
+    else:
+        g.nodes.append(helper.make_node("Identity", [g.x], [output_name], name="identity"))
+    graph = helper.make_graph(
+        g.nodes, model.name,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", *model.input_shape_])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT,
+                                       ["N", *model.output_shape_])],
+        initializer=g.initializers,
+    )
+    opset_id = helper.make_opsetid("", opset)
+    from cnnfast import __version__
+
+    proto = helper.make_model(graph, opset_imports=[opset_id], producer_name="cnnfast",
+                              producer_version=__version__)
+    # The oldest IR version that carries this opset, so older runtimes accept the file.
+    proto.ir_version = helper.find_min_ir_version_for([opset_id])
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model: Sequential, path: str | os.PathLike, opset: int = 17,
+                input_name: str = "input", output_name: str = "output") -> None:
+    """Write `model` as an ONNX file for inference (Dropout removed).
+
+    Parameters
+    ----------
+    model : Sequential
+        A model with a known input shape; it is built if needed.
+    path : str or path-like
+        Destination, written atomically.
+    opset : int
+        ONNX opset of the default domain (>= 13; 17 by default).
+    input_name, output_name : str
+        Graph input float32 [N, *input_shape] (channels-last, as ``model.predict`` takes it)
+        and output float32 [N, *output_shape].
+
+    The graph is checked with ``onnx.checker.check_model(full_check=True)``. Needs the
+    optional ``onnx`` package (``pip install cnnfast[onnx]``).
+    """
+    from cnnfast.saving import _write_atomic
+
+    proto = to_onnx(model, opset, input_name, output_name)
+    data = proto.SerializeToString()
+    _write_atomic(path, lambda f: f.write(data))
+
+
+__all__ = ["export_onnx", "to_onnx"]

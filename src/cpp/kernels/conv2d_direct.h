@@ -1,0 +1,56 @@
+#pragma once
+// Internal to conv2d: the micro-kernels of the direct (implicit-GEMM) convolution, which reads the
+// NHWC input in place instead of building im2col columns. Nothing here is part of conv2d.h.
+//
+// A convolution is a GEMM whose reduction index q = (kh, kw, c) runs over the receptive field:
+// pixel p's operand is src_p[off(q)] with off(q) = kh*rs + kw*C + c, where src_p points at the
+// top-left of p's receptive field and rs is the row stride of the source. In NHWC the KW*C values
+// of one kernel row are contiguous ("a segment"), whatever the stride.
+//   forward:          y[p][k]      = sum_q src_p[off(q)] * w[q][k]     (vectorised over k)
+//   backward-weights: dw[q][k]    += sum_p src_p[off(q)] * dy[p][k]    (vectorised over k)
+//   backward-data:    dst_p[off(q)] += sum_k dy[p][k] * wT[k][q]      (vectorised over q)
+// Micro-kernels are single-threaded; the driver (conv2d.cpp) hands each thread whole bands.
+#include <cstdint>
+
+namespace cnnfast {
+
+// The pixels of one band, row-major over a band OW pixels wide: pixel i's receptive field starts
+// at base + (i / OW) * row_step + (i % OW) * col_step (floats).
+struct ConvPixels {
+    float* base;
+    int64_t row_step, col_step, OW;
+};
+
+// Pixels [p0, p1): y[p*ldy + j] = act(bias[j] + sum_q src_p[off(q)] * w[q*ldw + j]) for j < nc,
+// nc <= 64, q over KH segments of seg floats, segment kh at kh*rs. bias may be null.
+using ConvFwdUkernel = void (*)(float* y, int64_t ldy, const ConvPixels& px, int64_t p0,
+                                int64_t p1, int64_t KH, int64_t rs, int64_t seg, const float* w,
+                                int64_t ldw, const float* bias, bool relu, int64_t nc);
+// Pixels [0, npix): dw[r*lddw + j] += sum_p src_p[off[r]] * dy[p*ldy + j], r < R, j < nc <= 64,
+// R <= conv_bwdw_max_rows(nc).
+using ConvBwdWUkernel = void (*)(float* dw, int64_t lddw, const ConvPixels& px, int64_t npix,
+                                 const int64_t* off, int64_t R, const float* dy, int64_t ldy,
+                                 int64_t nc);
+// Pixels [p0, p1): dst_p[off[j]] += sum_k dy[p*ldy + k] * wt[k*ldwt + j], j < nq <= 64, k < nk.
+// dy points at pixel 0's row.
+using ConvBwdDUkernel = void (*)(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* off,
+                                 int64_t nq, const float* dy, int64_t ldy, int64_t nk,
+                                 const float* wt, int64_t ldwt);
+
+struct ConvDirectUkernels {
+    const char* path;
+    ConvFwdUkernel forward;
+    ConvBwdWUkernel backward_weights;
+    ConvBwdDUkernel backward_data;
+};
+
+// Rows of dw one backward-weights call accumulates at most, for nc columns.
+inline int64_t conv_bwdw_max_rows(int64_t nc) {
+    const int64_t kv = (nc + 15) / 16;
+    return kv >= 4 ? 6 : kv == 3 ? 8 : 12;
+}
+
+// False (and *out untouched) when the ISA was not compiled in.
+bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out);
+
+}  // namespace cnnfast

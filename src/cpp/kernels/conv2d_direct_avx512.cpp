@@ -1,0 +1,299 @@
+// AVX-512 micro-kernels of the direct convolution (contracts in conv2d_direct.h).
+// Register tiles: P pixels (or R dw rows) x KV vectors of 16 output channels, P*KV <= 24
+// accumulators, so each reduction step is KV vector loads + P broadcasts for P*KV FMAs. The last
+// vector of a tile is masked, so any channel count works (K = 6 uses 6 of 16 lanes).
+#include "conv2d_direct.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+#include <utility>
+
+namespace cnnfast {
+namespace {
+
+inline __mmask16 lanes(int64_t n) {
+    return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+
+// Pixels per tile for KV vectors of output channels.
+constexpr int tile_pixels(int kv) { return kv >= 4 ? 6 : kv == 3 ? 8 : 12; }
+
+inline const float* pixel_ptr(const ConvPixels& px, int64_t i) {
+    return px.base + (i / px.OW) * px.row_step + (i % px.OW) * px.col_step;
+}
+
+// ---- forward ------------------------------------------------------------------------------
+
+// np <= P pixels whose receptive fields start at src[p], reduction steps q in [q0, q1) of the KH
+// segments. The tile computes all P (callers repeat the last pixel) and stores np. First block
+// (q0 == 0): starts from the bias, else from y; last block (q1 == KH*seg): applies the ReLU.
+template <int P, int KV>
+void fwd_tile(float* y, int64_t ldy, const float* const* src, int64_t np, int64_t q0, int64_t q1,
+              int64_t KH, int64_t rs, int64_t seg, const float* w, int64_t ldw, const float* bias,
+              bool relu, __mmask16 ml) {
+    __m512 acc[P][KV];
+    if (q0 == 0) {
+        __m512 bv[KV];
+#pragma GCC unroll 32
+        for (int v = 0; v < KV; ++v)
+            bv[v] = bias ? _mm512_maskz_loadu_ps(v == KV - 1 ? ml : __mmask16(0xFFFF), bias + 16 * v)
+                         : _mm512_setzero_ps();
+#pragma GCC unroll 32
+        for (int p = 0; p < P; ++p)
+#pragma GCC unroll 32
+            for (int v = 0; v < KV; ++v) acc[p][v] = bv[v];
+    } else {
+#pragma GCC unroll 32
+        for (int p = 0; p < P; ++p)
+#pragma GCC unroll 32
+            for (int v = 0; v < KV; ++v)
+                acc[p][v] = _mm512_maskz_loadu_ps(v == KV - 1 ? ml : __mmask16(0xFFFF),
+                                                  y + (p < np ? p : 0) * ldy + 16 * v);
+    }
+    for (int64_t kh = q0 / seg; kh < KH && kh * seg < q1; ++kh) {
+        const int64_t j0 = q0 > kh * seg ? q0 - kh * seg : 0;
+        const int64_t j1 = q1 - kh * seg < seg ? q1 - kh * seg : seg;
+        const float* s[P];
+#pragma GCC unroll 32
+        for (int p = 0; p < P; ++p) s[p] = src[p] + kh * rs;
+        const float* wk = w + (kh * seg + j0) * ldw;
+        for (int64_t j = j0; j < j1; ++j, wk += ldw) {
+            __m512 wv[KV];
+#pragma GCC unroll 32
+            for (int v = 0; v < KV - 1; ++v) wv[v] = _mm512_loadu_ps(wk + 16 * v);
+            wv[KV - 1] = _mm512_maskz_loadu_ps(ml, wk + 16 * (KV - 1));
+#pragma GCC unroll 32
+            for (int p = 0; p < P; ++p) {
+                const __m512 a = _mm512_set1_ps(s[p][j]);
+#pragma GCC unroll 32
+                for (int v = 0; v < KV; ++v) acc[p][v] = _mm512_fmadd_ps(a, wv[v], acc[p][v]);
+            }
+        }
+    }
+    const bool do_relu = relu && q1 == KH * seg;
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+        if (p >= np) break;
+        float* yp = y + p * ldy;
+#pragma GCC unroll 32
+        for (int v = 0; v < KV; ++v) {
+            __m512 r = acc[p][v];
+            if (do_relu) r = _mm512_maskz_max_ps(__mmask16(0xFFFF), r, zero);
+            if (v < KV - 1)
+                _mm512_storeu_ps(yp + 16 * v, r);
+            else
+                _mm512_mask_storeu_ps(yp + 16 * v, ml, r);
+        }
+    }
+}
+
+// Reduction steps per block: the block's weights (kc x 64 floats) stay in L1 while every pixel
+// tile of the range sweeps them; y tiles are re-read once per block.
+constexpr int64_t kFwdBlockFloats = 5120;
+
+template <int KV>
+void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t p1, int64_t KH,
+               int64_t rs, int64_t seg, const float* w, int64_t ldw, const float* bias, bool relu,
+               int64_t nc) {
+    constexpr int P = tile_pixels(KV);
+    const __mmask16 ml = lanes(nc - 16 * (KV - 1));
+    const int64_t Q = KH * seg;
+    const int64_t blocks = (Q * 16 * KV + kFwdBlockFloats - 1) / kFwdBlockFloats;
+    const float* src[P];
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t q0 = Q * b / blocks, q1 = Q * (b + 1) / blocks;
+        for (int64_t i = p0; i < p1; i += P) {
+            const int64_t np = p1 - i < P ? p1 - i : P;
+#pragma GCC unroll 32
+            for (int p = 0; p < P; ++p) src[p] = pixel_ptr(px, i + (p < np ? p : np - 1));
+            fwd_tile<P, KV>(y + i * ldy, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu,
+                            ml);
+        }
+    }
+}
+
+void forward(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t p1, int64_t KH,
+             int64_t rs, int64_t seg, const float* w, int64_t ldw, const float* bias, bool relu,
+             int64_t nc) {
+    switch ((nc + 15) / 16) {
+        case 1: return fwd_range<1>(y, ldy, px, p0, p1, KH, rs, seg, w, ldw, bias, relu, nc);
+        case 2: return fwd_range<2>(y, ldy, px, p0, p1, KH, rs, seg, w, ldw, bias, relu, nc);
+        case 3: return fwd_range<3>(y, ldy, px, p0, p1, KH, rs, seg, w, ldw, bias, relu, nc);
+        default: return fwd_range<4>(y, ldy, px, p0, p1, KH, rs, seg, w, ldw, bias, relu, nc);
+    }
+}
+
+// ---- backward-weights ---------------------------------------------------------------------
+
+// R dw rows x KV vectors accumulated over every pixel of the band. Contiguous: the rows' offsets
+// are off[0] + r (one base register); otherwise each row keeps its own offset.
+template <int R, int KV, bool Contiguous>
+void bwdw_tile(float* dw, int64_t lddw, const ConvPixels& px, int64_t npix, const int64_t* off,
+               const float* dy, int64_t ldy, __mmask16 ml) {
+    __m512 acc[R][KV];
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r)
+        #pragma GCC unroll 32
+        for (int v = 0; v < KV; ++v) acc[r][v] = _mm512_setzero_ps();
+    int64_t o[R];
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) o[r] = Contiguous ? off[0] : off[r];
+    const int64_t rows = (npix + px.OW - 1) / px.OW;
+    for (int64_t oh = 0; oh < rows; ++oh) {
+        const int64_t n_ow = npix - oh * px.OW < px.OW ? npix - oh * px.OW : px.OW;
+        const float* s = px.base + oh * px.row_step;
+        const float* g = dy + oh * px.OW * ldy;
+        for (int64_t ow = 0; ow < n_ow; ++ow, s += px.col_step, g += ldy) {
+            __m512 gv[KV];
+            #pragma GCC unroll 32
+            for (int v = 0; v < KV - 1; ++v) gv[v] = _mm512_loadu_ps(g + 16 * v);
+            gv[KV - 1] = _mm512_maskz_loadu_ps(ml, g + 16 * (KV - 1));
+            #pragma GCC unroll 32
+            for (int r = 0; r < R; ++r) {
+                const __m512 a = _mm512_set1_ps(Contiguous ? s[o[0] + r] : s[o[r]]);
+                #pragma GCC unroll 32
+                for (int v = 0; v < KV; ++v) acc[r][v] = _mm512_fmadd_ps(a, gv[v], acc[r][v]);
+            }
+        }
+    }
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+        float* d = dw + r * lddw;
+        #pragma GCC unroll 32
+        for (int v = 0; v < KV; ++v) {
+            const __mmask16 m = v == KV - 1 ? ml : __mmask16(0xFFFF);
+            _mm512_mask_storeu_ps(d + 16 * v, m,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + 16 * v), acc[r][v]));
+        }
+    }
+}
+
+using BwdWTile = void (*)(float*, int64_t, const ConvPixels&, int64_t, const int64_t*,
+                          const float*, int64_t, __mmask16);
+
+template <int KV, bool C, int... Rs>
+constexpr auto bwdw_table(std::integer_sequence<int, Rs...>) {
+    struct Table {
+        BwdWTile fn[sizeof...(Rs)];
+    };
+    return Table{{&bwdw_tile<Rs + 1, KV, C>...}};
+}
+
+template <int KV>
+void bwdw_dispatch(float* dw, int64_t lddw, const ConvPixels& px, int64_t npix,
+                   const int64_t* off, int64_t R, const float* dy, int64_t ldy, int64_t nc) {
+    constexpr int RMAX = tile_pixels(KV);
+    static constexpr auto contiguous = bwdw_table<KV, true>(std::make_integer_sequence<int, RMAX>{});
+    static constexpr auto general = bwdw_table<KV, false>(std::make_integer_sequence<int, RMAX>{});
+    const __mmask16 ml = lanes(nc - 16 * (KV - 1));
+    const bool contig = off[R - 1] - off[0] == R - 1;
+    const BwdWTile fn = contig ? contiguous.fn[R - 1] : general.fn[R - 1];
+    fn(dw, lddw, px, npix, off, dy, ldy, ml);
+}
+
+void backward_weights(float* dw, int64_t lddw, const ConvPixels& px, int64_t npix,
+                      const int64_t* off, int64_t R, const float* dy, int64_t ldy, int64_t nc) {
+    if (npix <= 0 || R <= 0) return;
+    switch ((nc + 15) / 16) {
+        case 1: return bwdw_dispatch<1>(dw, lddw, px, npix, off, R, dy, ldy, nc);
+        case 2: return bwdw_dispatch<2>(dw, lddw, px, npix, off, R, dy, ldy, nc);
+        case 3: return bwdw_dispatch<3>(dw, lddw, px, npix, off, R, dy, ldy, nc);
+        default: return bwdw_dispatch<4>(dw, lddw, px, npix, off, R, dy, ldy, nc);
+    }
+}
+
+// ---- backward-data ------------------------------------------------------------------------
+
+// P pixels x QV vectors of q; the products are scatter-added into the pixels' receptive fields:
+// a vector of 16 q with contiguous offsets is one masked read-modify-write, others go lane by lane.
+template <int P, int QV>
+void bwdd_tile(float* const* dst, int64_t np, const int64_t* off, int64_t nq, const float* dy,
+               int64_t ldy, int64_t nk, const float* wt, int64_t ldwt, __mmask16 ml) {
+    __m512 acc[P][QV];
+    #pragma GCC unroll 32
+    for (int p = 0; p < P; ++p)
+        #pragma GCC unroll 32
+        for (int v = 0; v < QV; ++v) acc[p][v] = _mm512_setzero_ps();
+    const float* g[P];
+    #pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) g[p] = dy + (p < np ? p : np - 1) * ldy;
+    for (int64_t k = 0; k < nk; ++k, wt += ldwt) {
+        __m512 wv[QV];
+        #pragma GCC unroll 32
+        for (int v = 0; v < QV - 1; ++v) wv[v] = _mm512_loadu_ps(wt + 16 * v);
+        wv[QV - 1] = _mm512_maskz_loadu_ps(ml, wt + 16 * (QV - 1));
+        #pragma GCC unroll 32
+        for (int p = 0; p < P; ++p) {
+            const __m512 a = _mm512_set1_ps(g[p][k]);
+            #pragma GCC unroll 32
+            for (int v = 0; v < QV; ++v) acc[p][v] = _mm512_fmadd_ps(a, wv[v], acc[p][v]);
+        }
+    }
+    #pragma GCC unroll 32
+    for (int v = 0; v < QV; ++v) {
+        const int64_t n = nq - 16 * v < 16 ? nq - 16 * v : 16;
+        const int64_t* o = off + 16 * v;
+        const __mmask16 m = v == QV - 1 ? ml : __mmask16(0xFFFF);
+        if (o[n - 1] - o[0] == n - 1) {
+            #pragma GCC unroll 32
+            for (int p = 0; p < P; ++p) {
+                if (p >= np) break;
+                float* d = dst[p] + o[0];
+                _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), acc[p][v]));
+            }
+        } else {
+            alignas(64) float t[16];
+            #pragma GCC unroll 32
+            for (int p = 0; p < P; ++p) {
+                if (p >= np) break;
+                _mm512_store_ps(t, acc[p][v]);
+                float* d = dst[p];
+                for (int64_t l = 0; l < n; ++l) d[o[l]] += t[l];
+            }
+        }
+    }
+}
+
+template <int QV>
+void bwdd_range(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* off, int64_t nq,
+                const float* dy, int64_t ldy, int64_t nk, const float* wt, int64_t ldwt) {
+    constexpr int P = tile_pixels(QV);
+    const __mmask16 ml = lanes(nq - 16 * (QV - 1));
+    float* dst[P];
+    for (int64_t i = p0; i < p1; i += P) {
+        const int64_t np = p1 - i < P ? p1 - i : P;
+        #pragma GCC unroll 32
+        for (int p = 0; p < P; ++p)
+            dst[p] = const_cast<float*>(pixel_ptr(px, i + (p < np ? p : np - 1)));
+        bwdd_tile<P, QV>(dst, np, off, nq, dy + i * ldy, ldy, nk, wt, ldwt, ml);
+    }
+}
+
+void backward_data(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* off, int64_t nq,
+                   const float* dy, int64_t ldy, int64_t nk, const float* wt, int64_t ldwt) {
+    switch ((nq + 15) / 16) {
+        case 1: return bwdd_range<1>(px, p0, p1, off, nq, dy, ldy, nk, wt, ldwt);
+        case 2: return bwdd_range<2>(px, p0, p1, off, nq, dy, ldy, nk, wt, ldwt);
+        case 3: return bwdd_range<3>(px, p0, p1, off, nq, dy, ldy, nk, wt, ldwt);
+        default: return bwdd_range<4>(px, p0, p1, off, nq, dy, ldy, nk, wt, ldwt);
+    }
+}
+
+}  // namespace
+
+bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out) {
+    *out = {"avx512", &forward, &backward_weights, &backward_data};
+    return true;
+}
+
+}  // namespace cnnfast
+
+#else
+
+namespace cnnfast {
+bool conv2d_direct_ukernels_avx512(ConvDirectUkernels*) { return false; }
+}  // namespace cnnfast
+
+#endif
