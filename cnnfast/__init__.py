@@ -7,10 +7,25 @@
 
 from __future__ import annotations
 
-from cnnfast import _core, callbacks, initializers, layers, losses, models, optimizers, regularizers
+from cnnfast import (
+    _core,
+    callbacks,
+    data,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    models,
+    optimizers,
+    regularizers,
+    saving,
+    utils,
+)
 from cnnfast.analyzer import analyze
 from cnnfast.model import Sequential
+from cnnfast.onnx_export import export_onnx
 from cnnfast.random import set_seed
+from cnnfast.saving import load_model
 from cnnfast.shapes import conv_output_size, pool_output_size
 
 __version__ = "0.1.0"
@@ -35,7 +50,8 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Sequential", "analyze", "callbacks", "conv_output_size", "get_num_threads", "initializers",
-    "layers", "losses", "models", "optimizers", "pool_output_size", "regularizers",
-    "set_num_threads", "set_seed", "show_config",
+    "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
+    "get_num_threads", "initializers", "layers", "load_model", "losses", "models", "optimizers",
+    "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed", "show_config",
+    "utils",
 ]

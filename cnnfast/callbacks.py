@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,54 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+    def plot(self, path: str | None = None, metrics: Sequence[str] = ("loss", "accuracy"),
+             title: str | None = None):
+        """Draw the per-epoch training and validation curves, one panel per metric.
+
+        Parameters
+        ----------
+        path : str, optional
+            Save the figure there (PNG unless the suffix names another matplotlib format).
+        metrics : sequence of str
+            Metrics to draw; each panel shows ``m`` and, when recorded, ``val_m``. Metrics
+            that were not recorded are left out.
+        title : str, optional
+            Figure title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Needs matplotlib (``pip install 'cnnfast[plot]'``).
+        """
+        from cnnfast._plotting import new_figure
+
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        shown = [m for m in metrics if m in self.history or f"val_{m}" in self.history]
+        if not shown:
+            raise ValueError(
+                f"History.plot: none of {list(metrics)} was recorded; recorded: {sorted(self.history)}"
+            )
+        fig = new_figure("History.plot", (4.5 * len(shown), 3.6))
+        epochs = [e + 1 for e in self.epoch]
+        for i, m in enumerate(shown):
+            ax = fig.add_subplot(1, len(shown), i + 1)
+            for key, label, style in ((m, "train", "o-"), (f"val_{m}", "validation", "s--")):
+                values = self.history.get(key)
+                if values:
+                    ax.plot(epochs[-len(values):], values, style, label=label, markersize=3)
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_ylabel(m)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
 
 
 class EarlyStopping(Callback):
@@ -120,6 +171,126 @@ class EarlyStopping(Callback):
             if self.verbose:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model during training (Keras semantics).
+
+    `filepath` may hold ``str.format`` fields filled from the epoch (1-based), the batch
+    (1-based, with an integer `save_freq`) and the epoch's logs:
+    ``"ckpt/model-{epoch:02d}-{val_loss:.3f}.cnnfast"``. Missing directories are created.
+
+    Parameters
+    ----------
+    filepath : str or path-like
+    monitor : str
+        Log entry compared by `save_best_only` (Keras default "val_loss").
+    verbose : int
+        1 prints a line per save.
+    save_best_only : bool
+        Save only when `monitor` improves on the best value seen so far (the best value is
+        kept across ``fit`` calls, as in Keras).
+    save_weights_only : bool
+        Write architecture and weights only; otherwise the file also carries loss, metrics,
+        optimizer state and the training position (completed epochs and the state of
+        ``cnnfast.random``), so ``load_model(path)`` then ``fit(..., initial_epoch=k)``
+        continues exactly as the uninterrupted run would have.
+    mode : {"auto", "min", "max"}
+        "auto" maximises names containing "acc" (or ending in "auc") and minimises others.
+    save_freq : "epoch" or int
+        Save at the end of every epoch, or every that many batches (such mid-epoch files
+        cannot be resumed exactly with ``initial_epoch``).
+    initial_value_threshold : float, optional
+        With `save_best_only`, the value the first save has to beat.
+    """
+
+    def __init__(self, filepath, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False,
+                 mode: str = "auto", save_freq: str | int = "epoch",
+                 initial_value_threshold: float | None = None) -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ModelCheckpoint: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, (int, np.integer)) or save_freq <= 0):
+            raise ValueError(
+                f"ModelCheckpoint: save_freq must be 'epoch' or a positive int, got {save_freq!r}"
+            )
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.save_freq = save_freq
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+        self.mode = mode
+        if initial_value_threshold is not None:
+            self.best = float(initial_value_threshold)
+        else:
+            self.best = np.inf if mode == "min" else -np.inf
+        self._current_epoch = 0
+        self._batches_since_save = 0
+        self._last_batch = -1
+
+    def _improved(self, current: float) -> bool:
+        return current < self.best if self.mode == "min" else current > self.best
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # Count batches across epochs: a batch index not above the last one starts an epoch.
+        self._batches_since_save += batch + 1 if batch <= self._last_batch else batch - self._last_batch
+        self._last_batch = batch
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._current_epoch, batch, logs or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        fields = {**logs, "epoch": epoch + 1}
+        if batch is not None:
+            fields["batch"] = batch + 1
+        try:
+            path = self.filepath.format(**fields)
+        except (KeyError, IndexError, ValueError) as err:
+            raise KeyError(
+                f"ModelCheckpoint: cannot format filepath {self.filepath!r} ({err!r}); "
+                f"available fields: {sorted(fields)}"
+            ) from None
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"ModelCheckpoint: can save best model only with {self.monitor} "
+                              "available, skipping.", stacklevel=2)
+                return
+            if not self._improved(float(current)):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{float(current):.5f}, saving model to {path}")
+            self.best = float(current)
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        from cnnfast.saving import save_model
+
+        if self.save_weights_only:
+            save_model(self.model, path, include_optimizer=False)
+        elif batch is None:
+            save_model(self.model, path, epoch=epoch + 1)
+        else:
+            save_model(self.model, path, epoch=epoch, step=batch + 1)
 
 
 class LambdaCallback(Callback):

@@ -132,7 +132,22 @@ class Layer:
         return buf
 
     def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-ready), plus name and trainable."""
         return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """The layer `get_config` describes (weights are created by build, as for a new layer)."""
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        if not isinstance(trainable, bool):
+            raise TypeError(f"{cls.__name__}.from_config: trainable must be a bool, got {trainable!r}")
+        for key, value in config.items():
+            if key.endswith("_regularizer") and value is not None:
+                config[key] = regularizers.get(value)
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
@@ -152,9 +167,15 @@ class _Activation:
         # Set by the model when the loss kernel already returns d(loss)/dz (softmax + CE).
         self.fused_with_loss = False
 
-    def forward(self, owner: Layer, z: np.ndarray) -> np.ndarray:
+    @property
+    def fused_kernel_activation(self) -> str:
+        """What conv/dense kernels can apply in their epilogue: "relu" or "linear"."""
+        return "relu" if self.kind == "relu" else "linear"
+
+    def forward(self, owner: Layer, z: np.ndarray, applied: bool = False) -> np.ndarray:
+        """Apply the activation to z; `applied` means the kernel already did (fused ReLU)."""
         self.z = z
-        if self.kind == "linear":
+        if self.kind == "linear" or applied:
             self.y = z
         elif self.kind == "relu":
             # relu'(z) can be read off the output, so relu runs in place.
@@ -294,8 +315,11 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         self.x = x
         z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.filters))
-        _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args())
-        return self.act.forward(self, z)
+        fused = self.act.fused_kernel_activation
+        _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args(),
+                             activation=fused)
+        # relu'(z) is read off the output (y > 0 iff z > 0), so the fused output serves as z.
+        return self.act.forward(self, z, applied=fused != "linear")
 
     def backward(self, dy):
         dz = self.act.backward(dy)
@@ -311,7 +335,9 @@ class Conv2D(Layer):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
-                "activation": self.act.kind, "use_bias": self.use_bias, "groups": self.groups}
+                "activation": self.act.kind, "use_bias": self.use_bias, "groups": self.groups,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
 
 class _Pool2D(Layer):
@@ -451,8 +477,10 @@ class Dense(Layer):
         x2 = x.reshape(-1, x.shape[-1])  # Dense acts on the last axis, like Keras
         self.x2 = x2
         z = self._buffer("z", (x2.shape[0], self.units))
-        _core.dense_forward(z, x2, self.weights_["kernel"], self.weights_.get("bias"))
-        y = self.act.forward(self, z)
+        fused = self.act.fused_kernel_activation
+        _core.dense_forward(z, x2, self.weights_["kernel"], self.weights_.get("bias"),
+                            activation=fused)
+        y = self.act.forward(self, z, applied=fused != "linear")
         return y.reshape(self.x_shape[:-1] + (self.units,))
 
     def backward(self, dy):
@@ -464,7 +492,9 @@ class Dense(Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.act.kind,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
 
 class Dropout(Layer):
@@ -475,8 +505,10 @@ class Dropout(Layer):
         _reject_unsupported(self, kwargs, {"noise_shape": None})
         if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"Dropout: seed must be an int or None, got {seed!r}")
         self.rate = float(rate)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self._calls = 0
 
     def forward(self, x, training=False):
@@ -525,11 +557,19 @@ class ReLU(Activation):
     def __init__(self, name=None, **kwargs):
         super().__init__("relu", name=name, **kwargs)
 
+    def get_config(self):
+        return Layer.get_config(self)
+
 
 class ELU(Activation):
     def __init__(self, alpha: float = 1.0, name=None, **kwargs):
         super().__init__("elu", name=name, **kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+            raise TypeError(f"ELU: alpha must be a number, got {alpha!r}")
         self.act.alpha = float(alpha)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "alpha": self.act.alpha}
 
 
 class Softmax(Activation):
@@ -537,6 +577,9 @@ class Softmax(Activation):
         if axis != -1:
             raise NotImplementedError("Softmax: only axis=-1 is supported")
         super().__init__("softmax", name=name, **kwargs)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "axis": -1}
 
 
 class PReLU(Layer):
@@ -593,7 +636,8 @@ class PReLU(Layer):
         return dy
 
     def get_config(self):
-        return {**super().get_config(), "shared_axes": list(self.shared_axes)}
+        return {**super().get_config(), "shared_axes": list(self.shared_axes),
+                "alpha_regularizer": regularizers.serialize(self.alpha_regularizer)}
 
 
 def _reject_unsupported(layer: Layer, kwargs: dict, allowed_defaults: dict) -> None:
@@ -674,3 +718,22 @@ class LocalResponseNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
                 "alpha": self.alpha, "beta": self.beta}
+
+
+_SERIALIZABLE: tuple[type[Layer], ...] = (
+    InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation, ReLU,
+    ELU, Softmax, PReLU, LocalResponseNormalization,
+)
+
+
+def deserialize(config: dict[str, Any]) -> Layer:
+    """A layer from its serialized form {"class_name": "Conv2D", "config": {...}}."""
+    if not isinstance(config, dict) or set(config) != {"class_name", "config"}:
+        raise ValueError(f"layer entry must be {{'class_name': ..., 'config': {{...}}}}, got {config!r}")
+    by_name = {cls.__name__: cls for cls in _SERIALIZABLE}
+    cls = by_name.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {config['class_name']!r}; known: {sorted(by_name)}")
+    if not isinstance(config["config"], dict):
+        raise TypeError(f"{cls.__name__}: config must be an object, got {config['config']!r}")
+    return cls.from_config(config["config"])

@@ -15,8 +15,8 @@ import numpy as np
 from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
+from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.layers import InputLayer, Layer
-from cnnfast.random import generator
 
 Shape = tuple[int, ...]
 
@@ -255,15 +255,21 @@ class Sequential:
         if not getattr(self, "compiled", False):
             raise RuntimeError(f"{what}: the model must be compiled first; call model.compile(...)")
 
-    def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1,
+    def fit(self, x: Any, y: Any = None, batch_size: int | None = 32, epochs: int = 1,
             verbose: int | str = "auto",
             callbacks: Sequence[callbacks_module.Callback] | None = None,
             validation_split: float = 0.0, validation_data: tuple | None = None,
-            shuffle: bool = True, initial_epoch: int = 0) -> callbacks_module.History:
+            shuffle: bool = True, initial_epoch: int = 0,
+            augment: Augmentation | None = None) -> callbacks_module.History:
         """Train for `epochs` epochs; returns a History (per-epoch loss/metrics).
 
         validation_split takes the last fraction of x/y before shuffling (Keras). verbose: 1
         a progress bar per epoch, 2 one line per epoch, 0 silent.
+
+        x may also be a :class:`cnnfast.data.BatchIterator` holding the targets (y None), which
+        then decides batch size, shuffling, dtype conversion and augmentation. ``augment``
+        (cnnfast extension, e.g. ``cnnfast.data.cifar10_augmentation()``) is applied in place
+        to every training batch of array inputs, drawing from cnnfast's global generator.
         """
         self._require_compiled("fit")
         verbose = 1 if verbose == "auto" else int(verbose)
@@ -272,7 +278,11 @@ class Sequential:
             raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
-        x, y = self._check_xy(x, y, "fit")
+        batches = None
+        if isinstance(x, BatchIterator):  # cnnfast.data hook
+            batches = self._check_batches(x, y, validation_split, augment)
+        else:
+            x, y = self._check_xy(x, y, "fit")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_data is not None:
@@ -290,13 +300,15 @@ class Sequential:
             y, y_val = y[:split], y[split:]
         else:
             x_val = y_val = None
-        n = len(x)
-        if n == 0:
-            raise ValueError(f"fit: no training samples (x has shape {x.shape})")
+        if batches is None:
+            if len(x) == 0:
+                raise ValueError(f"fit: no training samples (x has shape {x.shape})")
+            batches = BatchIterator(x, y, batch_size, shuffle=shuffle, augment=augment)
+        batch_size = batches.batch_size
 
         history = callbacks_module.History()
         cbs = [history] + list(callbacks or [])
-        steps = math.ceil(n / batch_size)
+        steps = len(batches)
         params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "verbose": verbose}
         for cb in cbs:
             cb.set_model(self)
@@ -307,7 +319,7 @@ class Sequential:
             cb.on_train_begin()
 
         with self._stop_on_interrupt():
-            self._fit_epochs(x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle,
+            self._fit_epochs(batches, x_val, y_val, batch_size, epochs, initial_epoch,
                              verbose, steps, cbs)
         for cb in cbs:
             cb.on_train_end()
@@ -333,30 +345,37 @@ class Sequential:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _fit_epochs(self, x, y, x_val, y_val, batch_size, epochs, initial_epoch, shuffle,
+    def _check_batches(self, batches: BatchIterator, y: Any, validation_split: float,
+                       augment: Augmentation | None) -> BatchIterator:
+        """Check a BatchIterator given to fit against the model; its targets converted."""
+        if y is not None:
+            raise ValueError("fit: y must be None when x is a BatchIterator (it holds the targets)")
+        if batches.y is None:
+            raise ValueError("fit: the BatchIterator has no targets; build it as BatchIterator(x, y, ...)")
+        if validation_split:
+            raise ValueError("fit: validation_split is not supported with a BatchIterator; "
+                             "pass validation_data=(x_val, y_val)")
+        if augment is not None:
+            raise ValueError("fit: pass augment= to the BatchIterator, not to fit")
+        self._check_x(batches.x[:0], "fit")  # shape check (and build) without converting x
+        return batches.with_targets(self.loss.check_targets(batches.y, self.output_shape_))
+
+    def _fit_epochs(self, batches, x_val, y_val, batch_size, epochs, initial_epoch,
                     verbose, steps, cbs) -> None:
-        n = len(x)
-        x_batch = np.empty((min(batch_size, n),) + x.shape[1:], np.float32)
-        y_batch = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         for epoch in range(initial_epoch, epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            order = generator().permutation(n) if shuffle else np.arange(n)
             bar = callbacks_module.ProgressBar(steps, verbose)
             loss_sum, correct, seen = 0.0, 0, 0
             logs: dict[str, float] = {}
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = x_batch[:len(idx)], y_batch[:len(idx)]
-                np.take(x, idx, axis=0, out=xb)
-                np.take(y, idx, axis=0, out=yb)
+            for step, (xb, yb) in enumerate(batches):
                 for cb in cbs:
                     cb.on_train_batch_begin(step)
                 loss, out = self._train_step(xb, yb, f"fit: epoch {epoch + 1}, batch {step + 1}")
-                loss_sum += loss * len(idx)
-                seen += len(idx)
+                loss_sum += loss * len(xb)
+                seen += len(xb)
                 logs = {"loss": loss_sum / seen}
                 if self.metrics:
                     correct += self._correct(out, yb)
@@ -423,14 +442,36 @@ class Sequential:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         x = self._check_x(x, "predict")
         out = np.empty((len(x),) + self.output_shape_, np.float32)
+        net = self._inference_network()
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
-            out[start:start + len(xb)] = self._forward(xb, training=False)
+            if net is not None:
+                net.forward(out[start:start + len(xb)], xb)
+            else:
+                out[start:start + len(xb)] = self._forward(xb, training=False)
         return out
 
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         x = self._check_x(x, "call")
+        net = None if training else self._inference_network()
+        if net is not None:
+            out = np.empty((len(x),) + self.output_shape_, np.float32)
+            net.forward(out, x)
+            return out
         return self._forward(x, training).copy()
+
+    def _inference_network(self):
+        """The C++ inference executor (cnnfast._executor) running the whole forward in one call,
+        cached and rebuilt when layers or weight arrays are replaced; None if some layer has no
+        C++ step (callers then walk the layers in Python)."""
+        from cnnfast import _executor
+
+        key = _executor.network_key(self)
+        cached = getattr(self, "_inference_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, _executor.build_network(self))
+            self._inference_cache = cached
+        return cached[1]
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
@@ -488,3 +529,32 @@ class Sequential:
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """The model `get_config` describes, with its input shape set and weights not yet created."""
+        from cnnfast.saving import model_from_config
+
+        return model_from_config(config)
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, filepath, include_optimizer: bool = True) -> None:
+        """Write architecture, weights and (if compiled) optimizer state to one file.
+
+        See :func:`cnnfast.saving.save_model`; read it back with :func:`cnnfast.load_model`.
+        """
+        from cnnfast.saving import save_model
+
+        save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath) -> None:
+        """Write the weights (and the architecture, for checking) without optimizer state."""
+        from cnnfast.saving import save_model
+
+        save_model(self, filepath, include_optimizer=False)
+
+    def load_weights(self, filepath) -> None:
+        """Copy the weights of a cnnfast model file into this model (names and shapes must match)."""
+        from cnnfast.saving import load_weights
+
+        load_weights(self, filepath)

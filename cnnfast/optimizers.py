@@ -11,6 +11,9 @@ from cnnfast import _core
 
 
 class Optimizer:
+    # Names of the per-parameter state arrays, in the order `_slot` creates them (model files).
+    slot_names: tuple[str, ...] = ()
+
     def __init__(self, learning_rate: float, weight_decay: float | None) -> None:
         if not np.isfinite(learning_rate) or learning_rate < 0:
             raise ValueError(f"{type(self).__name__}: learning_rate must be >= 0, got {learning_rate!r}")
@@ -48,6 +51,8 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, Keras formulation:
     v = momentum * v - lr * g; w += v (Nesterov: w += momentum * v - lr * g)."""
 
+    slot_names = ("velocity",)
+
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float | None = None) -> None:
         super().__init__(learning_rate, weight_decay)
@@ -68,6 +73,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam with Keras defaults (lr 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7); epsilon is
     added to sqrt(v) before bias correction, as Keras does."""
+
+    slot_names = ("m", "v")
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, weight_decay: float | None = None) -> None:

@@ -24,3 +24,25 @@ def generator() -> np.random.Generator:
 def next_seed() -> int:
     """A fresh 63-bit seed drawn from the global generator (for C++ counter-based RNGs)."""
     return int(_generator.integers(0, 2**63 - 1))
+
+
+def get_state() -> dict:
+    """The generator's complete state (JSON-ready: ints, strings), for exact resume of training."""
+    bit_generator = _generator.bit_generator
+    return {"bit_generator": type(bit_generator).__name__, "state": bit_generator.state}
+
+
+def set_state(state: dict) -> None:
+    """Restore a state returned by `get_state`; the next draws continue that sequence exactly."""
+    global _generator
+    if not isinstance(state, dict) or set(state) != {"bit_generator", "state"}:
+        raise ValueError(f"random state must be {{'bit_generator': ..., 'state': ...}}, got {state!r}")
+    name = state["bit_generator"]
+    if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        raise ValueError(f"unknown bit generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state["state"]
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"invalid {name} state: {err}") from None
+    _generator = np.random.Generator(bit_generator)

@@ -51,9 +51,31 @@ class L1(L1L2):
         super().__init__(l1=l1)
 
 
-def get(identifier: str | Regularizer | None) -> Regularizer | None:
+def serialize(reg: Regularizer | None) -> dict | None:
+    """JSON-ready form of a regularizer: {"class_name": "L1L2", "config": {"l1": .., "l2": ..}}."""
+    if reg is None:
+        return None
+    if not isinstance(reg, L1L2):
+        raise TypeError(
+            f"cannot serialize regularizer {type(reg).__name__}: only L1/L2/L1L2 can be saved"
+        )
+    return {"class_name": "L1L2", "config": reg.get_config()}
+
+
+def get(identifier: str | dict | Regularizer | None) -> Regularizer | None:
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
+    if isinstance(identifier, dict):
+        # The serialized form written by `serialize` (model files).
+        if identifier.get("class_name") not in ("L1L2", "L1", "L2") or \
+                not isinstance(identifier.get("config"), dict):
+            raise ValueError(f"unknown regularizer config {identifier!r}")
+        cfg = identifier["config"]
+        if set(cfg) - {"l1", "l2"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                for v in cfg.values()):
+            raise ValueError(f"invalid regularizer config {identifier!r}")
+        return L1L2(**cfg)
     if identifier == "l2":
         return L2()
     if identifier == "l1":

@@ -468,3 +468,20 @@ def test_backward_is_bit_reproducible_with_threads(algorithm):
     finally:
         _core.set_conv2d_algorithm(previous)
         _core.set_num_threads(0)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "direct"])
+def test_fused_relu_propagates_nan(algorithm):
+    """A NaN input must reach the output (and the loss) rather than be clamped to 0 by ReLU."""
+    x = np.ones((2, 6, 6, 4), np.float32)
+    x[1, 2, 3, 0] = np.nan
+    w = -np.ones((3, 3, 4, 8), np.float32)  # every finite output is negative -> ReLU gives 0
+    y = np.empty((2, 4, 4, 8), np.float32)
+    previous = _core.conv2d_algorithm()
+    try:
+        _core.set_conv2d_algorithm(algorithm)
+        _core.conv2d_forward(y, x, w, None, 1, 1, 0, 0, 1, activation="relu")
+    finally:
+        _core.set_conv2d_algorithm(previous)
+    assert np.all(y[0] == 0)
+    assert np.isnan(y[1]).any() and not np.isnan(y[1, 3, 0]).any()

@@ -154,3 +154,14 @@ def test_dense_rejects_bad_arguments():
             np.zeros((4, 3), np.float32),
             np.zeros((2, 3), np.float32),
         )
+
+
+def test_fused_relu_propagates_nan():
+    from cnnfast import _core
+
+    x = np.ones((3, 5), np.float32)
+    x[1, 2] = np.nan
+    w = -np.ones((5, 4), np.float32)
+    y = np.empty((3, 4), np.float32)
+    _core.dense_forward(y, x, w, None, activation="relu")
+    assert np.all(y[[0, 2]] == 0) and np.all(np.isnan(y[1]))

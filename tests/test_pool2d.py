@@ -229,3 +229,114 @@ def test_pool2d_backward_rejects_bad_dy_and_core_checks():
     bad = np.full(y.shape, 48, np.int32)  # one past the last index of a (4, 4, 3) sample
     with pytest.raises(ValueError, match="24 argmax entries lie outside"):
         _core.max_pool2d_backward(x.copy(), y, bad, 2, 2, 2, 2, 0, 0)
+
+
+# ---- fast paths: every compiled SIMD copy, full 2x2 / 3x3 windows, tails, threads --------
+
+
+def _pool_simd_paths() -> list[str]:
+    paths = []
+    for p in ("baseline", "avx2", "avx512"):
+        if _core.set_pool2d_simd_path(p):
+            paths.append(p)
+    _core.set_pool2d_simd_path("auto")
+    return paths
+
+
+@pytest.fixture(params=_pool_simd_paths())
+def pool_simd_path(request):
+    _core.set_pool2d_simd_path(request.param)
+    yield request.param
+    _core.set_pool2d_simd_path("auto")
+
+
+# Shapes that reach each loop: full 2x2 / 3x3 windows with C a multiple of every vector width,
+# C with a scalar tail (17, 35), C below one vector (3, 6), windows clipped by "same" padding,
+# stride > pool (uncovered rows/columns of dx must be zeroed), overlapping 3x3 stride 2.
+FAST_CASES = [
+    (2, 8, 8, 64, 2, None, "valid"),
+    (2, 9, 7, 17, 2, None, "valid"),
+    (2, 9, 7, 35, 2, None, "same"),
+    (2, 6, 6, 6, 2, None, "valid"),
+    (2, 9, 9, 32, 3, None, "valid"),
+    (1, 10, 11, 19, 3, None, "same"),
+    (2, 11, 11, 48, 3, 2, "valid"),
+    (2, 12, 12, 17, 3, 2, "same"),
+    (2, 11, 10, 16, 2, 3, "valid"),
+    (2, 12, 12, 32, (2, 3), (3, 4), "same"),
+    (3, 7, 9, 3, 3, 2, 1),
+]
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=str)
+def test_pool2d_fast_paths_match_naive_on_every_simd_path(case, pool_simd_path, rng):
+    _, _, _, geo, y_shape = geometry(case)
+    x = rng.standard_normal(case[:4]).astype(np.float32)
+    x[x > 2.5] = np.nan  # a few NaNs: the first NaN of a window must win and stay
+    x[:, ::3, ::2, ::4] = 0.5  # ties between positions: the first in row-major order wins
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    got, want = {}, {}
+    for naive, out in ((False, got), (True, want)):
+        y = np.full(y_shape, -7.0, np.float32)
+        am = np.full(y_shape, -1, np.int32)
+        _core.max_pool2d_forward(y, am, x, *geo, naive=naive)
+        y_only = np.full(y_shape, -7.0, np.float32)
+        _core.max_pool2d_forward(y_only, None, x, *geo, naive=naive)
+        dx = np.full_like(x, np.nan)
+        _core.max_pool2d_backward(dx, dy, am, *geo, naive=naive)
+        ya = np.full(y_shape, -7.0, np.float32)
+        _core.avg_pool2d_forward(ya, np.nan_to_num(x), *geo, naive=naive)
+        dxa = np.full_like(x, np.nan)
+        _core.avg_pool2d_backward(dxa, dy, *geo, naive=naive)
+        out.update(y=y, am=am, y_only=y_only, dx=dx, ya=ya, dxa=dxa)
+    # Max pooling selects and copies: bit-identical to the naive loops, NaNs and ties included.
+    for k in ("y", "am", "y_only", "dx"):
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f"{k} on {pool_simd_path}")
+    # Averages: a sum of <= 9 terms times 1/count (naive divides): a few ulps of the |terms|.
+    pads, pool, strides, _, _ = geometry(case)
+    xa = np.nan_to_num(x)
+    assert_sum_close(got["ya"], ref.avg_pool2d_forward(xa, pool, strides, pads),
+                     ref.avg_pool2d_forward(np.abs(xa), pool, strides, pads))
+    assert_sum_close(got["dxa"], ref.avg_pool2d_backward(x.shape, dy, pool, strides, pads),
+                     ref.avg_pool2d_backward(x.shape, np.abs(dy), pool, strides, pads))
+
+
+def test_max_pool2d_backward_accepts_argmax_outside_its_window():
+    # argmax need not come from forward: an in-range index in another window still receives its
+    # gradient (the disjoint fast path notices and falls back to the plain scatter).
+    x_shape, geo = (1, 4, 4, 16), (2, 2, 2, 2, 0, 0)
+    am = np.zeros((1, 2, 2, 16), np.int32)
+    am[...] = np.arange(16, dtype=np.int32)  # every window points at input (0, 0)
+    dy = np.ones((1, 2, 2, 16), np.float32)
+    for naive in (False, True):
+        dx = np.full(x_shape, np.nan, np.float32)
+        _core.max_pool2d_backward(dx, dy, am, *geo, naive=naive)
+        want = np.zeros(x_shape, np.float32)
+        want[0, 0, 0, :] = 4.0
+        np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("pool, stride", [(2, 2), (3, 2)])
+def test_pool2d_threaded_equals_single_thread(pool, stride, rng):
+    # Large enough for two threads (> 2 x 64K floats); results must not depend on the split.
+    x = rng.standard_normal((16, 26, 26, 64)).astype(np.float32)
+    case = (16, 26, 26, 64, pool, stride, "valid")
+    _, _, _, geo, y_shape = geometry(case)
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    saved = _core.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            y, am = np.empty(y_shape, np.float32), np.empty(y_shape, np.int32)
+            _core.max_pool2d_forward(y, am, x, *geo)
+            dx = np.empty_like(x)
+            _core.max_pool2d_backward(dx, dy, am, *geo)
+            ya, dxa = np.empty(y_shape, np.float32), np.empty_like(x)
+            _core.avg_pool2d_forward(ya, x, *geo)
+            _core.avg_pool2d_backward(dxa, dy, *geo)
+            results.append((y, am, dx, ya, dxa))
+    finally:
+        _core.set_num_threads(saved)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

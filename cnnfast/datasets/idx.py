@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,13 +42,42 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file; a .gz suffix or gzip magic selects decompression."""
+def decompress_if_gzip(raw: bytes, source: str) -> bytes:
+    """Bytes as stored, or gunzipped when they start with the gzip magic (1f 8b)."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{source}: corrupt or truncated gzip data ({err})") from None
+
+
+def read_idx(path: str | os.PathLike, shape: Sequence[int | None] | None = None,
+             dtype: str | np.dtype | None = None) -> np.ndarray:
+    """Read an IDX file, raw or gzip-compressed (chosen by the gzip magic, not the suffix).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    shape : sequence of int or None, optional
+        Expected shape, None for a free dimension, e.g. ``(None, 28, 28)`` for MNIST images.
+    dtype : dtype, optional
+        Expected element type, e.g. ``np.uint8``.
+
+    Raises
+    ------
+    ValueError
+        Bad magic, truncated or corrupt data (gzip or IDX), or a shape/dtype other than expected.
+    """
     with open(path, "rb") as f:
         raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise ValueError(f"{path}: corrupt gzip data ({err})") from None
-    return parse_idx(raw, str(path))
+    arr = parse_idx(decompress_if_gzip(raw, str(path)), str(path))
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise ValueError(f"{path}: IDX data is {arr.dtype}, expected {np.dtype(dtype)}")
+    if shape is not None and (arr.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(arr.shape, shape))):
+        dims = ["N" if s is None else str(s) for s in shape]
+        want = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        raise ValueError(f"{path}: IDX array has shape {arr.shape}, expected {want}")
+    return arr

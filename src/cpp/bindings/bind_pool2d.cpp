@@ -31,6 +31,11 @@ Pool2dDims pool_dims(const char* op, const py::array& x, const char* xn, const p
 }  // namespace
 
 void bind_pool2d(py::module_& m) {
+    m.def("pool2d_simd_path", &pool2d_simd_path);
+    m.def(
+        "set_pool2d_simd_path", [](const std::string& name) { return set_pool2d_simd_path(name.c_str()); },
+        py::arg("name"));
+
     // x (N,H,W,C); y (N,OH,OW,C) and argmax (N,OH,OW,C) int32 or None written in place.
     m.def(
         "max_pool2d_forward",

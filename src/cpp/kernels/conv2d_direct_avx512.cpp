@@ -80,7 +80,8 @@ void fwd_tile(float* y, int64_t ldy, const float* const* src, int64_t np, int64_
 #pragma GCC unroll 32
         for (int v = 0; v < KV; ++v) {
             __m512 r = acc[p][v];
-            if (do_relu) r = _mm512_maskz_max_ps(__mmask16(0xFFFF), r, zero);
+            // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
+            if (do_relu) r = _mm512_max_ps(zero, r);
             if (v < KV - 1)
                 _mm512_storeu_ps(yp + 16 * v, r);
             else

@@ -184,7 +184,7 @@ void apply_epilogue(float* c, int64_t ldc, int64_t mr, int64_t nr, const float* 
         if (bias)
             for (int64_t j = 0; j < nr; ++j) ci[j] += bias[j];
         if (relu)
-            for (int64_t j = 0; j < nr; ++j) ci[j] = ci[j] > 0.0f ? ci[j] : 0.0f;
+            for (int64_t j = 0; j < nr; ++j) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];  // NaN stays NaN
     }
 }
 

@@ -1,11 +1,86 @@
 #include "pool2d.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "parallel.h"
+#include "pool2d_simd.h"
+
+// The baseline-ISA copy of the pooling loops.
+#define CNNFAST_POOL_NS pool_base
+#define CNNFAST_POOL_NAME "baseline"
+#define CNNFAST_POOL_VBYTES 16
+#include "pool2d_loops.h"
+#undef CNNFAST_POOL_NS
+#undef CNNFAST_POOL_NAME
+#undef CNNFAST_POOL_VBYTES
 
 namespace cnnfast {
+
+namespace detail {
+
+static bool pool_cpu_has_avx512() {
+#if defined(CNNFAST_BUILD_AVX512) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+static bool pool_cpu_has_avx2() {
+#if defined(CNNFAST_BUILD_AVX2) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+static const PoolSimd* pool_auto_table() {
+#if defined(CNNFAST_BUILD_AVX512)
+    if (pool_cpu_has_avx512()) return &pool_avx512::kPoolTable;
+#endif
+#if defined(CNNFAST_BUILD_AVX2)
+    if (pool_cpu_has_avx2()) return &pool_avx2::kPoolTable;
+#endif
+    return &pool_base::kPoolTable;
+}
+
+static std::atomic<const PoolSimd*> g_pool_table{nullptr};
+
+static const PoolSimd& pool_simd() {
+    const PoolSimd* t = g_pool_table.load(std::memory_order_acquire);
+    if (!t) {
+        t = pool_auto_table();
+        g_pool_table.store(t, std::memory_order_release);
+    }
+    return *t;
+}
+
+}  // namespace detail
+
+const char* pool2d_simd_path() { return detail::pool_simd().name; }
+
+bool set_pool2d_simd_path(const char* name) {
+    using namespace detail;
+    const PoolSimd* t = nullptr;
+    if (std::strcmp(name, "auto") == 0) t = pool_auto_table();
+    if (std::strcmp(name, "baseline") == 0) t = &pool_base::kPoolTable;
+#if defined(CNNFAST_BUILD_AVX2)
+    if (std::strcmp(name, "avx2") == 0 && pool_cpu_has_avx2()) t = &pool_avx2::kPoolTable;
+#endif
+#if defined(CNNFAST_BUILD_AVX512)
+    if (std::strcmp(name, "avx512") == 0 && pool_cpu_has_avx512()) t = &pool_avx512::kPoolTable;
+#endif
+    if (!t) return false;
+    g_pool_table.store(t, std::memory_order_release);
+    return true;
+}
 
 namespace {
 
@@ -18,76 +93,47 @@ inline Span window(int64_t o, int64_t stride, int64_t pad, int64_t size, int64_t
     return {std::max<int64_t>(start, 0), std::min<int64_t>(start + size, n)};
 }
 
+// A thread is worth its fork/join (a few us) only with ~256 KB of memory traffic to itself.
+constexpr int64_t kFloatsPerThread = int64_t{1} << 16;
+
 // Threads for a loop of `units` items touching `floats` floats in all.
 int pool_threads(int64_t units, int64_t floats) {
-    return threads_for(std::min<int64_t>(units, floats / 4096 + 1));
+    return threads_for(std::min<int64_t>(units, floats / kFloatsPerThread));
 }
 
-}  // namespace
-
-// x (N,H,W,C); y, argmax (N,OH,OW,C).
-void max_pool2d_forward(float* y, int32_t* argmax, const float* x, const Pool2dDims& d) {
-    const int64_t C = d.C, rows = d.N * d.OH;
-#pragma omp parallel for num_threads(pool_threads(rows, rows * d.OW * C * d.PH * d.PW)) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t n = r / d.OH, oh = r % d.OH;
-        const float* xn = x + n * d.H * d.W * C;
-        const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
-        for (int64_t ow = 0; ow < d.OW; ++ow) {
-            const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
-            float* out = y + (r * d.OW + ow) * C;
-            // Start from the window's first position, then scan the rest in row-major order;
-            // strict '>' keeps the first maximum, the NaN test makes a NaN win once and stay.
-            const int64_t first = (sh.lo * d.W + sw.lo) * C;
-            std::memcpy(out, xn + first, sizeof(float) * C);
-            if (argmax) {
-                int32_t* idx = argmax + (r * d.OW + ow) * C;
-                for (int64_t c = 0; c < C; ++c) idx[c] = static_cast<int32_t>(first + c);
-                for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
-                    for (int64_t iw = sw.lo; iw < sw.hi; ++iw) {
-                        const int64_t base = (ih * d.W + iw) * C;
-                        if (base == first) continue;
-                        const float* src = xn + base;
-                        for (int64_t c = 0; c < C; ++c) {
-                            const float v = src[c], m = out[c];
-                            const bool take = v > m || (v != v && m == m);
-                            out[c] = take ? v : m;
-                            idx[c] = take ? static_cast<int32_t>(base + c) : idx[c];
-                        }
-                    }
-            } else {
-                for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
-                    for (int64_t iw = sw.lo; iw < sw.hi; ++iw) {
-                        const float* src = xn + (ih * d.W + iw) * C;
-                        for (int64_t c = 0; c < C; ++c) {
-                            const float v = src[c], m = out[c];
-                            out[c] = (v > m || v != v) ? v : m;
-                        }
-                    }
-            }
-        }
+// Runs body(lo, hi) over [0, units) split in contiguous static blocks: directly on the calling
+// thread when one thread suffices (no OpenMP region at all), else in one parallel region.
+// Returns the sum of body's results.
+template <class Body>
+int64_t for_blocks(int64_t units, int threads, Body&& body) {
+    if (threads <= 1 || units <= 1) return body(int64_t{0}, units);
+    int64_t total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        total += body(units * t / nt, units * (t + 1) / nt);
     }
+    return total;
 }
 
-// dy, argmax (N,OH,OW,C); dx (N,H,W,C).
-int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
-                            const Pool2dDims& d) {
-    const int64_t sample = d.H * d.W * d.C, per_row = d.OW * d.C;
-#pragma omp parallel for num_threads(pool_threads(d.N, d.N * sample)) schedule(static)
-    for (int64_t n = 0; n < d.N; ++n) std::memset(dx + n * sample, 0, sizeof(float) * sample);
-    // Windows of different output rows share input rows only when stride_h < PH; then a sample
-    // is the unit of work, else an output row is.
-    const bool rows_disjoint = d.stride_h >= d.PH;
-    const int64_t units = rows_disjoint ? d.N * d.OH : d.N;
-    const int64_t unit_len = rows_disjoint ? per_row : d.OH * per_row;
+// Windows of neighbouring outputs share no input (stride >= pool on both axes), so backward can
+// write each dx element once from the window owning it. Below 16 channels the per-window loop
+// overhead outweighs that and the plain scatter/gather is faster.
+bool windows_disjoint(const Pool2dDims& d) {
+    return d.stride_h >= d.PH && d.stride_w >= d.PW && d.C >= 16;
+}
+
+// Plain scatter for overlapping windows (or argmax not from forward): whole samples per unit.
+int64_t max_backward_scatter(float* dx, const float* dy, const int32_t* argmax,
+                             const Pool2dDims& d, int64_t n0, int64_t n1) {
+    const int64_t sample = d.H * d.W * d.C, per_sample = d.OH * d.OW * d.C;
     int64_t bad = 0;
-#pragma omp parallel for num_threads(pool_threads(units, units * unit_len)) schedule(static) reduction(+ : bad)
-    for (int64_t u = 0; u < units; ++u) {
-        const int64_t n = rows_disjoint ? u / d.OH : u;
+    for (int64_t n = n0; n < n1; ++n) {
         float* dxn = dx + n * sample;
-        const float* g = dy + u * unit_len;
-        const int32_t* idx = argmax + u * unit_len;
-        for (int64_t i = 0; i < unit_len; ++i) {
+        std::memset(dxn, 0, sizeof(float) * sample);
+        const float* g = dy + n * per_sample;
+        const int32_t* idx = argmax + n * per_sample;
+        for (int64_t i = 0; i < per_sample; ++i) {
             const int64_t j = idx[i];
             if (j < 0 || j >= sample) {
                 ++bad;
@@ -99,55 +145,91 @@ int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
     return bad;
 }
 
-// x (N,H,W,C); y (N,OH,OW,C).
-void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d) {
-    const int64_t C = d.C, rows = d.N * d.OH;
-#pragma omp parallel for num_threads(pool_threads(rows, rows * d.OW * C * d.PH * d.PW)) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t n = r / d.OH, oh = r % d.OH;
-        const float* xn = x + n * d.H * d.W * C;
-        const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
-        for (int64_t ow = 0; ow < d.OW; ++ow) {
-            const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
-            float* out = y + (r * d.OW + ow) * C;
-            std::fill(out, out + C, 0.0f);
-            for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
-                for (int64_t iw = sw.lo; iw < sw.hi; ++iw) {
-                    const float* src = xn + (ih * d.W + iw) * C;
-                    for (int64_t c = 0; c < C; ++c) out[c] += src[c];
-                }
-            const float scale = 1.0f / static_cast<float>((sh.hi - sh.lo) * (sw.hi - sw.lo));
-            for (int64_t c = 0; c < C; ++c) out[c] *= scale;
-        }
-    }
+}  // namespace
+
+// x (N,H,W,C); y, argmax (N,OH,OW,C).
+void max_pool2d_forward(float* y, int32_t* argmax, const float* x, const Pool2dDims& d) {
+    const int64_t rows = d.N * d.OH;
+    const int64_t floats = d.N * d.H * d.W * d.C + rows * d.OW * d.C * (argmax ? 2 : 1);
+    const auto fn = detail::pool_simd().max_forward_rows;
+    for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+        fn(y, argmax, x, d, r0, r1);
+        return int64_t{0};
+    });
 }
 
-// dy (N,OH,OW,C); dx (N,H,W,C). Gathers per input row (n, ih): no two threads write one element.
+// dy, argmax (N,OH,OW,C); dx (N,H,W,C).
+int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
+                            const Pool2dDims& d) {
+    const int64_t floats = d.N * d.H * d.W * d.C + 2 * d.N * d.OH * d.OW * d.C;
+    if (windows_disjoint(d)) {
+        // Each dx element is written once, straight from the window that owns it: no separate
+        // zeroing pass and no read-modify-write.
+        const int64_t rows = d.N * d.OH;
+        const auto fn = detail::pool_simd().max_backward_rows_disjoint;
+        const int64_t missing =
+            for_blocks(rows, pool_threads(rows, floats),
+                       [&](int64_t r0, int64_t r1) { return fn(dx, dy, argmax, d, r0, r1); });
+        if (missing == 0) return 0;
+        // Some argmax entry points outside its window: honour the general contract below.
+    }
+    return for_blocks(d.N, pool_threads(d.N, floats), [&](int64_t n0, int64_t n1) {
+        return max_backward_scatter(dx, dy, argmax, d, n0, n1);
+    });
+}
+
+// x (N,H,W,C); y (N,OH,OW,C).
+void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d) {
+    const int64_t rows = d.N * d.OH;
+    const int64_t floats = d.N * d.H * d.W * d.C + rows * d.OW * d.C;
+    const auto fn = detail::pool_simd().avg_forward_rows;
+    for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+        fn(y, x, d, r0, r1);
+        return int64_t{0};
+    });
+}
+
+// dy (N,OH,OW,C); dx (N,H,W,C).
 void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDims& d) {
-    const int64_t C = d.C, rows = d.N * d.H;
-#pragma omp parallel for num_threads(pool_threads(rows, rows * d.W * C)) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t n = r / d.H, ih = r % d.H;
-        float* dx_row = dx + r * d.W * C;
-        std::fill(dx_row, dx_row + d.W * C, 0.0f);
-        // Output rows whose window contains ih: oh*stride_h - pad_top in (ih - PH, ih].
-        const int64_t t = ih + d.pad_top;
-        const int64_t oh_lo = t - d.PH + 1 <= 0 ? 0 : (t - d.PH + d.stride_h) / d.stride_h;
-        const int64_t oh_hi = std::min<int64_t>(d.OH - 1, t / d.stride_h);
-        for (int64_t oh = oh_lo; oh <= oh_hi; ++oh) {
-            const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
-            const float* g_row = dy + (n * d.OH + oh) * d.OW * C;
-            for (int64_t ow = 0; ow < d.OW; ++ow) {
-                const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
-                const float scale = 1.0f / static_cast<float>((sh.hi - sh.lo) * (sw.hi - sw.lo));
-                const float* g = g_row + ow * C;
-                for (int64_t iw = sw.lo; iw < sw.hi; ++iw) {
-                    float* out = dx_row + iw * C;
-                    for (int64_t c = 0; c < C; ++c) out[c] += g[c] * scale;
+    const int64_t C = d.C;
+    const int64_t floats = d.N * d.H * d.W * C + d.N * d.OH * d.OW * C;
+    if (windows_disjoint(d)) {
+        const int64_t rows = d.N * d.OH;
+        const auto fn = detail::pool_simd().avg_backward_rows_disjoint;
+        for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+            fn(dx, dy, d, r0, r1);
+            return int64_t{0};
+        });
+        return;
+    }
+    // Overlapping windows: gather per input row (n, ih), so no two threads write one element.
+    const int64_t rows = d.N * d.H;
+    for_blocks(rows, pool_threads(rows, floats), [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+            const int64_t n = r / d.H, ih = r % d.H;
+            float* dx_row = dx + r * d.W * C;
+            std::fill(dx_row, dx_row + d.W * C, 0.0f);
+            // Output rows whose window contains ih: oh*stride_h - pad_top in (ih - PH, ih].
+            const int64_t t = ih + d.pad_top;
+            const int64_t oh_lo = t - d.PH + 1 <= 0 ? 0 : (t - d.PH + d.stride_h) / d.stride_h;
+            const int64_t oh_hi = std::min<int64_t>(d.OH - 1, t / d.stride_h);
+            for (int64_t oh = oh_lo; oh <= oh_hi; ++oh) {
+                const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
+                const float* g_row = dy + (n * d.OH + oh) * d.OW * C;
+                for (int64_t ow = 0; ow < d.OW; ++ow) {
+                    const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
+                    const float scale =
+                        1.0f / static_cast<float>((sh.hi - sh.lo) * (sw.hi - sw.lo));
+                    const float* g = g_row + ow * C;
+                    for (int64_t iw = sw.lo; iw < sw.hi; ++iw) {
+                        float* out = dx_row + iw * C;
+                        for (int64_t c = 0; c < C; ++c) out[c] += g[c] * scale;
+                    }
                 }
             }
         }
-    }
+        return int64_t{0};
+    });
 }
 
 // ---- naive loops -------------------------------------------------------------------------

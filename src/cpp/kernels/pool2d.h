@@ -1,6 +1,9 @@
 #pragma once
-// 2-D max and average pooling on NHWC float32 buffers. Vectorised over C (contiguous in NHWC),
-// threaded over output rows; naive loops kept beside as the spec and test oracle.
+// 2-D max and average pooling on NHWC float32 buffers. Vectorised over C (contiguous in NHWC)
+// with the window loop outside (full 2x2 and 3x3 windows unrolled in registers), compiled for the
+// baseline ISA, AVX2 and AVX-512 and chosen at run time; threaded over the N*OH output rows only
+// when the problem is large enough (small ones run on the calling thread, no OpenMP region).
+// Naive loops kept beside as the spec and test oracle.
 #include <cstdint>
 
 namespace cnnfast {
@@ -30,6 +33,12 @@ int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
 void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d);
 // dy (N,OH,OW,C); dx (N,H,W,C) overwritten.
 void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDims& d);
+
+// Which compiled copy of the pooling loops runs: "avx512", "avx2" or "baseline".
+const char* pool2d_simd_path();
+// Test hook: force "baseline", "avx2", "avx512" (only if built and supported) or "auto".
+// False if refused. Not meant to be called while kernels run on other threads.
+bool set_pool2d_simd_path(const char* name);
 
 // Plain loops, single-threaded: the readable spec, fallback and oracle. Same contracts.
 void max_pool2d_forward_naive(float* y, int32_t* argmax, const float* x, const Pool2dDims& d);

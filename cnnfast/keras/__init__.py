@@ -1,0 +1,51 @@
+"""Keras-compatible names: a Keras CNN script runs after changing only its imports.
+
+>>> from cnnfast import keras
+>>> from cnnfast.keras import layers
+>>> model = keras.Sequential([keras.Input(shape=(28, 28, 1)),
+...                           layers.Conv2D(32, (3, 3), activation="relu"),
+...                           layers.MaxPooling2D((2, 2)), layers.Flatten(),
+...                           layers.Dense(10, activation="softmax")])
+
+Known Keras features that cnnfast lacks (the functional ``Model`` API, BatchNormalization,
+RMSprop, ``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
+"""
+
+from cnnfast.keras import (
+    backend,
+    callbacks,
+    datasets,
+    layers,
+    losses,
+    models,
+    optimizers,
+    regularizers,
+    utils,
+)
+from cnnfast.keras._unsupported import unsupported
+from cnnfast.layers import Input
+from cnnfast.model import Sequential
+from cnnfast.saving import load_model
+
+__getattr__ = unsupported(__name__, {
+    "Model": "the functional Model API (Model(inputs, outputs)) is not supported; use Sequential",
+    "applications": "no pretrained models", "mixed_precision": "cnnfast computes in float32",
+    "ops": "no tensor ops API; layers run on NumPy arrays",
+    "metrics": "compile(metrics=['accuracy']) is the only metric",
+    "preprocessing": "use cnnfast.data (BatchIterator, augmentation)",
+})
+
+__all__ = [
+    "Input",
+    "Sequential",
+    "backend",
+    "callbacks",
+    "datasets",
+    "layers",
+    "load_model",
+    "losses",
+    "models",
+    "optimizers",
+    "regularizers",
+    "utils",
+]

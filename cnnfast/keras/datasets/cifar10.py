@@ -1,0 +1,5 @@
+"""``keras.datasets.cifar10``."""
+
+from cnnfast.datasets.cifar10 import load_data
+
+__all__ = ["load_data"]

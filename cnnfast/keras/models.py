@@ -1,0 +1,17 @@
+"""``keras.models``: Sequential, and load_model/save_model for cnnfast model files."""
+
+from __future__ import annotations
+
+from cnnfast.keras._unsupported import unsupported
+from cnnfast.model import Sequential
+from cnnfast.saving import load_model, save_model
+
+_FUNCTIONAL = "the functional Model API (Model(inputs, outputs)) is not supported; use Sequential"
+__getattr__ = unsupported(__name__, {
+    "Model": _FUNCTIONAL,
+    "Functional": _FUNCTIONAL,
+    "clone_model": "not implemented",
+    "model_from_json": "Keras JSON configs cannot be read",
+})
+
+__all__ = ["Sequential", "load_model", "save_model"]

@@ -1,0 +1,210 @@
+"""The C++ inference executor (_core.Network, cnnfast._executor) against the Python layer walk."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import cnnfast as cf
+from cnnfast import _core, _executor, models
+from cnnfast import layers as L
+
+
+def python_forward(model, x):
+    """The layer-by-layer Python inference forward (what predict did before the executor)."""
+    return model._forward(np.ascontiguousarray(x, np.float32), training=False).copy()
+
+
+def small_exotic_net():
+    """Grouped conv + LRN + PReLU + avg-pool + standalone activations, Dense on a rank-3 input."""
+    return cf.Sequential([
+        L.Input((12, 12, 4)),
+        L.Conv2D(8, 3, padding="same", groups=2, activation="elu", name="gconv"),
+        L.LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=1e-3, beta=0.75),
+        L.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1, 2]),
+        L.AveragePooling2D(3, strides=2, padding="same"),
+        L.Conv2D(6, 2, strides=2, padding="valid", activation="swish", use_bias=False),
+        L.Activation("sigmoid"),
+        L.Dense(5, activation="tanh"),  # acts on the last axis of (3, 3, 6)
+        L.PReLU(alpha_initializer="glorot_uniform"),
+        L.MaxPooling2D(2, padding="same"),
+        L.Flatten(),
+        L.Dropout(0.3),
+        L.Dense(7),
+        L.Softmax(),
+    ])
+
+
+MODELS = {
+    "lenet5": lambda: models.lenet5(),
+    "keras_mnist_cnn": lambda: models.keras_mnist_cnn(),
+    "cifar10_simple": lambda: models.cifar10_simple(input_shape=(16, 16, 3)),
+    "exotic": small_exotic_net,
+}
+
+
+def make(name):
+    cf.set_seed(0)
+    model = MODELS[name]()
+    model.build()
+    return model
+
+
+# fp32 results of the same kernels on the same data: the executor runs them with the same
+# shapes, so the outputs are bit-identical except where a kernel's thread split depends on the
+# batch size it sees (none here); a 2-ulp tolerance guards against that without hiding errors.
+def assert_same(got, want):
+    np.testing.assert_allclose(got, want, rtol=2.5e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("n", [1, 5])
+def test_network_matches_python_forward(name, n, rng):
+    model = make(name)
+    net = model._inference_network()
+    assert net is not None
+    assert net.output_shape == model.output_shape_
+    x = rng.standard_normal((n,) + model.input_shape_).astype(np.float32)
+    want = python_forward(model, x)
+    out = np.full((n,) + model.output_shape_, np.nan, np.float32)
+    net.forward(out, x)
+    assert_same(out, want)
+    assert_same(model.predict(x), want)
+    assert_same(model(x), want)
+    assert_same(model.predict(x, batch_size=2), want)  # chunked over the batch
+
+
+def test_network_sees_in_place_weight_updates(rng):
+    model = make("keras_mnist_cnn")
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = rng.standard_normal((8,) + model.input_shape_).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+    net = model._inference_network()
+    before = model.predict(x)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    assert model._inference_network() is net  # same arrays, same executor
+    after = model.predict(x)
+    assert not np.allclose(before, after)
+    assert_same(after, python_forward(model, x))
+    # set_weights copies into the same arrays too.
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    assert_same(model.predict(x), python_forward(model, x))
+
+
+def test_network_rebuilt_when_weight_arrays_are_replaced(rng):
+    model = make("cifar10_simple")
+    net = model._inference_network()
+    dense = model.layers[-1]
+    dense.weights_["kernel"] = dense.weights_["kernel"] * 2.0  # a new array object
+    assert model._inference_network() is not net
+    x = rng.standard_normal((3,) + model.input_shape_).astype(np.float32)
+    assert_same(model.predict(x), python_forward(model, x))
+
+
+def test_unsupported_layer_falls_back_to_python(rng):
+    class Scale(L.Layer):
+        def forward(self, x, training=False):
+            return x * 2.0
+
+    model = cf.Sequential([L.Input((4, 4, 2)), L.Conv2D(3, 3), Scale(), L.Flatten(), L.Dense(2)])
+    assert model._inference_network() is None
+    x = rng.standard_normal((2, 4, 4, 2)).astype(np.float32)
+    assert_same(model.predict(x), python_forward(model, x))
+
+
+def test_concurrent_forward_from_threads(rng):
+    model = make("keras_mnist_cnn")
+    net = model._inference_network()
+    inputs = [rng.standard_normal((n,) + model.input_shape_).astype(np.float32) for n in (1, 3, 2, 4)]
+    wants = [python_forward(model, x) for x in inputs]
+    errors = []
+
+    def worker(i):
+        try:
+            out = np.empty((len(inputs[i]),) + model.output_shape_, np.float32)
+            for _ in range(30):
+                out[...] = np.nan
+                net.forward(out, inputs[i])
+                assert_same(out, wants[i])
+        except Exception as e:  # noqa: BLE001 (any failure is reported in the main thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_forward_rejects_bad_shapes():
+    model = make("lenet5")
+    net = model._inference_network()
+    out = np.empty((2, 10), np.float32)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 32, 32, 1\), got \(2, 28, 28, 1\)"):
+        net.forward(out, np.zeros((2, 28, 28, 1), np.float32))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 32, 32, 1\), got \(32, 32, 1\)"):
+        net.forward(out, np.zeros((32, 32, 1), np.float32))
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 10\) .* got \(2, 10\)"):
+        net.forward(out, np.zeros((3, 32, 32, 1), np.float32))
+    with pytest.raises(ValueError, match="expected dtype float32"):
+        net.forward(out, np.zeros((2, 32, 32, 1), np.float64))
+    with pytest.raises(ValueError, match="overlaps"):
+        buf = np.zeros(2 * 32 * 32, np.float32)
+        net.forward(buf[:20].reshape(2, 10), buf.reshape(2, 32, 32, 1))
+    with pytest.raises(ValueError, match="predict: input of layer 'c1' is incompatible"):
+        model.predict(np.zeros((1, 28, 28, 1)))
+
+
+def test_network_builder_rejects_mismatched_layers():
+    net = _core.Network([8, 8, 3])
+    with pytest.raises(ValueError, match=r"add_conv2d: kernel \(3, 3, 4, 8\) with groups 1 does not match"):
+        net.add_conv2d(np.zeros((3, 3, 4, 8), np.float32), None, 1, 1, 0, 0, 6, 6)
+    with pytest.raises(ValueError, match=r"height output size 9 does not fit input 8"):
+        net.add_conv2d(np.zeros((3, 3, 3, 8), np.float32), None, 1, 1, 0, 0, 9, 6)
+    with pytest.raises(ValueError, match=r"bias: expected shape \(8,\)"):
+        net.add_conv2d(np.zeros((3, 3, 3, 8), np.float32), np.zeros(4, np.float32), 1, 1, 0, 0, 6, 6)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        net.add_activation("gelu")
+    with pytest.raises(ValueError, match=r"add_dense on input \(8, 8, 3\).*last axis to be 5"):
+        net.add_dense(np.zeros((5, 2), np.float32), None)
+    with pytest.raises(ValueError, match="add_max_pool2d on input.*width output size 5"):
+        net.add_max_pool2d(2, 2, 2, 2, 0, 0, 4, 5)
+    with pytest.raises(ValueError, match="kernel: expected dtype float32"):
+        net.add_dense(np.zeros((3, 2)), None)
+    assert net.num_steps == 0 and net.output_shape == (8, 8, 3)
+
+
+def test_network_of_only_shape_steps_copies(rng):
+    net = _core.Network([2, 3])
+    net.add_flatten()
+    net.add_dropout()
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    out = np.empty((4, 6), np.float32)
+    net.forward(out, x)
+    np.testing.assert_array_equal(out, x.reshape(4, 6))
+
+
+def test_leading_in_place_steps_do_not_touch_the_input(rng):
+    net = _core.Network([6])
+    net.add_activation("relu")
+    alpha = np.full(6, 0.5, np.float32)
+    net.add_prelu(alpha)
+    net.add_dense(np.eye(6, dtype=np.float32), None, "tanh")
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    x0 = x.copy()
+    out = np.empty((3, 6), np.float32)
+    net.forward(out, x)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_allclose(out, np.tanh(np.maximum(x0, 0)), rtol=1e-6, atol=1e-6)  # fp32 tanh
+
+
+def test_network_key_tracks_rebuilds():
+    model = make("lenet5")
+    key = _executor.network_key(model)
+    assert _executor.network_key(model) == key
+    model.layers[0].weights_["bias"] = model.layers[0].weights_["bias"].copy()
+    assert _executor.network_key(model) != key
