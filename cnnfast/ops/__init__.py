@@ -5,17 +5,33 @@ Layouts follow Keras: activations NHWC, conv kernels (KH, KW, C_in, C_out), dens
 """
 
 from cnnfast.ops.activation import (
-    elu, elu_backward, linear, linear_backward, prelu, prelu_backward, relu, relu_backward,
-    sigmoid, sigmoid_backward, softmax, softmax_backward, swish, swish_backward, tanh,
+    elu,
+    elu_backward,
+    linear,
+    linear_backward,
+    prelu,
+    prelu_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    swish,
+    swish_backward,
+    tanh,
     tanh_backward,
 )
 from cnnfast.ops.conv import conv2d, conv2d_backward
 from cnnfast.ops.fc import dense, dense_backward
-from cnnfast.ops.noise import dropout, dropout_backward
 from cnnfast.ops.loss import (
-    categorical_crossentropy, mse, softmax_cross_entropy, sparse_categorical_crossentropy,
+    categorical_crossentropy,
+    mse,
+    softmax_cross_entropy,
+    sparse_categorical_crossentropy,
     sparse_softmax_cross_entropy,
 )
+from cnnfast.ops.noise import dropout, dropout_backward
 from cnnfast.ops.norm import lrn, lrn_backward
 from cnnfast.ops.optim import adam_update, sgd_update
 from cnnfast.ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
