@@ -10,13 +10,14 @@ round (bench.common.time_rounds) and reporting medians and minima in microsecond
 - ``cnnfast call``: ``model(x)``, the forward pass with less wrapping
 - ``onnxruntime``: ``InferenceSession.run`` with intra-op and inter-op threads set to --threads
   and sequential execution
-
-The C API's latency (``cnnfast_model_predict``) is to be added as a further contender.
+- ``C API``: ``cnnfast_model_predict`` on a model file loaded by ``cnnfast_model_load``, called
+  through ctypes (which adds about a microsecond per call)
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 import tempfile
@@ -27,6 +28,30 @@ import cnnfast as cf
 from bench.common import environment, markdown_table, median, time_rounds
 
 HEADER = ["model", "contender", "threads", "median us", "min us", "x cnnfast predict"]
+
+
+def _c_api_predict(model, path: str, x: np.ndarray):
+    """A callable running cnnfast_model_predict on x through ctypes, or None without libcnnfast."""
+    lib_path = os.path.join(os.path.dirname(cf.__file__), "lib", "libcnnfast.so")
+    if not os.path.exists(lib_path):
+        print(f"C API not benchmarked: {lib_path} not built", file=sys.stderr)
+        return None
+    lib = ctypes.CDLL(lib_path)
+    lib.cnnfast_model_load.restype = ctypes.c_void_p
+    lib.cnnfast_model_load.argtypes = [ctypes.c_char_p]
+    lib.cnnfast_model_predict.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                          ctypes.c_void_p]
+    lib.cnnfast_last_error.restype = ctypes.c_char_p
+    lib.cnnfast_set_num_threads(cf.get_num_threads())
+    model.save(path)
+    handle = lib.cnnfast_model_load(path.encode())
+    if not handle:
+        raise RuntimeError(lib.cnnfast_last_error().decode())
+    out = np.empty((1,) + model.output_shape_, np.float32)
+    x_ptr, out_ptr = x.ctypes.data, out.ctypes.data
+    lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
+    np.testing.assert_array_equal(out, model.predict(x))  # same executor, same kernels
+    return lambda: lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
 
 
 def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> list[list]:
@@ -48,6 +73,7 @@ def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> lis
         options.inter_op_num_threads = threads
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        capi = _c_api_predict(model, os.path.join(tmp, f"{model_name}.cnnfast"), x)
     feed = {"input": x}
     # fp32, different summation order: agreement to ~1e-6 on softmax outputs.
     np.testing.assert_allclose(session.run(None, feed)[0], model.predict(x), rtol=1e-4, atol=1e-5)
@@ -56,6 +82,8 @@ def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> lis
         "cnnfast call": lambda: model(x),
         "onnxruntime": lambda: session.run(None, feed),
     }
+    if capi is not None:
+        fns["C API"] = capi
     times = time_rounds(fns, rounds=rounds)
     base = median(times["cnnfast predict"])
     out = []
