@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 exec 9>/tmp/cnnfast-dev-build.lock
 flock 9
 if [ ! -f build/dev/build.ninja ]; then
-  cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DCNNFAST_INPLACE=ON \
     -Dpybind11_DIR="$(python3 -c 'import pybind11; print(pybind11.get_cmake_dir())')" >/dev/null
 fi
 cmake --build build/dev -j2
