@@ -30,6 +30,7 @@ constexpr int kMaxMR = 16, kMaxNR = 64;
 
 struct GemmConfig {
     GemmUkernel uk;
+    GemmSmallMFn small_m;  // few-row products without packing
     // Floats in the packed B block: about half of L2, so it stays there while every A
     // micro-panel (in L1) sweeps across it.
     int64_t b_floats;
@@ -61,6 +62,7 @@ GemmConfig select_config() {
     }
     GemmConfig cfg{};
     if (cap >= 2 && cpu_has_avx512() && gemm_ukernel_14x32_avx512(&cfg.uk)) {
+        if (!gemm_small_m_avx512(&cfg.small_m)) cfg.small_m = nullptr;
     } else if (cap >= 1 && cpu_has_avx2() && gemm_ukernel_6x16_avx2(&cfg.uk)) {
     } else {
         gemm_ukernel_4x8_scalar(&cfg.uk);
@@ -311,6 +313,33 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const Epil
     if (ep.active()) apply_epilogue(C, ldc, M, N, ep.bias, ep.relu);
 }
 
+// The small-M contract (gemm_ukernel.h) in plain loops, for paths without a SIMD version: row
+// by row, B streamed once per row with the k loop outside so the j loop vectorises.
+void gemm_small_m_portable(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                           float* C, int64_t ldc, const float* bias, bool relu) {
+    constexpr int64_t kCols = 256;
+    float acc[kCols];
+    for (int64_t i = 0; i < M; ++i) {
+        float* c = C + i * ldc;
+        for (int64_t j0 = 0; j0 < N; j0 += kCols) {
+            const int64_t nc = std::min(kCols, N - j0);
+            std::fill(acc, acc + nc, 0.0f);
+            for (int64_t k = 0; k < K; ++k) {
+                const float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                const float* b = B + k * ldb + j0;
+                for (int64_t j = 0; j < nc; ++j) acc[j] += a * b[j];
+            }
+            for (int64_t j = 0; j < nc; ++j) {
+                float s = alpha * acc[j];
+                if (beta != 0.0f) s += beta * c[j0 + j];
+                if (bias) s += bias[j0 + j];
+                c[j0 + j] = relu && s < 0.0f ? 0.0f : s;  // NaN stays NaN
+            }
+        }
+    }
+}
+
 // Below this many multiply-adds the packing and threading overheads dominate: plain loops.
 constexpr int64_t kSmallMacs = 4096;
 // Multiply-adds worth giving a thread (~0.1 ms at peak).
@@ -325,12 +354,30 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         return;
     }
     const int64_t macs = M * N * K;
+    const GemmConfig& cfg = config();
+    if (M <= kGemmSmallM && !trans_b) {
+        // Few rows: stream B once, unpacked; threads take column blocks when B is large.
+        const GemmSmallMFn fn = cfg.small_m ? cfg.small_m : &gemm_small_m_portable;
+        const int64_t col_blocks = (N + 127) / 128;
+        const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, col_blocks)) : 1;
+        if (nth <= 1) {
+            fn(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.relu);
+            return;
+        }
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (int t = 0; t < nth; ++t) {
+            const int64_t j0 = col_blocks * t / nth * 128, j1 = std::min(N, col_blocks * (t + 1) / nth * 128);
+            if (j0 < j1)
+                fn(trans_a, M, j1 - j0, K, alpha, A, lda, B + j0, ldb, beta, C + j0, ldc,
+                   ep.bias ? ep.bias + j0 : nullptr, ep.relu);
+        }
+        return;
+    }
     if (macs <= kSmallMacs) {
         sgemm_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (ep.active()) apply_epilogue(C, ldc, M, N, ep.bias, ep.relu);
         return;
     }
-    const GemmConfig& cfg = config();
     const int MR = cfg.uk.mr, NR = cfg.uk.nr;
     const int64_t m_tiles = (M + MR - 1) / MR, n_tiles = (N + NR - 1) / NR;
     const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, m_tiles * n_tiles))

@@ -31,7 +31,16 @@ struct GemmUkernel {
     GemmUkernelFn a_rows;
 };
 
+// C (M,N) = act(alpha * op(A) * B + beta * C + bias) for few rows (M <= kGemmSmallM), B stored
+// (K,N), unpacked: op(A) is A (M,K) or, when trans_a, A stored (K,M). bias (N,) or null; act is
+// ReLU (NaN-propagating) when relu. beta == 0 never reads C.
+constexpr int64_t kGemmSmallM = 4;
+using GemmSmallMFn = void (*)(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                              float* C, int64_t ldc, const float* bias, bool relu);
+
 // Each returns false (and leaves *out untouched) when its ISA was not compiled in.
+bool gemm_small_m_avx512(GemmSmallMFn* out);
 bool gemm_ukernel_14x32_avx512(GemmUkernel* out);
 bool gemm_ukernel_6x16_avx2(GemmUkernel* out);
 void gemm_ukernel_4x8_scalar(GemmUkernel* out);
