@@ -117,6 +117,7 @@ def test_resume_in_a_fresh_process_is_bit_identical(tmp_path):
         [sys.executable, "-c", SCRIPT.format(threads=THREADS), str(tmp_path / "data.npz"),
          str(tmp_path / "ckpt.cnnfast"), str(tmp_path / "final.cnnfast")],
         env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,  # not the repo root: `-c` puts the cwd first on sys.path
     )
     assert proc.returncode == 0, proc.stderr
     assert_same_weights(straight, cf.load_model(tmp_path / "final.cnnfast"))
