@@ -1,8 +1,10 @@
 """Command line: ``cnnfast summary MODEL`` (or ``python -m cnnfast summary MODEL``).
 
-Prints the analyzer's table (cnnfast.analyze) for a zoo model, without creating its weights:
+Prints the analyzer's table (cnnfast.analyze) for a zoo model or a saved model file, without
+creating weights (a file's architecture is read from its header):
 
     cnnfast summary vgg16
+    cnnfast summary my_model.cnnfast
     cnnfast summary vgg16 --input-shape 32,32,3 --classes 10 --fc-units 512 --markdown
     cnnfast summary alexnet_grouped --optimizer adam --batch-size 128
 """
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("summary", help="shape/parameter/FLOP/memory analysis of a zoo model",
                        description="Analyse a model from its shapes alone (no weights are created).")
-    s.add_argument("model", help=f"zoo model name: {', '.join(models.names())}")
+    s.add_argument("model", help=f"a saved model file or a zoo name: {', '.join(models.names())}")
     s.add_argument("--input-shape", type=_shape, metavar="H,W,C", help="input shape, e.g. 32,32,3")
     s.add_argument("--classes", type=int, help="number of output classes")
     s.add_argument("--fc-units", type=int, help="width of the VGG fully connected layers")
@@ -49,14 +51,35 @@ def _looks_like_path(name: str) -> bool:
         name.lower().endswith((".keras", ".h5", ".npz", ".json", ".cnnfast"))
 
 
+def _model_from_file(path: str):
+    """The architecture stored in a cnnfast model file, without reading its weights."""
+    import json
+
+    from cnnfast.saving import model_from_config, read_header
+
+    header = read_header(path)
+    try:
+        config = json.loads(header.metadata["architecture"])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: no readable architecture in the header ({err})") from None
+    return model_from_config(config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "summary":
         if _looks_like_path(args.model):
-            print(f"cnnfast summary: {args.model!r} looks like a file; loading saved models is not "
-                  f"supported yet. Give a zoo model name: {', '.join(models.names())}",
-                  file=sys.stderr)
-            return 2
+            if not os.path.exists(args.model):
+                print(f"cnnfast summary: no such file {args.model!r}", file=sys.stderr)
+                return 2
+            try:
+                report = analyze(_model_from_file(args.model), optimizer=args.optimizer,
+                                 batch_size=args.batch_size)
+            except (OSError, ValueError) as err:
+                print(f"cnnfast summary: {err}", file=sys.stderr)
+                return 2
+            print(report.to_markdown() if args.markdown else report)
+            return 0
         kwargs = {}
         if args.input_shape is not None:
             kwargs["input_shape"] = args.input_shape

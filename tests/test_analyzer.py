@@ -296,9 +296,22 @@ def test_cli_summary(capsys):
     assert "batch 32, Adam" in capsys.readouterr().out
 
 
+def test_cli_summary_of_a_saved_model(tmp_path, capsys):
+    import cnnfast as cf
+
+    path = tmp_path / "lenet.cnnfast"
+    cf.models.lenet5().save(path)
+    assert main(["summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 61,706" in out and "c1 (Conv2D)" in out
+    (tmp_path / "junk.cnnfast").write_bytes(b"\x10" * 40)
+    assert main(["summary", str(tmp_path / "junk.cnnfast")]) == 2
+    assert "not a valid cnnfast model file" in capsys.readouterr().err
+
+
 def test_cli_errors(capsys):
     assert main(["summary", "saved/model.keras"]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     assert main(["summary", "resnet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["summary", "lenet5", "--fc-units", "10"]) == 2
