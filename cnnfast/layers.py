@@ -38,6 +38,17 @@ def _positive_pair(value: Any, what: str, layer: str) -> tuple[int, int]:
     return a, b
 
 
+def _aligned_copy(a: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of a float32 array whose data starts on an `alignment`-byte boundary:
+    the SIMD kernels read weight rows with full-width loads, and a load straddling two cache lines
+    costs two (unaligned weights are copied to an aligned scratch on every call)."""
+    raw = np.empty(a.nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start:start + a.nbytes].view(np.float32).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 class Layer:
     """Base class. Subclasses set `self.weights_` (name -> array) in build."""
 
@@ -82,6 +93,7 @@ class Layer:
                 f"{self.describe()}: initializer returned shape {value.shape} for weight "
                 f"'{name}' of shape {tuple(shape)}"
             )
+        value = _aligned_copy(value)
         self.weights_[name] = value
         self.gradients_[name] = np.zeros_like(value)
         reg = regularizers.get(regularizer)
@@ -466,6 +478,7 @@ class Dense(Layer):
         return shapes
 
     def build(self, input_shape):
+        self.output_shape(input_shape)  # validates (a rank-0 shape has no feature axis)
         shapes = self.param_shapes(input_shape)
         self._add_weight("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:

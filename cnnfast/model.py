@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnfast import _executor
 from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
@@ -440,9 +441,19 @@ class Sequential:
         batch_size = 32 if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
-        x = self._check_x(x, "predict")
+        # Fast path for the common call (a built model, a float32 C-contiguous array of the right
+        # shape): the checks _check_x would make, without its conversions.
+        if (type(x) is np.ndarray and x.dtype == np.float32 and self.built
+                and x.shape[1:] == self.input_shape_ and x.flags.c_contiguous):
+            if x.ndim == 0:
+                x = self._check_x(x, "predict")  # raises its usual error
+        else:
+            x = self._check_x(x, "predict")
         out = np.empty((len(x),) + self.output_shape_, np.float32)
         net = self._inference_network()
+        if net is not None and 0 < len(x) <= batch_size:
+            net.forward(out, x)
+            return out
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
             if net is not None:
@@ -464,10 +475,8 @@ class Sequential:
         """The C++ inference executor (cnnfast._executor) running the whole forward in one call,
         cached and rebuilt when layers or weight arrays are replaced; None if some layer has no
         C++ step (callers then walk the layers in Python)."""
-        from cnnfast import _executor
-
         key = _executor.network_key(self)
-        cached = getattr(self, "_inference_cache", None)
+        cached = self.__dict__.get("_inference_cache")
         if cached is None or cached[0] != key:
             cached = (key, _executor.build_network(self))
             self._inference_cache = cached

@@ -54,6 +54,14 @@ SHAPES = [
     (20, 1100, 50),
     (257, 259, 261),
     (300, 70, 390),
+    # Small-M path (M <= 4 rows, B not transposed, unpacked): batch-1 dense layers and
+    # whole-input convolutions; column blocks of 1-8 vectors with masked tails, K unrolled by U.
+    (1, 120, 400),
+    (2, 84, 120),
+    (3, 10, 576),
+    (4, 130, 65),
+    (1, 1000, 17),
+    (4, 257, 3),
 ]
 FLAGS = [(False, False), (False, True), (True, False), (True, True)]
 # (alpha, beta): exactly representable in fp32, so the reference sees the same values.
@@ -153,6 +161,22 @@ def test_sgemm_bias_relu_epilogue(m, n, k, relu, with_bias):
     # The product's bound as above; the bias add is one more fp32 rounding of |result| + |bias|.
     bound = _bound(a, b, c0, k, False, False, 0.5, 1.0) + 2 * U32 * (np.abs(ref) + np.abs(bias))
     assert np.all(np.abs(c - ref) <= bound)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_sgemm_small_m_epilogue_propagates_nan(m):
+    # The small-M path's fused bias + ReLU: NaN inputs must survive the ReLU, negatives clamp.
+    rng = np.random.default_rng(11)
+    a, b, _ = _operands(rng, m, 70, 33, False, False)
+    a[0, 5] = np.nan
+    bias = rng.standard_normal(70).astype(np.float32)
+    c = np.empty((m, 70), np.float32)
+    _core.sgemm(c, a, b, bias=bias, relu=True)
+    ref = np.maximum(gemm_ref(a, b) + bias, 0.0)
+    assert np.all(np.isnan(c[0]))
+    bound = _bound(a[1:], b, np.zeros((m - 1, 70), np.float32), 33, False, False, 1.0, 0.0) \
+        + 2 * U32 * (np.abs(ref[1:]) + np.abs(bias))  # product bound plus the bias rounding
+    assert np.all(np.abs(c[1:] - ref[1:]) <= bound)
 
 
 def test_sgemm_rejects_bad_shapes():

@@ -54,7 +54,9 @@ CNNFAST_INLINE float exp_f32(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.0f;
-    const float res = p * as_float((n + 127) << 23);
+    // 2^n from the exponent bits; shifting the unsigned value keeps lanes with n < -127 (whose
+    // result the select below discards) free of undefined behaviour.
+    const float res = p * as_float(static_cast<int32_t>(static_cast<uint32_t>(n + 127) << 23));
     return x < lo ? 0.0f : res;
 }
 

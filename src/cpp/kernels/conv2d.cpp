@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -460,11 +461,18 @@ void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* 
                            const float* bias, const Conv2dDims& d, bool relu) {
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
-    // Weights copied to 64-byte-aligned rows (NumPy's buffers are 16-byte aligned, and a 64-byte
-    // load that straddles two cache lines costs two).
-    const int64_t Q = d.KH * d.KW * d.C, ldw = (d.K + 15) / 16 * 16;
-    float* wp = column_scratch(Q * ldw, kShared);
-    for (int64_t q = 0; q < Q; ++q) std::memcpy(wp + q * ldw, w + q * d.K, sizeof(float) * d.K);
+    // Weights with 64-byte-aligned rows (a 64-byte load that straddles two cache lines costs
+    // two): read in place when they already are (the layers allocate them so), else copied.
+    const int64_t Q = d.KH * d.KW * d.C;
+    const bool aligned = reinterpret_cast<uintptr_t>(w) % 64 == 0 && d.K % 16 == 0;
+    const int64_t ldw = aligned ? d.K : (d.K + 15) / 16 * 16;
+    const float* wp = w;
+    if (!aligned) {
+        float* copy = column_scratch(Q * ldw, kShared);
+        for (int64_t q = 0; q < Q; ++q)
+            std::memcpy(copy + q * ldw, w + q * d.K, sizeof(float) * d.K);
+        wp = copy;
+    }
     run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);

@@ -19,8 +19,22 @@ inline __mmask16 lanes(int64_t n) {
 // Pixels per tile for KV vectors of output channels.
 constexpr int tile_pixels(int kv) { return kv >= 4 ? 6 : kv == 3 ? 8 : 12; }
 
-inline const float* pixel_ptr(const ConvPixels& px, int64_t i) {
-    return px.base + (i / px.OW) * px.row_step + (i % px.OW) * px.col_step;
+// src[p] = the receptive field of pixel i + p for p < np, the last of them repeated up to P.
+// One division per tile, then row/column stepping: two divisions per pixel cost more than a
+// small convolution's (C * KH * KW <= 32) multiply-adds for that pixel.
+template <int P, class T>
+inline void tile_pixels_from(T** src, const ConvPixels& px, int64_t i, int64_t np) {
+    int64_t oh = i / px.OW, ow = i - oh * px.OW;
+    float* row = px.base + oh * px.row_step;
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+        if (p < np) {
+            src[p] = row + ow * px.col_step;
+            if (++ow == px.OW) ow = 0, row += px.row_step;
+        } else {
+            src[p] = src[p - 1];
+        }
+    }
 }
 
 // ---- forward ------------------------------------------------------------------------------
@@ -107,8 +121,7 @@ void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t 
         const int64_t q0 = Q * b / blocks, q1 = Q * (b + 1) / blocks;
         for (int64_t i = p0; i < p1; i += P) {
             const int64_t np = p1 - i < P ? p1 - i : P;
-#pragma GCC unroll 32
-            for (int p = 0; p < P; ++p) src[p] = pixel_ptr(px, i + (p < np ? p : np - 1));
+            tile_pixels_from<P>(src, px, i, np);
             fwd_tile<P, KV>(y + i * ldy, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu,
                             ml);
         }
@@ -265,9 +278,7 @@ void bwdd_range(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* off
     float* dst[P];
     for (int64_t i = p0; i < p1; i += P) {
         const int64_t np = p1 - i < P ? p1 - i : P;
-        #pragma GCC unroll 32
-        for (int p = 0; p < P; ++p)
-            dst[p] = const_cast<float*>(pixel_ptr(px, i + (p < np ? p : np - 1)));
+        tile_pixels_from<P>(dst, px, i, np);
         bwdd_tile<P, QV>(dst, np, off, nq, dy + i * ldy, ldy, nk, wt, ldwt, ml);
     }
 }

@@ -73,8 +73,13 @@ bool in_place(const NetworkStep& s) {
            s.kind == StepKind::prelu;
 }
 
-// The activation fused into conv/dense, in place on y (n floats, `rows` rows for softmax).
+// ReLU runs in the conv/dense kernels' epilogue, on each tile while it is in registers.
+bool kernel_relu(const NetworkStep& s) { return !s.fused_softmax && s.act == Activation::relu; }
+
+// The activation fused into conv/dense, in place on y (n floats, `rows` rows for softmax),
+// unless the kernel already applied it.
 void apply_activation(const NetworkStep& s, float* y, int64_t n, int64_t rows) {
+    if (kernel_relu(s)) return;
     if (s.fused_softmax)
         softmax_forward(y, y, rows, n / rows);
     else if (s.act != Activation::linear)
@@ -96,8 +101,13 @@ Network::Network(std::vector<int64_t> input_shape)
 }
 
 int64_t Network::size_of(const std::vector<int64_t>& s) {
+    // Checked: a model file may claim any shape, and a wrapped product would size buffers wrong.
+    constexpr int64_t kMaxElements = int64_t(1) << 40;
     int64_t n = 1;
-    for (int64_t d : s) n *= d;
+    for (int64_t d : s)
+        if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > kMaxElements)
+            throw std::invalid_argument("Network: shape " + dims_str(s) +
+                                        " has more than 2^40 elements per sample");
     return n;
 }
 
@@ -242,7 +252,7 @@ void Network::forward(float* out, const float* x, int64_t n) const {
             case StepKind::conv2d: {
                 Conv2dDims d = s.conv;
                 d.N = n;
-                conv2d_forward(dst, cur, s.weight, s.bias, d);
+                conv2d_forward(dst, cur, s.weight, s.bias, d, kernel_relu(s));
                 apply_activation(s, dst, n * s.out_size, n * s.rows);
                 break;
             }
@@ -261,7 +271,7 @@ void Network::forward(float* out, const float* x, int64_t n) const {
             case StepKind::dense: {
                 DenseDims d = s.dense;
                 d.N = n * s.rows;
-                dense_forward(dst, cur, s.weight, s.bias, d);
+                dense_forward(dst, cur, s.weight, s.bias, d, kernel_relu(s));
                 apply_activation(s, dst, n * s.out_size, n * s.rows);
                 break;
             }

@@ -1,0 +1,347 @@
+// C++ unit tests of the kernels, the inference Network and the model-file reader, written to
+// run under AddressSanitizer + UndefinedBehaviorSanitizer (tests/sanitize/run.sh) and valgrind.
+// Every fast kernel is compared with its naive version on odd shapes (edges, tails, padding);
+// the reader gets a valid file and thousands of corrupted copies of it, each of which must load
+// or throw std::exception, never crash or read out of bounds.
+//
+// usage: test_kernels [MODEL_FILE [MUTATIONS]]     exit status 0 when every check passes
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "activation.h"
+#include "conv2d.h"
+#include "dense.h"
+#include "gemm.h"
+#include "lrn.h"
+#include "model_file.h"
+#include "network.h"
+#include "parallel.h"
+#include "pool2d.h"
+#include "softmax_xent.h"
+
+using namespace cnnfast;
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+std::mt19937 g_rng(12345);
+
+std::vector<float> randn(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(g_rng);
+    return v;
+}
+
+// |a - b| <= atol + rtol |b| elementwise (float32 kernels against float32 naive loops, which
+// sum in different orders: a few ulps of the sum of |terms|, bounded here by atol/rtol).
+void expect_close(const char* what, const std::vector<float>& a, const std::vector<float>& b,
+                  float rtol = 1e-4f, float atol = 1e-4f) {
+    ++g_checks;
+    if (a.size() != b.size()) {
+        std::printf("FAIL %s: sizes %zu vs %zu\n", what, a.size(), b.size());
+        ++g_failures;
+        return;
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (!(std::fabs(a[i] - b[i]) <= atol + rtol * std::fabs(b[i]))) {
+            std::printf("FAIL %s: [%zu] %g vs %g\n", what, i, a[i], b[i]);
+            ++g_failures;
+            return;
+        }
+    }
+}
+
+void expect(const char* what, bool ok) {
+    ++g_checks;
+    if (!ok) {
+        std::printf("FAIL %s\n", what);
+        ++g_failures;
+    }
+}
+
+void test_gemm() {
+    const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {14, 32, 9}, {100, 3, 250}};
+    for (const auto& s : shapes)
+        for (int ta = 0; ta < 2; ++ta)
+            for (int tb = 0; tb < 2; ++tb) {
+                const int64_t M = s[0], N = s[1], K = s[2];
+                auto A = randn(M * K), B = randn(K * N), C0 = randn(M * N);
+                auto C1 = C0, C2 = C0;
+                const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+                sgemm(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C1.data(), N);
+                sgemm_naive(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C2.data(), N);
+                expect_close("sgemm vs naive", C1, C2);
+            }
+}
+
+void test_conv(const char* algorithm) {
+    if (!set_conv2d_algorithm(algorithm)) return;
+    struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g; };
+    const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
+                          {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
+                          {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1}};
+    for (const Case& c : cases) {
+        Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
+        d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;
+        d.OW = (c.W + 2 * c.pl - c.KW) / c.sw + 1;
+        auto x = randn(c.N * c.H * c.W * c.C), w = randn(c.KH * c.KW * (c.C / c.g) * c.K), b = randn(c.K);
+        const size_t ysz = c.N * d.OH * d.OW * c.K;
+        std::vector<float> y1(ysz), y2(ysz);
+        for (int relu = 0; relu < 2; ++relu) {
+            conv2d_forward(y1.data(), x.data(), w.data(), b.data(), d, relu);
+            conv2d_forward_naive(y2.data(), x.data(), w.data(), b.data(), d, relu);
+            expect_close("conv2d forward vs naive", y1, y2, 1e-4f, 1e-3f);
+        }
+        auto dy = randn(ysz);
+        std::vector<float> dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size()), db1(c.K), db2(c.K);
+        conv2d_backward_data(dx1.data(), dy.data(), w.data(), d);
+        conv2d_backward_data_naive(dx2.data(), dy.data(), w.data(), d);
+        expect_close("conv2d backward data vs naive", dx1, dx2, 1e-4f, 1e-3f);
+        conv2d_backward_weights(dw1.data(), db1.data(), x.data(), dy.data(), d);
+        conv2d_backward_weights_naive(dw2.data(), db2.data(), x.data(), dy.data(), d);
+        expect_close("conv2d backward weights vs naive", dw1, dw2, 1e-4f, 1e-3f);
+        expect_close("conv2d bias gradient vs naive", db1, db2, 1e-4f, 1e-3f);
+    }
+    set_conv2d_algorithm("auto");
+}
+
+void test_pool() {
+    struct Case { int64_t N, H, W, C, PH, PW, sh, sw, pt, pl; };
+    const Case cases[] = {{2, 6, 6, 3, 2, 2, 2, 2, 0, 0}, {1, 7, 5, 17, 3, 3, 2, 2, 1, 1},
+                          {2, 5, 9, 33, 3, 2, 1, 2, 0, 1}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0}};
+    for (const Case& c : cases) {
+        Pool2dDims d{c.N, c.H, c.W, c.C, c.PH, c.PW, 0, 0, c.sh, c.sw, c.pt, c.pl};
+        d.OH = (c.H + 2 * c.pt - c.PH) / c.sh + 1;
+        d.OW = (c.W + 2 * c.pl - c.PW) / c.sw + 1;
+        auto x = randn(c.N * c.H * c.W * c.C);
+        const size_t ysz = c.N * d.OH * d.OW * c.C;
+        std::vector<float> y1(ysz), y2(ysz), dx1(x.size()), dx2(x.size());
+        std::vector<int32_t> a1(ysz), a2(ysz);
+        max_pool2d_forward(y1.data(), a1.data(), x.data(), d);
+        max_pool2d_forward_naive(y2.data(), a2.data(), x.data(), d);
+        expect_close("max_pool2d forward vs naive", y1, y2, 0, 0);
+        expect("max_pool2d argmax vs naive", a1 == a2);
+        auto dy = randn(ysz);
+        expect("max_pool2d backward: argmax in range",
+               max_pool2d_backward(dx1.data(), dy.data(), a1.data(), d) == 0);
+        max_pool2d_backward_naive(dx2.data(), dy.data(), a2.data(), d);
+        expect_close("max_pool2d backward vs naive", dx1, dx2);
+        // Corrupted argmax entries are skipped and counted, never written out of bounds.
+        a1[0] = -5;
+        a1[ysz - 1] = 1 << 30;
+        expect("max_pool2d backward counts bad argmax",
+               max_pool2d_backward(dx1.data(), dy.data(), a1.data(), d) == (ysz > 1 ? 2 : 1));
+        avg_pool2d_forward(y1.data(), x.data(), d);
+        avg_pool2d_forward_naive(y2.data(), x.data(), d);
+        expect_close("avg_pool2d forward vs naive", y1, y2);
+        avg_pool2d_backward(dx1.data(), dy.data(), d);
+        avg_pool2d_backward_naive(dx2.data(), dy.data(), d);
+        expect_close("avg_pool2d backward vs naive", dx1, dx2);
+    }
+}
+
+void test_activations() {
+    const char* names[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+    for (int64_t n : {int64_t(1), int64_t(17), int64_t(100003)}) {
+        auto x = randn(n, 5.0f), dy = randn(n);
+        x[0] = NAN;  // NaN must propagate, not crash
+        for (const char* name : names) {
+            Activation kind;
+            expect("activation_from_name", activation_from_name(name, &kind));
+            std::vector<float> y1(n), y2(n), dx1(n), dx2(n);
+            activation_forward(y1.data(), x.data(), n, kind, 0.7f);
+            activation_forward_naive(y2.data(), x.data(), n, kind, 0.7f);
+            expect("activation forward propagates NaN", kind == Activation::relu || std::isnan(y1[0]));
+            y1[0] = y2[0] = 0;
+            expect_close(name, y1, y2, 1e-5f, 1e-6f);
+            activation_backward(dx1.data(), x.data(), y2.data(), dy.data(), n, kind, 0.7f);
+            activation_backward_naive(dx2.data(), x.data(), y2.data(), dy.data(), n, kind, 0.7f);
+            dx1[0] = dx2[0] = 0;
+            expect_close(name, dx1, dx2, 1e-5f, 1e-6f);
+        }
+        Activation bogus;
+        expect("unknown activation name refused", !activation_from_name("bogus", &bogus));
+        for (int64_t asz : {int64_t(1), n}) {
+            auto alpha = randn(asz);
+            std::vector<float> y(n), dx(n), da(asz);
+            prelu_forward(y.data(), x.data(), alpha.data(), n, asz);
+            prelu_backward(dx.data(), da.data(), x.data(), alpha.data(), dy.data(), n, asz);
+            expect("prelu ran", true);
+        }
+    }
+}
+
+void test_softmax_and_losses() {
+    for (int64_t rows : {int64_t(1), int64_t(5), int64_t(3000)})
+        for (int64_t cols : {int64_t(1), int64_t(10), int64_t(37)}) {
+            auto x = randn(rows * cols, 3.0f);
+            std::vector<float> y1(x.size()), y2(x.size()), dx(x.size()), probs(x.size());
+            softmax_forward(y1.data(), x.data(), rows, cols);
+            softmax_forward_naive(y2.data(), x.data(), rows, cols);
+            expect_close("softmax vs naive", y1, y2, 1e-5f, 1e-7f);
+            softmax_backward(dx.data(), y1.data(), x.data(), rows, cols);
+            std::vector<float> labels(x.size(), 0.0f);
+            std::vector<int32_t> idx(rows);
+            for (int64_t r = 0; r < rows; ++r) {
+                idx[r] = static_cast<int32_t>(r % cols);
+                labels[r * cols + idx[r]] = 1.0f;
+            }
+            const double l1 = softmax_xent_forward_backward(dx.data(), probs.data(), x.data(),
+                                                            labels.data(), rows, cols);
+            const double l2 = softmax_xent_sparse_forward_backward(dx.data(), probs.data(), x.data(),
+                                                                   idx.data(), rows, cols);
+            expect("softmax-xent dense == sparse", std::fabs(l1 - l2) <= 1e-9 * (1 + std::fabs(l1)));
+            const double l3 = categorical_xent(dx.data(), y1.data(), labels.data(), rows, cols);
+            expect("categorical_xent finite", std::isfinite(l3));
+            const double m = mse(dx.data(), x.data(), y1.data(), rows * cols);
+            expect("mse finite", std::isfinite(m));
+        }
+}
+
+void test_lrn() {
+    for (int64_t C : {int64_t(1), int64_t(5), int64_t(96)})
+        for (int64_t r : {int64_t(0), int64_t(2), int64_t(7)}) {
+            LrnDims d{11, C, r, 1.0f, 1e-2f, 0.75f};
+            auto x = randn(d.rows * C), dy = randn(d.rows * C);
+            std::vector<float> y1(x.size()), y2(x.size()), s1(x.size()), s2(x.size());
+            std::vector<float> dx1(x.size()), dx2(x.size());
+            lrn_forward(y1.data(), s1.data(), x.data(), d);
+            lrn_forward_naive(y2.data(), s2.data(), x.data(), d);
+            expect_close("lrn forward vs naive", y1, y2, 1e-5f, 1e-6f);
+            lrn_backward(dx1.data(), x.data(), y1.data(), s1.data(), dy.data(), d);
+            lrn_backward_naive(dx2.data(), x.data(), y2.data(), s2.data(), dy.data(), d);
+            expect_close("lrn backward vs naive", dx1, dx2, 1e-4f, 1e-5f);
+        }
+}
+
+void test_dense() {
+    for (int64_t n : {int64_t(1), int64_t(9)}) {
+        DenseDims d{n, 37, 11};
+        auto x = randn(n * 37), w = randn(37 * 11), b = randn(11), dy = randn(n * 11);
+        std::vector<float> y1(n * 11), y2(n * 11), dx1(x.size()), dx2(x.size()), dw1(w.size()),
+            dw2(w.size()), db1(11), db2(11);
+        dense_forward(y1.data(), x.data(), w.data(), b.data(), d, true);
+        dense_forward_naive(y2.data(), x.data(), w.data(), b.data(), d, true);
+        expect_close("dense forward vs naive", y1, y2);
+        dense_backward(dx1.data(), dw1.data(), db1.data(), x.data(), w.data(), dy.data(), d);
+        dense_backward_naive(dx2.data(), dw2.data(), db2.data(), x.data(), w.data(), dy.data(), d);
+        expect_close("dense backward dx", dx1, dx2);
+        expect_close("dense backward dw", dw1, dw2);
+        expect_close("dense backward db", db1, db2);
+    }
+}
+
+void test_network() {
+    // conv(3x3 same, relu) -> maxpool 2 -> flatten -> dense(softmax), against the kernels.
+    auto w = randn(3 * 3 * 2 * 4), b = randn(4), wd = randn(4 * 4 * 4 * 3), bd = randn(3);
+    Network net({8, 8, 2});
+    net.add_conv2d(w.data(), b.data(), 3, 3, 4, 1, 1, 1, 1, 8, 8, 1, "relu", 1.0f);
+    net.add_pool2d(true, 2, 2, 2, 2, 0, 0, 4, 4);
+    net.add_flatten();
+    net.add_dense(wd.data(), bd.data(), 64, 3, "softmax", 1.0f);
+    bool threw = false;
+    try {
+        net.add_dense(wd.data(), bd.data(), 5, 3, "relu", 1.0f);  // does not fit (3,)
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    expect("network rejects a mismatched step", threw);
+    const int64_t n = 3;
+    auto x = randn(n * 128);
+    std::vector<float> out(n * 3), z(n * 256), p(n * 64), ref(n * 3);
+    net.forward(out.data(), x.data(), n);
+    conv2d_forward_naive(z.data(), x.data(), w.data(), b.data(),
+                         Conv2dDims{n, 8, 8, 2, 3, 3, 4, 8, 8, 1, 1, 1, 1, 1}, true);
+    max_pool2d_forward_naive(p.data(), nullptr, z.data(), Pool2dDims{n, 8, 8, 4, 2, 2, 4, 4, 2, 2, 0, 0});
+    dense_forward_naive(ref.data(), p.data(), wd.data(), bd.data(), DenseDims{n, 64, 3});
+    softmax_forward_naive(ref.data(), ref.data(), n, 3);
+    expect_close("network forward vs kernels", out, ref, 1e-4f, 1e-5f);
+}
+
+std::string read_file(const char* path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+// Valid file: loads and predicts. Then `mutations` corrupted copies: bit flips, byte
+// overwrites, truncations, insertions, header-length edits; each loads or throws.
+void test_model_reader(const char* path, int mutations) {
+    const std::string good = read_file(path);
+    expect("model file is readable", good.size() > 8);
+    try {
+        auto model = parse_model_bytes(good, path);
+        std::vector<float> x(2 * model->network->input_size(), 0.5f);
+        std::vector<float> y(2 * model->network->output_size());
+        model->network->forward(y.data(), x.data(), 2);
+        expect("valid model predicts finite values", std::isfinite(y[0]));
+    } catch (const std::exception& e) {
+        std::printf("FAIL valid model: %s\n", e.what());
+        ++g_failures;
+    }
+    std::uniform_int_distribution<int> op(0, 5), byte(0, 255);
+    int loaded = 0, refused = 0;
+    for (int i = 0; i < mutations; ++i) {
+        std::string bad = good;
+        const int edits = 1 + i % 4;
+        for (int e = 0; e < edits && !bad.empty(); ++e) {
+            std::uniform_int_distribution<size_t> at(0, bad.size() - 1);
+            // Most edits go into the 8-byte length and the JSON header, where the parsing is.
+            const size_t header_end = std::min(bad.size(), size_t(8) + 4096);
+            std::uniform_int_distribution<size_t> at_header(0, header_end - 1);
+            const size_t pos = (i % 3) ? at_header(g_rng) : at(g_rng);
+            switch (op(g_rng)) {
+                case 0: bad[pos] ^= static_cast<char>(1 << (byte(g_rng) % 8)); break;
+                case 1: bad[pos] = static_cast<char>(byte(g_rng)); break;
+                case 2: bad.resize(pos); break;
+                case 3: bad.insert(pos, 1, static_cast<char>(byte(g_rng))); break;
+                case 4: bad[pos] = "{}[],:\"0123456789-e.ntf"[byte(g_rng) % 23]; break;
+                default: bad[byte(g_rng) % 8] = static_cast<char>(byte(g_rng)); break;
+            }
+        }
+        try {
+            auto model = parse_model_bytes(bad, "mutant");
+            ++loaded;
+            // A file that still loads must also run (its shapes were validated).
+            if (model->network->input_size() <= (1 << 20) && model->network->output_size() <= (1 << 20)) {
+                std::vector<float> x(model->network->input_size(), 0.25f);
+                std::vector<float> y(model->network->output_size());
+                model->network->forward(y.data(), x.data(), 1);
+            }
+        } catch (const std::exception&) {
+            ++refused;
+        }
+    }
+    std::printf("model reader: %d mutated files, %d loaded, %d refused with an exception\n",
+                mutations, loaded, refused);
+    g_checks += mutations;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        test_gemm();
+        test_conv("im2col");
+        test_conv("direct");
+        test_pool();
+        test_activations();
+        test_softmax_and_losses();
+        test_lrn();
+        test_dense();
+        test_network();
+    }
+    if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
+    std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);
+    return g_failures ? 1 : 0;
+}
