@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_features.h"
 #include "elementwise_common.h"
 #include "elementwise_simd.h"
 
@@ -18,31 +19,12 @@ namespace cnnfast {
 
 namespace detail {
 
-static bool cpu_has_avx512() {
-#if defined(CNNFAST_BUILD_AVX512) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
-}
-
-static bool cpu_has_avx2() {
-#if defined(CNNFAST_BUILD_AVX2) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
-
 static const ElementwiseSimd* auto_table() {
 #if defined(CNNFAST_BUILD_AVX512)
-    if (cpu_has_avx512()) return &simd_avx512::kTable;
+    if (simd_level() == SimdLevel::avx512) return &simd_avx512::kTable;
 #endif
 #if defined(CNNFAST_BUILD_AVX2)
-    if (cpu_has_avx2()) return &simd_avx2::kTable;
+    if (simd_level() >= SimdLevel::avx2) return &simd_avx2::kTable;
 #endif
     return &simd_base::kTable;
 }

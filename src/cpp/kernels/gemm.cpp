@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gemm.h"
+#include "cpu_features.h"
 #include "gemm_ukernel.h"
 #include "parallel.h"
 
@@ -40,30 +41,13 @@ struct GemmConfig {
     int64_t mc_rows, mc_kmajor;
 };
 
-bool cpu_has_avx512() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma");
-}
-
-bool cpu_has_avx2() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-// The best compiled-in path the CPU runs, capped by CNNFAST_SIMD (a request above what the CPU
-// supports falls back to the best available; an unknown value is ignored).
+// The best compiled-in micro-kernels for simd_level() (CPU features capped by CNNFAST_SIMD).
 GemmConfig select_config() {
-    int cap = 2;  // 2 avx512, 1 avx2, 0 scalar
-    if (const char* env = std::getenv("CNNFAST_SIMD")) {
-        if (std::strcmp(env, "avx2") == 0) cap = 1;
-        if (std::strcmp(env, "scalar") == 0) cap = 0;
-    }
+    const SimdLevel level = simd_level();
     GemmConfig cfg{};
-    if (cap >= 2 && cpu_has_avx512() && gemm_ukernel_14x32_avx512(&cfg.uk)) {
+    if (level == SimdLevel::avx512 && gemm_ukernel_14x32_avx512(&cfg.uk)) {
         if (!gemm_small_m_avx512(&cfg.small_m)) cfg.small_m = nullptr;
-    } else if (cap >= 1 && cpu_has_avx2() && gemm_ukernel_6x16_avx2(&cfg.uk)) {
+    } else if (level >= SimdLevel::avx2 && gemm_ukernel_6x16_avx2(&cfg.uk)) {
     } else {
         gemm_ukernel_4x8_scalar(&cfg.uk);
     }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "parallel.h"
+#include "cpu_features.h"
 #include "pool2d_simd.h"
 
 // The baseline-ISA copy of the pooling loops.
@@ -22,31 +23,12 @@ namespace cnnfast {
 
 namespace detail {
 
-static bool pool_cpu_has_avx512() {
-#if defined(CNNFAST_BUILD_AVX512) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
-}
-
-static bool pool_cpu_has_avx2() {
-#if defined(CNNFAST_BUILD_AVX2) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
-
 static const PoolSimd* pool_auto_table() {
 #if defined(CNNFAST_BUILD_AVX512)
-    if (pool_cpu_has_avx512()) return &pool_avx512::kPoolTable;
+    if (simd_level() == SimdLevel::avx512) return &pool_avx512::kPoolTable;
 #endif
 #if defined(CNNFAST_BUILD_AVX2)
-    if (pool_cpu_has_avx2()) return &pool_avx2::kPoolTable;
+    if (simd_level() >= SimdLevel::avx2) return &pool_avx2::kPoolTable;
 #endif
     return &pool_base::kPoolTable;
 }
@@ -72,10 +54,10 @@ bool set_pool2d_simd_path(const char* name) {
     if (std::strcmp(name, "auto") == 0) t = pool_auto_table();
     if (std::strcmp(name, "baseline") == 0) t = &pool_base::kPoolTable;
 #if defined(CNNFAST_BUILD_AVX2)
-    if (std::strcmp(name, "avx2") == 0 && pool_cpu_has_avx2()) t = &pool_avx2::kPoolTable;
+    if (std::strcmp(name, "avx2") == 0 && cpu_has_avx2()) t = &pool_avx2::kPoolTable;
 #endif
 #if defined(CNNFAST_BUILD_AVX512)
-    if (std::strcmp(name, "avx512") == 0 && pool_cpu_has_avx512()) t = &pool_avx512::kPoolTable;
+    if (std::strcmp(name, "avx512") == 0 && cpu_has_avx512()) t = &pool_avx512::kPoolTable;
 #endif
     if (!t) return false;
     g_pool_table.store(t, std::memory_order_release);

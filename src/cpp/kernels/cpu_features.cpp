@@ -1,0 +1,42 @@
+#include "cpu_features.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace cnnfast {
+
+bool cpu_has_avx512() {
+#if defined(CNNFAST_BUILD_AVX512) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+bool cpu_has_avx2() {
+#if defined(CNNFAST_BUILD_AVX2) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+SimdLevel simd_level() {
+    static const SimdLevel level = [] {
+        SimdLevel cap = SimdLevel::avx512;
+        if (const char* env = std::getenv("CNNFAST_SIMD")) {
+            if (std::strcmp(env, "avx2") == 0) cap = SimdLevel::avx2;
+            if (std::strcmp(env, "scalar") == 0) cap = SimdLevel::scalar;
+        }
+        if (cap >= SimdLevel::avx512 && cpu_has_avx512()) return SimdLevel::avx512;
+        if (cap >= SimdLevel::avx2 && cpu_has_avx2()) return SimdLevel::avx2;
+        return SimdLevel::scalar;
+    }();
+    return level;
+}
+
+}  // namespace cnnfast

@@ -1,0 +1,48 @@
+"""CNNFAST_SIMD caps the instruction set of every kernel family at once (cpu_features.h)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import cnnfast
+from cnnfast import _core
+
+CHILD = """
+import json
+from cnnfast import _core
+print(json.dumps([_core.sgemm_simd_path(), _core.elementwise_simd_path(),
+                  _core.pool2d_simd_path(), _core.conv2d_algorithm()]))
+"""
+
+
+def _paths(cap: str | None) -> list[str]:
+    env = dict(os.environ)
+    env.pop("CNNFAST_SIMD", None)
+    if cap is not None:
+        env["CNNFAST_SIMD"] = cap
+    package_root = pathlib.Path(cnnfast.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                         check=True, cwd=package_root)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_scalar_cap_reaches_every_family():
+    gemm, elementwise, pool, conv = _paths("scalar")
+    assert gemm == "scalar" and elementwise == "baseline" and pool == "baseline"
+    assert conv == "im2col"  # the direct convolution needs AVX-512
+
+
+@pytest.mark.skipif(_core.sgemm_simd_path() == "scalar", reason="CPU without AVX2")
+def test_avx2_cap_reaches_every_family():
+    gemm, elementwise, pool, _ = _paths("avx2")
+    assert gemm == elementwise == pool == "avx2"
+
+
+def test_default_is_the_same_level_everywhere():
+    gemm, elementwise, pool, _ = _paths(None)
+    assert gemm == elementwise.replace("baseline", "scalar") == pool.replace("baseline", "scalar")
