@@ -307,6 +307,92 @@ def test_conv2d_direct_threads_match_reference(case, threads, algorithm, rng):
         assert_sum_close(g, wnt, a)
 
 
+# Stride-1 backward-data of wide inputs (C >= 64) runs as a forward convolution of zero-padded
+# dy with the flipped, channel-transposed kernel: even kernels (asymmetric "same" padding),
+# rectangular kernels, explicit padding, a masked channel tail (C = 80 = 64 + 16, 72 = 64 + 8),
+# outputs narrower than the input (valid) and one or two threads (images or bands per thread).
+FLIPPED_BACKWARD_DATA_CASES = [
+    (2, 6, 7, 64, 2, 2, 16, 1, "same", 1),
+    (3, 5, 8, 80, 3, 1, 24, 1, "valid", 1),
+    (2, 9, 6, 72, 2, 3, 8, 1, (1, 0), 1),
+    (1, 10, 10, 64, 5, 5, 6, 1, 2, 1),
+    (4, 8, 8, 128, 3, 3, 130, 1, "same", 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", FLIPPED_BACKWARD_DATA_CASES, ids=str)
+def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads, algorithm, rng):
+    x, w, _ = make_inputs(case, rng)
+    pads, strides, _, (OH, OW) = geometry(case)
+    dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
+    _core.set_num_threads(threads)
+    try:
+        got = core_backward(x, w, dy, case, False)
+    finally:
+        _core.set_num_threads(0)
+    want = ref.conv2d_backward(x, w, dy, strides, pads)
+    abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads)
+    for g, wnt, a in zip(got, want, abs_terms):
+        assert_sum_close(g, wnt, a)
+
+
+# One input channel, stride 1 and K <= 8 runs kernels vectorised over 16 output columns: widths
+# below, at and past 16 (masked strips), every K from 1 to 8, "same" padding with even and
+# rectangular kernels, and two threads (whole images, or bands of rows for a single image).
+SINGLE_CHANNEL_CASES = [
+    (3, 32, 32, 1, 5, 5, 6, 1, "valid", 1),
+    (2, 9, 7, 1, 3, 3, 1, 1, "same", 1),
+    (2, 20, 17, 1, 2, 4, 2, 1, "same", 1),
+    (1, 18, 33, 1, 3, 2, 3, 1, (2, 1), 1),
+    (2, 16, 16, 1, 1, 5, 4, 1, "valid", 1),
+    (2, 12, 21, 1, 4, 3, 5, 1, "same", 1),
+    (2, 11, 40, 1, 3, 3, 7, 1, "valid", 1),
+    (1, 30, 30, 1, 5, 5, 8, 1, "same", 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", SINGLE_CHANNEL_CASES, ids=str)
+def test_conv2d_single_channel_matches_reference(case, threads, algorithm, rng):
+    x, w, b = make_inputs(case, rng)
+    pads, strides, _, (OH, OW) = geometry(case)
+    dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
+    _core.set_num_threads(threads)
+    try:
+        y = core_forward(x, w, b, case, False, "relu")
+        y_nb = core_forward(x, w, None, case, False)
+        got = core_backward(x, w, dy, case, False)
+    finally:
+        _core.set_num_threads(0)
+    abs_y = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads)
+    # ReLU is 1-Lipschitz: the sum bound still holds.
+    assert_sum_close(y, np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0), abs_y)
+    assert_sum_close(y_nb, ref.conv2d_forward(x, w, None, strides, pads), abs_y)
+    want = ref.conv2d_backward(x, w, dy, strides, pads)
+    abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads)
+    for g, wnt, a in zip(got, want, abs_terms):
+        assert_sum_close(g, wnt, a)
+
+
+def test_conv2d_single_channel_relu_propagates_nan_and_is_reproducible(rng):
+    case = (4, 14, 14, 1, 5, 5, 6, 1, "valid", 1)
+    x, w, b = make_inputs(case, rng)
+    x[1, 3, 4, 0] = np.nan
+    y = core_forward(x, w, b, case, False, "relu")
+    assert np.isnan(y[1, 0:4, 0:5]).all() and np.isfinite(y[0]).all()
+    x[1, 3, 4, 0] = 0.5
+    dy = rng.standard_normal((4, 10, 10, 6)).astype(np.float32)
+    _core.set_num_threads(2)
+    try:
+        first = core_backward(x, w, dy, case, False)
+        again = core_backward(x, w, dy, case, False)
+    finally:
+        _core.set_num_threads(0)
+    for a, c in zip(first, again):
+        np.testing.assert_array_equal(a, c)  # static split: bit-identical sums
+
+
 def test_conv2d_algorithm_setter():
     assert _core.conv2d_algorithm() in ("auto", "im2col")
     assert _core.set_conv2d_algorithm("im2col") and _core.conv2d_algorithm() == "im2col"

@@ -37,11 +37,28 @@ using ConvBwdDUkernel = void (*)(const ConvPixels& px, int64_t p0, int64_t p1, c
                                  int64_t nq, const float* dy, int64_t ldy, int64_t nk,
                                  const float* wt, int64_t ldwt);
 
+// Single input channel, stride 1, K <= kConvC1MaxK output channels (LeNet C1): vectorised over
+// 16 output columns instead of over K, whose few lanes would leave most of each FMA idle.
+// Output rows [0, rows) of one band, each OW pixels; src row r at px.base + r * px.row_step,
+// column ow of the field at + ow (col_step 1), tap (kh, kw) at + kh*rs + kw.
+constexpr int64_t kConvC1MaxK = 8;
+// y (rows*OW, K) = act(bias + sum_taps src * w[tap][k]); w (KH*KW, K); bias may be null.
+using ConvFwdC1Ukernel = void (*)(float* y, const ConvPixels& px, int64_t rows, int64_t KH,
+                                  int64_t KW, int64_t rs, const float* w, const float* bias,
+                                  bool relu, int64_t K);
+// accv (KH*KW*K + K, 16) += lane partials of dw[tap][k] = sum_p src_p[tap] * dy[p][k] and, in the
+// last K rows, of db[k] = sum_p dy[p][k]. dy (rows*OW, K); dyt is scratch of K*rows*OWp floats,
+// OWp = OW rounded up to 16.
+using ConvBwdWC1Ukernel = void (*)(float* accv, const ConvPixels& px, int64_t rows, int64_t KH,
+                                   int64_t KW, int64_t rs, const float* dy, float* dyt, int64_t K);
+
 struct ConvDirectUkernels {
     const char* path;
     ConvFwdUkernel forward;
     ConvBwdWUkernel backward_weights;
     ConvBwdDUkernel backward_data;
+    ConvFwdC1Ukernel forward_c1;
+    ConvBwdWC1Ukernel backward_weights_c1;
 };
 
 // Rows of dw one backward-weights call accumulates at most, for nc columns.

@@ -293,10 +293,150 @@ void backward_data(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* 
     }
 }
 
+// ---- one input channel, vectorised over output columns ------------------------------------
+
+// Lane l of a 16-column strip: column ow0 + l, masked off beyond OW.
+inline __mmask16 strip_mask(int64_t ow0, int64_t OW) { return lanes(OW - ow0); }
+
+template <int K>
+void fwd_c1(float* y, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW, int64_t rs,
+            const float* w, const float* bias, bool relu) {
+    const int64_t OW = px.OW;
+    // Lane l of channel k's vector goes to y[(ow0 + l) * K + k].
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                            5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(K));
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t oh = 0; oh < rows; ++oh) {
+        const float* src = px.base + oh * px.row_step;
+        float* yr = y + oh * OW * K;
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+            const __mmask16 m = strip_mask(ow0, OW);
+            __m512 acc[K];
+#pragma GCC unroll 8
+            for (int k = 0; k < K; ++k) acc[k] = bias ? _mm512_set1_ps(bias[k]) : zero;
+            for (int64_t kh = 0; kh < KH; ++kh) {
+                const float* s = src + kh * rs + ow0;
+                const float* wk = w + kh * KW * K;
+                for (int64_t kw = 0; kw < KW; ++kw, wk += K) {
+                    const __m512 xv = _mm512_maskz_loadu_ps(m, s + kw);
+#pragma GCC unroll 8
+                    for (int k = 0; k < K; ++k)
+                        acc[k] = _mm512_fmadd_ps(xv, _mm512_set1_ps(wk[k]), acc[k]);
+                }
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < K; ++k) {
+                // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
+                __m512 r = acc[k];
+                if (relu) r = _mm512_maskz_max_ps(__mmask16(0xFFFF), zero, r);
+                _mm512_mask_i32scatter_ps(yr + ow0 * K + k, m, idx, r, 4);
+            }
+        }
+    }
+}
+
+void forward_c1(float* y, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW, int64_t rs,
+                const float* w, const float* bias, bool relu, int64_t K) {
+    switch (K) {
+        case 1: return fwd_c1<1>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 2: return fwd_c1<2>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 3: return fwd_c1<3>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 4: return fwd_c1<4>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 5: return fwd_c1<5>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 6: return fwd_c1<6>(y, px, rows, KH, KW, rs, w, bias, relu);
+        case 7: return fwd_c1<7>(y, px, rows, KH, KW, rs, w, bias, relu);
+        default: return fwd_c1<8>(y, px, rows, KH, KW, rs, w, bias, relu);
+    }
+}
+
+// Taps per pass: G taps x K channels of accumulators plus K dy vectors fit 32 registers.
+constexpr int bwdw_c1_taps(int K) { return K <= 2 ? 8 : K <= 4 ? 5 : K <= 6 ? 4 : 3; }
+
+template <int K>
+void bwdw_c1(float* accv, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW, int64_t rs,
+             const float* dy, float* dyt) {
+    constexpr int G = bwdw_c1_taps(K);
+    const int64_t OW = px.OW, OWp = (OW + 15) / 16 * 16, plane = rows * OWp;
+    // dy transposed to (K, rows, OWp), zero past OW so masked-off lanes add nothing.
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                            5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(K));
+    for (int64_t oh = 0; oh < rows; ++oh)
+        for (int64_t ow0 = 0; ow0 < OWp; ow0 += 16) {
+            const __mmask16 m = strip_mask(ow0, OW);
+            const float* g = dy + (oh * OW + ow0) * K;
+#pragma GCC unroll 8
+            for (int k = 0; k < K; ++k)
+                _mm512_store_ps(dyt + k * plane + oh * OWp + ow0,
+                                _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, g + k, 4));
+        }
+    const int64_t taps = KH * KW;
+    // db lane partials.
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) {
+        __m512 s = _mm512_load_ps(accv + (taps * K + k) * 16);
+        const float* t = dyt + k * plane;
+        for (int64_t i = 0; i < plane; i += 16) s = _mm512_add_ps(s, _mm512_load_ps(t + i));
+        _mm512_store_ps(accv + (taps * K + k) * 16, s);
+    }
+    for (int64_t t0 = 0; t0 < taps; t0 += G) {
+        const int ng = taps - t0 < G ? static_cast<int>(taps - t0) : G;
+        int64_t off[G];
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j) {
+            const int64_t t = t0 + (j < ng ? j : 0);
+            off[j] = t / KW * rs + t % KW;
+        }
+        __m512 acc[G][K];
+#pragma GCC unroll 8
+        for (int j = 0; j < G; ++j)
+#pragma GCC unroll 8
+            for (int k = 0; k < K; ++k) acc[j][k] = _mm512_setzero_ps();
+        for (int64_t oh = 0; oh < rows; ++oh) {
+            const float* src = px.base + oh * px.row_step;
+            const float* g = dyt + oh * OWp;
+            for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+                const __mmask16 m = strip_mask(ow0, OW);
+                __m512 gv[K];
+#pragma GCC unroll 8
+                for (int k = 0; k < K; ++k) gv[k] = _mm512_load_ps(g + k * plane + ow0);
+#pragma GCC unroll 8
+                for (int j = 0; j < G; ++j) {
+                    const __m512 xv = _mm512_maskz_loadu_ps(m, src + off[j] + ow0);
+#pragma GCC unroll 8
+                    for (int k = 0; k < K; ++k) acc[j][k] = _mm512_fmadd_ps(xv, gv[k], acc[j][k]);
+                }
+            }
+        }
+        for (int j = 0; j < ng; ++j)
+#pragma GCC unroll 8
+            for (int k = 0; k < K; ++k) {
+                float* a = accv + ((t0 + j) * K + k) * 16;
+                _mm512_store_ps(a, _mm512_add_ps(_mm512_load_ps(a), acc[j][k]));
+            }
+    }
+}
+
+void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW,
+                         int64_t rs, const float* dy, float* dyt, int64_t K) {
+    switch (K) {
+        case 1: return bwdw_c1<1>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 2: return bwdw_c1<2>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 3: return bwdw_c1<3>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 4: return bwdw_c1<4>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 5: return bwdw_c1<5>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 6: return bwdw_c1<6>(accv, px, rows, KH, KW, rs, dy, dyt);
+        case 7: return bwdw_c1<7>(accv, px, rows, KH, KW, rs, dy, dyt);
+        default: return bwdw_c1<8>(accv, px, rows, KH, KW, rs, dy, dyt);
+    }
+}
+
 }  // namespace
 
 bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out) {
-    *out = {"avx512", &forward, &backward_weights, &backward_data};
+    *out = {"avx512", &forward, &backward_weights, &backward_data, &forward_c1,
+            &backward_weights_c1};
     return true;
 }
 
