@@ -361,3 +361,21 @@ def test_set_num_threads_roundtrip():
     assert cf.get_num_threads() == 1
     cf.set_num_threads(0)
     assert cf.get_num_threads() == before
+
+
+def test_core_type_stub_lists_every_binding():
+    """cnnfast/_core.pyi must be regenerated when a binding is added or removed."""
+    import ast
+    import pathlib
+
+    from cnnfast import _core
+
+    stub = pathlib.Path(__file__).resolve().parents[1] / "cnnfast" / "_core.pyi"
+    if not stub.exists():
+        pytest.skip(f"{stub} not beside the tests")
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]
+                 if isinstance(t, ast.Name)}
+    public = {name for name in dir(_core) if not name.startswith("_")}
+    assert public - declared == set() and declared - public - {"__all__"} == set()
