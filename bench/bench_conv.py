@@ -124,6 +124,52 @@ def torch_passes(torch, x, w, b, dy, geo, groups):
     }
 
 
+def measure(threads, torch, rounds=15, min_seconds=0.3, passes=("forward", "fwd+bwd"),
+            activation="linear", only=""):
+    """Yield (layer, pass, our seconds, torch seconds or None, flop) for each layer and pass."""
+    rng = np.random.default_rng(0)
+    _core.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    try:
+        for name, xs, (KH, KW, K), strides, padding, groups in SHAPES:
+            if only and only not in name:
+                continue
+            N, _, _, C = xs
+            geo = conv2d_geometry(xs, (KH, KW, C // groups, K), strides, padding, groups)
+            (OH, OW) = geo[0]
+            x = rng.standard_normal(xs, dtype=np.float32)
+            w = rng.standard_normal((KH, KW, C // groups, K), dtype=np.float32)
+            b = rng.standard_normal(K, dtype=np.float32)
+            dy = rng.standard_normal((N, OH, OW, K), dtype=np.float32)
+            flop = 2.0 * N * OH * OW * K * KH * KW * (C // groups)
+            ours = cnnfast_passes(x, w, b, dy, geo, groups, activation)
+            theirs = torch_passes(torch, x, w, b, dy, geo, groups) if torch else {}
+            for p in passes:
+                if N == 1 and p != "forward":
+                    continue
+                fns = [ours[p]] + ([theirs[p]] if p in theirs else [])
+                t, *tt = time_rounds(fns, rounds, min_seconds)
+                yield name, p, t, (tt[0] if tt else None), flop * (3 if p == "fwd+bwd" else 1)
+    finally:
+        _core.set_num_threads(0)
+
+
+def rows(threads: int) -> list[list]:
+    """Rows for `python -m bench`: GFLOP/s of each layer's forward and forward+backward."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    out = []
+    for name, p, t, tt, fl in measure(threads, torch):
+        ours, theirs = fl / t / 1e9, (fl / tt / 1e9 if tt else None)
+        out.append([f"conv {name} {p} ({threads}T)", "GFLOP/s", ours, theirs, None,
+                    ours / theirs if theirs else None, None])
+        print(out[-1], flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
@@ -140,47 +186,23 @@ def main():
             import torch
         except ImportError:
             pass
-    algo = _core.conv2d_algorithm() if hasattr(_core, "conv2d_algorithm") else "im2col"
     print(
-        f"sgemm path {_core.sgemm_simd_path()}, conv2d algorithm {algo}"
+        f"sgemm path {_core.sgemm_simd_path()}, conv2d algorithm {_core.conv2d_algorithm()}"
         + (f", torch {torch.__version__}" if torch else ", torch not importable")
     )
     passes = ["forward", "fwd+bwd"] + (["bwd data", "bwd weights"] if args.passes else [])
-    rng = np.random.default_rng(0)
     header = f"{'layer':24s} {'thr':>3s} {'pass':11s} {'ours ms':>9s} {'GFLOP/s':>8s}"
     if torch:
         header += f" {'torch ms':>9s} {'GFLOP/s':>8s} {'torch/ours':>10s}"
     print(header)
+    fmt = lambda t: f"{t * 1e3:9.3f}" if t > 1e-3 else f"{t * 1e6:7.1f}us"
     for threads in args.threads:
-        _core.set_num_threads(threads)
-        if torch:
-            torch.set_num_threads(threads)
-        for name, xs, (KH, KW, K), strides, padding, groups in SHAPES:
-            if args.only and args.only not in name:
-                continue
-            N, _, _, C = xs
-            geo = conv2d_geometry(xs, (KH, KW, C // groups, K), strides, padding, groups)
-            (OH, OW) = geo[0]
-            x = rng.standard_normal(xs, dtype=np.float32)
-            w = rng.standard_normal((KH, KW, C // groups, K), dtype=np.float32)
-            b = rng.standard_normal(K, dtype=np.float32)
-            dy = rng.standard_normal((N, OH, OW, K), dtype=np.float32)
-            flop = 2.0 * N * OH * OW * K * KH * KW * (C // groups)
-            ours = cnnfast_passes(x, w, b, dy, geo, groups, args.activation)
-            theirs = torch_passes(torch, x, w, b, dy, geo, groups) if torch else {}
-            for p in passes:
-                if N == 1 and p != "forward":
-                    continue
-                fl = flop * (3 if p == "fwd+bwd" else 1)
-                fns = [ours[p]] + ([theirs[p]] if p in theirs else [])
-                t, *tt = time_rounds(fns, args.rounds, args.min_seconds)
-                ms = f"{t * 1e3:9.3f}" if t > 1e-3 else f"{t * 1e6:7.1f}us"
-                line = f"{name:24s} {threads:3d} {p:11s} {ms} {fl / t / 1e9:8.1f}"
-                if tt:
-                    ms = f"{tt[0] * 1e3:9.3f}" if tt[0] > 1e-3 else f"{tt[0] * 1e6:7.1f}us"
-                    line += f" {ms} {fl / tt[0] / 1e9:8.1f} {tt[0] / t:10.2f}"
-                print(line, flush=True)
-    _core.set_num_threads(0)
+        for name, p, t, tt, fl in measure(threads, torch, args.rounds, args.min_seconds, passes,
+                                          args.activation, args.only):
+            line = f"{name:24s} {threads:3d} {p:11s} {fmt(t)} {fl / t / 1e9:8.1f}"
+            if tt:
+                line += f" {fmt(tt)} {fl / tt / 1e9:8.1f} {tt / t:10.2f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
