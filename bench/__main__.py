@@ -9,6 +9,11 @@ bench/results/<machine>.md. Run it pinned and with OpenBLAS free to pick its bes
 
 from __future__ import annotations
 
+# NumPy first: OpenBLAS starts its worker threads when it loads, and they must inherit the whole
+# machine. Loading cnnfast or torch first would let their OpenMP runtime bind this thread to one
+# core (OMP_PROC_BIND=close), and OpenBLAS's workers would then all share that core.
+import numpy  # noqa: F401  isort: skip
+
 import argparse
 import datetime
 import importlib
@@ -16,15 +21,16 @@ import os
 import sys
 from pathlib import Path
 
-from bench.common import environment, machine_name, markdown_table
+from bench.common import HEADER_ROW, environment, machine_name, markdown_table
 
 SECTIONS = {
     "gemm": ("bench.bench_gemm", "SGEMM"),
+    "gemm-isolated": ("bench.bench_gemm_isolated", "SGEMM, each contender in its own process"),
     "conv": ("bench.bench_conv", "Convolution layers"),
     "train": ("bench.bench_train", "Training and inference throughput"),
     "latency": ("bench.bench_latency", "Batch-1 latency"),
 }
-HEADER = ["benchmark", "unit", "cnnfast", "torch", "numpy", "x torch", "x numpy"]
+HEADER = HEADER_ROW
 
 
 def main(argv: list[str] | None = None) -> None:

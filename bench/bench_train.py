@@ -74,8 +74,7 @@ def synthetic(model: cf.Sequential, n: int, seed: int = 0):
     return x, np.eye(model.output_shape_[-1], dtype=np.float32)[labels], labels
 
 
-def bench_training(name: str, batch: int, steps: int, rounds: int,
-                   threads: int = 1) -> dict[str, float]:
+def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
     """images/s of one epoch of `steps` batches for each contender."""
     build, opt, _ = NETWORKS[name]
     cf.set_seed(0)
@@ -104,10 +103,7 @@ def bench_training(name: str, batch: int, steps: int, rounds: int,
                 topt.step()
 
         fns["torch"] = torch_epoch
-    # The NumPy baseline runs at one thread only: with more, OpenBLAS's threads and the other
-    # contenders' idle OpenMP workers (which spin for a while after each parallel region) fight
-    # over the two cores in one process, and NumPy collapses to ~70 images/s, which is no baseline.
-    if name == "keras_mnist_cnn" and threads == 1:
+    if name == "keras_mnist_cnn":
         npm = NumpyCNN(NUMPY_SPEC, model.input_shape_)
 
         def numpy_epoch():
@@ -158,7 +154,7 @@ def rows(threads: int, rounds: int = 5, quick: bool = False) -> list[list]:
             if name == "vgg16_cifar" and quick:
                 continue
             add(f"train {name} b{b} ({threads}T)", "img/s",
-                bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds, threads))
+                bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds))
     if not quick:
         add(f"infer vgg16_cifar b64 ({threads}T)", "img/s", bench_inference("vgg16_cifar", 64, 4, rounds))
     return out

@@ -104,6 +104,9 @@ def environment() -> list[str]:
     return lines
 
 
+HEADER_ROW = ["benchmark", "unit", "cnnfast", "torch", "numpy", "x torch", "x numpy"]
+
+
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     def fmt(v):
         if isinstance(v, float):
