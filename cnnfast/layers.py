@@ -189,10 +189,6 @@ class _Activation:
         self.z = z
         if self.kind == "linear" or applied:
             self.y = z
-        elif self.kind == "relu":
-            # relu'(z) can be read off the output, so relu runs in place.
-            _core.activation_forward(z, z, "relu", 1.0)
-            self.y = z
         elif self.kind == "softmax":
             self.y = owner._buffer("act", z.shape)
             _core.softmax_forward(self.y.reshape(-1, z.shape[-1]), z.reshape(-1, z.shape[-1]))
@@ -555,9 +551,8 @@ class Activation(Layer):
         self.act = _Activation(activation, f"Activation '{name}'" if name else "Activation")
 
     def forward(self, x, training=False):
-        z = self._buffer("z", x.shape)
-        np.copyto(z, x)  # keep the input intact: the previous layer may still need it
-        return self.act.forward(self, z)
+        # The activation writes its own buffer, so x (the previous layer's output) stays intact.
+        return self.act.forward(self, x)
 
     def backward(self, dy):
         return self.act.backward(dy)

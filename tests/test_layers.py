@@ -38,6 +38,8 @@ LAYERS = {
     "prelu_per_channel": lambda: L.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1, 2]),
     "prelu_full": lambda: L.PReLU(alpha_initializer="glorot_uniform"),
     "activation_tanh": lambda: L.Activation("tanh"),
+    "activation_relu": lambda: L.Activation("relu"),
+    "activation_softmax": lambda: L.Softmax(),
     "elu_layer": lambda: L.ELU(alpha=0.7),
 }
 
