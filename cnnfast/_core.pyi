@@ -4,10 +4,11 @@ changing a binding: `PYTHONPATH=. pybind11-stubgen cnnfast._core -o .`).
 
 cnnfast C++ kernels on float32 NHWC buffers (internal; use cnnfast.ops)
 """
-from __future__ import annotations
 import collections.abc
-import numpy
 import typing
+
+import numpy
+
 __all__: list[str] = ['Network', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
 class Network:
     """
