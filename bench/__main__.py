@@ -27,6 +27,7 @@ SECTIONS = {
     "gemm": ("bench.bench_gemm", "SGEMM"),
     "gemm-isolated": ("bench.bench_gemm_isolated", "SGEMM, each contender in its own process"),
     "conv": ("bench.bench_conv", "Convolution layers"),
+    "bandwidth": ("bench.bench_bandwidth", "Memory-bound kernels (numpy column: np.copyto of the same bytes)"),
     "train": ("bench.bench_train", "Training and inference throughput"),
     "latency": ("bench.bench_latency", "Batch-1 latency"),
 }
