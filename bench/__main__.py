@@ -2,7 +2,7 @@
 
 Runs cnnfast, PyTorch and NumPy in one process on the same shapes and networks, prints a
 table of medians with ratios (> 1 means cnnfast is faster), and writes it to
-bench/results/<machine>.md. Run it pinned and with OpenBLAS free to pick its best kernel:
+bench/results/<machine>.md (a single section: <machine>-<section>.md). Run it pinned and with OpenBLAS free to pick its best kernel:
 
     OMP_PROC_BIND=close env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m bench all
 """
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         print(table, flush=True)
         report += [f"## {title}", "", table, ""]
     if not args.no_write:
-        out = Path(__file__).resolve().parent / "results" / f"{machine_name()}.md"
+        # `all` writes <machine>.md; a single section writes <machine>-<section>.md beside it.
+        suffix = "" if args.what == "all" else f"-{args.what}"
+        out = Path(__file__).resolve().parent / "results" / f"{machine_name()}{suffix}.md"
         out.parent.mkdir(exist_ok=True)
         tmp = out.with_suffix(".md.tmp")
         tmp.write_text("\n".join(report) + "\n")
