@@ -19,46 +19,28 @@ namespace cnnfast {
 
 namespace detail {
 
-static const ElementwiseSimd* auto_table() {
-#if defined(CNNFAST_BUILD_AVX512)
-    if (simd_level() == SimdLevel::avx512) return &simd_avx512::kTable;
-#endif
+static SimdTables<ElementwiseSimd>& tables() {
+    static SimdTables<ElementwiseSimd> t(&simd_base::kTable,
 #if defined(CNNFAST_BUILD_AVX2)
-    if (simd_level() >= SimdLevel::avx2) return &simd_avx2::kTable;
+                                         &simd_avx2::kTable,
+#else
+                                         nullptr,
 #endif
-    return &simd_base::kTable;
+#if defined(CNNFAST_BUILD_AVX512)
+                                         &simd_avx512::kTable);
+#else
+                                         nullptr);
+#endif
+    return t;
 }
 
-static std::atomic<const ElementwiseSimd*> g_table{nullptr};
-
-const ElementwiseSimd& elementwise_simd() {
-    const ElementwiseSimd* t = g_table.load(std::memory_order_acquire);
-    if (!t) {
-        t = auto_table();
-        g_table.store(t, std::memory_order_release);
-    }
-    return *t;
-}
+const ElementwiseSimd& elementwise_simd() { return tables().current(); }
 
 }  // namespace detail
 
 const char* elementwise_simd_path() { return detail::elementwise_simd().name; }
 
-bool set_elementwise_simd_path(const char* name) {
-    using namespace detail;
-    const ElementwiseSimd* t = nullptr;
-    if (std::strcmp(name, "auto") == 0) t = auto_table();
-    if (std::strcmp(name, "baseline") == 0) t = &simd_base::kTable;
-#if defined(CNNFAST_BUILD_AVX2)
-    if (std::strcmp(name, "avx2") == 0 && cpu_has_avx2()) t = &simd_avx2::kTable;
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-    if (std::strcmp(name, "avx512") == 0 && cpu_has_avx512()) t = &simd_avx512::kTable;
-#endif
-    if (!t) return false;
-    g_table.store(t, std::memory_order_release);
-    return true;
-}
+bool set_elementwise_simd_path(const char* name) { return detail::tables().select(name); }
 
 bool activation_from_name(const char* name, Activation* kind) {
     static const struct {

@@ -1,4 +1,6 @@
 #pragma once
+#include <atomic>
+#include <cstring>
 // Which SIMD instruction sets kernels may use: the CPU's, limited to what this build compiled
 // and capped by the environment variable CNNFAST_SIMD=avx512|avx2|scalar (a request above what
 // the CPU supports falls back to the best available; an unknown value is ignored). Every kernel
@@ -14,5 +16,49 @@ bool cpu_has_avx512();
 bool cpu_has_avx2();
 // The widest level both the CPU and the CNNFAST_SIMD cap allow; computed once.
 SimdLevel simd_level();
+
+// The function table of a kernel family compiled once per ISA (baseline, and AVX2 / AVX-512
+// when built: the others are null). The table for simd_level() is chosen on first use; tests
+// switch to any path the CPU runs by name ("auto", "baseline", "avx2", "avx512").
+template <class Table>
+class SimdTables {
+public:
+    SimdTables(const Table* baseline, const Table* avx2, const Table* avx512)
+        : baseline_(baseline), avx2_(avx2), avx512_(avx512) {}
+
+    const Table& current() {
+        const Table* t = chosen_.load(std::memory_order_acquire);
+        if (!t) {
+            t = automatic();
+            chosen_.store(t, std::memory_order_release);
+        }
+        return *t;
+    }
+
+    // False (and no change) for an unknown name or a path this build or CPU lacks.
+    bool select(const char* name) {
+        const Table* t = nullptr;
+        if (std::strcmp(name, "auto") == 0) t = automatic();
+        if (std::strcmp(name, "baseline") == 0) t = baseline_;
+        if (std::strcmp(name, "avx2") == 0 && cpu_has_avx2()) t = avx2_;
+        if (std::strcmp(name, "avx512") == 0 && cpu_has_avx512()) t = avx512_;
+        if (!t) return false;
+        chosen_.store(t, std::memory_order_release);
+        return true;
+    }
+
+private:
+    const Table* automatic() const {
+        const SimdLevel level = simd_level();
+        if (level == SimdLevel::avx512 && avx512_) return avx512_;
+        if (level >= SimdLevel::avx2 && avx2_) return avx2_;
+        return baseline_;
+    }
+
+    const Table* baseline_;
+    const Table* avx2_;
+    const Table* avx512_;
+    std::atomic<const Table*> chosen_{nullptr};
+};
 
 }  // namespace cnnfast

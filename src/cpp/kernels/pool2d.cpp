@@ -23,46 +23,28 @@ namespace cnnfast {
 
 namespace detail {
 
-static const PoolSimd* pool_auto_table() {
-#if defined(CNNFAST_BUILD_AVX512)
-    if (simd_level() == SimdLevel::avx512) return &pool_avx512::kPoolTable;
-#endif
+static SimdTables<PoolSimd>& pool_tables() {
+    static SimdTables<PoolSimd> t(&pool_base::kPoolTable,
 #if defined(CNNFAST_BUILD_AVX2)
-    if (simd_level() >= SimdLevel::avx2) return &pool_avx2::kPoolTable;
+                                  &pool_avx2::kPoolTable,
+#else
+                                  nullptr,
 #endif
-    return &pool_base::kPoolTable;
+#if defined(CNNFAST_BUILD_AVX512)
+                                  &pool_avx512::kPoolTable);
+#else
+                                  nullptr);
+#endif
+    return t;
 }
 
-static std::atomic<const PoolSimd*> g_pool_table{nullptr};
-
-static const PoolSimd& pool_simd() {
-    const PoolSimd* t = g_pool_table.load(std::memory_order_acquire);
-    if (!t) {
-        t = pool_auto_table();
-        g_pool_table.store(t, std::memory_order_release);
-    }
-    return *t;
-}
+static const PoolSimd& pool_simd() { return pool_tables().current(); }
 
 }  // namespace detail
 
 const char* pool2d_simd_path() { return detail::pool_simd().name; }
 
-bool set_pool2d_simd_path(const char* name) {
-    using namespace detail;
-    const PoolSimd* t = nullptr;
-    if (std::strcmp(name, "auto") == 0) t = pool_auto_table();
-    if (std::strcmp(name, "baseline") == 0) t = &pool_base::kPoolTable;
-#if defined(CNNFAST_BUILD_AVX2)
-    if (std::strcmp(name, "avx2") == 0 && cpu_has_avx2()) t = &pool_avx2::kPoolTable;
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-    if (std::strcmp(name, "avx512") == 0 && cpu_has_avx512()) t = &pool_avx512::kPoolTable;
-#endif
-    if (!t) return false;
-    g_pool_table.store(t, std::memory_order_release);
-    return true;
-}
+bool set_pool2d_simd_path(const char* name) { return detail::pool_tables().select(name); }
 
 namespace {
 
