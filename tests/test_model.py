@@ -10,7 +10,8 @@ import cnnfast as cf
 from cnnfast import layers as L
 
 
-def keras_mnist_cnn():
+def readme_cnn():
+    """The network of the README's example (also trained on MNIST in test_train_mnist.py)."""
     return cf.Sequential([
         L.Input((28, 28, 1)),
         L.Conv2D(64, 3, activation="relu"),
@@ -46,7 +47,7 @@ def toy_data(n=64, seed=0):
 
 
 def test_summary_matches_keras_param_counts(capsys):
-    model = keras_mnist_cnn()
+    model = readme_cnn()
     # Keras: conv 3*3*1*64+64, conv 3*3*64*64+64, dense 7744*10+10.
     assert [layer.num_params() for layer in model.layers] == [640, 0, 36928, 0, 0, 77450]
     assert model.count_params() == 115018
@@ -60,7 +61,7 @@ def test_summary_matches_keras_param_counts(capsys):
 
 def test_glorot_uniform_limits_and_zero_bias():
     cf.set_seed(3)
-    model = keras_mnist_cnn()
+    model = readme_cnn()
     kernel, bias = model.layers[2].params()
     limit = np.sqrt(6.0 / (9 * 64 + 9 * 64))  # fan_in = fan_out = KH*KW*64
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
