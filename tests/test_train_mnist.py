@@ -34,8 +34,7 @@ def test_keras_mnist_cnn_learns_mnist(mnist):
                      validation_data=(x_test[:500], y_test[:500]))
     loss, acc = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     # 10k images x 2 epochs (batch 32) reach 96.4-96.5% here (kernel versions differ in the last
-    # bits); 95% leaves
-    # room for other SIMD paths and seeds. PyTorch reaches the same on this budget.
+    # bits); 95% leaves room for other SIMD paths and seeds. PyTorch reaches the same.
     assert acc >= 0.95, (loss, acc, hist.history)
     assert hist.history["loss"][1] < hist.history["loss"][0]
 
