@@ -31,8 +31,8 @@ def _positive_int(value: Any, what: str, layer: str) -> int:
 def _positive_pair(value: Any, what: str, layer: str) -> tuple[int, int]:
     try:
         a, b = pair(value, what)
-    except (TypeError, ValueError):
-        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{layer}: {err}") from None
     if a <= 0 or b <= 0:
         raise ValueError(f"{layer}: {what} must be positive, got {value!r}")
     return a, b

@@ -9,6 +9,11 @@ from __future__ import annotations
 Padding = str | int | tuple[int, int]
 
 
+# Window, stride and padding sizes must fit the kernels' int64 arithmetic and the model-file
+# reader's limit (2**31 - 1, as for every dimension in docs/model-format.md).
+MAX_WINDOW = 2**31 - 1
+
+
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     """Normalise an int or a 2-sequence of ints to a (rows, cols) tuple of Python ints."""
     if isinstance(value, (tuple, list)):
@@ -20,6 +25,8 @@ def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]
     for v in (a, b):
         if isinstance(v, bool) or not isinstance(v, (int,)) and not hasattr(v, "__index__"):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if abs(int(v)) > MAX_WINDOW:
+            raise ValueError(f"{name} must be at most {MAX_WINDOW}, got {value!r}")
     return int(a), int(b)
 
 

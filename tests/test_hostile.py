@@ -659,3 +659,15 @@ def test_failing_calls_do_not_leak(tmp_path, model_bytes):
         grown = rss_bytes() - before
         assert grown < 2 * 2**20, f"{name}: RSS grew by {grown / 2**20:.1f} MiB over 3000 calls"
         record("failing calls repeated for the leak check", 3300)
+
+
+def test_window_sizes_beyond_the_file_format_limit_are_refused():
+    """A pool of 2**64 with "same" padding once loaded in Python (the C reader refused it) and
+    then failed in the kernel call: found by tests/fuzz/fuzz_parsers.py."""
+    L = cf.layers
+    for make in (lambda: L.AveragePooling2D(2**64, strides=2, padding="same"),
+                 lambda: L.MaxPooling2D(2, strides=2**31),
+                 lambda: L.Conv2D(4, (3, 2**40)),
+                 lambda: L.Conv2D(4, 3, padding=(2**33, 0))):
+        with pytest.raises(ValueError, match="at most 2147483647"):
+            make()
