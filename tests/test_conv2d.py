@@ -104,10 +104,15 @@ ALL_CASES = HAND_CASES + random_cases(40, seed=7)
 
 
 def _algorithms():
-    """The conv2d algorithms this CPU can run ("direct" needs AVX-512)."""
+    """The conv2d algorithms this CPU can run ("direct" and "winograd" need AVX-512).
+
+    "winograd" forces Winograd F(2x2, 3x3) on every 3x3 stride-1 convolution of one group (the
+    other cases then run the direct kernels), whatever its size or channel counts.
+    """
     algos = ["im2col"]
-    if _core.set_conv2d_algorithm("direct"):
-        algos.append("direct")
+    for name in ("direct", "winograd"):
+        if _core.set_conv2d_algorithm(name):
+            algos.append(name)
     _core.set_conv2d_algorithm("auto")
     return algos
 
@@ -337,6 +342,49 @@ def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads
         assert_sum_close(g, wnt, a)
 
 
+# Winograd F(2x2, 3x3) (3x3, stride 1, one group): odd and even output sizes (edge tiles with one
+# row or column), "valid", "same" and explicit padding up to 2, channel counts that are not
+# multiples of 16 and above 64 (several micro-kernel column blocks), more tiles than one block,
+# and one or two threads (blocks of tiles split statically; dw partials summed per thread).
+WINOGRAD_CASES = [
+    (2, 13, 13, 64, 3, 3, 64, 1, "valid", 1),
+    (3, 8, 9, 5, 3, 3, 7, 1, "same", 1),
+    (1, 6, 5, 17, 3, 3, 33, 1, 1, 1),
+    (2, 7, 7, 3, 3, 3, 70, 1, "valid", 1),
+    (1, 4, 4, 16, 3, 3, 16, 1, 2, 1),
+    (2, 3, 3, 8, 3, 3, 8, 1, "valid", 1),
+    (2, 10, 11, 130, 3, 3, 20, 1, (2, 0), 1),
+    (9, 16, 16, 24, 3, 3, 40, 1, "same", 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+def test_conv2d_winograd_matches_reference(case, threads, rng):
+    if not _core.set_conv2d_algorithm("winograd"):
+        pytest.skip("Winograd needs the AVX-512 kernels, which this CPU or build lacks")
+    x, w, b = make_inputs(case, rng)
+    pads, strides, _, (OH, OW) = geometry(case)
+    dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
+    _core.set_num_threads(threads)
+    try:
+        assert _core.conv2d_algorithm() == "winograd"
+        y = core_forward(x, w, b, case, False, "relu")
+        got = core_backward(x, w, dy, case, False)
+        again = core_backward(x, w, dy, case, False)
+    finally:
+        _core.set_num_threads(0)
+        _core.set_conv2d_algorithm("auto")
+    want = np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0)
+    assert_sum_close(y, want, ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads))
+    want = ref.conv2d_backward(x, w, dy, strides, pads)
+    abs_terms = ref.conv2d_backward(np.abs(x), np.abs(w), np.abs(dy), strides, pads)
+    for g, wnt, a in zip(got, want, abs_terms):
+        assert_sum_close(g, wnt, a)
+    for g, h in zip(got, again):  # static split: bit-identical at a given thread count
+        assert np.array_equal(g, h)
+
+
 # One input channel, stride 1 and K <= 8 runs kernels vectorised over 16 output columns: widths
 # below, at and past 16 (masked strips), every K from 1 to 8, "same" padding with even and
 # rectangular kernels, and two threads (whole images, or bands of rows for a single image).
@@ -396,7 +444,7 @@ def test_conv2d_single_channel_relu_propagates_nan_and_is_reproducible(rng):
 def test_conv2d_algorithm_setter():
     assert _core.conv2d_algorithm() in ("auto", "im2col")
     assert _core.set_conv2d_algorithm("im2col") and _core.conv2d_algorithm() == "im2col"
-    assert not _core.set_conv2d_algorithm("winograd")
+    assert not _core.set_conv2d_algorithm("fft")  # unknown names are refused
     assert _core.set_conv2d_algorithm("auto")
     x = np.zeros((1, 5, 5, 3), np.float32)
     with pytest.raises(ValueError, match="activation must be"):

@@ -79,9 +79,10 @@ def vjp(fn, inputs: list[np.ndarray], dy: np.ndarray):
 def available_conv_algorithms() -> list[str]:
     algos = ["im2col"]
     previous = _core.conv2d_algorithm()
-    if _core.set_conv2d_algorithm("direct") and _core.conv2d_algorithm() == "direct":
-        algos.append("direct")
-    _core.set_conv2d_algorithm("auto" if previous not in ("im2col", "direct") else previous)
+    for name in ("direct", "winograd"):
+        if _core.set_conv2d_algorithm(name) and _core.conv2d_algorithm() == name:
+            algos.append(name)
+    _core.set_conv2d_algorithm("auto" if previous not in algos else previous)
     return algos
 
 

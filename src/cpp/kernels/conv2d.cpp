@@ -12,39 +12,21 @@
 #include <omp.h>
 
 #include "conv2d_direct.h"
+#include "conv2d_winograd.h"
 #include "dense.h"
 #include "gemm.h"
 #include "parallel.h"
 
 namespace cnnfast {
 
-namespace {
-
-// Column buffers are bounded to about this many bytes per call: big enough that each GEMM has
-// thousands of rows, small enough to stay in the last-level cache between im2col and the GEMM.
-constexpr int64_t kColumnBytes = 8 << 20;
-// Per-thread column blocks are bounded to about this many bytes, to stay in a core's L2 cache
-// next to sgemm's packed panels.
-constexpr int64_t kThreadColumnBytes = 1 << 20;
-
 // Grow-only 64-byte-aligned scratch owned by the calling thread, reused across calls, so the
-// hot path allocates only the first time a larger size is needed.
-// Slots keep a caller's buffers apart (e.g. the threads' shared partials and its own band).
-enum ScratchSlot {
-    kColumns = 0,
-    kBand = 1,
-    kShared = 2,
-    kOffsets = 3,
-    kFlipped = 4,
-    kLanePartials = 5,
-    kSlots = 6
-};
-float* column_scratch(int64_t floats, int slot = kColumns) {
+// hot path allocates only the first time a larger size is needed (declared in conv2d_direct.h).
+float* column_scratch(int64_t floats, int slot) {
     struct FreeDeleter {
         void operator()(float* p) const { std::free(p); }
     };
-    thread_local std::unique_ptr<float, FreeDeleter> buf[kSlots];
-    thread_local int64_t capacity[kSlots] = {};
+    thread_local std::unique_ptr<float, FreeDeleter> buf[kScratchSlots];
+    thread_local int64_t capacity[kScratchSlots] = {};
     if (floats > capacity[slot]) {
         size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
         buf[slot].reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
@@ -56,6 +38,15 @@ float* column_scratch(int64_t floats, int slot = kColumns) {
     }
     return buf[slot].get();
 }
+
+namespace {
+
+// Column buffers are bounded to about this many bytes per call: big enough that each GEMM has
+// thousands of rows, small enough to stay in the last-level cache between im2col and the GEMM.
+constexpr int64_t kColumnBytes = 8 << 20;
+// Per-thread column blocks are bounded to about this many bytes, to stay in a core's L2 cache
+// next to sgemm's packed panels.
+constexpr int64_t kThreadColumnBytes = 1 << 20;
 
 // Row length of the column matrix: one output pixel's receptive field, ordered
 // (group, kh, kw, c within group) so that each group's columns are one contiguous block.
@@ -357,7 +348,7 @@ namespace {
 
 constexpr int64_t kDirectMacsPerThread = int64_t(1) << 20;  // ~10-20 us of one core
 
-std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct
+std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
 const ConvDirectUkernels* direct_ukernels() {
     static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
@@ -466,6 +457,17 @@ const int64_t* direct_offsets(const Conv2dDims& d, int64_t rs) {
     int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
     for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
     return off;
+}
+
+// Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this convolution: always where it
+// can when forced ("winograd"); under "auto" only where it measured faster than the direct
+// kernels: both channel counts >= 16 (fewer leave the GEMMs' vectors mostly idle) and maps of
+// more than 4x4 outputs (smaller ones go to im2col, see direct_for).
+bool use_winograd(const Conv2dDims& d) {
+    const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
+    if (algorithm == 3) return winograd_computes(d);
+    return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
+           d.OH * d.OW > 16;
 }
 
 // Convolutions the single-input-channel kernels (vectorised over output columns) take.
@@ -734,6 +736,7 @@ bool set_conv2d_algorithm(const char* name) {
     if (std::strcmp(name, "auto") == 0) a = 0;
     if (std::strcmp(name, "im2col") == 0) a = 1;
     if (std::strcmp(name, "direct") == 0 && direct_ukernels()) a = 2;
+    if (std::strcmp(name, "winograd") == 0 && direct_ukernels() && conv2d_winograd_built()) a = 3;
     if (a < 0) return false;
     g_conv_algorithm.store(a, std::memory_order_relaxed);
     return true;
@@ -742,18 +745,24 @@ bool set_conv2d_algorithm(const char* name) {
 const char* conv2d_algorithm() {
     const int a = g_conv_algorithm.load(std::memory_order_relaxed);
     if (a == 1 || !direct_ukernels()) return "im2col";
-    return a == 2 ? "direct" : "auto";
+    return a == 2 ? "direct" : a == 3 ? "winograd" : "auto";
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, bool relu) {
-    if (const ConvDirectUkernels* uk = direct_for(d))
+    if (const ConvDirectUkernels* uk = direct_for(d)) {
+        if (use_winograd(d)) return conv2d_forward_winograd(*uk, y, x, w, bias, d, relu);
         return conv2d_forward_direct(*uk, y, x, w, bias, d, relu);
+    }
     conv2d_forward_im2col(y, x, w, bias, d, relu);
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
     if (const ConvDirectUkernels* uk = direct_for(d)) {
+        // Its GEMMs produce C channels: below 64 the direct scatter measured faster (0.9x for
+        // 32->64 3x3 on 13x13).
+        if (use_winograd(d) && (d.C >= 64 || g_conv_algorithm.load() == 3))
+            return conv2d_backward_data_winograd(*uk, dx, dy, w, d);
         if (backward_data_as_forward(d)) return conv2d_backward_data_flipped(*uk, dx, dy, w, d);
         return conv2d_backward_data_direct(*uk, dx, dy, w, d);
     }
@@ -762,8 +771,10 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
-    if (const ConvDirectUkernels* uk = direct_for(d))
+    if (const ConvDirectUkernels* uk = direct_for(d)) {
+        if (use_winograd(d)) return conv2d_backward_weights_winograd(*uk, dw, db, x, dy, d);
         return conv2d_backward_weights_direct(*uk, dw, db, x, dy, d);
+    }
     conv2d_backward_weights_im2col(dw, db, x, dy, d);
 }
 

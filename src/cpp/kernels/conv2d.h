@@ -34,14 +34,19 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
                              const Conv2dDims& d);
 
 // The algorithms behind the three kernels above, chosen per call:
+//  - Winograd F(2x2, 3x3) (conv2d_winograd.h): 3x3 stride-1 convolutions of one group with at
+//    least 16 input and output channels on maps of more than 4x4 outputs; 2.25x fewer
+//    multiplies, run on the direct kernels' AVX-512 micro-kernels;
 //  - direct (implicit GEMM, conv2d_direct.h): AVX-512 micro-kernels reading NHWC in place, for
 //    groups == 1 convolutions that are not plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or
 //    avx512);
 //  - im2col + sgemm (+ col2im): everything else, and every convolution on other CPUs.
-// set_conv2d_algorithm("auto" | "im2col" | "direct") forces one for tests and benchmarks
-// ("direct" still uses im2col where direct does not apply); false if unknown or unavailable.
+// set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
+// benchmarks ("direct" never uses Winograd; "winograd" takes every 3x3 stride-1 convolution of
+// one group, whatever its size; both use im2col where direct does not apply); false if unknown
+// or unavailable.
 bool set_conv2d_algorithm(const char* name);
-// "auto", "im2col" (forced, or direct unavailable) or "direct".
+// "auto", "im2col" (forced, or direct unavailable), "direct" or "winograd".
 const char* conv2d_algorithm();
 
 // The im2col + sgemm path. Same contracts.

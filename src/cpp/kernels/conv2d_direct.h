@@ -67,6 +67,23 @@ inline int64_t conv_bwdw_max_rows(int64_t nc) {
     return kv >= 4 ? 6 : kv == 3 ? 8 : 12;
 }
 
+// Grow-only, 64-byte-aligned scratch of the calling thread (conv2d.cpp), reused across calls so
+// the hot path allocates only when a larger size is first needed. Slots keep one call's buffers
+// apart (e.g. the threads' shared partials and a thread's own band); the contents are undefined.
+enum ScratchSlot {
+    kColumns = 0,
+    kBand = 1,
+    kShared = 2,
+    kOffsets = 3,
+    kFlipped = 4,
+    kLanePartials = 5,
+    kWinogradWeights = 6,
+    kWinogradInputs = 7,
+    kWinogradProducts = 8,
+    kScratchSlots = 9
+};
+float* column_scratch(int64_t floats, int slot = kColumns);
+
 // False (and *out untouched) when the ISA was not compiled in.
 bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out);
 

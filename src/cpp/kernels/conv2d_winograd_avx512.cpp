@@ -1,0 +1,379 @@
+// Winograd F(2x2, 3x3) convolution on AVX-512 (contracts and the algebra in conv2d_winograd.h).
+//
+// Work is split into blocks of tiles. A thread transforms one block's input patches into
+// V (16, tiles, C), runs the 16 position GEMMs into M (16, tiles, K) and transforms M back into
+// the output, while V and M stay in its L2 cache. The matrices of F(2x2, 3x3):
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   (input, 4x4 -> 4x4)
+//   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (kernel, 3x3 -> 4x4)
+//   A^T = [1 1 1 0; 0 1 -1 -1]                       (output, 4x4 -> 2x2)
+#include "conv2d_winograd.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "parallel.h"
+
+namespace cnnfast {
+namespace {
+
+inline __mmask16 lanes(int64_t n) {
+    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The 2x2 output tiles of an OH x OW output, numbered image by image, row by row.
+struct TileGrid {
+    int64_t TH, TW, per_image, total;
+};
+
+TileGrid tile_grid(const Conv2dDims& d) {
+    const int64_t TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
+    return {TH, TW, TH * TW, d.N * TH * TW};
+}
+
+// V and M of one block together fill about this many floats (1 MiB), half a core's L2 here.
+constexpr int64_t kBlockFloats = int64_t(1) << 18;
+// Below this many multiply-adds (~10-20 us of one core) per thread, fewer threads.
+constexpr int64_t kMacsPerThread = int64_t(1) << 20;
+
+// Blocks of `tiles` tiles on T threads; the block count is a multiple of T so that the static
+// schedule balances.
+struct BlockPlan {
+    int T;
+    int64_t tiles, blocks;
+};
+
+BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
+    // Multiples of 24 tiles fill the micro-kernels' 6-, 8- and 12-row register tiles.
+    const int64_t most = std::max<int64_t>(24, kBlockFloats / (16 * (C + Kp)) / 24 * 24);
+    const int64_t macs = g.total * 16 * C * Kp;
+    int64_t blocks = (g.total + most - 1) / most;
+    const int T = static_cast<int>(std::min<int64_t>(threads_for(macs / kMacsPerThread), blocks));
+    blocks = round_up(blocks, T);
+    const int64_t tiles = round_up((g.total + blocks - 1) / blocks, 12);
+    return {T, tiles, (g.total + tiles - 1) / tiles};
+}
+
+// f(block) for every block, statically split over plan.T threads (inline when T == 1).
+template <class F>
+void for_each_block(const BlockPlan& plan, const F& f) {
+    if (plan.T <= 1) {
+        for (int64_t b = 0; b < plan.blocks; ++b) f(b);
+        return;
+    }
+#pragma omp parallel for num_threads(plan.T) schedule(static)
+    for (int64_t b = 0; b < plan.blocks; ++b) f(b);
+}
+
+// U (16, Cin, ldu) = G g G^T for every (input channel ci, output channel co), where tap (i, j) of
+// g is w[tap(i, j) * taps + ci * s_ci + co * s_co]. Lanes co >= Cout are zeroed.
+void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
+                      bool flipped, int64_t taps, int64_t s_ci, int64_t s_co) {
+    for (int64_t ci = 0; ci < Cin; ++ci) {
+        float* u = U + ci * ldu;
+        for (int64_t co = 0; co < ldu; ++co) {
+            if (co >= Cout) {
+                for (int pos = 0; pos < 16; ++pos) u[pos * Cin * ldu + co] = 0.0f;
+                continue;
+            }
+            float g[3][3], t[4][3];
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j) {
+                    const int tap = flipped ? 8 - (3 * i + j) : 3 * i + j;
+                    g[i][j] = w[tap * taps + ci * s_ci + co * s_co];
+                }
+            for (int j = 0; j < 3; ++j) {
+                t[0][j] = g[0][j];
+                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                t[3][j] = g[2][j];
+            }
+            for (int a = 0; a < 4; ++a) {
+                const float r[4] = {t[a][0], 0.5f * (t[a][0] + t[a][1] + t[a][2]),
+                                    0.5f * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
+                for (int b = 0; b < 4; ++b) u[(4 * a + b) * Cin * ldu + co] = r[b];
+            }
+        }
+    }
+}
+
+// V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C); V's positions are
+// ldpos floats apart, its tiles C floats. Patch pixels outside the input read as zero.
+void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                     const Conv2dDims& d, const TileGrid& g) {
+    const int64_t C = d.C;
+    for (int64_t i = 0; i < nt; ++i) {
+        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
+        const int64_t ih0 = 2 * (r / g.TW) - d.pad_top, iw0 = 2 * (r % g.TW) - d.pad_left;
+        const float* src[16];
+        bool in[16];
+        for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b) {
+                const int64_t ih = ih0 + a, iw = iw0 + b;
+                in[4 * a + b] = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+                // Masked-off loads never touch memory, so outside pixels may point anywhere.
+                src[4 * a + b] = in[4 * a + b] ? x + ((n * d.H + ih) * d.W + iw) * C : x;
+            }
+        float* v = V + i * C;
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = lanes(C - c);
+            __m512 p[4][4], t[4][4];
+            for (int a = 0; a < 4; ++a)
+                for (int b = 0; b < 4; ++b)
+                    p[a][b] = _mm512_maskz_loadu_ps(in[4 * a + b] ? m : __mmask16(0),
+                                                    src[4 * a + b] + c);
+            for (int b = 0; b < 4; ++b) {  // B^T d
+                t[0][b] = _mm512_sub_ps(p[0][b], p[2][b]);
+                t[1][b] = _mm512_add_ps(p[1][b], p[2][b]);
+                t[2][b] = _mm512_sub_ps(p[2][b], p[1][b]);
+                t[3][b] = _mm512_sub_ps(p[1][b], p[3][b]);
+            }
+            for (int a = 0; a < 4; ++a) {  // (B^T d) B
+                float* row = v + 4 * a * ldpos + c;
+                _mm512_mask_storeu_ps(row, m, _mm512_sub_ps(t[a][0], t[a][2]));
+                _mm512_mask_storeu_ps(row + ldpos, m, _mm512_add_ps(t[a][1], t[a][2]));
+                _mm512_mask_storeu_ps(row + 2 * ldpos, m, _mm512_sub_ps(t[a][2], t[a][1]));
+                _mm512_mask_storeu_ps(row + 3 * ldpos, m, _mm512_sub_ps(t[a][1], t[a][3]));
+            }
+        }
+    }
+}
+
+// y (N,OH,OW,K) for tiles t0 + i, i < nt: act(bias + A^T M A), M[pos][i][k] with positions ldpos
+// and tiles ldk floats apart. Tile outputs beyond OH or OW are dropped.
+void transform_output(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0,
+                      int64_t nt, const float* bias, bool relu, const Conv2dDims& d,
+                      const TileGrid& g) {
+    const int64_t K = d.K;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nt; ++i) {
+        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
+        const int64_t oh0 = 2 * (r / g.TW), ow0 = 2 * (r % g.TW);
+        const int rows = d.OH - oh0 >= 2 ? 2 : 1, cols = d.OW - ow0 >= 2 ? 2 : 1;
+        float* out = y + ((n * d.OH + oh0) * d.OW + ow0) * K;
+        const float* mt = M + i * ldk;
+        for (int64_t k = 0; k < K; k += 16) {
+            const __mmask16 m = lanes(K - k);
+            __m512 s[2][4];
+            for (int b = 0; b < 4; ++b) {  // A^T M
+                const __m512 m0 = _mm512_loadu_ps(mt + b * ldpos + k);
+                const __m512 m1 = _mm512_loadu_ps(mt + (4 + b) * ldpos + k);
+                const __m512 m2 = _mm512_loadu_ps(mt + (8 + b) * ldpos + k);
+                const __m512 m3 = _mm512_loadu_ps(mt + (12 + b) * ldpos + k);
+                s[0][b] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s[1][b] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + k) : zero;
+            for (int a = 0; a < rows; ++a) {  // (A^T M) A
+                __m512 o[2] = {_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]),
+                               _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3])};
+                for (int b = 0; b < cols; ++b) {
+                    __m512 v = _mm512_add_ps(o[b], bv);
+                    // vmaxps returns its second operand when either is NaN: NaN survives ReLU.
+                    if (relu) v = _mm512_max_ps(zero, v);
+                    _mm512_mask_storeu_ps(out + (a * d.OW + b) * K + k, m, v);
+                }
+            }
+        }
+    }
+}
+
+// D[pos][i][k] = (A e A^T)[pos] for the 2x2 dy tiles e of tiles t0 + i, i < nt, of dy
+// (N,OH,OW,K); positions ldpos and tiles ldk floats apart, lanes K..ldk zeroed. Adds each tile's
+// dy to db (ldk floats). Tile outputs beyond OH or OW read as zero.
+void transform_gradient(float* D, int64_t ldpos, int64_t ldk, float* db, const float* dy,
+                        int64_t t0, int64_t nt, const Conv2dDims& d, const TileGrid& g) {
+    const int64_t K = d.K;
+    for (int64_t i = 0; i < nt; ++i) {
+        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
+        const int64_t oh0 = 2 * (r / g.TW), ow0 = 2 * (r % g.TW);
+        const bool row1 = oh0 + 1 < d.OH, col1 = ow0 + 1 < d.OW;
+        const float* e00 = dy + ((n * d.OH + oh0) * d.OW + ow0) * K;
+        const float* e10 = e00 + d.OW * K;
+        float* dt = D + i * ldk;
+        for (int64_t k = 0; k < ldk; k += 16) {
+            const __mmask16 m = lanes(K - k);
+            const __m512 e[2][2] = {
+                {_mm512_maskz_loadu_ps(m, e00 + k), _mm512_maskz_loadu_ps(col1 ? m : 0, e00 + K + k)},
+                {_mm512_maskz_loadu_ps(row1 ? m : 0, e10 + k),
+                 _mm512_maskz_loadu_ps(row1 && col1 ? m : 0, e10 + K + k)}};
+            const __m512 sum = _mm512_add_ps(_mm512_add_ps(e[0][0], e[0][1]),
+                                             _mm512_add_ps(e[1][0], e[1][1]));
+            _mm512_storeu_ps(db + k, _mm512_add_ps(_mm512_loadu_ps(db + k), sum));
+            __m512 u[4][2];
+            for (int b = 0; b < 2; ++b) {  // A e
+                u[0][b] = e[0][b];
+                u[1][b] = _mm512_add_ps(e[0][b], e[1][b]);
+                u[2][b] = _mm512_sub_ps(e[0][b], e[1][b]);
+                u[3][b] = _mm512_sub_ps(_mm512_setzero_ps(), e[1][b]);
+            }
+            for (int a = 0; a < 4; ++a) {  // (A e) A^T
+                float* row = dt + 4 * a * ldpos + k;
+                _mm512_storeu_ps(row, u[a][0]);
+                _mm512_storeu_ps(row + ldpos, _mm512_add_ps(u[a][0], u[a][1]));
+                _mm512_storeu_ps(row + 2 * ldpos, _mm512_sub_ps(u[a][0], u[a][1]));
+                _mm512_storeu_ps(row + 3 * ldpos, _mm512_sub_ps(_mm512_setzero_ps(), u[a][1]));
+            }
+        }
+    }
+}
+
+// The forward pass with the kernel already transformed: U (16, C, Kp).
+void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
+                         int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
+    const TileGrid g = tile_grid(d);
+    const BlockPlan plan = block_plan(g, d.C, Kp);
+    const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    for_each_block(plan, [&](int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
+        float* V = column_scratch(16 * ldv, kWinogradInputs);
+        float* M = column_scratch(16 * ldm, kWinogradProducts);
+        transform_input(V, ldv, x, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
+            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
+            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                           nullptr, false, std::min<int64_t>(64, d.K - k0));
+        }
+        transform_output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
+    });
+}
+
+}  // namespace
+
+bool winograd_computes(const Conv2dDims& d) {
+    return d.groups == 1 && d.KH == 3 && d.KW == 3 && d.stride_h == 1 && d.stride_w == 1 &&
+           d.pad_top >= 0 && d.pad_top <= 2 && d.pad_left >= 0 && d.pad_left <= 2 && d.N > 0 &&
+           d.OH > 0 && d.OW > 0 && d.C > 0 && d.K > 0;
+}
+
+void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const float* w, const float* bias, const Conv2dDims& d, bool relu) {
+    const int64_t Kp = round_up(d.K, 16);
+    float* U = column_scratch(16 * d.C * Kp, kWinogradWeights);
+    transform_kernel(U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
+    forward_transformed(uk, y, x, U, Kp, bias, d, relu);
+}
+
+// Stride-1 backward-data is the forward convolution of dy, zero-padded by 2 - pad_top rows and
+// 2 - pad_left columns, with wf[i][j][k][c] = w[2-i][2-j][c][k].
+void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                   const float* w, const Conv2dDims& d) {
+    Conv2dDims f{};
+    f.N = d.N, f.H = d.OH, f.W = d.OW, f.C = d.K;
+    f.KH = f.KW = 3, f.K = d.C;
+    f.OH = d.H, f.OW = d.W;
+    f.stride_h = f.stride_w = 1;
+    f.pad_top = 2 - d.pad_top, f.pad_left = 2 - d.pad_left;
+    f.groups = 1;
+    const int64_t Cp = round_up(d.C, 16);
+    float* U = column_scratch(16 * d.K * Cp, kWinogradWeights);
+    transform_kernel(U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
+    forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
+}
+
+void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
+                                      const float* x, const float* dy, const Conv2dDims& d) {
+    const TileGrid g = tile_grid(d);
+    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
+    const BlockPlan plan = block_plan(g, C, Kp);
+    const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
+    // so the result depends on the thread count only, not on timing.
+    const int64_t UF = 16 * C * Kp, part_floats = UF + Kp;
+    float* parts = column_scratch(plan.T * part_floats, kShared);
+    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * C, kOffsets));
+    for (int64_t c = 0; c < C; ++c) off[c] = c;
+    auto accumulate = [&](float* part, int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
+        float* V = column_scratch(16 * ldv, kWinogradInputs);
+        float* D = column_scratch(16 * ldm, kWinogradProducts);
+        transform_input(V, ldv, x, t0, nt, d, g);
+        transform_gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
+            for (int64_t k0 = 0; k0 < K; k0 += 64) {
+                const int64_t nc = std::min<int64_t>(64, K - k0), R = conv_bwdw_max_rows(nc);
+                for (int64_t c0 = 0; c0 < C; c0 += R)
+                    uk.backward_weights(part + pos * C * Kp + c0 * Kp + k0, Kp, px, nt, off + c0,
+                                        std::min(R, C - c0), D + pos * ldm + k0, Kp, nc);
+            }
+        }
+    };
+    // dw[i][j][c][k] = (G^T S G)[i][j] with S[pos] = the threads' dU[pos][c][k] summed.
+    auto finish = [&](int used, int64_t c) {
+        for (int64_t k = 0; k < K; ++k) {
+            float s[16], t[3][4];
+            for (int pos = 0; pos < 16; ++pos) {
+                float v = 0.0f;
+                for (int p = 0; p < used; ++p) v += parts[p * part_floats + pos * C * Kp + c * Kp + k];
+                s[pos] = v;
+            }
+            for (int b = 0; b < 4; ++b) {  // G^T S
+                t[0][b] = s[b] + 0.5f * (s[4 + b] + s[8 + b]);
+                t[1][b] = 0.5f * (s[4 + b] - s[8 + b]);
+                t[2][b] = 0.5f * (s[4 + b] + s[8 + b]) + s[12 + b];
+            }
+            for (int i = 0; i < 3; ++i) {  // (G^T S) G
+                float* o = dw + (3 * i) * C * K + c * K + k;
+                o[0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                o[C * K] = 0.5f * (t[i][1] - t[i][2]);
+                o[2 * C * K] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            }
+        }
+    };
+    auto finish_bias = [&](int used) {
+        if (!db) return;
+        for (int64_t k = 0; k < K; ++k) {
+            float v = 0.0f;
+            for (int p = 0; p < used; ++p) v += parts[p * part_floats + UF + k];
+            db[k] = v;
+        }
+    };
+    if (plan.T <= 1) {
+        std::fill(parts, parts + part_floats, 0.0f);
+        for (int64_t b = 0; b < plan.blocks; ++b) accumulate(parts, b);
+        for (int64_t c = 0; c < C; ++c) finish(1, c);
+        finish_bias(1);
+        return;
+    }
+    int used = plan.T;
+#pragma omp parallel num_threads(plan.T)
+    {
+        const int t = omp_get_thread_num();
+        float* part = parts + t * part_floats;
+        std::fill(part, part + part_floats, 0.0f);
+        if (t == 0) used = omp_get_num_threads();  // the runtime may grant fewer threads
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < plan.blocks; ++b) accumulate(part, b);
+        // The implicit barrier above completes every partial.
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; ++c) finish(used, c);
+    }
+    finish_bias(used);
+}
+
+bool conv2d_winograd_built() { return true; }
+
+}  // namespace cnnfast
+
+#else
+
+namespace cnnfast {
+bool winograd_computes(const Conv2dDims&) { return false; }
+void conv2d_forward_winograd(const ConvDirectUkernels&, float*, const float*, const float*,
+                             const float*, const Conv2dDims&, bool) {}
+void conv2d_backward_data_winograd(const ConvDirectUkernels&, float*, const float*, const float*,
+                                   const Conv2dDims&) {}
+void conv2d_backward_weights_winograd(const ConvDirectUkernels&, float*, float*, const float*,
+                                      const float*, const Conv2dDims&) {}
+bool conv2d_winograd_built() { return false; }
+}  // namespace cnnfast
+
+#endif
