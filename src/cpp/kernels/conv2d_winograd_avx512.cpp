@@ -169,15 +169,18 @@ void transform_output(float* y, const float* M, int64_t ldpos, int64_t ldk, int6
                 s[1][b] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
             }
             const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + k) : zero;
-            for (int a = 0; a < rows; ++a) {  // (A^T M) A
-                __m512 o[2] = {_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]),
-                               _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3])};
-                for (int b = 0; b < cols; ++b) {
-                    __m512 v = _mm512_add_ps(o[b], bv);
-                    // vmaxps returns its second operand when either is NaN: NaN survives ReLU.
-                    if (relu) v = _mm512_max_ps(zero, v);
-                    _mm512_mask_storeu_ps(out + (a * d.OW + b) * K + k, m, v);
-                }
+            __m512 o[2][2];
+            for (int a = 0; a < 2; ++a) {  // (A^T M) A
+                o[a][0] = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), _mm512_add_ps(s[a][2], bv));
+                o[a][1] = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), _mm512_sub_ps(s[a][3], bv));
+                // vmaxps returns its second operand when either is NaN: NaN survives ReLU.
+                if (relu) o[a][0] = _mm512_max_ps(zero, o[a][0]), o[a][1] = _mm512_max_ps(zero, o[a][1]);
+            }
+            _mm512_mask_storeu_ps(out + k, m, o[0][0]);
+            if (cols == 2) _mm512_mask_storeu_ps(out + K + k, m, o[0][1]);
+            if (rows == 2) {
+                _mm512_mask_storeu_ps(out + d.OW * K + k, m, o[1][0]);
+                if (cols == 2) _mm512_mask_storeu_ps(out + (d.OW + 1) * K + k, m, o[1][1]);
             }
         }
     }
