@@ -178,6 +178,9 @@ class _Activation:
         self.y: np.ndarray | None = None
         # Set by the model when the loss kernel already returns d(loss)/dz (softmax + CE).
         self.fused_with_loss = False
+        # Set by the model when a MaxPooling2D right after this ReLU applies its backward at the
+        # pooled resolution (see MaxPooling2D.relu_before).
+        self.folded_into_pool = False
 
     @property
     def fused_kernel_activation(self) -> str:
@@ -199,7 +202,7 @@ class _Activation:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """d(loss)/dz from d(loss)/dy, written into dy's buffer (dy is not used afterwards)."""
-        if self.kind == "linear" or self.fused_with_loss:
+        if self.kind == "linear" or self.fused_with_loss or self.folded_into_pool:
             return dy
         if self.kind == "softmax":
             c = dy.shape[-1]
@@ -396,15 +399,24 @@ class _Pool2D(Layer):
 class MaxPooling2D(_Pool2D):
     """Max pooling (Keras defaults: pool 2x2, strides = pool_size, "valid")."""
 
+    # Set by the model when the layer before ends in a ReLU: max-pooling commutes with ReLU
+    # (max(relu(z)) = relu(max(z)), and the gradient is routed to the same argmax), so the ReLU's
+    # backward is applied here to the pooled gradient, masked by the pooled output, instead of
+    # to the full-resolution one: a quarter of the memory traffic for 2x2 pooling.
+    relu_before = False
+
     def forward(self, x, training=False):
         n, c = x.shape[0], x.shape[-1]
         y = self._buffer("y", (n, self.oh, self.ow, c))
         self.argmax = self._buffer("argmax", y.shape, np.int32) if training else None
         _core.max_pool2d_forward(y, self.argmax, x, *self._args())
         self.x_shape = x.shape
+        self.y = y
         return y
 
     def backward(self, dy):
+        if self.relu_before:
+            _core.activation_backward(dy, self.y, self.y, dy, "relu", 1.0)
         dx = self._buffer("dx", self.x_shape)
         _core.max_pool2d_backward(dx, dy, self.argmax, *self._args())
         return dx

@@ -17,7 +17,7 @@ from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
-from cnnfast.layers import InputLayer, Layer
+from cnnfast.layers import InputLayer, Layer, MaxPooling2D
 
 Shape = tuple[int, ...]
 
@@ -92,6 +92,15 @@ class Sequential:
                 )
             layer.need_input_grad = i > 0
             shape = layer.output_shape(shape)
+        # A ReLU right before a max-pooling layer is differentiated by that layer (see
+        # MaxPooling2D.relu_before).
+        for before, after in zip(self.layers, self.layers[1:] + [None]):
+            act = getattr(before, "act", None)
+            fold = isinstance(after, MaxPooling2D) and act is not None and act.kind == "relu"
+            if act is not None:
+                act.folded_into_pool = fold
+            if isinstance(after, MaxPooling2D):
+                after.relu_before = fold
         self.output_shape_ = shape
         self.built = True
 
