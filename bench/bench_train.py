@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 import cnnfast as cf
-from bench.common import environment, median, set_threads, time_rounds, torch
+from bench.common import SETTLE_SECONDS, environment, median, set_threads, time_rounds, torch
 from bench.numpy_cnn import NumpyCNN
 from cnnfast import layers as L
 from cnnfast import models
@@ -113,7 +113,7 @@ def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, 
                 npm.train_step(x[idx], y[idx])
 
         fns["numpy"] = numpy_epoch
-    times = time_rounds(fns, rounds=rounds)
+    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS)
     return {k: batch * steps / median(v) for k, v in times.items()}
 
 

@@ -24,9 +24,18 @@ except ImportError:  # the bench still runs cnnfast and NumPy
     torch = None
 
 
+# Idle threads of one contender's pool keep spinning on the cores after its call returns
+# (OpenBLAS's workers for ~2**28 cycles, about 0.1 s here), so a contender timed straight after
+# NumPy runs on a core still busy (measured: cnnfast's Keras-CNN training epoch 18% slower).
+# Benchmarks of long calls with a multi-threaded NumPy contender pass settle=SETTLE_SECONDS:
+# every timed call then starts on idle cores. Short calls do not: the pause would time them cold.
+SETTLE_SECONDS = 0.15
+
+
 def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 7,
-                min_seconds: float = 0.0) -> dict[str, list[float]]:
-    """Seconds per call of each function, alternating contenders every round."""
+                min_seconds: float = 0.0, settle: float = 0.0) -> dict[str, list[float]]:
+    """Seconds per call of each function, alternating contenders every round; each timed call
+    first waits `settle` seconds (see SETTLE_SECONDS)."""
     for fn in fns.values():
         fn()  # warm-up: buffers, thread pools, page faults
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -34,6 +43,8 @@ def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 7,
     r = 0
     while r < rounds or time.perf_counter() - start < min_seconds:
         for name, fn in fns.items():
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
