@@ -326,8 +326,9 @@ void gemm_small_m_portable(bool trans_a, int64_t M, int64_t N, int64_t K, float 
 
 // Below this many multiply-adds the packing and threading overheads dominate: plain loops.
 constexpr int64_t kSmallMacs = 4096;
-// Multiply-adds worth giving a thread (~0.1 ms at peak).
-constexpr int64_t kMacsPerThread = int64_t(1) << 22;
+// Multiply-adds worth giving a thread (~5-10 us of one core; a fork/join costs ~2 us). At 4x this
+// LeNet-5's C5 layer (M=128, N=120, K=400) ran on one thread: 1.5x slower at 2 threads.
+constexpr int64_t kMacsPerThread = int64_t(1) << 20;
 
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
