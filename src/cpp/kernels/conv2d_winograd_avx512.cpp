@@ -188,7 +188,7 @@ void transform_output(float* y, const float* M, int64_t ldpos, int64_t ldk, int6
 
 // D[pos][i][k] = (A e A^T)[pos] for the 2x2 dy tiles e of tiles t0 + i, i < nt, of dy
 // (N,OH,OW,K); positions ldpos and tiles ldk floats apart, lanes K..ldk zeroed. Adds each tile's
-// dy to db (ldk floats). Tile outputs beyond OH or OW read as zero.
+// dy to db (ldk floats) unless db is null. Tile outputs beyond OH or OW read as zero.
 void transform_gradient(float* D, int64_t ldpos, int64_t ldk, float* db, const float* dy,
                         int64_t t0, int64_t nt, const Conv2dDims& d, const TileGrid& g) {
     const int64_t K = d.K;
@@ -205,9 +205,11 @@ void transform_gradient(float* D, int64_t ldpos, int64_t ldk, float* db, const f
                 {_mm512_maskz_loadu_ps(m, e00 + k), _mm512_maskz_loadu_ps(col1 ? m : 0, e00 + K + k)},
                 {_mm512_maskz_loadu_ps(row1 ? m : 0, e10 + k),
                  _mm512_maskz_loadu_ps(row1 && col1 ? m : 0, e10 + K + k)}};
-            const __m512 sum = _mm512_add_ps(_mm512_add_ps(e[0][0], e[0][1]),
-                                             _mm512_add_ps(e[1][0], e[1][1]));
-            _mm512_storeu_ps(db + k, _mm512_add_ps(_mm512_loadu_ps(db + k), sum));
+            if (db) {
+                const __m512 sum = _mm512_add_ps(_mm512_add_ps(e[0][0], e[0][1]),
+                                                 _mm512_add_ps(e[1][0], e[1][1]));
+                _mm512_storeu_ps(db + k, _mm512_add_ps(_mm512_loadu_ps(db + k), sum));
+            }
             __m512 u[4][2];
             for (int b = 0; b < 2; ++b) {  // A e
                 u[0][b] = e[0][b];
@@ -221,6 +223,51 @@ void transform_gradient(float* D, int64_t ldpos, int64_t ldk, float* db, const f
                 _mm512_storeu_ps(row + ldpos, _mm512_add_ps(u[a][0], u[a][1]));
                 _mm512_storeu_ps(row + 2 * ldpos, _mm512_sub_ps(u[a][0], u[a][1]));
                 _mm512_storeu_ps(row + 3 * ldpos, _mm512_sub_ps(_mm512_setzero_ps(), u[a][1]));
+            }
+        }
+    }
+}
+
+// dx (N,H,W,C) += B dV B^T, the input-patch gradients of tiles t0 + i, i < nt, from
+// dV[pos][i][c] (positions ldpos and tiles ldc floats apart); patch pixels outside x are dropped.
+// B = [1 0 0 0; 0 1 -1 1; -1 1 1 0; 0 0 0 -1] (the transpose of the input transform's B^T).
+void scatter_input_gradient(float* dx, const float* dV, int64_t ldpos, int64_t ldc, int64_t t0,
+                            int64_t nt, const Conv2dDims& d, const TileGrid& g) {
+    const int64_t C = d.C;
+    for (int64_t i = 0; i < nt; ++i) {
+        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
+        const int64_t ih0 = 2 * (r / g.TW) - d.pad_top, iw0 = 2 * (r % g.TW) - d.pad_left;
+        bool in[4][4];
+        for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b)
+                in[a][b] = ih0 + a >= 0 && ih0 + a < d.H && iw0 + b >= 0 && iw0 + b < d.W;
+        float* patch = dx + ((n * d.H + ih0) * d.W + iw0) * C;
+        const float* v = dV + i * ldc;
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = lanes(C - c);
+            __m512 q[4][4], t[4][4];
+            for (int a = 0; a < 4; ++a)
+                for (int b = 0; b < 4; ++b) q[a][b] = _mm512_loadu_ps(v + (4 * a + b) * ldpos + c);
+            for (int b = 0; b < 4; ++b) {  // B dV
+                t[0][b] = q[0][b];
+                t[1][b] = _mm512_add_ps(_mm512_sub_ps(q[1][b], q[2][b]), q[3][b]);
+                t[2][b] = _mm512_sub_ps(_mm512_add_ps(q[1][b], q[2][b]), q[0][b]);
+                t[3][b] = _mm512_sub_ps(_mm512_setzero_ps(), q[3][b]);
+            }
+            for (int a = 0; a < 4; ++a) {  // (B dV) B^T
+                const __m512 o[4] = {t[a][0], _mm512_add_ps(_mm512_sub_ps(t[a][1], t[a][2]), t[a][3]),
+                                     _mm512_sub_ps(_mm512_add_ps(t[a][1], t[a][2]), t[a][0]),
+                                     _mm512_sub_ps(_mm512_setzero_ps(), t[a][3])};
+                for (int b = 0; b < 4; ++b) {
+                    if (!in[a][b]) continue;
+                    float* at = patch + (a * d.W + b) * C + c;
+                    // Neighbouring tiles overlap: full-width accesses let the next tile's load
+                    // take its data from this store; a masked store would make it wait.
+                    if (m == __mmask16(0xFFFF))
+                        _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), o[b]));
+                    else
+                        _mm512_mask_storeu_ps(at, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, at), o[b]));
+                }
             }
         }
     }
@@ -264,10 +311,44 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
 }
 
-// Stride-1 backward-data is the forward convolution of dy, zero-padded by 2 - pad_top rows and
-// 2 - pad_left columns, with wf[i][j][k][c] = w[2-i][2-j][c][k].
+// Backward-data over the forward's own tiles: per tile, dV = (A dy A^T) x U^T per position,
+// then dx += B dV B^T on the tile's 4x4 input patch. Patches of neighbouring tiles overlap, so a
+// block holds whole images (one thread writes each image).
+void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                              const float* w, const Conv2dDims& d) {
+    const TileGrid g = tile_grid(d);
+    const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
+    float* UT = column_scratch(16 * K * Cp, kWinogradWeights);
+    transform_kernel(UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
+    const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
+    BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
+    plan.T = static_cast<int>(std::min<int64_t>(
+        threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
+    const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
+    for_each_block(plan, [&](int64_t b) {
+        const int64_t n0 = b * images, t0 = n0 * g.per_image;
+        const int64_t nt = std::min(plan.tiles, g.total - t0);
+        std::memset(dx + n0 * d.H * d.W * C, 0, sizeof(float) * (nt / g.per_image) * d.H * d.W * C);
+        float* D = column_scratch(16 * ldd, kWinogradInputs);
+        float* dV = column_scratch(16 * ldv, kWinogradProducts);
+        transform_gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
+            for (int64_t c0 = 0; c0 < C; c0 += 64)
+                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * K * Cp + c0, Cp,
+                           nullptr, false, std::min<int64_t>(64, C - c0));
+        }
+        scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
+    });
+}
+
+// Stride-1 backward-data is also the forward convolution of dy, zero-padded by 2 - pad_top rows
+// and 2 - pad_left columns, with wf[i][j][k][c] = w[2-i][2-j][c][k]: a gather, taken unless the
+// forward's tiling has fewer tiles ("valid" padding: the flipped convolution's output is larger).
 void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, const float* dy,
                                    const float* w, const Conv2dDims& d) {
+    if (tile_grid(d).per_image < ((d.H + 1) / 2) * ((d.W + 1) / 2))
+        return backward_data_transposed(uk, dx, dy, w, d);
     Conv2dDims f{};
     f.N = d.N, f.H = d.OH, f.W = d.OW, f.C = d.K;
     f.KH = f.KW = 3, f.K = d.C;
