@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
+__all__: list[str] = ['Network', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -64,6 +64,12 @@ def conv2d_backward_data(dx: numpy.ndarray, dy: numpy.ndarray, w: numpy.ndarray,
 def conv2d_backward_weights(dw: numpy.ndarray, db: typing.Any, x: numpy.ndarray, dy: numpy.ndarray, stride_h: typing.SupportsInt | typing.SupportsIndex = 1, stride_w: typing.SupportsInt | typing.SupportsIndex = 1, pad_top: typing.SupportsInt | typing.SupportsIndex = 0, pad_left: typing.SupportsInt | typing.SupportsIndex = 0, groups: typing.SupportsInt | typing.SupportsIndex = 1, *, naive: bool = False) -> None:
     ...
 def conv2d_forward(y: numpy.ndarray, x: numpy.ndarray, w: numpy.ndarray, b: typing.Any, stride_h: typing.SupportsInt | typing.SupportsIndex = 1, stride_w: typing.SupportsInt | typing.SupportsIndex = 1, pad_top: typing.SupportsInt | typing.SupportsIndex = 0, pad_left: typing.SupportsInt | typing.SupportsIndex = 0, groups: typing.SupportsInt | typing.SupportsIndex = 1, *, naive: bool = False, activation: str = 'linear') -> None:
+    ...
+def conv2d_relu_maxpool_backward_weights(dw: numpy.ndarray, db: typing.Any, x: numpy.ndarray, dy: numpy.ndarray, y: numpy.ndarray, which: numpy.ndarray) -> None:
+    ...
+def conv2d_relu_maxpool_forward(y: numpy.ndarray, which: numpy.ndarray, x: numpy.ndarray, w: numpy.ndarray, b: typing.Any) -> None:
+    ...
+def conv2d_relu_maxpool_supported(n: typing.SupportsInt | typing.SupportsIndex, h: typing.SupportsInt | typing.SupportsIndex, w: typing.SupportsInt | typing.SupportsIndex, c: typing.SupportsInt | typing.SupportsIndex, kh: typing.SupportsInt | typing.SupportsIndex, kw: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex) -> bool:
     ...
 def conv2d_workspace_size(N: typing.SupportsInt | typing.SupportsIndex, H: typing.SupportsInt | typing.SupportsIndex, W: typing.SupportsInt | typing.SupportsIndex, C: typing.SupportsInt | typing.SupportsIndex, KH: typing.SupportsInt | typing.SupportsIndex, KW: typing.SupportsInt | typing.SupportsIndex, K: typing.SupportsInt | typing.SupportsIndex, OH: typing.SupportsInt | typing.SupportsIndex, OW: typing.SupportsInt | typing.SupportsIndex, stride_h: typing.SupportsInt | typing.SupportsIndex = 1, stride_w: typing.SupportsInt | typing.SupportsIndex = 1, pad_top: typing.SupportsInt | typing.SupportsIndex = 0, pad_left: typing.SupportsInt | typing.SupportsIndex = 0, groups: typing.SupportsInt | typing.SupportsIndex = 1) -> int:
     ...

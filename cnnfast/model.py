@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _executor
+from cnnfast import _core, _executor
 from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
-from cnnfast.layers import InputLayer, Layer, MaxPooling2D
+from cnnfast.layers import Conv2D, InputLayer, Layer, MaxPooling2D
 
 Shape = tuple[int, ...]
 
@@ -46,6 +46,7 @@ class Sequential:
         self.stop_training = False
         self.history: callbacks_module.History | None = None
         self._used_names: set[str] = set()
+        self._fused_head = False  # see _head_fuses
         for layer in layers or []:
             self.add(layer)
 
@@ -101,8 +102,28 @@ class Sequential:
                 act.folded_into_pool = fold
             if isinstance(after, MaxPooling2D):
                 after.relu_before = fold
+        self._fused_head = self._head_fuses()
         self.output_shape_ = shape
         self.built = True
+
+    def _head_fuses(self) -> bool:
+        """True when the network opens with Conv2D(relu, stride 1, "valid") -> MaxPooling2D(2,
+        stride 2, "valid") and the fused kernel runs here; the first layer needs no input
+        gradient, so the pair's backward is dw and db alone."""
+        if len(self.layers) < 3:
+            return False
+        conv, pool = self.layers[0], self.layers[1]
+        if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)):
+            return False
+        if (conv.act.kind != "relu" or conv.groups != 1 or tuple(conv.strides) != (1, 1)
+                or conv.pad_top or conv.pad_left or pool.pool_size != (2, 2)
+                or pool.strides != (2, 2) or pool.padding != "valid"):
+            return False
+        h, w, c = conv.input_shape
+        kh, kw = conv.kernel_size
+        if (conv.oh, conv.ow) != (h - kh + 1, w - kw + 1):
+            return False
+        return bool(_core.conv2d_relu_maxpool_supported(1, h, w, c, kh, kw, conv.filters))
 
     def shapes(self) -> list[tuple[Layer, Shape, Shape]]:
         """(layer, input shape, output shape) per layer, from the shape formulas alone."""
@@ -201,8 +222,24 @@ class Sequential:
         return x, self.loss.check_targets(y_arr, self.output_shape_)
 
     # -- compute ----------------------------------------------------------------------------
+    def _fused_head_applies(self) -> bool:
+        """Whether the first two layers run as one fused Conv2D + ReLU + max-pool kernel."""
+        return self._fused_head and self.layers[0].trainable
+
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        for layer in self.layers:
+        layers = self.layers
+        if self._fused_head_applies():
+            # Conv2D(relu) -> MaxPooling2D(2) as one kernel: the convolution's full-resolution
+            # output is never stored (cnnfast/_core conv2d_relu_maxpool_*).
+            conv, pool = layers[0], layers[1]
+            shape = (x.shape[0], pool.oh, pool.ow, conv.filters)
+            y = pool._buffer("y", shape)
+            which = pool._buffer("which", shape, np.int32)
+            _core.conv2d_relu_maxpool_forward(y, which, x, conv.weights_["kernel"],
+                                              conv.weights_.get("bias"))
+            conv.x, pool.y, pool.which = x, y, which
+            x, layers = y, layers[2:]
+        for layer in layers:
             x = layer.forward(x, training)
         return x
 
@@ -218,11 +255,17 @@ class Sequential:
         return self.loss.compute(grad, out, y)
 
     def _backward(self, grad: np.ndarray) -> None:
-        layers = self.layers
+        fused = self._fused_head_applies()
+        layers = self.layers[2:] if fused else self.layers
         for layer in reversed(layers):
             grad = layer.backward(grad)
             if grad is None:
-                break
+                return
+        if fused:
+            conv, pool = self.layers[0], self.layers[1]
+            _core.conv2d_relu_maxpool_backward_weights(
+                conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
+                pool.which)
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray,
                     where: str = "train_on_batch") -> tuple[float, np.ndarray]:

@@ -10,6 +10,7 @@ namespace py = pybind11;
 namespace cnnfast::bind {
 void bind_gemm(py::module_& m);
 void bind_conv2d(py::module_& m);
+void bind_conv2d_pool(py::module_& m);
 void bind_pool2d(py::module_& m);
 void bind_elementwise(py::module_& m);
 void bind_lrn(py::module_& m);
@@ -24,6 +25,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("compiler") = CNNFAST_COMPILER;
     cnnfast::bind::bind_gemm(m);
     cnnfast::bind::bind_conv2d(m);
+    cnnfast::bind::bind_conv2d_pool(m);
     cnnfast::bind::bind_pool2d(m);
     cnnfast::bind::bind_elementwise(m);
     cnnfast::bind::bind_lrn(m);

@@ -337,6 +337,15 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
         rows_to_dw(dw, r0 == 0 ? 0.0f : 1.0f, cols, r0, std::min(chunk, R - r0));
 }
 
+const ConvDirectUkernels* conv2d_direct_ukernels() {
+    static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
+        static ConvDirectUkernels k{};
+        if (simd_level() != SimdLevel::avx512) return nullptr;
+        return conv2d_direct_ukernels_avx512(&k) ? &k : nullptr;
+    }();
+    return uk;
+}
+
 // ---- direct (implicit-GEMM) path ------------------------------------------------------------
 // No column matrix: the micro-kernels (conv2d_direct.h) read the input in place (or a zero-padded
 // copy of one band of it, which stays in L2) and scatter backward-data products straight into dx.
@@ -350,14 +359,7 @@ constexpr int64_t kDirectMacsPerThread = int64_t(1) << 20;  // ~10-20 us of one 
 
 std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
-const ConvDirectUkernels* direct_ukernels() {
-    static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
-        static ConvDirectUkernels k{};
-        if (simd_level() != SimdLevel::avx512) return nullptr;
-        return conv2d_direct_ukernels_avx512(&k) ? &k : nullptr;
-    }();
-    return uk;
-}
+const ConvDirectUkernels* direct_ukernels() { return conv2d_direct_ukernels(); }
 
 // The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
 // those whose column matrix is the input itself (plain GEMMs) take the GEMM path.

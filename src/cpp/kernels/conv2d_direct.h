@@ -84,6 +84,9 @@ enum ScratchSlot {
 };
 float* column_scratch(int64_t floats, int slot = kColumns);
 
+// The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
+const ConvDirectUkernels* conv2d_direct_ukernels();
+
 // False (and *out untouched) when the ISA was not compiled in.
 bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out);
 
