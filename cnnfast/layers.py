@@ -187,6 +187,12 @@ class _Activation:
         """What conv/dense kernels can apply in their epilogue: "relu" or "linear"."""
         return "relu" if self.kind == "relu" else "linear"
 
+    @property
+    def conv_kernel_activation(self) -> str:
+        """What the conv kernel applies to its output while in cache: the activations whose
+        backward reads the output alone (the pre-activation is then never stored)."""
+        return self.kind if self.kind in ("relu", "tanh", "sigmoid") else "linear"
+
     def forward(self, owner: Layer, z: np.ndarray, applied: bool = False) -> np.ndarray:
         """Apply the activation to z; `applied` means the kernel already did (fused ReLU)."""
         self.z = z
@@ -326,10 +332,11 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         self.x = x
         z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.filters))
-        fused = self.act.fused_kernel_activation
+        fused = self.act.conv_kernel_activation
         _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args(),
                              activation=fused)
-        # relu'(z) is read off the output (y > 0 iff z > 0), so the fused output serves as z.
+        # The derivatives of the fused activations are read off the output (relu: y > 0 iff
+        # z > 0; tanh: 1 - y^2; sigmoid: y (1 - y)), so the fused output serves as z.
         return self.act.forward(self, z, applied=fused != "linear")
 
     def backward(self, dy):

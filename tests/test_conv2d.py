@@ -281,6 +281,31 @@ def test_conv2d_direct_shapes_and_fused_relu_match_reference(case, activation, a
         assert_sum_close(g, wnt, a)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "elu", "swish"])
+@pytest.mark.parametrize("case", [DIRECT_CASES[1], DIRECT_CASES[2], DIRECT_CASES[4],
+                                  (2, 9, 9, 16, 3, 3, 24, 1, "same", 1)], ids=str)
+def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorithm, rng):
+    # Activations other than ReLU run on each band of output while it is in cache (or on the
+    # whole output after Winograd and im2col): the same element-wise kernel, so the result is
+    # bit-identical to a convolution followed by activation_forward, at any thread count.
+    x, w, b = make_inputs(case, rng)
+    want = core_forward(x, w, b, case, False)
+    _core.activation_forward(want, want, activation, 1.0)
+    for threads in (1, 2):
+        _core.set_num_threads(threads)
+        try:
+            got = core_forward(x, w, b, case, False, activation)
+        finally:
+            _core.set_num_threads(0)
+        np.testing.assert_array_equal(got, want)
+    naive = core_forward(x, w, b, case, True, activation)
+    _, strides, _, _ = geometry(case)
+    pads, _, _, _ = geometry(case)
+    ref_y = ref.conv2d_forward(x, w, b, strides, pads)
+    # The naive path applies the <cmath> activation: within float32 rounding of the fast one.
+    np.testing.assert_allclose(naive, want, rtol=1e-5, atol=1e-6 * np.max(np.abs(ref_y)))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
     "case",
@@ -449,7 +474,7 @@ def test_conv2d_algorithm_setter():
     x = np.zeros((1, 5, 5, 3), np.float32)
     with pytest.raises(ValueError, match="activation must be"):
         _core.conv2d_forward(np.zeros((1, 3, 3, 4), np.float32), x,
-                             np.zeros((3, 3, 3, 4), np.float32), None, activation="tanh")
+                             np.zeros((3, 3, 3, 4), np.float32), None, activation="gelu")
 
 
 def test_conv2d_simd_cap_selects_im2col():

@@ -1,5 +1,6 @@
 #include "bind_util.h"
 #include "bind_window.h"
+#include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
 
@@ -68,13 +69,18 @@ void check_bias(const std::string& op, const py::object& b, const char* name, in
 }  // namespace
 
 void bind_conv2d(py::module_& m) {
-    // x (N,H,W,C); w (KH,KW,C/groups,K); b (K,) or None; y (N,OH,OW,K) written in place.
+    // x (N,H,W,C); w (KH,KW,C/groups,K); b (K,) or None; y (N,OH,OW,K) written in place, then
+    // the activation (any Keras name; alpha is ELU's) applied.
     m.def(
         "conv2d_forward",
         [](py::array y, const py::array& x, const py::array& w, const py::object& b,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
-           bool naive, const std::string& activation) {
-            const bool relu = parse_activation("conv2d_forward", activation);
+           bool naive, const std::string& activation, float alpha) {
+            Activation act;
+            if (!activation_from_name(activation.c_str(), &act))
+                throw std::invalid_argument(
+                    "conv2d_forward: activation must be one of \"linear\", \"relu\", "
+                    "\"sigmoid\", \"tanh\", \"elu\", \"swish\", got \"" + activation + "\"");
             const float* px = in_f32(x, "conv2d_forward x", 4);
             const float* pw = in_f32(w, "conv2d_forward w", 4);
             const float* pb = opt_in_f32(b, "conv2d_forward b", 1);
@@ -84,14 +90,16 @@ void bind_conv2d(py::module_& m) {
             check_bias("conv2d_forward", b, "b", d.K);
             expect_disjoint("conv2d_forward", y, "y", x, "x");
             expect_disjoint("conv2d_forward", y, "y", w, "w");
-            auto fn = naive ? &conv2d_forward_naive : &conv2d_forward;
             py::gil_scoped_release release;
-            fn(py_, px, pw, pb, d, relu);
+            if (!naive) return conv2d_forward(py_, px, pw, pb, d, act, alpha);
+            conv2d_forward_naive(py_, px, pw, pb, d, act == Activation::relu);
+            if (act != Activation::relu && act != Activation::linear)
+                activation_forward_naive(py_, py_, d.N * d.OH * d.OW * d.K, act, alpha);
         },
         py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
         py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false,
-        py::arg("activation") = "linear");
+        py::arg("activation") = "linear", py::arg("alpha") = 1.0f);
 
     // Force the convolution algorithm ("auto", "im2col", "direct", "winograd"); False if unknown or
     // unavailable.

@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include "activation.h"
 #include "conv2d_direct.h"
 #include "conv2d_winograd.h"
 #include "dense.h"
@@ -479,16 +480,28 @@ bool single_channel(const ConvDirectUkernels& uk, const Conv2dDims& d) {
 }
 
 // x (N,H,W,1); w (KH,KW,1,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
+// An activation other than ReLU (which the micro-kernels apply) run on each band of output right
+// after the band is computed, while it is still in cache, instead of in a pass of its own.
+struct BandActivation {
+    Activation kind = Activation::linear;
+    float alpha = 0.0f;
+    void operator()(float* y, int64_t n) const {
+        if (kind != Activation::linear) activation_forward(y, y, n, kind, alpha);
+    }
+};
+
 void conv2d_forward_c1(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
-                       const float* bias, const Conv2dDims& d, bool relu) {
+                       const float* bias, const Conv2dDims& d, bool relu,
+                       const BandActivation& act = {}) {
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
     run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
         const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
-        uk.forward_c1(y + (n * d.OH + oh0) * d.OW * d.K, px, rows, d.KH, d.KW, g.rs, w, bias,
-                      relu, d.K);
+        float* yb = y + (n * d.OH + oh0) * d.OW * d.K;
+        uk.forward_c1(yb, px, rows, d.KH, d.KW, g.rs, w, bias, relu, d.K);
+        act(yb, rows * d.OW * d.K);
     });
 }
 
@@ -548,8 +561,9 @@ void conv2d_backward_weights_c1(const ConvDirectUkernels& uk, float* dw, float* 
 
 // x (N,H,W,C); w (KH,KW,C,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
 void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
-                           const float* bias, const Conv2dDims& d, bool relu) {
-    if (single_channel(uk, d)) return conv2d_forward_c1(uk, y, x, w, bias, d, relu);
+                           const float* bias, const Conv2dDims& d, bool relu,
+                           const BandActivation& act = {}) {
+    if (single_channel(uk, d)) return conv2d_forward_c1(uk, y, x, w, bias, d, relu, act);
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
     // Weights with 64-byte-aligned rows (a 64-byte load that straddles two cache lines costs
@@ -572,6 +586,7 @@ void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* 
         for (int64_t k0 = 0; k0 < d.K; k0 += 64)
             uk.forward(yb + k0, d.K, px, 0, rows * d.OW, d.KH, g.rs, d.KW * d.C, wp + k0, ldw,
                        bias ? bias + k0 : nullptr, relu, std::min<int64_t>(64, d.K - k0));
+        act(yb, rows * d.OW * d.K);
     });
 }
 
@@ -781,11 +796,20 @@ const char* conv2d_algorithm() {
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, bool relu) {
+    conv2d_forward(y, x, w, bias, d, relu ? Activation::relu : Activation::linear, 0.0f);
+}
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dDims& d, Activation act, float alpha) {
+    const bool relu = act == Activation::relu;
+    const BandActivation band{relu ? Activation::linear : act, alpha};
     if (const ConvDirectUkernels* uk = direct_for(d)) {
-        if (use_winograd(d)) return conv2d_forward_winograd(*uk, y, x, w, bias, d, relu);
-        return conv2d_forward_direct(*uk, y, x, w, bias, d, relu);
+        if (!use_winograd(d)) return conv2d_forward_direct(*uk, y, x, w, bias, d, relu, band);
+        conv2d_forward_winograd(*uk, y, x, w, bias, d, relu);
+    } else {
+        conv2d_forward_im2col(y, x, w, bias, d, relu);
     }
-    conv2d_forward_im2col(y, x, w, bias, d, relu);
+    band(y, d.N * d.OH * d.OW * d.K);
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {

@@ -3,6 +3,8 @@
 // im2col + sgemm, with the naive direct loops kept beside as the spec and test oracle.
 #include <cstdint>
 
+#include "activation.h"
+
 namespace cnnfast {
 
 // x (N,H,W,C); w (KH,KW,C/groups,K) (Keras layout); bias (K,); y (N,OH,OW,K).
@@ -27,6 +29,10 @@ int64_t conv2d_workspace_size(const Conv2dDims& d);
 // y = max(y, 0) applied when relu (fused: no second pass over y).
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, bool relu = false);
+// The same followed by any activation (alpha: ELU's), applied to each band of output while it is
+// in cache (ReLU inside the micro-kernels).
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dDims& d, Activation act, float alpha);
 // dy (N,OH,OW,K); w (KH,KW,C/g,K); dx (N,H,W,C) is overwritten.
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d);
 // x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C/g,K) and db (K,) (may be null) are overwritten.
