@@ -67,6 +67,13 @@ def rows(threads: int, rounds: int = 15) -> list[list]:
     nbytes = dy.nbytes + argmax.nbytes + dx.nbytes
     add(_case(f"max-pool 2x2 backward {FEATURES} ({threads}T)", nbytes,
               lambda: _core.max_pool2d_backward(dx, dy, argmax, 2, 2, 2, 2, 0, 0), None, rounds))
+    # Average pooling (LeNet's 2x2): forward reads x, writes y; backward reads dy, writes dx.
+    nbytes = x.nbytes + pooled.nbytes
+    theirs = (lambda: torch.nn.functional.avg_pool2d(tx, 2)) if tx is not None else None
+    add(_case(f"avg-pool 2x2 forward {FEATURES} ({threads}T)", nbytes,
+              lambda: _core.avg_pool2d_forward(pooled, x, 2, 2, 2, 2, 0, 0), theirs, rounds))
+    add(_case(f"avg-pool 2x2 backward {FEATURES} ({threads}T)", nbytes,
+              lambda: _core.avg_pool2d_backward(dx, dy, 2, 2, 2, 2, 0, 0), None, rounds))
     # Element-wise activations: read x, write y.
     for kind in ("relu", "tanh", "sigmoid"):
         fn = getattr(torch, kind) if torch is not None else None
@@ -77,6 +84,10 @@ def rows(threads: int, rounds: int = 15) -> list[list]:
     add(_case(f"relu backward {FEATURES} ({threads}T)", 3 * x.nbytes,
               lambda: _core.activation_backward(dx, x, y, y, "relu", 1.0), None, rounds))
     # Fused softmax + cross-entropy with gradient: reads logits and one-hot labels, writes dlogits.
+    # PyTorch's turn in each round touches ~100 MB, so cnnfast starts every round from cold
+    # caches here: on intel-xeon-2c even np.subtract(logits, labels, out=dlogits), the bare
+    # memory traffic of this op, drops from ~27 to ~14.6 GB/s in that setting (the fused
+    # kernel: ~24 alone, ~17.5 alternating with torch).
     logits = rng.standard_normal(LOGITS, dtype=np.float32)
     labels = np.eye(LOGITS[1], dtype=np.float32)[rng.integers(0, LOGITS[1], LOGITS[0])]
     dlogits = np.empty_like(logits)

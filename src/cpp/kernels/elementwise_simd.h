@@ -15,12 +15,15 @@ struct ElementwiseSimd {
     // dx, x, y, dy (n,). dx may alias any input (same index read before write).
     void (*act_backward)(float* dx, const float* x, const float* y, const float* dy, int64_t n,
                          int kind, float alpha);
-    // max over x (n,), n >= 1.
-    float (*row_max)(const float* x, int64_t n);
-    // sum over x (n,) of exp(x - shift).
-    float (*row_sum_exp)(const float* x, int64_t n, float shift);
-    // y (n,) = exp(x - shift) * scale. y may alias x.
-    void (*row_exp_scale)(float* y, const float* x, int64_t n, float shift, float scale);
+    // x, y (rows, C), C >= 1: row-wise softmax. y may alias x.
+    void (*softmax_rows)(float* y, const float* x, int64_t rows, int64_t C);
+    // Fused softmax cross-entropy of logits (rows, C) against labels (rows, C) or, if labels is
+    // null, int_labels (rows,): returns the sum of the row losses (see softmax_xent.h for the
+    // clip) and writes probs and dlogits = (probs - labels) * inv_rows where non-null.
+    // probs and dlogits may alias logits (not each other).
+    double (*softmax_xent_rows)(float* dlogits, float* probs, const float* logits,
+                                const float* labels, const int32_t* int_labels, int64_t rows,
+                                int64_t C, float inv_rows);
     // Inverted dropout on elements [lo, hi): mask[i] = (hash(key, i) >> 32) >= threshold,
     // y = mask ? x / keep : 0.
     void (*dropout_span)(float* y, uint8_t* mask, const float* x, int64_t lo, int64_t hi,

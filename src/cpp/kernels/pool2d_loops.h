@@ -298,14 +298,84 @@ CNNFAST_INLINE bool max_backward_window_fixed(float* __restrict dxs, const float
     return ok;
 }
 
+// How far ahead the backward sweeps prefetch dx for writing, in floats (4 KiB).
+constexpr int64_t kPrefetchAhead = 1024;
+
+// True if every window of every output row lies inside the input horizontally.
+CNNFAST_INLINE bool windows_full_w(const Pool2dDims& d) {
+    return d.pad_left == 0 && (d.OW - 1) * d.stride_w + d.PW <= d.W;
+}
+
+// The PH input rows from ih0 under output row g, idx (OW, C) of a disjoint pooling whose
+// windows are all full: each input row is written left to right in one sequential sweep
+// (window by window, zeros in the column gaps), rather than window by window across the PH
+// rows, which interleaves PH store streams (10-30% slower for 2x2 on intel-xeon-2c). Max pooling
+// (idx non-null): dx = g where idx points at the position, else 0; returns how many of the
+// OW*C idx entries point at no position of their window. Average (idx null): dx = g * scale.
+CNNFAST_INLINE int64_t backward_rows_full(float* __restrict dxs, const float* __restrict g,
+                                          const int32_t* __restrict idx, int64_t ih0,
+                                          float scale, const Pool2dDims& d) {
+    const int32_t C = static_cast<int32_t>(d.C);
+    const vf fzero = {};
+    vi hitv = {};
+    int64_t hits = 0;
+    for (int64_t ih = ih0; ih < ih0 + d.PH; ++ih) {
+        float* __restrict out = dxs + ih * d.W * C;
+        int64_t col = 0;  // first column not written yet
+        for (int64_t ow = 0; ow < d.OW; ++ow) {
+            const int64_t iw0 = ow * d.stride_w;
+            if (iw0 > col) std::memset(out + col * C, 0, sizeof(float) * (iw0 - col) * C);
+            col = iw0 + d.PW;
+            const float* __restrict go = g + ow * C;
+            const int32_t* __restrict ko = idx ? idx + ow * C : nullptr;
+            if (ih == ih0) {  // the next output row's dy and argmax
+                const int64_t next = d.OW * C;
+                for (int64_t q = 0; q < C; q += 16) {
+                    __builtin_prefetch(go + next + q, 0, 3);
+                    if (ko) __builtin_prefetch(ko + next + q, 0, 3);
+                }
+            }
+            for (int64_t iw = iw0; iw < iw0 + d.PW; ++iw) {
+                float* __restrict p = out + iw * C;
+                const int32_t at = static_cast<int32_t>((ih * d.W + iw) * C);
+                for (int64_t q = 0; q < C; q += 16)
+                    __builtin_prefetch(p + q + kPrefetchAhead, 1, 3);
+                int32_t c = 0;
+                if (ko) {
+                    vi want = iota() + at;
+                    for (; c + kLanes <= C; c += kLanes, want += kLanes) {
+                        vi k;
+                        std::memcpy(&k, ko + c, sizeof k);
+                        const vi hit = k == want;
+                        hitv -= hit;  // true is -1
+                        store(p + c, hit ? load(go + c) : fzero);
+                    }
+                    for (; c < C; ++c) {
+                        const bool hit = ko[c] == at + c;
+                        hits += hit;
+                        p[c] = hit ? go[c] : 0.0f;
+                    }
+                } else {
+                    for (; c + kLanes <= C; c += kLanes) store(p + c, load(go + c) * scale);
+                    for (; c < C; ++c) p[c] = go[c] * scale;
+                }
+            }
+        }
+        if (col < d.W) std::memset(out + col * C, 0, sizeof(float) * (d.W - col) * C);
+    }
+    for (int32_t l = 0; l < kLanes; ++l) hits += hitv[l];
+    return idx ? d.OW * d.C - hits : 0;
+}
+
 // dx rows owned by output rows [r0, r1) overwritten: dx at argmax = dy, 0 elsewhere. Windows
-// must not overlap (stride >= pool on both axes). Returns the number of windows with an argmax
-// entry outside the window (none when argmax comes from max_forward_rows); the caller then
-// redoes the whole pass with a plain scatter.
+// must not overlap (stride >= pool on both axes). Returns 0 when every argmax entry lies in its
+// window (always, when argmax comes from max_forward_rows), else a positive count of windows (or
+// output rows) with an entry outside; the caller then redoes the whole pass with a plain scatter.
 int64_t max_backward_rows_disjoint(float* dx, const float* dy, const int32_t* argmax,
                                    const Pool2dDims& d, int64_t r0, int64_t r1) {
     const int32_t C = static_cast<int32_t>(d.C), row = static_cast<int32_t>(d.W * d.C);
     const bool is2 = d.PH == 2 && d.PW == 2, is3 = d.PH == 3 && d.PW == 3;
+    const bool full_w = windows_full_w(d);
     int64_t missing = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / d.OH, oh = r % d.OH;
@@ -313,6 +383,11 @@ int64_t max_backward_rows_disjoint(float* dx, const float* dy, const int32_t* ar
         const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
         const bool full_h = sh.hi - sh.lo == d.PH;
         zero_row_gaps(dxs, oh, sh, d);
+        if (full_h && full_w) {
+            const int64_t o = r * d.OW * d.C;
+            missing += backward_rows_full(dxs, dy + o, argmax + o, sh.lo, 1.0f, d) != 0;
+            continue;
+        }
         int64_t col_end = 0;
         for (int64_t ow = 0; ow < d.OW; ++ow) {
             const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
@@ -354,11 +429,17 @@ int64_t max_backward_rows_disjoint(float* dx, const float* dy, const int32_t* ar
 void avg_backward_rows_disjoint(float* dx, const float* dy, const Pool2dDims& d, int64_t r0,
                                 int64_t r1) {
     const int32_t C = static_cast<int32_t>(d.C);
+    const bool full_w = windows_full_w(d);
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t n = r / d.OH, oh = r % d.OH;
         float* dxs = dx + n * d.H * d.W * d.C;
         const Span sh = window(oh, d.stride_h, d.pad_top, d.PH, d.H);
         zero_row_gaps(dxs, oh, sh, d);
+        if (sh.hi - sh.lo == d.PH && full_w) {
+            const float scale = 1.0f / static_cast<float>(d.PH * d.PW);
+            backward_rows_full(dxs, dy + r * d.OW * d.C, nullptr, sh.lo, scale, d);
+            continue;
+        }
         int64_t col_end = 0;
         for (int64_t ow = 0; ow < d.OW; ++ow) {
             const Span sw = window(ow, d.stride_w, d.pad_left, d.PW, d.W);
