@@ -252,8 +252,15 @@ def pool_simd_path(request):
 
 # Shapes that reach each loop: full 2x2 / 3x3 windows with C a multiple of every vector width,
 # C with a scalar tail (17, 35), C below one vector (3, 6), windows clipped by "same" padding,
-# stride > pool (uncovered rows/columns of dx must be zeroed), overlapping 3x3 stride 2.
+# stride > pool (uncovered rows/columns of dx must be zeroed), overlapping 3x3 stride 2; and the
+# narrow-channel 2x2 average kernels (AVX-512, C < 16): LeNet's S2, C = 1, 8 (a window pair per
+# vector) and 15, odd sizes whose last row and column no window reaches.
 FAST_CASES = [
+    (2, 28, 28, 6, 2, None, "valid"),
+    (3, 9, 11, 5, 2, None, "valid"),
+    (1, 6, 5, 1, 2, None, "valid"),
+    (2, 7, 6, 8, 2, None, "valid"),
+    (2, 8, 10, 15, 2, None, "valid"),
     (2, 8, 8, 64, 2, None, "valid"),
     (2, 9, 7, 17, 2, None, "valid"),
     (2, 9, 7, 35, 2, None, "same"),

@@ -42,6 +42,17 @@ static const PoolSimd& pool_simd() { return pool_tables().current(); }
 
 }  // namespace detail
 
+// The narrow-channel 2x2 average pooling kernels when they apply: the AVX-512 path is in use,
+// C < 16, 2x2 windows at stride 2 without padding (rows/columns past an even size ignored).
+static const detail::PoolNarrow* narrow_avg_for(const Pool2dDims& d) {
+    static detail::PoolNarrow k{};
+    static const bool built = detail::pool2d_narrow_avx512(&k);
+    if (!built || std::strcmp(detail::pool_simd().name, "avx512") != 0) return nullptr;
+    const bool fits = d.C < 16 && d.PH == 2 && d.PW == 2 && d.stride_h == 2 && d.stride_w == 2 &&
+                      d.pad_top == 0 && d.pad_left == 0 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
+    return fits ? &k : nullptr;
+}
+
 const char* pool2d_simd_path() { return detail::pool_simd().name; }
 
 bool set_pool2d_simd_path(const char* name) { return detail::pool_tables().select(name); }
@@ -146,7 +157,8 @@ int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
 void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d) {
     const int64_t rows = d.N * d.OH;
     const int64_t floats = d.N * d.H * d.W * d.C + rows * d.OW * d.C;
-    const auto fn = detail::pool_simd().avg_forward_rows;
+    const detail::PoolNarrow* narrow = narrow_avg_for(d);
+    const auto fn = narrow ? narrow->avg_forward_rows : detail::pool_simd().avg_forward_rows;
     for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
         fn(y, x, d, r0, r1);
         return int64_t{0};
@@ -157,9 +169,11 @@ void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d) {
 void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDims& d) {
     const int64_t C = d.C;
     const int64_t floats = d.N * d.H * d.W * C + d.N * d.OH * d.OW * C;
-    if (windows_disjoint(d)) {
+    const detail::PoolNarrow* narrow = narrow_avg_for(d);
+    if (narrow || windows_disjoint(d)) {
         const int64_t rows = d.N * d.OH;
-        const auto fn = detail::pool_simd().avg_backward_rows_disjoint;
+        const auto fn =
+            narrow ? narrow->avg_backward_rows : detail::pool_simd().avg_backward_rows_disjoint;
         for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
             fn(dx, dy, d, r0, r1);
             return int64_t{0};

@@ -24,6 +24,16 @@ struct PoolSimd {
                                        int64_t r0, int64_t r1);
 };
 
+// 2x2 stride-2 unpadded average pooling of maps with C < 16 channels, vectorised over a row's
+// flattened (column, channel) values (pool2d_narrow_avx512.cpp); same row contracts as above.
+struct PoolNarrow {
+    void (*avg_forward_rows)(float* y, const float* x, const Pool2dDims& d, int64_t r0, int64_t r1);
+    void (*avg_backward_rows)(float* dx, const float* dy, const Pool2dDims& d, int64_t r0,
+                              int64_t r1);
+};
+// False (and *out untouched) when AVX-512 was not compiled in.
+bool pool2d_narrow_avx512(PoolNarrow* out);
+
 namespace pool_base {
 extern const PoolSimd kPoolTable;
 }
