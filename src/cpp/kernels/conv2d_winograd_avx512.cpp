@@ -74,6 +74,9 @@ void for_each_block(const BlockPlan& plan, const F& f) {
 // g is w[tap(i, j) * taps + ci * s_ci + co * s_co]. Lanes co >= Cout are zeroed.
 void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
                       bool flipped, int64_t taps, int64_t s_ci, int64_t s_co) {
+    // Threaded: for 256 channels this is 1M floats written per call, 8% of a VGG layer's time at
+    // two threads if left serial.
+#pragma omp parallel for num_threads(threads_for(Cin * ldu / 16384)) schedule(static)
     for (int64_t ci = 0; ci < Cin; ++ci) {
         float* u = U + ci * ldu;
         for (int64_t co = 0; co < ldu; ++co) {
