@@ -252,8 +252,12 @@ void Network::forward(float* out, const float* x, int64_t n) const {
             case StepKind::conv2d: {
                 Conv2dDims d = s.conv;
                 d.N = n;
-                conv2d_forward(dst, cur, s.weight, s.bias, d, kernel_relu(s));
-                apply_activation(s, dst, n * s.out_size, n * s.rows);
+                if (s.fused_softmax) {
+                    conv2d_forward(dst, cur, s.weight, s.bias, d, false);
+                    apply_activation(s, dst, n * s.out_size, n * s.rows);
+                } else {  // the activation on each band of output while it is in cache
+                    conv2d_forward(dst, cur, s.weight, s.bias, d, s.act, s.act_alpha);
+                }
                 break;
             }
             case StepKind::max_pool2d: {
