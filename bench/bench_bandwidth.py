@@ -6,7 +6,8 @@ For pooling, activations and softmax-cross-entropy on training-sized tensors, pr
 effective bandwidth (bytes each kernel must read and write / median time). The `numpy` column
 is a single-threaded `np.copyto` over the same number of bytes (one core's bandwidth ceiling
 for this working set), so at one thread `x numpy` is the fraction of that ceiling a kernel
-reaches; `x torch` compares with PyTorch's channels-last kernel for the same op.
+reaches; `x torch` compares with PyTorch's channels-last kernel for the same op. Every
+contender (and the copy) is timed in rounds of its own, so none starts from caches another filled.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def _copy_bandwidth(nbytes: int, rounds: int) -> float:
 
 
 def _case(label, nbytes, ours, theirs, rounds):
+    # Each contender in rounds of its own, like the np.copyto baseline: alternating with PyTorch
+    # would start every cnnfast round from caches PyTorch just filled (up to ~100 MB here), which
+    # the copy it is compared with never pays.
     fns = {"cnnfast": ours}
     if theirs is not None:
         fns["torch"] = theirs
-    times = time_rounds(fns, rounds=rounds)
-    gbs = {k: nbytes / median(v) / 1e9 for k, v in times.items()}
+    gbs = {k: nbytes / median(time_rounds({k: fn}, rounds=rounds)[k]) / 1e9 for k, fn in fns.items()}
     copy = _copy_bandwidth(nbytes // 2, rounds)
     t = gbs.get("torch")
     return [label, "GB/s", gbs["cnnfast"], t, copy, gbs["cnnfast"] / t if t else None,
@@ -84,10 +87,9 @@ def rows(threads: int, rounds: int = 15) -> list[list]:
     add(_case(f"relu backward {FEATURES} ({threads}T)", 3 * x.nbytes,
               lambda: _core.activation_backward(dx, x, y, y, "relu", 1.0), None, rounds))
     # Fused softmax + cross-entropy with gradient: reads logits and one-hot labels, writes dlogits.
-    # PyTorch's turn in each round touches ~100 MB, so cnnfast starts every round from cold
-    # caches here: on intel-xeon-2c even np.subtract(logits, labels, out=dlogits), the bare
-    # memory traffic of this op, drops from ~27 to ~14.6 GB/s in that setting (the fused
-    # kernel: ~24 alone, ~17.5 alternating with torch).
+    # (Timed alternating with PyTorch, whose turn touches ~100 MB, even the bare traffic of this
+    # op, np.subtract(logits, labels, out=dlogits), dropped from ~27 to ~14.6 GB/s on
+    # intel-xeon-2c, and the fused kernel from ~24 to ~17.5: hence contenders in own rounds.)
     logits = rng.standard_normal(LOGITS, dtype=np.float32)
     labels = np.eye(LOGITS[1], dtype=np.float32)[rng.integers(0, LOGITS[1], LOGITS[0])]
     dlogits = np.empty_like(logits)

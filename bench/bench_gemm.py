@@ -108,6 +108,12 @@ def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
         torch.set_num_threads(threads)
     heads = ["cnnfast", "numpy"] + (["torch"] if torch is not None else [])
     out = []
+    if threads == 1:
+        # The yardstick for "% of peak": this core's measured FMA throughput right now (median
+        # of 5), on the same SIMD path as cnnfast's GEMM; a VM's nominal clock says little.
+        peak = statistics.median(_core.measure_fma_peak_gflops() for _ in range(5))
+        out.append(["FMA peak, measured (1T)", "GFLOP/s", peak, None, None, None, None])
+        print(out[-1], flush=True)
     for label, m, n, k, ta, tb in SQUARES + CONV:
         with blas_limits(threads):
             gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time)

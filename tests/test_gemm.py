@@ -255,3 +255,10 @@ def test_sgemm_every_simd_path(requested):
     else:
         order = ["avx512", "avx2", "scalar"]
         assert order.index(report["path"]) >= order.index(requested)
+
+
+def test_measured_fma_peak_is_a_finite_positive_rate():
+    # The bench's yardstick for GEMM efficiency (fma_peak.h): a rate, on whichever SIMD path runs.
+    gflops = _core.measure_fma_peak_gflops(200000)
+    assert np.isfinite(gflops) and gflops > 0.1
+    assert _core.measure_fma_peak_gflops(0) > 0  # fewer than one round is run as one

@@ -1,4 +1,5 @@
 #include "bind_util.h"
+#include "fma_peak.h"
 #include "gemm.h"
 
 namespace cnnfast::bind {
@@ -7,6 +8,14 @@ namespace cnnfast::bind {
 // Optional fused epilogue: + bias (N,) per row, then ReLU.
 void bind_gemm(py::module_& m) {
     m.def("sgemm_simd_path", &sgemm_simd_path);
+    // Measured single-thread FMA ceiling (GFLOP/s) of the SIMD path in use (fma_peak.h).
+    m.def(
+        "measure_fma_peak_gflops",
+        [](int64_t iterations) {
+            py::gil_scoped_release release;
+            return measure_fma_peak_gflops(iterations);
+        },
+        py::arg("iterations") = 20000000);
     m.def(
         "sgemm",
         [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,
