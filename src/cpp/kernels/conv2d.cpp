@@ -338,6 +338,24 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
         rows_to_dw(dw, r0 == 0 ? 0.0f : 1.0f, cols, r0, std::min(chunk, R - r0));
 }
 
+const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs) {
+    const int64_t seg = d.KW * d.C, Q = d.KH * seg;
+    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
+    for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
+    return off;
+}
+
+const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, int slot) {
+    *ldw = (K + 15) / 16 * 16;
+    if (reinterpret_cast<uintptr_t>(w) % 64 == 0 && K == *ldw) return w;
+    float* copy = column_scratch(Q * *ldw, slot);
+    for (int64_t q = 0; q < Q; ++q) {
+        std::memcpy(copy + q * *ldw, w + q * K, sizeof(float) * K);
+        std::fill(copy + q * *ldw + K, copy + (q + 1) * *ldw, 0.0f);
+    }
+    return copy;
+}
+
 const ConvDirectUkernels* conv2d_direct_ukernels() {
     static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
         static ConvDirectUkernels k{};
@@ -360,7 +378,6 @@ constexpr int64_t kDirectMacsPerThread = int64_t(1) << 20;  // ~10-20 us of one 
 
 std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
-const ConvDirectUkernels* direct_ukernels() { return conv2d_direct_ukernels(); }
 
 // The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
 // those whose column matrix is the input itself (plain GEMMs) take the GEMM path.
@@ -372,7 +389,7 @@ const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
     // tiles, while their im2col GEMM over the batch is large and efficient (measured 3-4x faster
     // on VGG16-CIFAR block5). Forcing "direct" still takes the direct path.
     if (algorithm == 0 && d.OH * d.OW <= 16 && d.N * d.OH * d.OW >= 64) return nullptr;
-    return direct_ukernels();
+    return conv2d_direct_ukernels();
 }
 
 // Where receptive fields are read from (or, for backward-data, accumulated into): the image
@@ -454,26 +471,20 @@ ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float
     return {band, d.stride_h * g.rs, d.stride_w * d.C, d.OW};
 }
 
-// off[q] for q = (kh, kw, c): where q sits in a receptive field of a source with row stride rs.
-const int64_t* direct_offsets(const Conv2dDims& d, int64_t rs) {
-    const int64_t seg = d.KW * d.C, Q = d.KH * seg;
-    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
-    for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
-    return off;
-}
-
-// Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this convolution: always where it
-// can when forced ("winograd"); under "auto" only where it measured faster than the direct
-// kernels: both channel counts >= 16 (fewer leave the GEMMs' vectors mostly idle), maps of more
-// than 4x4 outputs (smaller ones go to im2col, see direct_for) and at least 128 output tiles in
-// the batch, over which the per-call kernel transform (16 C K floats) is spread: a single
-// Keras-CNN image (36 tiles) took 4x longer with Winograd than with the direct kernels.
-bool use_winograd(const Conv2dDims& d) {
+// Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this pass of a convolution: always
+// where it can when forced ("winograd"); under "auto" only where it measured faster than the
+// direct kernels: both channel counts >= 16 (fewer leave the GEMMs' vectors mostly idle), maps
+// of more than 4x4 outputs (smaller ones go to im2col, see direct_for) and at least 128 output
+// tiles in the batch, over which the per-call kernel transform (16 C K floats) is spread (a
+// single Keras-CNN image, 36 tiles, took 4x longer with Winograd). Backward-data's GEMMs produce
+// C channels; below 64 the direct scatter measured faster (0.9x for 32->64 3x3 on 13x13).
+enum class ConvPass { forward, backward_data, backward_weights };
+bool use_winograd(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 3) return winograd_computes(d);
     const int64_t tiles = d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2);
     return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
-           d.OH * d.OW > 16 && tiles >= 128;
+           d.OH * d.OW > 16 && tiles >= 128 && (pass != ConvPass::backward_data || d.C >= 64);
 }
 
 // Convolutions the single-input-channel kernels (vectorised over output columns) take.
@@ -569,18 +580,8 @@ void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* 
     if (single_channel(uk, d)) return conv2d_forward_c1(uk, y, x, w, bias, d, relu, act);
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
-    // Weights with 64-byte-aligned rows (a 64-byte load that straddles two cache lines costs
-    // two): read in place when they already are (the layers allocate them so), else copied.
-    const int64_t Q = d.KH * d.KW * d.C;
-    const bool aligned = reinterpret_cast<uintptr_t>(w) % 64 == 0 && d.K % 16 == 0;
-    const int64_t ldw = aligned ? d.K : (d.K + 15) / 16 * 16;
-    const float* wp = w;
-    if (!aligned) {
-        float* copy = column_scratch(Q * ldw, kShared);
-        for (int64_t q = 0; q < Q; ++q)
-            std::memcpy(copy + q * ldw, w + q * d.K, sizeof(float) * d.K);
-        wp = copy;
-    }
+    int64_t ldw;
+    const float* wp = aligned_weight_rows(w, d.KH * d.KW * d.C, d.K, &ldw, kShared);
     run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
@@ -601,24 +602,8 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
     const DirectPlan plan = direct_plan(d, false);
     const int64_t seg = d.KW * d.C, Q = d.KH * seg, DW = Q * d.K, part_floats = DW + d.K;
     const int64_t ldk = (d.K + 15) / 16 * 16;
-    const int64_t* off = direct_offsets(d, g.rs);
-    float* shared = plan.T > 1 ? column_scratch(plan.T * part_floats, kShared) : nullptr;
-    if (plan.T <= 1) {
-        std::fill(dw, dw + DW, 0.0f);
-        if (db) std::fill(db, db + d.K, 0.0f);
-    }
-    // The rows of dw one micro-kernel call accumulates: within one kernel row (a contiguous
-    // segment of the field) when segments are long enough, else across segments.
-    auto for_each_tile = [&](int64_t rmax, auto&& f) {
-        const bool by_segment = seg >= rmax;
-        const int64_t span = by_segment ? seg : Q, spans = by_segment ? d.KH : 1;
-        const int64_t tiles = (span + rmax - 1) / rmax;
-        for (int64_t s = 0; s < spans; ++s)
-            for (int64_t i = 0; i < tiles; ++i) {
-                const int64_t q0 = s * span + span * i / tiles, q1 = s * span + span * (i + 1) / tiles;
-                f(q0, q1 - q0);
-            }
-    };
+    const int64_t* off = conv_field_offsets(d, g.rs);
+    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kShared);
     auto unit = [&](float* part, float* dbp, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0), npix = rows * d.OW;
@@ -637,7 +622,7 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
                 std::memcpy(dyp + p * ldk, dyb + (r0 * d.OW + p) * d.K, sizeof(float) * d.K);
             for (int64_t k0 = 0; k0 < d.K; k0 += 64) {
                 const int64_t nc = std::min<int64_t>(64, d.K - k0);
-                for_each_tile(conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
+                for_each_dw_tile(d.KH, seg, conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
                     uk.backward_weights(part + q0 * d.K + k0, d.K, pb, np, off + q0, R, dyp + k0,
                                         ldk, nc);
                 });
@@ -651,31 +636,18 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
             }
         }
     };
-    if (plan.T <= 1) {
-        for (int64_t u = 0; u < d.N * plan.bands; ++u) unit(dw, db, u);
-        return;
-    }
-    int used = plan.T;
-#pragma omp parallel num_threads(plan.T)
-    {
-        const int t = omp_get_thread_num();
-        float* part = shared + t * part_floats;
-        std::fill(part, part + part_floats, 0.0f);
-        if (t == 0) used = omp_get_num_threads();  // the runtime may grant fewer threads
-        // Static, for run-to-run reproducible sums (see conv2d_backward_weights_im2col).
-#pragma omp for schedule(static)
-        for (int64_t u = 0; u < d.N * plan.bands; ++u) unit(part, db ? part + DW : nullptr, u);
-        // The implicit barrier above completes every partial.
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < part_floats; ++i) {
+    // Static, for run-to-run reproducible sums (see conv2d_backward_weights_im2col).
+    reduce_over_threads(
+        plan.T, d.N * plan.bands, parts, part_floats,
+        [&](float* part, int64_t u) { unit(part, db ? part + DW : nullptr, u); }, part_floats,
+        [&](int used, int64_t i) {
             float s = 0.0f;
-            for (int v = 0; v < used; ++v) s += shared[v * part_floats + i];
+            for (int v = 0; v < used; ++v) s += parts[v * part_floats + i];
             if (i < DW)
                 dw[i] = s;
             else if (db)
                 db[i - DW] = s;
-        }
-    }
+        });
 }
 
 // Stride-1 backward-data as a forward convolution: dx = conv(dy zero-padded by KH-1-pad_top
@@ -717,7 +689,7 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, true);
     const int64_t Q = d.KH * d.KW * d.C, image_floats = d.H * d.W * d.C;
-    const int64_t* off = direct_offsets(d, g.rs);
+    const int64_t* off = conv_field_offsets(d, g.rs);
     // wT (K, Q): the micro-kernel's operand, vectorised over q.
     const int64_t ldq = (Q + 15) / 16 * 16;  // 64-byte-aligned rows
     float* wt = column_scratch(ldq * d.K, kShared);
@@ -784,8 +756,8 @@ bool set_conv2d_algorithm(const char* name) {
     int a = -1;
     if (std::strcmp(name, "auto") == 0) a = 0;
     if (std::strcmp(name, "im2col") == 0) a = 1;
-    if (std::strcmp(name, "direct") == 0 && direct_ukernels()) a = 2;
-    if (std::strcmp(name, "winograd") == 0 && direct_ukernels() && conv2d_winograd_built()) a = 3;
+    if (std::strcmp(name, "direct") == 0 && conv2d_direct_ukernels()) a = 2;
+    if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() && conv2d_winograd_built()) a = 3;
     if (a < 0) return false;
     g_conv_algorithm.store(a, std::memory_order_relaxed);
     return true;
@@ -793,7 +765,7 @@ bool set_conv2d_algorithm(const char* name) {
 
 const char* conv2d_algorithm() {
     const int a = g_conv_algorithm.load(std::memory_order_relaxed);
-    if (a == 1 || !direct_ukernels()) return "im2col";
+    if (a == 1 || !conv2d_direct_ukernels()) return "im2col";
     return a == 2 ? "direct" : a == 3 ? "winograd" : "auto";
 }
 
@@ -807,7 +779,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     const bool relu = act == Activation::relu;
     const BandActivation band{relu ? Activation::linear : act, alpha};
     if (const ConvDirectUkernels* uk = direct_for(d)) {
-        if (!use_winograd(d)) return conv2d_forward_direct(*uk, y, x, w, bias, d, relu, band);
+        if (!use_winograd(d, ConvPass::forward))
+            return conv2d_forward_direct(*uk, y, x, w, bias, d, relu, band);
         conv2d_forward_winograd(*uk, y, x, w, bias, d, relu);
     } else {
         conv2d_forward_im2col(y, x, w, bias, d, relu);
@@ -817,9 +790,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
     if (const ConvDirectUkernels* uk = direct_for(d)) {
-        // Its GEMMs produce C channels: below 64 the direct scatter measured faster (0.9x for
-        // 32->64 3x3 on 13x13).
-        if (use_winograd(d) && (d.C >= 64 || g_conv_algorithm.load() == 3))
+        if (use_winograd(d, ConvPass::backward_data))
             return conv2d_backward_data_winograd(*uk, dx, dy, w, d);
         if (backward_data_as_forward(d)) return conv2d_backward_data_flipped(*uk, dx, dy, w, d);
         return conv2d_backward_data_direct(*uk, dx, dy, w, d);
@@ -830,7 +801,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
     if (const ConvDirectUkernels* uk = direct_for(d)) {
-        if (use_winograd(d)) return conv2d_backward_weights_winograd(*uk, dw, db, x, dy, d);
+        if (use_winograd(d, ConvPass::backward_weights))
+            return conv2d_backward_weights_winograd(*uk, dw, db, x, dy, d);
         return conv2d_backward_weights_direct(*uk, dw, db, x, dy, d);
     }
     conv2d_backward_weights_im2col(dw, db, x, dy, d);

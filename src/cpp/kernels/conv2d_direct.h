@@ -10,7 +10,12 @@
 //   backward-weights: dw[q][k]    += sum_p src_p[off(q)] * dy[p][k]    (vectorised over k)
 //   backward-data:    dst_p[off(q)] += sum_k dy[p][k] * wT[k][q]      (vectorised over q)
 // Micro-kernels are single-threaded; the driver (conv2d.cpp) hands each thread whole bands.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
+
+#include "conv2d.h"
 
 namespace cnnfast {
 
@@ -83,6 +88,63 @@ enum ScratchSlot {
     kScratchSlots = 9
 };
 float* column_scratch(int64_t floats, int slot = kColumns);
+
+// Helpers the direct-kernel drivers share (conv2d.cpp, conv2d_pool_avx512.cpp, ...).
+
+// off[q] for q = (kh, kw, c) of d's kernel: where q sits in a receptive field of a source with row
+// stride rs (floats). In the calling thread's kOffsets scratch.
+const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs);
+
+// w (Q, K) with 64-byte-aligned rows of *ldw floats (a load straddling two cache lines costs two)
+// and zeros past K: w itself when it already is (K a multiple of 16 in an aligned buffer, as the
+// layers allocate it), else a copy in the calling thread's `slot` scratch.
+const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, int slot);
+
+// f(q0, R) for the dw row ranges one backward-weights micro-kernel call accumulates (R <= rmax)
+// over a field of KH segments of seg values: within one segment (contiguous offsets, one base
+// register) when segments hold at least rmax rows, else across segments; balanced sizes.
+template <class F>
+void for_each_dw_tile(int64_t KH, int64_t seg, int64_t rmax, const F& f) {
+    const bool by_segment = seg >= rmax;
+    const int64_t span = by_segment ? seg : KH * seg, spans = by_segment ? KH : 1;
+    const int64_t tiles = (span + rmax - 1) / rmax;
+    for (int64_t s = 0; s < spans; ++s)
+        for (int64_t i = 0; i < tiles; ++i) {
+            const int64_t q0 = s * span + span * i / tiles;
+            const int64_t q1 = s * span + span * (i + 1) / tiles;
+            f(q0, q1 - q0);
+        }
+}
+
+// A weight-gradient reduction over `units` (images, blocks of tiles) on T threads: unit(part, u)
+// adds unit u's contribution into the calling thread's partial of part_floats floats (zeroed
+// first; parts + t * part_floats), the units split statically; then finish(used, i) for i in
+// [0, items), split statically in the same parallel region, combines the `used` filled partials
+// in thread order (the runtime may grant fewer threads than T). The sums so depend on T only, not
+// on timing. T <= 1 runs inline with one partial. parts holds max(T, 1) partials.
+template <class Unit, class Finish>
+void reduce_over_threads(int T, int64_t units, float* parts, int64_t part_floats,
+                         const Unit& unit, int64_t items, const Finish& finish) {
+    if (T <= 1) {
+        std::fill(parts, parts + part_floats, 0.0f);
+        for (int64_t u = 0; u < units; ++u) unit(parts, u);
+        for (int64_t i = 0; i < items; ++i) finish(1, i);
+        return;
+    }
+    int used = T;
+#pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num();
+        float* part = parts + t * part_floats;
+        std::fill(part, part + part_floats, 0.0f);
+        if (t == 0) used = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < units; ++u) unit(part, u);
+        // The implicit barrier above completes every partial (and publishes `used`).
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < items; ++i) finish(used, i);
+    }
+}
 
 // The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
 const ConvDirectUkernels* conv2d_direct_ukernels();

@@ -9,12 +9,10 @@
 
 #include <utility>
 
+#include "avx512_util.h"
+
 namespace cnnfast {
 namespace {
-
-inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-}
 
 // Pixels per tile for KV vectors of output channels.
 constexpr int tile_pixels(int kv) { return kv >= 4 ? 6 : kv == 3 ? 8 : 12; }

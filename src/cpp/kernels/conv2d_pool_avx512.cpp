@@ -13,19 +13,15 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "avx512_util.h"
 #include "parallel.h"
 
 namespace cnnfast {
 namespace {
-
-inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
 
 // Pooled pixels per tile for KV vectors of channels: 4 * P * KV <= 24 accumulators.
 constexpr int pooled_per_tile(int kv) { return kv >= 4 ? 1 : kv == 3 ? 2 : kv == 2 ? 3 : 6; }
@@ -109,17 +105,6 @@ void forward_row_range(float* y, int32_t* which, const float* img, int64_t i0, i
     }
 }
 
-// Weights with 64-byte-aligned rows of ldw floats (ldw = K rounded up to 16), zero-padded.
-const float* aligned_weights(const float* w, int64_t Q, int64_t K, int64_t* ldw) {
-    *ldw = (K + 15) / 16 * 16;
-    float* copy = column_scratch(Q * *ldw, kFlipped);
-    for (int64_t q = 0; q < Q; ++q) {
-        std::memcpy(copy + q * *ldw, w + q * K, sizeof(float) * K);
-        std::fill(copy + q * *ldw + K, copy + (q + 1) * *ldw, 0.0f);
-    }
-    return copy;
-}
-
 // Below this many multiply-adds (~10-20 us of one core) per thread, fewer threads.
 constexpr int64_t kMacsPerThread = int64_t(1) << 20;
 
@@ -135,7 +120,7 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const
                                  const float* bias, const Conv2dDims& d) {
     const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, seg = d.KW * d.C, rs = d.W * d.C;
     int64_t ldw;
-    const float* wp = aligned_weights(w, d.KH * seg, K, &ldw);
+    const float* wp = aligned_weight_rows(w, d.KH * seg, K, &ldw, kFlipped);
     const int64_t units = d.N * PH;  // one pooled row each
     const int T = threads_for(units * PW * 4 * K * d.KH * seg / kMacsPerThread);
     auto row = [&](int64_t u) {
@@ -174,9 +159,8 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
     const int64_t DW = Q * K, part_floats = DW + ldk;
     const int T = static_cast<int>(std::min<int64_t>(
         threads_for(d.N * npix * 4 * K * Q / kMacsPerThread), d.N));
-    float* parts = column_scratch(T * part_floats, kShared);
-    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
-    for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
+    float* parts = column_scratch(std::max(T, 1) * part_floats, kShared);
+    const int64_t* off = conv_field_offsets(d, rs);
     auto image = [&](float* part, int64_t n) {
         // g[j] (npix, ldk): the pooled gradient where window position j won and y > 0.
         float* g = column_scratch(4 * npix * ldk, kWinogradProducts);
@@ -206,48 +190,23 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
             const ConvPixels px{const_cast<float*>(img + (j / 2) * rs + (j % 2) * d.C), 2 * rs,
                                 2 * d.C, PW};
             for (int64_t k0 = 0; k0 < K; k0 += 64) {
-                const int64_t nc = std::min<int64_t>(64, K - k0), R = conv_bwdw_max_rows(nc);
-                // dw rows within one kernel row (contiguous offsets) when segments allow.
-                const bool by_segment = seg >= R;
-                const int64_t span = by_segment ? seg : Q, spans = by_segment ? d.KH : 1;
-                const int64_t tiles = (span + R - 1) / R;
-                for (int64_t s = 0; s < spans; ++s)
-                    for (int64_t t = 0; t < tiles; ++t) {
-                        const int64_t q0 = s * span + span * t / tiles;
-                        const int64_t q1 = s * span + span * (t + 1) / tiles;
-                        uk.backward_weights(part + q0 * K + k0, K, px, npix, off + q0, q1 - q0,
-                                            g + j * npix * ldk + k0, ldk, nc);
-                    }
+                const int64_t nc = std::min<int64_t>(64, K - k0);
+                for_each_dw_tile(d.KH, seg, conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
+                    uk.backward_weights(part + q0 * K + k0, K, px, npix, off + q0, R,
+                                        g + j * npix * ldk + k0, ldk, nc);
+                });
             }
         }
     };
-    int used = T;
-    if (T <= 1) {
-        std::fill(parts, parts + part_floats, 0.0f);
-        for (int64_t n = 0; n < d.N; ++n) image(parts, n);
-    } else {
-#pragma omp parallel num_threads(T)
-        {
-            const int t = omp_get_thread_num();
-            float* part = parts + t * part_floats;
-            std::fill(part, part + part_floats, 0.0f);
-            if (t == 0) used = omp_get_num_threads();  // the runtime may grant fewer threads
-            // Static, so the sums depend on the thread count only.
-#pragma omp for schedule(static)
-            for (int64_t n = 0; n < d.N; ++n) image(part, n);
-        }
-    }
-    for (int64_t i = 0; i < DW; ++i) {
+    // Static, so the sums depend on the thread count only.
+    reduce_over_threads(T, d.N, parts, part_floats, image, DW + K, [&](int used, int64_t i) {
         float s = 0.0f;
         for (int t = 0; t < used; ++t) s += parts[t * part_floats + i];
-        dw[i] = s;
-    }
-    if (db)
-        for (int64_t k = 0; k < K; ++k) {
-            float s = 0.0f;
-            for (int t = 0; t < used; ++t) s += parts[t * part_floats + DW + k];
-            db[k] = s;
-        }
+        if (i < DW)
+            dw[i] = s;
+        else if (db)
+            db[i - DW] = s;
+    });
 }
 
 }  // namespace cnnfast

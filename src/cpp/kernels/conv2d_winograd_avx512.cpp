@@ -10,19 +10,15 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "avx512_util.h"
 #include "parallel.h"
 
 namespace cnnfast {
 namespace {
-
-inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -374,7 +370,7 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
     // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
     // so the result depends on the thread count only, not on timing.
     const int64_t UF = 16 * C * Kp, part_floats = UF + Kp;
-    float* parts = column_scratch(plan.T * part_floats, kShared);
+    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kShared);
     int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * C, kOffsets));
     for (int64_t c = 0; c < C; ++c) off[c] = c;
     auto accumulate = [&](float* part, int64_t b) {
@@ -415,35 +411,16 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
             }
         }
     };
-    auto finish_bias = [&](int used) {
-        if (!db) return;
-        for (int64_t k = 0; k < K; ++k) {
-            float v = 0.0f;
-            for (int p = 0; p < used; ++p) v += parts[p * part_floats + UF + k];
-            db[k] = v;
-        }
-    };
-    if (plan.T <= 1) {
-        std::fill(parts, parts + part_floats, 0.0f);
-        for (int64_t b = 0; b < plan.blocks; ++b) accumulate(parts, b);
-        for (int64_t c = 0; c < C; ++c) finish(1, c);
-        finish_bias(1);
-        return;
-    }
-    int used = plan.T;
-#pragma omp parallel num_threads(plan.T)
-    {
-        const int t = omp_get_thread_num();
-        float* part = parts + t * part_floats;
-        std::fill(part, part + part_floats, 0.0f);
-        if (t == 0) used = omp_get_num_threads();  // the runtime may grant fewer threads
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < plan.blocks; ++b) accumulate(part, b);
-        // The implicit barrier above completes every partial.
-#pragma omp for schedule(static)
-        for (int64_t c = 0; c < C; ++c) finish(used, c);
-    }
-    finish_bias(used);
+    // The C dw rows, then (item C) db.
+    reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + 1,
+                        [&](int used, int64_t c) {
+                            if (c < C) return finish(used, c);
+                            for (int64_t k = 0; db && k < K; ++k) {
+                                float v = 0.0f;
+                                for (int p = 0; p < used; ++p) v += parts[p * part_floats + UF + k];
+                                db[k] = v;
+                            }
+                        });
 }
 
 bool conv2d_winograd_built() { return true; }

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "cpu_features.h"
+#include "fma_peak_loop.h"
 
 namespace cnnfast {
 
@@ -17,13 +18,8 @@ namespace {
 
 // 8 scalar chains: the baseline build's ceiling.
 float fma_peak_loop_scalar(int64_t iterations) {
-    float acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = 0.001f * static_cast<float>(i);
-    for (int64_t it = 0; it < iterations; ++it)
-        for (int i = 0; i < 8; ++i) acc[i] = acc[i] * 0.999999f + 1e-7f;
-    float s = 0.0f;
-    for (float v : acc) s += v;
-    return s;
+    return fma_chains<8, float>(
+        iterations, [](float v) { return v; }, [](float x, float y, float z) { return x * y + z; });
 }
 
 }  // namespace

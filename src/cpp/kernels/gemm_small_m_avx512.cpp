@@ -8,12 +8,10 @@
 #ifdef CNNFAST_BUILD_AVX512
 #include <immintrin.h>
 
+#include "avx512_util.h"
+
 namespace cnnfast {
 namespace {
-
-inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-}
 
 // R rows x V vectors of 16 columns (the last masked by ml), over all K. With few accumulators
 // the k loop is split into U interleaved partial sums, so the FMA latency is not the bound.

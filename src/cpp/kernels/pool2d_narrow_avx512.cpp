@@ -11,6 +11,8 @@
 
 #include <cstring>
 
+#include "avx512_util.h"
+
 namespace cnnfast::detail {
 namespace {
 
@@ -27,10 +29,6 @@ struct LeadMasks {
     }
 };
 
-inline __mmask16 first_lanes(int64_t n) {
-    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
 void avg_forward_rows(float* y, const float* x, const Pool2dDims& d, int64_t r0, int64_t r1) {
     const int64_t C = d.C, L = 2 * d.OW * C, row = d.W * C;
     const LeadMasks masks(C);
@@ -41,7 +39,7 @@ void avg_forward_rows(float* y, const float* x, const Pool2dDims& d, int64_t r0,
         const float* x1 = x0 + row;
         float* out = y + r * d.OW * C;
         for (int64_t i0 = 0; i0 < L; i0 += 16) {
-            const __mmask16 in = first_lanes(L - i0);
+            const __mmask16 in = lanes(L - i0);
             const __mmask16 lead = in & masks.lead[i0 % (2 * C)];
             // The second column of a window sits C floats on; it is always inside the row.
             const __m512 s = _mm512_add_ps(
@@ -64,7 +62,7 @@ void avg_backward_rows(float* dx, const float* dy, const Pool2dDims& d, int64_t 
         float* d1 = d0 + row;
         const float* g = dy + r * d.OW * C;
         for (int64_t i0 = 0; i0 < L; i0 += 16) {
-            const __mmask16 in = first_lanes(L - i0);
+            const __mmask16 in = lanes(L - i0);
             const int64_t p = i0 % (2 * C), block = i0 / (2 * C);
             const __mmask16 lead = in & masks.lead[p];
             const __mmask16 second = in & ~masks.lead[p];

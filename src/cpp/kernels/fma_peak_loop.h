@@ -1,0 +1,26 @@
+#pragma once
+// Internal to fma_peak: the timed loop, instantiated by each ISA's file with its vector type.
+#include <cstdint>
+#include <cstring>
+
+namespace cnnfast {
+
+// Chains independent multiply-add chains of vectors V for `iterations` rounds (more chains than
+// FMA latency x pipes, as a GEMM tile has); returns their sum so the work cannot be elided.
+template <int Chains, class V, class Splat, class Fma>
+inline float fma_chains(int64_t iterations, Splat splat, Fma fma) {
+    V acc[Chains];
+    for (int i = 0; i < Chains; ++i) acc[i] = splat(0.001f * static_cast<float>(i));
+    const V a = splat(0.999999f), b = splat(1e-7f);
+    for (int64_t it = 0; it < iterations; ++it)
+#pragma GCC unroll 32
+        for (int i = 0; i < Chains; ++i) acc[i] = fma(acc[i], a, b);
+    float r = 0.0f, lanes[sizeof(V) / sizeof(float)];
+    for (int i = 0; i < Chains; ++i) {
+        std::memcpy(lanes, &acc[i], sizeof(V));
+        for (float v : lanes) r += v;
+    }
+    return r;
+}
+
+}  // namespace cnnfast
