@@ -17,6 +17,7 @@
 
 #include "activation.h"
 #include "conv2d.h"
+#include "conv2d_pool.h"
 #include "dense.h"
 #include "gemm.h"
 #include "lrn.h"
@@ -87,7 +88,8 @@ void test_conv(const char* algorithm) {
     struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g; };
     const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
                           {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
-                          {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1}};
+                          {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1},
+                          {2, 9, 8, 5, 3, 3, 70, 1, 1, 0, 0, 1}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
         d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;
@@ -111,6 +113,30 @@ void test_conv(const char* algorithm) {
         expect_close("conv2d bias gradient vs naive", db1, db2, 1e-4f, 1e-3f);
     }
     set_conv2d_algorithm("auto");
+}
+
+// The fused Conv2D + ReLU + 2x2 max pooling against the naive layers one after the other.
+void test_conv_relu_maxpool() {
+    Conv2dDims d{2, 9, 8, 3, 3, 3, 20, 7, 6, 1, 1, 0, 0, 1};
+    if (!conv2d_relu_maxpool_supported(d)) return;
+    const int64_t PH = d.OH / 2, PW = d.OW / 2, ysz = d.N * PH * PW * d.K;
+    auto x = randn(d.N * d.H * d.W * d.C), w = randn(d.KH * d.KW * d.C * d.K), b = randn(d.K);
+    std::vector<float> y1(ysz), y2(ysz), z(d.N * d.OH * d.OW * d.K), dz(z.size());
+    std::vector<int32_t> which(ysz), argmax(ysz);
+    conv2d_relu_maxpool_forward(y1.data(), which.data(), x.data(), w.data(), b.data(), d);
+    conv2d_forward_naive(z.data(), x.data(), w.data(), b.data(), d, true);
+    const Pool2dDims p{d.N, d.OH, d.OW, d.K, 2, 2, PH, PW, 2, 2, 0, 0};
+    max_pool2d_forward_naive(y2.data(), argmax.data(), z.data(), p);
+    expect_close("conv+relu+maxpool forward vs naive", y1, y2, 1e-4f, 1e-3f);
+    auto dy = randn(ysz);
+    std::vector<float> dw1(w.size()), dw2(w.size()), db1(d.K), db2(d.K), g(ysz);
+    conv2d_relu_maxpool_backward_weights(dw1.data(), db1.data(), x.data(), dy.data(), y1.data(),
+                                         which.data(), d);
+    for (int64_t i = 0; i < ysz; ++i) g[i] = y2[i] > 0.0f ? dy[i] : 0.0f;  // ReLU'
+    max_pool2d_backward_naive(dz.data(), g.data(), argmax.data(), p);
+    conv2d_backward_weights_naive(dw2.data(), db2.data(), x.data(), dz.data(), d);
+    expect_close("conv+relu+maxpool dw vs naive", dw1, dw2, 1e-4f, 1e-3f);
+    expect_close("conv+relu+maxpool db vs naive", db1, db2, 1e-4f, 1e-3f);
 }
 
 void test_pool() {
@@ -334,6 +360,8 @@ int main(int argc, char** argv) {
         test_gemm();
         test_conv("im2col");
         test_conv("direct");
+        test_conv("winograd");
+        test_conv_relu_maxpool();
         test_pool();
         test_activations();
         test_softmax_and_losses();
