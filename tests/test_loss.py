@@ -47,17 +47,23 @@ def _assert_dlogits_close(got, p_ref, ref, n):
     assert not bad.any(), (got[bad][:5], ref[bad][:5])
 
 
+def _check_one_hot_and_soft_labels(logits, onehot, rng):
+    """Loss and dlogits against the reference for the one-hot labels and for soft labels."""
+    n, c = logits.shape
+    for labels in (onehot, _soft_labels(n, c, rng)):
+        loss, dlogits = L.softmax_cross_entropy(logits, labels)
+        rloss, rd = R.softmax_cross_entropy(logits, labels)
+        np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL, atol=LOSS_ATOL)
+        _assert_dlogits_close(dlogits, R.softmax(logits), rd, n)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("scale", [1.0, 20.0])
 def test_softmax_xent_matches_reference(shape, scale, rng):
     n, c = shape
     logits = (rng.standard_normal(shape) * scale).astype(np.float32)
     _idx, onehot = _labels(n, c, rng)
-    for labels in (onehot, _soft_labels(n, c, rng)):
-        loss, dlogits = L.softmax_cross_entropy(logits, labels)
-        rloss, rd = R.softmax_cross_entropy(logits, labels)
-        np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL, atol=LOSS_ATOL)
-        _assert_dlogits_close(dlogits, R.softmax(logits), rd, n)
+    _check_one_hot_and_soft_labels(logits, onehot, rng)
 
 
 def _elementwise_simd_paths() -> list[str]:
@@ -89,11 +95,7 @@ def test_softmax_xent_on_every_simd_path(shape, simd_path, rng):
     n, c = shape
     logits = (rng.standard_normal(shape) * 8).astype(np.float32)
     idx, onehot = _labels(n, c, rng)
-    for labels in (onehot, _soft_labels(n, c, rng)):
-        loss, dlogits = L.softmax_cross_entropy(logits, labels)
-        rloss, rd = R.softmax_cross_entropy(logits, labels)
-        np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL, atol=LOSS_ATOL)
-        _assert_dlogits_close(dlogits, R.softmax(logits), rd, n)
+    _check_one_hot_and_soft_labels(logits, onehot, rng)
     loss_i, d_i = L.sparse_softmax_cross_entropy(logits, idx)
     loss_f, d_f = L.softmax_cross_entropy(logits, onehot)
     assert loss_i == loss_f
