@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
+__all__: list[str] = ['Network', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -118,6 +118,8 @@ def set_pool2d_simd_path(name: str) -> bool:
 def sgd_update(w: numpy.ndarray, g: numpy.ndarray, velocity: typing.Any, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
     ...
 def sgemm(c: numpy.ndarray, a: numpy.ndarray, b: numpy.ndarray, trans_a: bool = False, trans_b: bool = False, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, beta: typing.SupportsFloat | typing.SupportsIndex = 0.0, naive: bool = False, bias: typing.Any = None, relu: bool = False, single_thread: bool = False) -> None:
+    ...
+def sgemm_route(m: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, trans_a: bool = False, trans_b: bool = False) -> str:
     ...
 def sgemm_simd_path() -> str:
     ...

@@ -62,7 +62,19 @@ SHAPES = [
     (4, 130, 65),
     (1, 1000, 17),
     (4, 257, 3),
+    # Transposed-A narrow path (trans_a, B not transposed, 16 <= N <= 128, M >= 12, A's row
+    # stride not a multiple of 128 floats; unpacked 6-row panels, 64-column blocks, K chunks of
+    # 64): partial panels, masked last vectors, two column blocks, K tails, both threads.
+    (12, 16, 40),
+    (13, 17, 300),
+    (37, 64, 600),
+    (50, 65, 320),
+    (100, 100, 700),
+    (61, 128, 257),
+    (600, 48, 1030),
 ]
+# The shapes above that take the narrow route when trans_a and not trans_b (checked below).
+TN_NARROW_SHAPES = SHAPES[-7:]
 FLAGS = [(False, False), (False, True), (True, False), (True, True)]
 # (alpha, beta): exactly representable in fp32, so the reference sees the same values.
 SCALES = [(1.0, 0.0), (-1.25, 0.5), (0.5, 1.0)]
@@ -112,7 +124,7 @@ def test_sgemm_matches_reference(m, n, k, trans_a, trans_b, alpha, beta):
     check_case(m, n, k, trans_a, trans_b, alpha, beta)
 
 
-@pytest.mark.parametrize("m,n,k", [(9, 40, 20), (300, 70, 390), (1, 33, 1000)])
+@pytest.mark.parametrize("m,n,k", [(9, 40, 20), (300, 70, 390), (1, 33, 1000), (600, 48, 1030)])
 @pytest.mark.parametrize("trans_a,trans_b", FLAGS)
 def test_sgemm_single_thread_matches_reference(m, n, k, trans_a, trans_b):
     check_case(m, n, k, trans_a, trans_b, -1.25, 0.5, single_thread=True)
@@ -177,6 +189,38 @@ def test_sgemm_small_m_epilogue_propagates_nan(m):
     bound = _bound(a[1:], b, np.zeros((m - 1, 70), np.float32), 33, False, False, 1.0, 0.0) \
         + 2 * U32 * (np.abs(ref[1:]) + np.abs(bias))  # product bound plus the bias rounding
     assert np.all(np.abs(c[1:] - ref[1:]) <= bound)
+
+
+def test_sgemm_routes_narrow_transposed_a_unpacked():
+    # The reference comparisons above only test the narrow route if these shapes really take it.
+    if _core.sgemm_simd_path() != "avx512":
+        pytest.skip(f"the narrow route is AVX-512 only; this process runs {_core.sgemm_simd_path()}")
+    for m, n, k in TN_NARROW_SHAPES:
+        assert _core.sgemm_route(m, n, k, True, False) == "tn_narrow", (m, n, k)
+        assert _core.sgemm_route(m, n, k, True, True) != "tn_narrow"
+        assert _core.sgemm_route(m, n, k, False, False) != "tn_narrow"
+    # Too few or too many columns, too few rows, or a row stride of 128 floats (L1 sets).
+    for m, n, k in [(600, 8, 1030), (600, 129, 1030), (11, 64, 300), (1152, 64, 1030), (256, 32, 512)]:
+        assert _core.sgemm_route(m, n, k, True, False) == "packed", (m, n, k)
+
+
+@pytest.mark.parametrize("m,n,k", [(100, 100, 700), (37, 64, 600)])
+def test_sgemm_tn_narrow_epilogue(m, n, k):
+    # Bias and ReLU are applied by the narrow route's last K chunk only; NaN survives ReLU.
+    rng = np.random.default_rng(13)
+    a, b, c0 = _operands(rng, m, n, k, True, False)
+    a[5, 7] = np.nan  # op(A)(7, 5): row 7 of C becomes NaN
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = c0.copy()
+    _core.sgemm(c, a, b, True, False, alpha=0.5, beta=1.0, bias=bias, relu=True)
+    ref = np.maximum(gemm_ref(a, b, True, False, 0.5, 1.0, c0) + bias, 0.0)
+    assert np.all(np.isnan(c[7]))
+    keep = np.arange(m) != 7
+    a_ok = a.copy()
+    a_ok[5, 7] = 0.0
+    # The product's bound as above; the bias add is one more fp32 rounding of |result| + |bias|.
+    bound = _bound(a_ok, b, c0, k, True, False, 0.5, 1.0) + 2 * U32 * (np.abs(ref) + np.abs(bias))
+    assert np.all(np.abs(c[keep] - ref[keep]) <= bound[keep])
 
 
 def test_sgemm_rejects_bad_shapes():

@@ -69,7 +69,10 @@ void expect(const char* what, bool ok) {
 }
 
 void test_gemm() {
-    const int64_t shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {14, 32, 9}, {100, 3, 250}};
+    // The last two take the unpacked narrow route when A is transposed (16 <= N <= 128).
+    const int64_t shapes[][3] = {{1, 1, 1},     {7, 5, 3},     {33, 17, 65},
+                                 {14, 32, 9},   {100, 3, 250}, {37, 70, 300},
+                                 {61, 64, 700}};
     for (const auto& s : shapes)
         for (int ta = 0; ta < 2; ++ta)
             for (int tb = 0; tb < 2; ++tb) {

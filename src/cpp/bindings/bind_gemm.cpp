@@ -8,6 +8,17 @@ namespace cnnfast::bind {
 // Optional fused epilogue: + bias (N,) per row, then ReLU.
 void bind_gemm(py::module_& m) {
     m.def("sgemm_simd_path", &sgemm_simd_path);
+    // Which route sgemm takes for op(a) (m,k) @ op(b) (k,n), a stored contiguous (gemm.h).
+    m.def(
+        "sgemm_route",
+        [](int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
+            if (m < 0 || n < 0 || k < 0)
+                throw std::invalid_argument("sgemm_route: negative dimension in " +
+                                            shape_str({m, n, k}));
+            return std::string(sgemm_route(trans_a, trans_b, m, n, k, trans_a ? m : k));
+        },
+        py::arg("m"), py::arg("n"), py::arg("k"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false);
     // Measured single-thread FMA ceiling (GFLOP/s) of the SIMD path in use (fma_peak.h).
     m.def(
         "measure_fma_peak_gflops",

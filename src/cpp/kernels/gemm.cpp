@@ -32,6 +32,7 @@ constexpr int kMaxMR = 16, kMaxNR = 64;
 struct GemmConfig {
     GemmUkernel uk;
     GemmSmallMFn small_m;  // few-row products without packing
+    GemmTnNarrowFn tn_narrow;  // A^T B, few columns, long K, without packing (null: none)
     // Floats in the packed B block: about half of L2, so it stays there while every A
     // micro-panel (in L1) sweeps across it.
     int64_t b_floats;
@@ -47,6 +48,7 @@ GemmConfig select_config() {
     GemmConfig cfg{};
     if (level == SimdLevel::avx512 && gemm_ukernel_14x32_avx512(&cfg.uk)) {
         if (!gemm_small_m_avx512(&cfg.small_m)) cfg.small_m = nullptr;
+        if (!gemm_tn_narrow_avx512(&cfg.tn_narrow)) cfg.tn_narrow = nullptr;
     } else if (level >= SimdLevel::avx2 && gemm_ukernel_6x16_avx2(&cfg.uk)) {
     } else {
         gemm_ukernel_4x8_scalar(&cfg.uk);
@@ -330,17 +332,41 @@ constexpr int64_t kSmallMacs = 4096;
 // LeNet-5's C5 layer (M=128, N=120, K=400) ran on one thread: 1.5x slower at 2 threads.
 constexpr int64_t kMacsPerThread = int64_t(1) << 20;
 
+// The unpacked A^T B route (gemm_tn_narrow_avx512.cpp) beat the packed one from K = 16 to
+// K = 32768 for 16 <= N <= 128 (1.1-2.3x, 1 and 2 threads); below 16 columns neither is good and
+// the packed one was ahead. It re-reads each A cache line from L1 (for the neighbouring row
+// panels and the second 64-column block): a row stride that is a multiple of 512 bytes puts a
+// chunk's rows in 8 or fewer of L1's 64 sets, they are evicted in between, and the packed route
+// wins (measured at M = 1152 with N = 128, M = 2048 with N = 32 and 64).
+constexpr int64_t kNarrowMinN = 16, kNarrowMinM = 12, kNarrowBadStride = 128;
+
+enum class Route { empty, scale_c, small_m, tn_narrow, naive, packed };
+
+// Which code computes a product of this shape (alpha != 0 assumed unless told).
+Route choose_route(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                   int64_t K, int64_t lda, float alpha) {
+    if (M <= 0 || N <= 0) return Route::empty;
+    if (K <= 0 || alpha == 0.0f) return Route::scale_c;
+    if (M <= kGemmSmallM && !trans_b) return Route::small_m;
+    if (M * N * K <= kSmallMacs) return Route::naive;
+    if (trans_a && !trans_b && cfg.tn_narrow && N >= kNarrowMinN && N <= kGemmNarrowN &&
+        M >= kNarrowMinM && lda % kNarrowBadStride != 0)
+        return Route::tn_narrow;
+    return Route::packed;
+}
+
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc, const Epilogue& ep, bool allow_threads) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
+    const GemmConfig& cfg = config();
+    const Route route = choose_route(cfg, trans_a, trans_b, M, N, K, lda, alpha);
+    if (route == Route::empty) return;
+    if (route == Route::scale_c) {
         scale_c(M, N, beta, C, ldc, ep);
         return;
     }
     const int64_t macs = M * N * K;
-    const GemmConfig& cfg = config();
-    if (M <= kGemmSmallM && !trans_b) {
+    if (route == Route::small_m) {
         // Few rows: stream B once, unpacked; threads take column blocks when B is large.
         const GemmSmallMFn fn = cfg.small_m ? cfg.small_m : &gemm_small_m_portable;
         const int64_t col_blocks = (N + 127) / 128;
@@ -358,7 +384,21 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         }
         return;
     }
-    if (macs <= kSmallMacs) {
+    if (route == Route::tn_narrow) {
+        // Long-K, few-column A^T B: unpacked, threads take whole row panels.
+        constexpr int64_t R = kGemmNarrowRows;
+        const int64_t panels = (M + R - 1) / R;
+        const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, panels)) : 1;
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
+        for (int t = 0; t < nth; ++t) {
+            const int64_t i0 = panels * t / nth * R, i1 = std::min(M, panels * (t + 1) / nth * R);
+            if (i0 < i1)
+                cfg.tn_narrow(i1 - i0, N, K, alpha, A + i0, lda, B, ldb, beta, C + i0 * ldc, ldc,
+                              ep.bias, ep.relu);
+        }
+        return;
+    }
+    if (route == Route::naive) {
         sgemm_naive(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (ep.active()) apply_epilogue(C, ldc, M, N, ep.bias, ep.relu);
         return;
@@ -433,5 +473,18 @@ void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 }
 
 const char* sgemm_simd_path() { return config().uk.path; }
+
+// Same shapes as sgemm (alpha != 0).
+const char* sgemm_route(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda) {
+    switch (choose_route(config(), trans_a, trans_b, M, N, K, lda, 1.0f)) {
+        case Route::empty: return "empty";
+        case Route::scale_c: return "scale_c";
+        case Route::small_m: return "small_m";
+        case Route::tn_narrow: return "tn_narrow";
+        case Route::naive: return "naive";
+        case Route::packed: break;
+    }
+    return "packed";
+}
 
 }  // namespace cnnfast

@@ -32,4 +32,9 @@ void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 // Name of the micro-kernel path sgemm uses ("avx512", "avx2", "scalar").
 const char* sgemm_simd_path();
 
+// Which of sgemm's routes computes a product of this shape and leading dimension of A (for
+// tests and benchmarks): "empty", "scale_c" (K == 0), "small_m" (few rows, unpacked),
+// "tn_narrow" (A^T B with few columns, unpacked), "naive" (tiny) or "packed".
+const char* sgemm_route(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda);
+
 }  // namespace cnnfast

@@ -39,8 +39,18 @@ using GemmSmallMFn = void (*)(bool trans_a, int64_t M, int64_t N, int64_t K, flo
                               const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                               float* C, int64_t ldc, const float* bias, bool relu);
 
+// C (M,N) = act(alpha * A^T * B + beta * C + bias) for A stored (K,M) and B stored (K,N), both
+// unpacked, N <= kGemmNarrowN: the few-column products of convolution and dense weight gradients.
+// Runs on the calling thread; bias (N,) or null, act ReLU when relu, beta == 0 never reads C.
+// Rows are processed in panels of kGemmNarrowRows: split rows between threads at multiples of it.
+constexpr int64_t kGemmNarrowN = 128, kGemmNarrowRows = 6;
+using GemmTnNarrowFn = void (*)(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                                int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                                int64_t ldc, const float* bias, bool relu);
+
 // Each returns false (and leaves *out untouched) when its ISA was not compiled in.
 bool gemm_small_m_avx512(GemmSmallMFn* out);
+bool gemm_tn_narrow_avx512(GemmTnNarrowFn* out);
 bool gemm_ukernel_14x32_avx512(GemmUkernel* out);
 bool gemm_ukernel_6x16_avx2(GemmUkernel* out);
 void gemm_ukernel_4x8_scalar(GemmUkernel* out);
