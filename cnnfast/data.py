@@ -216,14 +216,16 @@ class BatchIterator:
         xbuf = self._buffer("x", (full,) + self.sample_shape, self.dtype)
         raw = None if direct else self._buffer("raw", (full,) + self.sample_shape, self.x.dtype)
         ybuf = None if self.y is None else self._buffer("y", (full,) + self.y.shape[1:], self.y.dtype)
+        # The indices are a permutation of range(n), always in bounds: mode="clip" only skips
+        # the temporary copy NumPy makes for out= under the default mode="raise" (3x slower).
         for step in range(len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             xb = xbuf[:len(idx)]
             if direct:
-                np.take(self.x, idx, axis=0, out=xb)
+                np.take(self.x, idx, axis=0, out=xb, mode="clip")
             else:
                 rb = raw[:len(idx)]
-                np.take(self.x, idx, axis=0, out=rb)
+                np.take(self.x, idx, axis=0, out=rb, mode="clip")
                 if self.scale is None:
                     xb[...] = rb
                 else:
@@ -234,7 +236,7 @@ class BatchIterator:
                 yield xb
             else:
                 yb = ybuf[:len(idx)]
-                np.take(self.y, idx, axis=0, out=yb)
+                np.take(self.y, idx, axis=0, out=yb, mode="clip")
                 yield xb, yb
 
 

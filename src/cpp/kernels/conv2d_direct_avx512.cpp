@@ -296,42 +296,101 @@ void backward_data(const ConvPixels& px, int64_t p0, int64_t p1, const int64_t* 
 // Lane l of a 16-column strip: column ow0 + l, masked off beyond OW.
 inline __mmask16 strip_mask(int64_t ow0, int64_t OW) { return lanes(OW - ow0); }
 
+// K channel vectors of one 16-column strip -> the strip's 16 * K floats in NHWC order (pixel
+// major): NHWC vector j holds the floats [16j, 16j + 16), float e = 16j + t being pixel e / K,
+// channel e % K. Done with K x K masked in-register permutes per strip rather than K scatters
+// (one memory access per lane). The reverse for backward-weights measured no faster than its
+// gathers, so it kept them.
+template <int K>
+struct ChannelInterleave {
+    __m512i pixel_of[K];   // NHWC vector j, lane t: the pixel (channel-vector lane) it holds
+    __mmask16 from[K][K];  // NHWC vector j: the lanes that hold channel c
+    ChannelInterleave() {
+        for (int j = 0; j < K; ++j) {
+            alignas(64) int32_t pix[16];
+            for (int c = 0; c < K; ++c) from[j][c] = 0;
+            for (int t = 0; t < 16; ++t) {
+                const int e = 16 * j + t;
+                pix[t] = e / K;
+                from[j][e % K] = static_cast<__mmask16>(from[j][e % K] | (1u << t));
+            }
+            pixel_of[j] = _mm512_load_si512(pix);
+        }
+    }
+    // Stores the first np pixels of the strip (np <= 16) to dst, NHWC.
+    void store(float* dst, const __m512 (&ch)[K], int64_t np) const {
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) {
+            __m512 o = _mm512_setzero_ps();
+#pragma GCC unroll 8
+            for (int c = 0; c < K; ++c) o = _mm512_mask_permutexvar_ps(o, from[j][c], pixel_of[j], ch[c]);
+            _mm512_mask_storeu_ps(dst + 16 * j, lanes(np * K - 16 * j), o);
+        }
+    }
+};
+
+template <int K>
+const ChannelInterleave<K>& channel_interleave() {
+    static const ChannelInterleave<K> table;
+    return table;
+}
+
+// R output rows at once: the K weight broadcasts of a tap serve R rows, and R * K independent
+// accumulators keep both FMA pipes busy (K = 6 alone left them waiting on FMA latency).
+template <int K, int R>
+void fwd_c1_rows(float* y, const float* src, int64_t row_step, int64_t OW, int64_t KH, int64_t KW,
+                 int64_t rs, const float* w, const float* bias, bool relu,
+                 const ChannelInterleave<K>& il) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+        const __mmask16 m = strip_mask(ow0, OW);
+        __m512 acc[R][K];
+#pragma GCC unroll 8
+        for (int k = 0; k < K; ++k) {
+            const __m512 b = bias ? _mm512_set1_ps(bias[k]) : zero;
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) acc[r][k] = b;
+        }
+        for (int64_t kh = 0; kh < KH; ++kh) {
+            const float* s = src + kh * rs + ow0;
+            const float* wk = w + kh * KW * K;
+            for (int64_t kw = 0; kw < KW; ++kw, wk += K) {
+                __m512 xv[R];
+#pragma GCC unroll 4
+                for (int r = 0; r < R; ++r) xv[r] = _mm512_maskz_loadu_ps(m, s + r * row_step + kw);
+#pragma GCC unroll 8
+                for (int k = 0; k < K; ++k) {
+                    const __m512 wv = _mm512_set1_ps(wk[k]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < R; ++r) acc[r][k] = _mm512_fmadd_ps(xv[r], wv, acc[r][k]);
+                }
+            }
+        }
+        const int64_t np = OW - ow0 < 16 ? OW - ow0 : 16;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
+            if (relu)
+#pragma GCC unroll 8
+                for (int k = 0; k < K; ++k) acc[r][k] = _mm512_max_ps(zero, acc[r][k]);
+            il.store(y + (r * OW + ow0) * K, acc[r], np);
+        }
+    }
+}
+
 template <int K>
 void fwd_c1(float* y, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW, int64_t rs,
             const float* w, const float* bias, bool relu) {
+    const ChannelInterleave<K>& il = channel_interleave<K>();
+    constexpr int R = K <= 4 ? 4 : 2;
     const int64_t OW = px.OW;
-    // Lane l of channel k's vector goes to y[(ow0 + l) * K + k].
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
-                                                            5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32(K));
-    const __m512 zero = _mm512_setzero_ps();
-    for (int64_t oh = 0; oh < rows; ++oh) {
-        const float* src = px.base + oh * px.row_step;
-        float* yr = y + oh * OW * K;
-        for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
-            const __mmask16 m = strip_mask(ow0, OW);
-            __m512 acc[K];
-#pragma GCC unroll 8
-            for (int k = 0; k < K; ++k) acc[k] = bias ? _mm512_set1_ps(bias[k]) : zero;
-            for (int64_t kh = 0; kh < KH; ++kh) {
-                const float* s = src + kh * rs + ow0;
-                const float* wk = w + kh * KW * K;
-                for (int64_t kw = 0; kw < KW; ++kw, wk += K) {
-                    const __m512 xv = _mm512_maskz_loadu_ps(m, s + kw);
-#pragma GCC unroll 8
-                    for (int k = 0; k < K; ++k)
-                        acc[k] = _mm512_fmadd_ps(xv, _mm512_set1_ps(wk[k]), acc[k]);
-                }
-            }
-#pragma GCC unroll 8
-            for (int k = 0; k < K; ++k) {
-                // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
-                __m512 r = acc[k];
-                if (relu) r = _mm512_maskz_max_ps(__mmask16(0xFFFF), zero, r);
-                _mm512_mask_i32scatter_ps(yr + ow0 * K + k, m, idx, r, 4);
-            }
-        }
-    }
+    int64_t oh = 0;
+    for (; oh + R <= rows; oh += R)
+        fwd_c1_rows<K, R>(y + oh * OW * K, px.base + oh * px.row_step, px.row_step, OW, KH, KW, rs,
+                          w, bias, relu, il);
+    for (; oh < rows; ++oh)
+        fwd_c1_rows<K, 1>(y + oh * OW * K, px.base + oh * px.row_step, px.row_step, OW, KH, KW, rs,
+                          w, bias, relu, il);
 }
 
 void forward_c1(float* y, const ConvPixels& px, int64_t rows, int64_t KH, int64_t KW, int64_t rs,
