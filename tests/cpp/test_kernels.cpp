@@ -92,7 +92,10 @@ void test_conv(const char* algorithm) {
     const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
                           {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
                           {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1},
-                          {2, 9, 8, 5, 3, 3, 70, 1, 1, 0, 0, 1}};
+                          {2, 9, 8, 5, 3, 3, 70, 1, 1, 0, 0, 1},
+                          // One input channel (the column-vectorised kernels): LeNet C1's 5x5x6
+                          // with a masked second strip, and K = 3 padded on an odd row count.
+                          {2, 11, 21, 1, 5, 5, 6, 1, 1, 0, 0, 1}, {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
         d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;
