@@ -202,6 +202,9 @@ def test_sgemm_routes_narrow_transposed_a_unpacked():
     # Too few or too many columns, too few rows, or a row stride of 128 floats (L1 sets).
     for m, n, k in [(600, 8, 1030), (600, 129, 1030), (11, 64, 300), (1152, 64, 1030), (256, 32, 512)]:
         assert _core.sgemm_route(m, n, k, True, False) == "packed", (m, n, k)
+    for bad in [(-1, 4, 4), (2**40, 2**20, 2**10)]:
+        with pytest.raises(ValueError, match="sgemm_route"):
+            _core.sgemm_route(*bad)
 
 
 @pytest.mark.parametrize("m,n,k", [(100, 100, 700), (37, 64, 600)])

@@ -12,9 +12,11 @@ void bind_gemm(py::module_& m) {
     m.def(
         "sgemm_route",
         [](int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
-            if (m < 0 || n < 0 || k < 0)
-                throw std::invalid_argument("sgemm_route: negative dimension in " +
-                                            shape_str({m, n, k}));
+            int64_t mn = 0, mnk = 0;
+            if (m < 0 || n < 0 || k < 0 || __builtin_mul_overflow(m, n, &mn) ||
+                __builtin_mul_overflow(mn, k, &mnk))
+                throw std::invalid_argument("sgemm_route: dimensions " + shape_str({m, n, k}) +
+                                            " must be non-negative with a product below 2^63");
             return std::string(sgemm_route(trans_a, trans_b, m, n, k, trans_a ? m : k));
         },
         py::arg("m"), py::arg("n"), py::arg("k"), py::arg("trans_a") = false,

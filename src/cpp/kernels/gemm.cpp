@@ -32,7 +32,7 @@ constexpr int kMaxMR = 16, kMaxNR = 64;
 struct GemmConfig {
     GemmUkernel uk;
     GemmSmallMFn small_m;  // few-row products without packing
-    GemmTnNarrowFn tn_narrow;  // A^T B, few columns, long K, without packing (null: none)
+    GemmTnNarrowFn tn_narrow;  // A^T B with few columns, without packing (null: none)
     // Floats in the packed B block: about half of L2, so it stays there while every A
     // micro-panel (in L1) sweeps across it.
     int64_t b_floats;
@@ -385,7 +385,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         return;
     }
     if (route == Route::tn_narrow) {
-        // Long-K, few-column A^T B: unpacked, threads take whole row panels.
+        // Few-column A^T B: unpacked, threads take whole row panels.
         constexpr int64_t R = kGemmNarrowRows;
         const int64_t panels = (M + R - 1) / R;
         const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, panels)) : 1;
