@@ -84,6 +84,16 @@ void test_gemm() {
                 sgemm_naive(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C2.data(), N);
                 expect_close("sgemm vs naive", C1, C2);
             }
+    // Sub-matrices (leading dimensions wider than the rows), as grouped im2col convolutions pass
+    // them: the narrow route (A^T B, N = 40) and the packed one (N = 130), into a wider C.
+    for (const int64_t N : {40, 130}) {
+        const int64_t M = 37, K = 300, lda = M + 7, ldb = N + 3, ldc = N + 5;
+        auto A = randn(K * lda), B = randn(K * ldb), C0 = randn(M * ldc);
+        auto C1 = C0, C2 = C0;
+        sgemm(true, false, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C1.data(), ldc);
+        sgemm_naive(true, false, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C2.data(), ldc);
+        expect_close("sgemm sub-matrices vs naive", C1, C2);
+    }
 }
 
 void test_conv(const char* algorithm) {
