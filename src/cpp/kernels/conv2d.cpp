@@ -519,58 +519,40 @@ void conv2d_forward_c1(const ConvDirectUkernels& uk, float* y, const float* x, c
     });
 }
 
-// x (N,H,W,1); dy (N,OH,OW,K); dw (KH,KW,1,K), db (K,) or null: overwritten. Each thread sums
-// its units (a static split, so sums are reproducible) into 16-lane partials, reduced once.
+// x (N,H,W,1); dy (N,OH,OW,K); dw (KH,KW,1,K), db (K,) or null: overwritten. Each thread's
+// partial holds 16 lane partials per dw/db value (the micro-kernel's accumulators); they are
+// summed lane by lane, then over threads in thread order.
 void conv2d_backward_weights_c1(const ConvDirectUkernels& uk, float* dw, float* db,
                                 const float* x, const float* dy, const Conv2dDims& d) {
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
-    const int64_t DW = d.KH * d.KW * d.K, part_floats = DW + d.K;
-    const int64_t units = d.N * plan.bands, OWp = (d.OW + 15) / 16 * 16;
-    float* shared = column_scratch(plan.T * part_floats, kShared);
-    auto thread_part = [&](int t, int nt) {
-        float* part = shared + t * part_floats;
-        float* accv = column_scratch(part_floats * 16, kLanePartials);
-        std::fill(accv, accv + part_floats * 16, 0.0f);
-        for (int64_t u = units * t / nt; u < units * (t + 1) / nt; ++u) {
+    const int64_t DW = d.KH * d.KW * d.K, items = DW + d.K, part_floats = items * 16;
+    const int64_t OWp = (d.OW + 15) / 16 * 16;
+    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kLanePartials);
+    reduce_over_threads(
+        plan.T, d.N * plan.bands, parts, part_floats,
+        [&](float* accv, int64_t u) {
             const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
             const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
             const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
             float* dyt = column_scratch(d.K * rows * OWp, kColumns);
             uk.backward_weights_c1(accv, px, rows, d.KH, d.KW, g.rs,
                                    dy + (n * d.OH + oh0) * d.OW * d.K, dyt, d.K);
-        }
-        for (int64_t i = 0; i < part_floats; ++i) {
+        },
+        items,
+        [&](int used, int64_t i) {
             float s = 0.0f;
-            for (int l = 0; l < 16; ++l) s += accv[i * 16 + l];
-            part[i] = s;
-        }
-    };
-    auto write = [&](int64_t i, float s) {
-        if (i < DW)
-            dw[i] = s;
-        else if (db)
-            db[i - DW] = s;
-    };
-    if (plan.T <= 1) {
-        thread_part(0, 1);
-        for (int64_t i = 0; i < part_floats; ++i) write(i, shared[i]);
-        return;
-    }
-    int used = plan.T;
-#pragma omp parallel num_threads(plan.T)
-    {
-        const int nt = omp_get_num_threads();  // the runtime may grant fewer threads
-        if (omp_get_thread_num() == 0) used = nt;
-        thread_part(omp_get_thread_num(), nt);
-#pragma omp barrier
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < part_floats; ++i) {
-            float s = 0.0f;
-            for (int v = 0; v < used; ++v) s += shared[v * part_floats + i];
-            write(i, s);
-        }
-    }
+            for (int v = 0; v < used; ++v) {
+                const float* lane = parts + v * part_floats + i * 16;
+                float t = 0.0f;
+                for (int l = 0; l < 16; ++l) t += lane[l];
+                s += t;
+            }
+            if (i < DW)
+                dw[i] = s;
+            else if (db)
+                db[i - DW] = s;
+        });
 }
 
 // x (N,H,W,C); w (KH,KW,C,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
