@@ -370,11 +370,9 @@ const ConvDirectUkernels* conv2d_direct_ukernels() {
 // copy of one band of it, which stays in L2) and scatter backward-data products straight into dx.
 // Each thread takes whole units - an image or a band of output rows - so no output element is
 // written by two threads; dw goes to per-thread partials added at the end. Work below
-// kDirectMacsPerThread runs on the calling thread without entering an OpenMP region.
+// kMacsPerThread (parallel.h) runs on the calling thread without entering an OpenMP region.
 
 namespace {
-
-constexpr int64_t kDirectMacsPerThread = int64_t(1) << 20;  // ~10-20 us of one core
 
 std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
@@ -419,7 +417,7 @@ struct DirectPlan {
 
 DirectPlan direct_plan(const Conv2dDims& d, bool whole_images) {
     const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * d.C;
-    const int Tmax = threads_for(macs / kDirectMacsPerThread);
+    const int Tmax = threads_for(macs / kMacsPerThread);
     int64_t bands = 1;
     // Too few images to balance the threads: split images into bands of output rows.
     if (!whole_images && Tmax > 1 && d.N < 4 * Tmax)
@@ -541,17 +539,7 @@ void conv2d_backward_weights_c1(const ConvDirectUkernels& uk, float* dw, float* 
         },
         items,
         [&](int used, int64_t i) {
-            float s = 0.0f;
-            for (int v = 0; v < used; ++v) {
-                const float* lane = parts + v * part_floats + i * 16;
-                float t = 0.0f;
-                for (int l = 0; l < 16; ++l) t += lane[l];
-                s += t;
-            }
-            if (i < DW)
-                dw[i] = s;
-            else if (db)
-                db[i - DW] = s;
+            write_summed_gradient(dw, db, DW, parts, part_floats, 16, used, i);
         });
 }
 
@@ -623,12 +611,7 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
         plan.T, d.N * plan.bands, parts, part_floats,
         [&](float* part, int64_t u) { unit(part, db ? part + DW : nullptr, u); }, part_floats,
         [&](int used, int64_t i) {
-            float s = 0.0f;
-            for (int v = 0; v < used; ++v) s += parts[v * part_floats + i];
-            if (i < DW)
-                dw[i] = s;
-            else if (db)
-                db[i - DW] = s;
+            write_summed_gradient(dw, db, DW, parts, part_floats, 1, used, i);
         });
 }
 

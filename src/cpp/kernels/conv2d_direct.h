@@ -146,6 +146,25 @@ void reduce_over_threads(int T, int64_t units, float* parts, int64_t part_floats
     }
 }
 
+// The finish step of a weight-gradient reduce_over_threads whose partials hold DW dw values then
+// the db values, each as `lanes` consecutive lane partials: item i is dw[i] for i < DW, else
+// db[i - DW] (skipped when db is null) = the sum over the `used` threads, in thread order, of the
+// sum of its lanes.
+inline void write_summed_gradient(float* dw, float* db, int64_t DW, const float* parts,
+                                  int64_t part_floats, int lanes, int used, int64_t i) {
+    float s = 0.0f;
+    for (int v = 0; v < used; ++v) {
+        const float* lane = parts + v * part_floats + i * lanes;
+        float t = 0.0f;
+        for (int l = 0; l < lanes; ++l) t += lane[l];
+        s += t;
+    }
+    if (i < DW)
+        dw[i] = s;
+    else if (db)
+        db[i - DW] = s;
+}
+
 // The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
 const ConvDirectUkernels* conv2d_direct_ukernels();
 

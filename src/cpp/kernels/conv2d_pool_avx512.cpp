@@ -105,9 +105,6 @@ void forward_row_range(float* y, int32_t* which, const float* img, int64_t i0, i
     }
 }
 
-// Below this many multiply-adds (~10-20 us of one core) per thread, fewer threads.
-constexpr int64_t kMacsPerThread = int64_t(1) << 20;
-
 }  // namespace
 
 bool conv2d_relu_maxpool_supported(const Conv2dDims& d) {
@@ -200,12 +197,7 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
     };
     // Static, so the sums depend on the thread count only.
     reduce_over_threads(T, d.N, parts, part_floats, image, DW + K, [&](int used, int64_t i) {
-        float s = 0.0f;
-        for (int t = 0; t < used; ++t) s += parts[t * part_floats + i];
-        if (i < DW)
-            dw[i] = s;
-        else if (db)
-            db[i - DW] = s;
+        write_summed_gradient(dw, db, DW, parts, part_floats, 1, used, i);
     });
 }
 

@@ -34,8 +34,6 @@ TileGrid tile_grid(const Conv2dDims& d) {
 
 // V and M of one block together fill about this many floats (1 MiB), half a core's L2 here.
 constexpr int64_t kBlockFloats = int64_t(1) << 18;
-// Below this many multiply-adds (~10-20 us of one core) per thread, fewer threads.
-constexpr int64_t kMacsPerThread = int64_t(1) << 20;
 
 // Blocks of `tiles` tiles on T threads; the block count is a multiple of T so that the static
 // schedule balances.

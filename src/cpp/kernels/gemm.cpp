@@ -328,9 +328,6 @@ void gemm_small_m_portable(bool trans_a, int64_t M, int64_t N, int64_t K, float 
 
 // Below this many multiply-adds the packing and threading overheads dominate: plain loops.
 constexpr int64_t kSmallMacs = 4096;
-// Multiply-adds worth giving a thread (~5-10 us of one core; a fork/join costs ~2 us). At 4x this
-// LeNet-5's C5 layer (M=128, N=120, K=400) ran on one thread: 1.5x slower at 2 threads.
-constexpr int64_t kMacsPerThread = int64_t(1) << 20;
 
 // The unpacked A^T B route (gemm_tn_narrow_avx512.cpp) beat the packed one from K = 16 to
 // K = 32768 for 16 <= N <= 128 (1.1-2.3x, 1 and 2 threads); below 16 columns neither is good and
