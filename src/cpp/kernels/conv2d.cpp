@@ -356,6 +356,17 @@ const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* 
     return copy;
 }
 
+Conv2dDims backward_data_as_forward_dims(const Conv2dDims& d) {
+    Conv2dDims f{};
+    f.N = d.N, f.H = d.OH, f.W = d.OW, f.C = d.K;
+    f.KH = d.KH, f.KW = d.KW, f.K = d.C;
+    f.OH = d.H, f.OW = d.W;
+    f.stride_h = f.stride_w = 1;
+    f.pad_top = d.KH - 1 - d.pad_top, f.pad_left = d.KW - 1 - d.pad_left;
+    f.groups = 1;
+    return f;
+}
+
 const ConvDirectUkernels* conv2d_direct_ukernels() {
     static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
         static ConvDirectUkernels k{};
@@ -638,14 +649,7 @@ void conv2d_backward_data_flipped(const ConvDirectUkernels& uk, float* dx, const
         for (int64_t c = 0; c < d.C; ++c)
             for (int64_t k = 0; k < d.K; ++k) dst[k * d.C + c] = src[c * d.K + k];
     }
-    Conv2dDims f{};
-    f.N = d.N, f.H = d.OH, f.W = d.OW, f.C = d.K;
-    f.KH = d.KH, f.KW = d.KW, f.K = d.C;
-    f.OH = d.H, f.OW = d.W;
-    f.stride_h = f.stride_w = 1;
-    f.pad_top = d.KH - 1 - d.pad_top, f.pad_left = d.KW - 1 - d.pad_left;
-    f.groups = 1;
-    conv2d_forward_direct(uk, dx, dy, wf, nullptr, f, false);
+    conv2d_forward_direct(uk, dx, dy, wf, nullptr, backward_data_as_forward_dims(d), false);
 }
 
 // dy (N,OH,OW,K); w (KH,KW,C,K); dx (N,H,W,C) overwritten. Whole images per thread.

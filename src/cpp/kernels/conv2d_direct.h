@@ -91,6 +91,11 @@ float* column_scratch(int64_t floats, int slot = kColumns);
 
 // Helpers the direct-kernel drivers share (conv2d.cpp, conv2d_pool_avx512.cpp, ...).
 
+// The stride-1 backward-data of d as a forward convolution: input dy (N,OH,OW,K) zero-padded by
+// KH-1-pad_top rows and KW-1-pad_left columns, K -> C channels, output (N,H,W,C); its kernel is
+// w flipped in both spatial axes with C and K swapped.
+Conv2dDims backward_data_as_forward_dims(const Conv2dDims& d);
+
 // off[q] for q = (kh, kw, c) of d's kernel: where q sits in a receptive field of a source with row
 // stride rs (floats). In the calling thread's kOffsets scratch.
 const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs);

@@ -346,13 +346,7 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
                                    const float* w, const Conv2dDims& d) {
     if (tile_grid(d).per_image < ((d.H + 1) / 2) * ((d.W + 1) / 2))
         return backward_data_transposed(uk, dx, dy, w, d);
-    Conv2dDims f{};
-    f.N = d.N, f.H = d.OH, f.W = d.OW, f.C = d.K;
-    f.KH = f.KW = 3, f.K = d.C;
-    f.OH = d.H, f.OW = d.W;
-    f.stride_h = f.stride_w = 1;
-    f.pad_top = 2 - d.pad_top, f.pad_left = 2 - d.pad_left;
-    f.groups = 1;
+    const Conv2dDims f = backward_data_as_forward_dims(d);
     const int64_t Cp = round_up(d.C, 16);
     float* U = column_scratch(16 * d.K * Cp, kWinogradWeights);
     transform_kernel(U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
