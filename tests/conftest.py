@@ -4,12 +4,47 @@ import pathlib
 import numpy as np
 import pytest
 
+from cnnfast import _core
+
 SHARED_DATASETS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _available_simd_paths(select) -> list[str]:
+    """The paths `select` (a _core.set_*_simd_path) accepts on this CPU; "auto" restored after.
+
+    The setters say no either by raising ValueError (elementwise) or by returning False (pool2d).
+    """
+    paths = []
+    for path in ("baseline", "avx2", "avx512"):
+        try:
+            accepted = select(path) is not False
+        except ValueError:
+            accepted = False
+        if accepted:
+            paths.append(path)
+    select("auto")
+    return paths
+
+
+def _simd_path_fixture(select):
+    @pytest.fixture(params=_available_simd_paths(select))
+    def fixture(request):
+        select(request.param)
+        yield request.param
+        select("auto")
+
+    return fixture
+
+
+# Run a test once per compiled SIMD path this CPU has, for the element-wise kernels (activations,
+# softmax, losses, dropout) and for pooling.
+simd_path = _simd_path_fixture(_core.set_elementwise_simd_path)
+pool_simd_path = _simd_path_fixture(_core.set_pool2d_simd_path)
 
 
 @pytest.fixture(scope="session")

@@ -19,28 +19,6 @@ SIZES = [1, 7, 1001, 100_003]
 FWD_RTOL, FWD_ATOL = 1e-6, 2e-36
 
 
-def _simd_paths() -> list[str]:
-    paths = []
-    for p in ["baseline", "avx2", "avx512"]:
-        try:
-            _core.set_elementwise_simd_path(p)
-            paths.append(p)
-        except ValueError:
-            pass
-    _core.set_elementwise_simd_path("auto")
-    return paths
-
-
-SIMD_PATHS = _simd_paths()
-
-
-@pytest.fixture(params=SIMD_PATHS)
-def simd_path(request):
-    _core.set_elementwise_simd_path(request.param)
-    yield request.param
-    _core.set_elementwise_simd_path("auto")
-
-
 @pytest.fixture
 def restore_threads():
     yield

@@ -66,27 +66,6 @@ def test_softmax_xent_matches_reference(shape, scale, rng):
     _check_one_hot_and_soft_labels(logits, onehot, rng)
 
 
-def _elementwise_simd_paths() -> list[str]:
-    paths = [p for p in ["baseline", "avx2", "avx512"] if _try_path(p)]
-    _core.set_elementwise_simd_path("auto")
-    return paths
-
-
-def _try_path(name: str) -> bool:
-    try:
-        _core.set_elementwise_simd_path(name)
-        return True
-    except ValueError:
-        return False
-
-
-@pytest.fixture(params=_elementwise_simd_paths())
-def simd_path(request):
-    _core.set_elementwise_simd_path(request.param)
-    yield request.param
-    _core.set_elementwise_simd_path("auto")
-
-
 # The fused rows are compiled once per ISA (with exp, the sums and the output pass): each path
 # must meet the reference tolerances above and keep the exact identities, row tails included
 # (C = 1, 10, 17 and 1000 against vectors of 4, 8 and 16 floats).

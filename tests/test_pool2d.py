@@ -234,22 +234,6 @@ def test_pool2d_backward_rejects_bad_dy_and_core_checks():
 # ---- fast paths: every compiled SIMD copy, full 2x2 / 3x3 windows, tails, threads --------
 
 
-def _pool_simd_paths() -> list[str]:
-    paths = []
-    for p in ("baseline", "avx2", "avx512"):
-        if _core.set_pool2d_simd_path(p):
-            paths.append(p)
-    _core.set_pool2d_simd_path("auto")
-    return paths
-
-
-@pytest.fixture(params=_pool_simd_paths())
-def pool_simd_path(request):
-    _core.set_pool2d_simd_path(request.param)
-    yield request.param
-    _core.set_pool2d_simd_path("auto")
-
-
 # Shapes that reach each loop: full 2x2 / 3x3 windows with C a multiple of every vector width,
 # C with a scalar tail (17, 35), C below one vector (3, 6), windows clipped by "same" padding,
 # stride > pool (uncovered rows/columns of dx must be zeroed), overlapping 3x3 stride 2; and the
