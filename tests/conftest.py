@@ -14,6 +14,13 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def restore_threads():
+    """For tests that change the kernels' thread count: the default (0) is restored after."""
+    yield
+    _core.set_num_threads(0)
+
+
 def _available_simd_paths(select) -> list[str]:
     """The paths `select` (a _core.set_*_simd_path) accepts on this CPU; "auto" restored after.
 

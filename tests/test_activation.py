@@ -19,12 +19,6 @@ SIZES = [1, 7, 1001, 100_003]
 FWD_RTOL, FWD_ATOL = 1e-6, 2e-36
 
 
-@pytest.fixture
-def restore_threads():
-    yield
-    _core.set_num_threads(0)
-
-
 def _inputs(n: int, rng) -> np.ndarray:
     """Normal values plus the awkward ones: 0, tiny, branch boundaries, and |x| up to 100."""
     special = np.array([0.0, -0.0, 1e-8, -1e-8, 0.624, 0.626, -0.624, -1.249, -1.251, 1.25,

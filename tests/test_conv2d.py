@@ -186,7 +186,7 @@ def test_conv2d_backward_matches_reference(case, naive, algorithm, rng):
 
 
 @pytest.mark.parametrize("threads", [2, 3])
-def test_conv2d_chunked_batch_matches_reference(threads, algorithm, rng):
+def test_conv2d_chunked_batch_matches_reference(threads, algorithm, rng, restore_threads):
     # Big enough that the column workspace is split into several chunks, with chunk borders
     # falling inside images (so im2col/col2im and the dw accumulation across chunks are tested).
     # With 3 threads the 11 row blocks are too few to balance, so forward/dw use shared chunks
@@ -199,11 +199,8 @@ def test_conv2d_chunked_batch_matches_reference(threads, algorithm, rng):
     pads = geometry(case)[0]
     dy = rng.standard_normal((3, OH, OW, 16)).astype(np.float32)
     _core.set_num_threads(threads)
-    try:
-        y = core_forward(x, w, b, case, False)
-        got = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    y = core_forward(x, w, b, case, False)
+    got = core_backward(x, w, dy, case, False)
     assert_sum_close(
         y,
         ref.conv2d_forward(x, w, b, strides, pads),
@@ -224,17 +221,14 @@ def test_conv2d_chunked_batch_matches_reference(threads, algorithm, rng):
     ],
     ids=str,
 )
-def test_conv2d_any_thread_count_matches_reference(case, threads, algorithm, rng):
+def test_conv2d_any_thread_count_matches_reference(case, threads, algorithm, rng, restore_threads):
     x, w, b = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     groups = case[-1]
     dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
     _core.set_num_threads(threads)
-    try:
-        y = core_forward(x, w, b, case, False)
-        got = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    y = core_forward(x, w, b, case, False)
+    got = core_backward(x, w, dy, case, False)
     assert_sum_close(
         y,
         ref.conv2d_forward(x, w, b, strides, pads, groups),
@@ -316,16 +310,13 @@ def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorith
     ],
     ids=str,
 )
-def test_conv2d_direct_threads_match_reference(case, threads, algorithm, rng):
+def test_conv2d_direct_threads_match_reference(case, threads, algorithm, rng, restore_threads):
     x, w, b = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
     _core.set_num_threads(threads)
-    try:
-        y = core_forward(x, w, b, case, False, "relu")
-        got = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    y = core_forward(x, w, b, case, False, "relu")
+    got = core_backward(x, w, dy, case, False)
     want = np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0)
     assert_sum_close(y, want, ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads))
     assert_backward_close(got, x, w, dy, strides, pads)
@@ -346,15 +337,12 @@ FLIPPED_BACKWARD_DATA_CASES = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", FLIPPED_BACKWARD_DATA_CASES, ids=str)
-def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads, algorithm, rng):
+def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads, algorithm, rng, restore_threads):
     x, w, _ = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
     _core.set_num_threads(threads)
-    try:
-        got = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    got = core_backward(x, w, dy, case, False)
     assert_backward_close(got, x, w, dy, strides, pads)
 
 
@@ -415,17 +403,14 @@ SINGLE_CHANNEL_CASES = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", SINGLE_CHANNEL_CASES, ids=str)
-def test_conv2d_single_channel_matches_reference(case, threads, algorithm, rng):
+def test_conv2d_single_channel_matches_reference(case, threads, algorithm, rng, restore_threads):
     x, w, b = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)
     _core.set_num_threads(threads)
-    try:
-        y = core_forward(x, w, b, case, False, "relu")
-        y_nb = core_forward(x, w, None, case, False)
-        got = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    y = core_forward(x, w, b, case, False, "relu")
+    y_nb = core_forward(x, w, None, case, False)
+    got = core_backward(x, w, dy, case, False)
     abs_y = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads)
     # ReLU is 1-Lipschitz: the sum bound still holds.
     assert_sum_close(y, np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0), abs_y)
@@ -433,7 +418,7 @@ def test_conv2d_single_channel_matches_reference(case, threads, algorithm, rng):
     assert_backward_close(got, x, w, dy, strides, pads)
 
 
-def test_conv2d_single_channel_relu_propagates_nan_and_is_reproducible(rng):
+def test_conv2d_single_channel_relu_propagates_nan_and_is_reproducible(rng, restore_threads):
     case = (4, 14, 14, 1, 5, 5, 6, 1, "valid", 1)
     x, w, b = make_inputs(case, rng)
     x[1, 3, 4, 0] = np.nan
@@ -442,11 +427,8 @@ def test_conv2d_single_channel_relu_propagates_nan_and_is_reproducible(rng):
     x[1, 3, 4, 0] = 0.5
     dy = rng.standard_normal((4, 10, 10, 6)).astype(np.float32)
     _core.set_num_threads(2)
-    try:
-        first = core_backward(x, w, dy, case, False)
-        again = core_backward(x, w, dy, case, False)
-    finally:
-        _core.set_num_threads(0)
+    first = core_backward(x, w, dy, case, False)
+    again = core_backward(x, w, dy, case, False)
     for a, c in zip(first, again):
         np.testing.assert_array_equal(a, c)  # static split: bit-identical sums
 

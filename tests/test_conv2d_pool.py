@@ -66,7 +66,7 @@ CASES = [
 @needs_fused
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_fused_block_matches_reference(case, threads, rng):
+def test_fused_block_matches_reference(case, threads, rng, restore_threads):
     N, H, W, C, KH, KW, K = case
     x = rng.standard_normal((N, H, W, C)).astype(np.float32)
     w = rng.standard_normal((KH, KW, C, K)).astype(np.float32)
@@ -78,13 +78,10 @@ def test_fused_block_matches_reference(case, threads, rng):
     dw = np.full_like(w, np.nan)
     db = np.full(K, np.nan, np.float32)
     _core.set_num_threads(threads)
-    try:
-        _core.conv2d_relu_maxpool_forward(y, which, x, w, b)
-        _core.conv2d_relu_maxpool_backward_weights(dw, db, x, dy, y, which)
-        dw2 = np.empty_like(dw)
-        _core.conv2d_relu_maxpool_backward_weights(dw2, None, x, dy, y, which)
-    finally:
-        _core.set_num_threads(0)
+    _core.conv2d_relu_maxpool_forward(y, which, x, w, b)
+    _core.conv2d_relu_maxpool_backward_weights(dw, db, x, dy, y, which)
+    dw2 = np.empty_like(dw)
+    _core.conv2d_relu_maxpool_backward_weights(dw2, None, x, dy, y, which)
     want_y, want_which, _, _, abs_y, _, _ = reference_block(x, w, b, dy)
     assert_sum_close(y, want_y, abs_y)
     # Positions may differ only where two window values are within rounding of each other

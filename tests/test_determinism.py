@@ -17,13 +17,6 @@ import cnnfast as cf
 L = cf.layers
 
 
-@pytest.fixture
-def restore_threads():
-    before = cf.get_num_threads()
-    yield
-    cf.set_num_threads(before)
-
-
 def conv_net():
     """Big enough that every kernel call is split over threads: the second convolution is
     16x16x32 outputs x 3x3x16 taps = 1.18M MACs per image, 9.4M per batch of 8; the first conv's

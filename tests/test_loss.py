@@ -16,12 +16,6 @@ from cnnfast.ops import loss as L
 SHAPES = [(1, 1), (1, 2), (7, 3), (33, 10), (4000, 10), (64, 1000), (9, 4099)]
 
 
-@pytest.fixture
-def restore_threads():
-    yield
-    _core.set_num_threads(0)
-
-
 def _labels(n, c, rng):
     idx = rng.integers(0, c, n)
     return idx.astype(np.int32), R.one_hot(idx, c).astype(np.float32)

@@ -18,12 +18,6 @@ STEPS = 6
 RTOL, ATOL = 2e-6, 1e-6
 
 
-@pytest.fixture
-def restore_threads():
-    yield
-    _core.set_num_threads(0)
-
-
 def _problem(n, rng):
     w = rng.standard_normal(n).astype(np.float32)
     grads = [rng.standard_normal(n).astype(np.float32) for _ in range(STEPS)]
