@@ -62,7 +62,8 @@ def network_key(model: Any) -> tuple:
 def build_network(model: Any) -> Any | None:
     """A ``_core.Network`` running ``model``'s inference forward, or None if some layer has no
     C++ step (the caller then walks the layers in Python). The model must be built."""
-    if not model.layers or model.input_shape_ is None:
+    # The executor needs a per-sample axis; a rank-0 input (a batch of scalars) takes Python.
+    if not model.layers or not model.input_shape_:
         return None
     for layer in model.layers:
         if type(layer) not in _ADDERS:

@@ -493,13 +493,10 @@ class Sequential:
         batch_size = 32 if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
-        # Fast path for the common call (a built model, a float32 C-contiguous array of the right
+        # Fast path for the common call (a built model, a float32 C-contiguous batch of the right
         # shape): the checks _check_x would make, without its conversions.
-        if (type(x) is np.ndarray and x.dtype == np.float32 and self.built
+        if not (type(x) is np.ndarray and x.dtype == np.float32 and self.built and x.ndim > 0
                 and x.shape[1:] == self.input_shape_ and x.flags.c_contiguous):
-            if x.ndim == 0:
-                x = self._check_x(x, "predict")  # raises its usual error
-        else:
             x = self._check_x(x, "predict")
         out = np.empty((len(x),) + self.output_shape_, np.float32)
         net = self._inference_network()

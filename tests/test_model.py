@@ -156,6 +156,16 @@ def test_wrong_input_shape_names_layer_and_shapes():
         model.predict(np.array([["a"] * 2] * 8 * 8 * 2, dtype=object).reshape(2, 8, 8, 2))
 
 
+def test_predict_on_scalar_samples():
+    # A rank-0 per-sample shape: a batch is a vector; the C++ executor needs a sample axis, so
+    # predict walks the layers in Python. A 0-d input is no batch and is refused with shapes.
+    model = cf.Sequential([cf.layers.Activation("relu")])
+    model.build(())
+    np.testing.assert_array_equal(model.predict(np.array([1.5, -2.0], np.float32)), [1.5, 0.0])
+    with pytest.raises(ValueError, match=r"activation.*\(None, \).*\(\)"):
+        model.predict(np.array(1.0, np.float32))
+
+
 def test_mismatched_x_y_and_bad_targets():
     x, y, labels = toy_data(10)
     model = small_cnn()
