@@ -556,18 +556,14 @@ def test_corrupt_dataset_files_raise_value_error(tmp_path):
     np.testing.assert_array_equal(idx.parse_idx(good_idx), images)
     record_bytes = bytes([3]) + bytes(range(256)) * 12
     good_cifar = record_bytes * 3
-    for what, data in corruptions(good_idx, rng, 120):
-        try:
-            idx.parse_idx(data, "f.idx")
-        except ValueError as e:
-            assert "f.idx" in str(e), (what, e)
-        record("hostile inputs tried")
-    for what, data in corruptions(good_cifar, rng, 120):
-        try:
-            cifar.parse_cifar10_batch(data, "f.bin")
-        except ValueError as e:
-            assert "f.bin" in str(e), (what, e)
-        record("hostile inputs tried")
+    for good, parse, fname in [(good_idx, idx.parse_idx, "f.idx"),
+                               (good_cifar, cifar.parse_cifar10_batch, "f.bin")]:
+        for what, data in corruptions(good, rng, 120):
+            try:
+                parse(data, fname)
+            except ValueError as e:
+                assert fname in str(e), (what, e)
+            record("hostile inputs tried")
     # Headers claiming huge shapes are refused before allocating anything.
     for dims in [(2**32 - 1,) * 3, (2**31, 2**31), (0xFFFFFFFF,)]:
         h = bytes([0, 0, 0x0D, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
