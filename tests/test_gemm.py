@@ -54,6 +54,10 @@ SHAPES = [
     (20, 1100, 50),
     (257, 259, 261),
     (300, 70, 390),
+    # More columns than one packed B block holds (on L2 caches up to 2.5 MiB), and more rows
+    # than one A block: the packed A of the first column block is kept and reused by the later
+    # ones, over three K blocks.
+    (73, 2100, 800),
     # Small-M path (M <= 4 rows, B not transposed, unpacked): batch-1 dense layers and
     # whole-input convolutions; column blocks of 1-8 vectors with masked tails, K unrolled by U.
     (1, 120, 400),
@@ -124,7 +128,9 @@ def test_sgemm_matches_reference(m, n, k, trans_a, trans_b, alpha, beta):
     check_case(m, n, k, trans_a, trans_b, alpha, beta)
 
 
-@pytest.mark.parametrize("m,n,k", [(9, 40, 20), (300, 70, 390), (1, 33, 1000), (600, 48, 1030)])
+@pytest.mark.parametrize(
+    "m,n,k", [(9, 40, 20), (300, 70, 390), (1, 33, 1000), (600, 48, 1030), (73, 2100, 800)]
+)
 @pytest.mark.parametrize("trans_a,trans_b", FLAGS)
 def test_sgemm_single_thread_matches_reference(m, n, k, trans_a, trans_b):
     check_case(m, n, k, trans_a, trans_b, -1.25, 0.5, single_thread=True)
@@ -158,7 +164,7 @@ def test_sgemm_alpha_zero_scales_c_only():
     np.testing.assert_array_equal(c, 3.0 * c0)
 
 
-@pytest.mark.parametrize("m,n,k", [(5, 7, 3), (45, 70, 400), (300, 96, 130)])
+@pytest.mark.parametrize("m,n,k", [(5, 7, 3), (45, 70, 400), (300, 96, 130), (60, 2100, 400)])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_sgemm_bias_relu_epilogue(m, n, k, relu, with_bias):

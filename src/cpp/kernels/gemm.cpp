@@ -29,8 +29,13 @@ constexpr int64_t KC = kGemmKC;
 // Largest micro-tile any path uses, for the edge-tile scratch.
 constexpr int kMaxMR = 16, kMaxNR = 64;
 
+using PackBFn = void (*)(float* dst, const float* b, int64_t ldb, bool trans_b, int64_t kc,
+                         int64_t nc);
+PackBFn pack_b_for(int nr);
+
 struct GemmConfig {
     GemmUkernel uk;
+    PackBFn pack_b;  // for uk.nr
     GemmSmallMFn small_m;  // few-row products without packing
     GemmTnNarrowFn tn_narrow;  // A^T B with few columns, without packing (null: none)
     // Floats in the packed B block: about half of L2, so it stays there while every A
@@ -53,6 +58,7 @@ GemmConfig select_config() {
     } else {
         gemm_ukernel_4x8_scalar(&cfg.uk);
     }
+    cfg.pack_b = pack_b_for(cfg.uk.nr);
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l2 <= 0) l2 = 1 << 20;
     cfg.b_floats = l2 / 2 / int64_t(sizeof(float));
@@ -94,7 +100,11 @@ class PackBuffer {
     int64_t cap_ = 0;
 };
 
-thread_local PackBuffer t_pack_a, t_pack_b;
+thread_local PackBuffer t_pack_a, t_pack_b, t_kept_a;
+
+// Largest packed A gemm_serial keeps for reuse across column blocks (per thread): 16 MiB, which
+// covers M x K = 2048 x 2048 with the panels' padding; larger products repack A per block.
+constexpr int64_t kKeptAMaxFloats = int64_t(4) << 20;
 
 // Optional work done on each finished tile of C: bias over columns, then ReLU.
 struct Epilogue {
@@ -105,28 +115,46 @@ struct Epilogue {
 
 // op(B) block (kc, nc) -> nc/NR panels of kc x NR, k-major, zero-padded to a whole panel.
 // b points at op(B)(0, 0) of the block: B + p0*ldb + j0, or B + j0*ldb + p0 when trans_b.
-void pack_b(float* dst, const float* b, int64_t ldb, bool trans_b, int64_t kc, int64_t nc,
-            int nr_max) {
-    for (int64_t jp = 0; jp < nc; jp += nr_max) {
-        const int64_t nr = std::min<int64_t>(nr_max, nc - jp);
-        float* d = dst + jp * kc;
-        if (!trans_b) {
-            for (int64_t k = 0; k < kc; ++k) {
-                const float* s = b + k * ldb + jp;
-                float* dk = d + k * nr_max;
-                std::memcpy(dk, s, nr * sizeof(float));
-                for (int64_t j = nr; j < nr_max; ++j) dk[j] = 0.0f;
+// NR is a template argument so that the panel-row copies are fixed-size (inlined, no call per
+// 128 bytes).
+template <int NR>
+void pack_b(float* dst, const float* b, int64_t ldb, bool trans_b, int64_t kc, int64_t nc) {
+    const int64_t full = nc / NR * NR;
+    if (!trans_b) {
+        // Stored row by row: walk each row once, in order, dealing it out to the panels. Panel by
+        // panel instead would read NR floats from each of kc rows a page apart, which the
+        // hardware prefetchers do not follow (measured 1.2-1.6x slower at 342 x 704 of 2048^2).
+        for (int64_t k = 0; k < kc; ++k) {
+            const float* s = b + k * ldb;
+            float* d = dst + k * NR;
+            for (int64_t jp = 0; jp < full; jp += NR)
+                std::memcpy(d + jp * kc, s + jp, NR * sizeof(float));
+            if (full < nc) {
+                float* dk = d + full * kc;
+                std::memcpy(dk, s + full, (nc - full) * sizeof(float));
+                std::fill(dk + (nc - full), dk + NR, 0.0f);
             }
-        } else {
-            // B stored (N, K): walk each stored row contiguously, scatter into the panel columns.
-            for (int64_t j = 0; j < nr; ++j) {
-                const float* s = b + (jp + j) * ldb;
-                for (int64_t k = 0; k < kc; ++k) d[k * nr_max + j] = s[k];
-            }
-            for (int64_t k = 0; k < kc; ++k)
-                for (int64_t j = nr; j < nr_max; ++j) d[k * nr_max + j] = 0.0f;
         }
+        return;
     }
+    // Stored (N, K): walk each stored row contiguously, scatter into the panel columns.
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+        const int64_t nr = std::min<int64_t>(NR, nc - jp);
+        float* d = dst + jp * kc;
+        for (int64_t j = 0; j < nr; ++j) {
+            const float* s = b + (jp + j) * ldb;
+            for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+        }
+        for (int64_t k = 0; k < kc; ++k)
+            for (int64_t j = nr; j < NR; ++j) d[k * NR + j] = 0.0f;
+    }
+}
+
+// For the micro-kernel's NR: 32 (AVX-512), 16 (AVX2) or 8 (scalar).
+PackBFn pack_b_for(int nr) {
+    if (nr == 32) return &pack_b<32>;
+    if (nr == 16) return &pack_b<16>;
+    return &pack_b<8>;
 }
 
 // Floats one packed A panel occupies in each layout.
@@ -196,12 +224,17 @@ void prefetch_a_source(const float* a, int64_t lda, bool trans_a, int64_t mc, in
 // One thread's whole loop nest over C (M,N) = alpha op(A) op(B) + beta C (then epilogue).
 // A, B, C, bias already point at this thread's sub-problem.
 //
-//   jc over N (nc_blk)            B block: kb x nc_blk packed, sized to about half of L2
-//    pb over K (kb)               (kb = all of K when it fits, so A is streamed from DRAM once)
-//     ic over M (MC)              A block: mc x kc packed (L2), next block prefetched meanwhile
+//   pb over K (kb)                (kb = all of K when it fits)
+//    jc over N (nc_blk)           B block: kb x nc_blk packed, sized to about half of L2
+//     ic over M (MC)              A block: mc x kc packed, next block's source prefetched meanwhile
 //      pc over the kb (kc)
 //       ir over MR                one A micro-panel, loaded into L1 once ...
 //        jr over NR               ... swept across the B block's micro-panels (from L2)
+//
+// When N needs several B blocks, the packed A of the whole K range is kept (kept_a) for the
+// later column blocks, rather than A being re-read from memory and packed again for each: at
+// 2048^2 that is three passes over 16 MiB of A, and their prefetches and copies cost about 2% of
+// single-thread throughput (scratch A/B runs).
 void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, int64_t N,
                  int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                  float beta, float* C, int64_t ldc, const Epilogue& ep) {
@@ -218,22 +251,27 @@ void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, i
     const int64_t kb = kb_blocks * kc_blk;
     const int64_t MC = trans_a ? cfg.mc_kmajor : cfg.mc_rows;
     float* pb = t_pack_b.get(nc_blk * kb);
-    float* pa = t_pack_a.get(std::min(MC, (M + MR - 1) / MR * MR) / MR *
-                             a_panel_size(trans_a, MR, kc_blk));
+    const int64_t a_blk =
+        std::min(MC, (M + MR - 1) / MR * MR) / MR * a_panel_size(trans_a, MR, kc_blk);
+    const int64_t m_blocks = (M + MC - 1) / MC;
+    const bool keep_a = n_blocks > 1 && m_blocks * kb_blocks * a_blk <= kKeptAMaxFloats;
+    float* pa_all = keep_a ? t_kept_a.get(m_blocks * kb_blocks * a_blk) : t_pack_a.get(a_blk);
     alignas(64) float tile[kMaxMR * kMaxNR];
     // op(A)(i, p) of a stored A.
     auto a_at = [&](int64_t i, int64_t p) { return trans_a ? A + p * lda + i : A + i * lda + p; };
 
-    for (int64_t jc = 0; jc < N; jc += nc_blk) {
-        const int64_t nc = std::min(nc_blk, N - jc);
-        const int64_t nr_steps = (nc + NR - 1) / NR;
-        for (int64_t pb0 = 0; pb0 < K; pb0 += kb) {
-            const int64_t pb1 = std::min(K, pb0 + kb);
+    for (int64_t pb0 = 0; pb0 < K; pb0 += kb) {
+        const int64_t pb1 = std::min(K, pb0 + kb);
+        for (int64_t jc = 0; jc < N; jc += nc_blk) {
+            const int64_t nc = std::min(nc_blk, N - jc);
+            const int64_t nr_steps = (nc + NR - 1) / NR;
             for (int64_t pc = pb0; pc < pb1; pc += kc_blk) {
                 const int64_t kc = std::min(kc_blk, K - pc);
-                pack_b(pb + (pc - pb0) * nc_blk,
-                       trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, trans_b, kc, nc, NR);
+                cfg.pack_b(pb + (pc - pb0) * nc_blk,
+                           trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, trans_b, kc, nc);
             }
+            // Kept A is packed during the first column block only.
+            const bool pack_now = !keep_a || jc == 0;
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = std::min(MC, M - ic);
                 for (int64_t pc = pb0; pc < pb1; pc += kc_blk) {
@@ -242,11 +280,14 @@ void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, i
                     const bool last_k = pc + kc == K;
                     const float* pbk = pb + (pc - pb0) * nc_blk;
                     const int64_t a_panel = a_panel_size(trans_a, MR, kc);
-                    pack_a(pa, a_at(ic, pc), lda, trans_a, mc, kc, MR);
+                    float* pa = keep_a
+                        ? pa_all + ((ic / MC) * kb_blocks + (pc - pb0) / kc_blk) * a_blk
+                        : pa_all;
+                    if (pack_now) pack_a(pa, a_at(ic, pc), lda, trans_a, mc, kc, MR);
                     // The A block packed after this one: next K block, else next rows.
                     int64_t next_i = ic, next_p = pc + kc;
                     if (next_p >= pb1) next_i = ic + MC, next_p = pb0;
-                    const int64_t next_mc = std::min(MC, M - next_i);
+                    const int64_t next_mc = pack_now ? std::min(MC, M - next_i) : 0;
                     const int64_t next_kc = std::min(kc_blk, K - next_p);
                     const int64_t calls = (mc + MR - 1) / MR * nr_steps;
                     int64_t call = 0;
