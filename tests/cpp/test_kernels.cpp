@@ -69,10 +69,12 @@ void expect(const char* what, bool ok) {
 }
 
 void test_gemm() {
-    // The last two take the unpacked narrow route when A is transposed (16 <= N <= 128).
+    // {37, 70, 300} and {61, 64, 700} take the unpacked narrow route when A is transposed
+    // (16 <= N <= 128); {60, 1400, 700} needs two packed B blocks (L2 up to 2 MiB) and two A
+    // blocks, so the second column block reuses the kept packed A.
     const int64_t shapes[][3] = {{1, 1, 1},     {7, 5, 3},     {33, 17, 65},
                                  {14, 32, 9},   {100, 3, 250}, {37, 70, 300},
-                                 {61, 64, 700}};
+                                 {61, 64, 700}, {60, 1400, 700}};
     for (const auto& s : shapes)
         for (int ta = 0; ta < 2; ++ta)
             for (int tb = 0; tb < 2; ++tb) {
