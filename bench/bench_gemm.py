@@ -114,6 +114,12 @@ def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
         peak = statistics.median(_core.measure_fma_peak_gflops() for _ in range(5))
         out.append(["FMA peak, measured (1T)", "GFLOP/s", peak, None, None, None, None])
         print(out[-1], flush=True)
+        # The packed route's ceiling: its micro-kernel loop alone, operands packed and in cache.
+        # What sgemm loses below this row is packing and the memory traffic of A, B and C.
+        ukernel = statistics.median(_core.measure_sgemm_ukernel_gflops() for _ in range(5))
+        out.append(["sgemm micro-kernel loop, packed operands in cache (1T)", "GFLOP/s", ukernel,
+                    None, None, None, None])
+        print(out[-1], flush=True)
     for label, m, n, k, ta, tb in SQUARES + CONV:
         with blas_limits(threads):
             gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time)

@@ -315,3 +315,17 @@ def test_measured_fma_peak_is_a_finite_positive_rate():
     gflops = _core.measure_fma_peak_gflops(200000)
     assert np.isfinite(gflops) and gflops > 0.1
     assert _core.measure_fma_peak_gflops(0) > 0  # fewer than one round is run as one
+
+
+def test_measured_ukernel_rate_is_below_the_fma_peak():
+    # The packed route's ceiling for the bench (gemm.h). Its micro-kernel issues FMAs as the peak
+    # loop does plus loads, so it cannot beat the peak by more than the two measurements' noise
+    # (a VM's clock drifts a few percent between calls; 1.5x leaves room for any such drift but
+    # not for a miscounted tile or K depth, which would be off by a factor of MR, NR or K).
+    # The scalar path is the exception: its peak loop is scalar FMAs, while the compiler may
+    # vectorise the scalar micro-kernel, so there only a finite positive rate is required.
+    ukernel = _core.measure_sgemm_ukernel_gflops(20)
+    assert np.isfinite(ukernel) and ukernel > 0.0
+    if _core.sgemm_simd_path() != "scalar":
+        assert ukernel < 1.5 * max(_core.measure_fma_peak_gflops() for _ in range(3))
+    assert _core.measure_sgemm_ukernel_gflops(0) > 0  # fewer than one round is run as one

@@ -29,6 +29,15 @@ void bind_gemm(py::module_& m) {
             return measure_fma_peak_gflops(iterations);
         },
         py::arg("iterations") = 20000000);
+    // Single-thread GFLOP/s of the GEMM micro-kernel loop on packed, cache-resident operands
+    // (gemm.h): the packed route's ceiling.
+    m.def(
+        "measure_sgemm_ukernel_gflops",
+        [](int64_t rounds) {
+            py::gil_scoped_release release;
+            return measure_sgemm_ukernel_gflops(rounds);
+        },
+        py::arg("rounds") = 200);
     m.def(
         "sgemm",
         [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,

@@ -9,10 +9,12 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -511,6 +513,37 @@ void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 }
 
 const char* sgemm_simd_path() { return config().uk.path; }
+
+double measure_sgemm_ukernel_gflops(int64_t rounds) {
+    const GemmConfig& cfg = config();
+    const int MR = cfg.uk.mr, NR = cfg.uk.nr;
+    // sgemm's blocking for a large square product: K blocks near KC, an A block of mc_rows rows
+    // and as many B panels as the L2 share holds.
+    const int64_t kc = KC, a_panels = cfg.mc_rows / MR;
+    const int64_t b_panels = std::max<int64_t>(1, cfg.b_floats / (kc * NR));
+    const int64_t a_panel = a_panel_size(false, MR, kc);
+    std::vector<float> a(a_panels * a_panel + 16, 1e-3f), b(b_panels * kc * NR + 16, 1e-3f);
+    std::vector<float> c(a_panels * MR * b_panels * NR + 16, 0.0f);
+    // 64-byte alignment, as the packing buffers have.
+    auto aligned = [](std::vector<float>& v) {
+        return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) / 64 * 64);
+    };
+    const float *pa = aligned(a), *pb = aligned(b);
+    float* pc = aligned(c);
+    const int64_t ldc = b_panels * NR;
+    auto sweep = [&] {
+        for (int64_t ir = 0; ir < a_panels; ++ir)
+            for (int64_t jr = 0; jr < b_panels; ++jr)
+                cfg.uk.a_rows(kc, pa + ir * a_panel, pb + jr * kc * NR, pc + ir * MR * ldc + jr * NR,
+                              ldc, 1.0f, 1.0f);
+    };
+    sweep();  // warm-up: caches, clocks
+    rounds = std::max<int64_t>(1, rounds);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < rounds; ++r) sweep();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return 2.0 * double(MR * NR) * double(kc * a_panels * b_panels) * double(rounds) / s / 1e9;
+}
 
 // Same shapes as sgemm (alpha != 0).
 const char* sgemm_route(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda) {

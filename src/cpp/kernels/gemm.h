@@ -37,4 +37,11 @@ const char* sgemm_simd_path();
 // "tn_narrow" (A^T B with few columns, unpacked), "naive" (tiny) or "packed".
 const char* sgemm_route(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda);
 
+// Single-thread GFLOP/s of sgemm's micro-kernel loop alone, on operands already packed and in
+// cache: one A block (row-panel layout, as non-transposed A is packed) swept across an L2-sized
+// packed B block exactly as sgemm's inner loops do, into a cache-resident C, for `rounds` sweeps.
+// The ceiling of the packed route: what is lost between it and sgemm is packing and the memory
+// traffic of A, B and C. For benchmarks (bench/bench_gemm.py).
+double measure_sgemm_ukernel_gflops(int64_t rounds);
+
 }  // namespace cnnfast
