@@ -71,6 +71,8 @@ def test_same_seed_same_mask_other_seed_other_mask(rng):
 
 def test_identical_for_threads_and_simd_paths(rng, restore):
     x = rng.standard_normal(300_007).astype(np.float32)
+    dy = rng.standard_normal(300_007).astype(np.float32)
+    dy[::1000] = np.nan  # dropped elements give 0 even then; kept ones pass the NaN on
     results = []
     for threads in (1, 2):
         for path in ("baseline", "avx2", "avx512"):
@@ -79,10 +81,14 @@ def test_identical_for_threads_and_simd_paths(rng, restore):
             except ValueError:
                 continue  # not built or not supported by this CPU
             _core.set_num_threads(threads)
-            results.append(D.dropout(x, 0.3, seed=7))
-    for y, m in results[1:]:
-        np.testing.assert_array_equal(m, results[0][1])
-        np.testing.assert_array_equal(y, results[0][0])
+            y, m = D.dropout(x, 0.3, seed=7)
+            results.append((y, m, D.dropout_backward(dy, m, 0.3)))
+    y0, m0, dx0 = results[0]
+    np.testing.assert_array_equal(dx0, np.where(m0 == 1, dy / _keep(0.3), np.float32(0)))
+    for y, m, dx in results[1:]:
+        np.testing.assert_array_equal(m, m0)
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(dx, dx0)
 
 
 @pytest.mark.parametrize("n", [1, 9, 100_003])

@@ -347,6 +347,17 @@ void dropout_span(float* y, uint8_t* mask, const float* x, int64_t lo, int64_t h
     }
 }
 
+void dropout_backward_span(float* dx, const float* dy, const uint8_t* mask, int64_t lo,
+                           int64_t hi, float keep) {
+    // The quotient is formed for every element and then selected: with the division inside the
+    // condition GCC kept the loop scalar (one divss per element, 1.7 ns each).
+#pragma omp simd
+    for (int64_t i = lo; i < hi; ++i) {
+        const float g = dy[i] / keep;
+        dx[i] = mask[i] ? g : 0.0f;
+    }
+}
+
 #undef CNNFAST_INLINE
 
 }  // namespace
@@ -358,6 +369,7 @@ const ElementwiseSimd kTable = {
     "baseline",
 #endif
     &act_forward, &act_backward, &softmax_rows, &softmax_xent_rows, &dropout_span,
+    &dropout_backward_span,
 };
 
 }  // namespace cnnfast::detail::CNNFAST_SIMD_NS

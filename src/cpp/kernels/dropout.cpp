@@ -24,9 +24,9 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, double 
 // dy, mask, dx (n,). dx may alias dy.
 void dropout_backward(float* dx, const float* dy, const uint8_t* mask, int64_t n, double rate) {
     const float keep = static_cast<float>(1.0 - std::fmin(std::fmax(rate, 0.0), 1.0));
+    const auto& k = detail::elementwise_simd();
     detail::for_each_chunk(n, detail::kElementwiseGrain, [&](int64_t lo, int64_t hi) {
-#pragma omp simd
-        for (int64_t i = lo; i < hi; ++i) dx[i] = mask[i] ? dy[i] / keep : 0.0f;
+        k.dropout_backward_span(dx, dy, mask, lo, hi, keep);
     });
 }
 

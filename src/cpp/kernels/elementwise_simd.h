@@ -28,6 +28,9 @@ struct ElementwiseSimd {
     // y = mask ? x / keep : 0.
     void (*dropout_span)(float* y, uint8_t* mask, const float* x, int64_t lo, int64_t hi,
                          uint64_t key, uint64_t threshold, float keep);
+    // Its gradient on elements [lo, hi): dx = mask ? dy / keep : 0. dx may alias dy.
+    void (*dropout_backward_span)(float* dx, const float* dy, const uint8_t* mask, int64_t lo,
+                                  int64_t hi, float keep);
 };
 
 namespace simd_base {
