@@ -272,7 +272,8 @@ def test_conv2d_direct_shapes_and_fused_relu_match_reference(case, activation, a
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "elu", "swish"])
 @pytest.mark.parametrize("case", [DIRECT_CASES[1], DIRECT_CASES[2], DIRECT_CASES[4],
                                   (2, 9, 9, 16, 3, 3, 24, 1, "same", 1)], ids=str)
-def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorithm, rng):
+def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorithm, rng,
+                                                     restore_threads):
     # Activations other than ReLU run on each band of output while it is in cache (or on the
     # whole output after Winograd and im2col): the same element-wise kernel, so the result is
     # bit-identical to a convolution followed by activation_forward, at any thread count.
@@ -281,10 +282,7 @@ def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorith
     _core.activation_forward(want, want, activation, 1.0)
     for threads in (1, 2):
         _core.set_num_threads(threads)
-        try:
-            got = core_forward(x, w, b, case, False, activation)
-        finally:
-            _core.set_num_threads(0)
+        got = core_forward(x, w, b, case, False, activation)
         np.testing.assert_array_equal(got, want)
     # Both paths against the float64 reference. These activations change their input by a
     # slope of at most 1.1 (swish; tanh, sigmoid and elu <= 1), so the convolution's sum bound

@@ -1,6 +1,5 @@
 #include "bind_util.h"
 #include "bind_window.h"
-#include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
 
@@ -76,11 +75,7 @@ void bind_conv2d(py::module_& m) {
         [](py::array y, const py::array& x, const py::array& w, const py::object& b,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
            bool naive, const std::string& activation, float alpha) {
-            Activation act;
-            if (!activation_from_name(activation.c_str(), &act))
-                throw std::invalid_argument(
-                    "conv2d_forward: activation must be one of \"linear\", \"relu\", "
-                    "\"sigmoid\", \"tanh\", \"elu\", \"swish\", got \"" + activation + "\"");
+            const Activation act = activation_kind(activation, "conv2d_forward");
             const float* px = in_f32(x, "conv2d_forward x", 4);
             const float* pw = in_f32(w, "conv2d_forward w", 4);
             const float* pb = opt_in_f32(b, "conv2d_forward b", 1);

@@ -53,7 +53,8 @@ void bind_conv2d_pool(py::module_& m) {
             float* py_ = out_f32(y, "conv2d_relu_maxpool_forward y", 4);
             int32_t* pwh = out_i32(which, "conv2d_relu_maxpool_forward which", 4);
             const Conv2dDims d = fused_dims(op, x, w, y, "y");
-            expect_shape(which, "conv2d_relu_maxpool_forward which", {d.N, d.OH / 2, d.OW / 2, d.K});
+            expect_shape(which, "conv2d_relu_maxpool_forward which",
+                         {d.N, d.OH / 2, d.OW / 2, d.K});
             const float* pb = nullptr;
             if (!b.is_none()) {
                 const py::array ba = b.cast<py::array>();
@@ -80,7 +81,8 @@ void bind_conv2d_pool(py::module_& m) {
             const int32_t* pwh = in_i32(which, "conv2d_relu_maxpool_backward_weights which", 4);
             float* pdw = out_f32(dw, "conv2d_relu_maxpool_backward_weights dw", 4);
             const Conv2dDims d = fused_dims(op, x, dw, dy, "dy");
-            expect_shape(y, "conv2d_relu_maxpool_backward_weights y", {d.N, d.OH / 2, d.OW / 2, d.K});
+            expect_shape(y, "conv2d_relu_maxpool_backward_weights y",
+                         {d.N, d.OH / 2, d.OW / 2, d.K});
             expect_shape(which, "conv2d_relu_maxpool_backward_weights which",
                          {d.N, d.OH / 2, d.OW / 2, d.K});
             float* pdb = nullptr;

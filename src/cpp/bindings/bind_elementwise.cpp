@@ -41,14 +41,6 @@ const uint8_t* in_u8(const py::array& a, const char* what) {
     return static_cast<const uint8_t*>(a.data());
 }
 
-Activation activation_kind(const std::string& name, const char* op) {
-    Activation kind;
-    if (!activation_from_name(name.c_str(), &kind))
-        throw std::invalid_argument(std::string(op) + ": unknown activation '" + name +
-                                    "' (expected linear, relu, sigmoid, tanh, elu or swish)");
-    return kind;
-}
-
 // (rows, cols) of an array whose last axis is the row: cols = last dim, rows = the rest.
 void rows_cols(const py::array& a, const char* what, int64_t* rows, int64_t* cols) {
     if (a.ndim() < 1)

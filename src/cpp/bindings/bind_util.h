@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "activation.h"
+
 namespace cnnfast::bind {
 
 namespace py = pybind11;
@@ -86,5 +88,15 @@ inline void expect_shape(const py::array& a, const char* what, std::initializer_
 }
 
 inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }
+
+// The activation a Keras name stands for; any other name is a ValueError naming op.
+inline Activation activation_kind(const std::string& name, const char* op) {
+    Activation kind;
+    if (!activation_from_name(name.c_str(), &kind))
+        throw std::invalid_argument(std::string(op) + ": unknown activation '" + name +
+                                    "'; activation must be one of linear, relu, sigmoid, tanh, "
+                                    "elu or swish");
+    return kind;
+}
 
 }  // namespace cnnfast::bind

@@ -16,6 +16,9 @@
 #if defined(__SSE__)
 #include <immintrin.h>
 #endif
+#if defined(__AVX512F__)
+#include "avx512_util.h"
+#endif
 
 #include "activation.h"
 #include "elementwise_simd.h"
@@ -237,8 +240,8 @@ CNNFAST_INLINE vf sigmoid_v(vf x) {
 // of the first n lanes of v (AVX-512: masked moves; else lane by lane).
 CNNFAST_INLINE vf vload_part(const float* p, int64_t n, float fill) {
 #if defined(__AVX512F__)
-    const __mmask16 k = static_cast<__mmask16>((1u << n) - 1);
-    return reinterpret_cast<vf>(_mm512_mask_loadu_ps(reinterpret_cast<__m512>(splat(fill)), k, p));
+    return reinterpret_cast<vf>(
+        _mm512_mask_loadu_ps(reinterpret_cast<__m512>(splat(fill)), lanes(n), p));
 #else
     vf v = splat(fill);
     for (int64_t l = 0; l < n; ++l) v[l] = p[l];
@@ -247,7 +250,7 @@ CNNFAST_INLINE vf vload_part(const float* p, int64_t n, float fill) {
 }
 CNNFAST_INLINE void vstore_part(float* p, vf v, int64_t n) {
 #if defined(__AVX512F__)
-    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), reinterpret_cast<__m512>(v));
+    _mm512_mask_storeu_ps(p, lanes(n), reinterpret_cast<__m512>(v));
 #else
     for (int64_t l = 0; l < n; ++l) p[l] = v[l];
 #endif

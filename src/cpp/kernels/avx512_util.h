@@ -13,4 +13,16 @@ inline __mmask16 lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
+// One vector of a finished GEMM tile (m: its columns): c = act(s + beta * c + bias), where s
+// already holds alpha * (the product) and act is ReLU when relu. beta == 0 never reads c (NaNs
+// in an overwritten C must not propagate); bias points at the vector's columns, or is null.
+inline void store_c_vector(float* c, __mmask16 m, __m512 s, float beta, const float* bias,
+                           bool relu) {
+    if (beta != 0.0f) s = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, c), s);
+    if (bias) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, bias));
+    // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
+    if (relu) s = _mm512_max_ps(_mm512_setzero_ps(), s);
+    _mm512_mask_storeu_ps(c, m, s);
+}
+
 }  // namespace cnnfast

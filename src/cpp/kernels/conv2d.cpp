@@ -387,7 +387,6 @@ namespace {
 
 std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
-
 // The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
 // those whose column matrix is the input itself (plain GEMMs) take the GEMM path.
 const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
@@ -502,7 +501,6 @@ bool single_channel(const ConvDirectUkernels& uk, const Conv2dDims& d) {
            uk.forward_c1 != nullptr;
 }
 
-// x (N,H,W,1); w (KH,KW,1,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
 // An activation other than ReLU (which the micro-kernels apply) run on each band of output right
 // after the band is computed, while it is still in cache, instead of in a pass of its own.
 struct BandActivation {
@@ -513,6 +511,7 @@ struct BandActivation {
     }
 };
 
+// x (N,H,W,1); w (KH,KW,1,K); bias (K,) or null; y (N,OH,OW,K) overwritten.
 void conv2d_forward_c1(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
                        const float* bias, const Conv2dDims& d, bool relu,
                        const BandActivation& act = {}) {
@@ -683,20 +682,19 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
         // cm, cm + apart, ..., whose fields in one kernel row are disjoint, each with its dy
         // rows gathered contiguous.
         const int64_t apart = std::min(d.OW, (d.KW + d.stride_w - 1) / d.stride_w);
-        float* dyg = apart > 1 ? column_scratch(d.OH * d.OW * d.K, kColumns) : nullptr;
-        for (int64_t cm = 0, done = 0; cm < apart; ++cm) {
+        const int64_t group_cols = (d.OW + apart - 1) / apart;  // the widest group, cm = 0
+        float* dyg = apart > 1 ? column_scratch(d.OH * group_cols * d.K, kColumns) : nullptr;
+        for (int64_t cm = 0; cm < apart; ++cm) {
             const int64_t cols = (d.OW - cm + apart - 1) / apart, npix = d.OH * cols;
             ConvPixels px{dst + cm * d.stride_w * d.C, d.stride_h * g.rs, apart * d.stride_w * d.C,
                           cols};
             const float* dys = dyn;
-            if (dyg) {
-                float* out = dyg + done * d.K;
+            if (dyg) {  // this group's dy rows, consumed before the next group gathers its own
                 for (int64_t r = 0; r < d.OH; ++r)
                     for (int64_t j = 0; j < cols; ++j)
-                        std::memcpy(out + (r * cols + j) * d.K,
+                        std::memcpy(dyg + (r * cols + j) * d.K,
                                     dyn + (r * d.OW + cm + j * apart) * d.K, sizeof(float) * d.K);
-                dys = out;
-                done += npix;
+                dys = dyg;
             }
             for (int64_t s0 = 0; s0 < Q; s0 += span)
                 for (int64_t q0 = s0; q0 < s0 + span; q0 += 64)
@@ -726,7 +724,8 @@ bool set_conv2d_algorithm(const char* name) {
     if (std::strcmp(name, "auto") == 0) a = 0;
     if (std::strcmp(name, "im2col") == 0) a = 1;
     if (std::strcmp(name, "direct") == 0 && conv2d_direct_ukernels()) a = 2;
-    if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() && conv2d_winograd_built()) a = 3;
+    if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() && conv2d_winograd_built())
+        a = 3;
     if (a < 0) return false;
     g_conv_algorithm.store(a, std::memory_order_relaxed);
     return true;

@@ -79,9 +79,9 @@ void forward_tile(float* y, int32_t* which, int64_t K, const float* const* src, 
             for (int j = 1; j < 4; ++j) {
                 const __m512 r = _mm512_max_ps(zero, acc[4 * p + j][v]);
                 // Strictly greater (the first maximum wins ties), or a NaN over a number.
-                const __mmask16 take =
-                    _mm512_cmp_ps_mask(r, best, _CMP_GT_OQ) |
-                    (_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
+                const __mmask16 take = _mm512_cmp_ps_mask(r, best, _CMP_GT_OQ) |
+                                       (_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q) &
+                                        _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q));
                 best = _mm512_mask_mov_ps(best, take, r);
                 pos = _mm512_mask_mov_epi32(pos, take, _mm512_set1_epi32(j));
             }
@@ -104,6 +104,10 @@ void forward_row_range(float* y, int32_t* which, const float* img, int64_t i0, i
         forward_tile<P, KV>(y + i * K, which + i * K, K, src, np, KH, rs, seg, w, ldw, bias, ml);
     }
 }
+
+// forward_row_range for 1-4 vectors of channels (a block of nc <= 64), by vector count - 1.
+constexpr decltype(&forward_row_range<1>) kRowRange[4] = {
+    &forward_row_range<1>, &forward_row_range<2>, &forward_row_range<3>, &forward_row_range<4>};
 
 }  // namespace
 
@@ -128,15 +132,8 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const
         int32_t* wn = which + n * PH * PW * K;
         for (int64_t k0 = 0; k0 < K; k0 += 64) {
             const int64_t nc = std::min<int64_t>(64, K - k0);
-            float* yk = yn + k0;
-            int32_t* wk = wn + k0;
-            const float* b = bias ? bias + k0 : nullptr;
-            switch ((nc + 15) / 16) {
-                case 1: forward_row_range<1>(yk, wk, img, i0, i1, PW, K, d.KH, rs, d.C, seg, wp + k0, ldw, b, nc); break;
-                case 2: forward_row_range<2>(yk, wk, img, i0, i1, PW, K, d.KH, rs, d.C, seg, wp + k0, ldw, b, nc); break;
-                case 3: forward_row_range<3>(yk, wk, img, i0, i1, PW, K, d.KH, rs, d.C, seg, wp + k0, ldw, b, nc); break;
-                default: forward_row_range<4>(yk, wk, img, i0, i1, PW, K, d.KH, rs, d.C, seg, wp + k0, ldw, b, nc); break;
-            }
+            kRowRange[(nc + 15) / 16 - 1](yn + k0, wn + k0, img, i0, i1, PW, K, d.KH, rs, d.C,
+                                          seg, wp + k0, ldw, bias ? bias + k0 : nullptr, nc);
         }
     };
     if (T <= 1) {
@@ -170,8 +167,8 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
             for (int64_t k = 0; k < ldk; k += 16) {
                 const __mmask16 m = lanes(K - k);
                 const __m512 gv = _mm512_maskz_loadu_ps(m, dyn + p * K + k);
-                const __mmask16 live =
-                    m & _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m, yn + p * K + k), zero, _CMP_GT_OQ);
+                const __m512 yv = _mm512_maskz_loadu_ps(m, yn + p * K + k);
+                const __mmask16 live = m & _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
                 const __m512i pos = _mm512_maskz_loadu_epi32(m, wn + p * K + k);
                 _mm512_storeu_ps(dbp + k, _mm512_add_ps(_mm512_loadu_ps(dbp + k),
                                                         _mm512_maskz_mov_ps(live, gv)));

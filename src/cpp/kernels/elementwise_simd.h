@@ -59,4 +59,9 @@ inline uint64_t splitmix64_mix(uint64_t z) {
 }
 constexpr uint64_t kGoldenGamma = 0x9E3779B97F4A7C15ULL;
 
+// Keras clips cross-entropy probabilities to [epsilon, 1 - epsilon] with epsilon = 1e-7 applied
+// to float32 tensors, so the bounds are the float32 values of those numbers.
+constexpr double kXentClipLo = static_cast<double>(1e-7f);
+constexpr double kXentClipHi = static_cast<double>(static_cast<float>(1.0 - 1e-7));
+
 }  // namespace cnnfast::detail

@@ -6,8 +6,7 @@
 namespace cnnfast {
 
 // GFLOP/s of `iterations` rounds of independent fused multiply-adds on the widest SIMD path
-// simd_level() allows (AVX-512: 24 chains of 16 lanes; AVX2: 12 of 8; scalar: 8), on the
-// calling thread. Each round is 2 FLOP per lane per chain.
+// simd_level() allows (chain counts in fma_peak_loop.h), on the calling thread.
 double measure_fma_peak_gflops(int64_t iterations);
 
 }  // namespace cnnfast

@@ -8,9 +8,8 @@
 
 namespace cnnfast {
 
-// 12 chains of 8 lanes (16 ymm registers).
 float fma_peak_loop_avx2(int64_t iterations) {
-    return fma_chains<12, __m256>(
+    return fma_chains<kFmaChainsAvx2, __m256>(
         iterations, [](float v) { return _mm256_set1_ps(v); },
         [](__m256 x, __m256 y, __m256 z) { return _mm256_fmadd_ps(x, y, z); });
 }

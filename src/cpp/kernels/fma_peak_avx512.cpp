@@ -8,9 +8,8 @@
 
 namespace cnnfast {
 
-// 24 chains of 16 lanes (32 zmm registers).
 float fma_peak_loop_avx512(int64_t iterations) {
-    return fma_chains<24, __m512>(
+    return fma_chains<kFmaChainsAvx512, __m512>(
         iterations, [](float v) { return _mm512_set1_ps(v); },
         [](__m512 x, __m512 y, __m512 z) { return _mm512_fmadd_ps(x, y, z); });
 }

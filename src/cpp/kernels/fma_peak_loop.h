@@ -5,6 +5,10 @@
 
 namespace cnnfast {
 
+// Independent chains per path: more than FMA latency x pipes, within the register file (AVX-512:
+// 24 of 32 zmm; AVX2: 12 of 16 ymm; scalar: 8). Each round is 2 FLOP per lane per chain.
+constexpr int kFmaChainsAvx512 = 24, kFmaChainsAvx2 = 12, kFmaChainsScalar = 8;
+
 // Chains independent multiply-add chains of vectors V for `iterations` rounds (more chains than
 // FMA latency x pipes, as a GEMM tile has); returns their sum so the work cannot be elided.
 template <int Chains, class V, class Splat, class Fma>

@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <vector>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -228,12 +227,12 @@ void prefetch_a_source(const float* a, int64_t lda, bool trans_a, int64_t mc, in
 //
 //   pb over K (kb)                (kb = all of K when it fits)
 //    jc over N (nc_blk)           B block: kb x nc_blk packed, sized to about half of L2
-//     ic over M (MC)              A block: mc x kc packed, next block's source prefetched meanwhile
+//     ic over M (MC)              A block: mc x kc packed, next block's source prefetched
 //      pc over the kb (kc)
 //       ir over MR                one A micro-panel, loaded into L1 once ...
 //        jr over NR               ... swept across the B block's micro-panels (from L2)
 //
-// When N needs several B blocks, the packed A of the whole K range is kept (kept_a) for the
+// When N needs several B blocks, the packed A of the whole K range is kept (keep_a) for the
 // later column blocks, rather than A being re-read from memory and packed again for each: at
 // 2048^2 that is three passes over 16 MiB of A, and their prefetches and copies cost about 2% of
 // single-thread throughput (scratch A/B runs).
@@ -410,14 +409,16 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         // Few rows: stream B once, unpacked; threads take column blocks when B is large.
         const GemmSmallMFn fn = cfg.small_m ? cfg.small_m : &gemm_small_m_portable;
         const int64_t col_blocks = (N + 127) / 128;
-        const int nth = allow_threads ? threads_for(std::min(macs / kMacsPerThread, col_blocks)) : 1;
+        const int nth =
+            allow_threads ? threads_for(std::min(macs / kMacsPerThread, col_blocks)) : 1;
         if (nth <= 1) {
             fn(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.relu);
             return;
         }
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int t = 0; t < nth; ++t) {
-            const int64_t j0 = col_blocks * t / nth * 128, j1 = std::min(N, col_blocks * (t + 1) / nth * 128);
+            const int64_t j0 = col_blocks * t / nth * 128;
+            const int64_t j1 = std::min(N, col_blocks * (t + 1) / nth * 128);
             if (j0 < j1)
                 fn(trans_a, M, j1 - j0, K, alpha, A, lda, B + j0, ldb, beta, C + j0, ldc,
                    ep.bias ? ep.bias + j0 : nullptr, ep.relu);
@@ -522,20 +523,19 @@ double measure_sgemm_ukernel_gflops(int64_t rounds) {
     const int64_t kc = KC, a_panels = cfg.mc_rows / MR;
     const int64_t b_panels = std::max<int64_t>(1, cfg.b_floats / (kc * NR));
     const int64_t a_panel = a_panel_size(false, MR, kc);
-    std::vector<float> a(a_panels * a_panel + 16, 1e-3f), b(b_panels * kc * NR + 16, 1e-3f);
-    std::vector<float> c(a_panels * MR * b_panels * NR + 16, 0.0f);
-    // 64-byte alignment, as the packing buffers have.
-    auto aligned = [](std::vector<float>& v) {
-        return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) / 64 * 64);
-    };
-    const float *pa = aligned(a), *pb = aligned(b);
-    float* pc = aligned(c);
-    const int64_t ldc = b_panels * NR;
+    const int64_t a_floats = a_panels * a_panel, b_floats = b_panels * kc * NR;
+    const int64_t ldc = b_panels * NR, c_floats = a_panels * MR * ldc;
+    // Buffers as sgemm packs into (64-byte aligned), of its own.
+    PackBuffer a_buf, b_buf, c_buf;
+    float *pa = a_buf.get(a_floats), *pb = b_buf.get(b_floats), *pc = c_buf.get(c_floats);
+    std::fill(pa, pa + a_floats, 1e-3f);
+    std::fill(pb, pb + b_floats, 1e-3f);
+    std::fill(pc, pc + c_floats, 0.0f);
     auto sweep = [&] {
         for (int64_t ir = 0; ir < a_panels; ++ir)
             for (int64_t jr = 0; jr < b_panels; ++jr)
-                cfg.uk.a_rows(kc, pa + ir * a_panel, pb + jr * kc * NR, pc + ir * MR * ldc + jr * NR,
-                              ldc, 1.0f, 1.0f);
+                cfg.uk.a_rows(kc, pa + ir * a_panel, pb + jr * kc * NR,
+                              pc + ir * MR * ldc + jr * NR, ldc, 1.0f, 1.0f);
     };
     sweep();  // warm-up: caches, clocks
     rounds = std::max<int64_t>(1, rounds);

@@ -59,25 +59,17 @@ void tile(bool trans_a, int64_t K, float alpha, const float* A, int64_t lda, con
             }
         }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
+    const __m512 va = _mm512_set1_ps(alpha);
 #pragma GCC unroll 64
-    for (int r = 0; r < R; ++r) {
-        float* c = C + r * ldc;
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 64
         for (int v = 0; v < V; ++v) {
-            const __mmask16 m = v == V - 1 ? ml : __mmask16(0xFFFF);
             __m512 s = acc[0][r][v];
 #pragma GCC unroll 64
             for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][r][v]);
-            s = _mm512_mul_ps(s, va);
-            // beta == 0 never reads C (NaNs there must not propagate).
-            if (beta != 0.0f) s = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + 16 * v), s);
-            if (bias) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-            // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
-            if (relu) s = _mm512_max_ps(zero, s);
-            _mm512_mask_storeu_ps(c + 16 * v, m, s);
+            store_c_vector(C + r * ldc + 16 * v, v == V - 1 ? ml : __mmask16(0xFFFF),
+                           _mm512_mul_ps(s, va), beta, bias ? bias + 16 * v : nullptr, relu);
         }
-    }
 }
 
 using TileFn = void (*)(bool, int64_t, float, const float*, int64_t, const float*, int64_t, float,

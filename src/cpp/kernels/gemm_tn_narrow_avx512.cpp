@@ -1,8 +1,9 @@
 // Narrow transposed-A GEMM, AVX-512: C (M,N) = A^T B with A stored (K,M) and N <= kGemmNarrowN -
 // weight gradients: cols^T (K = batch*OH*OW) x dY (K, C_out) for an im2col convolution, x^T dy
 // for a dense layer. Packing would copy all of A (tens of MB for a convolution) to do only N
-// columns of work per element, and the packed path spends most of its time waiting on that copy. Here the micro-kernel broadcasts A
-// straight from its stored rows (the R values of one k are adjacent), so A is read once, and
+// columns of work per element, and the packed path spends most of its time waiting on that
+// copy. Here the micro-kernel broadcasts A straight from its stored rows (the R values of one k
+// are adjacent), so A is read once, and
 // while it works through one K chunk it prefetches its own rows of the next chunk: the
 // prefetches are spread over the FMAs instead of issued in bursts, and they reach L2 well before
 // the chunk's turn comes (all other row panels run in between).
@@ -61,26 +62,16 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb_p
 #pragma GCC unroll 2
     for (; k < kc; ++k, a += lda, b += ldb_pack) rank1_update<R, V>(acc, a, b);
 
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
+    // Later chunks accumulate onto C; the epilogue belongs to the last.
+    const __m512 va = _mm512_set1_ps(alpha);
+    const float beta_k = first ? beta : 1.0f;
 #pragma GCC unroll 64
-    for (int r = 0; r < R; ++r) {
-        float* cr = c + r * ldc;
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 64
-        for (int v = 0; v < V; ++v) {
-            const __mmask16 m = v == V - 1 ? ml : __mmask16(0xFFFF);
-            __m512 s = _mm512_mul_ps(va, acc[r][v]);
-            // Later chunks accumulate; the first reads C only for beta != 0 (NaNs in an
-            // overwritten C must not propagate).
-            if (!first)
-                s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, cr + 16 * v));
-            else if (beta != 0.0f)
-                s = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, cr + 16 * v), s);
-            if (last && bias) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-            // vmaxps returns its second operand when either is NaN: NaN must survive ReLU.
-            if (last && relu) s = _mm512_max_ps(zero, s);
-            _mm512_mask_storeu_ps(cr + 16 * v, m, s);
-        }
-    }
+        for (int v = 0; v < V; ++v)
+            store_c_vector(c + r * ldc + 16 * v, v == V - 1 ? ml : __mmask16(0xFFFF),
+                           _mm512_mul_ps(va, acc[r][v]), beta_k,
+                           last && bias ? bias + 16 * v : nullptr, last && relu);
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,

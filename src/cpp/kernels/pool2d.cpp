@@ -42,15 +42,14 @@ static const PoolSimd& pool_simd() { return pool_tables().current(); }
 
 }  // namespace detail
 
-// The narrow-channel 2x2 average pooling kernels when they apply: the AVX-512 path is in use,
-// C < 16, 2x2 windows at stride 2 without padding (rows/columns past an even size ignored).
+// The narrow-channel 2x2 average pooling kernels when they apply: the table in use has them
+// (AVX-512), C < 16, 2x2 windows at stride 2 without padding (rows/columns past an even size
+// ignored).
 static const detail::PoolNarrow* narrow_avg_for(const Pool2dDims& d) {
-    static detail::PoolNarrow k{};
-    static const bool built = detail::pool2d_narrow_avx512(&k);
-    if (!built || std::strcmp(detail::pool_simd().name, "avx512") != 0) return nullptr;
+    const detail::PoolNarrow* k = detail::pool_simd().narrow_avg;
     const bool fits = d.C < 16 && d.PH == 2 && d.PW == 2 && d.stride_h == 2 && d.stride_w == 2 &&
                       d.pad_top == 0 && d.pad_left == 0 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
-    return fits ? &k : nullptr;
+    return fits ? k : nullptr;
 }
 
 const char* pool2d_simd_path() { return detail::pool_simd().name; }

@@ -461,8 +461,13 @@ void avg_backward_rows_disjoint(float* dx, const float* dy, const Pool2dDims& d,
 
 }  // namespace
 
-const PoolSimd kPoolTable = {CNNFAST_POOL_NAME, max_forward_rows, avg_forward_rows,
-                             max_backward_rows_disjoint, avg_backward_rows_disjoint};
+#if !defined(CNNFAST_POOL_NARROW)
+#define CNNFAST_POOL_NARROW nullptr
+#endif
+const PoolSimd kPoolTable = {CNNFAST_POOL_NAME,          max_forward_rows,
+                             avg_forward_rows,           max_backward_rows_disjoint,
+                             avg_backward_rows_disjoint, CNNFAST_POOL_NARROW};
+#undef CNNFAST_POOL_NARROW
 
 }  // namespace cnnfast::detail::CNNFAST_POOL_NS
 

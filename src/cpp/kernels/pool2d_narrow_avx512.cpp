@@ -42,10 +42,10 @@ void avg_forward_rows(float* y, const float* x, const Pool2dDims& d, int64_t r0,
             const __mmask16 in = lanes(L - i0);
             const __mmask16 lead = in & masks.lead[i0 % (2 * C)];
             // The second column of a window sits C floats on; it is always inside the row.
-            const __m512 s = _mm512_add_ps(
-                _mm512_add_ps(_mm512_maskz_loadu_ps(lead, x0 + i0), _mm512_maskz_loadu_ps(lead, x1 + i0)),
-                _mm512_add_ps(_mm512_maskz_loadu_ps(lead, x0 + i0 + C),
-                              _mm512_maskz_loadu_ps(lead, x1 + i0 + C)));
+            const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(lead, x0 + i0),
+                                                         _mm512_maskz_loadu_ps(lead, x1 + i0)),
+                                           _mm512_add_ps(_mm512_maskz_loadu_ps(lead, x0 + i0 + C),
+                                                         _mm512_maskz_loadu_ps(lead, x1 + i0 + C)));
             _mm512_mask_compressstoreu_ps(out, lead, _mm512_mul_ps(s, quarter));
             out += __builtin_popcount(lead);
         }
@@ -71,9 +71,9 @@ void avg_backward_rows(float* dx, const float* dy, const Pool2dDims& d, int64_t 
             // lane value block*C + p - C (or block*C).
             const float* ga = g + (p < C ? block * C + p : (block + 1) * C);
             const float* gb = g + (p >= C ? block * C + p - C : block * C);
-            const __m512 v = _mm512_mul_ps(
-                _mm512_add_ps(_mm512_maskz_expandloadu_ps(lead, ga), _mm512_maskz_expandloadu_ps(second, gb)),
-                quarter);
+            const __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_expandloadu_ps(lead, ga),
+                                                         _mm512_maskz_expandloadu_ps(second, gb)),
+                                           quarter);
             _mm512_mask_storeu_ps(d0 + i0, in, v);
             _mm512_mask_storeu_ps(d1 + i0, in, v);
         }
@@ -88,17 +88,10 @@ void avg_backward_rows(float* dx, const float* dy, const Pool2dDims& d, int64_t 
 
 }  // namespace
 
-bool pool2d_narrow_avx512(PoolNarrow* out) {
-    *out = {avg_forward_rows, avg_backward_rows};
-    return true;
+namespace pool_avx512 {
+const PoolNarrow kPoolNarrow = {avg_forward_rows, avg_backward_rows};
 }
 
-}  // namespace cnnfast::detail
-
-#else
-
-namespace cnnfast::detail {
-bool pool2d_narrow_avx512(PoolNarrow*) { return false; }
 }  // namespace cnnfast::detail
 
 #endif

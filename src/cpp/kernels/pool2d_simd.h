@@ -9,6 +9,15 @@
 
 namespace cnnfast::detail {
 
+// 2x2 stride-2 unpadded average pooling of maps with C < 16 channels, vectorised over a row's
+// flattened (column, channel) values (pool2d_narrow_avx512.cpp); same row contracts as below.
+struct PoolNarrow {
+    void (*avg_forward_rows)(float* y, const float* x, const Pool2dDims& d, int64_t r0,
+                             int64_t r1);
+    void (*avg_backward_rows)(float* dx, const float* dy, const Pool2dDims& d, int64_t r0,
+                              int64_t r1);
+};
+
 struct PoolSimd {
     const char* name;
     // x (N,H,W,C); y, argmax (N,OH,OW,C) rows [r0, r1); argmax may be null.
@@ -22,17 +31,9 @@ struct PoolSimd {
                                           const Pool2dDims& d, int64_t r0, int64_t r1);
     void (*avg_backward_rows_disjoint)(float* dx, const float* dy, const Pool2dDims& d,
                                        int64_t r0, int64_t r1);
+    // The narrow-channel average kernels of this ISA, or null (only AVX-512 has them).
+    const PoolNarrow* narrow_avg;
 };
-
-// 2x2 stride-2 unpadded average pooling of maps with C < 16 channels, vectorised over a row's
-// flattened (column, channel) values (pool2d_narrow_avx512.cpp); same row contracts as above.
-struct PoolNarrow {
-    void (*avg_forward_rows)(float* y, const float* x, const Pool2dDims& d, int64_t r0, int64_t r1);
-    void (*avg_backward_rows)(float* dx, const float* dy, const Pool2dDims& d, int64_t r0,
-                              int64_t r1);
-};
-// False (and *out untouched) when AVX-512 was not compiled in.
-bool pool2d_narrow_avx512(PoolNarrow* out);
 
 namespace pool_base {
 extern const PoolSimd kPoolTable;
@@ -45,6 +46,7 @@ extern const PoolSimd kPoolTable;
 #if defined(CNNFAST_BUILD_AVX512)
 namespace pool_avx512 {
 extern const PoolSimd kPoolTable;
+extern const PoolNarrow kPoolNarrow;  // pool2d_narrow_avx512.cpp
 }
 #endif
 

@@ -10,10 +10,7 @@ namespace cnnfast {
 
 namespace {
 
-// Keras clips probabilities to [epsilon, 1 - epsilon] with epsilon = 1e-7 applied to float32
-// tensors, so the bounds are the float32 values of those numbers.
-const double kClipLo = static_cast<double>(1e-7f);
-const double kClipHi = static_cast<double>(static_cast<float>(1.0 - 1e-7));
+using detail::kXentClipHi, detail::kXentClipLo;
 
 // Rows per parallel block: ~32K elements.
 inline int64_t row_grain(int64_t cols) {
@@ -114,9 +111,9 @@ double categorical_xent(float* dprobs, const float* probs, const float* labels, 
                 const double yj = static_cast<double>(y[j]);
                 if (yj == 0.0) continue;
                 const double q = static_cast<double>(p[j]) * inv_s;
-                const double c = std::min(std::max(q, kClipLo), kClipHi);
+                const double c = std::min(std::max(q, kXentClipLo), kXentClipHi);
                 l -= yj * std::log(c);
-                if (q >= kClipLo && q <= kClipHi) gq -= yj * inv_rows;  // g_j * q_j
+                if (q >= kXentClipLo && q <= kXentClipHi) gq -= yj * inv_rows;  // g_j * q_j
             }
             loss += l;
             if (!dprobs) continue;
@@ -125,7 +122,7 @@ double categorical_xent(float* dprobs, const float* probs, const float* labels, 
                 const double yj = static_cast<double>(y[j]);
                 const double q = static_cast<double>(p[j]) * inv_s;
                 const double g =
-                    (yj != 0.0 && q >= kClipLo && q <= kClipHi) ? -yj * inv_rows / q : 0.0;
+                    (yj != 0.0 && q >= kXentClipLo && q <= kXentClipHi) ? -yj * inv_rows / q : 0.0;
                 d[j] = static_cast<float>((g - gq) * inv_s);
             }
         }

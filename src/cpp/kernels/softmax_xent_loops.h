@@ -8,10 +8,9 @@
 // the outputs. softmax_forward and the fused loss share the first two and the scaling, so the
 // fused path's probs equal softmax_forward's bit for bit.
 
-// Keras clips probabilities to [epsilon, 1 - epsilon] with epsilon = 1e-7 applied to float32
-// tensors, so the bounds are the float32 values of those numbers; log(clip(p)) = clamp(log p).
-const double kXentLogClipLo = std::log(static_cast<double>(1e-7f));
-const double kXentLogClipHi = std::log(static_cast<double>(static_cast<float>(1.0 - 1e-7)));
+// Keras' probability clip (elementwise_simd.h) on log p: log(clip(p)) = clamp(log p).
+const double kXentLogClipLo = std::log(kXentClipLo);
+const double kXentLogClipHi = std::log(kXentClipHi);
 
 // max over x (n,), n >= 1, as the scan m = x > m ? x : m from m = x[0] (a NaN counts only as
 // x[0]). Two accumulators, lanes combined in a fixed order.
