@@ -122,6 +122,13 @@ def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
         out.append(["sgemm micro-kernel loop, packed operands in cache (1T)", "GFLOP/s", ukernel,
                     None, None, None, None])
         print(out[-1], flush=True)
+        # The same loop with its operands and C all in L1: the instruction mix's own ceiling, with
+        # no cache level to wait on.
+        in_l1 = statistics.median(
+            _core.measure_sgemm_ukernel_gflops(in_l1=True) for _ in range(5))
+        out.append(["sgemm micro-kernel loop, operands and C in L1 (1T)", "GFLOP/s", in_l1,
+                    None, None, None, None])
+        print(out[-1], flush=True)
     percent_rows = []
     for label, m, n, k, ta, tb in SQUARES + CONV:
         square = (label, m, n, k, ta, tb) in SQUARES

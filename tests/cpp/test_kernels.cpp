@@ -98,6 +98,7 @@ void test_gemm() {
     }
     // The bench's micro-kernel ceiling runs the kernels on its own buffers: in bounds, aligned.
     expect("sgemm micro-kernel rate", measure_sgemm_ukernel_gflops(1) > 0.0);
+    expect("sgemm micro-kernel rate in L1", measure_sgemm_ukernel_gflops(1, true) > 0.0);
 }
 
 void test_conv(const char* algorithm) {

@@ -30,14 +30,14 @@ void bind_gemm(py::module_& m) {
         },
         py::arg("iterations") = 20000000);
     // Single-thread GFLOP/s of the GEMM micro-kernel loop on packed, cache-resident operands
-    // (gemm.h): the packed route's ceiling.
+    // (gemm.h): the packed route's ceiling; in_l1 keeps every operand in L1.
     m.def(
         "measure_sgemm_ukernel_gflops",
-        [](int64_t rounds) {
+        [](int64_t rounds, bool in_l1) {
             py::gil_scoped_release release;
-            return measure_sgemm_ukernel_gflops(rounds);
+            return measure_sgemm_ukernel_gflops(rounds, in_l1);
         },
-        py::arg("rounds") = 200);
+        py::arg("rounds") = 200, py::kw_only(), py::arg("in_l1") = false);
     m.def(
         "sgemm",
         [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,

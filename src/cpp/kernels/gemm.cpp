@@ -515,13 +515,14 @@ void sgemm_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 
 const char* sgemm_simd_path() { return config().uk.path; }
 
-double measure_sgemm_ukernel_gflops(int64_t rounds) {
+double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1) {
     const GemmConfig& cfg = config();
     const int MR = cfg.uk.mr, NR = cfg.uk.nr;
     // sgemm's blocking for a large square product: K blocks near KC, an A block of mc_rows rows
-    // and as many B panels as the L2 share holds.
-    const int64_t kc = KC, a_panels = cfg.mc_rows / MR;
-    const int64_t b_panels = std::max<int64_t>(1, cfg.b_floats / (kc * NR));
+    // and as many B panels as the L2 share holds. In L1: one A panel, one B panel and their C
+    // tile at a depth whose operands fit in 32 KiB, called over and over.
+    const int64_t kc = in_l1 ? 128 : KC, a_panels = in_l1 ? 1 : cfg.mc_rows / MR;
+    const int64_t b_panels = in_l1 ? 1 : std::max<int64_t>(1, cfg.b_floats / (kc * NR));
     const int64_t a_panel = a_panel_size(false, MR, kc);
     const int64_t a_floats = a_panels * a_panel, b_floats = b_panels * kc * NR;
     const int64_t ldc = b_panels * NR, c_floats = a_panels * MR * ldc;
@@ -531,18 +532,25 @@ double measure_sgemm_ukernel_gflops(int64_t rounds) {
     std::fill(pa, pa + a_floats, 1e-3f);
     std::fill(pb, pb + b_floats, 1e-3f);
     std::fill(pc, pc + c_floats, 0.0f);
+    // As many calls per sweep either way (the L2 sweep's count), so that `rounds` means the same
+    // amount of work.
+    const int64_t repeats = in_l1 ? KC / kc * (cfg.mc_rows / MR) *
+                                        std::max<int64_t>(1, cfg.b_floats / (KC * NR))
+                                  : 1;
     auto sweep = [&] {
-        for (int64_t ir = 0; ir < a_panels; ++ir)
-            for (int64_t jr = 0; jr < b_panels; ++jr)
-                cfg.uk.a_rows(kc, pa + ir * a_panel, pb + jr * kc * NR,
-                              pc + ir * MR * ldc + jr * NR, ldc, 1.0f, 1.0f);
+        for (int64_t r = 0; r < repeats; ++r)
+            for (int64_t ir = 0; ir < a_panels; ++ir)
+                for (int64_t jr = 0; jr < b_panels; ++jr)
+                    cfg.uk.a_rows(kc, pa + ir * a_panel, pb + jr * kc * NR,
+                                  pc + ir * MR * ldc + jr * NR, ldc, 1.0f, 1.0f);
     };
     sweep();  // warm-up: caches, clocks
     rounds = std::max<int64_t>(1, rounds);
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t r = 0; r < rounds; ++r) sweep();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return 2.0 * double(MR * NR) * double(kc * a_panels * b_panels) * double(rounds) / s / 1e9;
+    return 2.0 * double(MR * NR) * double(kc * a_panels * b_panels) * double(repeats * rounds) /
+           s / 1e9;
 }
 
 // Same shapes as sgemm (alpha != 0).

@@ -41,7 +41,9 @@ const char* sgemm_route(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 // cache: one A block (row-panel layout, as non-transposed A is packed) swept across an L2-sized
 // packed B block exactly as sgemm's inner loops do, into a cache-resident C, for `rounds` sweeps.
 // The ceiling of the packed route: what is lost between it and sgemm is packing and the memory
-// traffic of A, B and C. For benchmarks (bench/bench_gemm.py).
-double measure_sgemm_ukernel_gflops(int64_t rounds);
+// traffic of A, B and C. With in_l1, one A panel and one B panel at depth 128 and their C tile,
+// all in L1, instead: the micro-kernel's instruction mix alone, with no cache to wait on. For
+// benchmarks (bench/bench_gemm.py).
+double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1 = false);
 
 }  // namespace cnnfast
