@@ -41,12 +41,19 @@ def get_num_threads() -> int:
 
 
 def show_config() -> None:
-    """Print the SIMD path, thread count and build flags of the compiled core."""
+    """Print the SIMD path of each kernel family, the threads and the build flags of the core."""
+    import os
+
     print(f"cnnfast {__version__}")
-    print(f"  SIMD path (GEMM):  {_core.sgemm_simd_path()}")
-    print(f"  threads:           {_core.get_num_threads()}")
-    print(f"  compiler:          {_core.compiler}")
-    print(f"  build flags:       {_core.build_flags}")
+    print(f"  SIMD path (GEMM):         {_core.sgemm_simd_path()}")
+    print(f"  SIMD path (elementwise):  {_core.elementwise_simd_path()}")
+    print(f"  SIMD path (pooling):      {_core.pool2d_simd_path()}")
+    print(f"  conv2d algorithm:         {_core.conv2d_algorithm()}")
+    print(f"  threads:                  {_core.get_num_threads()}")
+    for var in ("CNNFAST_SIMD", "OMP_NUM_THREADS", "OMP_PROC_BIND"):
+        print(f"  {var + ':':<26}{os.environ.get(var, '(unset)')}")
+    print(f"  compiler:                 {_core.compiler}")
+    print(f"  build flags:              {_core.build_flags}")
 
 
 __all__ = [

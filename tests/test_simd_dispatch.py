@@ -46,3 +46,20 @@ def test_avx2_cap_reaches_every_family():
 def test_default_is_the_same_level_everywhere():
     gemm, elementwise, pool, _ = _paths(None)
     assert gemm == elementwise.replace("baseline", "scalar") == pool.replace("baseline", "scalar")
+
+
+def test_show_config_reports_every_family_and_the_real_flags(capsys):
+    cnnfast.show_config()
+    out = capsys.readouterr().out.splitlines()[1:]
+    lines = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in out)}
+    assert lines["SIMD path (GEMM)"] == _core.sgemm_simd_path()
+    assert lines["SIMD path (elementwise)"] == _core.elementwise_simd_path()
+    assert lines["SIMD path (pooling)"] == _core.pool2d_simd_path()
+    assert lines["threads"] == str(_core.get_num_threads())
+    flags = lines["build flags"]
+    # The kernels' own flags, each once, and an ISA kernel set whenever its path can run.
+    assert "-fno-math-errno" in flags and flags.split(",")[0].split().count("-O3") == 1
+    if _core.sgemm_simd_path() == "avx512":
+        assert "avx512 kernels: -mavx512f" in flags
+    if _core.sgemm_simd_path() in ("avx512", "avx2"):
+        assert "avx2 kernels: -mavx2 -mfma" in flags
