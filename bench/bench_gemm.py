@@ -111,24 +111,23 @@ def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
     heads = ["cnnfast", "numpy"] + (["torch"] if torch is not None else [])
     out = []
     if threads == 1:
-        # The yardstick for "% of peak": this core's measured FMA throughput right now (median
-        # of 5), on the same SIMD path as cnnfast's GEMM; a VM's nominal clock says little.
-        peak = statistics.median(_core.measure_fma_peak_gflops() for _ in range(5))
-        out.append(["FMA peak, measured (1T)", "GFLOP/s", peak, None, None, None, None])
-        print(out[-1], flush=True)
-        # The packed route's ceiling: its micro-kernel loop alone, operands packed and in cache.
-        # What sgemm loses below this row is packing and the memory traffic of A, B and C.
-        ukernel = statistics.median(_core.measure_sgemm_ukernel_gflops() for _ in range(5))
-        out.append(["sgemm micro-kernel loop, packed operands in cache (1T)", "GFLOP/s", ukernel,
-                    None, None, None, None])
-        print(out[-1], flush=True)
-        # The same loop with its operands and C all in L1: the instruction mix's own ceiling, with
-        # no cache level to wait on.
-        in_l1 = statistics.median(
-            _core.measure_sgemm_ukernel_gflops(in_l1=True) for _ in range(5))
-        out.append(["sgemm micro-kernel loop, operands and C in L1 (1T)", "GFLOP/s", in_l1,
-                    None, None, None, None])
-        print(out[-1], flush=True)
+        # Single-thread ceilings, each the median of 5 measurements:
+        # - the yardstick for "% of peak": this core's measured FMA throughput right now, on the
+        #   same SIMD path as cnnfast's GEMM (a VM's nominal clock says little);
+        # - the packed route's ceiling: its micro-kernel loop alone, operands packed and in
+        #   cache; what sgemm loses below it is packing and the memory traffic of A, B and C;
+        # - the same loop with its operands and C all in L1: the instruction mix's own ceiling,
+        #   with no cache level to wait on.
+        for label, measure in [
+            ("FMA peak, measured (1T)", _core.measure_fma_peak_gflops),
+            ("sgemm micro-kernel loop, packed operands in cache (1T)",
+             _core.measure_sgemm_ukernel_gflops),
+            ("sgemm micro-kernel loop, operands and C in L1 (1T)",
+             lambda: _core.measure_sgemm_ukernel_gflops(in_l1=True)),
+        ]:
+            rate = statistics.median(measure() for _ in range(5))
+            out.append([label, "GFLOP/s", rate, None, None, None, None])
+            print(out[-1], flush=True)
     percent_rows = []
     for label, m, n, k, ta, tb in SQUARES + CONV:
         square = (label, m, n, k, ta, tb) in SQUARES

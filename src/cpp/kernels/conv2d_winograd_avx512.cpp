@@ -403,15 +403,12 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
             }
         }
     };
-    // The C dw rows, then (item C) db.
-    reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + 1,
-                        [&](int used, int64_t c) {
-                            if (c < C) return finish(used, c);
-                            for (int64_t k = 0; db && k < K; ++k) {
-                                float v = 0.0f;
-                                for (int p = 0; p < used; ++p) v += parts[p * part_floats + UF + k];
-                                db[k] = v;
-                            }
+    // Items: the C dw rows, then the K db values (each partial's db starts at UF).
+    reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + K,
+                        [&](int used, int64_t i) {
+                            if (i < C) return finish(used, i);
+                            write_summed_gradient(nullptr, db, 0, parts + UF, part_floats, 1,
+                                                  used, i - C);
                         });
 }
 

@@ -519,10 +519,14 @@ double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1) {
     const GemmConfig& cfg = config();
     const int MR = cfg.uk.mr, NR = cfg.uk.nr;
     // sgemm's blocking for a large square product: K blocks near KC, an A block of mc_rows rows
-    // and as many B panels as the L2 share holds. In L1: one A panel, one B panel and their C
-    // tile at a depth whose operands fit in 32 KiB, called over and over.
-    const int64_t kc = in_l1 ? 128 : KC, a_panels = in_l1 ? 1 : cfg.mc_rows / MR;
-    const int64_t b_panels = in_l1 ? 1 : std::max<int64_t>(1, cfg.b_floats / (kc * NR));
+    // and as many B panels as the L2 share holds.
+    const int64_t l2_a_panels = cfg.mc_rows / MR;
+    const int64_t l2_b_panels = std::max<int64_t>(1, cfg.b_floats / (KC * NR));
+    // In L1 instead: one A panel, one B panel and their C tile at a depth whose operands fit in
+    // 32 KiB, repeated so that a sweep does the same multiply-adds as the L2 one.
+    const int64_t kc = in_l1 ? 128 : KC;
+    const int64_t a_panels = in_l1 ? 1 : l2_a_panels, b_panels = in_l1 ? 1 : l2_b_panels;
+    const int64_t repeats = in_l1 ? KC / kc * l2_a_panels * l2_b_panels : 1;
     const int64_t a_panel = a_panel_size(false, MR, kc);
     const int64_t a_floats = a_panels * a_panel, b_floats = b_panels * kc * NR;
     const int64_t ldc = b_panels * NR, c_floats = a_panels * MR * ldc;
@@ -532,11 +536,6 @@ double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1) {
     std::fill(pa, pa + a_floats, 1e-3f);
     std::fill(pb, pb + b_floats, 1e-3f);
     std::fill(pc, pc + c_floats, 0.0f);
-    // As many calls per sweep either way (the L2 sweep's count), so that `rounds` means the same
-    // amount of work.
-    const int64_t repeats = in_l1 ? KC / kc * (cfg.mc_rows / MR) *
-                                        std::max<int64_t>(1, cfg.b_floats / (KC * NR))
-                                  : 1;
     auto sweep = [&] {
         for (int64_t r = 0; r < repeats; ++r)
             for (int64_t ir = 0; ir < a_panels; ++ir)

@@ -3,10 +3,9 @@
 // for a dense layer. Packing would copy all of A (tens of MB for a convolution) to do only N
 // columns of work per element, and the packed path spends most of its time waiting on that
 // copy. Here the micro-kernel broadcasts A straight from its stored rows (the R values of one k
-// are adjacent), so A is read once, and
-// while it works through one K chunk it prefetches its own rows of the next chunk: the
-// prefetches are spread over the FMAs instead of issued in bursts, and they reach L2 well before
-// the chunk's turn comes (all other row panels run in between).
+// are adjacent), so A is read once, and while it works through one K chunk it prefetches its own
+// rows of the next chunk: the prefetches are spread over the FMAs instead of issued in bursts, and
+// they reach L2 well before the chunk's turn comes (all other row panels run in between).
 #include "gemm_ukernel.h"
 
 #ifdef CNNFAST_BUILD_AVX512
