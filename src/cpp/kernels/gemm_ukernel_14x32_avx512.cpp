@@ -2,6 +2,11 @@
 // Why 14x32: 32 zmm = 28 accumulators + 2 B vectors + 2 spare; each k step issues 28 FMAs
 // against 2 vector loads and 14 broadcast loads, so the two FMA pipes stay busy (28 independent
 // chains >> latency 4 x 2 pipes) while loads stay under one per FMA.
+// Why not 9x48 (27 accumulators, 12 loads per 27 FMAs): alone in L1 its loop came closer to the
+// FMA peak (about 0.95 of it, against 0.89 here; Xeon, scratch builds), but sgemm was no faster
+// with it at 1024^2-2048^2. In gemm.cpp's loop order its B panels stream 1.5x the bytes per k
+// step from L2; in the textbook order (B panel in L1) the 48 KiB L1 caps the depth near 192,
+// which doubles the C traffic per multiply-add.
 #include "gemm_ukernel.h"
 
 #ifdef CNNFAST_BUILD_AVX512
