@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 from cnnfast import (
     _core,
     callbacks,
@@ -42,8 +44,6 @@ def get_num_threads() -> int:
 
 def show_config() -> None:
     """Print the SIMD path of each kernel family, the threads and the build flags of the core."""
-    import os
-
     print(f"cnnfast {__version__}")
     print(f"  SIMD path (GEMM):         {_core.sgemm_simd_path()}")
     print(f"  SIMD path (elementwise):  {_core.elementwise_simd_path()}")

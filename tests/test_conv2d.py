@@ -335,7 +335,8 @@ FLIPPED_BACKWARD_DATA_CASES = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", FLIPPED_BACKWARD_DATA_CASES, ids=str)
-def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads, algorithm, rng, restore_threads):
+def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads, algorithm, rng,
+                                                                    restore_threads):
     x, w, _ = make_inputs(case, rng)
     pads, strides, _, (OH, OW) = geometry(case)
     dy = rng.standard_normal((x.shape[0], OH, OW, w.shape[3])).astype(np.float32)

@@ -26,6 +26,19 @@ U32 = 2.0**-24
 # (M, N, K): 1, primes, and sizes either side of the tiles of every path (avx512 14x32,
 # avx2 6x16, scalar 4x8), of the K block (384, split evenly), of the packed-B width (a few
 # hundred columns) and of the small-problem cut-off (M*N*K <= 4096).
+# Transposed-A narrow path (trans_a, B not transposed, 16 <= N <= 128, M >= 12, A's row stride not
+# a multiple of 128 floats; unpacked 6-row panels, 64-column blocks, K chunks of 64): partial
+# panels, masked last vectors, two column blocks, K tails, both threads. These take the narrow
+# route when trans_a and not trans_b (checked below).
+TN_NARROW_SHAPES = [
+    (12, 16, 40),
+    (13, 17, 300),
+    (37, 64, 600),
+    (50, 65, 320),
+    (100, 100, 700),
+    (61, 128, 257),
+    (600, 48, 1030),
+]
 SHAPES = [
     (1, 1, 1),
     (1, 7, 1),
@@ -66,19 +79,7 @@ SHAPES = [
     (4, 130, 65),
     (1, 1000, 17),
     (4, 257, 3),
-    # Transposed-A narrow path (trans_a, B not transposed, 16 <= N <= 128, M >= 12, A's row
-    # stride not a multiple of 128 floats; unpacked 6-row panels, 64-column blocks, K chunks of
-    # 64): partial panels, masked last vectors, two column blocks, K tails, both threads.
-    (12, 16, 40),
-    (13, 17, 300),
-    (37, 64, 600),
-    (50, 65, 320),
-    (100, 100, 700),
-    (61, 128, 257),
-    (600, 48, 1030),
-]
-# The shapes above that take the narrow route when trans_a and not trans_b (checked below).
-TN_NARROW_SHAPES = SHAPES[-7:]
+] + TN_NARROW_SHAPES
 FLAGS = [(False, False), (False, True), (True, False), (True, True)]
 # (alpha, beta): exactly representable in fp32, so the reference sees the same values.
 SCALES = [(1.0, 0.0), (-1.25, 0.5), (0.5, 1.0)]
@@ -200,13 +201,15 @@ def test_sgemm_small_m_epilogue_propagates_nan(m):
 def test_sgemm_routes_narrow_transposed_a_unpacked():
     # The reference comparisons above only test the narrow route if these shapes really take it.
     if _core.sgemm_simd_path() != "avx512":
-        pytest.skip(f"the narrow route is AVX-512 only; this process runs {_core.sgemm_simd_path()}")
+        pytest.skip("the narrow route is AVX-512 only; this process runs "
+                    + _core.sgemm_simd_path())
     for m, n, k in TN_NARROW_SHAPES:
         assert _core.sgemm_route(m, n, k, True, False) == "tn_narrow", (m, n, k)
         assert _core.sgemm_route(m, n, k, True, True) != "tn_narrow"
         assert _core.sgemm_route(m, n, k, False, False) != "tn_narrow"
     # Too few or too many columns, too few rows, or a row stride of 128 floats (L1 sets).
-    for m, n, k in [(600, 8, 1030), (600, 129, 1030), (11, 64, 300), (1152, 64, 1030), (256, 32, 512)]:
+    for m, n, k in [(600, 8, 1030), (600, 129, 1030), (11, 64, 300), (1152, 64, 1030),
+                    (256, 32, 512)]:
         assert _core.sgemm_route(m, n, k, True, False) == "packed", (m, n, k)
     for bad in [(-1, 4, 4), (2**40, 2**20, 2**10)]:
         with pytest.raises(ValueError, match="sgemm_route"):

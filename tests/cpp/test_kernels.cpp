@@ -93,7 +93,8 @@ void test_gemm() {
         auto A = randn(K * lda), B = randn(K * ldb), C0 = randn(M * ldc);
         auto C1 = C0, C2 = C0;
         sgemm(true, false, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C1.data(), ldc);
-        sgemm_naive(true, false, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C2.data(), ldc);
+        sgemm_naive(true, false, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 0.25f, C2.data(),
+                    ldc);
         expect_close("sgemm sub-matrices vs naive", C1, C2);
     }
     // The bench's micro-kernel ceiling runs the kernels on its own buffers: in bounds, aligned.
@@ -110,7 +111,8 @@ void test_conv(const char* algorithm) {
                           {2, 9, 8, 5, 3, 3, 70, 1, 1, 0, 0, 1},
                           // One input channel (the column-vectorised kernels): LeNet C1's 5x5x6
                           // with a masked second strip, and K = 3 padded on an odd row count.
-                          {2, 11, 21, 1, 5, 5, 6, 1, 1, 0, 0, 1}, {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1}};
+                          {2, 11, 21, 1, 5, 5, 6, 1, 1, 0, 0, 1},
+                          {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
         d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;

@@ -323,7 +323,8 @@ struct ChannelInterleave {
         for (int j = 0; j < K; ++j) {
             __m512 o = _mm512_setzero_ps();
 #pragma GCC unroll 8
-            for (int c = 0; c < K; ++c) o = _mm512_mask_permutexvar_ps(o, from[j][c], pixel_of[j], ch[c]);
+            for (int c = 0; c < K; ++c)
+                o = _mm512_mask_permutexvar_ps(o, from[j][c], pixel_of[j], ch[c]);
             _mm512_mask_storeu_ps(dst + 16 * j, lanes(np * K - 16 * j), o);
         }
     }

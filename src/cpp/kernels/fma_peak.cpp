@@ -34,7 +34,8 @@ double measure_fma_peak_gflops(int64_t iterations) {
         loop = &fma_peak_loop_avx512, flop_per_round = kFmaChainsAvx512 * 16 * 2;
 #endif
 #if defined(CNNFAST_BUILD_AVX2)
-    if (level == SimdLevel::avx2) loop = &fma_peak_loop_avx2, flop_per_round = kFmaChainsAvx2 * 8 * 2;
+    if (level == SimdLevel::avx2)
+        loop = &fma_peak_loop_avx2, flop_per_round = kFmaChainsAvx2 * 8 * 2;
 #endif
     volatile float sink = loop(iterations / 10 + 1);  // warm-up: clocks, caches
     const auto t0 = std::chrono::steady_clock::now();
