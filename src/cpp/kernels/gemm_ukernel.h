@@ -6,7 +6,9 @@
 namespace cnnfast {
 
 // Depth of one packed block (the K extent a micro-kernel sweeps per call). Compile-time so that
-// the row-panel layout below has constant displacements in the micro-kernels.
+// the row-panel layout below has constant displacements in the micro-kernels. At 384 an A row panel
+// (14 x 400 floats, 22 KiB) stays in the 48 KiB L1 while B panels stream past it; 256, 512 and 768
+// ran within the noise of 384 at 1024^2 and 2048^2 on one thread (Xeon, scratch builds).
 constexpr int64_t kGemmKC = 384;
 // Row stride of an A panel packed row by row. The +16 floats (one cache line) keep the MR rows of
 // a panel off a 1 KiB-periodic address pattern (L1 set conflicts, 4K aliasing).
