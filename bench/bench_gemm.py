@@ -3,8 +3,8 @@
 Usage (pin threads; let OpenBLAS pick its own kernel for this CPU):
     OMP_PROC_BIND=close env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_gemm.py
 
-Prints GFLOP/s (median of repeated calls, each contender timed in turn on the same operands)
-and cnnfast's ratio to each contender, for 1 and 2 threads.
+Prints GFLOP/s (median of repeated calls, the contenders alternating in blocks of calls on the
+same operands) and cnnfast's ratio to each contender, for 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import SETTLE_SECONDS
 from cnnfast import _core
 
 try:
@@ -45,19 +46,35 @@ CONV = [
 ]
 
 
-def timeit(fn, min_reps: int, min_time: float) -> float:
-    fn()  # warm-up: packing buffers, thread pools, page faults
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        # The cap only bounds fast shapes to min_time's worth of calls: a 256^2 product takes
-        # 0.1 ms, and a median over only 50 of them (5 ms) was at the mercy of one noisy spell.
-        if len(times) >= 5000:
-            break
-    return statistics.median(times)
+# Contenders alternate in blocks of calls, round after round: a noisy spell on this shared VM
+# then hits every contender about equally. With one block per contender a spell could spoil a
+# whole row for one of them (a 2T 256^2 row once read 0.75x torch and 0.98x numpy, where rows
+# timed in alternating blocks read 1.2x numpy).
+ROUNDS = 5
+
+
+def time_blocks(fns, min_reps: int, min_time: float, settle: float) -> dict[str, float]:
+    """Median seconds per call of each contender over ROUNDS alternating blocks. Each block
+    waits `settle` seconds (the previous contender's idle pool stops spinning, see
+    common.SETTLE_SECONDS), makes one untimed call (caches, buffers and threads warm again),
+    then times calls for min_time / ROUNDS seconds and at least min_reps / ROUNDS calls."""
+    reps = max(1, -(-min_reps // ROUNDS))
+    block_time = min_time / ROUNDS
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            if settle:
+                time.sleep(settle)
+            fn()
+            block = times[name]
+            n0, start = len(block), time.perf_counter()
+            # The cap bounds fast shapes: a 256^2 product takes 0.1 ms.
+            while len(block) - n0 < reps or (time.perf_counter() - start < block_time
+                                              and len(block) - n0 < 1000):
+                t0 = time.perf_counter()
+                fn()
+                block.append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def blas_limits(threads: int):
@@ -66,7 +83,7 @@ def blas_limits(threads: int):
     return threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
 
 
-def bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time) -> dict[str, float]:
+def bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time, threads) -> dict[str, float]:
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
     c = np.empty((m, n), np.float32)
@@ -80,8 +97,10 @@ def bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time) -> dict[str, fl
         a_t, b_t = (ta_t.T if ta else ta_t), (tb_t.T if tb else tb_t)
         fns["torch"] = lambda: torch.matmul(a_t, b_t, out=tc_t)
     flop = 2.0 * m * n * k
-    # Contenders in turn on the same operands, so a noisy neighbour hits each about equally.
-    return {h: flop / timeit(fns[h], min_reps, min_time) / 1e9 for h in heads}
+    # Only multi-threaded pools spin after a call: one thread needs no settling.
+    settle = SETTLE_SECONDS if threads > 1 else 0.0
+    seconds = time_blocks({h: fns[h] for h in heads}, min_reps, min_time, settle)
+    return {h: flop / seconds[h] / 1e9 for h in heads}
 
 
 def run(shapes, threads: int, min_reps: int, min_time: float) -> None:
@@ -96,7 +115,7 @@ def run(shapes, threads: int, min_reps: int, min_time: float) -> None:
     print(f"{'problem':<30}{'M':>7}{'N':>6}{'K':>7}{cols}{ratios}")
     for label, m, n, k, ta, tb in shapes:
         with blas_limits(threads):
-            gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time)
+            gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time, threads)
         row = "".join(f"{gf[h]:10.1f}" for h in heads)
         row += "".join(f"{gf['cnnfast'] / gf[h]:10.2f}" for h in heads[1:])
         print(f"{label:<30}{m:>7}{n:>6}{k:>7}{row}")
@@ -134,7 +153,7 @@ def rows(threads: int, min_reps: int = 5, min_time: float = 0.2) -> list[list]:
         if threads == 1 and square:
             before = statistics.median(_core.measure_fma_peak_gflops() for _ in range(3))
         with blas_limits(threads):
-            gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time)
+            gf = bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time, threads)
         t = gf.get("torch")
         out.append([f"sgemm {label} ({threads}T)", "GFLOP/s", gf["cnnfast"], t, gf["numpy"],
                     gf["cnnfast"] / t if t else None, gf["cnnfast"] / gf["numpy"]])
