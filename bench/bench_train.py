@@ -9,6 +9,7 @@ architecture with the same optimizer and batch size on the same synthetic data.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -74,8 +75,8 @@ def synthetic(model: cf.Sequential, n: int, seed: int = 0):
     return x, np.eye(model.output_shape_[-1], dtype=np.float32)[labels], labels
 
 
-def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
-    """images/s of one epoch of `steps` batches for each contender."""
+def training_epochs(name: str, batch: int, steps: int) -> dict[str, Callable[[], object]]:
+    """One epoch of `steps` batches for each contender, on the same synthetic data."""
     build, opt, _ = NETWORKS[name]
     cf.set_seed(0)
     model = build()
@@ -113,8 +114,38 @@ def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, 
                 npm.train_step(x[idx], y[idx])
 
         fns["numpy"] = numpy_epoch
-    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS)
+    return fns
+
+
+def bench_training(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
+    """images/s of one epoch of `steps` batches for each contender."""
+    times = time_rounds(training_epochs(name, batch, steps), rounds=rounds, settle=SETTLE_SECONDS)
     return {k: batch * steps / median(v) for k, v in times.items()}
+
+
+def bench_scaling(name: str, batch: int, steps: int, threads: int, rounds: int) -> dict[str, float]:
+    """Speedup of `threads` threads over one, for cnnfast and torch, with the 1-thread and
+    `threads`-thread epochs alternating in the same rounds.
+
+    The quotient of the train rows at 1T and 2T compares runs a minute or more apart, and this
+    VM's throughput drifts by 10% between minutes: for the same code on one morning it read
+    1.65x to 2.04x for the Keras CNN. Alternating both thread counts in one window, as the
+    contenders alternate everywhere else, leaves the drift out of the quotient."""
+    epochs = training_epochs(name, batch, steps)
+    setters = {"cnnfast": cf.set_num_threads}
+    if torch is not None:
+        setters["torch"] = torch.set_num_threads
+
+    def with_threads(contender: str, n: int):
+        def run():
+            setters[contender](n)
+            return epochs[contender]()
+        return run
+
+    fns = {f"{c} {n}T": with_threads(c, n) for c in setters for n in (1, threads)}
+    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS)
+    set_threads(threads)
+    return {c: median(times[f"{c} 1T"]) / median(times[f"{c} {threads}T"]) for c in setters}
 
 
 def bench_inference(name: str, batch: int, steps: int, rounds: int) -> dict[str, float]:
@@ -157,6 +188,15 @@ def rows(threads: int, rounds: int = 5, quick: bool = False) -> list[list]:
                 bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds))
     if not quick:
         add(f"infer vgg16_cifar b64 ({threads}T)", "img/s", bench_inference("vgg16_cifar", 64, 4, rounds))
+    if threads > 1:
+        # The conv-heavy networks' speedup over one thread, both timed in the same rounds.
+        for name, b, n_steps in [("keras_mnist_cnn", 128, steps), ("vgg16_cifar", 64, 4)]:
+            if name == "vgg16_cifar" and quick:
+                continue
+            sp = bench_scaling(name, b, n_steps, threads, rounds)
+            out.append([f"train {name} b{b}, speedup {threads}T / 1T (same rounds)", "x",
+                        sp["cnnfast"], sp.get("torch"), None, None, None])
+            print(out[-1], flush=True)
     return out
 
 
