@@ -348,7 +348,9 @@ def test_conv2d_backward_data_as_flipped_forward_matches_reference(case, threads
 # Winograd F(2x2, 3x3) (3x3, stride 1, one group): odd and even output sizes (edge tiles with one
 # row or column), "valid", "same" and explicit padding up to 2, channel counts that are not
 # multiples of 16 and above 64 (several micro-kernel column blocks), more tiles than one block,
-# and one or two threads (blocks of tiles split statically; dw partials summed per thread).
+# and one or two threads (blocks of tiles split statically; dw partials summed per thread). The
+# last two have enough channels (C x K >= 32768) for the kernel transform itself to take two
+# threads, through the forward ("same") and the transposed backward-data ("valid") layouts.
 WINOGRAD_CASES = [
     (2, 13, 13, 64, 3, 3, 64, 1, "valid", 1),
     (3, 8, 9, 5, 3, 3, 7, 1, "same", 1),
@@ -358,6 +360,8 @@ WINOGRAD_CASES = [
     (2, 3, 3, 8, 3, 3, 8, 1, "valid", 1),
     (2, 10, 11, 130, 3, 3, 20, 1, (2, 0), 1),
     (9, 16, 16, 24, 3, 3, 40, 1, "same", 1),
+    (1, 4, 5, 200, 3, 3, 170, 1, "same", 1),
+    (1, 6, 6, 200, 3, 3, 170, 1, "valid", 1),
 ]
 
 
