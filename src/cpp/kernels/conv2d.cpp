@@ -481,18 +481,19 @@ ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float
 
 // Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this pass of a convolution: always
 // where it can when forced ("winograd"); under "auto" only where it measured faster than the
-// direct kernels: both channel counts >= 16 (fewer leave the GEMMs' vectors mostly idle), maps
-// of more than 4x4 outputs (smaller ones go to im2col, see direct_for) and at least 128 output
-// tiles in the batch, over which the per-call kernel transform (16 C K floats) is spread (a
-// single Keras-CNN image, 36 tiles, took 4x longer with Winograd). Backward-data's GEMMs produce
-// C channels; below 64 the direct scatter measured faster (0.9x for 32->64 3x3 on 13x13).
+// direct kernels (1 and 2 threads): both channel counts >= 16 (fewer leave the GEMMs' vectors
+// mostly idle), maps of more than 4x4 outputs (smaller ones go to im2col, see direct_for) and at
+// least 32 output tiles in the batch, over which the per-call kernel transform (16 C K floats) is
+// spread: a single Keras-CNN image (13x13 64->64, 36 tiles) ran 0.8x the direct time, while 16
+// tiles of 16->16 or 32->64 channels ran 1.1-1.6x. Backward-data's GEMMs produce C channels: at
+// C = 16 it was level with the direct scatter (0.9-1.03x), from 32 faster (0.6-0.8x).
 enum class ConvPass { forward, backward_data, backward_weights };
 bool use_winograd(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 3) return winograd_computes(d);
     const int64_t tiles = d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2);
     return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
-           d.OH * d.OW > 16 && tiles >= 128 && (pass != ConvPass::backward_data || d.C >= 64);
+           d.OH * d.OW > 16 && tiles >= 32 && (pass != ConvPass::backward_data || d.C >= 32);
 }
 
 // Convolutions the single-input-channel kernels (vectorised over output columns) take.
