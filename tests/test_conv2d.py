@@ -389,6 +389,38 @@ def test_conv2d_winograd_matches_reference(case, threads, rng):
         assert np.array_equal(g, h)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv2d_winograd_wide_layer_in_several_passes_matches_direct(threads, rng, restore_threads):
+    """Wide layers (16 C K > 2^18 floats) run Winograd position by position over passes of at
+    most 2^22 floats of V and M: 936 tiles at 136 -> 136 channels, so 4 images of 32x32 ("same",
+    1024 tiles) take two passes, in the forward and in backward-data (its flipped forward). A
+    float64 reference of these 680M multiply-adds per pass would take seconds, so the yardstick is
+    the direct kernels, themselves held to the float64 reference above: each result is within
+    32u * sum|terms| of the exact value (assert_sum_close), so the two differ by at most 64u."""
+    if not _core.set_conv2d_algorithm("winograd"):
+        pytest.skip("Winograd needs the AVX-512 kernels, which this CPU or build lacks")
+    _core.set_conv2d_algorithm("auto")
+    x = rng.standard_normal((4, 32, 32, 136)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 136, 136)).astype(np.float32)
+    b = rng.standard_normal(136).astype(np.float32)
+    dy = rng.standard_normal((4, 32, 32, 136)).astype(np.float32)
+    _core.set_num_threads(threads)
+
+    def run(algorithm, x, w, b, dy):
+        y, dx = np.full_like(dy, np.nan), np.full_like(x, np.nan)
+        assert _core.set_conv2d_algorithm(algorithm)
+        try:
+            _core.conv2d_forward(y, x, w, b, 1, 1, 1, 1)
+            _core.conv2d_backward_data(dx, dy, w, 1, 1, 1, 1)
+        finally:
+            _core.set_conv2d_algorithm("auto")
+        return y, dx
+
+    abs_terms = run("direct", np.abs(x), np.abs(w), np.abs(b), np.abs(dy))
+    for got, want, a in zip(run("winograd", x, w, b, dy), run("direct", x, w, b, dy), abs_terms):
+        assert_sum_close(got, np.asarray(want, np.float64), np.asarray(a, np.float64), factor=64)
+
+
 # One input channel, stride 1 and K <= 8 runs kernels vectorised over 16 output columns: widths
 # below, at and past 16 (masked strips), every K from 1 to 8, "same" padding with even and
 # rectangular kernels, and two threads (whole images, or bands of rows for a single image).

@@ -2,7 +2,8 @@
 //
 // Work is split into blocks of tiles. A thread transforms one block's input patches into
 // V (16, tiles, C), runs the 16 position GEMMs into M (16, tiles, K) and transforms M back into
-// the output, while V and M stay in its L2 cache. The matrices of F(2x2, 3x3):
+// the output, while V and M stay in its L2 cache. Wide layers' forward passes (and backward-data
+// as one) go position by position instead (forward_position_major). The matrices of F(2x2, 3x3):
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   (input, 4x4 -> 4x4)
 //   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (kernel, 3x3 -> 4x4)
 //   A^T = [1 1 1 0; 0 1 -1 -1]                       (output, 4x4 -> 2x2)
@@ -287,9 +288,53 @@ void scatter_input_gradient(float* dx, const float* dV, int64_t ldpos, int64_t l
     }
 }
 
+// Wide layers: U (16 C Kp floats) above this many floats (1 MiB, 128 -> 128 channels) no longer
+// stays in a core's L2 beside a block's V and M, and the tile-block schedule below would read it
+// again for every block of tiles: for 512 -> 512 channels that is 16 MiB per 24 tiles.
+constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
+// V and M of one pass of the position-major schedule together hold at most this many floats.
+constexpr int64_t kPassFloats = int64_t(1) << 22;
+
+// The forward pass of a wide layer, position by position: each pass transforms a run of tiles
+// into V, then runs each position's GEMM over all of them (the threads take whole positions, so
+// a 64-column slice of U[pos] stays in L2 while every tile streams past it), then transforms M
+// back. Each product is one micro-kernel call whatever the thread count.
+void forward_position_major(const ConvDirectUkernels& uk, float* y, const float* x,
+                            const float* U, int64_t Kp, const float* bias, const Conv2dDims& d,
+                            bool relu) {
+    const TileGrid g = tile_grid(d);
+    const int64_t C = d.C, k_blocks = (d.K + 63) / 64;
+    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
+    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
+        const int64_t nt = std::min(per_pass, g.total - t0), ldv = nt * C, ldm = nt * Kp;
+        float* V = column_scratch(16 * ldv, kWinogradInputs);
+        float* M = column_scratch(16 * ldm, kWinogradProducts);
+#pragma omp parallel num_threads(T)
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12)
+                transform_input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
+#pragma omp for schedule(static)
+            for (int64_t job = 0; job < 16 * k_blocks; ++job) {
+                const int64_t pos = job / k_blocks, k0 = job % k_blocks * 64;
+                const ConvPixels px{V + pos * ldv, 0, C, nt};
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                           nullptr, false, std::min<int64_t>(64, d.K - k0));
+            }
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12)
+                transform_output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
+                                 bias, relu, d, g);
+        }
+    }
+}
+
 // The forward pass with the kernel already transformed: U (16, C, Kp).
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
                          int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
+    if (16 * d.C * Kp > kWideKernelFloats)
+        return forward_position_major(uk, y, x, U, Kp, bias, d, relu);
     const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
@@ -408,7 +453,8 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
             for (int pos = 0; pos < 16; ++pos) {
                 const float* at = parts + pos * C * Kp + c * Kp + k;
                 __m512 v = _mm512_setzero_ps();
-                for (int p = 0; p < used; ++p) v = _mm512_add_ps(v, _mm512_loadu_ps(at + p * part_floats));
+                for (int p = 0; p < used; ++p)
+                    v = _mm512_add_ps(v, _mm512_loadu_ps(at + p * part_floats));
                 s[pos] = v;
             }
             for (int b = 0; b < 4; ++b) {  // G^T S
@@ -421,7 +467,8 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
                 float* o = dw + (3 * i) * C * K + c * K + k;
                 const __m512 inner = _mm512_mul_ps(half, _mm512_add_ps(t[i][1], t[i][2]));
                 _mm512_mask_storeu_ps(o, m, _mm512_add_ps(t[i][0], inner));
-                _mm512_mask_storeu_ps(o + C * K, m, _mm512_mul_ps(half, _mm512_sub_ps(t[i][1], t[i][2])));
+                _mm512_mask_storeu_ps(o + C * K, m,
+                                      _mm512_mul_ps(half, _mm512_sub_ps(t[i][1], t[i][2])));
                 _mm512_mask_storeu_ps(o + 2 * C * K, m, _mm512_add_ps(inner, t[i][3]));
             }
         }
