@@ -393,10 +393,11 @@ def test_conv2d_winograd_matches_reference(case, threads, rng):
 def test_conv2d_winograd_wide_layer_in_several_passes_matches_direct(threads, rng, restore_threads):
     """Wide layers (16 C K > 2^18 floats) run Winograd position by position over passes of at
     most 2^22 floats of V and M: 936 tiles at 136 -> 136 channels, so 4 images of 32x32 ("same",
-    1024 tiles) take two passes, in the forward and in backward-data (its flipped forward). A
-    float64 reference of these 680M multiply-adds per pass would take seconds, so the yardstick is
-    the direct kernels, themselves held to the float64 reference above: each result is within
-    32u * sum|terms| of the exact value (assert_sum_close), so the two differ by at most 64u."""
+    1024 tiles) take two passes, in the forward, backward-data (its flipped forward) and
+    backward-weights. A float64 reference of these 680M multiply-adds per pass would take seconds,
+    so the yardstick is the direct kernels, themselves held to the float64 reference above: each
+    result is within 32u * sum|terms| of the exact value (assert_sum_close), so the two differ by
+    at most 64u."""
     if not _core.set_conv2d_algorithm("winograd"):
         pytest.skip("Winograd needs the AVX-512 kernels, which this CPU or build lacks")
     _core.set_conv2d_algorithm("auto")
@@ -408,13 +409,15 @@ def test_conv2d_winograd_wide_layer_in_several_passes_matches_direct(threads, rn
 
     def run(algorithm, x, w, b, dy):
         y, dx = np.full_like(dy, np.nan), np.full_like(x, np.nan)
+        dw, db = np.full_like(w, np.nan), np.full_like(b, np.nan)
         assert _core.set_conv2d_algorithm(algorithm)
         try:
             _core.conv2d_forward(y, x, w, b, 1, 1, 1, 1)
             _core.conv2d_backward_data(dx, dy, w, 1, 1, 1, 1)
+            _core.conv2d_backward_weights(dw, db, x, dy, 1, 1, 1, 1)
         finally:
             _core.set_conv2d_algorithm("auto")
-        return y, dx
+        return y, dx, dw, db
 
     abs_terms = run("direct", np.abs(x), np.abs(w), np.abs(b), np.abs(dy))
     for got, want, a in zip(run("winograd", x, w, b, dy), run("direct", x, w, b, dy), abs_terms):

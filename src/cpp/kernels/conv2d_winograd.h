@@ -13,7 +13,8 @@
 //                     dw = G^T dU G - the exact gradient of the forward formula above.
 // The transforms add and halve only, so the rounding error stays within a few ulp of the direct
 // sums' (the tests hold both to the same bound). The GEMMs run on the direct convolution's
-// AVX-512 micro-kernels (conv2d_direct.h), so this path exists where they do.
+// AVX-512 micro-kernels (conv2d_direct.h), or on sgemm for wide layers, and this path exists
+// where those micro-kernels do.
 #include <cstdint>
 
 #include "conv2d.h"

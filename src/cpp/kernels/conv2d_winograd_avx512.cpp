@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "avx512_util.h"
+#include "gemm.h"
 #include "parallel.h"
 
 namespace cnnfast {
@@ -296,14 +297,13 @@ constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
 constexpr int64_t kPassFloats = int64_t(1) << 22;
 
 // The forward pass of a wide layer, position by position: each pass transforms a run of tiles
-// into V, then runs each position's GEMM over all of them (the threads take whole positions, so
-// a 64-column slice of U[pos] stays in L2 while every tile streams past it), then transforms M
-// back. Each product is one micro-kernel call whatever the thread count.
-void forward_position_major(const ConvDirectUkernels& uk, float* y, const float* x,
-                            const float* U, int64_t Kp, const float* bias, const Conv2dDims& d,
-                            bool relu) {
+// into V, then runs each position's GEMM over all of them (the threads take whole positions, as
+// packed single-thread sgemm calls whose blocks of U[pos] stay in L2 while every tile streams
+// past), then transforms M back. Each product is one call whatever the thread count.
+void forward_position_major(float* y, const float* x, const float* U, int64_t Kp,
+                            const float* bias, const Conv2dDims& d, bool relu) {
     const TileGrid g = tile_grid(d);
-    const int64_t C = d.C, k_blocks = (d.K + 63) / 64;
+    const int64_t C = d.C;
     const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
     const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
     for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
@@ -316,12 +316,9 @@ void forward_position_major(const ConvDirectUkernels& uk, float* y, const float*
             for (int64_t i = 0; i < nt; i += 12)
                 transform_input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
 #pragma omp for schedule(static)
-            for (int64_t job = 0; job < 16 * k_blocks; ++job) {
-                const int64_t pos = job / k_blocks, k0 = job % k_blocks * 64;
-                const ConvPixels px{V + pos * ldv, 0, C, nt};
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
-                           nullptr, false, std::min<int64_t>(64, d.K - k0));
-            }
+            for (int64_t pos = 0; pos < 16; ++pos)
+                sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
+                                    U + pos * C * Kp, Kp, 0.0f, M + pos * ldm, Kp);
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < nt; i += 12)
                 transform_output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
@@ -334,7 +331,7 @@ void forward_position_major(const ConvDirectUkernels& uk, float* y, const float*
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
                          int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
     if (16 * d.C * Kp > kWideKernelFloats)
-        return forward_position_major(uk, y, x, U, Kp, bias, d, relu);
+        return forward_position_major(y, x, U, Kp, bias, d, relu);
     const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
@@ -415,10 +412,96 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
     forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
 }
 
-void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
-                                      const float* x, const float* dy, const Conv2dDims& d) {
+namespace {
+
+// Row c of dw[i][j][c][k] = (G^T S G)[i][j], S[pos][c][k] = the sum over `used` partials
+// (part_floats apart, in order) of dU[pos][c][k] (16, C, Kp); 16 output channels at a time (see
+// transform_kernel: the 16 positions share one L1 set).
+void weight_gradient_row(float* dw, const float* parts, int64_t part_floats, int used, int64_t C,
+                         int64_t K, int64_t Kp, int64_t c) {
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        __m512 s[16], t[3][4];
+        for (int pos = 0; pos < 16; ++pos) {
+            const float* at = parts + pos * C * Kp + c * Kp + k;
+            __m512 v = _mm512_setzero_ps();
+            for (int p = 0; p < used; ++p)
+                v = _mm512_add_ps(v, _mm512_loadu_ps(at + p * part_floats));
+            s[pos] = v;
+        }
+        for (int b = 0; b < 4; ++b) {  // G^T S
+            const __m512 inner = _mm512_mul_ps(half, _mm512_add_ps(s[4 + b], s[8 + b]));
+            t[0][b] = _mm512_add_ps(s[b], inner);
+            t[1][b] = _mm512_mul_ps(half, _mm512_sub_ps(s[4 + b], s[8 + b]));
+            t[2][b] = _mm512_add_ps(inner, s[12 + b]);
+        }
+        for (int i = 0; i < 3; ++i) {  // (G^T S) G
+            float* o = dw + (3 * i) * C * K + c * K + k;
+            const __m512 inner = _mm512_mul_ps(half, _mm512_add_ps(t[i][1], t[i][2]));
+            _mm512_mask_storeu_ps(o, m, _mm512_add_ps(t[i][0], inner));
+            _mm512_mask_storeu_ps(o + C * K, m,
+                                  _mm512_mul_ps(half, _mm512_sub_ps(t[i][1], t[i][2])));
+            _mm512_mask_storeu_ps(o + 2 * C * K, m, _mm512_add_ps(inner, t[i][3]));
+        }
+    }
+}
+
+// Backward-weights of a wide layer (see forward_position_major), position by position: the
+// threads take whole positions of dU and accumulate each over every tile of every pass, so no
+// thread keeps a partial of all of dU (16 C Kp floats; 16 MiB at 512 channels, zeroed and summed
+// per thread by the tile-block schedule) and the result does not depend on the thread count.
+// db sums dy pixel by pixel, 16 channels per work item.
+void backward_weights_position_major(float* dw, float* db, const float* x, const float* dy,
+                                     const Conv2dDims& d) {
     const TileGrid g = tile_grid(d);
     const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
+    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
+    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+    float* dU = column_scratch(16 * C * Kp, kShared);
+    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
+        const int64_t nt = std::min(per_pass, g.total - t0), ldv = nt * C, ldm = nt * Kp;
+        float* V = column_scratch(16 * ldv, kWinogradInputs);
+        float* D = column_scratch(16 * ldm, kWinogradProducts);
+#pragma omp parallel num_threads(T)
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12) {
+                const int64_t n = std::min<int64_t>(12, nt - i);
+                transform_input(V + i * C, ldv, x, t0 + i, n, d, g);
+                transform_gradient(D + i * Kp, ldm, Kp, nullptr, dy, t0 + i, n, d, g);
+            }
+#pragma omp for schedule(static)
+            for (int64_t pos = 0; pos < 16; ++pos)  // dU[pos] (+)= V[pos]^T D[pos]
+                sgemm_single_thread(true, false, C, K, nt, 1.0f, V + pos * ldv, C, D + pos * ldm,
+                                    Kp, t0 == 0 ? 0.0f : 1.0f, dU + pos * C * Kp, Kp);
+        }
+    }
+    const int64_t pixels = d.N * d.OH * d.OW;
+#pragma omp parallel num_threads(T)
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t c = 0; c < C; ++c) weight_gradient_row(dw, dU, 0, 1, C, K, Kp, c);
+        if (db) {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < K; k += 16) {
+                const __mmask16 m = lanes(K - k);
+                __m512 sum = _mm512_setzero_ps();
+                for (int64_t p = 0; p < pixels; ++p)
+                    sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, dy + p * K + k));
+                _mm512_mask_storeu_ps(db + k, m, sum);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
+                                      const float* x, const float* dy, const Conv2dDims& d) {
+    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
+    if (16 * C * Kp > kWideKernelFloats) return backward_weights_position_major(dw, db, x, dy, d);
+    const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, C, Kp);
     const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
     // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
@@ -443,40 +526,12 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
             }
         }
     };
-    // dw[i][j][c][k] = (G^T S G)[i][j] with S[pos] = the threads' dU[pos][c][k] summed, 16
-    // output channels at a time (see transform_kernel: the 16 positions share one L1 set).
-    auto finish = [&](int used, int64_t c) {
-        const __m512 half = _mm512_set1_ps(0.5f);
-        for (int64_t k = 0; k < K; k += 16) {
-            const __mmask16 m = lanes(K - k);
-            __m512 s[16], t[3][4];
-            for (int pos = 0; pos < 16; ++pos) {
-                const float* at = parts + pos * C * Kp + c * Kp + k;
-                __m512 v = _mm512_setzero_ps();
-                for (int p = 0; p < used; ++p)
-                    v = _mm512_add_ps(v, _mm512_loadu_ps(at + p * part_floats));
-                s[pos] = v;
-            }
-            for (int b = 0; b < 4; ++b) {  // G^T S
-                const __m512 inner = _mm512_mul_ps(half, _mm512_add_ps(s[4 + b], s[8 + b]));
-                t[0][b] = _mm512_add_ps(s[b], inner);
-                t[1][b] = _mm512_mul_ps(half, _mm512_sub_ps(s[4 + b], s[8 + b]));
-                t[2][b] = _mm512_add_ps(inner, s[12 + b]);
-            }
-            for (int i = 0; i < 3; ++i) {  // (G^T S) G
-                float* o = dw + (3 * i) * C * K + c * K + k;
-                const __m512 inner = _mm512_mul_ps(half, _mm512_add_ps(t[i][1], t[i][2]));
-                _mm512_mask_storeu_ps(o, m, _mm512_add_ps(t[i][0], inner));
-                _mm512_mask_storeu_ps(o + C * K, m,
-                                      _mm512_mul_ps(half, _mm512_sub_ps(t[i][1], t[i][2])));
-                _mm512_mask_storeu_ps(o + 2 * C * K, m, _mm512_add_ps(inner, t[i][3]));
-            }
-        }
-    };
     // Items: the C dw rows, then the K db values (each partial's db starts at UF).
     reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + K,
                         [&](int used, int64_t i) {
-                            if (i < C) return finish(used, i);
+                            if (i < C)
+                                return weight_gradient_row(dw, parts, part_floats, used, C, K,
+                                                           Kp, i);
                             write_summed_gradient(nullptr, db, 0, parts + UF, part_floats, 1,
                                                   used, i - C);
                         });
