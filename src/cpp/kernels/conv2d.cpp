@@ -387,6 +387,19 @@ namespace {
 
 std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
+int64_t winograd_tiles(const Conv2dDims& d) { return d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2); }
+
+// Maps of at most 16 outputs that Winograd still computes faster than im2col (below): even
+// sizes, whose 2x2 tiles hold no cropped outputs, over at least 64 tiles (VGG16-CIFAR's 4x4
+// and 2x2 blocks at batch 64). At 2 threads, 512 -> 512 channels, forward / backward-data /
+// backward-weights took 0.65x / 0.97x / 0.65x im2col's time on 4x4 maps at batch 16 (64 tiles)
+// and 0.65x / 1.0x / 0.63x on 2x2 maps at batch 64, but 1.3x / 1.8x / 1.1x on 2x2 maps at batch
+// 16, where the per-call kernel transform (16 C K floats) outweighs the saved multiplies.
+bool winograd_on_small_map(const Conv2dDims& d) {
+    return winograd_computes(d) && d.OH % 2 == 0 && d.OW % 2 == 0 && d.C >= 32 && d.K >= 16 &&
+           winograd_tiles(d) >= 64;
+}
+
 // The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
 // those whose column matrix is the input itself (plain GEMMs) take the GEMM path.
 const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
@@ -395,8 +408,10 @@ const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
     if (d.groups != 1 || d.N == 0 || input_is_columns(d)) return nullptr;
     // Maps of at most 4x4 outputs (VGG's last blocks) are mostly padding for the direct kernels'
     // tiles, while their im2col GEMM over the batch is large and efficient (measured 3-4x faster
-    // on VGG16-CIFAR block5). Forcing "direct" still takes the direct path.
-    if (algorithm == 0 && d.OH * d.OW <= 16 && d.N * d.OH * d.OW >= 64) return nullptr;
+    // on VGG16-CIFAR block5), unless Winograd takes them (use_winograd). Forcing "direct" still
+    // takes the direct path.
+    if (algorithm == 0 && d.OH * d.OW <= 16 && d.N * d.OH * d.OW >= 64 && !winograd_on_small_map(d))
+        return nullptr;
     return conv2d_direct_ukernels();
 }
 
@@ -482,18 +497,19 @@ ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float
 // Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this pass of a convolution: always
 // where it can when forced ("winograd"); under "auto" only where it measured faster than the
 // direct kernels (1 and 2 threads): both channel counts >= 16 (fewer leave the GEMMs' vectors
-// mostly idle), maps of more than 4x4 outputs (smaller ones go to im2col, see direct_for) and at
-// least 32 output tiles in the batch, over which the per-call kernel transform (16 C K floats) is
-// spread: a single Keras-CNN image (13x13 64->64, 36 tiles) ran 0.8x the direct time, while 16
-// tiles of 16->16 or 32->64 channels ran 1.1-1.6x. Backward-data's GEMMs produce C channels: at
-// C = 16 it was level with the direct scatter (0.9-1.03x), from 32 faster (0.6-0.8x).
+// mostly idle), maps of more than 16 outputs (smaller ones go to im2col, see direct_for, unless
+// winograd_on_small_map) and at least 32 output tiles in the batch, over which the per-call
+// kernel transform (16 C K floats) is spread: a single Keras-CNN image (13x13 64->64, 36 tiles)
+// ran 0.8x the direct time, while 16 tiles of 16->16 or 32->64 channels ran 1.1-1.6x.
+// Backward-data's GEMMs produce C channels: at C = 16 it was level with the direct scatter
+// (0.9-1.03x), from 32 faster (0.6-0.8x).
 enum class ConvPass { forward, backward_data, backward_weights };
 bool use_winograd(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 3) return winograd_computes(d);
-    const int64_t tiles = d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2);
     return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
-           d.OH * d.OW > 16 && tiles >= 32 && (pass != ConvPass::backward_data || d.C >= 32);
+           (d.OH * d.OW > 16 || winograd_on_small_map(d)) && winograd_tiles(d) >= 32 &&
+           (pass != ConvPass::backward_data || d.C >= 32);
 }
 
 // Convolutions the single-input-channel kernels (vectorised over output columns) take.
