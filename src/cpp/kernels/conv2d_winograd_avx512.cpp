@@ -296,6 +296,23 @@ constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
 // V and M of one pass of the position-major schedule together hold at most this many floats.
 constexpr int64_t kPassFloats = int64_t(1) << 22;
 
+// Runs of tiles for the position-major schedules below: f(t0, nt, V, M) for tiles t0 .. t0+nt,
+// with the calling thread's V (16, nt, C) and M (16, nt, Kp) scratch holding together at most
+// kPassFloats.
+template <class F>
+void for_each_pass(const TileGrid& g, int64_t C, int64_t Kp, const F& f) {
+    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
+    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
+        const int64_t nt = std::min(per_pass, g.total - t0);
+        f(t0, nt, column_scratch(16 * nt * C, kWinogradInputs),
+          column_scratch(16 * nt * Kp, kWinogradProducts));
+    }
+}
+// The threads each pass runs on.
+int pass_threads(const TileGrid& g, int64_t C, int64_t Kp) {
+    return threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+}
+
 // The forward pass of a wide layer, position by position: each pass transforms a run of tiles
 // into V, then runs each position's GEMM over all of them (the threads take whole positions, as
 // packed single-thread sgemm calls whose blocks of U[pos] stay in L2 while every tile streams
@@ -304,12 +321,9 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
                             const float* bias, const Conv2dDims& d, bool relu) {
     const TileGrid g = tile_grid(d);
     const int64_t C = d.C;
-    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
-    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
-    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
-        const int64_t nt = std::min(per_pass, g.total - t0), ldv = nt * C, ldm = nt * Kp;
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* M = column_scratch(16 * ldm, kWinogradProducts);
+    const int T = pass_threads(g, C, Kp);
+    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
+        const int64_t ldv = nt * C, ldm = nt * Kp;
 #pragma omp parallel num_threads(T)
         {
 #pragma omp for schedule(static)
@@ -324,7 +338,7 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
                 transform_output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
                                  bias, relu, d, g);
         }
-    }
+    });
 }
 
 // The forward pass with the kernel already transformed: U (16, C, Kp).
@@ -456,13 +470,10 @@ void backward_weights_position_major(float* dw, float* db, const float* x, const
                                      const Conv2dDims& d) {
     const TileGrid g = tile_grid(d);
     const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
-    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
-    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+    const int T = pass_threads(g, C, Kp);
     float* dU = column_scratch(16 * C * Kp, kShared);
-    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
-        const int64_t nt = std::min(per_pass, g.total - t0), ldv = nt * C, ldm = nt * Kp;
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* D = column_scratch(16 * ldm, kWinogradProducts);
+    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* D) {
+        const int64_t ldv = nt * C, ldm = nt * Kp;
 #pragma omp parallel num_threads(T)
         {
 #pragma omp for schedule(static)
@@ -476,7 +487,7 @@ void backward_weights_position_major(float* dw, float* db, const float* x, const
                 sgemm_single_thread(true, false, C, K, nt, 1.0f, V + pos * ldv, C, D + pos * ldm,
                                     Kp, t0 == 0 ? 0.0f : 1.0f, dU + pos * C * Kp, Kp);
         }
-    }
+    });
     const int64_t pixels = d.N * d.OH * d.OW;
 #pragma omp parallel num_threads(T)
     {
