@@ -13,14 +13,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import SETTLE_SECONDS
+from bench.common import SETTLE_SECONDS, time_rounds
 from cnnfast import _core
 
 try:
@@ -53,30 +52,6 @@ CONV = [
 ROUNDS = 5
 
 
-def time_blocks(fns, min_reps: int, min_time: float, settle: float) -> dict[str, float]:
-    """Median seconds per call of each contender over ROUNDS alternating blocks. Each block
-    waits `settle` seconds (the previous contender's idle pool stops spinning, see
-    common.SETTLE_SECONDS), makes one untimed call (caches, buffers and threads warm again),
-    then times calls for min_time / ROUNDS seconds and at least min_reps / ROUNDS calls."""
-    reps = max(1, -(-min_reps // ROUNDS))
-    block_time = min_time / ROUNDS
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            if settle:
-                time.sleep(settle)
-            fn()
-            block = times[name]
-            n0, start = len(block), time.perf_counter()
-            # The cap bounds fast shapes: a 256^2 product takes 0.1 ms.
-            while len(block) - n0 < reps or (time.perf_counter() - start < block_time
-                                              and len(block) - n0 < 1000):
-                t0 = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def blas_limits(threads: int):
     if threadpoolctl is None:
         return nullcontext()
@@ -99,8 +74,9 @@ def bench_shape(rng, heads, m, n, k, ta, tb, min_reps, min_time, threads) -> dic
     flop = 2.0 * m * n * k
     # Only multi-threaded pools spin after a call: one thread needs no settling.
     settle = SETTLE_SECONDS if threads > 1 else 0.0
-    seconds = time_blocks({h: fns[h] for h in heads}, min_reps, min_time, settle)
-    return {h: flop / seconds[h] / 1e9 for h in heads}
+    times = time_rounds({h: fns[h] for h in heads}, rounds=ROUNDS, settle=settle,
+                        block_seconds=min_time / ROUNDS, block_calls=-(-min_reps // ROUNDS))
+    return {h: flop / statistics.median(times[h]) / 1e9 for h in heads}
 
 
 def run(shapes, threads: int, min_reps: int, min_time: float) -> None:

@@ -179,21 +179,21 @@ def rows(threads: int, rounds: int = 5, quick: bool = False) -> list[list]:
         out.append([label, unit, c, t, n, c / t if t else None, c / n if n else None])
         print(out[-1], flush=True)
 
-    steps = 4 if quick else 10
-    for name, (_, _, batches) in NETWORKS.items():
-        for b in batches:
-            if name == "vgg16_cifar" and quick:
-                continue
+    # Batches per epoch: VGG16 always 4 (a step takes ~0.3 s), and --quick leaves it out.
+    names = [n for n in NETWORKS if not (quick and n == "vgg16_cifar")]
+    steps = {n: 4 if quick or n == "vgg16_cifar" else 10 for n in names}
+    for name in names:
+        for b in NETWORKS[name][2]:
             add(f"train {name} b{b} ({threads}T)", "img/s",
-                bench_training(name, b, steps if name != "vgg16_cifar" else 4, rounds))
+                bench_training(name, b, steps[name], rounds))
     if not quick:
-        add(f"infer vgg16_cifar b64 ({threads}T)", "img/s", bench_inference("vgg16_cifar", 64, 4, rounds))
+        add(f"infer vgg16_cifar b64 ({threads}T)", "img/s",
+            bench_inference("vgg16_cifar", 64, steps["vgg16_cifar"], rounds))
     if threads > 1:
         # The conv-heavy networks' speedup over one thread, both timed in the same rounds.
-        for name, b, n_steps in [("keras_mnist_cnn", 128, steps), ("vgg16_cifar", 64, 4)]:
-            if name == "vgg16_cifar" and quick:
-                continue
-            sp = bench_scaling(name, b, n_steps, threads, rounds)
+        for name in (n for n in ("keras_mnist_cnn", "vgg16_cifar") if n in names):
+            b = NETWORKS[name][2][0]
+            sp = bench_scaling(name, b, steps[name], threads, rounds)
             out.append([f"train {name} b{b}, speedup {threads}T / 1T (same rounds)", "x",
                         sp["cnnfast"], sp.get("torch"), None, None, None])
             print(out[-1], flush=True)

@@ -33,9 +33,15 @@ SETTLE_SECONDS = 0.15
 
 
 def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 7,
-                min_seconds: float = 0.0, settle: float = 0.0) -> dict[str, list[float]]:
-    """Seconds per call of each function, alternating contenders every round; each timed call
-    first waits `settle` seconds (see SETTLE_SECONDS)."""
+                min_seconds: float = 0.0, settle: float = 0.0, block_seconds: float = 0.0,
+                block_calls: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function, alternating contenders every round; each contender's
+    turn first waits `settle` seconds (see SETTLE_SECONDS).
+
+    A turn is one timed call, or, with block_seconds, a block: one untimed call (caches, buffers
+    and thread pools warm again after the settle), then timed calls for block_seconds and at
+    least block_calls (at most 1000: a 256^2 GEMM takes 0.1 ms). Blocks suit short calls, which
+    one timed call per turn would catch cold."""
     for fn in fns.values():
         fn()  # warm-up: buffers, thread pools, page faults
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -45,9 +51,15 @@ def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 7,
         for name, fn in fns.items():
             if settle:
                 time.sleep(settle)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            if block_seconds:
+                fn()
+            calls, t_block = 0, time.perf_counter()
+            while calls < block_calls or (time.perf_counter() - t_block < block_seconds
+                                          and calls < 1000):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                calls += 1
         r += 1
         if r >= 200:
             break

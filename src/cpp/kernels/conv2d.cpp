@@ -389,28 +389,48 @@ std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
 
 int64_t winograd_tiles(const Conv2dDims& d) { return d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2); }
 
-// Maps of at most 16 outputs that Winograd still computes faster than im2col (below): even
-// sizes, whose 2x2 tiles hold no cropped outputs, over at least 64 tiles (VGG16-CIFAR's 4x4
-// and 2x2 blocks at batch 64). At 2 threads, 512 -> 512 channels, forward / backward-data /
-// backward-weights took 0.65x / 0.97x / 0.65x im2col's time on 4x4 maps at batch 16 (64 tiles)
-// and 0.65x / 1.0x / 0.63x on 2x2 maps at batch 64, but 1.3x / 1.8x / 1.1x on 2x2 maps at batch
-// 16, where the per-call kernel transform (16 C K floats) outweighs the saved multiplies.
+// Maps of at most 16 outputs that Winograd still computes faster than im2col (direct_for): even
+// sizes, whose 2x2 tiles hold no cropped outputs, of 32 or more input channels (measured from 64
+// to 512), over at least 64 tiles (VGG16-CIFAR's 4x4 and 2x2 blocks at batch 64). At 2 threads,
+// 512 -> 512 channels, forward / backward-data / backward-weights took 0.63x / 0.94x / 0.67x
+// im2col's time on 4x4 maps at batch 16 (64 tiles) and 0.63x / 0.94x / 0.65x on 2x2 maps at
+// batch 64, but 1.25x / 1.85x / 1.13x on 2x2 maps at batch 16, where the per-call kernel
+// transform (16 C K floats) outweighs the saved multiplies (python -m bench.bench_conv_algorithms;
+// at 1 thread backward-data took 1.3x im2col's time on the first two).
 bool winograd_on_small_map(const Conv2dDims& d) {
-    return winograd_computes(d) && d.OH % 2 == 0 && d.OW % 2 == 0 && d.C >= 32 && d.K >= 16 &&
-           winograd_tiles(d) >= 64;
+    return d.OH % 2 == 0 && d.OW % 2 == 0 && d.C >= 32 && winograd_tiles(d) >= 64;
 }
 
-// The direct kernels for this convolution, or null for im2col + GEMM: grouped convolutions and
-// those whose column matrix is the input itself (plain GEMMs) take the GEMM path.
-const ConvDirectUkernels* direct_for(const Conv2dDims& d) {
+// Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this pass of a convolution: always
+// where it can when forced ("winograd"); under "auto" only where it measured faster than the
+// direct kernels (1 and 2 threads): both channel counts >= 16 (fewer leave the GEMMs' vectors
+// mostly idle), maps of more than 16 outputs (smaller ones go to im2col, see direct_for, unless
+// winograd_on_small_map) and at least 32 output tiles in the batch, over which the per-call
+// kernel transform (16 C K floats) is spread: a single Keras-CNN image (13x13 64->64, 36 tiles)
+// ran 0.8x the direct time forward, while 16 tiles of 16->16 or 32->64 channels ran 1.15-1.5x
+// (python -m bench.bench_conv_algorithms). Backward-data's GEMMs produce C channels: at C = 16
+// it was level with the direct scatter (1.06x), from 32 faster (0.7-0.8x for 32->64 at b128).
+enum class ConvPass { forward, backward_data, backward_weights };
+bool use_winograd(const Conv2dDims& d, ConvPass pass) {
+    const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
+    if (algorithm == 3) return winograd_computes(d);
+    return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
+           (d.OH * d.OW > 16 || winograd_on_small_map(d)) && winograd_tiles(d) >= 32 &&
+           (pass != ConvPass::backward_data || d.C >= 32);
+}
+
+// The direct kernels (which Winograd's GEMMs also run on) for this pass of a convolution, or
+// null for im2col + GEMM: grouped convolutions and those whose column matrix is the input
+// itself (plain GEMMs) take the GEMM path.
+const ConvDirectUkernels* direct_for(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 1) return nullptr;
     if (d.groups != 1 || d.N == 0 || input_is_columns(d)) return nullptr;
     // Maps of at most 4x4 outputs (VGG's last blocks) are mostly padding for the direct kernels'
     // tiles, while their im2col GEMM over the batch is large and efficient (measured 3-4x faster
-    // on VGG16-CIFAR block5), unless Winograd takes them (use_winograd). Forcing "direct" still
-    // takes the direct path.
-    if (algorithm == 0 && d.OH * d.OW <= 16 && d.N * d.OH * d.OW >= 64 && !winograd_on_small_map(d))
+    // on VGG16-CIFAR block5), unless Winograd computes this pass. Forcing "direct" still takes
+    // the direct path.
+    if (algorithm == 0 && d.OH * d.OW <= 16 && d.N * d.OH * d.OW >= 64 && !use_winograd(d, pass))
         return nullptr;
     return conv2d_direct_ukernels();
 }
@@ -492,24 +512,6 @@ ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float
                     sizeof(float) * (g.Wp - d.pad_left - cols) * d.C);
     }
     return {band, d.stride_h * g.rs, d.stride_w * d.C, d.OW};
-}
-
-// Whether Winograd F(2x2, 3x3) (conv2d_winograd.h) computes this pass of a convolution: always
-// where it can when forced ("winograd"); under "auto" only where it measured faster than the
-// direct kernels (1 and 2 threads): both channel counts >= 16 (fewer leave the GEMMs' vectors
-// mostly idle), maps of more than 16 outputs (smaller ones go to im2col, see direct_for, unless
-// winograd_on_small_map) and at least 32 output tiles in the batch, over which the per-call
-// kernel transform (16 C K floats) is spread: a single Keras-CNN image (13x13 64->64, 36 tiles)
-// ran 0.8x the direct time, while 16 tiles of 16->16 or 32->64 channels ran 1.1-1.6x.
-// Backward-data's GEMMs produce C channels: at C = 16 it was level with the direct scatter
-// (0.9-1.03x), from 32 faster (0.6-0.8x).
-enum class ConvPass { forward, backward_data, backward_weights };
-bool use_winograd(const Conv2dDims& d, ConvPass pass) {
-    const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
-    if (algorithm == 3) return winograd_computes(d);
-    return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
-           (d.OH * d.OW > 16 || winograd_on_small_map(d)) && winograd_tiles(d) >= 32 &&
-           (pass != ConvPass::backward_data || d.C >= 32);
 }
 
 // Convolutions the single-input-channel kernels (vectorised over output columns) take.
@@ -763,7 +765,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha) {
     const bool relu = act == Activation::relu;
     const BandActivation band{relu ? Activation::linear : act, alpha};
-    if (const ConvDirectUkernels* uk = direct_for(d)) {
+    if (const ConvDirectUkernels* uk = direct_for(d, ConvPass::forward)) {
         if (!use_winograd(d, ConvPass::forward))
             return conv2d_forward_direct(*uk, y, x, w, bias, d, relu, band);
         conv2d_forward_winograd(*uk, y, x, w, bias, d, relu);
@@ -774,7 +776,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
-    if (const ConvDirectUkernels* uk = direct_for(d)) {
+    if (const ConvDirectUkernels* uk = direct_for(d, ConvPass::backward_data)) {
         if (use_winograd(d, ConvPass::backward_data))
             return conv2d_backward_data_winograd(*uk, dx, dy, w, d);
         if (backward_data_as_forward(d)) return conv2d_backward_data_flipped(*uk, dx, dy, w, d);
@@ -785,7 +787,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
-    if (const ConvDirectUkernels* uk = direct_for(d)) {
+    if (const ConvDirectUkernels* uk = direct_for(d, ConvPass::backward_weights)) {
         if (use_winograd(d, ConvPass::backward_weights))
             return conv2d_backward_weights_winograd(*uk, dw, db, x, dy, d);
         return conv2d_backward_weights_direct(*uk, dw, db, x, dy, d);

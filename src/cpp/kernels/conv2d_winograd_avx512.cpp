@@ -293,6 +293,7 @@ void scatter_input_gradient(float* dx, const float* dV, int64_t ldpos, int64_t l
 // stays in a core's L2 beside a block's V and M, and the tile-block schedule below would read it
 // again for every block of tiles: for 512 -> 512 channels that is 16 MiB per 24 tiles.
 constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
+bool is_wide(int64_t C, int64_t Kp) { return 16 * C * Kp > kWideKernelFloats; }
 // V and M of one pass of the position-major schedule together hold at most this many floats.
 constexpr int64_t kPassFloats = int64_t(1) << 22;
 
@@ -344,8 +345,7 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
 // The forward pass with the kernel already transformed: U (16, C, Kp).
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
                          int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
-    if (16 * d.C * Kp > kWideKernelFloats)
-        return forward_position_major(y, x, U, Kp, bias, d, relu);
+    if (is_wide(d.C, Kp)) return forward_position_major(y, x, U, Kp, bias, d, relu);
     const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
@@ -511,7 +511,7 @@ void backward_weights_position_major(float* dw, float* db, const float* x, const
 void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
                                       const float* x, const float* dy, const Conv2dDims& d) {
     const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
-    if (16 * C * Kp > kWideKernelFloats) return backward_weights_position_major(dw, db, x, dy, d);
+    if (is_wide(C, Kp)) return backward_weights_position_major(dw, db, x, dy, d);
     const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, C, Kp);
     const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
