@@ -50,6 +50,8 @@ MAX_HEADER_BYTES = 100_000_000
 # Dimensions must fit the int32 sizes of the C++ kernels.
 MAX_DIM = 2**31 - 1
 OPTIMIZER_PREFIX = "optimizer/"
+# __metadata__ keys that save_model writes itself.
+RESERVED_METADATA = frozenset({"format", "format_version", "architecture", "optimizer", "training"})
 
 _OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
     "SGD": optimizers_module.SGD, "Adam": optimizers_module.Adam,
@@ -59,7 +61,8 @@ _OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
 # -- writing --------------------------------------------------------------------------------
 
 def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer: bool = True,
-               epoch: int | None = None, step: int | None = None) -> None:
+               epoch: int | None = None, step: int | None = None,
+               metadata: dict[str, str] | None = None) -> None:
     """Write `model` to `filepath` atomically: architecture, weights and, when the model is
     compiled and `include_optimizer` is true, loss, metrics and optimizer state.
 
@@ -78,14 +81,22 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
     step : int, optional
         With `epoch`: the file was written after `step` batches of epoch `epoch` (0-based);
         such a position cannot be resumed exactly with ``fit(initial_epoch=...)``.
+    metadata : dict of str to str, optional
+        Extra entries for the header's ``__metadata__`` (``cnnfast train`` records the class
+        names and the input scaling there for ``cnnfast predict``); read them back with
+        ``read_header(path).metadata``. The keys cnnfast itself writes are refused.
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"save_model: expected a cnnfast Sequential, got {type(model).__name__}")
     if model.input_shape_ is None:
         raise ValueError("save_model: the model has no input shape; build it or start with Input()")
     model._require_built()
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "architecture": _dumps(model.get_config())}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or key in RESERVED_METADATA:
+            raise ValueError(f"save_model: metadata must map str to str, without the keys "
+                             f"{sorted(RESERVED_METADATA)}; got {key!r}: {type(value).__name__}")
+    header = {**(metadata or {}), "format": FORMAT, "format_version": FORMAT_VERSION,
+              "architecture": _dumps(model.get_config())}
     tensors: list[tuple[str, np.ndarray]] = [
         (f"{layer.name}/{name}", w) for layer in model.layers for name, w in layer.weights_.items()
     ]
@@ -95,7 +106,7 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
         if compile_config is not None:
             training.update(compile_config)
             optimizer_config, slot_tensors = _optimizer_state(model)
-            metadata["optimizer"] = _dumps(optimizer_config)
+            header["optimizer"] = _dumps(optimizer_config)
             tensors += slot_tensors
     if epoch is not None:
         training["epoch"] = int(epoch)
@@ -105,12 +116,12 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
         training["dropout_calls"] = {layer.name: layer._calls for layer in model.layers
                                      if isinstance(layer, layers_module.Dropout)}
     if training:
-        metadata["training"] = _dumps(training)
+        header["training"] = _dumps(training)
     names = [n for n, _ in tensors]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"save_model: tensor names collide: {dup} (rename the layers)")
-    _write_atomic(filepath, lambda f: _write_safetensors(f, metadata, tensors))
+    _write_atomic(filepath, lambda f: _write_safetensors(f, header, tensors))
 
 
 def _dumps(obj: Any) -> str:

@@ -442,3 +442,15 @@ def test_successful_write_replaces_and_uses_umask_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_extra_metadata_round_trips_and_reserved_keys_are_refused(tmp_path):
+    model = cf.Sequential([L.Input((4, 4, 1)), L.Flatten(), L.Dense(3)])
+    path = tmp_path / "m.cnnfast"
+    saving.save_model(model, path, metadata={"class_names": '["a","b","c"]'})
+    assert saving.read_header(path).metadata["class_names"] == '["a","b","c"]'
+    cf.load_model(path)  # extra keys do not disturb loading
+    for bad in ({"architecture": "{}"}, {"x": 1}, {3: "y"}):
+        with pytest.raises(ValueError, match="metadata must map str to str"):
+            saving.save_model(model, tmp_path / "bad.cnnfast", metadata=bad)
+    assert not (tmp_path / "bad.cnnfast").exists()
