@@ -5,19 +5,19 @@
 ...                        cf.layers.Dense(10, activation="softmax")])
 """
 
-from __future__ import annotations
-
-import os
+import os as _os
 
 from cnnfast import (
     _core,
     callbacks,
     data,
     datasets,
+    images,
     initializers,
     layers,
     losses,
     models,
+    ops,
     optimizers,
     regularizers,
     saving,
@@ -51,14 +51,14 @@ def show_config() -> None:
     print(f"  conv2d algorithm:         {_core.conv2d_algorithm()}")
     print(f"  threads:                  {_core.get_num_threads()}")
     for var in ("CNNFAST_SIMD", "OMP_NUM_THREADS", "OMP_PROC_BIND"):
-        print(f"  {var + ':':<26}{os.environ.get(var, '(unset)')}")
+        print(f"  {var + ':':<26}{_os.environ.get(var, '(unset)')}")
     print(f"  compiler:                 {_core.compiler}")
     print(f"  build flags:              {_core.build_flags}")
 
 
 __all__ = [
     "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
-    "get_num_threads", "initializers", "layers", "load_model", "losses", "models", "optimizers",
-    "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed", "show_config",
-    "utils",
+    "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
+    "optimizers", "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed",
+    "show_config", "utils",
 ]

@@ -68,11 +68,17 @@ def lenet5(input_shape: Sequence[int] = (32, 32, 1), classes: int = 10) -> Seque
     table, 1,516 weights instead of 2,416), the subsampling layers are plain averages (the paper
     gave each map a trainable coefficient and bias), tanh replaces 1.7159*tanh(2a/3), and a
     softmax replaces the RBF output units.
+
+    An input smaller than 32x32 is zero-padded by C1 up to at least 32x32 (MNIST's 28x28 gets
+    2 pixels on each side), which is how the paper fed 28x28 digits into its 32x32 input:
+    identical to padding the images, without a copy.
     """
     who = "lenet5"
     shape = _shape(input_shape, who)
+    padding: str | tuple[int, ...] = tuple(max(0, 32 - n + 1) // 2 for n in shape[:2])
+    padding = "valid" if padding == (0, 0) else padding
     layers: list[Layer] = [
-        Conv2D(6, 5, activation="tanh", name="c1"),
+        Conv2D(6, 5, activation="tanh", padding=padding, name="c1"),
         AveragePooling2D(2, name="s2"),
         Conv2D(16, 5, activation="tanh", name="c3"),
         AveragePooling2D(2, name="s4"),
