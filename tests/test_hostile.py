@@ -405,10 +405,17 @@ def test_huge_shapes_through_the_executor_in_a_child_process():
         model = cf.Sequential(layers)
         case(f"predict_{len(shape)}d", model.predict, np.empty((0,) + shape, np.float32))
     # Shapes whose element count wraps int64 (reachable from a model file's input_shape).
+    import json
+
+    def network(shape):
+        flatten = {"class_name": "Flatten", "config": {"name": "f"}}
+        config = {"input_shape": list(shape), "layers": [flatten]}
+        return _core.Network.from_config(json.dumps(config), {})
+
     for shape in [(2**31 - 1, 2**31 - 1, 3), (2**40, 2**40, 1), (2**62, 4, 1), (2**63 - 1, 2)]:
-        case(f"network_{shape[0]}", _core.Network, list(shape))
-    case("network_empty", _core.Network, [])
-    case("network_negative", _core.Network, [3, -1])
+        case(f"network_{shape[0]}", network, shape)
+    case("network_empty", network, [])
+    case("network_negative", network, [3, -1])
     """)
     child_results(lines, expect_all_raise=False)
     # The constructor itself must refuse overflowing sizes.
@@ -640,7 +647,9 @@ def test_failing_calls_do_not_leak(tmp_path, model_bytes):
         "ops.conv2d ValueError": lambda: ops.conv2d(x, w[:, :, :2]),
         "load_model truncated": lambda: cf.load_model(bad_file),
         "fit label out of range": lambda: model.fit(np.zeros((2, 6, 6, 2)), [0, 9], verbose=0),
-        "Network bad step": lambda: _core.Network([4, 4, 3]).add_dense(w, None, 5, 5, "relu", 1.0),
+        "Network bad step": lambda: _core.Network.from_config(
+            '{"input_shape": [4, 4, 3], "layers": [{"class_name": "Dense", "config": '
+            '{"name": "d", "units": 5}}]}', {"d/kernel": w}),
     }
     for name, fn in calls.items():
         def run(k, fn=fn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -159,29 +160,45 @@ def test_forward_rejects_bad_shapes():
         model.predict(np.zeros((1, 28, 28, 1)))
 
 
-def test_network_builder_rejects_mismatched_layers():
-    net = _core.Network([8, 8, 3])
-    with pytest.raises(ValueError, match=r"add_conv2d: kernel \(3, 3, 4, 8\) with groups 1 does not match"):
-        net.add_conv2d(np.zeros((3, 3, 4, 8), np.float32), None, 1, 1, 0, 0, 6, 6)
-    with pytest.raises(ValueError, match=r"height output size 9 does not fit input 8"):
-        net.add_conv2d(np.zeros((3, 3, 3, 8), np.float32), None, 1, 1, 0, 0, 9, 6)
-    with pytest.raises(ValueError, match=r"bias: expected shape \(8,\)"):
-        net.add_conv2d(np.zeros((3, 3, 3, 8), np.float32), np.zeros(4, np.float32), 1, 1, 0, 0, 6, 6)
-    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        net.add_activation("gelu")
-    with pytest.raises(ValueError, match=r"add_dense on input \(8, 8, 3\).*last axis to be 5"):
-        net.add_dense(np.zeros((5, 2), np.float32), None)
-    with pytest.raises(ValueError, match="add_max_pool2d on input.*width output size 5"):
-        net.add_max_pool2d(2, 2, 2, 2, 0, 0, 4, 5)
-    with pytest.raises(ValueError, match="kernel: expected dtype float32"):
-        net.add_dense(np.zeros((3, 2)), None)
-    assert net.num_steps == 0 and net.output_shape == (8, 8, 3)
+def network_from(input_shape, layers, weights):
+    """A Network from a hand-written config: layers are (class_name, config) pairs."""
+    config = {"name": "hand", "input_shape": list(input_shape),
+              "layers": [{"class_name": c, "config": cfg} for c, cfg in layers]}
+    return _core.Network.from_config(json.dumps(config), weights)
+
+
+CONV = ("Conv2D", {"name": "c", "filters": 8, "kernel_size": [3, 3], "strides": [1, 1],
+                   "padding": "valid", "activation": "relu"})
+
+
+@pytest.mark.parametrize("layers, weights, message", [
+    ([CONV], {"c/kernel": np.zeros((3, 3, 4, 8), np.float32), "c/bias": np.zeros(8, np.float32)},
+     r"weight 'c/kernel' has shape \(3, 3, 4, 8\), the architecture needs \(3, 3, 3, 8\)"),
+    ([CONV], {"c/kernel": np.zeros((3, 3, 3, 8), np.float32), "c/bias": np.zeros(4, np.float32)},
+     r"weight 'c/bias' has shape \(4,\), the architecture needs \(8,\)"),
+    ([CONV], {"c/kernel": np.zeros((3, 3, 3, 8), np.float32)}, "weight 'c/bias' is missing"),
+    ([CONV], {"c/kernel": np.zeros((3, 3, 3, 8)), "c/bias": np.zeros(8, np.float32)},
+     "expected dtype float32"),
+    ([CONV], {"c/kernel": np.zeros((3, 3, 3, 8), np.float32), "c/bias": np.zeros(8, np.float32),
+              "x/kernel": np.zeros(1, np.float32)}, "weight 'x/kernel' is not used"),
+    ([("Conv2D", {**CONV[1], "kernel_size": [9, 9]})], {},
+     "Conv2D 'c': window 9 larger than padded input 8"),
+    ([("MaxPooling2D", {"name": "p", "pool_size": [2, 2], "strides": [2, 2], "padding": "full"})],
+     {}, "MaxPooling2D 'p': unknown padding"),
+    ([("Activation", {"name": "a", "activation": "gelu"})], {}, "Activation 'a'.*unknown activation 'gelu'"),
+    ([("Dense", {"name": "d", "units": 2})], {"d/kernel": np.zeros((5, 2), np.float32),
+                                             "d/bias": np.zeros(2, np.float32)},
+     r"weight 'd/kernel' has shape \(5, 2\), the architecture needs \(3, 2\)"),
+    ([("GroupNorm", {"name": "g"})], {}, 'unknown layer class "GroupNorm"'),
+])
+def test_network_builder_rejects_bad_configs(layers, weights, message):
+    with pytest.raises(ValueError, match=message):
+        network_from((8, 8, 3), layers, weights)
 
 
 def test_network_of_only_shape_steps_copies(rng):
-    net = _core.Network([2, 3])
-    net.add_flatten()
-    net.add_dropout()
+    net = network_from((2, 3), [("Flatten", {"name": "f"}), ("Dropout", {"name": "d", "rate": 0.5})],
+                       {})
     x = rng.standard_normal((4, 2, 3)).astype(np.float32)
     out = np.empty((4, 6), np.float32)
     net.forward(out, x)
@@ -189,11 +206,11 @@ def test_network_of_only_shape_steps_copies(rng):
 
 
 def test_leading_in_place_steps_do_not_touch_the_input(rng):
-    net = _core.Network([6])
-    net.add_activation("relu")
-    alpha = np.full(6, 0.5, np.float32)
-    net.add_prelu(alpha)
-    net.add_dense(np.eye(6, dtype=np.float32), None, "tanh")
+    net = network_from((6,), [("ReLU", {"name": "r"}), ("PReLU", {"name": "p"}),
+                              ("Dense", {"name": "d", "units": 6, "activation": "tanh",
+                                         "use_bias": False})],
+                       {"p/alpha": np.full(6, 0.5, np.float32),
+                        "d/kernel": np.eye(6, dtype=np.float32)})
     x = rng.standard_normal((3, 6)).astype(np.float32)
     x0 = x.copy()
     out = np.empty((3, 6), np.float32)

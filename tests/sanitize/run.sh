@@ -76,7 +76,7 @@ say "wrote model files and inputs to $OUT"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-g++ -std=c++17 -O1 $SAN -fopenmp -Isrc/cpp/kernels -Isrc/cpp/capi tests/cpp/test_kernels.cpp \
+g++ -std=c++17 -O1 $SAN -fopenmp -Isrc/cpp/kernels -Isrc/cpp/plan -Isrc/cpp/capi tests/cpp/test_kernels.cpp \
     build/asan/libcnnfast.a -o "$OUT/test_kernels"
 cc -O1 $SAN -Iinclude examples/classify.c -Lbuild/asan -lcnnfast -Wl,-rpath,"$ROOT/build/asan" \
     -o "$OUT/classify"
@@ -100,7 +100,7 @@ if command -v valgrind >/dev/null; then
     cmake -S . -B build/valgrind -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNNFAST_BUILD_PYTHON=OFF \
         -DCNNFAST_SANITIZE=OFF >/dev/null
     cmake --build build/valgrind -j"$JOBS" >/dev/null
-    g++ -std=c++17 -O1 -g -fopenmp -Isrc/cpp/kernels -Isrc/cpp/capi tests/cpp/test_kernels.cpp \
+    g++ -std=c++17 -O1 -g -fopenmp -Isrc/cpp/kernels -Isrc/cpp/plan -Isrc/cpp/capi tests/cpp/test_kernels.cpp \
         build/valgrind/libcnnfast.a -o "$OUT/test_kernels_plain"
     cc -O1 -g -Iinclude examples/classify.c -Lbuild/valgrind -lcnnfast \
         -Wl,-rpath,"$ROOT/build/valgrind" -o "$OUT/classify_plain"

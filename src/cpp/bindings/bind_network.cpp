@@ -1,14 +1,19 @@
-// _core.Network: the C++ inference executor (network.h). Each add_* method checks its arrays
-// and keeps a reference to them, so the borrowed weight pointers stay valid as long as the
-// Network lives; forward releases the GIL, so Python threads can run it concurrently.
+// _core.Network: the C++ inference executor (network.h), built from a model config by the one
+// builder (network_builder.h). It keeps a reference to every weight array it borrows, so the
+// pointers stay valid as long as the Network lives; forward releases the GIL, so Python
+// threads can run it concurrently.
 #include <pybind11/stl.h>
 
+#include <map>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "bind_util.h"
 #include "bind_window.h"
 #include "network.h"
+#include "network_builder.h"
 
 namespace cnnfast::bind {
 
@@ -23,12 +28,6 @@ struct NetworkHandle {
         keep_alive.push_back(a);
         return p;
     }
-    const float* keep_optional(const py::object& a, const char* what, int ndim) {
-        if (a.is_none()) return nullptr;
-        if (!py::isinstance<py::array>(a))
-            throw std::invalid_argument(std::string(what) + ": expected a float32 array or None");
-        return keep(a.cast<py::array>(), what, ndim);
-    }
 };
 
 py::tuple to_tuple(const std::vector<int64_t>& v) {
@@ -42,90 +41,56 @@ py::tuple to_tuple(const std::vector<int64_t>& v) {
 void bind_network(py::module_& m) {
     py::class_<NetworkHandle>(m, "Network",
                               "Inference executor: layer steps run in one C++ call (network.h).")
-        .def(py::init([](const std::vector<int64_t>& input_shape) {
-                 auto h = std::make_unique<NetworkHandle>();
-                 h->net = std::make_unique<Network>(input_shape);
-                 return h;
-             }),
-             py::arg("input_shape"))
-        // kernel (KH,KW,C/groups,K) and bias (K,) or None, kept alive and read at each forward.
-        .def(
-            "add_conv2d",
-            [](NetworkHandle& h, const py::array& kernel, const py::object& bias,
-               int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
-               int64_t out_h, int64_t out_w, int64_t groups, const std::string& activation,
-               float alpha) {
-                const float* w = h.keep(kernel, "Network.add_conv2d kernel", 4);
-                const int64_t K = dim(kernel, 3);
-                const auto& in = h.net->output_shape();
-                if (in.size() == 3 && dim(kernel, 2) * groups != in[2])
-                    throw std::invalid_argument(
-                        "Network.add_conv2d: kernel " + shape_str(kernel) + " with groups " +
-                        std::to_string(groups) + " does not match input channels " +
-                        std::to_string(in[2]));
-                const float* b = h.keep_optional(bias, "Network.add_conv2d bias", 1);
-                if (b) expect_shape(bias.cast<py::array>(), "Network.add_conv2d bias", {K});
-                h.net->add_conv2d(w, b, dim(kernel, 0), dim(kernel, 1), K, stride_h, stride_w,
-                                  pad_top, pad_left, out_h, out_w, groups, activation, alpha);
+        // architecture: the JSON of Model.get_config(); weights: {"layer/name": float32 array}.
+        // Built by network_builder.cpp, the builder the C API's model-file reader uses too. The
+        // arrays are borrowed (kept alive here, read at each forward, never copied), so in-place
+        // updates by optimizers and set_weights are seen; every array must be used.
+        .def_static(
+            "from_config",
+            [](const std::string& architecture, const py::dict& weights) {
+                auto h = std::make_unique<NetworkHandle>();
+                std::map<std::string, py::array> arrays;
+                for (const auto& kv : weights) {
+                    const std::string key = py::str(kv.first);
+                    if (!py::isinstance<py::array>(kv.second))
+                        throw std::invalid_argument("Network.from_config: weight '" + key +
+                                                    "' is not a NumPy array");
+                    arrays.emplace(key, kv.second.cast<py::array>());
+                }
+                std::set<std::string> used;
+                auto lookup = [&](const std::string& key, const std::vector<int64_t>& shape) {
+                    auto it = arrays.find(key);
+                    if (it == arrays.end())
+                        throw std::invalid_argument("Network.from_config: weight '" + key +
+                                                    "' is missing");
+                    const py::array& a = it->second;
+                    const std::string what = "Network.from_config weight '" + key + "'";
+                    bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+                    for (size_t i = 0; same && i < shape.size(); ++i)
+                        same = dim(a, static_cast<int>(i)) == shape[i];
+                    if (!same) {
+                        std::string want = "(";
+                        for (size_t i = 0; i < shape.size(); ++i)
+                            want += (i ? ", " : "") + std::to_string(shape[i]);
+                        want += shape.size() == 1 ? ",)" : ")";
+                        throw std::invalid_argument(what + " has shape " + shape_str(a) +
+                                                    ", the architecture needs " + want);
+                    }
+                    used.insert(key);
+                    return h->keep(a, what.c_str(), -1);
+                };
+                try {
+                    h->net = build_network(architecture, lookup);
+                } catch (const std::runtime_error& e) {
+                    throw std::invalid_argument(std::string("Network.from_config: ") + e.what());
+                }
+                for (const auto& kv : arrays)
+                    if (!used.count(kv.first))
+                        throw std::invalid_argument("Network.from_config: weight '" + kv.first +
+                                                    "' is not used by the architecture");
+                return h;
             },
-            py::arg("kernel"), py::arg("bias"), py::arg("stride_h"), py::arg("stride_w"),
-            py::arg("pad_top"), py::arg("pad_left"), py::arg("out_h"), py::arg("out_w"),
-            py::arg("groups") = 1, py::arg("activation") = "linear", py::arg("alpha") = 1.0f)
-        .def(
-            "add_max_pool2d",
-            [](NetworkHandle& h, int64_t pool_h, int64_t pool_w, int64_t stride_h,
-               int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t out_h,
-               int64_t out_w) {
-                h.net->add_pool2d(true, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                                  out_h, out_w);
-            },
-            py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
-            py::arg("pad_top"), py::arg("pad_left"), py::arg("out_h"), py::arg("out_w"))
-        .def(
-            "add_avg_pool2d",
-            [](NetworkHandle& h, int64_t pool_h, int64_t pool_w, int64_t stride_h,
-               int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t out_h,
-               int64_t out_w) {
-                h.net->add_pool2d(false, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                                  out_h, out_w);
-            },
-            py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
-            py::arg("pad_top"), py::arg("pad_left"), py::arg("out_h"), py::arg("out_w"))
-        // kernel (IN,OUT) on the last axis, bias (OUT,) or None.
-        .def(
-            "add_dense",
-            [](NetworkHandle& h, const py::array& kernel, const py::object& bias,
-               const std::string& activation, float alpha) {
-                const float* w = h.keep(kernel, "Network.add_dense kernel", 2);
-                const float* b = h.keep_optional(bias, "Network.add_dense bias", 1);
-                if (b) expect_shape(bias.cast<py::array>(), "Network.add_dense bias", {dim(kernel, 1)});
-                h.net->add_dense(w, b, dim(kernel, 0), dim(kernel, 1), activation, alpha);
-            },
-            py::arg("kernel"), py::arg("bias"), py::arg("activation") = "linear",
-            py::arg("alpha") = 1.0f)
-        .def(
-            "add_activation",
-            [](NetworkHandle& h, const std::string& activation, float alpha) {
-                h.net->add_activation(activation, alpha);
-            },
-            py::arg("activation"), py::arg("alpha") = 1.0f)
-        // alpha of any shape whose size divides the sample size (repeats over the flat sample).
-        .def(
-            "add_prelu",
-            [](NetworkHandle& h, const py::array& alpha) {
-                const float* a = h.keep(alpha, "Network.add_prelu alpha", -1);
-                h.net->add_prelu(a, static_cast<int64_t>(alpha.size()));
-            },
-            py::arg("alpha"))
-        .def(
-            "add_lrn",
-            [](NetworkHandle& h, int64_t depth_radius, float bias, float alpha, float beta) {
-                h.net->add_lrn(depth_radius, bias, alpha, beta);
-            },
-            py::arg("depth_radius"), py::arg("bias"), py::arg("alpha"), py::arg("beta"))
-        .def("add_flatten", [](NetworkHandle& h) { h.net->add_flatten(); })
-        // Dropout is the identity at inference.
-        .def("add_dropout", [](NetworkHandle&) {})
+            py::arg("architecture"), py::arg("weights"))
         .def_property_readonly("input_shape",
                                [](const NetworkHandle& h) { return to_tuple(h.net->input_shape()); })
         .def_property_readonly("output_shape",

@@ -1,5 +1,5 @@
 #pragma once
-// A small, strict JSON reader for model-file headers (RFC 8259 subset: no duplicate-key
+// A small, strict JSON reader for model configs and model-file headers (RFC 8259 subset: no duplicate-key
 // semantics, numbers as double). Hostile input throws std::runtime_error; nesting depth and
 // sizes are bounded so a crafted header cannot exhaust the stack.
 #include <cstdint>
