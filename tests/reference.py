@@ -348,3 +348,33 @@ def lrn_backward(x, dy, depth_radius=2, bias=1.0, alpha=1e-4, beta=0.75):
         lo, hi = max(0, k - depth_radius), min(c, k + depth_radius + 1)
         window[..., k] = t[..., lo:hi].sum(axis=-1)
     return dy * scale ** (-beta) - 2.0 * alpha * beta * x * window
+
+
+# ---- merge --------------------------------------------------------------------------------
+
+def merge_forward(xs, op):
+    xs = [np.asarray(x, np.float64) for x in xs]
+    if op == "subtract":
+        return xs[0] - xs[1]
+    if op == "multiply":
+        return np.prod(xs, axis=0)
+    if op == "maximum":
+        return np.max(xs, axis=0)
+    total = np.sum(xs, axis=0)
+    return total / len(xs) if op == "average" else total
+
+
+def merge_backward(dy, xs, op):
+    """d/dx_k of merge_forward; maximum: the first input holding the maximum gets dy."""
+    dy = np.asarray(dy, np.float64)
+    xs = [np.asarray(x, np.float64) for x in xs]
+    if op == "add":
+        return [dy.copy() for _ in xs]
+    if op == "subtract":
+        return [dy.copy(), -dy]
+    if op == "average":
+        return [dy / len(xs) for _ in xs]
+    if op == "multiply":
+        return [dy * np.prod([x for j, x in enumerate(xs) if j != k], axis=0) for k in range(len(xs))]
+    winner = np.argmax(np.stack(xs), axis=0)  # argmax returns the first maximum
+    return [np.where(winner == k, dy, 0.0) for k in range(len(xs))]

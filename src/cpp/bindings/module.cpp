@@ -15,6 +15,7 @@ void bind_pool2d(py::module_& m);
 void bind_elementwise(py::module_& m);
 void bind_lrn(py::module_& m);
 void bind_network(py::module_& m);
+void bind_merge(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -30,4 +31,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_elementwise(m);
     cnnfast::bind::bind_lrn(m);
     cnnfast::bind::bind_network(m);
+    cnnfast::bind::bind_merge(m);
 }

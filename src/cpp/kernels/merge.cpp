@@ -1,0 +1,136 @@
+#include "merge.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "parallel.h"
+
+namespace cnnfast {
+
+namespace {
+
+// Elements per thread: a few hundred KB of traffic, so small joins stay on one thread.
+constexpr int64_t kMergeGrain = int64_t(1) << 15;
+
+// body(lo, hi) over [0, n) units of `unit` floats each, split between the threads.
+template <typename Body>
+void for_chunks(int64_t n, Body body, int64_t unit = 1) {
+    const int threads = std::min<int64_t>(threads_for((n * unit + kMergeGrain - 1) / kMergeGrain), n);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (lo < hi) body(lo, hi);
+    }
+}
+
+}  // namespace
+
+void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op) {
+    for_chunks(n, [&](int64_t lo, int64_t hi) {
+        const float* a = inputs[0];
+        if (op == MergeOp::subtract) {
+            const float* b = inputs[1];
+            for (int64_t i = lo; i < hi; ++i) out[i] = a[i] - b[i];
+            return;
+        }
+        // Accumulate input by input (in order, as Keras sums), each pass streaming one array.
+        if (out != a) std::copy(a + lo, a + hi, out + lo);
+        for (int64_t k = 1; k < count; ++k) {
+            const float* b = inputs[k];
+            switch (op) {
+                case MergeOp::multiply:
+                    for (int64_t i = lo; i < hi; ++i) out[i] *= b[i];
+                    break;
+                case MergeOp::maximum:
+                    for (int64_t i = lo; i < hi; ++i) out[i] = std::max(out[i], b[i]);
+                    break;
+                default:  // add, average
+                    for (int64_t i = lo; i < hi; ++i) out[i] += b[i];
+            }
+        }
+        if (op == MergeOp::average) {
+            const float scale = 1.0f / static_cast<float>(count);
+            for (int64_t i = lo; i < hi; ++i) out[i] *= scale;
+        }
+    });
+}
+
+void merge_backward(float* const* dinputs, const float* dy, const float* const* inputs,
+                    int64_t count, int64_t n, MergeOp op) {
+    for_chunks(n, [&](int64_t lo, int64_t hi) {
+        for (int64_t k = 0; k < count; ++k) {
+            float* dx = dinputs[k];
+            if (!dx) continue;
+            switch (op) {
+                case MergeOp::add:
+                    if (dx != dy) std::copy(dy + lo, dy + hi, dx + lo);
+                    break;
+                case MergeOp::subtract:
+                    if (k == 0) {
+                        if (dx != dy) std::copy(dy + lo, dy + hi, dx + lo);
+                    } else {
+                        for (int64_t i = lo; i < hi; ++i) dx[i] = -dy[i];
+                    }
+                    break;
+                case MergeOp::average: {
+                    const float scale = 1.0f / static_cast<float>(count);
+                    for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * scale;
+                    break;
+                }
+                case MergeOp::multiply:
+                    // d/dx_k of the product: dy times every other input, multiplied in order.
+                    std::copy(dy + lo, dy + hi, dx + lo);
+                    for (int64_t j = 0; j < count; ++j) {
+                        if (j == k) continue;
+                        const float* b = inputs[j];
+                        for (int64_t i = lo; i < hi; ++i) dx[i] *= b[i];
+                    }
+                    break;
+                case MergeOp::maximum:
+                    for (int64_t i = lo; i < hi; ++i) {
+                        // The winner is the first input holding the maximum.
+                        int64_t winner = 0;
+                        float best = inputs[0][i];
+                        for (int64_t j = 1; j < count; ++j)
+                            if (inputs[j][i] > best) best = inputs[j][i], winner = j;
+                        dx[i] = winner == k ? dy[i] : 0.0f;
+                    }
+                    break;
+            }
+        }
+    });
+}
+
+void concat_forward(float* out, const float* const* inputs, const int64_t* widths, int64_t count,
+                    int64_t rows) {
+    int64_t total = 0;
+    for (int64_t k = 0; k < count; ++k) total += widths[k];
+    for_chunks(rows, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+            float* dst = out + r * total;
+            for (int64_t k = 0; k < count; ++k) {
+                std::copy(inputs[k] + r * widths[k], inputs[k] + (r + 1) * widths[k], dst);
+                dst += widths[k];
+            }
+        }
+    }, total);
+}
+
+void concat_backward(float* const* dinputs, const float* dy, const int64_t* widths,
+                     int64_t count, int64_t rows) {
+    int64_t total = 0;
+    for (int64_t k = 0; k < count; ++k) total += widths[k];
+    for_chunks(rows, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+            const float* src = dy + r * total;
+            for (int64_t k = 0; k < count; ++k) {
+                if (dinputs[k]) std::copy(src, src + widths[k], dinputs[k] + r * widths[k]);
+                src += widths[k];
+            }
+        }
+    }, total);
+}
+
+}  // namespace cnnfast
