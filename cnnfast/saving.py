@@ -88,6 +88,7 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"save_model: expected a cnnfast Sequential, got {type(model).__name__}")
+    check_save_path(filepath, "save_model")
     if model.input_shape_ is None:
         raise ValueError("save_model: the model has no input shape; build it or start with Input()")
     model._require_built()
@@ -122,6 +123,38 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"save_model: tensor names collide: {dup} (rename the layers)")
     _write_atomic(filepath, lambda f: _write_safetensors(f, header, tensors))
+
+
+class SavePathIsDirectory(ValueError, IsADirectoryError):
+    """``model.save`` was given an existing folder (a ValueError, and an IsADirectoryError)."""
+
+
+_FOREIGN_SUFFIXES = {".h5": "HDF5 (Keras 2)", ".hdf5": "HDF5 (Keras 2)", ".keras": "Keras 3"}
+
+
+def check_save_path(filepath: str | os.PathLike, what: str = "save_model") -> None:
+    """Refuse, before anything is written, a destination that cannot mean a cnnfast file: an
+    existing folder, or a Keras file name (``.h5``, ``.keras``) that would hold cnnfast's own
+    format under another format's name.
+
+    Raises
+    ------
+    ValueError
+        :class:`SavePathIsDirectory` for a folder; a plain ValueError for a Keras suffix.
+    """
+    path = os.fspath(filepath)
+    if os.path.isdir(path):
+        raise SavePathIsDirectory(
+            f"{what}: {path!r} is a folder; cnnfast saves a model as one file, e.g. "
+            f"{os.path.join(path, 'model.cnnfast')!r}")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _FOREIGN_SUFFIXES:
+        raise ValueError(
+            f"{what}: {path!r} names a {_FOREIGN_SUFFIXES[suffix]} file, but cnnfast writes its "
+            "own single-file format (the safetensors layout: weights plus architecture), which "
+            f"Keras cannot read; use the .cnnfast suffix (e.g. {path[:-len(suffix)] + '.cnnfast'!r})."
+            " For interchange with other frameworks, export ONNX with cf.export_onnx(model, "
+            "path)")
 
 
 def _dumps(obj: Any) -> str:
@@ -286,11 +319,47 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _foreign_format(f: BinaryIO, path: str) -> str | None:
+    """What another known format a file is in (HDF5, a Keras zip, ONNX), or None.
+
+    A cnnfast file starts with an 8-byte little-endian header length and then "{"; an ONNX
+    file is a protobuf ModelProto whose first field (ir_version, tag 0x08) comes first."""
+    start = f.read(16)
+    f.seek(0)
+    if start.startswith(_HDF5_MAGIC):
+        return "an HDF5 file (a Keras 2 .h5 model?)"
+    if start.startswith(_ZIP_MAGIC):
+        return "a ZIP archive (a Keras 3 .keras model?)"
+    if len(start) > 8 and start[8:9] == b"{":
+        return None
+    # ir_version = 1..127 as a one-byte varint, then the tag of a later ModelProto field
+    # (producer_name, producer_version, domain, model_version, doc_string, graph, opset_import).
+    protobuf = (len(start) >= 3 and start[0] == 0x08 and 0 < start[1] < 0x80
+                and start[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42))
+    if protobuf or path.lower().endswith(".onnx"):
+        return "an ONNX model"
+    return None
+
+
+def _refuse_foreign(f: BinaryIO, path: str) -> None:
+    kind = _foreign_format(f, path)
+    if kind is not None:
+        hint = (" Run ONNX models with onnxruntime." if "ONNX" in kind else
+                " Rebuild the model with cnnfast layers and copy the weights with set_weights.")
+        raise ValueError(f"{path}: this is {kind}; cnnfast loads only its own model files "
+                         f"(written by model.save).{hint}")
+
+
 def read_header(filepath: str | os.PathLike) -> FileHeader:
     """Read and validate the container of a model file (header and byte ranges, not the
     architecture). Raises ValueError naming the file on any inconsistency."""
     path = os.fspath(filepath)
     with open(path, "rb") as f:
+        _refuse_foreign(f, path)
         try:
             return _read_header(f, path)
         except _Invalid as err:
@@ -425,6 +494,36 @@ def model_from_config(config: dict[str, Any]) -> Sequential:
     return model
 
 
+def model_from_json(json_string: str, custom_objects: Any = None) -> Sequential:
+    """The unbuilt model that :meth:`Sequential.to_json` describes (weights created on first
+    use, as for a new model). Keras's own JSON cannot be read.
+
+    Parameters
+    ----------
+    json_string : str
+    custom_objects : None
+        Accepted for Keras compatibility; cnnfast has no custom layers to look up.
+    """
+    if custom_objects:
+        raise NotImplementedError("model_from_json: custom_objects are not supported")
+    try:
+        data = json.loads(json_string)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_from_json: not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise TypeError(f"model_from_json: expected a JSON object, got {type(data).__name__}")
+    if data.get("module") == "keras" or "keras_version" in data:
+        raise ValueError("model_from_json: this is a Keras model's JSON; cnnfast reads only the "
+                         "JSON of its own Sequential.to_json()")
+    if "class_name" in data:
+        if data["class_name"] != "Sequential" or set(data) != {"class_name", "config"}:
+            raise ValueError("model_from_json: expected {\"class_name\": \"Sequential\", "
+                             f"\"config\": ...}}, got keys {sorted(data)} and class_name "
+                             f"{data['class_name']!r}")
+        data = data["config"]
+    return model_from_config(data)
+
+
 def _expected_weights(model: Sequential) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of every weight, from the shape formulas (nothing allocated)."""
     expected = {}
@@ -552,6 +651,7 @@ def load_model(filepath: str | os.PathLike, compile: bool = True,
     """
     path = os.fspath(filepath)
     with open(path, "rb") as f:
+        _refuse_foreign(f, path)
         try:
             return _load_model(f, path, compile, restore_training_state)
         except _Invalid as err:
@@ -625,6 +725,7 @@ def load_weights(model: Sequential, filepath: str | os.PathLike) -> None:
     expected = {f"{layer.name}/{n}": w.shape for layer in model.layers
                 for n, w in layer.weights_.items()}
     with open(path, "rb") as f:
+        _refuse_foreign(f, path)
         try:
             header = _read_header(f, path)
             _check_weights(header, expected, OPTIMIZER_PREFIX)
@@ -639,5 +740,6 @@ def load_weights(model: Sequential, filepath: str | os.PathLike) -> None:
             np.copyto(w, values[f"{layer.name}/{n}"])
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FileHeader", "TensorEntry", "load_model", "load_weights",
-           "model_from_config", "read_header", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "FileHeader", "SavePathIsDirectory", "TensorEntry",
+           "check_save_path", "load_model", "load_weights", "model_from_config", "model_from_json",
+           "read_header", "save_model"]
