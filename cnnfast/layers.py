@@ -49,6 +49,55 @@ def _aligned_copy(a: np.ndarray, alignment: int = 64) -> np.ndarray:
     return out
 
 
+def _float_weight(layer: Layer, name: str, value: Any, shape: Shape, what: str) -> np.ndarray:
+    """`value` as float32 after checking it is numeric and has exactly `shape`."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: {layer.describe()} weight '{name}' must be numeric, "
+                        f"got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what}: {layer.describe()} weight '{name}' has shape {tuple(shape)}, "
+                         f"got shape {arr.shape}")
+    return arr.astype(np.float32, copy=False)
+
+
+class _WeightAttribute:
+    """A layer's weight as an attribute (``layer.kernel``, ``layer.bias``), as in Keras.
+
+    Reading gives the live float32 array (in-place edits take effect). Assigning copies the new
+    values into that array after a shape check instead of rebinding the name: the kernels, the
+    optimizer's slots and the C++ inference executor all hold the array itself, so a rebound
+    attribute would be silently ignored by every one of them.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Layer | None, owner: type | None = None) -> Any:
+        if layer is None:
+            return self
+        if not layer.built:
+            raise AttributeError(f"{layer.describe()} has no '{self.name}' before it is built "
+                                 "(give the model an input shape or call build())")
+        return layer.weights_.get(self.name)
+
+    def __set__(self, layer: Layer, value: Any) -> None:
+        where = f"layer.{self.name} = ..."
+        if not layer.built:
+            raise ValueError(f"{where}: {layer.describe()} is not built yet, so it has no "
+                             f"'{self.name}' to assign; build the model first (Input(shape) or "
+                             "model.build)")
+        target = layer.weights_.get(self.name)
+        if target is None:
+            if value is None:
+                return
+            raise ValueError(f"{where}: {layer.describe()} has no '{self.name}' (use_bias=False)")
+        if value is None:
+            raise ValueError(f"{where}: {layer.describe()} weight '{self.name}' cannot be removed "
+                             "by assigning None")
+        np.copyto(target, _float_weight(layer, self.name, value, target.shape, where))
+
+
 class Layer:
     """Base class. Subclasses set `self.weights_` (name -> array) in build."""
 
@@ -114,6 +163,29 @@ class Layer:
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         """Shapes of this layer's weights for a given input shape (no build needed)."""
         return {}
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of this layer's weights, in Keras order (kernel, then bias); [] before build."""
+        return [w.copy() for w in self.weights_.values()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Copy new values into this layer's weights (same count, order and shapes as
+        :meth:`get_weights`); nothing changes unless every array fits.
+
+        Raises
+        ------
+        ValueError
+            The count or a shape differs; the message names the layer, the weight and the shapes.
+        """
+        names = list(self.weights_)
+        if len(weights) != len(names):
+            shapes = [tuple(w.shape) for w in self.weights_.values()]
+            raise ValueError(f"set_weights: {self.describe()} has {len(names)} weight arrays "
+                             f"{names} of shapes {shapes}, got {len(weights)}")
+        converted = [_float_weight(self, n, new, self.weights_[n].shape, "set_weights")
+                     for n, new in zip(names, weights)]
+        for n, new in zip(names, converted):
+            np.copyto(self.weights_[n], new)
 
     def regularization_loss(self) -> float:
         return sum(reg.loss(self.weights_[n]) for n, reg in self.regularizers_.items())
@@ -253,6 +325,9 @@ class Conv2D(Layer):
     independent groups (AlexNet's two-tower connectivity).
     """
 
+    kernel = _WeightAttribute()
+    bias = _WeightAttribute()
+
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
                  activation: str | None = None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -320,10 +395,10 @@ class Conv2D(Layer):
     def build(self, input_shape: Shape) -> None:
         self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
         shapes = self.param_shapes(input_shape)
-        self.kernel = self._add_weight("kernel", shapes["kernel"], self.kernel_initializer,
-                                       self.kernel_regularizer)
-        self.bias = (self._add_weight("bias", shapes["bias"], self.bias_initializer,
-                                      self.bias_regularizer) if self.use_bias else None)
+        self._add_weight("kernel", shapes["kernel"], self.kernel_initializer,
+                         self.kernel_regularizer)
+        if self.use_bias:
+            self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
         super().build(input_shape)
 
     def _args(self):
@@ -465,6 +540,9 @@ class Flatten(Layer):
 
 class Dense(Layer):
     """Fully connected layer y = act(x @ kernel + bias), kernel (in, units)."""
+
+    kernel = _WeightAttribute()
+    bias = _WeightAttribute()
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -615,6 +693,8 @@ class PReLU(Layer):
     `shared_axes` (1-based, as in Keras) share one slope across those axes; `shared_axes=[1, 2]`
     gives one slope per channel on NHWC feature maps. Alpha starts at zero (Keras default).
     """
+
+    alpha = _WeightAttribute()
 
     def __init__(self, alpha_initializer="zeros", shared_axes: Sequence[int] | None = None,
                  alpha_regularizer=None, name=None, input_shape=None, **kwargs):

@@ -63,8 +63,15 @@ def conv2d_geometry(
     if min(H, W, C, KH, KW, Cg, K) < 1:
         raise ValueError(f"{ctx}: spatial sizes and channel counts must be positive")
     if Cg * groups != C:
+        hint = ""
+        if w_shape[1] * groups == C:
+            # PyTorch stores conv weights as (C_out, C_in / groups, KH, KW).
+            hint = (f"; w looks like PyTorch's (C_out, C_in, KH, KW) layout, got {tuple(w_shape)}: "
+                    "cnnfast (like Keras) takes (KH, KW, C_in, C_out), convert with "
+                    "w.transpose(2, 3, 1, 0)")
         raise ValueError(
             f"{ctx}: input channels {C} must equal kernel input channels {Cg} x groups {groups}"
+            f" (w must be (KH, KW, C_in / groups, C_out)){hint}"
         )
     if K % groups:
         raise ValueError(f"{ctx}: groups {groups} must divide the output channels {K}")
