@@ -6,7 +6,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,27 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    # As in Keras, the training batch hooks call the older on_batch_* names, so a callback
+    # overriding either set is called during fit.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
+
+def _warn_missing_monitor(callback: Callback, logs: dict[str, Any], consequence: str) -> None:
+    """Warn, once per fit, that the monitored value is not in the logs (Keras warns too, and
+    training goes on); `callback._warned_missing` is reset by its on_train_begin."""
+    if callback._warned_missing:
+        return
+    callback._warned_missing = True
+    warnings.warn(
+        f"{type(callback).__name__}: monitored metric {callback.monitor!r} is not in the logs; "
+        f"available: {sorted(logs)}. {consequence}", UserWarning, stacklevel=3)
 
 
 class History(Callback):
@@ -132,6 +151,7 @@ class EarlyStopping(Callback):
         return current > reference + self.min_delta
 
     def on_train_begin(self, logs=None):
+        self._warned_missing = False
         self.wait = 0
         self.stopped_epoch = 0
         self.best = np.inf if self.mode == "min" else -np.inf
@@ -141,10 +161,8 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.monitor not in logs:
-            raise KeyError(
-                f"EarlyStopping: monitored metric {self.monitor!r} is not available; "
-                f"available: {sorted(logs)}"
-            )
+            _warn_missing_monitor(self, logs, "Training continues without early stopping.")
+            return
         if epoch < self.start_from_epoch:
             return
         current = float(logs[self.monitor])
@@ -232,6 +250,14 @@ class ModelCheckpoint(Callback):
         self._current_epoch = 0
         self._batches_since_save = 0
         self._last_batch = -1
+        self._warned_missing = False
+        from cnnfast.saving import check_save_path
+
+        # A Keras habit (".keras", ".h5") is refused now, not after the first epoch.
+        check_save_path(self.filepath, "ModelCheckpoint")
+
+    def on_train_begin(self, logs=None):
+        self._warned_missing = False
 
     def _improved(self, current: float) -> bool:
         return current < self.best if self.mode == "min" else current > self.best
@@ -267,8 +293,7 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:
-                warnings.warn(f"ModelCheckpoint: can save best model only with {self.monitor} "
-                              "available, skipping.", stacklevel=2)
+                _warn_missing_monitor(self, logs, "save_best_only saves nothing until it appears.")
                 return
             if not self._improved(float(current)):
                 if self.verbose > 0:
@@ -294,20 +319,52 @@ class ModelCheckpoint(Callback):
 
 
 class LambdaCallback(Callback):
-    """Callback from plain functions, e.g. LambdaCallback(on_epoch_end=lambda e, logs: ...)."""
+    """Callback from plain functions, as in Keras.
 
-    def __init__(self, **hooks) -> None:
+    ``on_epoch_begin`` / ``on_epoch_end`` are called as ``fn(epoch, logs)``,
+    ``on_train_begin`` / ``on_train_end`` as ``fn(logs)``, and ``on_train_batch_begin`` /
+    ``on_train_batch_end`` (or their Keras aliases ``on_batch_begin`` / ``on_batch_end``) as
+    ``fn(batch, logs)``.
+
+    >>> LambdaCallback(on_batch_end=lambda batch, logs: print(batch, logs["loss"]))
+
+    Raises
+    ------
+    TypeError
+        An unknown hook name (the message lists the valid ones) or a hook that is not callable.
+    """
+
+    HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+             "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+    def __init__(self, **hooks: Callable[..., Any]) -> None:
         super().__init__()
         for name, fn in hooks.items():
-            if not name.startswith("on_") or not hasattr(Callback, name):
-                raise TypeError(f"LambdaCallback: unknown hook {name!r}")
-            setattr(self, name, fn)
+            if name not in self.HOOKS:
+                raise TypeError(f"LambdaCallback: unknown hook {name!r}; valid hooks: "
+                                f"{list(self.HOOKS)}")
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {name} must be callable, got {fn!r}")
+            setattr(self, name, self._wrap(name, fn))
+
+    @staticmethod
+    def _wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Keras passes logs positionally; fit calls some hooks without logs."""
+        if name in ("on_train_begin", "on_train_end"):
+            return lambda logs=None: fn(logs)
+        return lambda index, logs=None: fn(index, logs)
 
 
 class ProgressBar:
-    """Keras-style progress line: `12/469 [==>...] - 3s 7ms/step - 18k img/s - loss: 0.31`."""
+    """Keras-style progress line: `12/469 [==>...] - 3s 7ms/step - 18k img/s - loss: 0.31`.
 
-    def __init__(self, total: int, verbose: int = 1, stream=None, width: int = 24,
+    `total` is the number of steps, or None when unknown (a generator): the line then reads
+    `12/Unknown` until the final update, which shows the count reached.
+    """
+
+    def __init__(self, total: int | None, verbose: int = 1, stream=None, width: int = 24,
                  min_interval: float = 0.1) -> None:
         self.total = total
         self.verbose = verbose
@@ -326,16 +383,19 @@ class ProgressBar:
             return
         self.last_draw = now
         elapsed = now - self.start
-        metrics = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
+        metrics = "".join(f" - {k}: {v:.4f}" for k, v in values.items())
         rate = samples / elapsed if elapsed > 0 else 0.0
         per_step = elapsed / max(step, 1)
         timing = f"{elapsed:.0f}s {per_step * 1e3:.0f}ms/step - {rate:,.0f} samples/s"
+        total = step if self.total is None and final else self.total
         if self.verbose == 2:
-            line = f"{step}/{self.total} - {timing} - {metrics}"
+            line = f"{step}/{total or 'Unknown'} - {timing}{metrics}"
+        elif total is None:
+            line = f"{step}/Unknown - {timing}{metrics}"
         else:
-            done = int(self.width * step / max(self.total, 1))
+            done = int(self.width * step / max(total, 1))
             bar = "=" * max(done - 1, 0) + (">" if done < self.width else "=") + "." * (self.width - done)
-            line = f"{step:>{len(str(self.total))}}/{self.total} [{bar}] - {timing} - {metrics}"
+            line = f"{step:>{len(str(total))}}/{total} [{bar}] - {timing}{metrics}"
         if self.verbose == 1 and self.dynamic:
             self.stream.write("\r" + line + ("\n" if final else ""))
         elif final or self.verbose == 2:

@@ -132,6 +132,9 @@ class BatchIterator:
         (``cnnfast.set_seed``).
     drop_remainder : bool
         Skip the last, incomplete batch.
+    sample_weight : array (N,), optional
+        Per-sample weights (needs ``y``); the iterator then yields ``(x_batch, y_batch,
+        w_batch)`` and ``fit`` scales each sample's loss by its weight.
 
     Notes
     -----
@@ -143,7 +146,7 @@ class BatchIterator:
     def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
                  augment: Augmentation | None = None, scale: float | None = None,
                  dtype: Any = np.float32, seed: int | None = None,
-                 drop_remainder: bool = False) -> None:
+                 drop_remainder: bool = False, sample_weight: Any = None) -> None:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise TypeError(f"BatchIterator: x must be a numeric array, got dtype {x.dtype}")
@@ -155,6 +158,10 @@ class BatchIterator:
                 raise ValueError(
                     f"BatchIterator: x and y have different numbers of samples: x {x.shape}, y {y.shape}"
                 )
+        if sample_weight is not None:
+            if y is None:
+                raise ValueError("BatchIterator: sample_weight needs targets y")
+            sample_weight = self._checked_weights(sample_weight, len(x))
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"BatchIterator: batch_size must be a positive integer, got {batch_size!r}")
         if augment is not None and not callable(augment):
@@ -163,6 +170,7 @@ class BatchIterator:
             raise ValueError(f"BatchIterator: drop_remainder with batch_size {batch_size} > {len(x)} samples")
         self.x = x
         self.y = y
+        self.sample_weight: np.ndarray | None = sample_weight
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.augment = augment
@@ -200,6 +208,23 @@ class BatchIterator:
         other._buffers = {}
         return other
 
+    def with_sample_weight(self, sample_weight: Any) -> BatchIterator:
+        """A copy yielding these per-sample weights as a third item of every batch."""
+        if self.y is None:
+            raise ValueError("BatchIterator: sample_weight needs targets y")
+        other = copy.copy(self)
+        other.sample_weight = self._checked_weights(sample_weight, len(self.x))
+        other._buffers = {}
+        return other
+
+    @staticmethod
+    def _checked_weights(sample_weight: Any, n: int) -> np.ndarray:
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "fiub" or w.shape not in ((n,), (n, 1)):
+            raise ValueError(f"BatchIterator: sample_weight must be {n} numbers (shape ({n},)), "
+                             f"got shape {w.shape} and dtype {w.dtype}")
+        return np.ascontiguousarray(w.reshape(n), np.float64)
+
     def _buffer(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         buf = self._buffers.get(key)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
@@ -216,6 +241,7 @@ class BatchIterator:
         xbuf = self._buffer("x", (full,) + self.sample_shape, self.dtype)
         raw = None if direct else self._buffer("raw", (full,) + self.sample_shape, self.x.dtype)
         ybuf = None if self.y is None else self._buffer("y", (full,) + self.y.shape[1:], self.y.dtype)
+        wbuf = None if self.sample_weight is None else self._buffer("w", (full,), np.float64)
         # The indices are a permutation of range(n), always in bounds: mode="clip" only skips
         # the temporary copy NumPy makes for out= under the default mode="raise" (3x slower).
         for step in range(len(self)):
@@ -237,7 +263,12 @@ class BatchIterator:
             else:
                 yb = ybuf[:len(idx)]
                 np.take(self.y, idx, axis=0, out=yb, mode="clip")
-                yield xb, yb
+                if wbuf is None:
+                    yield xb, yb
+                else:
+                    wb = wbuf[:len(idx)]
+                    np.take(self.sample_weight, idx, out=wb, mode="clip")
+                    yield xb, yb, wb
 
 
 __all__ = [

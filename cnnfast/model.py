@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import json
 import math
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +20,19 @@ from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
-from cnnfast.layers import Conv2D, InputLayer, Layer, MaxPooling2D
+from cnnfast.layers import Conv2D, Dense, InputLayer, Layer, MaxPooling2D
 
 Shape = tuple[int, ...]
+
+METRICS = ("accuracy", "acc")
+# Keras metric names that cnnfast knows of but does not compute: refused as not implemented
+# rather than as unknown (misspelled) names.
+_KERAS_ONLY_METRICS = (
+    "auc", "binary_accuracy", "categorical_accuracy", "categorical_crossentropy", "cosine_similarity",
+    "f1_score", "hinge", "kl_divergence", "mae", "mape", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_error", "mse", "precision", "recall",
+    "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
+)
 
 
 def _as_float_array(x: Any, what: str) -> np.ndarray:
@@ -28,6 +41,212 @@ def _as_float_array(x: Any, what: str) -> np.ndarray:
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{what}: expected a numeric array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, np.float32)
+
+
+def _as_array(data: Any, what: str, name: str) -> np.ndarray:
+    """np.asarray(data), with NumPy's "inhomogeneous shape" error told in the caller's terms."""
+    try:
+        return np.asarray(data)
+    except ValueError as err:
+        raise ValueError(
+            f"{what}: {name} cannot be made into one array ({err}); give arrays, or an iterable "
+            "of (x, y) batches (a generator, a DataLoader, a cnnfast.data.BatchIterator)"
+        ) from None
+
+
+def _shape_hint(got: Shape, expected: Shape) -> str:
+    """The likely fix when samples of shape `got` reach a model expecting `expected`."""
+    if len(expected) == 3 and len(got) == 3 and got != expected:
+        h, w, c = expected
+        if got == (c, h, w):
+            return (" The data looks channels-first (N, C, H, W); cnnfast, like Keras, takes "
+                    "channels-last (N, H, W, C): pass x.transpose(0, 2, 3, 1).")
+    if len(expected) >= 2 and expected[-1] == 1 and got == expected[:-1]:
+        return (" The data has no channel axis: add one with x[..., None] to get shape "
+                f"(N, {', '.join(map(str, expected))}).")
+    return ""
+
+
+def _describe(value: Any) -> str:
+    """What a batch turned out to be, for error messages."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _is_batch_source(data: Any) -> bool:
+    """Whether `data` comes as batches (an iterable of (x, y) pairs) rather than as one array.
+
+    Arrays, anything NumPy converts through ``__array__`` (torch tensors) and plain lists of
+    samples are array data; a BatchIterator, a generator or other iterator, an object with
+    ``__iter__`` (a DataLoader) and a list of (x, y) tuples are batches.
+    """
+    if isinstance(data, BatchIterator):
+        return True
+    if isinstance(data, (np.ndarray, str, bytes, dict)) or hasattr(data, "__array__") \
+            or hasattr(data, "__array_interface__"):
+        return False
+    if isinstance(data, (list, tuple)):
+        return isinstance(data, list) and bool(data) and all(isinstance(b, tuple) for b in data)
+    return isinstance(data, (Iterable, Iterator))
+
+
+def _check_count(value: Any, what: str, name: str) -> int | None:
+    """None or a positive int (steps_per_epoch, validation_steps, steps)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{what}: {name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _check_batch_size(batch_size: Any, what: str) -> int:
+    if batch_size is None:
+        return 32  # Keras's default
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ValueError(f"{what}: batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _verbosity(verbose: int | str) -> int:
+    return 1 if verbose == "auto" else int(verbose)
+
+
+def _check_callbacks(callbacks: Any, what: str) -> list[callbacks_module.Callback]:
+    """The callbacks as a list, with a plain TypeError for the usual slips."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, type):
+        raise TypeError(f"{what}: callbacks must be a list of callback instances, got the class "
+                        f"{callbacks.__name__}; create one: callbacks=[{callbacks.__name__}(...)]")
+    if isinstance(callbacks, callbacks_module.Callback):
+        name = type(callbacks).__name__
+        raise TypeError(f"{what}: callbacks must be a list, got a single {name}; "
+                        f"pass callbacks=[{name}(...)]")
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"{what}: callbacks must be a list of callbacks, got {_describe(callbacks)}")
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, type):
+            raise TypeError(f"{what}: callbacks[{i}] is the class {cb.__name__}, not an instance; "
+                            f"write {cb.__name__}(...)")
+        if not isinstance(cb, callbacks_module.Callback):
+            raise TypeError(f"{what}: callbacks[{i}] is {_describe(cb)}, not a callback (a "
+                            "cnnfast.callbacks.Callback instance)")
+    return list(callbacks)
+
+
+def _check_class_weight(class_weight: Any, what: str) -> dict[int, float]:
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{what}: class_weight must be a dict {{class index: weight}}, "
+                        f"got {_describe(class_weight)}")
+    table = {}
+    for c, w in class_weight.items():
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+            raise ValueError(f"{what}: class_weight keys must be class indices >= 0, got {c!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(w):
+            raise ValueError(f"{what}: class_weight[{c}] must be a finite number, got {w!r}")
+        table[int(c)] = float(w)
+    return table
+
+
+def _class_weights_of(table: dict[int, float], y: np.ndarray) -> np.ndarray:
+    """Per-sample weights from converted targets: the class is the label, the argmax of a
+    one-hot row, or the rounded value of a single output; classes not in the table weigh 1
+    (Keras)."""
+    if y.ndim == 1:
+        classes = y.astype(np.int64)
+    elif y.shape[-1] > 1:
+        classes = y.reshape(len(y), -1).argmax(axis=1)
+    else:
+        classes = np.rint(y.reshape(len(y))).astype(np.int64)
+    lookup = np.ones(max([*table, int(classes.max(initial=0))]) + 1)
+    for c, w in table.items():
+        lookup[c] = w
+    return lookup[np.maximum(classes, 0)]
+
+
+def _check_sample_weight(sample_weight: Any, n: int, what: str) -> np.ndarray:
+    """Per-sample weights as float64 (N,); (N, 1) is accepted as Keras does."""
+    w = _as_array(sample_weight, what, "sample_weight")
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: sample_weight must be numeric, got dtype {w.dtype}")
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{what}: sample_weight must have shape ({n},), one weight per sample, "
+                         f"got {w.shape}")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{what}: sample_weight holds NaN or inf")
+    return w
+
+
+_END = object()
+
+
+class _BatchSource:
+    """Batches drawn from an iterable by fit, evaluate and predict.
+
+    Without `steps` an epoch is one pass, ``iter(data)``. With `steps` an epoch takes that many
+    batches from one iterator that carries on across epochs, as in Keras. When the iterator
+    runs out, a re-iterable (a BatchIterator, a DataLoader, a list) starts a new pass (Keras
+    instead stops with a warning unless the data is a repeated tf.data set); a one-shot
+    iterator (a generator) marks the source `exhausted`.
+    """
+
+    def __init__(self, data: Any, steps: Any, what: str, steps_name: str) -> None:
+        self.data = data
+        self.steps = _check_count(steps, what, steps_name)
+        self.one_shot = isinstance(data, Iterator)
+        try:
+            self.length: int | None = len(data)
+        except TypeError:
+            self.length = None
+        self.exhausted = False
+        self._iterator: Iterator | None = None
+
+    @property
+    def total(self) -> int | None:
+        """Batches per epoch when known (progress bar, callbacks' params)."""
+        return self.steps if self.steps is not None else self.length
+
+    def epoch(self) -> Iterator[Any]:
+        if self.steps is None:
+            yield from self.data
+            if self.one_shot:
+                self.exhausted = True
+            return
+        for _ in range(self.steps):
+            batch = self._next()
+            if batch is _END:
+                return
+            yield batch
+
+    def _next(self) -> Any:
+        for _ in range(2):  # a re-iterable gets one new pass; an empty one stops there
+            if self._iterator is None:
+                self._iterator = iter(self.data)
+            try:
+                return next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+                if self.one_shot:
+                    break
+        self.exhausted = True
+        return _END
+
+
+def _array_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
+                   batch_size: int) -> Iterator[tuple]:
+    """(x, y, w) slices of arrays, in order."""
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        yield x[start:stop], y[start:stop], None if weights is None else weights[start:stop]
 
 
 class Sequential:
@@ -141,10 +360,12 @@ class Sequential:
 
     # -- weights ----------------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
+        """Copies of every weight array, layer by layer (Keras order: kernel, then bias)."""
         self._require_built()
         return [w.copy() for layer in self.layers for w in layer.params()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Copy new values into every weight array (the order of :meth:`get_weights`)."""
         self._require_built()
         targets = [(layer, name, w) for layer in self.layers for name, w in layer.weights_.items()]
         if len(weights) != len(targets):
@@ -160,6 +381,25 @@ class Sequential:
         for (_, _, w), new in zip(targets, converted):
             np.copyto(w, new)
 
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array, layer by layer (Keras order). These are the live arrays, as Keras
+        returns its variables: writing into them changes the model."""
+        self._require_built()
+        return [w for layer in self.layers for w in layer.params()]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The live weight arrays of the trainable layers, in model order."""
+        self._require_built()
+        return [w for layer in self.layers if layer.trainable for w in layer.params()]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        """The live weight arrays of the frozen layers (``layer.trainable = False``)."""
+        self._require_built()
+        return [w for layer in self.layers if not layer.trainable for w in layer.params()]
+
     def count_params(self) -> int:
         self._require_built()
         return sum(layer.num_params() for layer in self.layers)
@@ -172,21 +412,93 @@ class Sequential:
                 grads += layer.grads()
         return params, grads
 
+    # -- Keras attributes -------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """``(None, H, W, C)``: the input shape with the batch axis, as Keras gives it
+        (``input_shape_`` holds the per-sample shape)."""
+        if self.input_shape_ is None:
+            raise AttributeError(f"Sequential '{self.name}' has no input shape yet; start it with "
+                                 "Input(shape) or call build(shape)")
+        return (None, *self.input_shape_)
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        """``(None, ...)``: the output shape with the batch axis (from the shape formulas)."""
+        if self.input_shape_ is None:
+            raise AttributeError(f"Sequential '{self.name}' has no output shape until its input "
+                                 "shape is known; start it with Input(shape) or call build(shape)")
+        shape = self.output_shape_ if self.built else self.shapes()[-1][2] if self.layers \
+            else self.input_shape_
+        return (None, *shape)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called `name`, or at position `index` (Input excluded, as in Keras).
+
+        Raises
+        ------
+        ValueError
+            No such layer (the message lists the layer names), or neither or both arguments.
+        """
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give either a layer name or an index")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+                    not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index!r} is out of range; the model has "
+                                 f"{len(self.layers)} layers")
+            return self.layers[int(index)]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """``['loss', 'accuracy']`` after ``compile(metrics=['accuracy'])``, else ``['loss']``:
+        the names of ``evaluate``'s values (Keras 2's list; Keras 3 reports 'compile_metrics')."""
+        return ["loss", *getattr(self, "metrics", [])]
+
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer: str | optimizers_module.Optimizer = "adam",
                 loss: str | losses_module.Loss = "categorical_crossentropy",
                 metrics: Iterable[str] | None = None) -> None:
-        """Choose optimizer, loss and metrics ("accuracy"/"acc")."""
+        """Choose optimizer, loss and metrics ("accuracy"/"acc").
+
+        Raises
+        ------
+        ValueError
+            An unknown metric name (the message lists the valid ones), or a cross-entropy loss
+            on a model whose output is not (None, classes).
+        NotImplementedError
+            A Keras metric that cnnfast does not compute.
+        """
+        if isinstance(metrics, str):
+            raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}], "
+                            f"got the string {metrics!r}")
+        names = []
+        for m in metrics or []:
+            if isinstance(m, str) and m in METRICS:
+                names.append("accuracy")
+            elif isinstance(m, str) and m.lower() in _KERAS_ONLY_METRICS:
+                raise NotImplementedError(f"compile: metric {m!r} is not implemented in cnnfast; "
+                                          "the one metric is 'accuracy'")
+            elif isinstance(m, str):
+                close = difflib.get_close_matches(m.lower(), METRICS, n=1)
+                guess = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"compile: unknown metric {m!r}{guess}; valid names: {list(METRICS)}")
+            else:
+                raise NotImplementedError(f"compile: metric objects and functions ({m!r}) are not "
+                                          "supported; use metrics=['accuracy']")
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
-        self.metrics = []
-        for m in metrics or []:
-            if m not in ("accuracy", "acc"):
-                raise NotImplementedError(f"compile: metric {m!r} is not supported (only 'accuracy')")
-            self.metrics.append("accuracy")
-        self.compiled = True
+        self.metrics = names
         if not self.layers:
             raise ValueError("compile: the model has no layers")
+        if self.input_shape_ is not None:
+            self._check_output_for_loss("compile")
+        self.compiled = True
         # With a softmax output and cross-entropy, the loss kernel returns the gradient with
         # respect to the logits, so the softmax's own backward is skipped.
         for layer in self.layers:
@@ -195,9 +507,32 @@ class Sequential:
         if self._fused_softmax():
             self.layers[-1].act.fused_with_loss = True
 
+    def _check_output_for_loss(self, what: str) -> None:
+        """Cross-entropy needs a (None, classes) output: a Dense on an image (no Flatten before
+        it) outputs one vector per position, which the loss kernels would reject by their own
+        names. Checked from the shape formulas, before anything runs."""
+        if not isinstance(self.loss, losses_module.CategoricalCrossentropy):
+            return
+        rows = self.shapes()
+        out = rows[-1][2] if rows else self.input_shape_
+        if len(out) == 1:
+            return
+        shown = "(None, " + ", ".join(map(str, out)) + ")"
+        for layer, in_shape, _ in rows:
+            if isinstance(layer, Dense) and len(in_shape) > 1:
+                raise ValueError(
+                    f"{what}: {layer.describe()} receives input of shape (None, "
+                    f"{', '.join(map(str, in_shape))}) and applies to its last axis only, so the "
+                    f"model outputs {shown}; {self.loss.name} needs (None, classes). Add "
+                    "Flatten() before it (Conv2D -> ... -> Flatten() -> Dense), as in Keras."
+                )
+        raise ValueError(f"{what}: {self.loss.name} needs a model output of shape (None, classes), "
+                         f"the model outputs {shown}; end it with Flatten() and "
+                         "Dense(classes, activation='softmax')")
+
     # -- data checks ------------------------------------------------------------------------
-    def _check_x(self, x: Any, what: str) -> np.ndarray:
-        arr = np.asarray(x)
+    def _check_x(self, x: Any, what: str, training: bool = False) -> np.ndarray:
+        arr = _as_array(x, what, "x")
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"{what}: inputs must be numeric, got dtype {arr.dtype}")
         if self.input_shape_ is None:
@@ -208,18 +543,72 @@ class Sequential:
             first = self.layers[0].name if self.layers else "input"
             raise ValueError(
                 f"{what}: input of layer '{first}' is incompatible: expected shape "
-                f"(None, {', '.join(map(str, expected))}), got {arr.shape}"
+                f"(None, {', '.join(map(str, expected))}), got {arr.shape}."
+                + _shape_hint(arr.shape[1:], expected)
             )
+        if training:
+            self._warn_raw_pixels(arr, what)
         return np.ascontiguousarray(arr, np.float32)
 
-    def _check_xy(self, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
-        x = self._check_x(x, what)
-        y_arr = np.asarray(y)
+    def _warn_raw_pixels(self, x: np.ndarray, what: str) -> None:
+        """Warn once per model when training on integers beyond 1 (raw 0-255 pixels): they
+        train, but far worse than inputs scaled to [0, 1], and nothing else says why."""
+        if x.dtype.kind not in "iu" or x.size == 0 or self.__dict__.get("_warned_raw_pixels"):
+            return
+        top = x.max()
+        if top > 1:
+            self._warned_raw_pixels = True
+            warnings.warn(
+                f"{what}: x holds integers up to {top} (dtype {x.dtype}), raw pixel values; "
+                "networks train far better on inputs scaled to [0, 1]: divide by 255 "
+                "(x.astype('float32') / 255, or BatchIterator(..., scale=1 / 255))",
+                UserWarning, stacklevel=4)
+
+    def _check_xy(self, x: Any, y: Any, what: str,
+                  training: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        x = self._check_x(x, what, training)
+        y_arr = _as_array(y, what, "y")
         if y_arr.ndim == 0 or len(y_arr) != len(x):
             raise ValueError(
                 f"{what}: x and y have different numbers of samples: x {x.shape}, y {y_arr.shape}"
             )
-        return x, self.loss.check_targets(y_arr, self.output_shape_)
+        self._check_output_for_loss(what)
+        try:
+            return x, self.loss.check_targets(y_arr, self.output_shape_)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{what}: {err}") from None
+
+    def _batch_arrays(self, batch: Any, what: str,
+                      training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(x, y, sample weights or None) of one batch from an iterable, checked like arrays;
+        every error names the batch."""
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise ValueError(f"{what}: expected an (x, y) pair or (x, y, sample_weight), "
+                             f"got {_describe(batch)}")
+        x, y = self._check_xy(batch[0], batch[1], what, training)
+        weights = None
+        if len(batch) == 3 and batch[2] is not None:
+            weights = _check_sample_weight(batch[2], len(x), what)
+        return x, y, weights
+
+    def _checked_batches(self, batches: Iterable[Any], what: str, training: bool,
+                         class_weight: dict[int, float] | None = None) -> Iterator[tuple]:
+        for i, batch in enumerate(batches, 1):
+            x, y, w = self._batch_arrays(batch, f"{what}, batch {i}", training)
+            if class_weight is not None:
+                if w is not None:
+                    raise ValueError(f"{what}, batch {i}: the batch has sample weights and fit "
+                                     "got class_weight; give one or the other")
+                w = _class_weights_of(class_weight, y)
+            yield x, y, w
+
+    def _sample_weights(self, sample_weight: Any, class_weight: dict[int, float] | None,
+                        y: np.ndarray, what: str) -> np.ndarray | None:
+        if sample_weight is not None:
+            return _check_sample_weight(sample_weight, len(y), what)
+        if class_weight is not None:
+            return _class_weights_of(class_weight, y)
+        return None
 
     # -- compute ----------------------------------------------------------------------------
     def _fused_head_applies(self) -> bool:
@@ -267,11 +656,35 @@ class Sequential:
                 conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
                 pool.which)
 
-    def _train_step(self, xb: np.ndarray, yb: np.ndarray,
-                    where: str = "train_on_batch") -> tuple[float, np.ndarray]:
+    def _weighted_loss(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray | None,
+                       weights: np.ndarray | None) -> float:
+        """The batch loss, with sample weights as Keras 3 applies them: sum(w_i l_i) / N (a mean
+        over the batch size, not over the sum of weights), and gradient rows scaled by w_i."""
+        loss = self._loss_and_gradient(out, y, grad)
+        if weights is None:
+            return loss
+        n = len(y)
+        if grad is not None:
+            rows = grad.reshape(n, -1)
+            rows *= weights.astype(np.float32)[:, None]
+        return float(np.dot(self._per_sample_losses(out, y), weights) / n)
+
+    def _per_sample_losses(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each sample's loss l_i (float64), from the loss kernels one row at a time: the kernels
+        return only the batch mean, and the mean of one row is that row's loss."""
+        n = len(y)
+        if self._fused_softmax():
+            logits = self.layers[-1].act.z.reshape(n, -1)
+            return np.array([self.loss.compute_from_logits(None, logits[i:i + 1], y[i:i + 1])
+                             for i in range(n)], np.float64)
+        return np.array([self.loss.compute(None, out[i:i + 1], y[i:i + 1]) for i in range(n)],
+                        np.float64)
+
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray, where: str = "train_on_batch",
+                    weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
-        loss = self._loss_and_gradient(out, yb, grad)
+        loss = self._weighted_loss(out, yb, grad, weights)
         if not math.isfinite(loss):
             # Raised before any update, so the model keeps the weights it had before this batch.
             raise FloatingPointError(
@@ -303,66 +716,109 @@ class Sequential:
             return int(np.count_nonzero((out > 0.5) == (y > 0.5)))
         return int(np.count_nonzero(out.argmax(axis=-1) == y.argmax(axis=-1)))
 
-    # -- public training API ----------------------------------------------------------------
     def _require_compiled(self, what: str) -> None:
         if not getattr(self, "compiled", False):
             raise RuntimeError(f"{what}: the model must be compiled first; call model.compile(...)")
 
-    def fit(self, x: Any, y: Any = None, batch_size: int | None = 32, epochs: int = 1,
+
+    # -- public training API ----------------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = "auto",
             callbacks: Sequence[callbacks_module.Callback] | None = None,
-            validation_split: float = 0.0, validation_data: tuple | None = None,
-            shuffle: bool = True, initial_epoch: int = 0,
+            validation_split: float = 0.0, validation_data: Any = None,
+            shuffle: bool = True, class_weight: dict[int, float] | None = None,
+            sample_weight: Any = None, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None, validation_steps: int | None = None,
+            validation_batch_size: int | None = None,
             augment: Augmentation | None = None) -> callbacks_module.History:
         """Train for `epochs` epochs; returns a History (per-epoch loss/metrics).
 
-        validation_split takes the last fraction of x/y before shuffling (Keras). verbose: 1
-        a progress bar per epoch, 2 one line per epoch, 0 silent.
-
-        x may also be a :class:`cnnfast.data.BatchIterator` holding the targets (y None), which
-        then decides batch size, shuffling, dtype conversion and augmentation. ``augment``
-        (cnnfast extension, e.g. ``cnnfast.data.cifar10_augmentation()``) is applied in place
-        to every training batch of array inputs, drawing from cnnfast's global generator.
+        Parameters
+        ----------
+        x, y : arrays, or x an iterable of batches and y None
+            Arrays (anything ``np.asarray`` converts, torch tensors included), or batches: a
+            :class:`cnnfast.data.BatchIterator`, a generator, a DataLoader-like object (has
+            ``__iter__``, maybe ``__len__``) or a list of tuples, each batch ``(x, y)`` or
+            ``(x, y, sample_weight)``. Batches are used in the order given (``shuffle`` applies
+            to arrays only).
+        batch_size : int, default 32
+            For arrays; an iterable decides its own batches.
+        verbose : "auto", 0, 1 or 2
+            1 a progress bar per epoch, 2 one line per epoch, 0 silent.
+        callbacks : list of Callback
+        validation_split : float
+            The last fraction of array x/y (before shuffling) held out for validation (Keras).
+        validation_data : (x_val, y_val), (x_val, y_val, sample_weight), or an iterable of batches
+        class_weight : dict, optional
+            Class index -> weight, turned into per-sample weights (classes not listed weigh 1).
+        sample_weight : array (N,), optional
+            Each sample's loss and gradient are scaled by its weight; the batch loss is
+            sum(w_i l_i) / N, as in Keras 3. Accuracy stays unweighted, as Keras's compiled
+            metrics do.
+        steps_per_epoch : int, optional
+            Batches per epoch. An iterator carries on from where the previous epoch stopped; a
+            re-iterable starts a new pass when it runs out. Without it an epoch is one pass;
+            a generator is then used up by the first epoch and training stops (a warning) if
+            more epochs were asked for.
+        validation_steps : int, optional
+            Validation batches per epoch from an iterable `validation_data` (same rules).
+        validation_batch_size : int, optional
+            Batch size for array validation data (default: `batch_size`).
+        augment : callable, optional
+            cnnfast extension (e.g. ``cnnfast.data.cifar10_augmentation()``) applied in place to
+            every training batch of array inputs, drawing from cnnfast's global generator.
         """
         self._require_compiled("fit")
-        verbose = 1 if verbose == "auto" else int(verbose)
-        batch_size = 32 if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        verbose = _verbosity(verbose)
+        batch_size = _check_batch_size(batch_size, "fit")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
-        batches = None
-        if isinstance(x, BatchIterator):  # cnnfast.data hook
-            batches = self._check_batches(x, y, validation_split, augment)
-        else:
-            x, y = self._check_xy(x, y, "fit")
+        val_batch_size = (batch_size if validation_batch_size is None else
+                          _check_batch_size(validation_batch_size, "fit validation_batch_size"))
+        user_callbacks = _check_callbacks(callbacks, "fit")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-            x_val, y_val = self._check_xy(*validation_data, "fit validation_data")
-        elif validation_split > 0.0:
-            split = int(len(x) * (1.0 - validation_split))
-            if split == 0 or split == len(x):
-                raise ValueError(
-                    f"fit: validation_split={validation_split} leaves an empty training or "
-                    f"validation set for {len(x)} samples"
-                )
-            x, x_val = x[:split], x[split:]
-            y, y_val = y[:split], y[split:]
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("fit: give class_weight or sample_weight, not both (as in Keras)")
+        table = None if class_weight is None else _check_class_weight(class_weight, "fit")
+
+        val: Any = None  # (x, y, w) arrays, or a _BatchSource
+        if _is_batch_source(x):
+            if validation_split:
+                raise ValueError("fit: validation_split needs array data; with batches, pass "
+                                 "validation_data=(x_val, y_val) or an iterable of batches")
+            checked = isinstance(x, BatchIterator)  # cnnfast.data hook: checked once, not per batch
+            if checked:
+                x = self._check_batches(x, y, augment, sample_weight, table)
+            else:
+                self._check_iterable_args(y, augment, sample_weight)
+            source = _BatchSource(x, steps_per_epoch, "fit", "steps_per_epoch")
         else:
-            x_val = y_val = None
-        if batches is None:
+            x, y = self._check_xy(x, y, "fit", training=True)
+            weights = self._sample_weights(sample_weight, table, y, "fit")
+            if validation_split > 0.0 and validation_data is None:
+                split = int(len(x) * (1.0 - validation_split))
+                if split == 0 or split == len(x):
+                    raise ValueError(
+                        f"fit: validation_split={validation_split} leaves an empty training or "
+                        f"validation set for {len(x)} samples"
+                    )
+                val = (x[split:], y[split:], None if weights is None else weights[split:])
+                x, y = x[:split], y[:split]
+                weights = None if weights is None else weights[:split]
             if len(x) == 0:
                 raise ValueError(f"fit: no training samples (x has shape {x.shape})")
-            batches = BatchIterator(x, y, batch_size, shuffle=shuffle, augment=augment)
-        batch_size = batches.batch_size
+            batches = BatchIterator(x, y, batch_size, shuffle=shuffle, augment=augment,
+                                    sample_weight=weights)
+            source = _BatchSource(batches, steps_per_epoch, "fit", "steps_per_epoch")
+            checked = True
+        if validation_data is not None:
+            val = self._validation(validation_data, validation_steps)
 
         history = callbacks_module.History()
-        cbs = [history] + list(callbacks or [])
-        steps = len(batches)
-        params = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "verbose": verbose}
+        cbs = [history, *user_callbacks]
+        params = {"epochs": epochs, "steps": source.total, "verbose": verbose,
+                  "batch_size": getattr(source.data, "batch_size", None)}
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(params)
@@ -372,11 +828,36 @@ class Sequential:
             cb.on_train_begin()
 
         with self._stop_on_interrupt():
-            self._fit_epochs(batches, x_val, y_val, batch_size, epochs, initial_epoch,
-                             verbose, steps, cbs)
+            self._fit_epochs(source, None if checked else table, checked, val, val_batch_size,
+                             epochs, initial_epoch, verbose, cbs)
         for cb in cbs:
             cb.on_train_end()
         return history
+
+    def _validation(self, data: Any, steps: int | None) -> Any:
+        """validation_data as (x, y, w) arrays or as a _BatchSource."""
+        if _is_batch_source(data):
+            return _BatchSource(data, steps, "fit", "validation_steps")
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or "
+                             "(x_val, y_val, sample_weight), or an iterable of batches; "
+                             f"got {_describe(data)}")
+        x_val, y_val = self._check_xy(data[0], data[1], "fit validation_data")
+        w_val = None
+        if len(data) == 3 and data[2] is not None:
+            w_val = _check_sample_weight(data[2], len(x_val), "fit validation_data")
+        return x_val, y_val, w_val
+
+    def _check_iterable_args(self, y: Any, augment: Any, sample_weight: Any) -> None:
+        if y is not None:
+            raise ValueError("fit: y must be None when x is an iterable of batches (each batch "
+                             "holds its targets: (x, y) pairs)")
+        if augment is not None:
+            raise ValueError("fit: augment= applies to array data; augment the batches in the "
+                             "iterable, or use a cnnfast.data.BatchIterator(..., augment=)")
+        if sample_weight is not None:
+            raise ValueError("fit: with an iterable of batches, give per-batch weights as each "
+                             "batch's third item, (x, y, sample_weight)")
 
     @contextlib.contextmanager
     def _stop_on_interrupt(self):
@@ -398,35 +879,56 @@ class Sequential:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _check_batches(self, batches: BatchIterator, y: Any, validation_split: float,
-                       augment: Augmentation | None) -> BatchIterator:
+    def _check_batches(self, batches: BatchIterator, y: Any, augment: Augmentation | None,
+                       sample_weight: Any, class_weight: dict[int, float] | None) -> BatchIterator:
         """Check a BatchIterator given to fit against the model; its targets converted."""
         if y is not None:
             raise ValueError("fit: y must be None when x is a BatchIterator (it holds the targets)")
         if batches.y is None:
             raise ValueError("fit: the BatchIterator has no targets; build it as BatchIterator(x, y, ...)")
-        if validation_split:
-            raise ValueError("fit: validation_split is not supported with a BatchIterator; "
-                             "pass validation_data=(x_val, y_val)")
         if augment is not None:
             raise ValueError("fit: pass augment= to the BatchIterator, not to fit")
+        if sample_weight is not None:
+            raise ValueError("fit: pass sample_weight= to the BatchIterator, not to fit")
+        if class_weight is not None and batches.sample_weight is not None:
+            raise ValueError("fit: the BatchIterator has sample weights and fit got class_weight; "
+                             "give one or the other")
         self._check_x(batches.x[:0], "fit")  # shape check (and build) without converting x
-        return batches.with_targets(self.loss.check_targets(batches.y, self.output_shape_))
+        if batches.scale is None:
+            self._warn_raw_pixels(batches.x, "fit")
+        self._check_output_for_loss("fit")
+        try:
+            y = self.loss.check_targets(batches.y, self.output_shape_)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"fit: {err}") from None
+        checked = batches.with_targets(y)
+        if class_weight is not None:
+            checked = checked.with_sample_weight(_class_weights_of(class_weight, y))
+        return checked
 
-    def _fit_epochs(self, batches, x_val, y_val, batch_size, epochs, initial_epoch,
-                    verbose, steps, cbs) -> None:
+    def _fit_epochs(self, source: _BatchSource, table: dict[int, float] | None, checked: bool,
+                    val: Any, val_batch_size: int, epochs: int, initial_epoch: int, verbose: int,
+                    cbs: list[callbacks_module.Callback]) -> None:
+        """The epoch loop; batches of a `checked` source are used as they come, others are
+        checked (and given class weights from `table`) one by one."""
+        val_warned = False
         for epoch in range(initial_epoch, epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            bar = callbacks_module.ProgressBar(steps, verbose)
-            loss_sum, correct, seen = 0.0, 0, 0
+            bar = callbacks_module.ProgressBar(source.total, verbose)
+            loss_sum, correct, seen, step = 0.0, 0, 0, 0
             logs: dict[str, float] = {}
-            for step, (xb, yb) in enumerate(batches):
+            batches: Iterable[Any] = source.epoch()
+            if not checked:
+                batches = self._checked_batches(batches, f"fit: epoch {epoch + 1}", True, table)
+            for step, batch in enumerate(batches, 1):
+                xb, yb, *rest = batch
+                wb = rest[0] if rest else None
                 for cb in cbs:
-                    cb.on_train_batch_begin(step)
-                loss, out = self._train_step(xb, yb, f"fit: epoch {epoch + 1}, batch {step + 1}")
+                    cb.on_train_batch_begin(step - 1)
+                loss, out = self._train_step(xb, yb, f"fit: epoch {epoch + 1}, batch {step}", wb)
                 loss_sum += loss * len(xb)
                 seen += len(xb)
                 logs = {"loss": loss_sum / seen}
@@ -434,82 +936,205 @@ class Sequential:
                     correct += self._correct(out, yb)
                     logs["accuracy"] = correct / seen
                 for cb in cbs:
-                    cb.on_train_batch_end(step, logs)
-                bar.update(step + 1, seen, logs, final=False)
+                    cb.on_train_batch_end(step - 1, logs)
+                bar.update(step, seen, logs, final=False)
                 if self._interrupted:
                     self.stop_training = True
-                    print(f"\nInterrupted: stopped after epoch {epoch + 1}, batch {step + 1}; "
+                    print(f"\nInterrupted: stopped after epoch {epoch + 1}, batch {step}; "
                           "the model holds the weights of that step.", file=sys.stderr)
                 if self.stop_training:
                     break
-            if x_val is not None:
-                val = self._evaluate_arrays(x_val, y_val, batch_size)
-                logs["val_loss"] = val[0]
-                if self.metrics:
-                    logs["val_accuracy"] = val[1]
-            bar.update(step + 1, seen, logs, final=True)
+            if step == 0:
+                if epoch == initial_epoch:
+                    raise ValueError("fit: the training data yielded no batches")
+                self._warn_out_of_data(epoch)
+                break
+            if val is not None:
+                result = self._validate(val, val_batch_size)
+                if result is not None:
+                    logs["val_loss"] = result[0]
+                    if self.metrics:
+                        logs["val_accuracy"] = result[1]
+                elif not val_warned:
+                    val_warned = True
+                    warnings.warn(
+                        f"fit: validation_data yielded no batches at epoch {epoch + 1}; val_ "
+                        "metrics are missing from here on. A generator is used up by one pass: "
+                        "pass validation_steps and enough batches, or a re-iterable (a "
+                        "BatchIterator, a DataLoader, a list of batches)", UserWarning,
+                        stacklevel=3)
+            bar.update(step, seen, logs, final=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, dict(logs))
             if self.stop_training:
                 break
+            if source.exhausted and epoch + 1 < epochs:
+                self._warn_out_of_data(epoch + 1)
+                break
 
-    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int,
-                         bar: callbacks_module.ProgressBar | None = None) -> list[float]:
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    def _warn_out_of_data(self, epochs_done: int) -> None:
+        self.stop_training = True
+        warnings.warn(
+            f"fit: the training data ran out of batches after {epochs_done} epoch(s); training "
+            "stopped (Keras: 'Your input ran out of data'). A generator is used up by one pass: "
+            "pass steps_per_epoch and make it yield steps_per_epoch * epochs batches, or pass a "
+            "re-iterable (a BatchIterator, a DataLoader, a list of batches)",
+            UserWarning, stacklevel=4)
+
+    def _validate(self, val: Any, batch_size: int) -> list[float] | None:
+        if isinstance(val, _BatchSource):
+            return self._evaluate_batches(
+                self._checked_batches(val.epoch(), "fit validation_data", False), None)
+        return self._evaluate_batches(_array_batches(*val, batch_size), None)
+
+    def _evaluate_batches(self, batches: Iterable[tuple],
+                          bar: callbacks_module.ProgressBar | None) -> list[float] | None:
+        """[mean loss, accuracy (with metrics)] over (x, y, w) batches; None if there were none."""
+        loss_sum, correct, seen, step = 0.0, 0, 0, 0
+        logs: dict[str, float] = {}
+        for step, (xb, yb, wb) in enumerate(batches, 1):
             out = self._forward(xb, training=False)
-            loss_sum += self._loss_and_gradient(out, yb, None) * len(xb)
+            loss_sum += self._weighted_loss(out, yb, None, wb) * len(xb)
+            seen += len(xb)
             if self.metrics:
                 correct += self._correct(out, yb)
             if bar is not None:
-                logs = {"loss": loss_sum / (start + len(xb))}
+                logs = {"loss": loss_sum / seen}
                 if self.metrics:
-                    logs["accuracy"] = correct / (start + len(xb))
-                bar.update(start // batch_size + 1, start + len(xb), logs,
-                           final=start + batch_size >= len(x))
-        result = [loss_sum / len(x)]
+                    logs["accuracy"] = correct / seen
+                bar.update(step, seen, logs, final=False)
+        if seen == 0:
+            return None
+        if bar is not None:
+            bar.update(step, seen, logs, final=True)
+        result = [loss_sum / seen]
         if self.metrics:
-            result.append(correct / len(x))
+            result.append(correct / seen)
         return result
 
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32,
-                 verbose: int | str = "auto") -> float | list[float]:
-        """Mean loss (and metrics) over the data: `loss` alone, or [loss, accuracy] with metrics."""
+    def _results(self, result: list[float], return_dict: bool) -> float | list[float] | dict:
+        if return_dict:
+            return dict(zip(self.metrics_names, result))
+        return result if self.metrics else result[0]
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: Any = None,
+                 steps: int | None = None,
+                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Mean loss (and metrics) over the data.
+
+        Parameters
+        ----------
+        x, y : arrays, or x an iterable of (x, y) / (x, y, sample_weight) batches and y None
+        batch_size : int, default 32
+        verbose : "auto", 0, 1 or 2
+        sample_weight : array (N,), optional
+            Weighted loss sum(w_i l_i) / N, as in fit.
+        steps : int, optional
+            Evaluate only this many batches.
+        return_dict : bool
+            Return ``{"loss": ..., "accuracy": ...}`` instead of a value or list.
+
+        Returns
+        -------
+        float, list or dict
+            The loss alone without metrics, else [loss, accuracy] (Keras).
+        """
         self._require_compiled("evaluate")
-        batch_size = 32 if batch_size is None else int(batch_size)
-        if batch_size <= 0:
-            raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
+        batch_size = _check_batch_size(batch_size, "evaluate")
+        steps = _check_count(steps, "evaluate", "steps")
+        verbose = _verbosity(verbose)
+        if _is_batch_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("evaluate: y and sample_weight must be None when x is an "
+                                 "iterable of batches (each batch holds them)")
+            source = _BatchSource(x, steps, "evaluate", "steps")
+            bar = callbacks_module.ProgressBar(source.total, verbose) if verbose else None
+            result = self._evaluate_batches(
+                self._checked_batches(source.epoch(), "evaluate", False), bar)
+            if result is None:
+                raise ValueError("evaluate: the data yielded no batches")
+            return self._results(result, return_dict)
         x, y = self._check_xy(x, y, "evaluate")
         if len(x) == 0:
             raise ValueError(f"evaluate: no samples (x has shape {x.shape})")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        weights = self._sample_weights(sample_weight, None, y, "evaluate")
+        if steps is not None:
+            x, y = x[:steps * batch_size], y[:steps * batch_size]
+            weights = None if weights is None else weights[:steps * batch_size]
         bar = callbacks_module.ProgressBar(math.ceil(len(x) / batch_size), verbose) if verbose else None
-        result = self._evaluate_arrays(x, y, batch_size, bar)
-        return result if self.metrics else result[0]
+        result = self._evaluate_batches(_array_batches(x, y, weights, batch_size), bar)
+        return self._results(result, return_dict)
 
-    def predict(self, x: Any, batch_size: int | None = 32, verbose: int = 0) -> np.ndarray:
-        """Model outputs for x, computed in batches (silent by default)."""
-        batch_size = 32 if batch_size is None else int(batch_size)
-        if batch_size <= 0:
-            raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
+                steps: int | None = None) -> np.ndarray:
+        """Model outputs for x, computed in batches.
+
+        Parameters
+        ----------
+        x : array, or an iterable of batches
+            Batches may be x alone or tuples whose first item is x ((x, y) pairs: y ignored).
+        batch_size : int, default 32
+        verbose : 0, 1, 2 or "auto"
+            1 (or "auto") a Keras-style progress bar. Silent by default (Keras's default is
+            "auto"): a silent call on one batch runs the whole network in one C++ call.
+        steps : int, optional
+            Predict only this many batches.
+        """
+        batch_size = _check_batch_size(batch_size, "predict")
+        steps = _check_count(steps, "predict", "steps")
+        verbose = _verbosity(verbose)
+        if _is_batch_source(x):
+            return self._predict_batches(_BatchSource(x, steps, "predict", "steps"), verbose)
         # Fast path for the common call (a built model, a float32 C-contiguous batch of the right
         # shape): the checks _check_x would make, without its conversions.
         if not (type(x) is np.ndarray and x.dtype == np.float32 and self.built and x.ndim > 0
                 and x.shape[1:] == self.input_shape_ and x.flags.c_contiguous):
             x = self._check_x(x, "predict")
+        if steps is not None:
+            x = x[:steps * batch_size]
         out = np.empty((len(x),) + self.output_shape_, np.float32)
         net = self._inference_network()
-        if net is not None and 0 < len(x) <= batch_size:
+        if net is not None and 0 < len(x) <= batch_size and not verbose:
             net.forward(out, x)
             return out
-        for start in range(0, len(x), batch_size):
+        total = math.ceil(len(x) / batch_size)
+        bar = callbacks_module.ProgressBar(total, verbose) if verbose and total else None
+        for step, start in enumerate(range(0, len(x), batch_size), 1):
             xb = x[start:start + batch_size]
             if net is not None:
                 net.forward(out[start:start + len(xb)], xb)
             else:
                 out[start:start + len(xb)] = self._forward(xb, training=False)
+            if bar is not None:
+                bar.update(step, start + len(xb), {}, final=step == total)
         return out
+
+    def _predict_batches(self, source: _BatchSource, verbose: int) -> np.ndarray:
+        bar = callbacks_module.ProgressBar(source.total, verbose) if verbose else None
+        outputs, seen, step = [], 0, 0
+        for step, batch in enumerate(source.epoch(), 1):
+            # (x,), (x, y) and (x, y, w) tuples give x; DataLoaders yield [x, y] lists.
+            if isinstance(batch, tuple) or (isinstance(batch, list) and 1 <= len(batch) <= 3
+                                            and hasattr(batch[0], "shape")):
+                batch = batch[0]
+            xb = self._check_x(batch, f"predict: batch {step}")
+            net = self._inference_network()
+            out = np.empty((len(xb),) + self.output_shape_, np.float32)
+            if net is not None:
+                net.forward(out, xb)
+            else:
+                out[...] = self._forward(xb, training=False)
+            outputs.append(out)
+            seen += len(xb)
+            if bar is not None:
+                bar.update(step, seen, {}, final=False)
+        if bar is not None and step:
+            bar.update(step, seen, {}, final=True)
+        if not outputs:
+            self._require_built()
+            return np.empty((0,) + self.output_shape_, np.float32)
+        return np.concatenate(outputs)
 
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         x = self._check_x(x, "call")
@@ -534,19 +1159,25 @@ class Sequential:
     def predict_on_batch(self, x: Any) -> np.ndarray:
         return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
 
-    def train_on_batch(self, x: Any, y: Any) -> float | list[float]:
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
+                       class_weight: dict[int, float] | None = None) -> float | list[float]:
         """One gradient step on one batch; returns the loss (and metrics) before the update."""
         self._require_compiled("train_on_batch")
-        x, y = self._check_xy(x, y, "train_on_batch")
+        x, y = self._check_xy(x, y, "train_on_batch", training=True)
         if len(x) == 0:
             raise ValueError("train_on_batch: empty batch")
-        loss, out = self._train_step(x, y)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("train_on_batch: give class_weight or sample_weight, not both")
+        table = None if class_weight is None else _check_class_weight(class_weight, "train_on_batch")
+        weights = self._sample_weights(sample_weight, table, y, "train_on_batch")
+        loss, out = self._train_step(x, y, weights=weights)
         if self.metrics:
             return [loss, self._correct(out, y) / len(x)]
         return loss
 
-    def test_on_batch(self, x: Any, y: Any) -> float | list[float]:
-        return self.evaluate(x, y, batch_size=max(len(np.asarray(x)), 1), verbose=0)
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> float | list[float]:
+        return self.evaluate(x, y, batch_size=max(len(np.asarray(x)), 1), verbose=0,
+                             sample_weight=sample_weight)
 
     # -- summary ----------------------------------------------------------------------------
     def summary(self, print_fn: Callable[[str], None] | None = None, line_length: int = 65,
@@ -587,6 +1218,12 @@ class Sequential:
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture as JSON, ``{"class_name": "Sequential", "config": get_config()}``
+        (no weights); :func:`cnnfast.saving.model_from_json` rebuilds the model. Keyword
+        arguments go to ``json.dumps``."""
+        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:

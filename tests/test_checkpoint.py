@@ -183,7 +183,7 @@ def test_save_best_only_min_and_max(tmp_path, capsys):
 
 def test_missing_monitor_warns_and_skips(tmp_path):
     cb = cf.callbacks.ModelCheckpoint(tmp_path / "m.cnnfast", save_best_only=True)
-    with pytest.warns(UserWarning, match="val_loss available, skipping"):
+    with pytest.warns(UserWarning, match="'val_loss' is not in the logs"):
         Driver(cb).epoch(0, {"loss": 1.0})
     assert not os.listdir(tmp_path)
 
