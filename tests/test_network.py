@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cnnfast as cf
-from cnnfast import _core, _executor, models
+from cnnfast import _core, _executor, models, ops
 from cnnfast import layers as L
 
 
@@ -225,3 +225,105 @@ def test_network_key_tracks_rebuilds():
     assert _executor.network_key(model) == key
     model.layers[0].weights_["bias"] = model.layers[0].weights_["bias"].copy()
     assert _executor.network_key(model) != key
+
+
+# -- graphs (Keras functional configs) -----------------------------------------------------------
+
+def conv_layer(name, filters, calls, activation=None):
+    config = {"name": name, "filters": filters, "kernel_size": [3, 3], "strides": [1, 1],
+              "padding": "same", "activation": activation}
+    return {"class_name": "Conv2D", "config": config, "inbound_nodes": calls}
+
+
+def graph(layers, output, input_shape=(6, 6, 4)):
+    """A functional config: an InputLayer named "in" plus `layers`, one output node."""
+    inp = {"class_name": "InputLayer", "config": {"name": "in", "shape": list(input_shape)},
+           "inbound_nodes": []}
+    return json.dumps({"name": "g", "layers": [inp, *layers], "input_layers": [["in", 0]],
+                       "output_layers": [output]})
+
+
+def conv_weights(rng, name, c_in, c_out):
+    return {f"{name}/kernel": rng.standard_normal((3, 3, c_in, c_out)).astype(np.float32) * 0.3,
+            f"{name}/bias": rng.standard_normal(c_out).astype(np.float32)}
+
+
+def run(net, x):
+    out = np.full((len(x),) + net.output_shape, np.nan, np.float32)
+    net.forward(out, x)
+    return out
+
+
+def test_graph_residual_block_matches_ops(rng):
+    # in -> a (relu) -> b; add(b, in) -> relu: a residual block, layers listed out of order.
+    layers = [
+        {"class_name": "ReLU", "config": {"name": "out"}, "inbound_nodes": [[["sum", 0]]]},
+        {"class_name": "Add", "config": {"name": "sum"}, "inbound_nodes": [[["b", 0], ["in", 0]]]},
+        conv_layer("b", 4, [[["a", 0]]]),
+        conv_layer("a", 4, [[["in", 0]]], activation="relu"),
+    ]
+    w = {**conv_weights(rng, "a", 4, 4), **conv_weights(rng, "b", 4, 4)}
+    net = _core.Network.from_config(graph(layers, ["out", 0]), w)
+    x = rng.standard_normal((3, 6, 6, 4)).astype(np.float32)
+    a = ops.relu(ops.conv2d(x, w["a/kernel"], w["a/bias"], padding="same"))
+    b = ops.conv2d(a, w["b/kernel"], w["b/bias"], padding="same")
+    assert net.output_shape == (6, 6, 4)
+    assert_same(run(net, x), ops.relu(b + x))
+
+
+def test_graph_value_read_after_an_activation_is_not_overwritten(rng):
+    # c feeds both relu(c) and the add: the relu must not run in place on c's buffer.
+    layers = [conv_layer("c", 3, [[["in", 0]]]),
+              {"class_name": "ReLU", "config": {"name": "r"}, "inbound_nodes": [[["c", 0]]]},
+              {"class_name": "Subtract", "config": {"name": "s"},
+               "inbound_nodes": [[["r", 0], ["c", 0]]]}]
+    w = conv_weights(rng, "c", 4, 3)
+    net = _core.Network.from_config(graph(layers, ["s", 0]), w)
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    c = ops.conv2d(x, w["c/kernel"], w["c/bias"], padding="same")
+    assert_same(run(net, x), np.maximum(c, 0) - c)
+
+
+def test_graph_shared_layer_and_concatenate(rng):
+    # One conv layer called twice shares its weights; the two calls are concatenated.
+    layers = [conv_layer("shared", 5, [[["in", 0]], [["r", 0]]]),
+              {"class_name": "ReLU", "config": {"name": "r"}, "inbound_nodes": [[["shared", 0]]]},
+              conv_layer("side", 5, [[["in", 0]]]),  # shape-matched, unused by the output
+              {"class_name": "Concatenate", "config": {"name": "cat", "axis": -1},
+               "inbound_nodes": [[["shared", 1], ["in", 0]]]},
+              {"class_name": "Flatten", "config": {"name": "f"}, "inbound_nodes": [[["cat", 0]]]}]
+    w = {**conv_weights(rng, "shared", 4, 5), **conv_weights(rng, "side", 4, 5)}
+    with pytest.raises(ValueError, match="shared.*kernel"):  # the second call sees 5 channels
+        _core.Network.from_config(graph(layers, ["f", 0]), w)
+    w["shared/kernel"] = rng.standard_normal((3, 3, 5, 5)).astype(np.float32)
+    layers[0]["inbound_nodes"] = [[["r0", 0]], [["r", 0]]]
+    layers.insert(0, conv_layer("r0", 5, [[["in", 0]]]))
+    w.update(conv_weights(rng, "r0", 4, 5))
+    net = _core.Network.from_config(graph(layers, ["f", 0]), w)
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    shared = lambda t: ops.conv2d(t, w["shared/kernel"], w["shared/bias"], padding="same")
+    r0 = ops.conv2d(x, w["r0/kernel"], w["r0/bias"], padding="same")
+    second = shared(np.maximum(shared(r0), 0))
+    assert net.output_shape == (6 * 6 * 9,)
+    assert_same(run(net, x), np.concatenate([second, x], axis=-1).reshape(2, -1))
+
+
+@pytest.mark.parametrize("layers, output, message", [
+    ([{"class_name": "ReLU", "config": {"name": "a"}, "inbound_nodes": [[["b", 0]]]},
+      {"class_name": "ReLU", "config": {"name": "b"}, "inbound_nodes": [[["a", 0]]]}],
+     ["a", 0], r"wait on nodes that never exist or on a cycle: a <- b\[0\], b <- a\[0\]"),
+    ([{"class_name": "ReLU", "config": {"name": "a"}, "inbound_nodes": [[["ghost", 0]]]}],
+     ["a", 0], r"a <- ghost\[0\]"),
+    ([{"class_name": "ReLU", "config": {"name": "a"}, "inbound_nodes": [[["in", 0]]]}],
+     ["a", 1], r"output_layers names a\[1\], which no layer produces"),
+    ([{"class_name": "Add", "config": {"name": "s"}, "inbound_nodes": [[["in", 0], ["f", 0]]]},
+      {"class_name": "Flatten", "config": {"name": "f"}, "inbound_nodes": [[["in", 0]]]}],
+     ["s", 0], r"Add 's'.*shapes \(6, 6, 4\) and \(144,\) differ"),
+    ([{"class_name": "ReLU", "config": {"name": "a"}, "inbound_nodes": [[["in", 0], ["in", 0]]]}],
+     ["a", 0], "ReLU 'a': takes one input, got 2"),
+    ([{"class_name": "Concatenate", "config": {"name": "c", "axis": 1},
+       "inbound_nodes": [[["in", 0], ["in", 0]]]}], ["c", 0], "last axis .* only, got axis 1"),
+])
+def test_graph_errors_name_the_layers(layers, output, message):
+    with pytest.raises(ValueError, match=message):
+        _core.Network.from_config(graph(layers, output), {})

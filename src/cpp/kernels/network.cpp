@@ -1,5 +1,6 @@
 #include "network.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -12,26 +13,24 @@ namespace cnnfast {
 
 namespace {
 
-// Two grow-only, 64-byte aligned activation buffers per thread: one forward call ping-pongs
-// between them, so concurrent calls on other threads never share one.
+// A grow-only, 64-byte aligned activation arena per thread, so concurrent forward calls on
+// other threads never share one.
 struct FreeDeleter {
     void operator()(float* p) const { std::free(p); }
 };
 struct Arena {
-    std::unique_ptr<float, FreeDeleter> buf[2];
+    std::unique_ptr<float, FreeDeleter> buf;
     int64_t capacity = 0;
 };
-Arena& thread_arena(int64_t floats) {
+float* thread_arena(int64_t floats) {
     thread_local Arena arena;
     if (floats > arena.capacity) {
         const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
-        for (auto& b : arena.buf) {
-            b.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-            if (!b) throw std::bad_alloc();
-        }
+        arena.buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+        if (!arena.buf) throw std::bad_alloc();
         arena.capacity = floats;
     }
-    return arena;
+    return arena.buf.get();
 }
 
 std::string dims_str(const std::vector<int64_t>& s) {
@@ -88,8 +87,7 @@ void apply_activation(const NetworkStep& s, float* y, int64_t n, int64_t rows) {
 
 }  // namespace
 
-Network::Network(std::vector<int64_t> input_shape)
-    : input_shape_(std::move(input_shape)), shape_(input_shape_) {
+Network::Network(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {
     if (input_shape_.empty())
         throw std::invalid_argument("Network: the input shape needs at least one axis");
     for (int64_t d : input_shape_)
@@ -97,7 +95,8 @@ Network::Network(std::vector<int64_t> input_shape)
             throw std::invalid_argument("Network: input shape " + dims_str(input_shape_) +
                                         " must have positive sizes");
     input_size_ = size_of(input_shape_);
-    max_size_ = input_size_;
+    add_value(input_shape_, -1);
+    plan_buffers();
 }
 
 int64_t Network::size_of(const std::vector<int64_t>& s) {
@@ -111,14 +110,33 @@ int64_t Network::size_of(const std::vector<int64_t>& s) {
     return n;
 }
 
-std::string Network::shape_str() const { return dims_str(shape_); }
+std::string Network::shape_str() const { return dims_str(cur_shape()); }
 
+int Network::add_value(std::vector<int64_t> shape, int view_of) {
+    NetworkValue v;
+    v.size = size_of(shape);
+    v.shape = std::move(shape);
+    v.view_of = view_of;
+    values_.push_back(std::move(v));
+    return static_cast<int>(values_.size()) - 1;
+}
+
+void Network::select(int value) {
+    if (value < 0 || value >= static_cast<int>(values_.size()))
+        throw std::invalid_argument("Network.select: no value " + std::to_string(value));
+    current_ = value;
+    plan_buffers();
+}
+
+// A step reading the current value (unless step.inputs is already set) and writing a new one.
 void Network::push(NetworkStep step, std::vector<int64_t> out_shape) {
-    step.in_size = size_of(shape_);
-    step.out_size = size_of(out_shape);
-    steps_.push_back(step);
-    shape_ = std::move(out_shape);
-    max_size_ = std::max(max_size_, step.out_size);
+    if (step.inputs.empty()) step.inputs = {current_};
+    step.in_size = values_[step.inputs[0]].size;
+    step.output = add_value(std::move(out_shape), -1);
+    step.out_size = values_[step.output].size;
+    steps_.push_back(std::move(step));
+    current_ = steps_.back().output;
+    plan_buffers();
 }
 
 void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
@@ -126,8 +144,9 @@ void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t 
                          int64_t out_h, int64_t out_w, int64_t groups,
                          const std::string& activation, float act_alpha) {
     const std::string ctx = "Network.add_conv2d on input " + shape_str();
-    if (shape_.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
-    const int64_t H = shape_[0], W = shape_[1], C = shape_[2];
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    const int64_t H = shape[0], W = shape[1], C = shape[2];
     if (!w) throw std::invalid_argument(ctx + ": kernel is null");
     if (groups < 1 || C % groups || K < 1 || K % groups)
         throw std::invalid_argument(ctx + ": groups " + std::to_string(groups) +
@@ -151,8 +170,9 @@ void Network::add_pool2d(bool max, int64_t PH, int64_t PW, int64_t stride_h, int
                          int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w) {
     const std::string ctx = std::string("Network.add_") + (max ? "max" : "avg") +
                             "_pool2d on input " + shape_str();
-    if (shape_.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
-    const int64_t H = shape_[0], W = shape_[1], C = shape_[2];
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    const int64_t H = shape[0], W = shape[1], C = shape[2];
     check_axis(ctx, "height", H, PH, stride_h, pad_top, out_h);
     check_axis(ctx, "width", W, PW, stride_w, pad_left, out_w);
     NetworkStep s{};
@@ -165,19 +185,20 @@ void Network::add_dense(const float* w, const float* bias, int64_t IN, int64_t O
                         const std::string& activation, float act_alpha) {
     const std::string ctx = "Network.add_dense on input " + shape_str();
     if (!w) throw std::invalid_argument(ctx + ": kernel is null");
-    if (shape_.back() != IN || OUT < 1)
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.back() != IN || OUT < 1)
         throw std::invalid_argument(ctx + ": kernel (" + std::to_string(IN) + ", " +
                                     std::to_string(OUT) + ") needs the last axis to be " +
                                     std::to_string(IN));
     NetworkStep s{};
     s.kind = StepKind::dense;
-    s.rows = size_of(shape_) / IN;
+    s.rows = size_of(shape) / IN;
     s.dense = DenseDims{s.rows, IN, OUT};
     s.weight = w;
     s.bias = bias;
     s.act_alpha = act_alpha;
     parse_activation(ctx, activation, s);
-    std::vector<int64_t> out = shape_;
+    std::vector<int64_t> out = shape;
     out.back() = OUT;
     push(s, std::move(out));
 }
@@ -187,22 +208,22 @@ void Network::add_activation(const std::string& activation, float act_alpha) {
     s.act_alpha = act_alpha;
     parse_activation("Network.add_activation on input " + shape_str(), activation, s);
     s.kind = s.fused_softmax ? StepKind::softmax : StepKind::activation;
-    s.rows = size_of(shape_) / shape_.back();
+    s.rows = size_of(cur_shape()) / cur_shape().back();
     if (s.kind == StepKind::activation && s.act == Activation::linear) return;  // identity
-    push(s, shape_);
+    push(s, cur_shape());
 }
 
 void Network::add_prelu(const float* alpha, int64_t alpha_size) {
     const std::string ctx = "Network.add_prelu on input " + shape_str();
-    if (!alpha || alpha_size < 1 || size_of(shape_) % alpha_size)
+    if (!alpha || alpha_size < 1 || size_of(cur_shape()) % alpha_size)
         throw std::invalid_argument(ctx + ": alpha of " + std::to_string(alpha_size) +
                                     " elements must divide the sample size " +
-                                    std::to_string(size_of(shape_)));
+                                    std::to_string(size_of(cur_shape())));
     NetworkStep s{};
     s.kind = StepKind::prelu;
     s.weight = alpha;
     s.alpha_size = alpha_size;
-    push(s, shape_);
+    push(s, cur_shape());
 }
 
 void Network::add_lrn(int64_t depth_radius, float bias, float alpha, float beta) {
@@ -211,43 +232,164 @@ void Network::add_lrn(int64_t depth_radius, float bias, float alpha, float beta)
         throw std::invalid_argument(ctx + ": needs depth_radius >= 0, bias > 0, alpha >= 0");
     NetworkStep s{};
     s.kind = StepKind::lrn;
-    s.lrn = LrnDims{size_of(shape_) / shape_.back(), shape_.back(), depth_radius, bias, alpha, beta};
-    push(s, shape_);
+    const std::vector<int64_t>& shape = cur_shape();
+    s.lrn = LrnDims{size_of(shape) / shape.back(), shape.back(), depth_radius, bias, alpha, beta};
+    push(s, shape);
 }
 
-void Network::add_flatten() { shape_ = {size_of(shape_)}; }
+void Network::add_flatten() {
+    const int root = values_[current_].view_of >= 0 ? values_[current_].view_of : current_;
+    current_ = add_value({values_[current_].size}, root);
+    plan_buffers();
+}
 
-// x (n, input...) -> out (n, output...). Out-of-place steps alternate between the two arena
-// buffers, the last of them writes straight into `out`; in-place steps (activations, PReLU)
-// then run on whatever holds the current activations.
+void Network::add_merge(const std::vector<int>& values, MergeOp op) {
+    const std::string ctx = "Network.add_merge";
+    if (values.empty() || (op == MergeOp::subtract && values.size() != 2))
+        throw std::invalid_argument(ctx + ": got " + std::to_string(values.size()) + " inputs; " +
+                                    (op == MergeOp::subtract ? "subtract takes 2" : "needs 1 or more"));
+    for (int v : values) {
+        if (v < 0 || v >= static_cast<int>(values_.size()))
+            throw std::invalid_argument(ctx + ": no value " + std::to_string(v));
+        if (values_[v].shape != values_[values[0]].shape)
+            throw std::invalid_argument(ctx + ": inputs of shapes " +
+                                        dims_str(values_[values[0]].shape) + " and " +
+                                        dims_str(values_[v].shape) + " differ");
+    }
+    NetworkStep s{};
+    s.kind = StepKind::merge;
+    s.merge_op = op;
+    s.inputs = values;
+    push(s, values_[values[0]].shape);
+}
+
+void Network::add_concat(const std::vector<int>& values) {
+    const std::string ctx = "Network.add_concat";
+    if (values.empty()) throw std::invalid_argument(ctx + ": needs at least one input");
+    std::vector<int64_t> out;
+    NetworkStep s{};
+    for (int v : values) {
+        if (v < 0 || v >= static_cast<int>(values_.size()))
+            throw std::invalid_argument(ctx + ": no value " + std::to_string(v));
+        const std::vector<int64_t>& shape = values_[v].shape;
+        if (out.empty()) {
+            out = shape;
+            out.back() = 0;
+        }
+        if (shape.size() != out.size() ||
+            !std::equal(shape.begin(), shape.end() - 1, out.begin()))
+            throw std::invalid_argument(ctx + ": inputs of shapes " +
+                                        dims_str(values_[values[0]].shape) + " and " +
+                                        dims_str(shape) + " differ on an axis but the last");
+        s.widths.push_back(shape.back());
+        out.back() += shape.back();
+    }
+    s.kind = StepKind::concat;
+    s.inputs = values;
+    s.rows = size_of(out) / out.back();
+    push(s, out);
+}
+
+// Where each value of the steps leading to the current value lives. Views share their
+// source's buffer; an in-place step (activation, softmax, PReLU) writes over its input when no
+// later step reads that buffer and it is not the caller's x; every other buffer gets an arena
+// offset, first-fit among the buffers alive at its step, so a stack needs at most two of them.
+// The buffer holding the current value is the caller's `out`.
+void Network::plan_buffers() {
+    const int nv = static_cast<int>(values_.size());
+    auto root = [&](int v) { return values_[v].view_of >= 0 ? values_[v].view_of : v; };
+    std::vector<int> producer(nv, -1);
+    for (size_t i = 0; i < steps_.size(); ++i) producer[steps_[i].output] = static_cast<int>(i);
+
+    // The steps the current value depends on, in order.
+    std::vector<char> needed(nv, 0);
+    needed[root(current_)] = 1;
+    for (int i = static_cast<int>(steps_.size()) - 1; i >= 0; --i)
+        if (needed[steps_[i].output])
+            for (int v : steps_[i].inputs) needed[root(v)] = 1;
+    run_.clear();
+    for (size_t i = 0; i < steps_.size(); ++i)
+        if (needed[steps_[i].output]) run_.push_back(i);
+
+    // Buffers: union-find over root values; a buffer's last reader bounds its lifetime.
+    constexpr int kForever = 1 << 30;
+    std::vector<int> buffer(nv), last_read(nv, -1);
+    for (int v = 0; v < nv; ++v) buffer[v] = v;
+    auto find = [&](int v) {
+        while (buffer[v] != v) v = buffer[v] = buffer[buffer[v]];
+        return v;
+    };
+    for (size_t k = 0; k < run_.size(); ++k)
+        for (int v : steps_[run_[k]].inputs) last_read[root(v)] = static_cast<int>(k);
+    last_read[root(current_)] = kForever;
+    for (size_t k = 0; k < run_.size(); ++k) {
+        const NetworkStep& s = steps_[run_[k]];
+        const int in = find(root(s.inputs[0]));
+        if (in_place(s) && in != find(0) && last_read[in] == static_cast<int>(k)) {
+            buffer[s.output] = in;
+            last_read[in] = std::max(last_read[in], last_read[s.output]);
+        }
+    }
+
+    // Offsets: place each buffer when its first writer runs, free it after its last reader.
+    offset_.assign(nv, 0);
+    const int out_buffer = find(root(current_));
+    offset_[find(0)] = kInput;
+    if (out_buffer != find(0)) offset_[out_buffer] = kOutput;
+    std::vector<std::pair<int64_t, int64_t>> live;  // (offset, size) of placed buffers
+    std::vector<int> placed;
+    arena_size_ = 0;
+    for (size_t k = 0; k < run_.size(); ++k) {
+        const int b = find(steps_[run_[k]].output);
+        if (b == steps_[run_[k]].output && b != out_buffer) {
+            // First fit: the lowest gap between live buffers that holds this one.
+            int64_t size = 0;
+            for (int v = 0; v < nv; ++v)
+                if (find(root(v)) == b) size = std::max(size, values_[v].size);
+            size = (size + 15) / 16 * 16;  // keep every buffer 64-byte aligned
+            std::sort(live.begin(), live.end());
+            int64_t at = 0;
+            for (const auto& [o, sz] : live) {
+                if (o - at >= size) break;
+                at = std::max(at, o + sz);
+            }
+            offset_[b] = at;
+            live.emplace_back(at, size);
+            placed.push_back(b);
+            arena_size_ = std::max(arena_size_, at + size);
+        }
+        // Free the buffers whose last reader is this step.
+        for (size_t j = 0; j < placed.size();) {
+            if (last_read[placed[j]] <= static_cast<int>(k)) {
+                const int64_t o = offset_[placed[j]];
+                live.erase(std::find_if(live.begin(), live.end(),
+                                        [o](const auto& e) { return e.first == o; }));
+                placed.erase(placed.begin() + static_cast<std::ptrdiff_t>(j));
+            } else {
+                ++j;
+            }
+        }
+    }
+    for (int v = 0; v < nv; ++v) offset_[v] = offset_[find(root(v))];
+}
+
+// x (n, input...) -> out (n, output...): the planned steps, each on its values' buffers.
 void Network::forward(float* out, const float* x, int64_t n) const {
     if (n <= 0) return;
-    const size_t count = steps_.size();
-    size_t last_oop = count;  // index of the last out-of-place step
-    for (size_t i = 0; i < count; ++i)
-        if (!in_place(steps_[i])) last_oop = i;
-    if (count == 0) {
+    if (offset_[current_] == kInput) {  // no step computes anything (views of x only)
         std::memcpy(out, x, sizeof(float) * n * input_size_);
         return;
     }
-    Arena* arena = nullptr;
-    if (last_oop != count && last_oop > 0) arena = &thread_arena(n * max_size_);
-    const float* cur = x;
-    int next = 0;  // arena buffer the next out-of-place step writes
-    for (size_t i = 0; i < count; ++i) {
+    float* arena = arena_size_ ? thread_arena(n * arena_size_) : nullptr;
+    auto at = [&](int v) -> float* {
+        const int64_t o = offset_[v];
+        return o == kInput ? const_cast<float*>(x) : o == kOutput ? out : arena + n * o;
+    };
+    std::vector<const float*> ins;
+    for (size_t i : run_) {
         const NetworkStep& s = steps_[i];
-        // Destination: `out` for the last out-of-place step (or the first in-place step when
-        // there is none), a fresh arena buffer before it; in-place steps keep the current
-        // buffer unless that is the caller's input.
-        float* dst;
-        if (in_place(s) && cur != x) {
-            dst = const_cast<float*>(cur);
-        } else if (last_oop == count || i >= last_oop) {
-            dst = out;
-        } else {
-            dst = arena->buf[next].get();
-            next ^= 1;
-        }
+        const float* cur = at(s.inputs[0]);
+        float* dst = at(s.output);
         switch (s.kind) {
             case StepKind::conv2d: {
                 Conv2dDims d = s.conv;
@@ -294,8 +436,18 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 lrn_forward(dst, nullptr, cur, d);
                 break;
             }
+            case StepKind::merge:
+            case StepKind::concat:
+                ins.clear();
+                for (int v : s.inputs) ins.push_back(at(v));
+                if (s.kind == StepKind::merge)
+                    merge_forward(dst, ins.data(), static_cast<int64_t>(ins.size()),
+                                  n * s.out_size, s.merge_op);
+                else
+                    concat_forward(dst, ins.data(), s.widths.data(),
+                                   static_cast<int64_t>(ins.size()), n * s.rows);
+                break;
         }
-        cur = dst;
     }
 }
 

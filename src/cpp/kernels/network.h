@@ -1,6 +1,10 @@
 #pragma once
-// Inference executor: a Sequential model as an ordered list of layer steps run in one call,
-// through ping-pong activation buffers, on the existing kernels. Weights are borrowed pointers
+// Inference executor: a model's layer steps run in one call, on the existing kernels. A step
+// reads one or more values (the network input or earlier steps' outputs) and writes one, so
+// graphs with branches and joins (merge steps) run as well as stacks; the builder
+// (network_builder.h) adds the steps in topological order. Activation buffers are assigned once
+// per added step: in-place steps reuse their input's buffer when nothing later reads it, and the
+// rest share one per-sample arena by lifetime. Weights are borrowed pointers
 // that the owner keeps alive (the Python model's float32 arrays, which the optimizer updates in
 // place, so the network always sees the current weights and never copies them).
 //
@@ -15,11 +19,14 @@
 #include "conv2d.h"
 #include "dense.h"
 #include "lrn.h"
+#include "merge.h"
 #include "pool2d.h"
 
 namespace cnnfast {
 
-enum class StepKind : int { conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn };
+enum class StepKind : int {
+    conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat
+};
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
 struct NetworkStep {
@@ -36,7 +43,19 @@ struct NetworkStep {
     bool fused_softmax = false;
     Activation act = Activation::linear;
     float act_alpha = 1.0f;
+    MergeOp merge_op = MergeOp::add;
+    std::vector<int64_t> widths;        // concat: each input's last-axis width
     int64_t in_size = 0, out_size = 0;  // floats per sample
+    std::vector<int> inputs;            // the values read
+    int output = 0;                     // the value written
+};
+
+// A value: the network input (id 0), a step's output, or a reshaped view of another value
+// (Flatten), which shares its buffer.
+struct NetworkValue {
+    std::vector<int64_t> shape;
+    int64_t size = 0;  // floats per sample
+    int view_of = -1;  // the value whose buffer this one reads, or -1
 };
 
 class Network {
@@ -44,8 +63,9 @@ public:
     // input_shape: one sample's shape, e.g. (H, W, C) or (F,).
     explicit Network(std::vector<int64_t> input_shape);
 
-    // Steps append to the end and check against the current shape; they throw
-    // std::invalid_argument (with the shapes) when they do not fit.
+    // Steps append to the end, read the current value (initially the input) and make their
+    // output current; they check against its shape and throw std::invalid_argument (with the
+    // shapes) when they do not fit. The network's output is the current value.
     // w (KH,KW,C/groups,K), bias (K,) or null; out_h/out_w from the layer's padding.
     void add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                     int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
@@ -61,13 +81,22 @@ public:
     // alpha of alpha_size elements repeating over the flat sample (Keras PReLU, leading shared axes).
     void add_prelu(const float* alpha, int64_t alpha_size);
     void add_lrn(int64_t depth_radius, float bias, float alpha, float beta);
-    // Row-major flatten: changes the shape only.
+    // Row-major flatten: a view of the current value with shape (size,).
     void add_flatten();
+    // Merge steps read `values` (all of one shape; subtract takes two) or concatenate them on
+    // the last axis (equal on every other axis).
+    void add_merge(const std::vector<int>& values, MergeOp op);
+    void add_concat(const std::vector<int>& values);
+
+    // The current value's id, and making an earlier value current (to branch from it).
+    int current() const { return current_; }
+    const std::vector<int64_t>& value_shape(int value) const { return values_.at(value).shape; }
+    void select(int value);
 
     const std::vector<int64_t>& input_shape() const { return input_shape_; }
-    const std::vector<int64_t>& output_shape() const { return shape_; }
+    const std::vector<int64_t>& output_shape() const { return values_[current_].shape; }
     int64_t input_size() const { return input_size_; }
-    int64_t output_size() const { return size_of(shape_); }
+    int64_t output_size() const { return values_[current_].size; }
     size_t num_steps() const { return steps_.size(); }
 
     // x (n, input_shape...); out (n, output_shape...), must not overlap x.
@@ -76,12 +105,23 @@ public:
 private:
     static int64_t size_of(const std::vector<int64_t>& s);
     void push(NetworkStep step, std::vector<int64_t> out_shape);
+    int add_value(std::vector<int64_t> shape, int view_of);
+    void plan_buffers();
     std::string shape_str() const;
 
-    std::vector<int64_t> input_shape_, shape_;
+    const std::vector<int64_t>& cur_shape() const { return values_[current_].shape; }
+
+    std::vector<int64_t> input_shape_;
     int64_t input_size_ = 0;
-    int64_t max_size_ = 0;  // floats per sample of the largest intermediate
     std::vector<NetworkStep> steps_;
+    std::vector<NetworkValue> values_;
+    int current_ = 0;
+    // The buffer plan for the steps producing the current value (plan_buffers): which steps
+    // run, and where each value lives: kInput (x), kOutput (out) or a per-sample arena offset.
+    static constexpr int64_t kInput = -1, kOutput = -2;
+    std::vector<size_t> run_;
+    std::vector<int64_t> offset_;
+    int64_t arena_size_ = 0;  // floats per sample
 };
 
 }  // namespace cnnfast
