@@ -24,7 +24,7 @@ from cnnfast import (
     utils,
 )
 from cnnfast.analyzer import analyze
-from cnnfast.model import Sequential
+from cnnfast.model import Model, Sequential
 from cnnfast.onnx_export import export_onnx
 from cnnfast.random import set_seed
 from cnnfast.saving import load_model
@@ -57,7 +57,7 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
+    "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
     "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
     "optimizers", "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed",
     "show_config", "utils",

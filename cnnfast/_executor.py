@@ -19,8 +19,9 @@ from cnnfast import layers as L
 
 # Exact classes only: a user subclass may change forward(), so it is not handed to the builder.
 BUILDER_CLASSES = frozenset({
-    L.Conv2D, L.MaxPooling2D, L.AveragePooling2D, L.Dense, L.Flatten, L.Dropout, L.Activation,
-    L.ReLU, L.ELU, L.Softmax, L.PReLU, L.LocalResponseNormalization,
+    L.InputLayer, L.Conv2D, L.MaxPooling2D, L.AveragePooling2D, L.Dense, L.Flatten, L.Dropout,
+    L.Activation, L.ReLU, L.ELU, L.Softmax, L.PReLU, L.LocalResponseNormalization, L.Add,
+    L.Subtract, L.Multiply, L.Average, L.Maximum, L.Concatenate,
 })
 
 

@@ -1,4 +1,4 @@
-"""Shape, parameter, memory, FLOP and receptive-field analysis of a Sequential model.
+"""Shape, parameter, memory, FLOP and receptive-field analysis of a model (stack or graph).
 
 Everything is computed from the shape formulas (``layer.output_shape`` / ``layer.param_shapes``):
 no weights are created and nothing is run, so VGG19 at 224x224 is analysed instantly.
@@ -21,16 +21,20 @@ Conventions (per image unless a batch size is named):
   as the forward pass (two GEMMs of the forward's size), so backward ~ 2x forward and the first
   layer's backward ~ 1x forward; bias gradients are not counted. For other layers the data
   gradient is counted equal to the forward, and PReLU's alpha gradient likewise.
-* **Memory** (float32, 4 bytes). Inference: the peak over layers of (input + output) of one
-  layer per image, plus the parameters. Training: the model input and every layer output are
+* **Merge layers** (Add, Subtract, Multiply, Average, Maximum): one FLOP per output element
+  per input after the first (Average one more); Concatenate 0.
+* **Memory** (float32, 4 bytes). Inference: the peak over layers of the outputs alive at once
+  (the layer's output and every earlier output a later layer still reads; in a stack, one
+  layer's input and output) per image, plus the parameters. Training: the model input and every layer output are
   kept for backward and each layer output gets a gradient of its size (per image, times the
   batch size), plus parameters, their gradients and the optimizer state (Adam 2 slots per
   parameter, SGD with momentum 1, plain SGD 0). Flatten outputs are views and take no memory;
   pooling indices, dropout masks, LRN scales and im2col scratch are not counted.
 * **Receptive field.** Per spatial axis, r = r_prev + (F - 1) * j_prev and j = j_prev * S
   (jump = product of strides) through Conv2D and pooling layers; elementwise layers (activations,
-  Dropout, LRN, PReLU) keep them. Flatten and Dense (and every layer after them) are listed with
-  the whole input and no jump. Fields may exceed the input size when padding is used.
+  Dropout, LRN, PReLU) keep them. A merge layer takes the largest field among its inputs (the
+  field along the longest path of a graph). Flatten and Dense (and every layer after them) are
+  listed with the whole input and no jump. Fields may exceed the input size when padding is used.
 * **Inexact strides.** When (N - F + P_total) / S is not an integer the output size is floored
   (Keras, PyTorch) and the report flags the layer: the last input rows/columns are ignored.
 """
@@ -126,7 +130,7 @@ class ModelReport:
         acts = (f"Activations per image: {t['activations_per_image']:,} values "
                 f"({_bytes(t['activation_bytes_per_image'])})")
         inference = (f"Inference memory, batch {b}: {_bytes(t['inference_memory_bytes'])} "
-                     f"(params {_bytes(t['param_bytes'])} + peak layer in+out "
+                     f"(params {_bytes(t['param_bytes'])} + peak activations alive "
                      f"{_bytes(t['inference_activation_bytes_per_image'])}/image)")
         breakdown = (f"  = params {_bytes(t['param_bytes'])} + gradients "
                      f"{_bytes(t['param_gradient_bytes'])} + optimizer state "
@@ -297,7 +301,19 @@ def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[in
         return 0, out_elems, False
     if isinstance(layer, L.LocalResponseNormalization):
         return 0, _lrn_flops(layer, in_shape), False
+    if isinstance(layer, L._Merge) and not isinstance(layer, L.Concatenate):
+        extra = 1 if isinstance(layer, L.Average) else 0
+        return 0, (len(in_shape) - 1 + extra) * out_elems, False
     return 0, 0, False
+
+
+def _graph_rows(model) -> list[tuple[L.Layer, Any, Shape, list[int]]]:
+    """(layer, input shape, output shape, rows read) per call; -1 reads the model input."""
+    nodes = getattr(model, "_nodes", None)
+    if not nodes:  # a stack: each row reads the one before
+        return [(layer, i, o, [k - 1]) for k, (layer, i, o) in enumerate(model.shapes())]
+    return [(layer, i, o, [r - 1 for r in reads]) for (layer, i, o), reads
+            in zip(model.shapes()[1:], model._reads[1:])]
 
 
 def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
@@ -332,34 +348,40 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
 
     input_shape = tuple(model.input_shape_)
     spatial = _spatial(input_shape)
-    rf: tuple[int, ...] | None = (1,) * spatial if spatial else None
-    jump: tuple[int, ...] | None = (1,) * spatial if spatial else None
-    global_field = False
+    start = ((1,) * spatial, (1,) * spatial, False) if spatial else (None, None, False)
+    fields: list[tuple[Any, Any, bool]] = []  # (rf, jump, global) of each row's output
     rows: list[LayerReport] = []
-    for index, (layer, in_shape, out_shape) in enumerate(model.shapes()):
-        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+    graph_rows = _graph_rows(model)
+    for layer, in_shape, out_shape, reads in graph_rows:
+        many = layer.takes_many_inputs
+        in_shape = [tuple(s) for s in in_shape] if many else tuple(in_shape)
+        out_shape = tuple(out_shape)
+        first_in = in_shape[0] if many else in_shape
         n_params = sum(math.prod(s) for s in layer.param_shapes(in_shape).values())
         trainable = n_params if layer.trainable else 0
         macs, flops, is_gemm = _forward_cost(layer, in_shape, out_shape)
-        needs_data_grad = index > 0
+        needs_data_grad = any(r >= 0 for r in reads)
         backward = flops if needs_data_grad else 0
         if trainable and (is_gemm or isinstance(layer, L.PReLU)):
             backward += flops
         notes: list[str] = []
-        geometry = _window_geometry(layer, in_shape)
+        geometry = _window_geometry(layer, first_in)
         if geometry is not None:
-            note = _inexact_note(in_shape, geometry)
+            note = _inexact_note(first_in, geometry)
             if note:
                 notes.append(note)
-        # Receptive field and jump, per spatial axis.
+        # Receptive field and jump, per spatial axis, from the input with the largest field.
+        incoming = [fields[r] if r >= 0 else start for r in reads]
+        rf, jump, global_field = max(incoming, key=lambda f: (f[2], f[0] or ()))
         if isinstance(layer, (L.Flatten, L.Dense)) or global_field or rf is None:
             global_field = global_field or isinstance(layer, (L.Flatten, L.Dense))
         elif geometry is not None:
             kernel, strides, _ = geometry
             rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernel, jump))
             jump = tuple(j * s for j, s in zip(jump, strides))
-        elif out_shape[:2] != in_shape[:2]:
+        elif out_shape[:2] != first_in[:2]:
             rf = jump = None  # an unknown layer changed the spatial size
+        fields.append((rf, jump, global_field))
         elements = math.prod(out_shape)
         view = isinstance(layer, L.Flatten)
         rows.append(LayerReport(
@@ -376,11 +398,23 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
     params = sum(r.params for r in rows)
     trainable = sum(r.trainable_params for r in rows)
     act_bytes = sum(r.activation_bytes for r in rows)
-    # Inference peak: one layer's input and output alive at once (views share their input).
-    peak, prev = input_bytes, input_bytes
-    for r in rows:
-        peak = max(peak, prev + r.activation_bytes)
-        prev = r.activation_bytes or prev
+    # Inference peak: the outputs alive while each row runs (its own and every earlier one
+    # a later row reads); a view (Flatten) holds its input's memory.
+    last_read = {}
+    for k, (*_, reads) in enumerate(graph_rows):
+        for r in reads:
+            last_read[r] = k
+    owner = []  # the row whose buffer each row's output is (views point back)
+    for k, ((layer, *_), r) in enumerate(zip(graph_rows, rows)):
+        reads = graph_rows[k][3]
+        owner.append(owner[reads[0]] if r.activation_bytes == 0 and reads[0] >= 0 else k)
+    peak = input_bytes
+    for k, r in enumerate(rows):
+        alive = {owner[j] for j in range(k) if last_read.get(j, -1) >= k}
+        alive.add(owner[k])
+        held = sum(rows[j].activation_bytes for j in alive)
+        held += input_bytes if last_read.get(-1, -1) >= k else 0
+        peak = max(peak, held)
     training_act = input_bytes + 2 * act_bytes
     param_bytes = params * BYTES_PER_FLOAT
     grad_bytes = trainable * BYTES_PER_FLOAT

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _core, initializers, regularizers
+from cnnfast import _core, graph, initializers, regularizers
 from cnnfast.random import next_seed
 from cnnfast.shapes import conv_padding, pair
 
@@ -99,7 +99,14 @@ class _WeightAttribute:
 
 
 class Layer:
-    """Base class. Subclasses set `self.weights_` (name -> array) in build."""
+    """Base class. Subclasses set `self.weights_` (name -> array) in build.
+
+    Calling a layer on a symbolic tensor (``Conv2D(8, 3)(Input((28, 28, 1)))``) records a node
+    of a functional graph (cnnfast.graph); calling it on an array computes the output.
+    """
+
+    # Merge layers take a list of inputs; every other layer one.
+    takes_many_inputs = False
 
     def __init__(self, name: str | None = None, input_shape: Sequence[int] | None = None,
                  trainable: bool = True) -> None:
@@ -114,6 +121,7 @@ class Layer:
         self.gradients_: dict[str, np.ndarray] = {}
         self.regularizers_: dict[str, regularizers.Regularizer] = {}
         self._buffers: dict[str, np.ndarray] = {}
+        self._nodes: list[graph.Node] = []  # symbolic calls, in order
 
     # -- naming -----------------------------------------------------------------------------
     @classmethod
@@ -201,7 +209,14 @@ class Layer:
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        if graph.is_symbolic(x):
+            return graph.call(self, x)
+        if self.takes_many_inputs:
+            xs = [np.ascontiguousarray(a, np.float32) for a in x]
+            if not self.built:
+                self.build([a.shape[1:] for a in xs])
+            return self.forward(xs, training).copy()
         x = np.ascontiguousarray(x, np.float32)
         if not self.built:
             self.build(x.shape[1:])
@@ -311,9 +326,19 @@ class InputLayer(Layer):
         return {**super().get_config(), "shape": list(self.declared_input_shape)}
 
 
-def Input(shape: Sequence[int], name: str | None = None) -> InputLayer:
-    """Keras-style `Input(shape)`: the per-sample shape, batch axis excluded."""
-    return InputLayer(shape, name=name)
+def Input(shape: Sequence[int], name: str | None = None) -> graph.SymbolicTensor:
+    """Keras-style ``Input(shape)``: the per-sample shape, batch axis excluded.
+
+    Returns the symbolic tensor a functional model starts from (``cf.Model(inputs, outputs)``);
+    as the first element of a Sequential it declares the input shape.
+    """
+    layer = InputLayer(shape, name=name)
+    layer.name = layer.name or "input_layer"
+    layer.build(layer.declared_input_shape)
+    node = graph.Node(layer, [], 0)
+    node.output = graph.SymbolicTensor(node, layer.declared_input_shape)
+    layer._nodes.append(node)
+    return node.output
 
 
 class Conv2D(Layer):
@@ -827,9 +852,145 @@ class LocalResponseNormalization(Layer):
                 "alpha": self.alpha, "beta": self.beta}
 
 
+class _Merge(Layer):
+    """Base of the merge layers: the elementwise join of same-shaped inputs (merge.cpp)."""
+
+    takes_many_inputs = True
+    op = "add"
+    min_inputs = 2
+
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name)
+        _reject_unsupported(self, kwargs, {})
+
+    def _shapes(self, input_shapes: Any) -> list[Shape]:
+        if not isinstance(input_shapes, (list, tuple)) or not all(
+                isinstance(s, (list, tuple)) for s in input_shapes):
+            raise ValueError(f"{self.describe()}: takes a list of inputs, got shape {input_shapes}")
+        shapes = [tuple(int(d) for d in s) for s in input_shapes]
+        count = 2 if self.op == "subtract" else None
+        if len(shapes) < self.min_inputs or (count and len(shapes) != count):
+            want = f"exactly {count}" if count else f"at least {self.min_inputs}"
+            raise ValueError(f"{self.describe()}: needs {want} inputs, got {len(shapes)}")
+        return shapes
+
+    def output_shape(self, input_shape):
+        shapes = self._shapes(input_shape)
+        for k, shape in enumerate(shapes[1:], 1):
+            if shape != shapes[0]:
+                raise ValueError(f"{self.describe()}: input {k} has shape {shape}, input 0 "
+                                 f"{shapes[0]}; the inputs of {type(self).__name__} must have "
+                                 f"one shape")
+        return shapes[0]
+
+    def build(self, input_shape):
+        self.output_shape(input_shape)
+        self.input_shape = [tuple(s) for s in input_shape]
+        self.built = True
+
+    def forward(self, xs, training=False):
+        self.xs = xs
+        y = self._buffer("y", xs[0].shape)
+        _core.merge_forward(y, xs, self.op)
+        return y
+
+    def backward(self, dy):
+        dxs = [self._buffer(f"dx{k}", dy.shape) for k in range(len(self.xs))]
+        _core.merge_backward(dxs, dy, self.xs, self.op)
+        return dxs
+
+
+class Add(_Merge):
+    """Elementwise sum of the inputs (Keras ``Add``): the join of a residual block."""
+
+    op = "add"
+
+
+class Subtract(_Merge):
+    """inputs[0] - inputs[1] (Keras ``Subtract``)."""
+
+    op = "subtract"
+
+
+class Multiply(_Merge):
+    """Elementwise product of the inputs (Keras ``Multiply``)."""
+
+    op = "multiply"
+
+
+class Average(_Merge):
+    """Elementwise mean of the inputs (Keras ``Average``)."""
+
+    op = "average"
+
+
+class Maximum(_Merge):
+    """Elementwise maximum of the inputs (Keras ``Maximum``); the gradient goes to the first
+    input holding the maximum."""
+
+    op = "maximum"
+
+
+class Concatenate(_Merge):
+    """The inputs side by side on the last axis, channels in NHWC (Keras ``Concatenate``;
+    ``axis`` must name the last axis: -1, or the per-sample rank counting the batch axis)."""
+
+    min_inputs = 1
+
+    def __init__(self, axis: int = -1, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{self.describe()}: axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+
+    def output_shape(self, input_shape):
+        shapes = self._shapes(input_shape)
+        rank = len(shapes[0])
+        if self.axis not in (-1, rank):
+            raise ValueError(f"{self.describe()}: joins on the last axis only (-1 or {rank} for "
+                             f"inputs {shapes[0]}), got axis={self.axis}")
+        for k, shape in enumerate(shapes):
+            if len(shape) != rank or shape[:-1] != shapes[0][:-1]:
+                raise ValueError(f"{self.describe()}: input {k} has shape {shape}, input 0 "
+                                 f"{shapes[0]}; all axes but the last must agree")
+        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+
+    def forward(self, xs, training=False):
+        self.widths = [x.shape[-1] for x in xs]
+        y = self._buffer("y", (*xs[0].shape[:-1], sum(self.widths)))
+        _core.concat_forward(y, xs)
+        return y
+
+    def backward(self, dy):
+        dxs = [self._buffer(f"dx{k}", (*dy.shape[:-1], w)) for k, w in enumerate(self.widths)]
+        _core.concat_backward(dxs, dy)
+        return dxs
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+def _merge_function(cls: type[_Merge]):
+    def merge(inputs: Sequence[Any], **kwargs: Any) -> Any:
+        return cls(**kwargs)(list(inputs))
+
+    merge.__name__ = cls.__name__.lower()
+    merge.__doc__ = f"Functional form of :class:`{cls.__name__}`: ``{cls.__name__}(**kwargs)(inputs)``."
+    return merge
+
+
+add = _merge_function(Add)
+subtract = _merge_function(Subtract)
+multiply = _merge_function(Multiply)
+average = _merge_function(Average)
+maximum = _merge_function(Maximum)
+concatenate = _merge_function(Concatenate)
+
+
 _SERIALIZABLE: tuple[type[Layer], ...] = (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation, ReLU,
-    ELU, Softmax, PReLU, LocalResponseNormalization,
+    ELU, Softmax, PReLU, LocalResponseNormalization, Add, Subtract, Multiply, Average, Maximum,
+    Concatenate,
 )
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _core, _executor
+from cnnfast import _core, _executor, graph
 from cnnfast import callbacks as callbacks_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
+from cnnfast.graph import SymbolicTensor
 from cnnfast.layers import Conv2D, Dense, InputLayer, Layer, MaxPooling2D
 
 Shape = tuple[int, ...]
@@ -249,15 +250,41 @@ def _array_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
         yield x[start:stop], y[start:stop], None if weights is None else weights[start:stop]
 
 
-class Sequential:
-    """A linear stack of layers, trained with compile/fit like Keras.
+class Model:
+    """A network of layers trained with compile/fit like Keras: a graph built with the
+    functional API, ``Model(inputs, outputs)``; :class:`Sequential` is the stack.
 
-    >>> model = Sequential([Input((28, 28, 1)), Conv2D(8, 3, activation="relu"),
-    ...                     Flatten(), Dense(10, activation="softmax")])
+    >>> x = Input((32, 32, 3))
+    >>> h = Conv2D(16, 3, padding="same", activation="relu")(x)
+    >>> y = Add()([Conv2D(16, 3, padding="same")(h), h])
+    >>> model = Model(x, Dense(10, activation="softmax")(Flatten()(y)))
+
+    Layers are called on symbolic tensors (cnnfast.graph); a layer called twice shares its
+    weights. ``model.layers`` lists each layer once, the InputLayer first and the output's
+    layer last, in an order where every layer comes after the layers it reads.
     """
 
-    def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None) -> None:
-        self.name = name or "sequential"
+    def __init__(self, inputs: SymbolicTensor | None = None,
+                 outputs: SymbolicTensor | None = None, name: str | None = None) -> None:
+        self._init_state(name or "functional")
+        for what, t in (("inputs", inputs), ("outputs", outputs)):
+            if isinstance(t, (list, tuple)) and len(t) == 1:
+                t = t[0]
+            if not isinstance(t, SymbolicTensor):
+                raise TypeError(f"Model: {what} must be a symbolic tensor (from Input(...) or a "
+                                f"layer call), got {_describe(t)}; cnnfast models take one "
+                                f"input and one output")
+            if what == "inputs":
+                inputs = t
+            else:
+                outputs = t
+        if not isinstance(inputs.node.layer, InputLayer):
+            raise TypeError(f"Model: inputs must come from Input(...), got {inputs.name}, the "
+                             f"output of {inputs.node.layer.describe()}")
+        self._set_graph(graph.collect(inputs, outputs))
+
+    def _init_state(self, name: str) -> None:
+        self.name = name
         self.layers: list[Layer] = []
         self.input_shape_: Shape | None = None
         self.built = False
@@ -265,93 +292,61 @@ class Sequential:
         self.stop_training = False
         self.history: callbacks_module.History | None = None
         self._used_names: set[str] = set()
-        self._fused_head = False  # see _head_fuses
-        for layer in layers or []:
-            self.add(layer)
+        self._fused_head = False  # see Sequential._head_fuses
+        self._nodes: list[graph.Node] = []
+
+    def _set_graph(self, nodes: list[graph.Node]) -> None:
+        """Adopt `nodes` (dependency order, the Input's node first, the output's node last)."""
+        self._nodes = nodes
+        layers: dict[int, Layer] = {}
+        for node in nodes:
+            layers.setdefault(id(node.layer), node.layer)
+        out_layer = nodes[-1].layer
+        self.layers = [l for l in layers.values() if l is not out_layer] + [out_layer]
+        if len(nodes) > 1 and out_layer is nodes[0].layer:
+            self.layers = [out_layer]
+        self.input_shape_ = nodes[0].layer.declared_input_shape
+        # Where each node reads its inputs: positions in the node list.
+        position = {id(n): i for i, n in enumerate(nodes)}
+        self._reads = [[position[id(t.node)] for t in n.inputs] for n in nodes]
+        self._calls = {id(l): sum(n.layer is l for n in nodes) for l in self.layers}
+        self.build()
 
     # -- building ---------------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
-        """Append a layer (an Input layer only sets the input shape)."""
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add: expected a cnnfast layer, got {type(layer).__name__}")
-        if isinstance(layer, InputLayer):
-            if self.layers or self.input_shape_ is not None:
-                raise ValueError("Sequential: an Input layer must come first")
-            self.input_shape_ = layer.declared_input_shape
-            return
-        if not self.layers and self.input_shape_ is None and layer.declared_input_shape:
-            self.input_shape_ = layer.declared_input_shape
-        if layer.name is None:
-            base = layer.default_name()
-            name, k = base, 0
-            while name in self._used_names:
-                k += 1
-                name = f"{base}_{k}"
-            layer.name = name
-        elif layer.name in self._used_names:
-            raise ValueError(f"Sequential: duplicate layer name {layer.name!r}")
-        self._used_names.add(layer.name)
-        self.layers.append(layer)
-        self.built = False
-        if self.input_shape_ is not None:
-            self.build()
+        raise TypeError(f"{type(self).__name__}.add: a functional model is fixed by its inputs "
+                        "and outputs; build a new Model, or use Sequential to add layers")
 
     def build(self, input_shape: Sequence[int] | None = None) -> None:
-        """Create every layer's weights for a per-sample input shape."""
-        if input_shape is not None:
-            self.input_shape_ = tuple(int(s) for s in input_shape)
-        if self.input_shape_ is None:
-            raise ValueError("Sequential: unknown input shape; start with Input(shape) or call build(shape)")
-        shape = self.input_shape_
-        for i, layer in enumerate(self.layers):
-            if not layer.built:
-                layer.build(shape)
-            elif layer.input_shape != shape:
-                raise ValueError(
-                    f"{layer.describe()}: was built for input {layer.input_shape}, now receives {shape}"
-                )
-            layer.need_input_grad = i > 0
-            shape = layer.output_shape(shape)
-        # A ReLU right before a max-pooling layer is differentiated by that layer (see
-        # MaxPooling2D.relu_before).
-        for before, after in zip(self.layers, self.layers[1:] + [None]):
-            act = getattr(before, "act", None)
-            fold = isinstance(after, MaxPooling2D) and act is not None and act.kind == "relu"
+        """Check every call's shapes (the layers were built by their symbolic calls)."""
+        if input_shape is not None and tuple(input_shape) != self.input_shape_:
+            raise ValueError(f"{self.name}: the graph was made for input {self.input_shape_}, "
+                             f"build() got {tuple(input_shape)}")
+        for node, reads in zip(self._nodes, self._reads):
+            layer = node.layer
+            layer.need_input_grad = any(r != 0 for r in reads)
+            # Adjacency fusions of Sequential do not apply: each layer runs on its own.
+            act = getattr(layer, "act", None)
             if act is not None:
-                act.folded_into_pool = fold
-            if isinstance(after, MaxPooling2D):
-                after.relu_before = fold
-        self._fused_head = self._head_fuses()
-        self.output_shape_ = shape
+                act.folded_into_pool = False
+            if isinstance(layer, MaxPooling2D):
+                layer.relu_before = False
+        # A shared layer needs input gradients if any of its calls does.
+        for node in self._nodes:
+            if any(n.layer is node.layer and n.layer.need_input_grad for n in self._nodes):
+                node.layer.need_input_grad = True
+        self.output_shape_ = self._nodes[-1].output.sample_shape
         self.built = True
 
-    def _head_fuses(self) -> bool:
-        """True when the network opens with Conv2D(relu, stride 1, "valid") -> MaxPooling2D(2,
-        stride 2, "valid") and the fused kernel runs here; the first layer needs no input
-        gradient, so the pair's backward is dw and db alone."""
-        if len(self.layers) < 3:
-            return False
-        conv, pool = self.layers[0], self.layers[1]
-        if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)):
-            return False
-        if (conv.act.kind != "relu" or conv.groups != 1 or tuple(conv.strides) != (1, 1)
-                or conv.pad_top or conv.pad_left or pool.pool_size != (2, 2)
-                or pool.strides != (2, 2) or pool.padding != "valid"):
-            return False
-        h, w, c = conv.input_shape
-        kh, kw = conv.kernel_size
-        if (conv.oh, conv.ow) != (h - kh + 1, w - kw + 1):
-            return False
-        return bool(_core.conv2d_relu_maxpool_supported(1, h, w, c, kh, kw, conv.filters))
-
-    def shapes(self) -> list[tuple[Layer, Shape, Shape]]:
-        """(layer, input shape, output shape) per layer, from the shape formulas alone."""
-        shape = self.input_shape_
+    def shapes(self) -> list[tuple[Layer, Any, Shape]]:
+        """(layer, input shape, output shape) per call, in dependency order (the Input first);
+        a merge layer's input shape is the list of its inputs' shapes."""
         rows = []
-        for layer in self.layers:
-            out = layer.output_shape(shape)
-            rows.append((layer, shape, out))
-            shape = out
+        for node in self._nodes:
+            ins = [t.sample_shape for t in node.inputs]
+            in_shape = ins if node.layer.takes_many_inputs else (ins[0] if ins else
+                                                                 node.output.sample_shape)
+            rows.append((node.layer, in_shape, node.output.sample_shape))
         return rows
 
     def _require_built(self) -> None:
@@ -505,7 +500,7 @@ class Sequential:
             if getattr(layer, "act", None) is not None:
                 layer.act.fused_with_loss = False
         if self._fused_softmax():
-            self.layers[-1].act.fused_with_loss = True
+            self._output_layer().act.fused_with_loss = True
 
     def _check_output_for_loss(self, what: str) -> None:
         """Cross-entropy needs a (None, classes) output: a Dense on an image (no Flatten before
@@ -611,50 +606,78 @@ class Sequential:
         return None
 
     # -- compute ----------------------------------------------------------------------------
-    def _fused_head_applies(self) -> bool:
-        """Whether the first two layers run as one fused Conv2D + ReLU + max-pool kernel."""
-        return self._fused_head and self.layers[0].trainable
-
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        layers = self.layers
-        if self._fused_head_applies():
-            # Conv2D(relu) -> MaxPooling2D(2) as one kernel: the convolution's full-resolution
-            # output is never stored (cnnfast/_core conv2d_relu_maxpool_*).
-            conv, pool = layers[0], layers[1]
-            shape = (x.shape[0], pool.oh, pool.ow, conv.filters)
-            y = pool._buffer("y", shape)
-            which = pool._buffer("which", shape, np.int32)
-            _core.conv2d_relu_maxpool_forward(y, which, x, conv.weights_["kernel"],
-                                              conv.weights_.get("bias"))
-            conv.x, pool.y, pool.which = x, y, which
-            x, layers = y, layers[2:]
-        for layer in layers:
-            x = layer.forward(x, training)
-        return x
+        """Each call in dependency order on its inputs' values. A layer called more than once
+        keeps one set of buffers and saved inputs per call (swapped in around its forward and
+        backward), so no call overwrites another's."""
+        values: list[Any] = [x]
+        self._saved: list[dict[str, Any] | None] = [None]
+        for node, reads in zip(self._nodes[1:], self._reads[1:]):
+            layer = node.layer
+            ins = [values[r] for r in reads]
+            shared = self._calls[id(layer)] > 1
+            if shared:
+                _swap_in(layer, self._state_of(node))
+            values.append(layer.forward(ins if layer.takes_many_inputs else ins[0], training))
+            self._saved.append(_swap_out(layer) if shared else None)
+        return values[-1]
+
+    def _state_of(self, node: graph.Node) -> dict[str, Any]:
+        states = self.__dict__.setdefault("_call_states", {})
+        return states.setdefault(id(node), {"_buffers": {}})
+
+    def _backward(self, grad: np.ndarray) -> None:
+        """Gradients flow back call by call; a value read by several calls gets the sum of
+        their gradients, and a shared layer the sum of its calls' weight gradients."""
+        count = len(self._nodes)
+        grads: list[Any] = [None] * count
+        grads[-1] = grad
+        summed: dict[int, dict[str, np.ndarray]] = {}
+        for i in range(count - 1, 0, -1):
+            node, g = self._nodes[i], grads[i]
+            layer = node.layer
+            if g is None:
+                continue  # nothing downstream needs this value
+            shared = self._calls[id(layer)] > 1
+            if shared:
+                _swap_in(layer, self._saved[i])
+            dx = layer.backward(g)
+            if shared:
+                self._saved[i] = _swap_out(layer)
+                acc = summed.get(id(layer))
+                if acc is None:
+                    summed[id(layer)] = {k: v.copy() for k, v in layer.gradients_.items()}
+                else:
+                    for k, v in layer.gradients_.items():
+                        acc[k] += v
+            if dx is None:
+                continue
+            parts = dx if layer.takes_many_inputs else [dx]
+            for r, part in zip(self._reads[i], parts):
+                if r == 0:
+                    continue
+                grads[r] = part if grads[r] is None else grads[r] + part
+        for layer in self.layers:
+            acc = summed.get(id(layer))
+            if acc is not None:
+                for k, v in acc.items():
+                    np.copyto(layer.gradients_[k], v)
+
+    def _output_layer(self) -> Layer:
+        return self.layers[-1]
 
     def _fused_softmax(self) -> bool:
-        last = self.layers[-1]
+        last = self._output_layer()
+        if self._calls.get(id(last), 1) > 1:
+            return False  # its softmax also feeds other calls
         act = getattr(last, "act", None)
         return self.loss.fuses_softmax and act is not None and act.kind == "softmax"
 
     def _loss_and_gradient(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray | None) -> float:
         if self._fused_softmax():
-            logits = self.layers[-1].act.z
+            logits = self._output_layer().act.z
             return self.loss.compute_from_logits(grad, logits.reshape(len(y), -1), y)
         return self.loss.compute(grad, out, y)
-
-    def _backward(self, grad: np.ndarray) -> None:
-        fused = self._fused_head_applies()
-        layers = self.layers[2:] if fused else self.layers
-        for layer in reversed(layers):
-            grad = layer.backward(grad)
-            if grad is None:
-                return
-        if fused:
-            conv, pool = self.layers[0], self.layers[1]
-            _core.conv2d_relu_maxpool_backward_weights(
-                conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
-                pool.which)
 
     def _weighted_loss(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray | None,
                        weights: np.ndarray | None) -> float:
@@ -674,7 +697,7 @@ class Sequential:
         return only the batch mean, and the mean of one row is that row's loss."""
         n = len(y)
         if self._fused_softmax():
-            logits = self.layers[-1].act.z.reshape(n, -1)
+            logits = self._output_layer().act.z.reshape(n, -1)
             return np.array([self.loss.compute_from_logits(None, logits[i:i + 1], y[i:i + 1])
                              for i in range(n)], np.float64)
         return np.array([self.loss.compute(None, out[i:i + 1], y[i:i + 1]) for i in range(n)],
@@ -1196,18 +1219,25 @@ class Sequential:
         self._require_built()
         rows = self.shapes()
         labels = [f"{layer.name} ({type(layer).__name__})" for layer, _, _ in rows]
+        # A graph adds Keras's "Connected to" column: the tensors each call reads.
+        links = [", ".join(t.name for t in n.inputs) for n in self._nodes] if self._nodes else None
         widest = max([len(s) for s in labels] + [28]) + 1
         line_length = max(line_length, widest + 36)
         cols = (widest, 26, line_length - widest - 26)
+        link_width = max([len(s) for s in links] + [12]) + 2 if links else 0
+        line_length += link_width
         rule = "_" * line_length
         print_fn(f'Model: "{self.name}"')
         print_fn(rule)
-        print_fn(f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{cols[2]}}")
+        header = f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{cols[2]}}"
+        print_fn(header + ("  Connected to" if links else ""))
         print_fn("=" * line_length)
         for i, ((layer, _, out), label) in enumerate(zip(rows, labels)):
             shape = "(None, " + ", ".join(map(str, out)) + ")"
-            print_fn(f"{label:<{cols[0]}}{shape:<{cols[1]}}{layer.num_params():>{cols[2]},}")
-            print_fn("=" * line_length if i == len(self.layers) - 1 else "")
+            params = layer.num_params() if not links or i == _first_call(self._nodes, i) else 0
+            line = f"{label:<{cols[0]}}{shape:<{cols[1]}}{params:>{cols[2]},}"
+            print_fn(line + (f"  {links[i]}" if links else ""))
+            print_fn("=" * line_length if i == len(rows) - 1 else "")
         total = self.count_params()
         trainable = sum(layer.num_params() for layer in self.layers if layer.trainable)
         print_fn(f"Total params: {total:,}")
@@ -1216,17 +1246,31 @@ class Sequential:
         print_fn(rule)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        """The Keras functional config: each layer with its calls ("inbound_nodes": per call,
+        the [layer name, call index] of each input), the input and the output node."""
+        index = {id(n): sum(m.layer is n.layer for m in self._nodes[:i])
+                 for i, n in enumerate(self._nodes)}
+        entries = []
+        for layer in self.layers:
+            calls = [n for n in self._nodes if n.layer is layer]
+            entries.append({
+                "class_name": type(layer).__name__, "config": layer.get_config(),
+                "inbound_nodes": [[[t.node.layer.name, index[id(t.node)]] for t in n.inputs]
+                                  for n in calls if n.inputs]})
+        out = self._nodes[-1]
+        return {"name": self.name, "layers": entries,
+                "input_layers": [[self._nodes[0].layer.name, 0]],
+                "output_layers": [[out.layer.name, index[id(out)]]]}
 
     def to_json(self, **kwargs: Any) -> str:
         """The architecture as JSON, ``{"class_name": "Sequential", "config": get_config()}``
         (no weights); :func:`cnnfast.saving.model_from_json` rebuilds the model. Keyword
         arguments go to ``json.dumps``."""
-        return json.dumps({"class_name": "Sequential", "config": self.get_config()}, **kwargs)
+        class_name = "Sequential" if isinstance(self, Sequential) else "Functional"
+        return json.dumps({"class_name": class_name, "config": self.get_config()}, **kwargs)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequential:
+    def from_config(cls, config: dict[str, Any]) -> Model:
         """The model `get_config` describes, with its input shape set and weights not yet created."""
         from cnnfast.saving import model_from_config
 
@@ -1253,3 +1297,178 @@ class Sequential:
         from cnnfast.saving import load_weights
 
         load_weights(self, filepath)
+
+class Sequential(Model):
+    """A linear stack of layers, trained with compile/fit like Keras.
+
+    >>> model = Sequential([Input((28, 28, 1)), Conv2D(8, 3, activation="relu"),
+    ...                     Flatten(), Dense(10, activation="softmax")])
+
+    The stack runs its own fusions across adjacent layers (see ``_head_fuses`` and
+    ``MaxPooling2D.relu_before``).
+    """
+
+    def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None) -> None:
+        self._init_state(name or "sequential")
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        """Append a layer (an Input layer only sets the input shape)."""
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer  # Input(shape) as the first element, as in Keras
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a cnnfast layer, got {type(layer).__name__}")
+        if isinstance(layer, InputLayer):
+            if self.layers or self.input_shape_ is not None:
+                raise ValueError("Sequential: an Input layer must come first")
+            self.input_shape_ = layer.declared_input_shape
+            return
+        if not self.layers and self.input_shape_ is None and layer.declared_input_shape:
+            self.input_shape_ = layer.declared_input_shape
+        if layer.name is None:
+            base = layer.default_name()
+            name, k = base, 0
+            while name in self._used_names:
+                k += 1
+                name = f"{base}_{k}"
+            layer.name = name
+        elif layer.name in self._used_names:
+            raise ValueError(f"Sequential: duplicate layer name {layer.name!r}")
+        self._used_names.add(layer.name)
+        self.layers.append(layer)
+        self.built = False
+        if self.input_shape_ is not None:
+            self.build()
+
+    def build(self, input_shape: Sequence[int] | None = None) -> None:
+        """Create every layer's weights for a per-sample input shape."""
+        if input_shape is not None:
+            self.input_shape_ = tuple(int(s) for s in input_shape)
+        if self.input_shape_ is None:
+            raise ValueError("Sequential: unknown input shape; start with Input(shape) or call build(shape)")
+        shape = self.input_shape_
+        for i, layer in enumerate(self.layers):
+            if not layer.built:
+                layer.build(shape)
+            elif layer.input_shape != shape:
+                raise ValueError(
+                    f"{layer.describe()}: was built for input {layer.input_shape}, now receives {shape}"
+                )
+            layer.need_input_grad = i > 0
+            shape = layer.output_shape(shape)
+        # A ReLU right before a max-pooling layer is differentiated by that layer (see
+        # MaxPooling2D.relu_before).
+        for before, after in zip(self.layers, self.layers[1:] + [None]):
+            act = getattr(before, "act", None)
+            fold = isinstance(after, MaxPooling2D) and act is not None and act.kind == "relu"
+            if act is not None:
+                act.folded_into_pool = fold
+            if isinstance(after, MaxPooling2D):
+                after.relu_before = fold
+        self._fused_head = self._head_fuses()
+        self.output_shape_ = shape
+        self.built = True
+
+    def _head_fuses(self) -> bool:
+        """True when the network opens with Conv2D(relu, stride 1, "valid") -> MaxPooling2D(2,
+        stride 2, "valid") and the fused kernel runs here; the first layer needs no input
+        gradient, so the pair's backward is dw and db alone."""
+        if len(self.layers) < 3:
+            return False
+        conv, pool = self.layers[0], self.layers[1]
+        if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)):
+            return False
+        if (conv.act.kind != "relu" or conv.groups != 1 or tuple(conv.strides) != (1, 1)
+                or conv.pad_top or conv.pad_left or pool.pool_size != (2, 2)
+                or pool.strides != (2, 2) or pool.padding != "valid"):
+            return False
+        h, w, c = conv.input_shape
+        kh, kw = conv.kernel_size
+        if (conv.oh, conv.ow) != (h - kh + 1, w - kw + 1):
+            return False
+        return bool(_core.conv2d_relu_maxpool_supported(1, h, w, c, kh, kw, conv.filters))
+
+    def shapes(self) -> list[tuple[Layer, Shape, Shape]]:
+        """(layer, input shape, output shape) per layer, from the shape formulas alone."""
+        shape = self.input_shape_
+        rows = []
+        for layer in self.layers:
+            out = layer.output_shape(shape)
+            rows.append((layer, shape, out))
+            shape = out
+        return rows
+
+    def _fused_head_applies(self) -> bool:
+        """Whether the first two layers run as one fused Conv2D + ReLU + max-pool kernel."""
+        return self._fused_head and self.layers[0].trainable
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        layers = self.layers
+        if self._fused_head_applies():
+            # Conv2D(relu) -> MaxPooling2D(2) as one kernel: the convolution's full-resolution
+            # output is never stored (cnnfast/_core conv2d_relu_maxpool_*).
+            conv, pool = layers[0], layers[1]
+            shape = (x.shape[0], pool.oh, pool.ow, conv.filters)
+            y = pool._buffer("y", shape)
+            which = pool._buffer("which", shape, np.int32)
+            _core.conv2d_relu_maxpool_forward(y, which, x, conv.weights_["kernel"],
+                                              conv.weights_.get("bias"))
+            conv.x, pool.y, pool.which = x, y, which
+            x, layers = y, layers[2:]
+        for layer in layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _backward(self, grad: np.ndarray) -> None:
+        fused = self._fused_head_applies()
+        layers = self.layers[2:] if fused else self.layers
+        for layer in reversed(layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                return
+        if fused:
+            conv, pool = self.layers[0], self.layers[1]
+            _core.conv2d_relu_maxpool_backward_weights(
+                conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
+                pool.which)
+
+    def _output_layer(self) -> Layer:
+        return self.layers[-1]
+
+    def _fused_softmax(self) -> bool:
+        last = self.layers[-1]
+        act = getattr(last, "act", None)
+        return self.loss.fuses_softmax and act is not None and act.kind == "softmax"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+
+def _first_call(nodes: list[graph.Node], i: int) -> int:
+    """The position of the first call of nodes[i]'s layer (its weights are counted there)."""
+    return next(k for k, n in enumerate(nodes) if n.layer is nodes[i].layer)
+
+
+def _swap_in(layer: Layer, state: dict[str, Any]) -> None:
+    """Give a shared layer the buffers and saved inputs of one of its calls."""
+    layer.__dict__.update(state)
+    act = getattr(layer, "act", None)
+    if act is not None and "_act" in state:
+        act.__dict__.update(state["_act"])
+
+
+def _swap_out(layer: Layer) -> dict[str, Any]:
+    """The per-call part of a shared layer's state: what forward saved for backward and the
+    buffers it wrote (everything but weights, gradients and configuration, which calls share)."""
+    shared = {"weights_", "gradients_", "regularizers_", "name", "trainable", "built",
+              "input_shape", "declared_input_shape", "_nodes", "act", "need_input_grad"}
+    state = {k: v for k, v in layer.__dict__.items() if k not in shared}
+    act = getattr(layer, "act", None)
+    if act is not None:
+        state["_act"] = {"z": act.z, "y": act.y}
+    layer._buffers = {}  # the next call starts from its own buffers
+    return state
+

@@ -15,16 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from cnnfast.layers import (
+    Add,
     AveragePooling2D,
     Conv2D,
     Dense,
     Dropout,
     Flatten,
+    Input,
     Layer,
     LocalResponseNormalization,
     MaxPooling2D,
+    ReLU,
 )
-from cnnfast.model import Sequential
+from cnnfast.model import Model, Sequential
 
 
 def _shape(input_shape: Sequence[int], who: str) -> tuple[int, int, int]:
@@ -226,11 +229,41 @@ def vgg19(input_shape: Sequence[int] = (224, 224, 3), classes: int = 1000,
     return _vgg(19, input_shape, classes, fc_units, dropout)
 
 
+def resnet_cifar(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10,
+                 filters: int = 16) -> Model:
+    """A small residual CNN for CIFAR-10, a graph made with the functional API: a 3x3 stem,
+    two residual blocks (conv-relu-conv, then ``Add`` with the block's input and a relu;
+    He et al., "Deep residual learning for image recognition", CVPR 2016, without batch
+    normalization) with a 2x2 max-pool between them, an average pool over the whole map and a
+    softmax layer. At 32x32x3, 16 filters and 10 classes: 9,898 parameters.
+
+    Unlike the stacks, the graph is built (its weights created) when constructed.
+    """
+    who = "resnet_cifar"
+    shape = _shape(input_shape, who)
+    if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+        raise ValueError(f"{who}: filters must be a positive int, got {filters!r}")
+    if shape[0] < 2 or shape[1] < 2:
+        raise ValueError(f"{who}: input_shape {shape} is too small for the 2x2 pool")
+    x = Input(shape, name="input")
+    h = Conv2D(filters, 3, padding="same", activation="relu", name="stem")(x)
+    for block in (1, 2):
+        r = Conv2D(filters, 3, padding="same", activation="relu", name=f"block{block}_conv1")(h)
+        r = Conv2D(filters, 3, padding="same", name=f"block{block}_conv2")(r)
+        h = ReLU(name=f"block{block}_relu")(Add(name=f"block{block}_add")([r, h]))
+        if block == 1:
+            h = MaxPooling2D(2, name="pool")(h)
+    h = AveragePooling2D((shape[0] // 2, shape[1] // 2), name="global_pool")(h)
+    y = Dense(_classes(classes, who), activation="softmax", name="predictions")(
+        Flatten(name="flatten")(h))
+    return Model(x, y, name=who)
+
+
 def _alexnet_grouped(**kwargs) -> Sequential:
     return alexnet(grouped=True, **kwargs)
 
 
-_ZOO: dict[str, Callable[..., Sequential]] = {
+_ZOO: dict[str, Callable[..., Model]] = {
     "lenet5": lenet5,
     "keras_mnist_cnn": keras_mnist_cnn,
     "cifar10_simple": cifar10_simple,
@@ -238,6 +271,7 @@ _ZOO: dict[str, Callable[..., Sequential]] = {
     "alexnet_grouped": _alexnet_grouped,
     "vgg16": vgg16,
     "vgg19": vgg19,
+    "resnet_cifar": resnet_cifar,
 }
 
 
@@ -259,5 +293,5 @@ def get(name: str, **kwargs) -> Sequential:
     return _ZOO[key](**kwargs)
 
 
-__all__ = ["alexnet", "cifar10_simple", "get", "keras_mnist_cnn", "lenet5", "names", "vgg16",
-           "vgg19"]
+__all__ = ["alexnet", "cifar10_simple", "get", "keras_mnist_cnn", "lenet5", "names",
+           "resnet_cifar", "vgg16", "vgg19"]

@@ -1,4 +1,4 @@
-"""Export a Sequential model to ONNX (standard operators only; needs the optional `onnx` package).
+"""Export a model (stack or graph) to ONNX (standard operators only; needs the optional `onnx` package).
 
 The graph takes cnnfast's channels-last input, float32 [N, H, W, C] with a dynamic batch N,
 and transposes it once to NCHW, the layout of ONNX's Conv/Pool/LRN operators. The tensor stays
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cnnfast import layers as L
-from cnnfast.model import Sequential
+from cnnfast.model import Model
 from cnnfast.shapes import conv_padding
 
 
@@ -51,6 +51,7 @@ class _GraphBuilder:
         self.onnx = onnx
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        self.const_names: set[str] = set()
         self.counter = 0
         self.x = input_name
         self.shape = per_sample  # cnnfast (channels-last) per-sample shape of the running tensor
@@ -63,6 +64,9 @@ class _GraphBuilder:
     def const(self, name: str, array: np.ndarray) -> str:
         from onnx import numpy_helper
 
+        if name in self.const_names:  # a shared layer's weights, already stored
+            return name
+        self.const_names.add(name)
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, np.float32),
                                                          name))
         return name
@@ -174,14 +178,41 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
     g.shape = tuple(out_shape)
 
 
-def to_onnx(model: Sequential, opset: int = 17, input_name: str = "input",
+def _export_merge(g: _GraphBuilder, layer: L._Merge, inputs: list[tuple[str, bool, tuple]],
+                  out_shape) -> None:
+    """A merge on values that may differ in layout: all NCHW when they all are, else NHWC."""
+    nchw = all(is_nchw for _, is_nchw, _ in inputs)
+    names = []
+    for name, is_nchw, shape in inputs:
+        g.x, g.nchw, g.shape = name, is_nchw, shape
+        if not nchw:
+            g.to_nhwc()
+        names.append(g.x)
+    g.nchw = nchw
+    hint = layer.name
+    if isinstance(layer, L.Concatenate):
+        g.node("Concat", names, hint, axis=1 if nchw else -1)
+    elif isinstance(layer, L.Subtract):
+        g.node("Sub", names, hint)
+    elif isinstance(layer, L.Multiply):  # ONNX Mul is binary: multiply in order, as cnnfast does
+        g.x = names[0]
+        for k, other in enumerate(names[1:]):
+            g.node("Mul", [g.x, other], f"{hint}_{k}")
+    else:
+        op = {L.Add: "Sum", L.Average: "Mean", L.Maximum: "Max"}[type(layer)]
+        g.node(op, names, hint)
+    g.shape = tuple(out_shape)
+
+
+def to_onnx(model: Model, opset: int = 17, input_name: str = "input",
             output_name: str = "output"):
     """The ONNX ModelProto of `model` (see :func:`export_onnx`)."""
     onnx = _import_onnx()
     from onnx import TensorProto, helper
 
-    if not isinstance(model, Sequential):
-        raise TypeError(f"export_onnx: expected a cnnfast Sequential, got {type(model).__name__}")
+    if not isinstance(model, Model):
+        raise TypeError(f"export_onnx: expected a cnnfast Model or Sequential, got "
+                        f"{type(model).__name__}")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         # Softmax's single-axis semantics and the attribute forms used here need opset >= 13.
         raise ValueError(f"export_onnx: opset must be an int >= 13, got {opset!r}")
@@ -189,8 +220,19 @@ def to_onnx(model: Sequential, opset: int = 17, input_name: str = "input",
     g = _GraphBuilder(onnx, input_name, model.input_shape_)
     if len(model.input_shape_) == 3:
         g.to_nchw("input")
-    for layer, in_shape, out_shape in model.shapes():
-        _export_layer(g, layer, in_shape, out_shape)
+    if model._nodes:  # a graph: each call reads its inputs' (name, layout, shape)
+        values = [(g.x, g.nchw, g.shape)]
+        for reads, (layer, in_shape, out_shape) in zip(model._reads[1:], model.shapes()[1:]):
+            if layer.takes_many_inputs:
+                _export_merge(g, layer, [values[r] for r in reads], out_shape)
+            else:
+                g.x, g.nchw, g.shape = values[reads[0]]
+                _export_layer(g, layer, in_shape, out_shape)
+            values.append((g.x, g.nchw, g.shape))
+        g.x, g.nchw, g.shape = values[-1]
+    else:
+        for layer, in_shape, out_shape in model.shapes():
+            _export_layer(g, layer, in_shape, out_shape)
     g.to_nhwc()
     # The last node writes the graph output directly (or an Identity when there is no node).
     if g.nodes and g.x != input_name:
@@ -215,14 +257,14 @@ def to_onnx(model: Sequential, opset: int = 17, input_name: str = "input",
     return proto
 
 
-def export_onnx(model: Sequential, path: str | os.PathLike, opset: int = 17,
+def export_onnx(model: Model, path: str | os.PathLike, opset: int = 17,
                 input_name: str = "input", output_name: str = "output") -> None:
     """Write `model` as an ONNX file for inference (Dropout removed).
 
     Parameters
     ----------
-    model : Sequential
-        A model with a known input shape; it is built if needed.
+    model : Model or Sequential
+        A model with a known input shape (built if needed); graphs too.
     path : str or path-like
         Destination, written atomically.
     opset : int

@@ -41,7 +41,7 @@ from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast import random as random_module
-from cnnfast.model import Sequential
+from cnnfast.model import Model, Sequential
 
 FORMAT = "cnnfast"
 FORMAT_VERSION = "1"
@@ -86,8 +86,9 @@ def save_model(model: Sequential, filepath: str | os.PathLike, include_optimizer
         names and the input scaling there for ``cnnfast predict``); read them back with
         ``read_header(path).metadata``. The keys cnnfast itself writes are refused.
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"save_model: expected a cnnfast Sequential, got {type(model).__name__}")
+    if not isinstance(model, Model):
+        raise TypeError(f"save_model: expected a cnnfast Model or Sequential, got "
+                        f"{type(model).__name__}")
     check_save_path(filepath, "save_model")
     if model.input_shape_ is None:
         raise ValueError("save_model: the model has no input shape; build it or start with Input()")
@@ -457,10 +458,14 @@ def _read_into(f: BinaryIO, header: FileHeader, entry: TensorEntry, out: np.ndar
 
 # -- rebuilding -----------------------------------------------------------------------------
 
-def model_from_config(config: dict[str, Any]) -> Sequential:
-    """An unbuilt Sequential from ``model.get_config()`` output (weights created on first use)."""
+def model_from_config(config: dict[str, Any]) -> Model:
+    """The model ``model.get_config()`` describes: an unbuilt Sequential (weights created on
+    first use) or, for a functional config (with ``input_layers``), a Model whose layers are
+    built with zero weights and the global random state untouched (loading overwrites them)."""
     if not isinstance(config, dict):
         raise TypeError(f"model config must be an object, got {type(config).__name__}")
+    if "input_layers" in config:
+        return _functional_from_config(config)
     unknown = set(config) - {"name", "input_shape", "layers"}
     if unknown:
         raise ValueError(f"model config has unknown keys {sorted(unknown)}")
@@ -494,7 +499,113 @@ def model_from_config(config: dict[str, Any]) -> Sequential:
     return model
 
 
-def model_from_json(json_string: str, custom_objects: Any = None) -> Sequential:
+def _node_ref(ref: Any, where: str) -> tuple[str, int]:
+    if not (isinstance(ref, list) and len(ref) >= 2 and isinstance(ref[0], str) and
+            _is_int(ref[1]) and 0 <= ref[1] <= MAX_DIM):
+        raise ValueError(f"{where}: a node reference must be [layer_name, node_index], got {ref!r}")
+    return ref[0], int(ref[1])
+
+
+def _functional_from_config(config: dict[str, Any]) -> Model:
+    """Replay the layer calls of a functional config in dependency order (each layer's calls
+    in their index order); a call waiting on a node no layer produces, or on a cycle, is an
+    error naming the layers."""
+    unknown = set(config) - {"name", "layers", "input_layers", "output_layers"}
+    if unknown:
+        raise ValueError(f"model config has unknown keys {sorted(unknown)}")
+    name = config.get("name", "functional")
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {name!r}")
+    entries = config.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("model config needs a non-empty list of layers")
+    ends = []
+    for key in ("input_layers", "output_layers"):
+        refs = config.get(key)
+        if not isinstance(refs, list) or len(refs) != 1:
+            raise ValueError(f"{key} must list exactly one node (cnnfast models take one input "
+                             f"and one output), got {refs!r}")
+        ends.append(_node_ref(refs[0], key))
+    tensors: dict[tuple[str, int], Any] = {}
+    pending: list[tuple[Any, str, int, list[tuple[str, int]]]] = []
+    names: set[str] = set()
+    created: list[layers_module.Layer] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) - {"class_name", "config", "inbound_nodes"}:
+            raise ValueError(f"layer {i}: expected class_name, config and inbound_nodes")
+        layer_config = entry.get("config")
+        if not isinstance(layer_config, dict) or not isinstance(layer_config.get("name"), str):
+            raise TypeError(f"layer {i}: config needs a string name")
+        lname = layer_config["name"]
+        if lname in names:
+            raise ValueError(f"layer {i}: two layers are named {lname!r}")
+        names.add(lname)
+        calls = entry.get("inbound_nodes", [])
+        if not isinstance(calls, list):
+            raise TypeError(f"layer {lname!r}: inbound_nodes must be a list of calls")
+        if entry.get("class_name") == "InputLayer":
+            if calls or (lname, 0) != ends[0]:
+                raise ValueError(f"InputLayer {lname!r} must be the model's input, with no calls")
+            shape = layer_config.get("shape")
+            if not isinstance(shape, list) or not shape or \
+                    not all(_is_int(d) and 0 < d <= MAX_DIM for d in shape):
+                raise ValueError(f"InputLayer {lname!r}: shape must be a list of positive "
+                                 f"ints, got {shape!r}")
+            tensors[(lname, 0)] = layers_module.Input(tuple(shape), name=lname)
+            continue
+        layer = layers_module.deserialize({"class_name": entry.get("class_name"),
+                                           "config": layer_config})
+        created.append(layer)
+        for k, call in enumerate(calls):
+            if not isinstance(call, list) or not call:
+                raise ValueError(f"layer {lname!r}: call {k} must list its inputs")
+            pending.append((layer, lname, k, [_node_ref(r, f"layer {lname!r}") for r in call]))
+    if ends[0] not in tensors:
+        raise ValueError(f"input_layers names {ends[0][0]!r}, which is not an InputLayer")
+    with _zero_initialisation(created):
+        while pending:
+            ready = [c for c in pending if all(r in tensors for r in c[3]) and
+                     (c[2] == 0 or (c[1], c[2] - 1) in tensors)]
+            if not ready:
+                waiting = ", ".join(f"{n}[{k}] <- " + ", ".join(f"{a}[{b}]" for a, b in refs
+                                                               if (a, b) not in tensors)
+                                    for _, n, k, refs in pending)
+                raise ValueError(f"these calls wait on nodes that no layer produces, or on a "
+                                 f"cycle: {waiting}")
+            for call in ready:
+                layer, lname, k, refs = call
+                ins = [tensors[r] for r in refs]
+                if not layer.takes_many_inputs and len(ins) != 1:
+                    raise ValueError(f"{layer.describe()}: takes one input, the config gives "
+                                     f"it {len(ins)}")
+                tensors[(lname, k)] = layer(ins if layer.takes_many_inputs else ins[0])
+                pending.remove(call)
+    if ends[1] not in tensors:
+        raise ValueError(f"output_layers names {ends[1][0]}[{ends[1][1]}], which no layer produces")
+    return Model(tensors[ends[0]], tensors[ends[1]], name=name)
+
+
+@contextlib.contextmanager
+def _zero_initialisation(layers: list[layers_module.Layer]):
+    """`layers` built inside get zero weights (the file's values replace them: random
+    initialisation would cost seconds on large models) and cnnfast.random's state is left as
+    it was."""
+    saved = {}
+    for layer in layers:
+        for key in vars(layer):
+            if key.endswith("_initializer"):
+                saved[(layer, key)] = getattr(layer, key)
+                setattr(layer, key, "zeros")
+    state = random_module.get_state()
+    try:
+        yield
+    finally:
+        random_module.set_state(state)
+        for (layer, key), value in saved.items():
+            setattr(layer, key, value)
+
+
+def model_from_json(json_string: str, custom_objects: Any = None) -> Model:
     """The unbuilt model that :meth:`Sequential.to_json` describes (weights created on first
     use, as for a new model). Keras's own JSON cannot be read.
 
@@ -516,7 +627,8 @@ def model_from_json(json_string: str, custom_objects: Any = None) -> Sequential:
         raise ValueError("model_from_json: this is a Keras model's JSON; cnnfast reads only the "
                          "JSON of its own Sequential.to_json()")
     if "class_name" in data:
-        if data["class_name"] != "Sequential" or set(data) != {"class_name", "config"}:
+        if data["class_name"] not in ("Sequential", "Functional") or \
+                set(data) != {"class_name", "config"}:
             raise ValueError("model_from_json: expected {\"class_name\": \"Sequential\", "
                              f"\"config\": ...}}, got keys {sorted(data)} and class_name "
                              f"{data['class_name']!r}")
@@ -533,22 +645,10 @@ def _expected_weights(model: Sequential) -> dict[str, tuple[int, ...]]:
     return expected
 
 
-def _build_for_loading(model: Sequential) -> None:
-    """Create the weights as zeros: they are overwritten from the file, and random
-    initialisation would cost seconds on large models and move cnnfast.random's sequence."""
-    saved = {}
-    for layer in model.layers:
-        for key in vars(layer):
-            if key.endswith("_initializer"):
-                saved[(layer, key)] = getattr(layer, key)
-                setattr(layer, key, "zeros")
-    state = random_module.get_state()
-    try:
+def _build_for_loading(model: Model) -> None:
+    """Create the weights as zeros (see _zero_initialisation)."""
+    with _zero_initialisation(model.layers):
         model.build()
-    finally:
-        random_module.set_state(state)
-        for (layer, key), value in saved.items():
-            setattr(layer, key, value)
 
 
 def _check_weights(header: FileHeader, expected: dict[str, tuple[int, ...]],

@@ -167,7 +167,8 @@ def test_zoo_models_are_unbuilt_until_used():
 
 def test_zoo_get_and_errors():
     assert models.names() == sorted(["alexnet", "alexnet_grouped", "cifar10_simple",
-                                     "keras_mnist_cnn", "lenet5", "vgg16", "vgg19"])
+                                     "keras_mnist_cnn", "lenet5", "resnet_cifar", "vgg16",
+                                     "vgg19"])
     assert models.get("Keras-MNIST-CNN").name == "keras_mnist_cnn"
     assert models.get("alexnet_grouped").layers[3].groups == 2
     assert models.get("lenet5", classes=5).layers[-1].units == 5

@@ -7,7 +7,7 @@
 ...                           layers.MaxPooling2D((2, 2)), layers.Flatten(),
 ...                           layers.Dense(10, activation="softmax")])
 
-Known Keras features that cnnfast lacks (the functional ``Model`` API, BatchNormalization,
+Known Keras features that cnnfast lacks (BatchNormalization,
 RMSprop, ``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
 """
 
@@ -24,11 +24,10 @@ from cnnfast.keras import (
 )
 from cnnfast.keras._unsupported import unsupported
 from cnnfast.layers import Input
-from cnnfast.model import Sequential
+from cnnfast.model import Model, Sequential
 from cnnfast.saving import load_model
 
 __getattr__ = unsupported(__name__, {
-    "Model": "the functional Model API (Model(inputs, outputs)) is not supported; use Sequential",
     "applications": "no pretrained models", "mixed_precision": "cnnfast computes in float32",
     "ops": "no tensor ops API; layers run on NumPy arrays",
     "metrics": "compile(metrics=['accuracy']) is the only metric",
@@ -37,6 +36,7 @@ __getattr__ = unsupported(__name__, {
 
 __all__ = [
     "Input",
+    "Model",
     "Sequential",
     "backend",
     "callbacks",
