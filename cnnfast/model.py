@@ -407,6 +407,57 @@ class Model:
                 grads += layer.grads()
         return params, grads
 
+    # -- parameter arenas -------------------------------------------------------------------
+    def _arena_key(self) -> tuple:
+        return tuple((id(layer), layer.trainable, id(w)) for layer in self.layers
+                     for w in layer.weights_.values())
+
+    def _pack_parameters(self) -> None:
+        """Put every weight in one aligned float32 arena and every gradient in another, the
+        layers' arrays becoming views into them: the trainable ones first, in the optimizer's
+        order, so one update call covers them all and ``flat_gradients()`` is one contiguous
+        buffer (for an allreduce). Values are kept; runs again only when layers, weight arrays
+        or trainable flags change."""
+        if self.__dict__.get("_packed_key") == self._arena_key():
+            return
+        entries = [(layer, name) for layer in self.layers if layer.trainable
+                   for name in layer.weights_]
+        trainable = len(entries)
+        entries += [(layer, name) for layer in self.layers if not layer.trainable
+                    for name in layer.weights_]
+        offsets, end = [], 0
+        for layer, name in entries:
+            offsets.append(end)
+            end += -(-layer.weights_[name].size // _ARENA_ALIGN) * _ARENA_ALIGN
+        weights, grads = _aligned_zeros(end), _aligned_zeros(end)
+        for (layer, name), start in zip(entries, offsets):
+            w = layer.weights_[name]
+            for arena, store in ((weights, layer.weights_), (grads, layer.gradients_)):
+                view = arena[start:start + w.size].reshape(w.shape)
+                view[...] = store[name]
+                store[name] = view
+        self._weight_arena, self._grad_arena = weights, grads
+        self._trainable_floats = offsets[trainable] if trainable < len(entries) else end
+        self._trainable_layout = [(start, layer.weights_[name].shape)
+                                  for (layer, name), start in zip(entries[:trainable], offsets)]
+        self._packed_key = self._arena_key()
+
+    def flat_gradients(self) -> np.ndarray:
+        """The gradients of every trainable weight as one contiguous float32 view (no copy),
+        in the order of ``trainable_weights``, each tensor starting on a 64-byte boundary (the
+        gaps hold zeros). After a training step it holds that step's gradients; summing it
+        across processes (an allreduce) before the update is data-parallel training."""
+        self._require_built()
+        self._pack_parameters()
+        return self._grad_arena[:self._trainable_floats]
+
+    def flat_weights(self) -> np.ndarray:
+        """Every trainable weight as one contiguous float32 view (no copy), laid out as
+        :meth:`flat_gradients`; writing into it changes the model."""
+        self._require_built()
+        self._pack_parameters()
+        return self._weight_arena[:self._trainable_floats]
+
     # -- Keras attributes -------------------------------------------------------------------
     @property
     def input_shape(self) -> tuple[int | None, ...]:
@@ -501,6 +552,8 @@ class Model:
                 layer.act.fused_with_loss = False
         if self._fused_softmax():
             self._output_layer().act.fused_with_loss = True
+        if self.built:  # training runs on arenas; make them before predict caches the arrays
+            self._pack_parameters()
 
     def _check_output_for_loss(self, what: str) -> None:
         """Cross-entropy needs a (None, classes) output: a Dense on an image (no Flatten before
@@ -705,6 +758,7 @@ class Model:
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray, where: str = "train_on_batch",
                     weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        self._pack_parameters()
         out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
         loss = self._weighted_loss(out, yb, grad, weights)
@@ -720,8 +774,9 @@ class Model:
             if layer.regularizers_:
                 reg += layer.regularization_loss()
                 layer.add_regularization_gradients()
-        params, grads = self._trainable()
-        self.optimizer.apply(params, grads)
+        n = self._trainable_floats
+        self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
+                                  self._trainable_layout)
         return loss + reg, out
 
     def _grad_buffer(self, shape: Shape) -> np.ndarray:
@@ -1450,6 +1505,17 @@ class Sequential(Model):
 def _first_call(nodes: list[graph.Node], i: int) -> int:
     """The position of the first call of nodes[i]'s layer (its weights are counted there)."""
     return next(k for k, n in enumerate(nodes) if n.layer is nodes[i].layer)
+
+
+# Arena tensors start on 16-float (64-byte) boundaries: the SIMD kernels load weight rows at
+# full width, and a load straddling two cache lines costs two.
+_ARENA_ALIGN = 16
+
+
+def _aligned_zeros(count: int) -> np.ndarray:
+    raw = np.zeros(count + _ARENA_ALIGN, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + count]
 
 
 def _swap_in(layer: Layer, state: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Optimizers with Keras names, defaults and update rules (see shared keras-semantics notes).
 
-State (velocities, moments) lives in float32 arrays beside each parameter; updates run in C++.
+State (velocities, moments) lives in float32 arrays beside each parameter, or, when a model
+trains, in arenas laid out like its parameter arena, updated in one C++ call per step.
 """
 
 from __future__ import annotations
@@ -37,7 +38,35 @@ class Optimizer:
         for i, (w, g) in enumerate(zip(params, grads)):
             self._update(i, w, g)
 
+    def apply_flat(self, w: np.ndarray, g: np.ndarray,
+                   layout: list[tuple[int, tuple[int, ...]]]) -> None:
+        """One update of a whole parameter arena in one kernel call: `w` and `g` hold every
+        parameter, the i-th at offset layout[i][0] with shape layout[i][1]. The optimizer's
+        state is an arena of the same layout; ``_slots[i]`` are views into it (what model files
+        store), and state set per parameter before (a loaded file) is carried into it."""
+        self.iterations += 1
+        count = len(type(self).slot_names) if self._uses_slots() else 0
+        key = (w.size, tuple(layout))
+        if count and self.__dict__.get("_flat_key") != key:
+            arenas = tuple(np.zeros_like(w) for _ in range(count))
+            views = {}
+            for i, (start, shape) in enumerate(layout):
+                size = int(np.prod(shape))
+                views[i] = tuple(a[start:start + size].reshape(shape) for a in arenas)
+                old = self._slots.get(i)
+                if old is not None and old[0].shape == tuple(shape) and len(old) == count:
+                    for dst, src in zip(views[i], old):
+                        dst[...] = src
+            self._flat_slots, self._slots, self._flat_key = arenas, views, key
+        self._update_flat(w, g, self._flat_slots if count else ())
+
+    def _uses_slots(self) -> bool:
+        return bool(type(self).slot_names)
+
     def _update(self, index: int, w: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _update_flat(self, w: np.ndarray, g: np.ndarray, slots: tuple[np.ndarray, ...]) -> None:
         raise NotImplementedError
 
     def get_state(self) -> list[np.ndarray]:
@@ -66,6 +95,13 @@ class SGD(Optimizer):
         _core.sgd_update(w, g, velocity, self.learning_rate, self.momentum, self.nesterov,
                          self.weight_decay)
 
+    def _uses_slots(self) -> bool:
+        return self.momentum != 0.0
+
+    def _update_flat(self, w, g, slots):
+        _core.sgd_update(w, g, slots[0] if slots else None, self.learning_rate, self.momentum,
+                         self.nesterov, self.weight_decay)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -92,6 +128,10 @@ class Adam(Optimizer):
         m, v = self._slot(index, w, 2)
         _core.adam_update(w, g, m, v, self.iterations, self.learning_rate, self.beta_1,
                           self.beta_2, self.epsilon, self.weight_decay)
+
+    def _update_flat(self, w, g, slots):
+        _core.adam_update(w, g, slots[0], slots[1], self.iterations, self.learning_rate,
+                          self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
