@@ -14,6 +14,8 @@ class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
     """
+    def describe(self) -> list[str]:
+        ...
     @staticmethod
     def from_config(architecture: str, weights: dict) -> Network:
         ...

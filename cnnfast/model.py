@@ -1263,13 +1263,17 @@ class Model:
         """Print the Keras-format table: layer (type), output shape, parameter count, totals.
 
         With ``detailed=True`` print the analyzer's table instead (``cnnfast.analyze(model)``:
-        activations, memory, MACs/FLOPs, receptive fields), without building the weights.
+        activations, memory, MACs/FLOPs, receptive fields), then, for a built model, the plans
+        and what was fused in them: the inference plan's steps (one C++ call) and the
+        training fusions.
         """
         print_fn = print_fn or (lambda s: print(s, file=sys.stdout))
         if detailed:
             from cnnfast.analyzer import analyze
 
             print_fn(str(analyze(self)))
+            for line in self._plan_lines():
+                print_fn(line)
             return
         self._require_built()
         rows = self.shapes()
@@ -1299,6 +1303,40 @@ class Model:
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
         print_fn(rule)
+
+    def _plan_lines(self) -> list[str]:
+        """The inference plan's steps and the training fusions, for summary(detailed=True)."""
+        if not self.built:
+            return []
+        lines = []
+        net = self._inference_network()
+        if net is not None:
+            lines.append("Inference plan (one C++ call per batch):")
+            lines += [f"  {i + 1}. {step}" for i, step in enumerate(net.describe())]
+        else:
+            lines.append("Inference: layer by layer in Python (a layer has no C++ step)")
+        fusions = []
+        if self._fused_head_applies():
+            conv, pool = self.layers[0], self.layers[1]
+            fusions.append(f"{conv.name} + {pool.name}: one conv+relu+max-pool kernel (the "
+                           "full-resolution output is never stored)")
+        for layer in self.layers:
+            act = getattr(layer, "act", None)
+            if act is not None and act.folded_into_pool:
+                fusions.append(f"{layer.name}: relu differentiated by the max-pool after it, "
+                               "at the pooled resolution")
+            if act is not None and act.kind in ("relu", "tanh", "sigmoid") and \
+                    isinstance(layer, Conv2D):
+                fusions.append(f"{layer.name}: {act.kind} in the convolution's epilogue")
+        if getattr(self, "compiled", False) and self._fused_softmax():
+            fusions.append(f"{self._output_layer().name}: softmax + {self.loss.name} as one "
+                           "kernel (gradient with respect to the logits)")
+        lines.append("Training fusions:" if fusions else "Training fusions: none")
+        lines += [f"  - {f}" for f in fusions]
+        return lines
+
+    def _fused_head_applies(self) -> bool:
+        return False  # Sequential's conv+relu+pool head; graphs run each layer on its own
 
     def get_config(self) -> dict[str, Any]:
         """The Keras functional config: each layer with its calls ("inbound_nodes": per call,

@@ -327,3 +327,27 @@ def test_graph_shared_layer_and_concatenate(rng):
 def test_graph_errors_name_the_layers(layers, output, message):
     with pytest.raises(ValueError, match=message):
         _core.Network.from_config(graph(layers, output), {})
+
+
+def test_plan_and_fusions_in_the_detailed_summary(capsys):
+    model = make("keras_mnist_cnn")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    steps = model._inference_network().describe()
+    # Flatten is a view and Dropout the identity: no steps; ReLU runs in the conv epilogue.
+    assert [s.split()[0] for s in steps] == ["conv2d", "max_pool2d", "conv2d", "max_pool2d",
+                                             "conv2d", "dense"]
+    assert "relu in the kernel epilogue" in steps[0] and steps[-1].endswith("writes out")
+    model.summary(detailed=True)
+    out = capsys.readouterr().out
+    assert "Inference plan (one C++ call per batch):" in out
+    assert "one conv+relu+max-pool kernel" in out
+    assert "softmax + sparse_categorical_crossentropy as one kernel" in out
+
+
+def test_graph_plan_shows_in_place_and_merge_steps():
+    x = cf.layers.Input((4, 4, 2))
+    c = cf.layers.Conv2D(2, 3, padding="same")(x)
+    y = cf.layers.ReLU()(cf.layers.add([c, x]))
+    steps = cf.Model(x, y)._inference_network().describe()
+    assert steps[1].startswith("merge add (4, 4, 2) + (4, 4, 2) -> (4, 4, 2)")
+    assert steps[2].startswith("activation relu") and steps[2].endswith("in place in out")

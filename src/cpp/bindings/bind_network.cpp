@@ -97,6 +97,8 @@ void bind_network(py::module_& m) {
                                [](const NetworkHandle& h) { return to_tuple(h.net->output_shape()); })
         .def_property_readonly("num_steps",
                                [](const NetworkHandle& h) { return h.net->num_steps(); })
+        // One line per step that runs: kernel, shapes, fusions, where the output lives.
+        .def("describe", [](const NetworkHandle& h) { return h.net->describe(); })
         // x (N, input_shape...); out (N, output_shape...) written in place.
         .def(
             "forward",

@@ -373,6 +373,38 @@ void Network::plan_buffers() {
     for (int v = 0; v < nv; ++v) offset_[v] = offset_[find(root(v))];
 }
 
+std::vector<std::string> Network::describe() const {
+    static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
+                                   "softmax", "prelu", "lrn", "merge", "concat"};
+    static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+    static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
+    std::vector<std::string> lines;
+    for (size_t i : run_) {
+        const NetworkStep& s = steps_[i];
+        std::string line = kNames[static_cast<int>(s.kind)];
+        if (s.kind == StepKind::merge) line += std::string(" ") + kOps[static_cast<int>(s.merge_op)];
+        if (s.kind == StepKind::activation) line += std::string(" ") + kActs[static_cast<int>(s.act)];
+        std::string ins;
+        for (int v : s.inputs) ins += (ins.empty() ? "" : " + ") + dims_str(values_[v].shape);
+        line += " " + ins + " -> " + dims_str(values_[s.output].shape);
+        if (s.kind == StepKind::conv2d || s.kind == StepKind::dense) {
+            if (s.fused_softmax)
+                line += ", softmax on the output rows";
+            else if (s.act != Activation::linear)
+                line += std::string(", ") + kActs[static_cast<int>(s.act)] +
+                        (s.kind == StepKind::conv2d || kernel_relu(s) ? " in the kernel epilogue"
+                                                                       : " on the output");
+        }
+        const int64_t o = offset_[s.output];
+        const int64_t in = offset_[s.inputs[0]];
+        line += o == in ? std::string(", in place") + (o == kOutput ? " in out" : "")
+                : o == kOutput ? std::string(", writes out")
+                               : ", arena +" + std::to_string(o) + " floats/sample";
+        lines.push_back(line);
+    }
+    return lines;
+}
+
 // x (n, input...) -> out (n, output...): the planned steps, each on its values' buffers.
 void Network::forward(float* out, const float* x, int64_t n) const {
     if (n <= 0) return;

@@ -98,6 +98,9 @@ public:
     int64_t input_size() const { return input_size_; }
     int64_t output_size() const { return values_[current_].size; }
     size_t num_steps() const { return steps_.size(); }
+    // The plan, one line per step that runs: the kernel, its shapes, what is fused into it
+    // and where its output lives (in place, an arena offset, or the caller's out).
+    std::vector<std::string> describe() const;
 
     // x (n, input_shape...); out (n, output_shape...), must not overlap x.
     void forward(float* out, const float* x, int64_t n) const;
