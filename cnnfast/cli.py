@@ -38,6 +38,9 @@ EXIT_INTERRUPTED = 130
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "sample")
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
+# Zoo models whose defaults differ: LeNet-5 on the 10,000-image sample reads 97.7-98.1% after
+# 10 epochs of batch 32 and 97.9-98.5% after 20 epochs of batch 64 (about 3 s on 2 cores).
+TRAINING_DEFAULTS = {"lenet5": {"epochs": 20, "batch_size": 64}}
 # What a model file written by other code is assumed to take: pixels scaled to [0, 1].
 PLAIN_PREPROCESSING = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}
 META_PREPROCESSING, META_CLASSES, META_DATASET = "preprocessing", "class_names", "dataset"
@@ -363,10 +366,11 @@ def cmd_train(args) -> int:
                + (f" ({data.note})" if data.note else ""))
     x_train = apply_preprocessing(data.x_train, recipe)
     x_test = apply_preprocessing(data.x_test, recipe)
-    epochs = args.epochs or DEFAULT_EPOCHS
+    defaults = TRAINING_DEFAULTS.get(model.name, {})
+    epochs = args.epochs or defaults.get("epochs", DEFAULT_EPOCHS)
+    batch_size = args.batch_size or defaults.get("batch_size", DEFAULT_BATCH_SIZE)
     fit_started = time.perf_counter()
-    model.fit(x_train, _targets_for(model, data.y_train), epochs=epochs,
-              batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+    model.fit(x_train, _targets_for(model, data.y_train), epochs=epochs, batch_size=batch_size,
               validation_split=args.validation_split, verbose=0 if args.quiet else 1)
     fit_seconds = time.perf_counter() - fit_started
     if getattr(model, "_interrupted", False):
@@ -558,8 +562,10 @@ def build_parser() -> ArgumentParser:
                         "cnnfast) or a path (.npz with x_train/y_train/x_test/y_test, or a "
                         "dataset directory); default: the model's dataset if found on this "
                         "machine, else the sample")
-    t.add_argument("--epochs", type=int, help=f"epochs to train (default {DEFAULT_EPOCHS})")
-    t.add_argument("--batch-size", type=int, help=f"batch size (default {DEFAULT_BATCH_SIZE})")
+    t.add_argument("--epochs", type=int, help=f"epochs to train (default {DEFAULT_EPOCHS}; "
+                                              f"lenet5: {TRAINING_DEFAULTS['lenet5']['epochs']})")
+    t.add_argument("--batch-size", type=int, help=f"batch size (default {DEFAULT_BATCH_SIZE}; "
+                                                  f"lenet5: {TRAINING_DEFAULTS['lenet5']['batch_size']})")
     t.add_argument("--optimizer", help="adam (default) or sgd")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--seed", type=int, help="seed initialisation, shuffling and dropout")
