@@ -4,11 +4,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "cpu_features.h"
 #include "elementwise_common.h"
 #include "elementwise_simd.h"
+#include "workspace.h"
 
 // The baseline-ISA copy of the element-wise loops.
 #define CNNFAST_SIMD_NS simd_base
@@ -187,9 +187,7 @@ void prelu_backward(float* dx, float* dalpha, const float* x, const float* alpha
     const int64_t grain = std::max<int64_t>(1, detail::kElementwiseGrain / A);
     const int64_t bs = std::max(grain, (rows + kMaxBlocks - 1) / kMaxBlocks);
     const int64_t nb = (rows + bs - 1) / bs;
-    static thread_local std::vector<double> scratch;
-    if (static_cast<int64_t>(scratch.size()) < nb * A) scratch.resize(nb * A);
-    double* partial = scratch.data();
+    double* partial = workspace<double>(Scratch::prelu_partials, nb * A);
     const int nt = threads_for(nb);
     auto row_block = [&](int64_t b) {
         double* acc = partial + b * A;

@@ -17,28 +17,9 @@
 #include "dense.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
-
-// Grow-only 64-byte-aligned scratch owned by the calling thread, reused across calls, so the
-// hot path allocates only the first time a larger size is needed (declared in conv2d_direct.h).
-float* column_scratch(int64_t floats, int slot) {
-    struct FreeDeleter {
-        void operator()(float* p) const { std::free(p); }
-    };
-    thread_local std::unique_ptr<float, FreeDeleter> buf[kScratchSlots];
-    thread_local int64_t capacity[kScratchSlots] = {};
-    if (floats > capacity[slot]) {
-        size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
-        buf[slot].reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-        if (!buf[slot]) {
-            capacity[slot] = 0;
-            throw std::bad_alloc();
-        }
-        capacity[slot] = floats;
-    }
-    return buf[slot].get();
-}
 
 namespace {
 
@@ -214,7 +195,7 @@ void conv2d_forward_im2col(float* y, const float* x, const float* w, const float
     const int64_t R = d.N * d.OH, rb = thread_block_rows(d), blocks = (R + rb - 1) / rb;
     if (const int T = rb * d.OW >= kMinBlockGemmRows ? per_thread_split(blocks) : 0) {
         const int64_t block_floats = rb * d.OW * CKK;
-        float* scratch = column_scratch(T * block_floats);
+        float* scratch = workspace(Scratch::conv_columns, T * block_floats);
 #pragma omp parallel num_threads(T)
         {
             float* cols = scratch + omp_get_thread_num() * block_floats;
@@ -225,7 +206,7 @@ void conv2d_forward_im2col(float* y, const float* x, const float* w, const float
         return;
     }
     const int64_t chunk = rows_per_chunk(d);
-    float* cols = column_scratch(chunk * d.OW * CKK);
+    float* cols = workspace(Scratch::conv_columns, chunk * d.OW * CKK);
     for (int64_t r0 = 0; r0 < R; r0 += chunk) rows_to_y(cols, r0, std::min(chunk, R - r0));
 }
 
@@ -256,7 +237,7 @@ void conv2d_backward_data_im2col(float* dx, const float* dy, const float* w,
     if (const int T = d.OH * d.OW >= kMinBlockGemmRows / 4 ? per_thread_split(d.N) : 0) {
         // Whole images per thread: an image's dx is touched by its own thread only.
         const int64_t block_floats = rb * d.OW * CKK;
-        float* scratch = column_scratch(T * block_floats);
+        float* scratch = workspace(Scratch::conv_columns, T * block_floats);
 #pragma omp parallel num_threads(T)
         {
             float* dcols = scratch + omp_get_thread_num() * block_floats;
@@ -275,7 +256,7 @@ void conv2d_backward_data_im2col(float* dx, const float* dy, const float* w,
     for (int64_t i = 0; i < image_rows; ++i)
         std::memset(dx + i * row_floats, 0, sizeof(float) * row_floats);
     const int64_t R = d.N * d.OH, chunk = rows_per_chunk(d);
-    float* dcols = column_scratch(chunk * d.OW * CKK);
+    float* dcols = workspace(Scratch::conv_columns, chunk * d.OW * CKK);
     for (int64_t r0 = 0; r0 < R; r0 += chunk) rows_to_dx(dcols, r0, std::min(chunk, R - r0));
 }
 
@@ -309,7 +290,7 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
     if (const int T = rb * d.OW >= kMinBlockGemmRows ? per_thread_split(blocks) : 0) {
         // Each thread sums its blocks into its own partial dw; the partials are added at the end.
         const int64_t block_floats = rb * d.OW * CKK;
-        float* scratch = column_scratch(T * (block_floats + DW));
+        float* scratch = workspace(Scratch::conv_columns, T * (block_floats + DW));
         float* partials = scratch + T * block_floats;
 #pragma omp parallel num_threads(T)
         {
@@ -333,22 +314,22 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
         return;
     }
     const int64_t chunk = rows_per_chunk(d);
-    float* cols = column_scratch(chunk * d.OW * CKK);
+    float* cols = workspace(Scratch::conv_columns, chunk * d.OW * CKK);
     for (int64_t r0 = 0; r0 < R; r0 += chunk)
         rows_to_dw(dw, r0 == 0 ? 0.0f : 1.0f, cols, r0, std::min(chunk, R - r0));
 }
 
 const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs) {
     const int64_t seg = d.KW * d.C, Q = d.KH * seg;
-    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * Q, kOffsets));
+    int64_t* off = workspace<int64_t>(Scratch::conv_offsets, Q);
     for (int64_t q = 0; q < Q; ++q) off[q] = q / seg * rs + q % seg;
     return off;
 }
 
-const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, int slot) {
+const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, Scratch slot) {
     *ldw = (K + 15) / 16 * 16;
     if (reinterpret_cast<uintptr_t>(w) % 64 == 0 && K == *ldw) return w;
-    float* copy = column_scratch(Q * *ldw, slot);
+    float* copy = workspace(slot, Q * *ldw);
     for (int64_t q = 0; q < Q; ++q) {
         std::memcpy(copy + q * *ldw, w + q * K, sizeof(float) * K);
         std::fill(copy + q * *ldw + K, copy + (q + 1) * *ldw, 0.0f);
@@ -497,7 +478,7 @@ ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float
         return {const_cast<float*>(img + oh0 * d.stride_h * g.rs), d.stride_h * g.rs,
                 d.stride_w * d.C, d.OW};
     const int64_t in_rows = band_input_rows(d, rows);
-    float* band = column_scratch(in_rows * g.rs, kBand);
+    float* band = workspace(Scratch::conv_band, in_rows * g.rs);
     const int64_t cols = std::min(d.W, g.Wp - d.pad_left);  // input columns inside the band
     for (int64_t r = 0; r < in_rows; ++r) {
         const int64_t ih = oh0 * d.stride_h - d.pad_top + r;
@@ -555,14 +536,14 @@ void conv2d_backward_weights_c1(const ConvDirectUkernels& uk, float* dw, float* 
     const DirectPlan plan = direct_plan(d, false);
     const int64_t DW = d.KH * d.KW * d.K, items = DW + d.K, part_floats = items * 16;
     const int64_t OWp = (d.OW + 15) / 16 * 16;
-    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kLanePartials);
+    float* parts = workspace(Scratch::conv_lane_partials, std::max(plan.T, 1) * part_floats);
     reduce_over_threads(
         plan.T, d.N * plan.bands, parts, part_floats,
         [&](float* accv, int64_t u) {
             const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
             const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
             const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
-            float* dyt = column_scratch(d.K * rows * OWp, kColumns);
+            float* dyt = workspace(Scratch::conv_columns, d.K * rows * OWp);
             uk.backward_weights_c1(accv, px, rows, d.KH, d.KW, g.rs,
                                    dy + (n * d.OH + oh0) * d.OW * d.K, dyt, d.K);
         },
@@ -580,7 +561,7 @@ void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* 
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
     int64_t ldw;
-    const float* wp = aligned_weight_rows(w, d.KH * d.KW * d.C, d.K, &ldw, kShared);
+    const float* wp = aligned_weight_rows(w, d.KH * d.KW * d.C, d.K, &ldw, Scratch::conv_shared);
     run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
@@ -602,7 +583,7 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
     const int64_t seg = d.KW * d.C, Q = d.KH * seg, DW = Q * d.K, part_floats = DW + d.K;
     const int64_t ldk = (d.K + 15) / 16 * 16;
     const int64_t* off = conv_field_offsets(d, g.rs);
-    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kShared);
+    float* parts = workspace(Scratch::conv_shared, std::max(plan.T, 1) * part_floats);
     auto unit = [&](float* part, float* dbp, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0), npix = rows * d.OW;
@@ -616,7 +597,7 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
             pb.base += r0 * px.row_step;
             const int64_t np = (std::min(rows, r0 + block_rows) - r0) * d.OW;
             // The block's dy, copied to 64-byte-aligned rows: every tile reloads it.
-            float* dyp = column_scratch(np * ldk, kColumns);
+            float* dyp = workspace(Scratch::conv_columns, np * ldk);
             for (int64_t p = 0; p < np; ++p)
                 std::memcpy(dyp + p * ldk, dyb + (r0 * d.OW + p) * d.K, sizeof(float) * d.K);
             for (int64_t k0 = 0; k0 < d.K; k0 += 64) {
@@ -660,7 +641,7 @@ bool backward_data_as_forward(const Conv2dDims& d) {
 void conv2d_backward_data_flipped(const ConvDirectUkernels& uk, float* dx, const float* dy,
                                   const float* w, const Conv2dDims& d) {
     const int64_t KK = d.KH * d.KW;
-    float* wf = column_scratch(KK * d.K * d.C, kFlipped);
+    float* wf = workspace(Scratch::conv_weights, KK * d.K * d.C);
     for (int64_t t = 0; t < KK; ++t) {
         const float* src = w + (KK - 1 - t) * d.C * d.K;  // (C, K) block of tap KK-1-t
         float* dst = wf + t * d.K * d.C;                    // (K, C) block of tap t
@@ -679,13 +660,13 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
     const int64_t* off = conv_field_offsets(d, g.rs);
     // wT (K, Q): the micro-kernel's operand, vectorised over q.
     const int64_t ldq = (Q + 15) / 16 * 16;  // 64-byte-aligned rows
-    float* wt = column_scratch(ldq * d.K, kShared);
+    float* wt = workspace(Scratch::conv_shared, ldq * d.K);
     for (int64_t q = 0; q < Q; ++q)
         for (int64_t k = 0; k < d.K; ++k) wt[k * ldq + q] = w[q * d.K + k];
     const int64_t in_rows = band_input_rows(d, d.OH);
     run_units(plan.T, d.N, [&](int, int64_t n) {
         float* img = dx + n * image_floats;
-        float* dst = g.padded ? column_scratch(in_rows * g.rs, kBand) : img;
+        float* dst = g.padded ? workspace(Scratch::conv_band, in_rows * g.rs) : img;
         std::memset(dst, 0, sizeof(float) * (g.padded ? in_rows * g.rs : image_floats));
         const float* dyn = dy + n * d.OH * d.OW * d.K;
         // Chunks of q within one kernel row (a contiguous segment of the field) make every
@@ -702,7 +683,7 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
         // rows gathered contiguous.
         const int64_t apart = std::min(d.OW, (d.KW + d.stride_w - 1) / d.stride_w);
         const int64_t group_cols = (d.OW + apart - 1) / apart;  // the widest group, cm = 0
-        float* dyg = apart > 1 ? column_scratch(d.OH * group_cols * d.K, kColumns) : nullptr;
+        float* dyg = apart > 1 ? workspace(Scratch::conv_columns, d.OH * group_cols * d.K) : nullptr;
         for (int64_t cm = 0; cm < apart; ++cm) {
             const int64_t cols = (d.OW - cm + apart - 1) / apart, npix = d.OH * cols;
             ConvPixels px{dst + cm * d.stride_w * d.C, d.stride_h * g.rs, apart * d.stride_w * d.C,

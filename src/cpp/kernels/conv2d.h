@@ -22,7 +22,8 @@ struct Conv2dDims {
 };
 
 // Floats of im2col scratch one call uses at most (0 for convolutions that need no columns).
-// The kernels take it from a grow-only per-thread buffer; exposed for tests and memory planning.
+// The kernels take it from the calling thread's workspace (workspace.h); exposed for tests and
+// memory planning.
 int64_t conv2d_workspace_size(const Conv2dDims& d);
 
 // x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) is overwritten, with

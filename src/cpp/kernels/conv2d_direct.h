@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "conv2d.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -72,23 +73,6 @@ inline int64_t conv_bwdw_max_rows(int64_t nc) {
     return kv >= 4 ? 6 : kv == 3 ? 8 : 12;
 }
 
-// Grow-only, 64-byte-aligned scratch of the calling thread (conv2d.cpp), reused across calls so
-// the hot path allocates only when a larger size is first needed. Slots keep one call's buffers
-// apart (e.g. the threads' shared partials and a thread's own band); the contents are undefined.
-enum ScratchSlot {
-    kColumns = 0,
-    kBand = 1,
-    kShared = 2,
-    kOffsets = 3,
-    kFlipped = 4,
-    kLanePartials = 5,
-    kWinogradWeights = 6,
-    kWinogradInputs = 7,
-    kWinogradProducts = 8,
-    kScratchSlots = 9
-};
-float* column_scratch(int64_t floats, int slot = kColumns);
-
 // Helpers the direct-kernel drivers share (conv2d.cpp, conv2d_pool_avx512.cpp, ...).
 
 // The stride-1 backward-data of d as a forward convolution: input dy (N,OH,OW,K) zero-padded by
@@ -97,13 +81,14 @@ float* column_scratch(int64_t floats, int slot = kColumns);
 Conv2dDims backward_data_as_forward_dims(const Conv2dDims& d);
 
 // off[q] for q = (kh, kw, c) of d's kernel: where q sits in a receptive field of a source with row
-// stride rs (floats). In the calling thread's kOffsets scratch.
+// stride rs (floats). In the calling thread's Scratch::conv_offsets.
 const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs);
 
 // w (Q, K) with 64-byte-aligned rows of *ldw floats (a load straddling two cache lines costs two)
 // and zeros past K: w itself when it already is (K a multiple of 16 in an aligned buffer, as the
 // layers allocate it), else a copy in the calling thread's `slot` scratch.
-const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, int slot);
+const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw,
+                                 Scratch slot);
 
 // f(q0, R) for the dw row ranges one backward-weights micro-kernel call accumulates (R <= rmax)
 // over a field of KH segments of seg values: within one segment (contiguous offsets, one base

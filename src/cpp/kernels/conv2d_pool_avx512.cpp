@@ -121,7 +121,7 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const
                                  const float* bias, const Conv2dDims& d) {
     const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, seg = d.KW * d.C, rs = d.W * d.C;
     int64_t ldw;
-    const float* wp = aligned_weight_rows(w, d.KH * seg, K, &ldw, kFlipped);
+    const float* wp = aligned_weight_rows(w, d.KH * seg, K, &ldw, Scratch::conv_weights);
     const int64_t units = d.N * PH;  // one pooled row each
     const int T = threads_for(units * PW * 4 * K * d.KH * seg / kMacsPerThread);
     auto row = [&](int64_t u) {
@@ -153,11 +153,11 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
     const int64_t DW = Q * K, part_floats = DW + ldk;
     const int T = static_cast<int>(std::min<int64_t>(
         threads_for(d.N * npix * 4 * K * Q / kMacsPerThread), d.N));
-    float* parts = column_scratch(std::max(T, 1) * part_floats, kShared);
+    float* parts = workspace(Scratch::conv_shared, std::max(T, 1) * part_floats);
     const int64_t* off = conv_field_offsets(d, rs);
     auto image = [&](float* part, int64_t n) {
         // g[j] (npix, ldk): the pooled gradient where window position j won and y > 0.
-        float* g = column_scratch(4 * npix * ldk, kWinogradProducts);
+        float* g = workspace(Scratch::winograd_products, 4 * npix * ldk);
         float* dbp = part + DW;
         const float* dyn = dy + n * npix * K;
         const float* yn = y + n * npix * K;

@@ -305,8 +305,8 @@ void for_each_pass(const TileGrid& g, int64_t C, int64_t Kp, const F& f) {
     const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
     for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
         const int64_t nt = std::min(per_pass, g.total - t0);
-        f(t0, nt, column_scratch(16 * nt * C, kWinogradInputs),
-          column_scratch(16 * nt * Kp, kWinogradProducts));
+        f(t0, nt, workspace(Scratch::winograd_inputs, 16 * nt * C),
+          workspace(Scratch::winograd_products, 16 * nt * Kp));
     }
 }
 // The threads each pass runs on.
@@ -351,8 +351,8 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
     for_each_block(plan, [&](int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* M = column_scratch(16 * ldm, kWinogradProducts);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* M = workspace(Scratch::winograd_products, 16 * ldm);
         transform_input(V, ldv, x, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos) {
             // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
@@ -376,7 +376,7 @@ bool winograd_computes(const Conv2dDims& d) {
 void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
                              const float* w, const float* bias, const Conv2dDims& d, bool relu) {
     const int64_t Kp = round_up(d.K, 16);
-    float* U = column_scratch(16 * d.C * Kp, kWinogradWeights);
+    float* U = workspace(Scratch::winograd_weights, 16 * d.C * Kp);
     transform_kernel(U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
 }
@@ -388,7 +388,7 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
                               const float* w, const Conv2dDims& d) {
     const TileGrid g = tile_grid(d);
     const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
-    float* UT = column_scratch(16 * K * Cp, kWinogradWeights);
+    float* UT = workspace(Scratch::winograd_weights, 16 * K * Cp);
     transform_kernel(UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
     const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
     BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
@@ -399,8 +399,8 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         const int64_t n0 = b * images, t0 = n0 * g.per_image;
         const int64_t nt = std::min(plan.tiles, g.total - t0);
         std::memset(dx + n0 * d.H * d.W * C, 0, sizeof(float) * (nt / g.per_image) * d.H * d.W * C);
-        float* D = column_scratch(16 * ldd, kWinogradInputs);
-        float* dV = column_scratch(16 * ldv, kWinogradProducts);
+        float* D = workspace(Scratch::winograd_inputs, 16 * ldd);
+        float* dV = workspace(Scratch::winograd_products, 16 * ldv);
         transform_gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos) {
             const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
@@ -421,7 +421,7 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
         return backward_data_transposed(uk, dx, dy, w, d);
     const Conv2dDims f = backward_data_as_forward_dims(d);
     const int64_t Cp = round_up(d.C, 16);
-    float* U = column_scratch(16 * d.K * Cp, kWinogradWeights);
+    float* U = workspace(Scratch::winograd_weights, 16 * d.K * Cp);
     transform_kernel(U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
     forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
 }
@@ -471,7 +471,7 @@ void backward_weights_position_major(float* dw, float* db, const float* x, const
     const TileGrid g = tile_grid(d);
     const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
     const int T = pass_threads(g, C, Kp);
-    float* dU = column_scratch(16 * C * Kp, kShared);
+    float* dU = workspace(Scratch::conv_shared, 16 * C * Kp);
     for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* D) {
         const int64_t ldv = nt * C, ldm = nt * Kp;
 #pragma omp parallel num_threads(T)
@@ -518,13 +518,13 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
     // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
     // so the result depends on the thread count only, not on timing.
     const int64_t UF = 16 * C * Kp, part_floats = UF + Kp;
-    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kShared);
-    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * C, kOffsets));
+    float* parts = workspace(Scratch::conv_shared, std::max(plan.T, 1) * part_floats);
+    int64_t* off = workspace<int64_t>(Scratch::conv_offsets, C);
     for (int64_t c = 0; c < C; ++c) off[c] = c;
     auto accumulate = [&](float* part, int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* D = column_scratch(16 * ldm, kWinogradProducts);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* D = workspace(Scratch::winograd_products, 16 * ldm);
         transform_input(V, ldv, x, t0, nt, d, g);
         transform_gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos) {

@@ -11,17 +11,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gemm.h"
 #include "cpu_features.h"
 #include "gemm_ukernel.h"
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
 namespace {
@@ -72,36 +70,6 @@ const GemmConfig& config() {
     static const GemmConfig cfg = select_config();
     return cfg;
 }
-
-// Grow-only 64-byte-aligned scratch, one per thread: no allocation per call after warm-up.
-class PackBuffer {
-  public:
-    ~PackBuffer() { std::free(data_); }
-    float* get(int64_t n) {
-        if (n > cap_) {
-            std::free(data_);
-            size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-            // Large blocks on 2 MiB pages where the kernel allows: the packed B block is swept
-            // once per A micro-panel, and on 4 KiB pages that is a TLB miss every 4 KiB.
-            const size_t huge = size_t(2) << 20;
-            const bool big = bytes >= huge / 4;
-            if (big) bytes = (bytes + huge - 1) / huge * huge;
-            data_ = static_cast<float*>(std::aligned_alloc(big ? huge : 64, bytes));
-            if (!data_) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-            if (big) madvise(data_, bytes, MADV_HUGEPAGE);
-#endif
-            cap_ = n;
-        }
-        return data_;
-    }
-
-  private:
-    float* data_ = nullptr;
-    int64_t cap_ = 0;
-};
-
-thread_local PackBuffer t_pack_a, t_pack_b, t_kept_a;
 
 // Largest packed A gemm_serial keeps for reuse across column blocks (per thread): 16 MiB, which
 // covers M x K = 2048 x 2048 with the panels' padding; larger products repack A per block.
@@ -251,12 +219,13 @@ void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, i
     const int64_t kb_blocks = std::clamp<int64_t>(cfg.b_floats / (kc_blk * nc_blk), 1, k_blocks);
     const int64_t kb = kb_blocks * kc_blk;
     const int64_t MC = trans_a ? cfg.mc_kmajor : cfg.mc_rows;
-    float* pb = t_pack_b.get(nc_blk * kb);
+    float* pb = workspace(Scratch::gemm_pack_b, nc_blk * kb);
     const int64_t a_blk =
         std::min(MC, (M + MR - 1) / MR * MR) / MR * a_panel_size(trans_a, MR, kc_blk);
     const int64_t m_blocks = (M + MC - 1) / MC;
     const bool keep_a = n_blocks > 1 && m_blocks * kb_blocks * a_blk <= kKeptAMaxFloats;
-    float* pa_all = keep_a ? t_kept_a.get(m_blocks * kb_blocks * a_blk) : t_pack_a.get(a_blk);
+    float* pa_all = keep_a ? workspace(Scratch::gemm_kept_a, m_blocks * kb_blocks * a_blk)
+                           : workspace(Scratch::gemm_pack_a, a_blk);
     alignas(64) float tile[kMaxMR * kMaxNR];
     // op(A)(i, p) of a stored A.
     auto a_at = [&](int64_t i, int64_t p) { return trans_a ? A + p * lda + i : A + i * lda + p; };
@@ -530,9 +499,10 @@ double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1) {
     const int64_t a_panel = a_panel_size(false, MR, kc);
     const int64_t a_floats = a_panels * a_panel, b_floats = b_panels * kc * NR;
     const int64_t ldc = b_panels * NR, c_floats = a_panels * MR * ldc;
-    // Buffers as sgemm packs into (64-byte aligned), of its own.
-    PackBuffer a_buf, b_buf, c_buf;
-    float *pa = a_buf.get(a_floats), *pb = b_buf.get(b_floats), *pc = c_buf.get(c_floats);
+    // Buffers as sgemm packs into (64-byte aligned).
+    float* pa = workspace(Scratch::gemm_pack_a, a_floats);
+    float* pb = workspace(Scratch::gemm_pack_b, b_floats);
+    float* pc = workspace(Scratch::gemm_measure_c, c_floats);
     std::fill(pa, pa + a_floats, 1e-3f);
     std::fill(pb, pb + b_floats, 1e-3f);
     std::fill(pc, pc + c_floats, 0.0f);

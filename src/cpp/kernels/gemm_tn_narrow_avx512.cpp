@@ -14,6 +14,7 @@
 #include <algorithm>
 
 #include "avx512_util.h"
+#include "workspace.h"
 
 namespace cnnfast {
 namespace {
@@ -99,7 +100,7 @@ void gemm_tn_narrow(int64_t M, int64_t N, int64_t K, float alpha, const float* A
                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                     const float* bias, bool relu) {
     // The B chunk, rows padded to whole vectors so every load is aligned and full.
-    alignas(64) static thread_local float b_chunk[kKChunk * kGemmNarrowN];
+    float* b_chunk = workspace(Scratch::gemm_narrow_b, kKChunk * kGemmNarrowN);
     const int64_t ldb_pack = (N + 15) / 16 * 16;
     for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
         const int64_t kc = std::min(kKChunk, K - k0);

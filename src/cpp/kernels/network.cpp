@@ -1,38 +1,15 @@
 #include "network.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
 #include <utility>
 
 #include "softmax_xent.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
 namespace {
-
-// Two grow-only, 64-byte aligned activation buffers per thread: one forward call ping-pongs
-// between them, so concurrent calls on other threads never share one.
-struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
-};
-struct Arena {
-    std::unique_ptr<float, FreeDeleter> buf[2];
-    int64_t capacity = 0;
-};
-Arena& thread_arena(int64_t floats) {
-    thread_local Arena arena;
-    if (floats > arena.capacity) {
-        const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
-        for (auto& b : arena.buf) {
-            b.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-            if (!b) throw std::bad_alloc();
-        }
-        arena.capacity = floats;
-    }
-    return arena;
-}
 
 std::string dims_str(const std::vector<int64_t>& s) {
     std::string out = "(";
@@ -230,8 +207,13 @@ void Network::forward(float* out, const float* x, int64_t n) const {
         std::memcpy(out, x, sizeof(float) * n * input_size_);
         return;
     }
-    Arena* arena = nullptr;
-    if (last_oop != count && last_oop > 0) arena = &thread_arena(n * max_size_);
+    // Two activation buffers of the calling thread, which out-of-place steps before the last
+    // alternate between, so concurrent calls on other threads never share one.
+    float* arena[2] = {nullptr, nullptr};
+    if (last_oop != count && last_oop > 0) {
+        arena[0] = workspace(Scratch::network_ping, n * max_size_);
+        arena[1] = workspace(Scratch::network_pong, n * max_size_);
+    }
     const float* cur = x;
     int next = 0;  // arena buffer the next out-of-place step writes
     for (size_t i = 0; i < count; ++i) {
@@ -245,7 +227,7 @@ void Network::forward(float* out, const float* x, int64_t n) const {
         } else if (last_oop == count || i >= last_oop) {
             dst = out;
         } else {
-            dst = arena->buf[next].get();
+            dst = arena[next];
             next ^= 1;
         }
         switch (s.kind) {
