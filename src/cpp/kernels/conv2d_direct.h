@@ -9,7 +9,7 @@
 //   forward:          y[p][k]      = sum_q src_p[off(q)] * w[q][k]     (vectorised over k)
 //   backward-weights: dw[q][k]    += sum_p src_p[off(q)] * dy[p][k]    (vectorised over k)
 //   backward-data:    dst_p[off(q)] += sum_k dy[p][k] * wT[k][q]      (vectorised over q)
-// Micro-kernels are single-threaded; the driver (conv2d.cpp) hands each thread whole bands.
+// Micro-kernels are single-threaded; the drivers (conv2d_direct.cpp) hand each thread whole bands.
 #include <omp.h>
 
 #include <algorithm>
@@ -73,7 +73,8 @@ inline int64_t conv_bwdw_max_rows(int64_t nc) {
     return kv >= 4 ? 6 : kv == 3 ? 8 : 12;
 }
 
-// Helpers the direct-kernel drivers share (conv2d.cpp, conv2d_pool_avx512.cpp, ...).
+// Helpers the direct-kernel drivers share (conv2d_direct.cpp, conv2d_winograd_avx512.cpp,
+// conv2d_pool_avx512.cpp).
 
 // The stride-1 backward-data of d as a forward convolution: input dy (N,OH,OW,K) zero-padded by
 // KH-1-pad_top rows and KW-1-pad_left columns, K -> C channels, output (N,H,W,C); its kernel is
@@ -154,6 +155,33 @@ inline void write_summed_gradient(float* dw, float* db, int64_t DW, const float*
     else if (db)
         db[i - DW] = s;
 }
+
+// An activation other than ReLU (which the micro-kernels apply) run on each band of output right
+// after the band is computed, while it is still in cache, instead of in a pass of its own.
+struct BandActivation {
+    Activation kind = Activation::linear;
+    float alpha = 0.0f;
+    void operator()(float* y, int64_t n) const {
+        if (kind != Activation::linear) activation_forward(y, y, n, kind, alpha);
+    }
+};
+
+// The direct drivers (conv2d_direct.cpp), on the micro-kernels uk; groups == 1. Same contracts as
+// conv2d_forward / conv2d_backward_data / conv2d_backward_weights (conv2d.h); forward applies
+// act to each band after relu.
+void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
+                           const float* bias, const Conv2dDims& d, bool relu,
+                           const BandActivation& act = {});
+void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, float* db,
+                                    const float* x, const float* dy, const Conv2dDims& d);
+// Backward-data as a scatter-add: every pixel's products added into its receptive field of dx.
+void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                 const float* w, const Conv2dDims& d);
+// Stride-1 backward-data as a forward convolution (a gather): dx = conv(dy zero-padded by
+// KH-1-pad_top rows and KW-1-pad_left columns, wf), wf[kh][kw][k][c] = w[KH-1-kh][KW-1-kw][c][k].
+// Needs stride 1, pad_top < KH and pad_left < KW.
+void conv2d_backward_data_flipped(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                  const float* w, const Conv2dDims& d);
 
 // The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
 const ConvDirectUkernels* conv2d_direct_ukernels();
