@@ -8,8 +8,6 @@
 // kMacsPerThread (parallel.h) runs on the calling thread without entering an OpenMP region.
 #include "conv2d_direct.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -99,21 +97,6 @@ DirectPlan direct_plan(const Conv2dDims& d, bool whole_images) {
     return {T, band_rows, bands};
 }
 
-// f(thread, unit) for every unit, on T threads (dynamic schedule) or inline when T == 1.
-template <class F>
-void run_units(int T, int64_t units, const F& f) {
-    if (T <= 1) {
-        for (int64_t u = 0; u < units; ++u) f(0, u);
-        return;
-    }
-#pragma omp parallel num_threads(T)
-    {
-        const int t = omp_get_thread_num();
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t u = 0; u < units; ++u) f(t, u);
-    }
-}
-
 // The pixels of output rows [oh0, oh0+rows) of image n of x, reading x in place or from a
 // zero-padded copy made in this thread's band scratch.
 ConvPixels band_pixels(const Conv2dDims& d, const DirectGeometry& g, const float* x, int64_t n,
@@ -152,7 +135,7 @@ void conv2d_forward_c1(const ConvDirectUkernels& uk, float* y, const float* x, c
                        const BandActivation& act = {}) {
     const DirectGeometry g = direct_geometry(d);
     const DirectPlan plan = direct_plan(d, false);
-    run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
+    parallel_for_dynamic(plan.T, d.N * plan.bands, [&](int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
         const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
@@ -199,7 +182,7 @@ void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* 
     const DirectPlan plan = direct_plan(d, false);
     int64_t ldw;
     const float* wp = aligned_weight_rows(w, d.KH * d.KW * d.C, d.K, &ldw, Scratch::conv_shared);
-    run_units(plan.T, d.N * plan.bands, [&](int, int64_t u) {
+    parallel_for_dynamic(plan.T, d.N * plan.bands, [&](int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0);
         const ConvPixels px = band_pixels(d, g, x, n, oh0, rows);
@@ -289,7 +272,7 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
     for (int64_t q = 0; q < Q; ++q)
         for (int64_t k = 0; k < d.K; ++k) wt[k * ldq + q] = w[q * d.K + k];
     const int64_t in_rows = band_input_rows(d, d.OH);
-    run_units(plan.T, d.N, [&](int, int64_t n) {
+    parallel_for_dynamic(plan.T, d.N, [&](int64_t n) {
         float* img = dx + n * image_floats;
         float* dst = g.padded ? workspace(Scratch::conv_band, in_rows * g.rs) : img;
         std::memset(dst, 0, sizeof(float) * (g.padded ? in_rows * g.rs : image_floats));

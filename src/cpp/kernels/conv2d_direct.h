@@ -10,12 +10,11 @@
 //   backward-weights: dw[q][k]    += sum_p src_p[off(q)] * dy[p][k]    (vectorised over k)
 //   backward-data:    dst_p[off(q)] += sum_k dy[p][k] * wT[k][q]      (vectorised over q)
 // Micro-kernels are single-threaded; the drivers (conv2d_direct.cpp) hand each thread whole bands.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 
 #include "conv2d.h"
+#include "parallel.h"
 #include "workspace.h"
 
 namespace cnnfast {
@@ -105,36 +104,6 @@ void for_each_dw_tile(int64_t KH, int64_t seg, int64_t rmax, const F& f) {
             const int64_t q1 = s * span + span * (i + 1) / tiles;
             f(q0, q1 - q0);
         }
-}
-
-// A weight-gradient reduction over `units` (images, blocks of tiles) on T threads: unit(part, u)
-// adds unit u's contribution into the calling thread's partial of part_floats floats (zeroed
-// first; parts + t * part_floats), the units split statically; then finish(used, i) for i in
-// [0, items), split statically in the same parallel region, combines the `used` filled partials
-// in thread order (the runtime may grant fewer threads than T). The sums so depend on T only, not
-// on timing. T <= 1 runs inline with one partial. parts holds max(T, 1) partials.
-template <class Unit, class Finish>
-void reduce_over_threads(int T, int64_t units, float* parts, int64_t part_floats,
-                         const Unit& unit, int64_t items, const Finish& finish) {
-    if (T <= 1) {
-        std::fill(parts, parts + part_floats, 0.0f);
-        for (int64_t u = 0; u < units; ++u) unit(parts, u);
-        for (int64_t i = 0; i < items; ++i) finish(1, i);
-        return;
-    }
-    int used = T;
-#pragma omp parallel num_threads(T)
-    {
-        const int t = omp_get_thread_num();
-        float* part = parts + t * part_floats;
-        std::fill(part, part + part_floats, 0.0f);
-        if (t == 0) used = omp_get_num_threads();
-#pragma omp for schedule(static)
-        for (int64_t u = 0; u < units; ++u) unit(part, u);
-        // The implicit barrier above completes every partial (and publishes `used`).
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < items; ++i) finish(used, i);
-    }
 }
 
 // The finish step of a weight-gradient reduce_over_threads whose partials hold DW dw values then

@@ -55,17 +55,6 @@ BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
     return {T, tiles, (g.total + tiles - 1) / tiles};
 }
 
-// f(block) for every block, statically split over plan.T threads (inline when T == 1).
-template <class F>
-void for_each_block(const BlockPlan& plan, const F& f) {
-    if (plan.T <= 1) {
-        for (int64_t b = 0; b < plan.blocks; ++b) f(b);
-        return;
-    }
-#pragma omp parallel for num_threads(plan.T) schedule(static)
-    for (int64_t b = 0; b < plan.blocks; ++b) f(b);
-}
-
 // U (16, Cin, ldu) = G g G^T for every (input channel ci, output channel co), where tap (i, j) of
 // g is w[tap(i, j) * taps + ci * s_ci + co * s_co]; ldu is a multiple of 16, and lanes
 // co >= Cout are zeroed. Vectorised over 16 output channels: the 16 positions' rows lie
@@ -349,7 +338,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const TileGrid g = tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    for_each_block(plan, [&](int64_t b) {
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
         float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
@@ -395,7 +384,7 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
     plan.T = static_cast<int>(std::min<int64_t>(
         threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
     const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
-    for_each_block(plan, [&](int64_t b) {
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t n0 = b * images, t0 = n0 * g.per_image;
         const int64_t nt = std::min(plan.tiles, g.total - t0);
         std::memset(dx + n0 * d.H * d.W * C, 0, sizeof(float) * (nt / g.per_image) * d.H * d.W * C);
