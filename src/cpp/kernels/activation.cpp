@@ -20,21 +20,12 @@ namespace cnnfast {
 namespace detail {
 
 static SimdTables<ElementwiseSimd>& tables() {
-    static SimdTables<ElementwiseSimd> t(&simd_base::kTable,
-#if defined(CNNFAST_BUILD_AVX2)
-                                         &simd_avx2::kTable,
-#else
-                                         nullptr,
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-                                         &simd_avx512::kTable);
-#else
-                                         nullptr);
-#endif
+    static SimdTables<ElementwiseSimd> t(&simd_base::kTable, elementwise_simd_avx2(),
+                                         elementwise_simd_avx512());
     return t;
 }
 
-const ElementwiseSimd& elementwise_simd() { return tables().current(); }
+const ElementwiseSimd& elementwise_simd() { return *tables().current(); }
 
 }  // namespace detail
 

@@ -49,12 +49,8 @@ Conv2dDims backward_data_as_forward_dims(const Conv2dDims& d) {
 }
 
 const ConvDirectUkernels* conv2d_direct_ukernels() {
-    static const ConvDirectUkernels* uk = []() -> const ConvDirectUkernels* {
-        static ConvDirectUkernels k{};
-        if (simd_level() != SimdLevel::avx512) return nullptr;
-        return conv2d_direct_ukernels_avx512(&k) ? &k : nullptr;
-    }();
-    return uk;
+    static SimdTables<ConvDirectUkernels> tables(nullptr, nullptr, conv2d_direct_avx512());
+    return tables.current();
 }
 
 namespace {

@@ -155,7 +155,7 @@ void conv2d_backward_data_flipped(const ConvDirectUkernels& uk, float* dx, const
 // The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
 const ConvDirectUkernels* conv2d_direct_ukernels();
 
-// False (and *out untouched) when the ISA was not compiled in.
-bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out);
+// The AVX-512 micro-kernels (conv2d_direct_avx512.cpp); null when the build lacks AVX-512.
+const ConvDirectUkernels* conv2d_direct_avx512();
 
 }  // namespace cnnfast

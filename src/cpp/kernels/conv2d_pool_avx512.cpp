@@ -11,7 +11,7 @@
 
 #include "conv2d_direct.h"
 
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <algorithm>

@@ -9,7 +9,7 @@
 //   A^T = [1 1 1 0; 0 1 -1 -1]                       (output, 4x4 -> 2x2)
 #include "conv2d_winograd.h"
 
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <algorithm>

@@ -4,8 +4,9 @@
 // micro-panel, which at KC x NR = 384 x 32 floats does not leave room for A in a 48 KiB L1.
 //
 // Threads each own a rectangle of C tiles (split over M and/or N) and pack their own operands,
-// so the parallel region has no barriers. The micro-kernel is chosen once per process from the
-// CPU features (gemm_ukernel_*.cpp), overridable downwards with CNNFAST_SIMD=avx512|avx2|scalar.
+// so the parallel region has no barriers. The micro-kernels are chosen once per process from the
+// CPU features (gemm_ukernel_*.cpp tables, through SimdTables), overridable downwards with
+// CNNFAST_SIMD=avx512|avx2|scalar.
 #include <omp.h>
 
 #include <algorithm>
@@ -35,8 +36,6 @@ PackBFn pack_b_for(int nr);
 struct GemmConfig {
     GemmUkernel uk;
     PackBFn pack_b;  // for uk.nr
-    GemmSmallMFn small_m;  // few-row products without packing
-    GemmTnNarrowFn tn_narrow;  // A^T B with few columns, without packing (null: none)
     // Floats in the packed B block: about half of L2, so it stays there while every A
     // micro-panel (in L1) sweeps across it.
     int64_t b_floats;
@@ -48,15 +47,10 @@ struct GemmConfig {
 
 // The best compiled-in micro-kernels for simd_level() (CPU features capped by CNNFAST_SIMD).
 GemmConfig select_config() {
-    const SimdLevel level = simd_level();
+    SimdTables<GemmUkernel> tables(gemm_ukernel_4x8_scalar(), gemm_ukernel_6x16_avx2(),
+                                   gemm_ukernel_14x32_avx512());
     GemmConfig cfg{};
-    if (level == SimdLevel::avx512 && gemm_ukernel_14x32_avx512(&cfg.uk)) {
-        if (!gemm_small_m_avx512(&cfg.small_m)) cfg.small_m = nullptr;
-        if (!gemm_tn_narrow_avx512(&cfg.tn_narrow)) cfg.tn_narrow = nullptr;
-    } else if (level >= SimdLevel::avx2 && gemm_ukernel_6x16_avx2(&cfg.uk)) {
-    } else {
-        gemm_ukernel_4x8_scalar(&cfg.uk);
-    }
+    cfg.uk = *tables.current();
     cfg.pack_b = pack_b_for(cfg.uk.nr);
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l2 <= 0) l2 = 1 << 20;
@@ -357,7 +351,7 @@ Route choose_route(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M,
     if (K <= 0 || alpha == 0.0f) return Route::scale_c;
     if (M <= kGemmSmallM && !trans_b) return Route::small_m;
     if (M * N * K <= kSmallMacs) return Route::naive;
-    if (trans_a && !trans_b && cfg.tn_narrow && N >= kNarrowMinN && N <= kGemmNarrowN &&
+    if (trans_a && !trans_b && cfg.uk.tn_narrow && N >= kNarrowMinN && N <= kGemmNarrowN &&
         M >= kNarrowMinM && lda % kNarrowBadStride != 0)
         return Route::tn_narrow;
     return Route::packed;
@@ -376,7 +370,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
     const int64_t macs = M * N * K;
     if (route == Route::small_m) {
         // Few rows: stream B once, unpacked; threads take column blocks when B is large.
-        const GemmSmallMFn fn = cfg.small_m ? cfg.small_m : &gemm_small_m_portable;
+        const GemmSmallMFn fn = cfg.uk.small_m ? cfg.uk.small_m : &gemm_small_m_portable;
         const int64_t col_blocks = (N + 127) / 128;
         const int nth =
             allow_threads ? threads_for(std::min(macs / kMacsPerThread, col_blocks)) : 1;
@@ -403,7 +397,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         for (int t = 0; t < nth; ++t) {
             const int64_t i0 = panels * t / nth * R, i1 = std::min(M, panels * (t + 1) / nth * R);
             if (i0 < i1)
-                cfg.tn_narrow(i1 - i0, N, K, alpha, A + i0, lda, B, ldb, beta, C + i0 * ldc, ldc,
+                cfg.uk.tn_narrow(i1 - i0, N, K, alpha, A + i0, lda, B, ldb, beta, C + i0 * ldc, ldc,
                               ep.bias, ep.relu);
         }
         return;

@@ -22,21 +22,11 @@ namespace cnnfast {
 namespace detail {
 
 static SimdTables<PoolSimd>& pool_tables() {
-    static SimdTables<PoolSimd> t(&pool_base::kPoolTable,
-#if defined(CNNFAST_BUILD_AVX2)
-                                  &pool_avx2::kPoolTable,
-#else
-                                  nullptr,
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-                                  &pool_avx512::kPoolTable);
-#else
-                                  nullptr);
-#endif
+    static SimdTables<PoolSimd> t(&pool_base::kPoolTable, pool_simd_avx2(), pool_simd_avx512());
     return t;
 }
 
-static const PoolSimd& pool_simd() { return pool_tables().current(); }
+static const PoolSimd& pool_simd() { return *pool_tables().current(); }
 
 }  // namespace detail
 
