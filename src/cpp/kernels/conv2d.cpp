@@ -1,7 +1,7 @@
 // 2-D convolution: chooses, per call and pass, the algorithm that computes it, and dispatches.
 // The algorithms live in files of their own: conv2d_im2col.cpp, conv2d_direct.cpp (drivers) with
-// conv2d_direct_avx512.cpp (micro-kernels), conv2d_winograd_avx512.cpp, and the spec,
-// conv2d_naive.cpp.
+// conv2d_direct_avx512.cpp (micro-kernels), conv2d_winograd.cpp (drivers) with
+// conv2d_winograd_avx512.cpp (transforms), and the spec, conv2d_naive.cpp.
 #include "conv2d.h"
 
 #include <atomic>
@@ -95,7 +95,8 @@ bool set_conv2d_algorithm(const char* name) {
     if (std::strcmp(name, "auto") == 0) a = 0;
     if (std::strcmp(name, "im2col") == 0) a = 1;
     if (std::strcmp(name, "direct") == 0 && conv2d_direct_ukernels()) a = 2;
-    if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() && conv2d_winograd_built())
+    if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() &&
+        conv2d_winograd_transforms())
         a = 3;
     if (a < 0) return false;
     g_conv_algorithm.store(a, std::memory_order_relaxed);

@@ -42,7 +42,7 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
                              const Conv2dDims& d);
 
 // The algorithms behind the three kernels above, chosen per call (choose_algorithm, conv2d.cpp):
-//  - Winograd F(2x2, 3x3) (conv2d_winograd.h, conv2d_winograd_avx512.cpp): 3x3 stride-1
+//  - Winograd F(2x2, 3x3) (conv2d_winograd.h; drivers in conv2d_winograd.cpp): 3x3 stride-1
 //    convolutions of one group with at least 16 input and output channels on maps of more than
 //    4x4 outputs; 2.25x fewer multiplies, run on the direct kernels' AVX-512 micro-kernels;
 //  - direct (implicit GEMM, conv2d_direct.h; drivers in conv2d_direct.cpp, micro-kernels in
