@@ -4,11 +4,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "cpu_features.h"
 #include "elementwise_common.h"
 #include "elementwise_simd.h"
+#include "workspace.h"
 
 // The baseline-ISA copy of the element-wise loops.
 #define CNNFAST_SIMD_NS simd_base
@@ -20,21 +20,12 @@ namespace cnnfast {
 namespace detail {
 
 static SimdTables<ElementwiseSimd>& tables() {
-    static SimdTables<ElementwiseSimd> t(&simd_base::kTable,
-#if defined(CNNFAST_BUILD_AVX2)
-                                         &simd_avx2::kTable,
-#else
-                                         nullptr,
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-                                         &simd_avx512::kTable);
-#else
-                                         nullptr);
-#endif
+    static SimdTables<ElementwiseSimd> t(&simd_base::kTable, elementwise_simd_avx2(),
+                                         elementwise_simd_avx512());
     return t;
 }
 
-const ElementwiseSimd& elementwise_simd() { return tables().current(); }
+const ElementwiseSimd& elementwise_simd() { return *tables().current(); }
 
 }  // namespace detail
 
@@ -173,12 +164,7 @@ void prelu_backward(float* dx, float* dalpha, const float* x, const float* alpha
             prelu_backward_block(dx, acc, x, alpha, dy, A, 0, rows, k0, k1);
             for (int64_t k = k0; k < k1; ++k) dalpha[k] = static_cast<float>(acc[k - k0]);
         };
-        if (nt <= 1) {
-            for (int64_t c = 0; c < chunks; ++c) column_chunk(c);
-        } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (int64_t c = 0; c < chunks; ++c) column_chunk(c);
-        }
+        parallel_for(nt, chunks, column_chunk);
         return;
     }
     // Narrow alpha (shared axes): fixed row blocks (layout depends on n and A only) each
@@ -187,21 +173,13 @@ void prelu_backward(float* dx, float* dalpha, const float* x, const float* alpha
     const int64_t grain = std::max<int64_t>(1, detail::kElementwiseGrain / A);
     const int64_t bs = std::max(grain, (rows + kMaxBlocks - 1) / kMaxBlocks);
     const int64_t nb = (rows + bs - 1) / bs;
-    static thread_local std::vector<double> scratch;
-    if (static_cast<int64_t>(scratch.size()) < nb * A) scratch.resize(nb * A);
-    double* partial = scratch.data();
-    const int nt = threads_for(nb);
+    double* partial = workspace<double>(Scratch::prelu_partials, nb * A);
     auto row_block = [&](int64_t b) {
         double* acc = partial + b * A;
         std::fill(acc, acc + A, 0.0);
         prelu_backward_block(dx, acc, x, alpha, dy, A, b * bs, std::min(rows, (b + 1) * bs), 0, A);
     };
-    if (nt <= 1) {
-        for (int64_t b = 0; b < nb; ++b) row_block(b);
-    } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < nb; ++b) row_block(b);
-    }
+    parallel_for(threads_for(nb), nb, row_block);
     for (int64_t k = 0; k < A; ++k) {
         double s = 0.0;
         for (int64_t b = 0; b < nb; ++b) s += partial[b * A + k];

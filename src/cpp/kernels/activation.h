@@ -33,8 +33,8 @@ void prelu_forward(float* y, const float* x, const float* alpha, int64_t n, int6
 
 // dx (n,) = dy * (x > 0 ? 1 : alpha); dalpha (alpha_size,) is OVERWRITTEN with
 // sum over the batch of dy * min(x, 0), accumulated in double in a fixed order (identical for any
-// thread count). dx may alias dy. Scratch: a grow-only thread_local buffer of at most
-// 64 * alpha_size doubles, used only when alpha_size <= 1024 and n is large.
+// thread count). dx may alias dy. Scratch: at most 64 * alpha_size doubles of the
+// calling thread's workspace (workspace.h), used only when alpha_size <= 1024 and n is large.
 void prelu_backward(float* dx, float* dalpha, const float* x, const float* alpha, const float* dy,
                     int64_t n, int64_t alpha_size);
 

@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 #if defined(__SSE__)
 #include <immintrin.h>
 #endif
@@ -22,6 +21,7 @@
 
 #include "activation.h"
 #include "elementwise_simd.h"
+#include "workspace.h"
 
 // The selects below (x < 0 ? a : b) only vectorise on pre-AVX-512 ISAs when GCC may evaluate
 // both arms unconditionally, which strict trapping-math forbids; nothing here reads FP flags.

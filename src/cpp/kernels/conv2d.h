@@ -1,6 +1,7 @@
 #pragma once
-// 2-D convolution (cross-correlation, as Keras and PyTorch define it) on NHWC float32 buffers:
-// im2col + sgemm, with the naive direct loops kept beside as the spec and test oracle.
+// 2-D convolution (cross-correlation, as Keras and PyTorch define it) on NHWC float32 buffers.
+// conv2d.cpp chooses an algorithm per call and pass (see below); each lives in its own file, with
+// the naive loops (conv2d_naive.cpp) kept beside as the spec and test oracle.
 #include <cstdint>
 
 #include "activation.h"
@@ -22,7 +23,8 @@ struct Conv2dDims {
 };
 
 // Floats of im2col scratch one call uses at most (0 for convolutions that need no columns).
-// The kernels take it from a grow-only per-thread buffer; exposed for tests and memory planning.
+// The kernels take it from the calling thread's workspace (workspace.h); exposed for tests and
+// memory planning.
 int64_t conv2d_workspace_size(const Conv2dDims& d);
 
 // x (N,H,W,C); w (KH,KW,C/g,K); bias (K,) or null; y (N,OH,OW,K) is overwritten, with
@@ -39,14 +41,15 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d);
 
-// The algorithms behind the three kernels above, chosen per call:
-//  - Winograd F(2x2, 3x3) (conv2d_winograd.h): 3x3 stride-1 convolutions of one group with at
-//    least 16 input and output channels on maps of more than 4x4 outputs; 2.25x fewer
-//    multiplies, run on the direct kernels' AVX-512 micro-kernels;
-//  - direct (implicit GEMM, conv2d_direct.h): AVX-512 micro-kernels reading NHWC in place, for
-//    groups == 1 convolutions that are not plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or
-//    avx512);
-//  - im2col + sgemm (+ col2im): everything else, and every convolution on other CPUs.
+// The algorithms behind the three kernels above, chosen per call (choose_algorithm, conv2d.cpp):
+//  - Winograd F(2x2, 3x3) (conv2d_winograd.h; drivers in conv2d_winograd.cpp): 3x3 stride-1
+//    convolutions of one group with at least 16 input and output channels on maps of more than
+//    4x4 outputs; 2.25x fewer multiplies, run on the direct kernels' AVX-512 micro-kernels;
+//  - direct (implicit GEMM, conv2d_direct.h; drivers in conv2d_direct.cpp, micro-kernels in
+//    conv2d_direct_avx512.cpp): reads NHWC in place, for groups == 1 convolutions that are not
+//    plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or avx512);
+//  - im2col + sgemm (+ col2im, conv2d_im2col.cpp): everything else, and every convolution on
+//    other CPUs.
 // set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
 // benchmarks ("direct" never uses Winograd; "winograd" takes every 3x3 stride-1 convolution of
 // one group, whatever its size; both use im2col where direct does not apply); false if unknown
@@ -55,14 +58,19 @@ bool set_conv2d_algorithm(const char* name);
 // "auto", "im2col" (forced, or direct unavailable), "direct" or "winograd".
 const char* conv2d_algorithm();
 
-// The im2col + sgemm path. Same contracts.
+// The im2col + sgemm path (conv2d_im2col.cpp). Same contracts.
 void conv2d_forward_im2col(float* y, const float* x, const float* w, const float* bias,
                            const Conv2dDims& d, bool relu);
 void conv2d_backward_data_im2col(float* dx, const float* dy, const float* w, const Conv2dDims& d);
 void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const float* dy,
                                     const Conv2dDims& d);
+// Whether d's column matrix is the input itself, read in place (a plain GEMM): 1x1 stride-1
+// unpadded convolutions (any groups) and, with one group, kernels covering the whole unpadded
+// input (one output pixel).
+bool conv2d_input_is_columns(const Conv2dDims& d);
 
-// Direct loops, single-threaded: the readable spec, fallback and oracle. Same contracts.
+// Direct loops, single-threaded (conv2d_naive.cpp): the readable spec, fallback and oracle. Same
+// contracts.
 void conv2d_forward_naive(float* y, const float* x, const float* w, const float* bias,
                           const Conv2dDims& d, bool relu = false);
 void conv2d_backward_data_naive(float* dx, const float* dy, const float* w, const Conv2dDims& d);

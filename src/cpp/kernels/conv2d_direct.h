@@ -9,13 +9,13 @@
 //   forward:          y[p][k]      = sum_q src_p[off(q)] * w[q][k]     (vectorised over k)
 //   backward-weights: dw[q][k]    += sum_p src_p[off(q)] * dy[p][k]    (vectorised over k)
 //   backward-data:    dst_p[off(q)] += sum_k dy[p][k] * wT[k][q]      (vectorised over q)
-// Micro-kernels are single-threaded; the driver (conv2d.cpp) hands each thread whole bands.
-#include <omp.h>
-
+// Micro-kernels are single-threaded; the drivers (conv2d_direct.cpp) hand each thread whole bands.
 #include <algorithm>
 #include <cstdint>
 
 #include "conv2d.h"
+#include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -72,24 +72,8 @@ inline int64_t conv_bwdw_max_rows(int64_t nc) {
     return kv >= 4 ? 6 : kv == 3 ? 8 : 12;
 }
 
-// Grow-only, 64-byte-aligned scratch of the calling thread (conv2d.cpp), reused across calls so
-// the hot path allocates only when a larger size is first needed. Slots keep one call's buffers
-// apart (e.g. the threads' shared partials and a thread's own band); the contents are undefined.
-enum ScratchSlot {
-    kColumns = 0,
-    kBand = 1,
-    kShared = 2,
-    kOffsets = 3,
-    kFlipped = 4,
-    kLanePartials = 5,
-    kWinogradWeights = 6,
-    kWinogradInputs = 7,
-    kWinogradProducts = 8,
-    kScratchSlots = 9
-};
-float* column_scratch(int64_t floats, int slot = kColumns);
-
-// Helpers the direct-kernel drivers share (conv2d.cpp, conv2d_pool_avx512.cpp, ...).
+// Helpers the direct-kernel drivers share (conv2d_direct.cpp, conv2d_winograd_avx512.cpp,
+// conv2d_pool_avx512.cpp).
 
 // The stride-1 backward-data of d as a forward convolution: input dy (N,OH,OW,K) zero-padded by
 // KH-1-pad_top rows and KW-1-pad_left columns, K -> C channels, output (N,H,W,C); its kernel is
@@ -97,13 +81,14 @@ float* column_scratch(int64_t floats, int slot = kColumns);
 Conv2dDims backward_data_as_forward_dims(const Conv2dDims& d);
 
 // off[q] for q = (kh, kw, c) of d's kernel: where q sits in a receptive field of a source with row
-// stride rs (floats). In the calling thread's kOffsets scratch.
+// stride rs (floats). In the calling thread's Scratch::conv_offsets.
 const int64_t* conv_field_offsets(const Conv2dDims& d, int64_t rs);
 
 // w (Q, K) with 64-byte-aligned rows of *ldw floats (a load straddling two cache lines costs two)
 // and zeros past K: w itself when it already is (K a multiple of 16 in an aligned buffer, as the
 // layers allocate it), else a copy in the calling thread's `slot` scratch.
-const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw, int slot);
+const float* aligned_weight_rows(const float* w, int64_t Q, int64_t K, int64_t* ldw,
+                                 Scratch slot);
 
 // f(q0, R) for the dw row ranges one backward-weights micro-kernel call accumulates (R <= rmax)
 // over a field of KH segments of seg values: within one segment (contiguous offsets, one base
@@ -119,36 +104,6 @@ void for_each_dw_tile(int64_t KH, int64_t seg, int64_t rmax, const F& f) {
             const int64_t q1 = s * span + span * (i + 1) / tiles;
             f(q0, q1 - q0);
         }
-}
-
-// A weight-gradient reduction over `units` (images, blocks of tiles) on T threads: unit(part, u)
-// adds unit u's contribution into the calling thread's partial of part_floats floats (zeroed
-// first; parts + t * part_floats), the units split statically; then finish(used, i) for i in
-// [0, items), split statically in the same parallel region, combines the `used` filled partials
-// in thread order (the runtime may grant fewer threads than T). The sums so depend on T only, not
-// on timing. T <= 1 runs inline with one partial. parts holds max(T, 1) partials.
-template <class Unit, class Finish>
-void reduce_over_threads(int T, int64_t units, float* parts, int64_t part_floats,
-                         const Unit& unit, int64_t items, const Finish& finish) {
-    if (T <= 1) {
-        std::fill(parts, parts + part_floats, 0.0f);
-        for (int64_t u = 0; u < units; ++u) unit(parts, u);
-        for (int64_t i = 0; i < items; ++i) finish(1, i);
-        return;
-    }
-    int used = T;
-#pragma omp parallel num_threads(T)
-    {
-        const int t = omp_get_thread_num();
-        float* part = parts + t * part_floats;
-        std::fill(part, part + part_floats, 0.0f);
-        if (t == 0) used = omp_get_num_threads();
-#pragma omp for schedule(static)
-        for (int64_t u = 0; u < units; ++u) unit(part, u);
-        // The implicit barrier above completes every partial (and publishes `used`).
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < items; ++i) finish(used, i);
-    }
 }
 
 // The finish step of a weight-gradient reduce_over_threads whose partials hold DW dw values then
@@ -170,10 +125,37 @@ inline void write_summed_gradient(float* dw, float* db, int64_t DW, const float*
         db[i - DW] = s;
 }
 
+// An activation other than ReLU (which the micro-kernels apply) run on each band of output right
+// after the band is computed, while it is still in cache, instead of in a pass of its own.
+struct BandActivation {
+    Activation kind = Activation::linear;
+    float alpha = 0.0f;
+    void operator()(float* y, int64_t n) const {
+        if (kind != Activation::linear) activation_forward(y, y, n, kind, alpha);
+    }
+};
+
+// The direct drivers (conv2d_direct.cpp), on the micro-kernels uk; groups == 1. Same contracts as
+// conv2d_forward / conv2d_backward_data / conv2d_backward_weights (conv2d.h); forward applies
+// act to each band after relu.
+void conv2d_forward_direct(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
+                           const float* bias, const Conv2dDims& d, bool relu,
+                           const BandActivation& act = {});
+void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, float* db,
+                                    const float* x, const float* dy, const Conv2dDims& d);
+// Backward-data as a scatter-add: every pixel's products added into its receptive field of dx.
+void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                 const float* w, const Conv2dDims& d);
+// Stride-1 backward-data as a forward convolution (a gather): dx = conv(dy zero-padded by
+// KH-1-pad_top rows and KW-1-pad_left columns, wf), wf[kh][kw][k][c] = w[KH-1-kh][KW-1-kw][c][k].
+// Needs stride 1, pad_top < KH and pad_left < KW.
+void conv2d_backward_data_flipped(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                  const float* w, const Conv2dDims& d);
+
 // The micro-kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
 const ConvDirectUkernels* conv2d_direct_ukernels();
 
-// False (and *out untouched) when the ISA was not compiled in.
-bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out);
+// The AVX-512 micro-kernels (conv2d_direct_avx512.cpp); null when the build lacks AVX-512.
+const ConvDirectUkernels* conv2d_direct_avx512();
 
 }  // namespace cnnfast

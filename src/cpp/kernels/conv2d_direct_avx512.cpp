@@ -4,7 +4,7 @@
 // vector of a tile is masked, so any channel count works (K = 6 uses 6 of 16 lanes).
 #include "conv2d_direct.h"
 
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <utility>
@@ -496,10 +496,10 @@ void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_
 
 }  // namespace
 
-bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out) {
-    *out = {"avx512", &forward, &backward_weights, &backward_data, &forward_c1,
-            &backward_weights_c1};
-    return true;
+const ConvDirectUkernels* conv2d_direct_avx512() {
+    static const ConvDirectUkernels table = {
+        "avx512", &forward, &backward_weights, &backward_data, &forward_c1, &backward_weights_c1};
+    return &table;
 }
 
 }  // namespace cnnfast
@@ -507,7 +507,7 @@ bool conv2d_direct_ukernels_avx512(ConvDirectUkernels* out) {
 #else
 
 namespace cnnfast {
-bool conv2d_direct_ukernels_avx512(ConvDirectUkernels*) { return false; }
+const ConvDirectUkernels* conv2d_direct_avx512() { return nullptr; }
 }  // namespace cnnfast
 
 #endif

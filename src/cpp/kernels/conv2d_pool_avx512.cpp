@@ -1,24 +1,18 @@
-// Fused Conv2D + ReLU + 2x2 max pooling (contracts in conv2d_pool.h), on AVX-512.
+// Fused Conv2D + ReLU + 2x2 max pooling on AVX-512: the kernels (contracts in
+// conv2d_pool_ukernels.h; the drivers are in conv2d_pool.cpp).
 //
 // Forward: a register tile holds the four convolution outputs of P pooled pixels (their 2x2
 // windows) for KV vectors of output channels; the reduction runs as in the direct kernels
 // (conv2d_direct.h: weight vectors x broadcast inputs), then the epilogue applies bias and ReLU,
 // takes the window maximum and stores only it and the winning position.
-// Backward-weights: the pooled gradient is expanded, per image, into four masked gradients, one
-// per window position (nonzero where that position won and y > 0); each is then a plain
-// backward-weights sweep over the positions' receptive fields, run on the direct micro-kernel.
-#include "conv2d_pool.h"
+#include "conv2d_pool_ukernels.h"
 
-#include "conv2d_direct.h"
-
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "avx512_util.h"
-#include "parallel.h"
 
 namespace cnnfast {
 namespace {
@@ -109,93 +103,40 @@ void forward_row_range(float* y, int32_t* which, const float* img, int64_t i0, i
 constexpr decltype(&forward_row_range<1>) kRowRange[4] = {
     &forward_row_range<1>, &forward_row_range<2>, &forward_row_range<3>, &forward_row_range<4>};
 
+void forward_rows(float* y, int32_t* which, const float* img, int64_t i0, int64_t i1, int64_t PW,
+                  int64_t K, int64_t KH, int64_t rs, int64_t C, int64_t seg, const float* w,
+                  int64_t ldw, const float* bias, int64_t nc) {
+    kRowRange[(nc + 15) / 16 - 1](y, which, img, i0, i1, PW, K, KH, rs, C, seg, w, ldw, bias, nc);
+}
+
+
+// g[j] (npix, ldk), j < 4: the pooled gradient dy (npix, K) where window position j won (which)
+// and y > 0, zero elsewhere and in lanes K..ldk; db (ldk) += dy where y > 0.
+void expand_gradient(float* g, float* db, const float* dy, const float* y, const int32_t* which,
+                     int64_t npix, int64_t K) {
+    const int64_t ldk = (K + 15) / 16 * 16;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t p = 0; p < npix; ++p)
+        for (int64_t k = 0; k < ldk; k += 16) {
+            const __mmask16 m = lanes(K - k);
+            const __m512 gv = _mm512_maskz_loadu_ps(m, dy + p * K + k);
+            const __m512 yv = _mm512_maskz_loadu_ps(m, y + p * K + k);
+            const __mmask16 live = m & _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
+            const __m512i pos = _mm512_maskz_loadu_epi32(m, which + p * K + k);
+            _mm512_storeu_ps(db + k,
+                             _mm512_add_ps(_mm512_loadu_ps(db + k), _mm512_maskz_mov_ps(live, gv)));
+            for (int j = 0; j < 4; ++j) {
+                const __mmask16 won = live & _mm512_cmpeq_epi32_mask(pos, _mm512_set1_epi32(j));
+                _mm512_storeu_ps(g + (j * npix + p) * ldk + k, _mm512_maskz_mov_ps(won, gv));
+            }
+        }
+}
+
 }  // namespace
 
-bool conv2d_relu_maxpool_supported(const Conv2dDims& d) {
-    return conv2d_direct_ukernels() != nullptr && d.groups == 1 && d.stride_h == 1 &&
-           d.stride_w == 1 && d.pad_top == 0 && d.pad_left == 0 && d.OH == d.H - d.KH + 1 &&
-           d.OW == d.W - d.KW + 1 && d.OH >= 2 && d.OW >= 2 && d.N > 0 && d.C > 0 && d.K > 0;
-}
-
-void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const float* w,
-                                 const float* bias, const Conv2dDims& d) {
-    const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, seg = d.KW * d.C, rs = d.W * d.C;
-    int64_t ldw;
-    const float* wp = aligned_weight_rows(w, d.KH * seg, K, &ldw, kFlipped);
-    const int64_t units = d.N * PH;  // one pooled row each
-    const int T = threads_for(units * PW * 4 * K * d.KH * seg / kMacsPerThread);
-    auto row = [&](int64_t u) {
-        const int64_t n = u / PH, ph = u % PH;
-        const float* img = x + n * d.H * rs;
-        const int64_t i0 = ph * PW, i1 = i0 + PW;
-        float* yn = y + n * PH * PW * K;
-        int32_t* wn = which + n * PH * PW * K;
-        for (int64_t k0 = 0; k0 < K; k0 += 64) {
-            const int64_t nc = std::min<int64_t>(64, K - k0);
-            kRowRange[(nc + 15) / 16 - 1](yn + k0, wn + k0, img, i0, i1, PW, K, d.KH, rs, d.C,
-                                          seg, wp + k0, ldw, bias ? bias + k0 : nullptr, nc);
-        }
-    };
-    if (T <= 1) {
-        for (int64_t u = 0; u < units; ++u) row(u);
-        return;
-    }
-#pragma omp parallel for num_threads(T) schedule(static)
-    for (int64_t u = 0; u < units; ++u) row(u);
-}
-
-void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, const float* dy,
-                                          const float* y, const int32_t* which,
-                                          const Conv2dDims& d) {
-    const ConvDirectUkernels& uk = *conv2d_direct_ukernels();
-    const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, ldk = (K + 15) / 16 * 16;
-    const int64_t seg = d.KW * d.C, Q = d.KH * seg, rs = d.W * d.C, npix = PH * PW;
-    const int64_t DW = Q * K, part_floats = DW + ldk;
-    const int T = static_cast<int>(std::min<int64_t>(
-        threads_for(d.N * npix * 4 * K * Q / kMacsPerThread), d.N));
-    float* parts = column_scratch(std::max(T, 1) * part_floats, kShared);
-    const int64_t* off = conv_field_offsets(d, rs);
-    auto image = [&](float* part, int64_t n) {
-        // g[j] (npix, ldk): the pooled gradient where window position j won and y > 0.
-        float* g = column_scratch(4 * npix * ldk, kWinogradProducts);
-        float* dbp = part + DW;
-        const float* dyn = dy + n * npix * K;
-        const float* yn = y + n * npix * K;
-        const int32_t* wn = which + n * npix * K;
-        const __m512 zero = _mm512_setzero_ps();
-        for (int64_t p = 0; p < npix; ++p)
-            for (int64_t k = 0; k < ldk; k += 16) {
-                const __mmask16 m = lanes(K - k);
-                const __m512 gv = _mm512_maskz_loadu_ps(m, dyn + p * K + k);
-                const __m512 yv = _mm512_maskz_loadu_ps(m, yn + p * K + k);
-                const __mmask16 live = m & _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ);
-                const __m512i pos = _mm512_maskz_loadu_epi32(m, wn + p * K + k);
-                _mm512_storeu_ps(dbp + k, _mm512_add_ps(_mm512_loadu_ps(dbp + k),
-                                                        _mm512_maskz_mov_ps(live, gv)));
-                for (int j = 0; j < 4; ++j) {
-                    const __mmask16 won =
-                        live & _mm512_cmpeq_epi32_mask(pos, _mm512_set1_epi32(j));
-                    _mm512_storeu_ps(g + (j * npix + p) * ldk + k, _mm512_maskz_mov_ps(won, gv));
-                }
-            }
-        const float* img = x + n * d.H * rs;
-        for (int j = 0; j < 4; ++j) {
-            // Position j of every window: fields at (2 ph + j / 2, 2 pw + j % 2).
-            const ConvPixels px{const_cast<float*>(img + (j / 2) * rs + (j % 2) * d.C), 2 * rs,
-                                2 * d.C, PW};
-            for (int64_t k0 = 0; k0 < K; k0 += 64) {
-                const int64_t nc = std::min<int64_t>(64, K - k0);
-                for_each_dw_tile(d.KH, seg, conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
-                    uk.backward_weights(part + q0 * K + k0, K, px, npix, off + q0, R,
-                                        g + j * npix * ldk + k0, ldk, nc);
-                });
-            }
-        }
-    };
-    // Static, so the sums depend on the thread count only.
-    reduce_over_threads(T, d.N, parts, part_floats, image, DW + K, [&](int used, int64_t i) {
-        write_summed_gradient(dw, db, DW, parts, part_floats, 1, used, i);
-    });
+const ConvPoolUkernels* conv2d_pool_avx512() {
+    static const ConvPoolUkernels table = {"avx512", &forward_rows, &expand_gradient};
+    return &table;
 }
 
 }  // namespace cnnfast
@@ -203,11 +144,7 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
 #else
 
 namespace cnnfast {
-bool conv2d_relu_maxpool_supported(const Conv2dDims&) { return false; }
-void conv2d_relu_maxpool_forward(float*, int32_t*, const float*, const float*, const float*,
-                                 const Conv2dDims&) {}
-void conv2d_relu_maxpool_backward_weights(float*, float*, const float*, const float*,
-                                          const float*, const int32_t*, const Conv2dDims&) {}
+const ConvPoolUkernels* conv2d_pool_avx512() { return nullptr; }
 }  // namespace cnnfast
 
 #endif

@@ -12,9 +12,10 @@
 //   backward-weights: dU[pos] (C, K) = sum over tiles V[pos]^T x (A dy_tile A^T)[pos], then
 //                     dw = G^T dU G - the exact gradient of the forward formula above.
 // The transforms add and halve only, so the rounding error stays within a few ulp of the direct
-// sums' (the tests hold both to the same bound). The GEMMs run on the direct convolution's
-// AVX-512 micro-kernels (conv2d_direct.h), or on sgemm for wide layers, and this path exists
-// where those micro-kernels do.
+// sums' (the tests hold both to the same bound). The drivers (conv2d_winograd.cpp) run the GEMMs
+// on the direct convolution's AVX-512 micro-kernels (conv2d_direct.h), or on sgemm for wide
+// layers, and the transforms of this CPU's table (conv2d_winograd_avx512.cpp); this path exists
+// where both do.
 #include <cstdint>
 
 #include "conv2d.h"
@@ -22,8 +23,9 @@
 
 namespace cnnfast {
 
-// True for the convolutions the kernels below compute: one group, 3x3, stride 1, padding of at
-// most 2 on the top and left. Whether it pays is the caller's choice (conv2d.cpp).
+// True for the convolutions the kernels below compute, on a CPU that has the transforms: one
+// group, 3x3, stride 1, padding of at most 2 on the top and left. Whether it pays is the caller's
+// choice (conv2d.cpp).
 bool winograd_computes(const Conv2dDims& d);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights (conv2d.h);
@@ -35,7 +37,51 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
 void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
                                       const float* x, const float* dy, const Conv2dDims& d);
 
-// False when this build has no AVX-512 Winograd transforms.
-bool conv2d_winograd_built();
+// The 2x2 output tiles of an OH x OW output, numbered image by image, row by row.
+struct TileGrid {
+    int64_t TH, TW, per_image, total;
+};
+
+inline TileGrid winograd_tile_grid(const Conv2dDims& d) {
+    const int64_t TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
+    return {TH, TW, TH * TW, d.N * TH * TW};
+}
+
+// The ISA-specific half of the algorithm: the transforms, each single-threaded (the drivers split
+// the work). Positions of V, M, D and dV lie ldpos floats apart; within a position, tile i's row
+// starts at i * (its channel count, or the padded ldk / ldc).
+struct WinogradTransforms {
+    const char* path;
+    // U (16, Cin, ldu) = G g G^T for input channels [ci0, ci1) x output channels [co0, co1)
+    // (multiples of 16), tap (i, j) of g at w[tap * taps + ci * s_ci + co * s_co], tap = 3i + j
+    // (8 - that when flipped); lanes co >= Cout zeroed.
+    void (*kernel)(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout, bool flipped,
+                   int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0, int64_t ci1, int64_t co0,
+                   int64_t co1);
+    // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C).
+    void (*input)(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                  const Conv2dDims& d, const TileGrid& g);
+    // y (N,OH,OW,K) of tiles t0 + i = act(bias + A^T M A), M's tiles ldk floats apart.
+    void (*output)(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0, int64_t nt,
+                   const float* bias, bool relu, const Conv2dDims& d, const TileGrid& g);
+    // D[pos][i][k] = (A e A^T)[pos] for the 2x2 dy tiles e of tiles t0 + i; db (ldk) += their
+    // sums unless null.
+    void (*gradient)(float* D, int64_t ldpos, int64_t ldk, float* db, const float* dy, int64_t t0,
+                     int64_t nt, const Conv2dDims& d, const TileGrid& g);
+    // dx (N,H,W,C) += B dV B^T on the input patches of tiles t0 + i.
+    void (*scatter_input_gradient)(float* dx, const float* dV, int64_t ldpos, int64_t ldc,
+                                   int64_t t0, int64_t nt, const Conv2dDims& d, const TileGrid& g);
+    // Row c of dw (3,3,C,K) = G^T S G, S = the sum of the `used` partials dU (16, C, Kp) lying
+    // part_floats apart.
+    void (*weight_gradient_row)(float* dw, const float* parts, int64_t part_floats, int used,
+                                int64_t C, int64_t K, int64_t Kp, int64_t c);
+    // db[k, k + 16) (below K) = the sum of the `pixels` rows of dy (pixels, K).
+    void (*bias_gradient_block)(float* db, const float* dy, int64_t pixels, int64_t K, int64_t k);
+};
+
+// The transforms this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.
+const WinogradTransforms* conv2d_winograd_transforms();
+// The AVX-512 table (conv2d_winograd_avx512.cpp); null when the build lacks AVX-512.
+const WinogradTransforms* conv2d_winograd_avx512();
 
 }  // namespace cnnfast

@@ -1,79 +1,28 @@
-// Winograd F(2x2, 3x3) convolution on AVX-512 (contracts and the algebra in conv2d_winograd.h).
-//
-// Work is split into blocks of tiles. A thread transforms one block's input patches into
-// V (16, tiles, C), runs the 16 position GEMMs into M (16, tiles, K) and transforms M back into
-// the output, while V and M stay in its L2 cache. Wide layers' forward passes (and backward-data
-// as one) go position by position instead (forward_position_major). The matrices of F(2x2, 3x3):
+// The transforms of Winograd F(2x2, 3x3) on AVX-512 (contracts in conv2d_winograd.h; the drivers
+// that block, thread and multiply are in conv2d_winograd.cpp). The matrices:
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   (input, 4x4 -> 4x4)
 //   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1] (kernel, 3x3 -> 4x4)
 //   A^T = [1 1 1 0; 0 1 -1 -1]                       (output, 4x4 -> 2x2)
 #include "conv2d_winograd.h"
 
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstring>
-
 #include "avx512_util.h"
-#include "gemm.h"
-#include "parallel.h"
 
 namespace cnnfast {
 namespace {
 
-inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-// The 2x2 output tiles of an OH x OW output, numbered image by image, row by row.
-struct TileGrid {
-    int64_t TH, TW, per_image, total;
-};
-
-TileGrid tile_grid(const Conv2dDims& d) {
-    const int64_t TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
-    return {TH, TW, TH * TW, d.N * TH * TW};
-}
-
-// V and M of one block together fill about this many floats (1 MiB), half a core's L2 here.
-constexpr int64_t kBlockFloats = int64_t(1) << 18;
-
-// Blocks of `tiles` tiles on T threads; the block count is a multiple of T so that the static
-// schedule balances.
-struct BlockPlan {
-    int T;
-    int64_t tiles, blocks;
-};
-
-BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
-    // Multiples of 24 tiles fill the micro-kernels' 6-, 8- and 12-row register tiles.
-    const int64_t most = std::max<int64_t>(24, kBlockFloats / (16 * (C + Kp)) / 24 * 24);
-    const int64_t macs = g.total * 16 * C * Kp;
-    int64_t blocks = (g.total + most - 1) / most;
-    const int T = static_cast<int>(std::min<int64_t>(threads_for(macs / kMacsPerThread), blocks));
-    blocks = round_up(blocks, T);
-    const int64_t tiles = round_up((g.total + blocks - 1) / blocks, 12);
-    return {T, tiles, (g.total + tiles - 1) / tiles};
-}
-
-// f(block) for every block, statically split over plan.T threads (inline when T == 1).
-template <class F>
-void for_each_block(const BlockPlan& plan, const F& f) {
-    if (plan.T <= 1) {
-        for (int64_t b = 0; b < plan.blocks; ++b) f(b);
-        return;
-    }
-#pragma omp parallel for num_threads(plan.T) schedule(static)
-    for (int64_t b = 0; b < plan.blocks; ++b) f(b);
-}
-
-// U (16, Cin, ldu) = G g G^T for every (input channel ci, output channel co), where tap (i, j) of
+// U (16, Cin, ldu) = G g G^T for input channels [ci0, ci1) x output channels [co0, co1) (16 at a
+// time; co0 and co1 multiples of 16), where tap (i, j) of
 // g is w[tap(i, j) * taps + ci * s_ci + co * s_co]; ldu is a multiple of 16, and lanes
 // co >= Cout are zeroed. Vectorised over 16 output channels: the 16 positions' rows lie
 // Cin * ldu floats apart, a multiple of 4 KiB for 64 or more channels, so they share one L1 set,
 // and a scalar loop's one-float stores to them missed the L1 nearly every time (about 50 ns per
 // (ci, co) pair: 0.25 ms per call at 64x64 channels, 3.5 ms at 256x256).
 void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
-                      bool flipped, int64_t taps, int64_t s_ci, int64_t s_co) {
+                      bool flipped, int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0,
+                      int64_t ci1, int64_t co0, int64_t co1) {
     const __m512 half = _mm512_set1_ps(0.5f);
     // Output channels s_co floats apart (backward-data's transposed kernels) are gathered; with
     // ci inner, a block of 16 channels' cache lines serves 16 consecutive ci from L1.
@@ -106,15 +55,12 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
             for (int b = 0; b < 4; ++b) _mm512_storeu_ps(u + (4 * a + b) * Cin * ldu + co, r[b]);
         }
     };
-    const int T = threads_for(Cin * ldu / 16384);
     if (s_co == 1) {  // rows of w and of U[pos] read and written in order
-#pragma omp parallel for num_threads(T) schedule(static)
-        for (int64_t ci = 0; ci < Cin; ++ci)
-            for (int64_t co = 0; co < ldu; co += 16) transform(ci, co);
+        for (int64_t ci = ci0; ci < ci1; ++ci)
+            for (int64_t co = co0; co < co1; co += 16) transform(ci, co);
     } else {
-#pragma omp parallel for num_threads(T) schedule(static)
-        for (int64_t co = 0; co < ldu; co += 16)
-            for (int64_t ci = 0; ci < Cin; ++ci) transform(ci, co);
+        for (int64_t co = co0; co < co1; co += 16)
+            for (int64_t ci = ci0; ci < ci1; ++ci) transform(ci, co);
     }
 }
 
@@ -289,145 +235,6 @@ void scatter_input_gradient(float* dx, const float* dV, int64_t ldpos, int64_t l
     }
 }
 
-// Wide layers: U (16 C Kp floats) above this many floats (1 MiB, 128 -> 128 channels) no longer
-// stays in a core's L2 beside a block's V and M, and the tile-block schedule below would read it
-// again for every block of tiles: for 512 -> 512 channels that is 16 MiB per 24 tiles.
-constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
-bool is_wide(int64_t C, int64_t Kp) { return 16 * C * Kp > kWideKernelFloats; }
-// V and M of one pass of the position-major schedule together hold at most this many floats.
-constexpr int64_t kPassFloats = int64_t(1) << 22;
-
-// Runs of tiles for the position-major schedules below: f(t0, nt, V, M) for tiles t0 .. t0+nt,
-// with the calling thread's V (16, nt, C) and M (16, nt, Kp) scratch holding together at most
-// kPassFloats.
-template <class F>
-void for_each_pass(const TileGrid& g, int64_t C, int64_t Kp, const F& f) {
-    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
-    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
-        const int64_t nt = std::min(per_pass, g.total - t0);
-        f(t0, nt, column_scratch(16 * nt * C, kWinogradInputs),
-          column_scratch(16 * nt * Kp, kWinogradProducts));
-    }
-}
-// The threads each pass runs on.
-int pass_threads(const TileGrid& g, int64_t C, int64_t Kp) {
-    return threads_for(g.total * 16 * C * Kp / kMacsPerThread);
-}
-
-// The forward pass of a wide layer, position by position: each pass transforms a run of tiles
-// into V, then runs each position's GEMM over all of them (the threads take whole positions, as
-// packed single-thread sgemm calls whose blocks of U[pos] stay in L2 while every tile streams
-// past), then transforms M back. Each product is one call whatever the thread count.
-void forward_position_major(float* y, const float* x, const float* U, int64_t Kp,
-                            const float* bias, const Conv2dDims& d, bool relu) {
-    const TileGrid g = tile_grid(d);
-    const int64_t C = d.C;
-    const int T = pass_threads(g, C, Kp);
-    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
-        const int64_t ldv = nt * C, ldm = nt * Kp;
-#pragma omp parallel num_threads(T)
-        {
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < nt; i += 12)
-                transform_input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
-#pragma omp for schedule(static)
-            for (int64_t pos = 0; pos < 16; ++pos)
-                sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
-                                    U + pos * C * Kp, Kp, 0.0f, M + pos * ldm, Kp);
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < nt; i += 12)
-                transform_output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
-                                 bias, relu, d, g);
-        }
-    });
-}
-
-// The forward pass with the kernel already transformed: U (16, C, Kp).
-void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
-                         int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
-    if (is_wide(d.C, Kp)) return forward_position_major(y, x, U, Kp, bias, d, relu);
-    const TileGrid g = tile_grid(d);
-    const BlockPlan plan = block_plan(g, d.C, Kp);
-    const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    for_each_block(plan, [&](int64_t b) {
-        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* M = column_scratch(16 * ldm, kWinogradProducts);
-        transform_input(V, ldv, x, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos) {
-            // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
-            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
-            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
-                           nullptr, false, std::min<int64_t>(64, d.K - k0));
-        }
-        transform_output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
-    });
-}
-
-}  // namespace
-
-bool winograd_computes(const Conv2dDims& d) {
-    return d.groups == 1 && d.KH == 3 && d.KW == 3 && d.stride_h == 1 && d.stride_w == 1 &&
-           d.pad_top >= 0 && d.pad_top <= 2 && d.pad_left >= 0 && d.pad_left <= 2 && d.N > 0 &&
-           d.OH > 0 && d.OW > 0 && d.C > 0 && d.K > 0;
-}
-
-void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
-                             const float* w, const float* bias, const Conv2dDims& d, bool relu) {
-    const int64_t Kp = round_up(d.K, 16);
-    float* U = column_scratch(16 * d.C * Kp, kWinogradWeights);
-    transform_kernel(U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
-    forward_transformed(uk, y, x, U, Kp, bias, d, relu);
-}
-
-// Backward-data over the forward's own tiles: per tile, dV = (A dy A^T) x U^T per position,
-// then dx += B dV B^T on the tile's 4x4 input patch. Patches of neighbouring tiles overlap, so a
-// block holds whole images (one thread writes each image).
-void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const float* dy,
-                              const float* w, const Conv2dDims& d) {
-    const TileGrid g = tile_grid(d);
-    const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
-    float* UT = column_scratch(16 * K * Cp, kWinogradWeights);
-    transform_kernel(UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
-    const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
-    BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
-    plan.T = static_cast<int>(std::min<int64_t>(
-        threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
-    const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
-    for_each_block(plan, [&](int64_t b) {
-        const int64_t n0 = b * images, t0 = n0 * g.per_image;
-        const int64_t nt = std::min(plan.tiles, g.total - t0);
-        std::memset(dx + n0 * d.H * d.W * C, 0, sizeof(float) * (nt / g.per_image) * d.H * d.W * C);
-        float* D = column_scratch(16 * ldd, kWinogradInputs);
-        float* dV = column_scratch(16 * ldv, kWinogradProducts);
-        transform_gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos) {
-            const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
-            for (int64_t c0 = 0; c0 < C; c0 += 64)
-                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * K * Cp + c0, Cp,
-                           nullptr, false, std::min<int64_t>(64, C - c0));
-        }
-        scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
-    });
-}
-
-// Stride-1 backward-data is also the forward convolution of dy, zero-padded by 2 - pad_top rows
-// and 2 - pad_left columns, with wf[i][j][k][c] = w[2-i][2-j][c][k]: a gather, taken unless the
-// forward's tiling has fewer tiles ("valid" padding: the flipped convolution's output is larger).
-void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, const float* dy,
-                                   const float* w, const Conv2dDims& d) {
-    if (tile_grid(d).per_image < ((d.H + 1) / 2) * ((d.W + 1) / 2))
-        return backward_data_transposed(uk, dx, dy, w, d);
-    const Conv2dDims f = backward_data_as_forward_dims(d);
-    const int64_t Cp = round_up(d.C, 16);
-    float* U = column_scratch(16 * d.K * Cp, kWinogradWeights);
-    transform_kernel(U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
-    forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
-}
-
-namespace {
-
 // Row c of dw[i][j][c][k] = (G^T S G)[i][j], S[pos][c][k] = the sum over `used` partials
 // (part_floats apart, in order) of dU[pos][c][k] (16, C, Kp); 16 output channels at a time (see
 // transform_kernel: the 16 positions share one L1 set).
@@ -461,108 +268,36 @@ void weight_gradient_row(float* dw, const float* parts, int64_t part_floats, int
     }
 }
 
-// Backward-weights of a wide layer (see forward_position_major), position by position: the
-// threads take whole positions of dU and accumulate each over every tile of every pass, so no
-// thread keeps a partial of all of dU (16 C Kp floats; 16 MiB at 512 channels, zeroed and summed
-// per thread by the tile-block schedule) and the result does not depend on the thread count.
-// db sums dy pixel by pixel, 16 channels per work item.
-void backward_weights_position_major(float* dw, float* db, const float* x, const float* dy,
-                                     const Conv2dDims& d) {
-    const TileGrid g = tile_grid(d);
-    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
-    const int T = pass_threads(g, C, Kp);
-    float* dU = column_scratch(16 * C * Kp, kShared);
-    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* D) {
-        const int64_t ldv = nt * C, ldm = nt * Kp;
-#pragma omp parallel num_threads(T)
-        {
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < nt; i += 12) {
-                const int64_t n = std::min<int64_t>(12, nt - i);
-                transform_input(V + i * C, ldv, x, t0 + i, n, d, g);
-                transform_gradient(D + i * Kp, ldm, Kp, nullptr, dy, t0 + i, n, d, g);
-            }
-#pragma omp for schedule(static)
-            for (int64_t pos = 0; pos < 16; ++pos)  // dU[pos] (+)= V[pos]^T D[pos]
-                sgemm_single_thread(true, false, C, K, nt, 1.0f, V + pos * ldv, C, D + pos * ldm,
-                                    Kp, t0 == 0 ? 0.0f : 1.0f, dU + pos * C * Kp, Kp);
-        }
-    });
-    const int64_t pixels = d.N * d.OH * d.OW;
-#pragma omp parallel num_threads(T)
-    {
-#pragma omp for schedule(static) nowait
-        for (int64_t c = 0; c < C; ++c) weight_gradient_row(dw, dU, 0, 1, C, K, Kp, c);
-        if (db) {
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < K; k += 16) {
-                const __mmask16 m = lanes(K - k);
-                __m512 sum = _mm512_setzero_ps();
-                for (int64_t p = 0; p < pixels; ++p)
-                    sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, dy + p * K + k));
-                _mm512_mask_storeu_ps(db + k, m, sum);
-            }
-        }
-    }
+
+// db[k, k + 16) (lanes below K) = the sum over `pixels` rows of dy (pixels, K), row by row.
+void bias_gradient_block(float* db, const float* dy, int64_t pixels, int64_t K, int64_t k) {
+    const __mmask16 m = lanes(K - k);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t p = 0; p < pixels; ++p)
+        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, dy + p * K + k));
+    _mm512_mask_storeu_ps(db + k, m, sum);
 }
 
 }  // namespace
 
-void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
-                                      const float* x, const float* dy, const Conv2dDims& d) {
-    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
-    if (is_wide(C, Kp)) return backward_weights_position_major(dw, db, x, dy, d);
-    const TileGrid g = tile_grid(d);
-    const BlockPlan plan = block_plan(g, C, Kp);
-    const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
-    // so the result depends on the thread count only, not on timing.
-    const int64_t UF = 16 * C * Kp, part_floats = UF + Kp;
-    float* parts = column_scratch(std::max(plan.T, 1) * part_floats, kShared);
-    int64_t* off = reinterpret_cast<int64_t*>(column_scratch(2 * C, kOffsets));
-    for (int64_t c = 0; c < C; ++c) off[c] = c;
-    auto accumulate = [&](float* part, int64_t b) {
-        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = column_scratch(16 * ldv, kWinogradInputs);
-        float* D = column_scratch(16 * ldm, kWinogradProducts);
-        transform_input(V, ldv, x, t0, nt, d, g);
-        transform_gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos) {
-            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
-            for (int64_t k0 = 0; k0 < K; k0 += 64) {
-                const int64_t nc = std::min<int64_t>(64, K - k0), R = conv_bwdw_max_rows(nc);
-                for (int64_t c0 = 0; c0 < C; c0 += R)
-                    uk.backward_weights(part + pos * C * Kp + c0 * Kp + k0, Kp, px, nt, off + c0,
-                                        std::min(R, C - c0), D + pos * ldm + k0, Kp, nc);
-            }
-        }
-    };
-    // Items: the C dw rows, then the K db values (each partial's db starts at UF).
-    reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + K,
-                        [&](int used, int64_t i) {
-                            if (i < C)
-                                return weight_gradient_row(dw, parts, part_floats, used, C, K,
-                                                           Kp, i);
-                            write_summed_gradient(nullptr, db, 0, parts + UF, part_floats, 1,
-                                                  used, i - C);
-                        });
+const WinogradTransforms* conv2d_winograd_avx512() {
+    static const WinogradTransforms table = {"avx512",
+                                             &transform_kernel,
+                                             &transform_input,
+                                             &transform_output,
+                                             &transform_gradient,
+                                             &scatter_input_gradient,
+                                             &weight_gradient_row,
+                                             &bias_gradient_block};
+    return &table;
 }
-
-bool conv2d_winograd_built() { return true; }
 
 }  // namespace cnnfast
 
 #else
 
 namespace cnnfast {
-bool winograd_computes(const Conv2dDims&) { return false; }
-void conv2d_forward_winograd(const ConvDirectUkernels&, float*, const float*, const float*,
-                             const float*, const Conv2dDims&, bool) {}
-void conv2d_backward_data_winograd(const ConvDirectUkernels&, float*, const float*, const float*,
-                                   const Conv2dDims&) {}
-void conv2d_backward_weights_winograd(const ConvDirectUkernels&, float*, float*, const float*,
-                                      const float*, const Conv2dDims&) {}
-bool conv2d_winograd_built() { return false; }
+const WinogradTransforms* conv2d_winograd_avx512() { return nullptr; }
 }  // namespace cnnfast
 
 #endif

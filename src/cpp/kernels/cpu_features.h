@@ -17,22 +17,32 @@ bool cpu_has_avx2();
 // The widest level both the CPU and the CNNFAST_SIMD cap allow; computed once.
 SimdLevel simd_level();
 
-// The function table of a kernel family compiled once per ISA (baseline, and AVX2 / AVX-512
-// when built: the others are null). The table for simd_level() is chosen on first use; tests
-// switch to any path the CPU runs by name ("auto", "baseline", "avx2", "avx512").
+// The one run-time dispatch idiom of every kernel family. A family gathers its ISA-specific entry
+// points in a table struct. Each ISA-specific file (*_avx512.cpp, *_avx2.cpp, compiled with that
+// ISA's flags) defines a getter `const Table* <family>_<isa>()` that returns its table, with the
+// ISA code under the one guard `#if defined(CNNFAST_BUILD_<ISA>)` and a getter returning null in
+// the `#else` branch, so a build without the ISA still links. The family hands the getters'
+// tables to a SimdTables, which on first use picks the widest one simd_level() allows (CPU
+// features capped by CNNFAST_SIMD); the baseline table may be null for families that only have
+// ISA code (then current() is null where that ISA is missing). Tests switch to any path the CPU
+// runs by name ("auto", "baseline", "avx2", "avx512").
+// (Loop headers compiled once per ISA - activation_loops.h, pool2d_loops.h - ask the compiler,
+// __AVX512F__ / __AVX2__, which ISA the including file is compiled for: that is not a guard.)
 template <class Table>
 class SimdTables {
 public:
     SimdTables(const Table* baseline, const Table* avx2, const Table* avx512)
         : baseline_(baseline), avx2_(avx2), avx512_(avx512) {}
 
-    const Table& current() {
+    // The table in use: chosen on first use, or by select(); null when the family has no table
+    // for this CPU.
+    const Table* current() {
         const Table* t = chosen_.load(std::memory_order_acquire);
         if (!t) {
-            t = automatic();
+            t = automatic();  // stays null, and cheap to ask again, without a table for this CPU
             chosen_.store(t, std::memory_order_release);
         }
-        return *t;
+        return t;
     }
 
     // False (and no change) for an unknown name or a path this build or CPU lacks.

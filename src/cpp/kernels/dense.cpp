@@ -3,24 +3,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <memory>
-#include <vector>
 
 #include "gemm.h"
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
-
-namespace {
-
-// Grow-only per-thread scratch of doubles for the threads' partial column sums.
-double* partial_sums_scratch(int64_t count) {
-    thread_local std::vector<double> buf;
-    if (static_cast<int64_t>(buf.size()) < count) buf.resize(count);
-    return buf.data();
-}
-
-}  // namespace
 
 // g (rows, cols) -> db (cols,). Rows are summed in float in blocks of kBlock (short, so the
 // float rounding stays ~kBlock ulps), block sums in double per thread, threads reduced at the end.
@@ -28,7 +16,7 @@ void dense_bias_grad(float* db, const float* g, int64_t rows, int64_t cols) {
     constexpr int64_t kBlock = 32;
     const int64_t blocks = (rows + kBlock - 1) / kBlock;
     const int nt = threads_for(std::min<int64_t>(blocks, rows * cols / 16384 + 1));
-    double* partial = partial_sums_scratch(static_cast<int64_t>(nt) * cols * 2);
+    double* partial = workspace<double>(Scratch::bias_grad_partials, int64_t(nt) * cols * 2);
     int used = 1;
 #pragma omp parallel num_threads(nt)
     {

@@ -20,13 +20,8 @@ inline void for_each_chunk(int64_t n, int64_t grain, F&& f) {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
     const int64_t chunks = (n + grain - 1) / grain;
-    const int nt = threads_for(chunks);
-    if (nt <= 1) {
-        for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
+    parallel_for(threads_for(chunks), chunks,
+                 [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
 }
 
 // Sum over [0, n) of f(lo, hi) -> double, evaluated on at most kMaxBlocks blocks of at least
@@ -39,13 +34,8 @@ inline double blocked_sum(int64_t n, int64_t grain, F&& f) {
     const int64_t bs = std::max(grain, (n + kMaxBlocks - 1) / kMaxBlocks);
     const int64_t nb = (n + bs - 1) / bs;
     double partial[kMaxBlocks];
-    const int nt = threads_for(nb);
-    if (nt <= 1) {  // no OpenMP region at all: entering one costs ~1 us even with if(false)
-        for (int64_t b = 0; b < nb; ++b) partial[b] = f(b * bs, std::min(n, (b + 1) * bs));
-    } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < nb; ++b) partial[b] = f(b * bs, std::min(n, (b + 1) * bs));
-    }
+    parallel_for(threads_for(nb), nb,
+                 [&](int64_t b) { partial[b] = f(b * bs, std::min(n, (b + 1) * bs)); });
     double s = 0.0;
     for (int64_t b = 0; b < nb; ++b) s += partial[b];
     return s;

@@ -33,19 +33,10 @@ struct ElementwiseSimd {
                                   int64_t hi, float keep);
 };
 
-namespace simd_base {
-extern const ElementwiseSimd kTable;
-}
-#if defined(CNNFAST_BUILD_AVX2)
-namespace simd_avx2 {
-extern const ElementwiseSimd kTable;
-}
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-namespace simd_avx512 {
-extern const ElementwiseSimd kTable;
-}
-#endif
+// The tables of activation_avx2.cpp and activation_avx512.cpp, null when the build lacks the ISA
+// (cpu_features.h: the dispatch idiom).
+const ElementwiseSimd* elementwise_simd_avx2();
+const ElementwiseSimd* elementwise_simd_avx512();
 
 // The table in use (AVX-512, else AVX2+FMA, else baseline, by CPU support), chosen once.
 const ElementwiseSimd& elementwise_simd();

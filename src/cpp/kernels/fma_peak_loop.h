@@ -27,4 +27,14 @@ inline float fma_chains(int64_t iterations, Splat splat, Fma fma) {
     return r;
 }
 
+// One ISA's timed loop and the floating-point operations each of its iterations does.
+struct FmaPeakLoop {
+    float (*run)(int64_t iterations);
+    double flop_per_iteration;
+};
+
+// The tables of fma_peak_avx2.cpp and fma_peak_avx512.cpp; null when the build lacks the ISA.
+const FmaPeakLoop* fma_peak_loop_avx2();
+const FmaPeakLoop* fma_peak_loop_avx512();
+
 }  // namespace cnnfast

@@ -4,24 +4,23 @@
 // micro-panel, which at KC x NR = 384 x 32 floats does not leave room for A in a 48 KiB L1.
 //
 // Threads each own a rectangle of C tiles (split over M and/or N) and pack their own operands,
-// so the parallel region has no barriers. The micro-kernel is chosen once per process from the
-// CPU features (gemm_ukernel_*.cpp), overridable downwards with CNNFAST_SIMD=avx512|avx2|scalar.
+// so the parallel region has no barriers. The micro-kernels are chosen once per process from the
+// CPU features (gemm_ukernel_*.cpp tables, through SimdTables), overridable downwards with
+// CNNFAST_SIMD=avx512|avx2|scalar.
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gemm.h"
 #include "cpu_features.h"
 #include "gemm_ukernel.h"
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
 namespace {
@@ -37,8 +36,6 @@ PackBFn pack_b_for(int nr);
 struct GemmConfig {
     GemmUkernel uk;
     PackBFn pack_b;  // for uk.nr
-    GemmSmallMFn small_m;  // few-row products without packing
-    GemmTnNarrowFn tn_narrow;  // A^T B with few columns, without packing (null: none)
     // Floats in the packed B block: about half of L2, so it stays there while every A
     // micro-panel (in L1) sweeps across it.
     int64_t b_floats;
@@ -50,15 +47,10 @@ struct GemmConfig {
 
 // The best compiled-in micro-kernels for simd_level() (CPU features capped by CNNFAST_SIMD).
 GemmConfig select_config() {
-    const SimdLevel level = simd_level();
+    SimdTables<GemmUkernel> tables(gemm_ukernel_4x8_scalar(), gemm_ukernel_6x16_avx2(),
+                                   gemm_ukernel_14x32_avx512());
     GemmConfig cfg{};
-    if (level == SimdLevel::avx512 && gemm_ukernel_14x32_avx512(&cfg.uk)) {
-        if (!gemm_small_m_avx512(&cfg.small_m)) cfg.small_m = nullptr;
-        if (!gemm_tn_narrow_avx512(&cfg.tn_narrow)) cfg.tn_narrow = nullptr;
-    } else if (level >= SimdLevel::avx2 && gemm_ukernel_6x16_avx2(&cfg.uk)) {
-    } else {
-        gemm_ukernel_4x8_scalar(&cfg.uk);
-    }
+    cfg.uk = *tables.current();
     cfg.pack_b = pack_b_for(cfg.uk.nr);
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l2 <= 0) l2 = 1 << 20;
@@ -72,36 +64,6 @@ const GemmConfig& config() {
     static const GemmConfig cfg = select_config();
     return cfg;
 }
-
-// Grow-only 64-byte-aligned scratch, one per thread: no allocation per call after warm-up.
-class PackBuffer {
-  public:
-    ~PackBuffer() { std::free(data_); }
-    float* get(int64_t n) {
-        if (n > cap_) {
-            std::free(data_);
-            size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-            // Large blocks on 2 MiB pages where the kernel allows: the packed B block is swept
-            // once per A micro-panel, and on 4 KiB pages that is a TLB miss every 4 KiB.
-            const size_t huge = size_t(2) << 20;
-            const bool big = bytes >= huge / 4;
-            if (big) bytes = (bytes + huge - 1) / huge * huge;
-            data_ = static_cast<float*>(std::aligned_alloc(big ? huge : 64, bytes));
-            if (!data_) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-            if (big) madvise(data_, bytes, MADV_HUGEPAGE);
-#endif
-            cap_ = n;
-        }
-        return data_;
-    }
-
-  private:
-    float* data_ = nullptr;
-    int64_t cap_ = 0;
-};
-
-thread_local PackBuffer t_pack_a, t_pack_b, t_kept_a;
 
 // Largest packed A gemm_serial keeps for reuse across column blocks (per thread): 16 MiB, which
 // covers M x K = 2048 x 2048 with the panels' padding; larger products repack A per block.
@@ -251,12 +213,13 @@ void gemm_serial(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M, i
     const int64_t kb_blocks = std::clamp<int64_t>(cfg.b_floats / (kc_blk * nc_blk), 1, k_blocks);
     const int64_t kb = kb_blocks * kc_blk;
     const int64_t MC = trans_a ? cfg.mc_kmajor : cfg.mc_rows;
-    float* pb = t_pack_b.get(nc_blk * kb);
+    float* pb = workspace(Scratch::gemm_pack_b, nc_blk * kb);
     const int64_t a_blk =
         std::min(MC, (M + MR - 1) / MR * MR) / MR * a_panel_size(trans_a, MR, kc_blk);
     const int64_t m_blocks = (M + MC - 1) / MC;
     const bool keep_a = n_blocks > 1 && m_blocks * kb_blocks * a_blk <= kKeptAMaxFloats;
-    float* pa_all = keep_a ? t_kept_a.get(m_blocks * kb_blocks * a_blk) : t_pack_a.get(a_blk);
+    float* pa_all = keep_a ? workspace(Scratch::gemm_kept_a, m_blocks * kb_blocks * a_blk)
+                           : workspace(Scratch::gemm_pack_a, a_blk);
     alignas(64) float tile[kMaxMR * kMaxNR];
     // op(A)(i, p) of a stored A.
     auto a_at = [&](int64_t i, int64_t p) { return trans_a ? A + p * lda + i : A + i * lda + p; };
@@ -388,7 +351,7 @@ Route choose_route(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M,
     if (K <= 0 || alpha == 0.0f) return Route::scale_c;
     if (M <= kGemmSmallM && !trans_b) return Route::small_m;
     if (M * N * K <= kSmallMacs) return Route::naive;
-    if (trans_a && !trans_b && cfg.tn_narrow && N >= kNarrowMinN && N <= kGemmNarrowN &&
+    if (trans_a && !trans_b && cfg.uk.tn_narrow && N >= kNarrowMinN && N <= kGemmNarrowN &&
         M >= kNarrowMinM && lda % kNarrowBadStride != 0)
         return Route::tn_narrow;
     return Route::packed;
@@ -407,7 +370,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
     const int64_t macs = M * N * K;
     if (route == Route::small_m) {
         // Few rows: stream B once, unpacked; threads take column blocks when B is large.
-        const GemmSmallMFn fn = cfg.small_m ? cfg.small_m : &gemm_small_m_portable;
+        const GemmSmallMFn fn = cfg.uk.small_m ? cfg.uk.small_m : &gemm_small_m_portable;
         const int64_t col_blocks = (N + 127) / 128;
         const int nth =
             allow_threads ? threads_for(std::min(macs / kMacsPerThread, col_blocks)) : 1;
@@ -434,7 +397,7 @@ void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
         for (int t = 0; t < nth; ++t) {
             const int64_t i0 = panels * t / nth * R, i1 = std::min(M, panels * (t + 1) / nth * R);
             if (i0 < i1)
-                cfg.tn_narrow(i1 - i0, N, K, alpha, A + i0, lda, B, ldb, beta, C + i0 * ldc, ldc,
+                cfg.uk.tn_narrow(i1 - i0, N, K, alpha, A + i0, lda, B, ldb, beta, C + i0 * ldc, ldc,
                               ep.bias, ep.relu);
         }
         return;
@@ -530,9 +493,10 @@ double measure_sgemm_ukernel_gflops(int64_t rounds, bool in_l1) {
     const int64_t a_panel = a_panel_size(false, MR, kc);
     const int64_t a_floats = a_panels * a_panel, b_floats = b_panels * kc * NR;
     const int64_t ldc = b_panels * NR, c_floats = a_panels * MR * ldc;
-    // Buffers as sgemm packs into (64-byte aligned), of its own.
-    PackBuffer a_buf, b_buf, c_buf;
-    float *pa = a_buf.get(a_floats), *pb = b_buf.get(b_floats), *pc = c_buf.get(c_floats);
+    // Buffers as sgemm packs into (64-byte aligned).
+    float* pa = workspace(Scratch::gemm_pack_a, a_floats);
+    float* pb = workspace(Scratch::gemm_pack_b, b_floats);
+    float* pc = workspace(Scratch::gemm_measure_c, c_floats);
     std::fill(pa, pa + a_floats, 1e-3f);
     std::fill(pb, pb + b_floats, 1e-3f);
     std::fill(pc, pc + c_floats, 0.0f);

@@ -5,7 +5,7 @@
 // and repack all of B on every call).
 #include "gemm_ukernel.h"
 
-#ifdef CNNFAST_BUILD_AVX512
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include "avx512_util.h"
@@ -92,10 +92,12 @@ constexpr TileFn tile_for(int v) {
     }
 }
 
+}  // namespace
+
 // C (M,N) = act(alpha * op(A) * B + beta * C + bias), M <= kGemmSmallM; B stored (K,N).
-void gemm_small_m(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                  const float* bias, bool relu) {
+void gemm_small_m_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                         float* C, int64_t ldc, const float* bias, bool relu) {
     for (int64_t i = 0; i < M;) {
         const int R = static_cast<int>(M - i >= 4 ? 4 : M - i);
         const float* a = trans_a ? A + i : A + i * lda;
@@ -114,19 +116,6 @@ void gemm_small_m(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, co
     }
 }
 
-}  // namespace
-
-bool gemm_small_m_avx512(GemmSmallMFn* out) {
-    *out = &gemm_small_m;
-    return true;
-}
-
-}  // namespace cnnfast
-
-#else
-
-namespace cnnfast {
-bool gemm_small_m_avx512(GemmSmallMFn*) { return false; }
 }  // namespace cnnfast
 
 #endif

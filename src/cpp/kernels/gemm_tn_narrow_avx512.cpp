@@ -8,12 +8,13 @@
 // they reach L2 well before the chunk's turn comes (all other row panels run in between).
 #include "gemm_ukernel.h"
 
-#ifdef CNNFAST_BUILD_AVX512
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <algorithm>
 
 #include "avx512_util.h"
+#include "workspace.h"
 
 namespace cnnfast {
 namespace {
@@ -93,13 +94,16 @@ TileFn tile_fn(int r, int v) {
     }
 }
 
+}  // namespace
+
 // C (M,N) = act(alpha * A^T B + beta * C + bias); A stored (K,M), B stored (K,N), N <= 128.
 // Single-threaded: the caller hands each thread its own rows.
-void gemm_tn_narrow(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                    const float* bias, bool relu) {
+
+void gemm_tn_narrow_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc, const float* bias, bool relu) {
     // The B chunk, rows padded to whole vectors so every load is aligned and full.
-    alignas(64) static thread_local float b_chunk[kKChunk * kGemmNarrowN];
+    float* b_chunk = workspace(Scratch::gemm_narrow_b, kKChunk * kGemmNarrowN);
     const int64_t ldb_pack = (N + 15) / 16 * 16;
     for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
         const int64_t kc = std::min(kKChunk, K - k0);
@@ -126,19 +130,6 @@ void gemm_tn_narrow(int64_t M, int64_t N, int64_t K, float alpha, const float* A
     }
 }
 
-}  // namespace
-
-bool gemm_tn_narrow_avx512(GemmTnNarrowFn* out) {
-    *out = &gemm_tn_narrow;
-    return true;
-}
-
-}  // namespace cnnfast
-
-#else
-
-namespace cnnfast {
-bool gemm_tn_narrow_avx512(GemmTnNarrowFn*) { return false; }
 }  // namespace cnnfast
 
 #endif

@@ -26,12 +26,6 @@ constexpr int64_t kGemmARowStride = kGemmKC + 16;
 using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                float alpha, float beta);
 
-struct GemmUkernel {
-    const char* path;  // "avx512", "avx2", "scalar"
-    int mr, nr;
-    GemmUkernelFn a_kmajor;
-    GemmUkernelFn a_rows;
-};
 
 // C (M,N) = act(alpha * op(A) * B + beta * C + bias) for few rows (M <= kGemmSmallM), B stored
 // (K,N), unpacked: op(A) is A (M,K) or, when trans_a, A stored (K,M). bias (N,) or null; act is
@@ -50,11 +44,29 @@ using GemmTnNarrowFn = void (*)(int64_t M, int64_t N, int64_t K, float alpha, co
                                 int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                                 int64_t ldc, const float* bias, bool relu);
 
-// Each returns false (and leaves *out untouched) when its ISA was not compiled in.
-bool gemm_small_m_avx512(GemmSmallMFn* out);
-bool gemm_tn_narrow_avx512(GemmTnNarrowFn* out);
-bool gemm_ukernel_14x32_avx512(GemmUkernel* out);
-bool gemm_ukernel_6x16_avx2(GemmUkernel* out);
-void gemm_ukernel_4x8_scalar(GemmUkernel* out);
+// The GEMM micro-kernels of one ISA, picked at run time by gemm.cpp (cpu_features.h: the dispatch
+// idiom).
+struct GemmUkernel {
+    const char* path;  // "avx512", "avx2", "scalar"
+    int mr, nr;
+    GemmUkernelFn a_kmajor;
+    GemmUkernelFn a_rows;
+    GemmSmallMFn small_m;      // few-row products without packing (null: the portable loops)
+    GemmTnNarrowFn tn_narrow;  // A^T B with few columns, without packing (null: none)
+};
+
+// Each ISA's table; null when the build lacks the ISA.
+const GemmUkernel* gemm_ukernel_14x32_avx512();
+const GemmUkernel* gemm_ukernel_6x16_avx2();
+const GemmUkernel* gemm_ukernel_4x8_scalar();
+
+// The AVX-512 table's unpacked kernels (gemm_small_m_avx512.cpp, gemm_tn_narrow_avx512.cpp),
+// defined only in builds with AVX-512.
+void gemm_small_m_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                         float* C, int64_t ldc, const float* bias, bool relu);
+void gemm_tn_narrow_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc, const float* bias, bool relu);
 
 }  // namespace cnnfast

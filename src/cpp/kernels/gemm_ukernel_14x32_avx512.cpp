@@ -9,7 +9,7 @@
 // which doubles the C traffic per multiply-add.
 #include "gemm_ukernel.h"
 
-#ifdef CNNFAST_BUILD_AVX512
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 namespace cnnfast {
@@ -77,9 +77,15 @@ void ukernel_14x32(int64_t kc, const float* a, const float* b, float* c, int64_t
 
 }  // namespace
 
-bool gemm_ukernel_14x32_avx512(GemmUkernel* out) {
-    *out = {"avx512", MR, NR, &ukernel_14x32<true>, &ukernel_14x32<false>};
-    return true;
+const GemmUkernel* gemm_ukernel_14x32_avx512() {
+    static const GemmUkernel table = {"avx512",
+                                      MR,
+                                      NR,
+                                      &ukernel_14x32<true>,
+                                      &ukernel_14x32<false>,
+                                      &gemm_small_m_avx512,
+                                      &gemm_tn_narrow_avx512};
+    return &table;
 }
 
 }  // namespace cnnfast
@@ -87,7 +93,7 @@ bool gemm_ukernel_14x32_avx512(GemmUkernel* out) {
 #else
 
 namespace cnnfast {
-bool gemm_ukernel_14x32_avx512(GemmUkernel*) { return false; }
+const GemmUkernel* gemm_ukernel_14x32_avx512() { return nullptr; }
 }  // namespace cnnfast
 
 #endif

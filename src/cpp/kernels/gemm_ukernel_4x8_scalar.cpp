@@ -31,8 +31,10 @@ void ukernel_4x8(int64_t kc, const float* a, const float* b, float* c, int64_t l
 
 }  // namespace
 
-void gemm_ukernel_4x8_scalar(GemmUkernel* out) {
-    *out = {"scalar", MR, NR, &ukernel_4x8<true>, &ukernel_4x8<false>};
+const GemmUkernel* gemm_ukernel_4x8_scalar() {
+    static const GemmUkernel table = {
+        "scalar", MR, NR, &ukernel_4x8<true>, &ukernel_4x8<false>, nullptr, nullptr};
+    return &table;
 }
 
 }  // namespace cnnfast

@@ -3,7 +3,7 @@
 // latency 4-5 x 2 pipes, with 2 vector loads + 6 broadcasts per 12 FMAs.
 #include "gemm_ukernel.h"
 
-#ifdef CNNFAST_BUILD_AVX2
+#if defined(CNNFAST_BUILD_AVX2)
 #include <immintrin.h>
 
 namespace cnnfast {
@@ -69,9 +69,10 @@ void ukernel_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t 
 
 }  // namespace
 
-bool gemm_ukernel_6x16_avx2(GemmUkernel* out) {
-    *out = {"avx2", MR, NR, &ukernel_6x16<true>, &ukernel_6x16<false>};
-    return true;
+const GemmUkernel* gemm_ukernel_6x16_avx2() {
+    static const GemmUkernel table = {
+        "avx2", MR, NR, &ukernel_6x16<true>, &ukernel_6x16<false>, nullptr, nullptr};
+    return &table;
 }
 
 }  // namespace cnnfast
@@ -79,7 +80,7 @@ bool gemm_ukernel_6x16_avx2(GemmUkernel* out) {
 #else
 
 namespace cnnfast {
-bool gemm_ukernel_6x16_avx2(GemmUkernel*) { return false; }
+const GemmUkernel* gemm_ukernel_6x16_avx2() { return nullptr; }
 }  // namespace cnnfast
 
 #endif

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -50,16 +51,8 @@ inline void window_sum(float* win, const float* pad, int64_t C, int64_t r) {
         for (int64_t c = 0; c < C; ++c) win[c] += pad[c + o];
 }
 
-// Per-thread scratch: a zero-padded row (C + 2r) and two rows of C. Grows, never shrinks.
-struct LrnScratch {
-    std::vector<float> buf;
-    float* get(int64_t C, int64_t r) {
-        const size_t need = static_cast<size_t>(3 * C + 2 * r);
-        if (buf.size() < need) buf.resize(need);
-        return buf.data();
-    }
-};
-thread_local LrnScratch tls_scratch;
+// The calling thread's scratch: a zero-padded row (C + 2r) and two rows of C.
+float* lrn_scratch(int64_t C, int64_t r) { return workspace(Scratch::lrn_rows, 3 * C + 2 * r); }
 
 int lrn_threads(const LrnDims& d) {
     // About 16K floats per thread before a second thread pays for itself.
@@ -74,7 +67,7 @@ void lrn_forward(float* y, float* scale, const float* x, const LrnDims& d) {
     const PowKind kind = pow_kind(d.beta);
 #pragma omp parallel num_threads(lrn_threads(d))
     {
-        float* pad = tls_scratch.get(C, r);
+        float* pad = lrn_scratch(C, r);
         float* sq = pad + r;          // squares, with r zeros either side
         float* s = pad + C + 2 * r;   // scale of this row (when not stored)
         float* inv = s + C;           // scale^(-beta)
@@ -101,7 +94,7 @@ void lrn_backward(float* dx, const float* x, const float* y, const float* scale,
     const float coef = -2.0f * d.alpha * d.beta;
 #pragma omp parallel num_threads(lrn_threads(d))
     {
-        float* pad = tls_scratch.get(C, r);
+        float* pad = lrn_scratch(C, r);
         float* t = pad + r;           // dy*y/scale, with r zeros either side
         float* win = pad + C + 2 * r; // its window sums
         float* inv = win + C;         // scale^(-beta)

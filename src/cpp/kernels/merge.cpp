@@ -1,7 +1,5 @@
 #include "merge.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "parallel.h"
@@ -13,16 +11,14 @@ namespace {
 // Elements per thread: a few hundred KB of traffic, so small joins stay on one thread.
 constexpr int64_t kMergeGrain = int64_t(1) << 15;
 
-// body(lo, hi) over [0, n) units of `unit` floats each, split between the threads.
-template <typename Body>
+// body(lo, hi) over [0, n) units of `unit` floats each, one block per thread (parallel.h).
+template <class Body>
 void for_chunks(int64_t n, Body body, int64_t unit = 1) {
-    const int threads = std::min<int64_t>(threads_for((n * unit + kMergeGrain - 1) / kMergeGrain), n);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    const int threads = threads_for((n * unit + kMergeGrain - 1) / kMergeGrain);
+    parallel_blocks(n, threads, [&](int64_t lo, int64_t hi) {
         if (lo < hi) body(lo, hi);
-    }
+        return int64_t{0};
+    });
 }
 
 }  // namespace

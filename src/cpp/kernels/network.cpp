@@ -1,37 +1,16 @@
 #include "network.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
 #include <utility>
 
 #include "softmax_xent.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
 namespace {
-
-// A grow-only, 64-byte aligned activation arena per thread, so concurrent forward calls on
-// other threads never share one.
-struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
-};
-struct Arena {
-    std::unique_ptr<float, FreeDeleter> buf;
-    int64_t capacity = 0;
-};
-float* thread_arena(int64_t floats) {
-    thread_local Arena arena;
-    if (floats > arena.capacity) {
-        const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
-        arena.buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-        if (!arena.buf) throw std::bad_alloc();
-        arena.capacity = floats;
-    }
-    return arena.buf.get();
-}
 
 std::string dims_str(const std::vector<int64_t>& s) {
     std::string out = "(";
@@ -412,7 +391,8 @@ void Network::forward(float* out, const float* x, int64_t n) const {
         std::memcpy(out, x, sizeof(float) * n * input_size_);
         return;
     }
-    float* arena = arena_size_ ? thread_arena(n * arena_size_) : nullptr;
+    // The calling thread's activation arena, so concurrent calls never share one.
+    float* arena = arena_size_ ? workspace(Scratch::network_values, n * arena_size_) : nullptr;
     auto at = [&](int v) -> float* {
         const int64_t o = offset_[v];
         return o == kInput ? const_cast<float*>(x) : o == kOutput ? out : arena + n * o;

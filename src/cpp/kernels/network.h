@@ -8,9 +8,9 @@
 // that the owner keeps alive (the Python model's float32 arrays, which the optimizer updates in
 // place, so the network always sees the current weights and never copies them).
 //
-// forward() is const and keeps no state in the Network: its buffers come from a grow-only
-// thread_local arena, so any number of threads may run forward on one Network at once (the
-// kernels' own scratch is thread_local too). Adding steps is not thread-safe.
+// forward() is const and keeps no state in the Network: its buffers come from the calling
+// thread's workspace (workspace.h), as the kernels' scratch does, so any number of threads may
+// run forward on one Network at once. Adding steps is not thread-safe.
 #include <cstdint>
 #include <string>
 #include <vector>

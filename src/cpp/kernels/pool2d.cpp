@@ -1,7 +1,5 @@
 #include "pool2d.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -24,21 +22,11 @@ namespace cnnfast {
 namespace detail {
 
 static SimdTables<PoolSimd>& pool_tables() {
-    static SimdTables<PoolSimd> t(&pool_base::kPoolTable,
-#if defined(CNNFAST_BUILD_AVX2)
-                                  &pool_avx2::kPoolTable,
-#else
-                                  nullptr,
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-                                  &pool_avx512::kPoolTable);
-#else
-                                  nullptr);
-#endif
+    static SimdTables<PoolSimd> t(&pool_base::kPoolTable, pool_simd_avx2(), pool_simd_avx512());
     return t;
 }
 
-static const PoolSimd& pool_simd() { return pool_tables().current(); }
+static const PoolSimd& pool_simd() { return *pool_tables().current(); }
 
 }  // namespace detail
 
@@ -73,21 +61,6 @@ constexpr int64_t kFloatsPerThread = int64_t{1} << 16;
 // Threads for a loop of `units` items touching `floats` floats in all.
 int pool_threads(int64_t units, int64_t floats) {
     return threads_for(std::min<int64_t>(units, floats / kFloatsPerThread));
-}
-
-// Runs body(lo, hi) over [0, units) split in contiguous static blocks: directly on the calling
-// thread when one thread suffices (no OpenMP region at all), else in one parallel region.
-// Returns the sum of body's results.
-template <class Body>
-int64_t for_blocks(int64_t units, int threads, Body&& body) {
-    if (threads <= 1 || units <= 1) return body(int64_t{0}, units);
-    int64_t total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        total += body(units * t / nt, units * (t + 1) / nt);
-    }
-    return total;
 }
 
 // Windows of neighbouring outputs share no input (stride >= pool on both axes), so backward can
@@ -126,7 +99,7 @@ void max_pool2d_forward(float* y, int32_t* argmax, const float* x, const Pool2dD
     const int64_t rows = d.N * d.OH;
     const int64_t floats = d.N * d.H * d.W * d.C + rows * d.OW * d.C * (argmax ? 2 : 1);
     const auto fn = detail::pool_simd().max_forward_rows;
-    for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+    parallel_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
         fn(y, argmax, x, d, r0, r1);
         return int64_t{0};
     });
@@ -142,12 +115,12 @@ int64_t max_pool2d_backward(float* dx, const float* dy, const int32_t* argmax,
         const int64_t rows = d.N * d.OH;
         const auto fn = detail::pool_simd().max_backward_rows_disjoint;
         const int64_t missing =
-            for_blocks(rows, pool_threads(rows, floats),
+            parallel_blocks(rows, pool_threads(rows, floats),
                        [&](int64_t r0, int64_t r1) { return fn(dx, dy, argmax, d, r0, r1); });
         if (missing == 0) return 0;
         // Some argmax entry points outside its window: honour the general contract below.
     }
-    return for_blocks(d.N, pool_threads(d.N, floats), [&](int64_t n0, int64_t n1) {
+    return parallel_blocks(d.N, pool_threads(d.N, floats), [&](int64_t n0, int64_t n1) {
         return max_backward_scatter(dx, dy, argmax, d, n0, n1);
     });
 }
@@ -158,7 +131,7 @@ void avg_pool2d_forward(float* y, const float* x, const Pool2dDims& d) {
     const int64_t floats = d.N * d.H * d.W * d.C + rows * d.OW * d.C;
     const detail::PoolNarrow* narrow = narrow_avg_for(d);
     const auto fn = narrow ? narrow->avg_forward_rows : detail::pool_simd().avg_forward_rows;
-    for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+    parallel_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
         fn(y, x, d, r0, r1);
         return int64_t{0};
     });
@@ -173,7 +146,7 @@ void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDims& d) {
         const int64_t rows = d.N * d.OH;
         const auto fn =
             narrow ? narrow->avg_backward_rows : detail::pool_simd().avg_backward_rows_disjoint;
-        for_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
+        parallel_blocks(rows, pool_threads(rows, floats), [&](int64_t r0, int64_t r1) {
             fn(dx, dy, d, r0, r1);
             return int64_t{0};
         });
@@ -181,7 +154,7 @@ void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDims& d) {
     }
     // Overlapping windows: gather per input row (n, ih), so no two threads write one element.
     const int64_t rows = d.N * d.H;
-    for_blocks(rows, pool_threads(rows, floats), [&](int64_t lo, int64_t hi) {
+    parallel_blocks(rows, pool_threads(rows, floats), [&](int64_t lo, int64_t hi) {
         for (int64_t r = lo; r < hi; ++r) {
             const int64_t n = r / d.H, ih = r % d.H;
             float* dx_row = dx + r * d.W * C;

@@ -6,7 +6,7 @@
 // reverse with expand-loads: each output value lands in both columns of its window.
 #include "pool2d_simd.h"
 
-#if defined(__AVX512F__)
+#if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
 #include <cstring>
@@ -88,10 +88,17 @@ void avg_backward_rows(float* dx, const float* dy, const Pool2dDims& d, int64_t 
 
 }  // namespace
 
-namespace pool_avx512 {
-const PoolNarrow kPoolNarrow = {avg_forward_rows, avg_backward_rows};
+const PoolNarrow* pool_narrow_avx512() {
+    static const PoolNarrow table = {avg_forward_rows, avg_backward_rows};
+    return &table;
 }
 
+}  // namespace cnnfast::detail
+
+#else
+
+namespace cnnfast::detail {
+const PoolNarrow* pool_narrow_avx512() { return nullptr; }
 }  // namespace cnnfast::detail
 
 #endif

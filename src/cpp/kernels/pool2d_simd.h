@@ -35,19 +35,12 @@ struct PoolSimd {
     const PoolNarrow* narrow_avg;
 };
 
-namespace pool_base {
-extern const PoolSimd kPoolTable;
-}
-#if defined(CNNFAST_BUILD_AVX2)
-namespace pool_avx2 {
-extern const PoolSimd kPoolTable;
-}
-#endif
-#if defined(CNNFAST_BUILD_AVX512)
-namespace pool_avx512 {
-extern const PoolSimd kPoolTable;
-extern const PoolNarrow kPoolNarrow;  // pool2d_narrow_avx512.cpp
-}
-#endif
+// The tables of pool2d_avx2.cpp and pool2d_avx512.cpp, null when the build lacks the ISA
+// (cpu_features.h: the dispatch idiom).
+const PoolSimd* pool_simd_avx2();
+const PoolSimd* pool_simd_avx512();
+// The narrow-channel kernels of pool2d_narrow_avx512.cpp (null without AVX-512 in the build),
+// which the AVX-512 table carries.
+const PoolNarrow* pool_narrow_avx512();
 
 }  // namespace cnnfast::detail

@@ -157,9 +157,7 @@ CNNFAST_INLINE void xent_row_outputs(float* dl, float* probs, const float* e, co
 template <bool kDense, bool kProbs, bool kDlogits>
 double xent_rows_impl(float* dlogits, float* probs, const float* logits, const float* labels,
                       const int32_t* int_labels, int64_t rows, int64_t C, float inv_rows) {
-    static thread_local std::vector<float> scratch;  // grow-only: one row of exp(x - max)
-    if (static_cast<int64_t>(scratch.size()) < C) scratch.resize(C);
-    float* e = scratch.data();
+    float* e = workspace(Scratch::softmax_row, C);  // one row of exp(x - max)
     double loss = 0.0;
     for (int64_t r = 0; r < rows; ++r) {
         const float* x = logits + r * C;

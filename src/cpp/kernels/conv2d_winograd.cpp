@@ -1,0 +1,295 @@
+// Winograd F(2x2, 3x3) convolution: the drivers (contracts and the algebra in conv2d_winograd.h;
+// the transforms, on AVX-512, in conv2d_winograd_avx512.cpp).
+//
+// Work is split into blocks of tiles. A thread transforms one block's input patches into
+// V (16, tiles, C), runs the 16 position GEMMs into M (16, tiles, K) and transforms M back into
+// the output, while V and M stay in its L2 cache. Wide layers' forward passes (and backward-data
+// as one) go position by position instead (forward_position_major).
+#include "conv2d_winograd.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu_features.h"
+#include "gemm.h"
+#include "parallel.h"
+#include "workspace.h"
+
+namespace cnnfast {
+namespace {
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// V and M of one block together fill about this many floats (1 MiB), half a core's L2 here.
+constexpr int64_t kBlockFloats = int64_t(1) << 18;
+
+// Blocks of `tiles` tiles on T threads; the block count is a multiple of T so that the static
+// schedule balances.
+struct BlockPlan {
+    int T;
+    int64_t tiles, blocks;
+};
+
+BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
+    // Multiples of 24 tiles fill the micro-kernels' 6-, 8- and 12-row register tiles.
+    const int64_t most = std::max<int64_t>(24, kBlockFloats / (16 * (C + Kp)) / 24 * 24);
+    const int64_t macs = g.total * 16 * C * Kp;
+    int64_t blocks = (g.total + most - 1) / most;
+    const int T = static_cast<int>(std::min<int64_t>(threads_for(macs / kMacsPerThread), blocks));
+    blocks = round_up(blocks, T);
+    const int64_t tiles = round_up((g.total + blocks - 1) / blocks, 12);
+    return {T, tiles, (g.total + tiles - 1) / tiles};
+}
+
+// U (16, Cin, ldu) = G g G^T of every pair of input and output channels (conv2d_winograd.h),
+// split over threads by input channel, or by 16 output channels when those are s_co floats apart
+// (gathered: then each block's cache lines serve 16 consecutive input channels).
+void transform_kernel(const WinogradTransforms& tf, float* U, int64_t ldu, const float* w,
+                      int64_t Cin, int64_t Cout, bool flipped, int64_t taps, int64_t s_ci,
+                      int64_t s_co) {
+    const int T = threads_for(Cin * ldu / 16384);
+    if (s_co == 1) {  // rows of w and of U[pos] read and written in order
+        parallel_for(T, Cin, [&](int64_t ci) {
+            tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, ci, ci + 1, 0, ldu);
+        });
+    } else {
+        parallel_for(T, ldu / 16, [&](int64_t b) {
+            tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, 0, Cin, 16 * b, 16 * b + 16);
+        });
+    }
+}
+
+// Wide layers: U (16 C Kp floats) above this many floats (1 MiB, 128 -> 128 channels) no longer
+// stays in a core's L2 beside a block's V and M, and the tile-block schedule below would read it
+// again for every block of tiles: for 512 -> 512 channels that is 16 MiB per 24 tiles.
+constexpr int64_t kWideKernelFloats = int64_t(1) << 18;
+bool is_wide(int64_t C, int64_t Kp) { return 16 * C * Kp > kWideKernelFloats; }
+// V and M of one pass of the position-major schedule together hold at most this many floats.
+constexpr int64_t kPassFloats = int64_t(1) << 22;
+
+// Runs of tiles for the position-major schedules below: f(t0, nt, V, M) for tiles t0 .. t0+nt,
+// with the calling thread's V (16, nt, C) and M (16, nt, Kp) scratch holding together at most
+// kPassFloats.
+template <class F>
+void for_each_pass(const TileGrid& g, int64_t C, int64_t Kp, const F& f) {
+    const int64_t per_pass = std::max<int64_t>(12, kPassFloats / (16 * (C + Kp)) / 12 * 12);
+    for (int64_t t0 = 0; t0 < g.total; t0 += per_pass) {
+        const int64_t nt = std::min(per_pass, g.total - t0);
+        f(t0, nt, workspace(Scratch::winograd_inputs, 16 * nt * C),
+          workspace(Scratch::winograd_products, 16 * nt * Kp));
+    }
+}
+// The threads each pass runs on.
+int pass_threads(const TileGrid& g, int64_t C, int64_t Kp) {
+    return threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+}
+
+// The forward pass of a wide layer, position by position: each pass transforms a run of tiles
+// into V, then runs each position's GEMM over all of them (the threads take whole positions, as
+// packed single-thread sgemm calls whose blocks of U[pos] stay in L2 while every tile streams
+// past), then transforms M back. Each product is one call whatever the thread count.
+void forward_position_major(float* y, const float* x, const float* U, int64_t Kp,
+                            const float* bias, const Conv2dDims& d, bool relu) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const TileGrid g = winograd_tile_grid(d);
+    const int64_t C = d.C;
+    const int T = pass_threads(g, C, Kp);
+    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
+        const int64_t ldv = nt * C, ldm = nt * Kp;
+#pragma omp parallel num_threads(T)
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12)
+                tf.input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
+#pragma omp for schedule(static)
+            for (int64_t pos = 0; pos < 16; ++pos)
+                sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
+                                    U + pos * C * Kp, Kp, 0.0f, M + pos * ldm, Kp);
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12)
+                tf.output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
+                                 bias, relu, d, g);
+        }
+    });
+}
+
+// The forward pass with the kernel already transformed: U (16, C, Kp).
+void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
+                         int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    if (is_wide(d.C, Kp)) return forward_position_major(y, x, U, Kp, bias, d, relu);
+    const TileGrid g = winograd_tile_grid(d);
+    const BlockPlan plan = block_plan(g, d.C, Kp);
+    const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* M = workspace(Scratch::winograd_products, 16 * ldm);
+        tf.input(V, ldv, x, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
+            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
+            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                           nullptr, false, std::min<int64_t>(64, d.K - k0));
+        }
+        tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
+    });
+}
+
+}  // namespace
+
+const WinogradTransforms* conv2d_winograd_transforms() {
+    static SimdTables<WinogradTransforms> tables(nullptr, nullptr, conv2d_winograd_avx512());
+    return tables.current();
+}
+
+bool winograd_computes(const Conv2dDims& d) {
+    return conv2d_winograd_transforms() != nullptr && d.groups == 1 && d.KH == 3 && d.KW == 3 &&
+           d.stride_h == 1 && d.stride_w == 1 && d.pad_top >= 0 && d.pad_top <= 2 &&
+           d.pad_left >= 0 && d.pad_left <= 2 && d.N > 0 && d.OH > 0 && d.OW > 0 && d.C > 0 &&
+           d.K > 0;
+}
+
+void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const float* w, const float* bias, const Conv2dDims& d, bool relu) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const int64_t Kp = round_up(d.K, 16);
+    float* U = workspace(Scratch::winograd_weights, 16 * d.C * Kp);
+    transform_kernel(tf, U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
+    forward_transformed(uk, y, x, U, Kp, bias, d, relu);
+}
+
+// Backward-data over the forward's own tiles: per tile, dV = (A dy A^T) x U^T per position,
+// then dx += B dV B^T on the tile's 4x4 input patch. Patches of neighbouring tiles overlap, so a
+// block holds whole images (one thread writes each image).
+void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                              const float* w, const Conv2dDims& d) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const TileGrid g = winograd_tile_grid(d);
+    const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
+    float* UT = workspace(Scratch::winograd_weights, 16 * K * Cp);
+    transform_kernel(tf, UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
+    const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
+    BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
+    plan.T = static_cast<int>(std::min<int64_t>(
+        threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
+    const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
+        const int64_t n0 = b * images, t0 = n0 * g.per_image;
+        const int64_t nt = std::min(plan.tiles, g.total - t0);
+        std::memset(dx + n0 * d.H * d.W * C, 0, sizeof(float) * (nt / g.per_image) * d.H * d.W * C);
+        float* D = workspace(Scratch::winograd_inputs, 16 * ldd);
+        float* dV = workspace(Scratch::winograd_products, 16 * ldv);
+        tf.gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
+            for (int64_t c0 = 0; c0 < C; c0 += 64)
+                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * K * Cp + c0, Cp,
+                           nullptr, false, std::min<int64_t>(64, C - c0));
+        }
+        tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
+    });
+}
+
+// Stride-1 backward-data is also the forward convolution of dy, zero-padded by 2 - pad_top rows
+// and 2 - pad_left columns, with wf[i][j][k][c] = w[2-i][2-j][c][k]: a gather, taken unless the
+// forward's tiling has fewer tiles ("valid" padding: the flipped convolution's output is larger).
+void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, const float* dy,
+                                   const float* w, const Conv2dDims& d) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    if (winograd_tile_grid(d).per_image < ((d.H + 1) / 2) * ((d.W + 1) / 2))
+        return backward_data_transposed(uk, dx, dy, w, d);
+    const Conv2dDims f = backward_data_as_forward_dims(d);
+    const int64_t Cp = round_up(d.C, 16);
+    float* U = workspace(Scratch::winograd_weights, 16 * d.K * Cp);
+    transform_kernel(tf, U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
+    forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
+}
+
+namespace {
+
+// Backward-weights of a wide layer (see forward_position_major), position by position: the
+// threads take whole positions of dU and accumulate each over every tile of every pass, so no
+// thread keeps a partial of all of dU (16 C Kp floats; 16 MiB at 512 channels, zeroed and summed
+// per thread by the tile-block schedule) and the result does not depend on the thread count.
+// db sums dy pixel by pixel, 16 channels per work item.
+void backward_weights_position_major(float* dw, float* db, const float* x, const float* dy,
+                                     const Conv2dDims& d) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const TileGrid g = winograd_tile_grid(d);
+    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
+    const int T = pass_threads(g, C, Kp);
+    float* dU = workspace(Scratch::conv_shared, 16 * C * Kp);
+    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* D) {
+        const int64_t ldv = nt * C, ldm = nt * Kp;
+#pragma omp parallel num_threads(T)
+        {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < nt; i += 12) {
+                const int64_t n = std::min<int64_t>(12, nt - i);
+                tf.input(V + i * C, ldv, x, t0 + i, n, d, g);
+                tf.gradient(D + i * Kp, ldm, Kp, nullptr, dy, t0 + i, n, d, g);
+            }
+#pragma omp for schedule(static)
+            for (int64_t pos = 0; pos < 16; ++pos)  // dU[pos] (+)= V[pos]^T D[pos]
+                sgemm_single_thread(true, false, C, K, nt, 1.0f, V + pos * ldv, C, D + pos * ldm,
+                                    Kp, t0 == 0 ? 0.0f : 1.0f, dU + pos * C * Kp, Kp);
+        }
+    });
+    const int64_t pixels = d.N * d.OH * d.OW;
+#pragma omp parallel num_threads(T)
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t c = 0; c < C; ++c) tf.weight_gradient_row(dw, dU, 0, 1, C, K, Kp, c);
+        if (db) {
+#pragma omp for schedule(static)
+            for (int64_t k = 0; k < K; k += 16) tf.bias_gradient_block(db, dy, pixels, K, k);
+        }
+    }
+}
+
+}  // namespace
+
+void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
+                                      const float* x, const float* dy, const Conv2dDims& d) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const int64_t C = d.C, K = d.K, Kp = round_up(K, 16);
+    if (is_wide(C, Kp)) return backward_weights_position_major(dw, db, x, dy, d);
+    const TileGrid g = winograd_tile_grid(d);
+    const BlockPlan plan = block_plan(g, C, Kp);
+    const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    // Per thread: dU (16, C, Kp) then db (Kp), summed over threads in thread order at the end,
+    // so the result depends on the thread count only, not on timing.
+    const int64_t UF = 16 * C * Kp, part_floats = UF + Kp;
+    float* parts = workspace(Scratch::conv_shared, std::max(plan.T, 1) * part_floats);
+    int64_t* off = workspace<int64_t>(Scratch::conv_offsets, C);
+    for (int64_t c = 0; c < C; ++c) off[c] = c;
+    auto accumulate = [&](float* part, int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* D = workspace(Scratch::winograd_products, 16 * ldm);
+        tf.input(V, ldv, x, t0, nt, d, g);
+        tf.gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos) {
+            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
+            for (int64_t k0 = 0; k0 < K; k0 += 64) {
+                const int64_t nc = std::min<int64_t>(64, K - k0), R = conv_bwdw_max_rows(nc);
+                for (int64_t c0 = 0; c0 < C; c0 += R)
+                    uk.backward_weights(part + pos * C * Kp + c0 * Kp + k0, Kp, px, nt, off + c0,
+                                        std::min(R, C - c0), D + pos * ldm + k0, Kp, nc);
+            }
+        }
+    };
+    // Items: the C dw rows, then the K db values (each partial's db starts at UF).
+    reduce_over_threads(plan.T, plan.blocks, parts, part_floats, accumulate, C + K,
+                        [&](int used, int64_t i) {
+                            if (i < C)
+                                return tf.weight_gradient_row(dw, parts, part_floats, used, C, K,
+                                                           Kp, i);
+                            write_summed_gradient(nullptr, db, 0, parts + UF, part_floats, 1,
+                                                  used, i - C);
+                        });
+}
+
+}  // namespace cnnfast

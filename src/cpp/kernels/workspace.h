@@ -1,0 +1,46 @@
+#pragma once
+// The one scratch arena of every kernel family: grow-only, 64-byte-aligned buffers owned by the
+// calling thread and reused across calls, so a kernel allocates only when a slot first needs more
+// than it holds, and never once shapes settle. Being per thread, the buffers of two threads (the
+// threads of one parallel region, or two calls running side by side on one Network) never meet.
+//
+// Each buffer has a named slot: a kernel's buffers live in different slots, and so do those of
+// kernels that call each other (a convolution's columns and the packed panels of the GEMM it
+// feeds). A slot's contents are undefined when a kernel takes it; its size is the kernel's to ask.
+#include <cstdint>
+
+namespace cnnfast {
+
+enum class Scratch : int {
+    conv_columns,        // im2col columns; the direct kernels' aligned dy rows
+    conv_band,           // a zero-padded band of the input (direct kernels)
+    conv_shared,         // the threads' shared partials or transposed weights of one call
+    conv_offsets,        // receptive-field offsets (int64)
+    conv_weights,        // flipped or 64-byte-aligned weight copies
+    conv_lane_partials,  // single-channel backward-weights lane partials
+    winograd_weights,    // U, the transformed kernel
+    winograd_inputs,     // V, transformed input patches (or dy tiles)
+    winograd_products,   // M, position GEMM products (and the fused block's gradients)
+    gemm_pack_a,
+    gemm_pack_b,
+    gemm_kept_a,         // packed A kept across column blocks
+    gemm_narrow_b,       // the unpacked A^T B route's chunk of B
+    gemm_measure_c,      // the micro-kernel measurement's C tiles
+    lrn_rows,            // a zero-padded row and two rows of C
+    bias_grad_partials,  // dense_bias_grad's per-thread double sums
+    prelu_partials,      // PReLU backward's per-block double sums of dalpha
+    softmax_row,         // one row of exp(x - max)
+    network_values,      // Network::forward's activation arena (every planned buffer)
+    count
+};
+
+// At least `bytes` bytes, 64-byte aligned, of the calling thread's `slot`; throws std::bad_alloc.
+void* workspace_bytes(Scratch slot, int64_t bytes);
+
+// At least `count` values of T in the calling thread's `slot`.
+template <class T = float>
+T* workspace(Scratch slot, int64_t count) {
+    return static_cast<T*>(workspace_bytes(slot, count * static_cast<int64_t>(sizeof(T))));
+}
+
+}  // namespace cnnfast
