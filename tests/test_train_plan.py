@@ -63,10 +63,18 @@ def sequential_mix() -> cf.Sequential:
     ])
 
 
-# (name, model factory, input shape, loss, targets kind)
+def keras_mnist_cnn_frozen_head() -> cf.Sequential:
+    """A frozen first layer: no fused head, no update of it, gradients still flow."""
+    model = cf.models.keras_mnist_cnn((28, 28, 1))
+    model.layers[0].trainable = False
+    return model
+
+
+# (name, model factory, input shape, targets kind)
 MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("lenet5", lambda: cf.models.lenet5((28, 28, 1)), (28, 28, 1), "sparse"),
     ("keras_mnist_cnn", lambda: cf.models.keras_mnist_cnn((28, 28, 1)), (28, 28, 1), "sparse"),
+    ("keras_mnist_cnn_frozen_head", keras_mnist_cnn_frozen_head, (28, 28, 1), "sparse"),
     ("cifar10_simple", lambda: cf.models.cifar10_simple((12, 12, 3)), (12, 12, 3), "onehot"),
     ("resnet_cifar", lambda: cf.models.resnet_cifar((8, 8, 3), filters=4), (8, 8, 3), "sparse"),
     ("merge_graph", merge_graph, (6, 6, 2), "onehot"),

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <sys/mman.h>
+
 #include "conv2d_pool.h"
 #include "dropout.h"
 #include "layer_config.h"
@@ -38,6 +40,13 @@ int64_t argmax_of(const float* row, int64_t cols) {
 // numpy's sign: -1, 0 or 1, NaN for NaN.
 float sign_of(float w) { return w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w == 0.0f ? 0.0f : w; }
 
+// Steps whose backward hands the gradient on unchanged.
+bool identity_backward(const TrainStep& s) {
+    return s.kind == TrainStepKind::view ||
+           ((s.kind == TrainStepKind::activation || s.kind == TrainStepKind::softmax) &&
+            s.act_backward_elsewhere);
+}
+
 }  // namespace
 
 void TrainPlan::Free::operator()(void* p) const { std::free(p); }
@@ -60,13 +69,6 @@ std::vector<std::string> TrainPlan::dropout_labels() const {
     for (const TrainStep& s : steps_)
         if (s.kind == TrainStepKind::dropout) labels.push_back(s.label);
     return labels;
-}
-
-// Steps whose backward hands the gradient on unchanged.
-static bool identity_backward(const TrainStep& s) {
-    return s.kind == TrainStepKind::view ||
-           ((s.kind == TrainStepKind::activation || s.kind == TrainStepKind::softmax) &&
-            s.act_backward_elsewhere);
 }
 
 void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
@@ -141,8 +143,18 @@ void TrainPlan::layout(int64_t n) {
     if (loss_ == TrainLoss::sparse_categorical_crossentropy && logits_step_ < 0)
         onehot_at_ = take(n * values_[output_].size);
     if (end > capacity_) {
-        float* p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(end) * 4));
+        // On 2 MiB pages where the kernel allows, as NumPy puts the Python layers' large
+        // buffers: a step sweeps the whole arena, and on 4 KiB pages that is a TLB miss every
+        // 4 KiB (measured: keras_mnist_cnn at batch 128 trained 3% slower than the layer walk).
+        const size_t huge = size_t(2) << 20;
+        size_t bytes = (static_cast<size_t>(end) * sizeof(float) + 63) / 64 * 64;
+        const bool big = bytes >= huge / 4;
+        if (big) bytes = (bytes + huge - 1) / huge * huge;
+        float* p = static_cast<float*>(std::aligned_alloc(big ? huge : 64, bytes));
         if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+        if (big) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
         arena_.reset(p);
         capacity_ = end;
     }
