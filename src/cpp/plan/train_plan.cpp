@@ -224,7 +224,8 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 break;
             case TrainStepKind::merge:
             case TrainStepKind::concat: {
-                std::vector<const float*> ins;
+                std::vector<const float*>& ins = merge_inputs_;
+                ins.clear();
                 for (int r : s.inputs) ins.push_back(fwd(r));
                 const int64_t k = static_cast<int64_t>(ins.size());
                 if (s.kind == TrainStepKind::merge)
@@ -348,8 +349,10 @@ void TrainPlan::backward(int64_t n) {
             }
         }
         if (s.kind == TrainStepKind::merge || s.kind == TrainStepKind::concat) {
-            std::vector<float*> dins;
-            std::vector<const float*> ins;
+            std::vector<float*>& dins = merge_grads_;
+            std::vector<const float*>& ins = merge_inputs_;
+            dins.clear();
+            ins.clear();
             float* scratch = part;
             for (int in : s.inputs) {
                 ins.push_back(fwd(in));

@@ -153,6 +153,9 @@ private:
     std::vector<int64_t> part_at_;  // per step: scratch for gradients added to earlier ones
     int64_t onehot_at_ = -1;        // sparse labels as one-hot rows (unfused cross-entropy)
     std::vector<char> grad_set_;
+    // A merge step's input and input-gradient pointers (kept, so a step allocates nothing).
+    std::vector<const float*> merge_inputs_;
+    std::vector<float*> merge_grads_;
 };
 
 // Looks up "layer/name" with exactly `shape` (throws naming the tensor otherwise).
