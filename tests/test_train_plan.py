@@ -227,3 +227,30 @@ def test_shared_layers_train_in_python():
     model.compile("sgd", "sparse_categorical_crossentropy")
     assert model._train_plan is None
     assert "shared" in model._train_plan_blocker()
+
+
+def test_plan_step_refuses_bad_arguments_naming_the_shapes():
+    model = cf.models.cifar10_simple((8, 8, 3))
+    model.compile(cf.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    plan = model._train_plan
+    x = np.zeros((4, 8, 8, 3), np.float32)
+    labels = np.zeros(4, np.int32)
+    no_seeds = np.zeros(0, np.uint64)
+
+    def step(x=x, y=labels, optimizer="sgd"):
+        return plan.step(x, y, None, no_seeds, optimizer, 0.1, 0.0, 1, 0.0, False, 0.9, 0.999,
+                         1e-7, None, None)
+
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 8, 8, 3\)"):
+        step(x=np.zeros((4, 8, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="expected dtype int32"):
+        step(y=labels.astype(np.float32))
+    with pytest.raises(ValueError, match=r"label 10 at row 2 is out of range \[0, 10\)"):
+        step(y=np.array([0, 1, 10, 2], np.int32))
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        step(optimizer="rmsprop")
+    for got, want in zip(model.get_weights(), before):
+        assert np.array_equal(got, want)
+    loss, correct, updated = step()
+    assert updated and 0 <= correct <= 4 and np.isfinite(loss)
