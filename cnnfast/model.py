@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _core, _executor, graph
+from cnnfast import _core, _executor, graph, regularizers
 from cnnfast import callbacks as callbacks_module
+from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
-from cnnfast.layers import Conv2D, Dense, InputLayer, Layer, MaxPooling2D
+from cnnfast.layers import Conv2D, Dense, Dropout, InputLayer, Layer, MaxPooling2D
+from cnnfast.random import next_seed
 
 Shape = tuple[int, ...]
 
@@ -757,17 +759,19 @@ class Model:
                         np.float64)
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray, where: str = "train_on_batch",
-                    weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                    weights: np.ndarray | None = None) -> tuple[float, int]:
+        """One gradient step: (loss before the update, number of correct predictions; 0 when
+        the model has no accuracy metric). In C++ (one call) when the model has a train plan,
+        else by walking the layers."""
         self._pack_parameters()
+        plan = self._packed_train_plan()
+        if plan is not None:
+            return self._plan_step(plan, xb, yb, where, weights)
         out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
         loss = self._weighted_loss(out, yb, grad, weights)
         if not math.isfinite(loss):
-            # Raised before any update, so the model keeps the weights it had before this batch.
-            raise FloatingPointError(
-                f"{where}: non-finite loss {loss} (batch of {len(xb)} samples); the weights were "
-                "not updated. Lower the learning rate or check the inputs for NaN/inf."
-            )
+            _raise_non_finite(where, loss, len(xb))
         self._backward(grad)
         reg = 0.0
         for layer in self.layers:
@@ -777,7 +781,102 @@ class Model:
         n = self._trainable_floats
         self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
                                   self._trainable_layout)
-        return loss + reg, out
+        return loss + reg, self._correct(out, yb) if self.metrics else 0
+
+    # -- the training step in C++ -----------------------------------------------------------
+    # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
+    # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
+    # classes in _PLAN_LAYERS, each layer called once (no shared layers), compiled with a loss
+    # in _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
+    # (PReLU, LocalResponseNormalization, shared layers, subclasses of cnnfast's layers, losses or
+    # optimizers, or _force_python_training set) walks the Python layers, which stays the
+    # reference: tests/test_train_plan.py checks that both give the same weights bit for bit.
+    @property
+    def _train_plan(self) -> Any | None:
+        """The C++ training step of this compiled model, or None when it trains in Python (see
+        :meth:`_train_plan_blocker`)."""
+        self._require_compiled("_train_plan")
+        self._require_built()
+        self._pack_parameters()
+        return self._packed_train_plan()
+
+    def _packed_train_plan(self) -> Any | None:
+        """The train plan once the arenas are packed: cached, and rebuilt when layers, weight
+        arrays, trainable flags, loss, optimizer class or regularizers change."""
+        regs = tuple((f"{layer.name}/{name}", reg.l1, reg.l2) for layer in self.layers
+                     for name, reg in layer.regularizers_.items()
+                     if isinstance(reg, regularizers.L1L2))
+        key = (self._packed_key, id(self.loss), type(self.optimizer), regs,
+               self.__dict__.get("_force_python_training", False))
+        cached = self.__dict__.get("_train_plan_cache")
+        if cached is None or cached[0] != key:
+            plan, dropouts = None, []
+            if self._train_plan_blocker() is None:
+                plan, dropouts = self._build_train_plan(regs)
+            cached = (key, plan, dropouts)
+            self._train_plan_cache = cached
+        return cached[1]
+
+    def _train_plan_blocker(self) -> str | None:
+        """Why this model trains in Python rather than through a C++ train plan; None if it
+        does not."""
+        if self.__dict__.get("_force_python_training", False):
+            return "forced (_force_python_training)"
+        if type(self) not in (Model, Sequential):
+            return f"{type(self).__name__} is a subclass of Model"
+        if not self.input_shape_:
+            return "the input has no per-sample axis"
+        for layer in self.layers:
+            if type(layer) not in _PLAN_LAYERS:
+                return f"{layer.describe()} has no C++ training step"
+            if self.__dict__.get("_calls", {}).get(id(layer), 1) > 1:
+                return f"{layer.describe()} is shared by several calls"
+            for name, reg in layer.regularizers_.items():
+                if type(reg) not in (regularizers.L1L2, regularizers.L1, regularizers.L2):
+                    return f"{layer.describe()} weight '{name}' has a custom regularizer"
+        if type(self.loss) not in _PLAN_LOSSES:
+            return f"loss {type(self.loss).__name__} has no C++ step"
+        if type(self.optimizer) not in (optimizers_module.SGD, optimizers_module.Adam):
+            return f"optimizer {type(self.optimizer).__name__} has no C++ step"
+        return None
+
+    def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[Dropout]]:
+        """The plan and its Dropout layers in the order it reads their seeds; (None, []) when
+        that order is not the Python forward's (the seeds would go to other layers)."""
+        views = [(f"{layer.name}/{name}", layer.weights_[name], layer.gradients_[name])
+                 for layer in self.layers for name in layer.weights_]
+        plan = _core.TrainPlan.from_config(
+            json.dumps(self.get_config()), {k: w for k, w, _ in views},
+            {k: g for k, _, g in views}, self._weight_arena, self._grad_arena,
+            self._trainable_floats, list(regs), _PLAN_LOSSES[type(self.loss)])
+        drawing = [layer for layer in self.layers
+                   if isinstance(layer, Dropout) and layer.rate > 0.0]
+        if plan.dropout_layers != [layer.describe() for layer in drawing]:
+            return None, []
+        return plan, drawing
+
+    def _plan_step(self, plan: Any, xb: np.ndarray, yb: np.ndarray, where: str,
+                   weights: np.ndarray | None) -> tuple[float, int]:
+        n = self._trainable_floats
+        slots = self.optimizer._flat_state(self._weight_arena[:n], self._trainable_layout)
+        # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
+        seeds = []
+        for layer in self._train_plan_cache[2]:
+            seeds.append(next_seed() if layer.seed is None
+                         else layer.seed * 1_000_003 + layer._calls)
+            layer._calls += 1
+        if weights is not None:
+            weights = np.ascontiguousarray(weights, np.float64)
+        name, lr, decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon = \
+            self.optimizer._plan_update()
+        slot0, slot1 = (slots + (None, None))[:2]
+        loss, correct, updated = plan.step(xb, yb, weights, np.array(seeds, np.uint64), name, lr,
+                                           decay, iteration, momentum, nesterov, beta_1, beta_2,
+                                           epsilon, slot0, slot1)
+        if not updated:
+            _raise_non_finite(where, loss, len(xb))
+        self.optimizer.iterations += 1
+        return loss, correct
 
     def _grad_buffer(self, shape: Shape) -> np.ndarray:
         buf = getattr(self, "_loss_grad", None)
@@ -1006,12 +1105,13 @@ class Model:
                 wb = rest[0] if rest else None
                 for cb in cbs:
                     cb.on_train_batch_begin(step - 1)
-                loss, out = self._train_step(xb, yb, f"fit: epoch {epoch + 1}, batch {step}", wb)
+                loss, step_correct = self._train_step(xb, yb,
+                                                      f"fit: epoch {epoch + 1}, batch {step}", wb)
                 loss_sum += loss * len(xb)
                 seen += len(xb)
                 logs = {"loss": loss_sum / seen}
                 if self.metrics:
-                    correct += self._correct(out, yb)
+                    correct += step_correct
                     logs["accuracy"] = correct / seen
                 for cb in cbs:
                     cb.on_train_batch_end(step - 1, logs)
@@ -1248,9 +1348,9 @@ class Model:
             raise ValueError("train_on_batch: give class_weight or sample_weight, not both")
         table = None if class_weight is None else _check_class_weight(class_weight, "train_on_batch")
         weights = self._sample_weights(sample_weight, table, y, "train_on_batch")
-        loss, out = self._train_step(x, y, weights=weights)
+        loss, correct = self._train_step(x, y, weights=weights)
         if self.metrics:
-            return [loss, self._correct(out, y) / len(x)]
+            return [loss, correct / len(x)]
         return loss
 
     def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> float | list[float]:
@@ -1538,6 +1638,29 @@ class Sequential(Model):
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+
+# What the C++ train plan runs (see Model._train_plan): exact classes, by loss the name it takes.
+_PLAN_LAYERS = frozenset({
+    InputLayer, Conv2D, layers_module.MaxPooling2D, layers_module.AveragePooling2D,
+    layers_module.Flatten, Dense, Dropout, layers_module.Activation, layers_module.ReLU,
+    layers_module.ELU, layers_module.Softmax, layers_module.Add, layers_module.Subtract,
+    layers_module.Multiply, layers_module.Average, layers_module.Maximum,
+    layers_module.Concatenate,
+})
+_PLAN_LOSSES = {
+    losses_module.CategoricalCrossentropy: "categorical_crossentropy",
+    losses_module.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
+    losses_module.MeanSquaredError: "mean_squared_error",
+}
+
+
+def _raise_non_finite(where: str, loss: float, n: int) -> None:
+    # Raised before any update, so the model keeps the weights it had before this batch.
+    raise FloatingPointError(
+        f"{where}: non-finite loss {loss} (batch of {n} samples); the weights were not "
+        "updated. Lower the learning rate or check the inputs for NaN/inf."
+    )
 
 
 def _first_call(nodes: list[graph.Node], i: int) -> int:

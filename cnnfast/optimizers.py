@@ -45,9 +45,17 @@ class Optimizer:
         state is an arena of the same layout; ``_slots[i]`` are views into it (what model files
         store), and state set per parameter before (a loaded file) is carried into it."""
         self.iterations += 1
+        self._update_flat(w, g, self._flat_state(w, layout))
+
+    def _flat_state(self, w: np.ndarray,
+                    layout: list[tuple[int, tuple[int, ...]]]) -> tuple[np.ndarray, ...]:
+        """The slot arenas for a parameter arena `w` of this layout (made, with state set per
+        parameter carried into them, when the layout changes); () when there are none."""
         count = len(type(self).slot_names) if self._uses_slots() else 0
+        if not count:
+            return ()
         key = (w.size, tuple(layout))
-        if count and self.__dict__.get("_flat_key") != key:
+        if self.__dict__.get("_flat_key") != key:
             arenas = tuple(np.zeros_like(w) for _ in range(count))
             views = {}
             for i, (start, shape) in enumerate(layout):
@@ -58,7 +66,13 @@ class Optimizer:
                     for dst, src in zip(views[i], old):
                         dst[...] = src
             self._flat_slots, self._slots, self._flat_key = arenas, views, key
-        self._update_flat(w, g, self._flat_slots if count else ())
+        return self._flat_slots
+
+    def _plan_update(self) -> tuple:
+        """The settings of the next update for ``_core.TrainPlan.step``: (name, lr,
+        weight_decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon). Read at every
+        step, so schedules and callbacks that change them take effect."""
+        raise NotImplementedError
 
     def _uses_slots(self) -> bool:
         return bool(type(self).slot_names)
@@ -102,6 +116,10 @@ class SGD(Optimizer):
         _core.sgd_update(w, g, slots[0] if slots else None, self.learning_rate, self.momentum,
                          self.nesterov, self.weight_decay)
 
+    def _plan_update(self):
+        return ("sgd", self.learning_rate, self.weight_decay, self.iterations + 1, self.momentum,
+                self.nesterov, 0.0, 0.0, 0.0)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -132,6 +150,10 @@ class Adam(Optimizer):
     def _update_flat(self, w, g, slots):
         _core.adam_update(w, g, slots[0], slots[1], self.iterations, self.learning_rate,
                           self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
+
+    def _plan_update(self):
+        return ("adam", self.learning_rate, self.weight_decay, self.iterations + 1, 0.0, False,
+                self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -16,6 +16,7 @@ void bind_elementwise(py::module_& m);
 void bind_lrn(py::module_& m);
 void bind_network(py::module_& m);
 void bind_merge(py::module_& m);
+void bind_train_plan(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_lrn(m);
     cnnfast::bind::bind_network(m);
     cnnfast::bind::bind_merge(m);
+    cnnfast::bind::bind_train_plan(m);
 }

@@ -2,7 +2,8 @@
 // The one builder: a model's config (the architecture JSON that Model.get_config() returns and
 // every model file stores) turned into an inference Network. predict (through _core.Network.
 // from_config) and the C API's model-file reader both build here, so geometry (output sizes,
-// "same" padding) and validation exist once in C++.
+// "same" padding) and validation exist once in C++. The order of a config's layer calls and the
+// layers' geometry come from layer_config.h, which the training plan (train_plan.h) shares.
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -1,0 +1,228 @@
+// _core.TrainPlan: one training step (forward, loss, backward, regularizers, optimizer update) in
+// one call (train_plan.h), built from a model config. It keeps a reference to every array it
+// borrows (weights, gradients, the two arenas), so its pointers stay valid while it lives.
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bind_util.h"
+#include "layer_config.h"
+#include "train_plan.h"
+
+namespace cnnfast::bind {
+
+namespace {
+
+struct TrainPlanHandle {
+    std::unique_ptr<TrainPlan> plan;
+    std::vector<py::object> keep_alive;
+    int64_t trainable_floats = 0;
+};
+
+std::string dims_text(const std::vector<int64_t>& v) {
+    std::string s = "(N";
+    for (int64_t d : v) s += ", " + std::to_string(d);
+    return s + ")";
+}
+
+// a has shape (n, per_sample...).
+bool has_batch_shape(const py::array& a, int64_t n, const std::vector<int64_t>& per_sample) {
+    if (a.ndim() != static_cast<py::ssize_t>(per_sample.size() + 1) || dim(a, 0) != n)
+        return false;
+    for (size_t i = 0; i < per_sample.size(); ++i)
+        if (dim(a, static_cast<int>(i + 1)) != per_sample[i]) return false;
+    return true;
+}
+
+float* opt_slot(const py::object& o, const char* what, int64_t floats) {
+    if (o.is_none()) return nullptr;
+    py::array a = o.cast<py::array>();
+    float* p = out_f32(a, what);
+    if (static_cast<int64_t>(a.size()) != floats)
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(floats) +
+                                    " floats (the trainable arena), got " + shape_str(a));
+    return p;
+}
+
+TrainLoss loss_of(const std::string& name) {
+    if (name == "categorical_crossentropy") return TrainLoss::categorical_crossentropy;
+    if (name == "sparse_categorical_crossentropy")
+        return TrainLoss::sparse_categorical_crossentropy;
+    if (name == "mean_squared_error") return TrainLoss::mse;
+    throw std::invalid_argument("TrainPlan.from_config: unknown loss '" + name + "'");
+}
+
+}  // namespace
+
+void bind_train_plan(py::module_& m) {
+    py::class_<TrainPlanHandle>(m, "TrainPlan",
+                                "One training step in one C++ call (train_plan.h).")
+        // architecture: Model.get_config() JSON; weights, grads: {"layer/name": float32 view
+        // of the arenas}; weight_arena, grad_arena: the arenas, the first trainable_floats
+        // updated by the optimizer; regularizers: [("layer/name", l1, l2)]; loss: its Keras name.
+        .def_static(
+            "from_config",
+            [](const std::string& architecture, const py::dict& weights, const py::dict& grads,
+               py::array weight_arena, py::array grad_arena, int64_t trainable_floats,
+               const std::vector<std::tuple<std::string, double, double>>& regularizers,
+               const std::string& loss) {
+                auto h = std::make_unique<TrainPlanHandle>();
+                float* pw = out_f32(weight_arena, "TrainPlan.from_config weight_arena", 1);
+                float* pg = out_f32(grad_arena, "TrainPlan.from_config grad_arena", 1);
+                if (trainable_floats < 0 || trainable_floats > dim(weight_arena, 0) ||
+                    dim(grad_arena, 0) != dim(weight_arena, 0))
+                    throw std::invalid_argument(
+                        "TrainPlan.from_config: arenas " + shape_str(weight_arena) + " and " +
+                        shape_str(grad_arena) + " do not hold " +
+                        std::to_string(trainable_floats) + " trainable floats");
+                h->keep_alive = {weight_arena, grad_arena};
+                h->trainable_floats = trainable_floats;
+                auto lookup = [&h](const py::dict& arrays, const char* kind) {
+                    return [&h, &arrays, kind](const std::string& key,
+                                               const std::vector<int64_t>& shape) -> float* {
+                        const std::string what =
+                            std::string("TrainPlan.from_config ") + kind + " '" + key + "'";
+                        if (!arrays.contains(key))
+                            throw std::invalid_argument(what + " is missing");
+                        py::array a = arrays[py::str(key)].cast<py::array>();
+                        float* p = out_f32(a, what.c_str());
+                        bool same = a.ndim() == static_cast<py::ssize_t>(shape.size());
+                        for (size_t i = 0; same && i < shape.size(); ++i)
+                            same = dim(a, static_cast<int>(i)) == shape[i];
+                        if (!same)
+                            throw std::invalid_argument(what + " has shape " + shape_str(a) +
+                                                        ", the architecture needs " +
+                                                        config::shape_str(shape));
+                        h->keep_alive.push_back(a);
+                        return p;
+                    };
+                };
+                try {
+                    h->plan = build_train_plan(architecture, lookup(weights, "weight"),
+                                               lookup(grads, "gradient"), loss_of(loss), pw, pg,
+                                               trainable_floats);
+                } catch (const std::runtime_error& e) {
+                    throw std::invalid_argument(std::string("TrainPlan.from_config: ") + e.what());
+                }
+                for (const auto& [key, l1, l2] : regularizers) {
+                    const std::string what = "TrainPlan.from_config regularized weight '" + key + "'";
+                    if (!weights.contains(key) || !grads.contains(key))
+                        throw std::invalid_argument(what + " is missing");
+                    py::array w = weights[py::str(key)].cast<py::array>();
+                    py::array g = grads[py::str(key)].cast<py::array>();
+                    float* pwk = out_f32(w, what.c_str());
+                    float* pgk = out_f32(g, what.c_str());
+                    if (w.size() != g.size())
+                        throw std::invalid_argument(what + ": weight and gradient sizes differ");
+                    h->plan->add_regularizer(
+                        {pwk, pgk, static_cast<int64_t>(w.size()), l1, l2});
+                    h->keep_alive.push_back(w);
+                    h->keep_alive.push_back(g);
+                }
+                return h;
+            },
+            py::arg("architecture"), py::arg("weights"), py::arg("grads"),
+            py::arg("weight_arena"), py::arg("grad_arena"), py::arg("trainable_floats"),
+            py::arg("regularizers"), py::arg("loss"))
+        .def_property_readonly(
+            "input_shape", [](const TrainPlanHandle& h) { return h.plan->input_shape(); })
+        .def_property_readonly(
+            "output_shape", [](const TrainPlanHandle& h) { return h.plan->output_shape(); })
+        // "Class 'name'" per step in run order (a fused pair reads "A + B").
+        .def_property_readonly("steps",
+                               [](const TrainPlanHandle& h) {
+                                   std::vector<std::string> labels;
+                                   for (const TrainStep& s : h.plan->steps())
+                                       labels.push_back(s.label);
+                                   return labels;
+                               })
+        // The Dropout steps that draw a mask, in the order step() reads their seeds.
+        .def_property_readonly(
+            "dropout_layers", [](const TrainPlanHandle& h) { return h.plan->dropout_labels(); })
+        // x (N, input...); y int32 (N,) for sparse cross-entropy, else float32 (N, output...);
+        // sample_weight float64 (N,) or None; dropout_seeds uint64, one per dropout layer;
+        // optimizer "sgd" (momentum, nesterov, slot0 = velocity or None) or "adam" (beta_1,
+        // beta_2, epsilon, slot0 = m, slot1 = v), slots of trainable_floats. Returns
+        // (loss, correct, updated); updated is False when the loss was not finite (nothing
+        // was changed).
+        .def(
+            "step",
+            [](TrainPlanHandle& h, const py::array& x, const py::array& y,
+               const py::object& sample_weight, const py::array& dropout_seeds,
+               const std::string& optimizer, float lr, float weight_decay, int64_t iteration,
+               float momentum, bool nesterov, float beta_1, float beta_2, float epsilon,
+               const py::object& slot0, const py::object& slot1) {
+                TrainPlan& plan = *h.plan;
+                const float* px = in_f32(x, "TrainPlan.step x");
+                const int64_t n = x.ndim() ? dim(x, 0) : 0;
+                if (n < 1 || !has_batch_shape(x, n, plan.input_shape()))
+                    throw std::invalid_argument("TrainPlan.step: x must have shape " +
+                                                dims_text(plan.input_shape()) + " with N >= 1, got " +
+                                                shape_str(x));
+                const void* labels = nullptr;
+                if (plan.loss() == TrainLoss::sparse_categorical_crossentropy) {
+                    labels = in_i32(y, "TrainPlan.step y", 1);
+                    expect_shape(y, "TrainPlan.step y", {n});
+                } else {
+                    labels = in_f32(y, "TrainPlan.step y");
+                    if (!has_batch_shape(y, n, plan.output_shape()))
+                        throw std::invalid_argument("TrainPlan.step: y must have shape " +
+                                                    dims_text(plan.output_shape()) + ", got " +
+                                                    shape_str(y));
+                }
+                const double* pw = nullptr;
+                if (!sample_weight.is_none()) {
+                    py::array w = sample_weight.cast<py::array>();
+                    check_buffer<double>(w, "TrainPlan.step sample_weight", 1, false);
+                    expect_shape(w, "TrainPlan.step sample_weight", {n});
+                    pw = static_cast<const double*>(w.data());
+                }
+                check_buffer<uint64_t>(dropout_seeds, "TrainPlan.step dropout_seeds", 1, false);
+                if (dim(dropout_seeds, 0) != static_cast<int64_t>(plan.dropout_labels().size()))
+                    throw std::invalid_argument(
+                        "TrainPlan.step: " + std::to_string(plan.dropout_labels().size()) +
+                        " dropout seeds needed, got " + shape_str(dropout_seeds));
+                OptimizerUpdate u;
+                if (optimizer == "sgd") {
+                    u.kind = TrainOptimizer::sgd;
+                } else if (optimizer == "adam") {
+                    u.kind = TrainOptimizer::adam;
+                } else {
+                    throw std::invalid_argument("TrainPlan.step: unknown optimizer '" + optimizer +
+                                                "'");
+                }
+                u.lr = lr;
+                u.weight_decay = weight_decay;
+                u.iteration = iteration;
+                u.momentum = momentum;
+                u.nesterov = nesterov;
+                u.beta_1 = beta_1;
+                u.beta_2 = beta_2;
+                u.epsilon = epsilon;
+                u.slot0 = opt_slot(slot0, "TrainPlan.step slot0", h.trainable_floats);
+                u.slot1 = opt_slot(slot1, "TrainPlan.step slot1", h.trainable_floats);
+                if ((u.kind == TrainOptimizer::adam && (!u.slot0 || !u.slot1 || iteration < 1)) ||
+                    (u.kind == TrainOptimizer::sgd && momentum != 0.0f && !u.slot0))
+                    throw std::invalid_argument(
+                        "TrainPlan.step: " + optimizer +
+                        " needs its slot arenas (and adam an iteration >= 1)");
+                const auto* seeds = static_cast<const uint64_t*>(dropout_seeds.data());
+                TrainStepResult r;
+                {
+                    py::gil_scoped_release release;
+                    r = plan.step(px, labels, pw, n, seeds, u);
+                }
+                return py::make_tuple(r.loss, r.correct, r.updated);
+            },
+            py::arg("x"), py::arg("y"), py::arg("sample_weight").none(true),
+            py::arg("dropout_seeds"), py::arg("optimizer"), py::arg("lr"),
+            py::arg("weight_decay"), py::arg("iteration"), py::arg("momentum"),
+            py::arg("nesterov"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
+            py::arg("slot0").none(true), py::arg("slot1").none(true));
+}
+
+}  // namespace cnnfast::bind

@@ -1,0 +1,722 @@
+#include "train_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include <sys/mman.h>
+
+#include "conv2d_pool.h"
+#include "dropout.h"
+#include "layer_config.h"
+#include "optim.h"
+#include "softmax_xent.h"
+
+namespace cnnfast {
+
+namespace {
+
+constexpr int64_t kAlign = 16;  // floats: every buffer starts on a 64-byte boundary
+
+int64_t size_of(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+// numpy's argmax: the first maximum, or the first NaN if there is one.
+int64_t argmax_of(const float* row, int64_t cols) {
+    int64_t best = 0;
+    if (std::isnan(row[0])) return 0;
+    for (int64_t j = 1; j < cols; ++j) {
+        if (std::isnan(row[j])) return j;
+        if (row[j] > row[best]) best = j;
+    }
+    return best;
+}
+
+// numpy's sign: -1, 0 or 1, NaN for NaN.
+float sign_of(float w) { return w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w == 0.0f ? 0.0f : w; }
+
+// Steps whose backward hands the gradient on unchanged.
+bool identity_backward(const TrainStep& s) {
+    return s.kind == TrainStepKind::view ||
+           ((s.kind == TrainStepKind::activation || s.kind == TrainStepKind::softmax) &&
+            s.act_backward_elsewhere);
+}
+
+}  // namespace
+
+void TrainPlan::Free::operator()(void* p) const { std::free(p); }
+
+TrainPlan::TrainPlan(std::vector<int64_t> input_shape) { add_value(std::move(input_shape)); }
+
+int TrainPlan::add_value(std::vector<int64_t> shape, int view_of) {
+    TrainValue v;
+    v.size = size_of(shape);
+    v.shape = std::move(shape);
+    v.view_of = view_of;
+    values_.push_back(std::move(v));
+    return static_cast<int>(values_.size()) - 1;
+}
+
+void TrainPlan::add_step(TrainStep step) { steps_.push_back(std::move(step)); }
+
+std::vector<std::string> TrainPlan::dropout_labels() const {
+    std::vector<std::string> labels;
+    for (const TrainStep& s : steps_)
+        if (s.kind == TrainStepKind::dropout) labels.push_back(s.label);
+    return labels;
+}
+
+void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
+                       int64_t trainable_floats) {
+    output_ = output;
+    loss_ = loss;
+    weights_ = weights;
+    grads_ = grads;
+    trainable_floats_ = trainable_floats;
+    for (const TrainStep& s : steps_) {
+        for (int r : s.inputs) ++values_[r].consumers;
+        values_[s.output].produced = true;
+    }
+    for (TrainStep& s : steps_) {
+        // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits.
+        const bool fused_loss = loss != TrainLoss::mse && s.output == output && s.softmax;
+        if (fused_loss) {
+            s.act_backward_elsewhere = true;
+            logits_step_ = static_cast<int>(&s - steps_.data());
+        }
+        // An unchanged gradient read by one step only is written where that step reads it.
+        const int r = s.inputs.empty() ? 0 : s.inputs[0];
+        if (identity_backward(s) && r != 0 && values_[r].consumers == 1) {
+            const int root = values_[r].grad_alias_of >= 0 ? values_[r].grad_alias_of : r;
+            values_[s.output].grad_alias_of = root;
+        }
+    }
+    fwd_at_.assign(values_.size(), -1);
+    grad_at_.assign(values_.size(), -1);
+    z_at_.assign(steps_.size(), -1);
+    aux_at_.assign(steps_.size(), -1);
+    part_at_.assign(steps_.size(), -1);
+    grad_set_.assign(values_.size(), 0);
+}
+
+void TrainPlan::layout(int64_t n) {
+    int64_t end = 0;
+    auto take = [&](int64_t floats) {
+        const int64_t at = end;
+        end += (floats + kAlign - 1) / kAlign * kAlign;
+        return at;
+    };
+    for (size_t v = 1; v < values_.size(); ++v) {
+        // A value no step writes (the convolution inside a fused head) gets no buffers, and
+        // one nothing reads no gradient.
+        const TrainValue& val = values_[v];
+        const bool read = val.consumers > 0 || static_cast<int>(v) == output_;
+        fwd_at_[v] = val.produced && val.view_of < 0 ? take(n * val.size) : -1;
+        grad_at_[v] = val.produced && read && val.grad_alias_of < 0 ? take(n * val.size) : -1;
+    }
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const TrainStep& s = steps_[i];
+        const int64_t out = n * values_[s.output].size;
+        const bool separate_z = (s.kind == TrainStepKind::conv2d ||
+                                 s.kind == TrainStepKind::dense) &&
+                                !s.kernel_act && (s.softmax || s.act != Activation::linear);
+        z_at_[i] = separate_z ? take(out) : -1;
+        // argmax / which are int32, the mask uint8: one float slot holds either.
+        const bool aux = s.kind == TrainStepKind::max_pool2d ||
+                         s.kind == TrainStepKind::conv2d_relu_maxpool ||
+                         s.kind == TrainStepKind::dropout;
+        aux_at_[i] = aux ? take(out) : -1;
+        // Scratch for input gradients added to ones already there (a value read twice).
+        int64_t parts = 0;
+        bool shared = false;
+        for (int r : s.inputs) {
+            parts += n * values_[r].size;
+            shared = shared || values_[r].consumers > 1;
+        }
+        part_at_[i] = shared ? take(parts) : -1;
+    }
+    if (loss_ == TrainLoss::sparse_categorical_crossentropy && logits_step_ < 0)
+        onehot_at_ = take(n * values_[output_].size);
+    if (end > capacity_) {
+        // On 2 MiB pages where the kernel allows, as NumPy puts the Python layers' large
+        // buffers: a step sweeps the whole arena, and on 4 KiB pages that is a TLB miss every
+        // 4 KiB (measured: keras_mnist_cnn at batch 128 trained 3% slower than the layer walk).
+        const size_t huge = size_t(2) << 20;
+        size_t bytes = (static_cast<size_t>(end) * sizeof(float) + 63) / 64 * 64;
+        const bool big = bytes >= huge / 4;
+        if (big) bytes = (bytes + huge - 1) / huge * huge;
+        float* p = static_cast<float*>(std::aligned_alloc(big ? huge : 64, bytes));
+        if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+        if (big) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        arena_.reset(p);
+        capacity_ = end;
+    }
+    laid_out_for_ = n;
+}
+
+float* TrainPlan::fwd(int v) const {
+    while (values_[v].view_of >= 0) v = values_[v].view_of;
+    return v == 0 ? const_cast<float*>(input_) : arena_.get() + fwd_at_[v];
+}
+
+float* TrainPlan::grad(int v) const {
+    if (values_[v].grad_alias_of >= 0) v = values_[v].grad_alias_of;
+    return arena_.get() + grad_at_[v];
+}
+
+void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
+    input_ = x;
+    int64_t seed_index = 0;
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const TrainStep& s = steps_[i];
+        const float* in = fwd(s.inputs[0]);
+        float* out = fwd(s.output);
+        const int64_t count = n * values_[s.output].size;
+        float* z = z_at_[i] >= 0 ? arena_.get() + z_at_[i] : out;
+        void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
+        switch (s.kind) {
+            case TrainStepKind::conv2d: {
+                Conv2dDims d = s.conv;
+                d.N = n;
+                conv2d_forward(z, in, s.w, s.b, d, s.kernel_act ? s.act : Activation::linear, 1.0f);
+                break;
+            }
+            case TrainStepKind::dense: {
+                DenseDims d = s.dense;
+                d.N *= n;
+                dense_forward(z, in, s.w, s.b, d, s.kernel_act);
+                break;
+            }
+            case TrainStepKind::conv2d_relu_maxpool: {
+                Conv2dDims d = s.conv;
+                d.N = n;
+                conv2d_relu_maxpool_forward(out, static_cast<int32_t*>(aux), in, s.w, s.b, d);
+                break;
+            }
+            case TrainStepKind::max_pool2d: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                max_pool2d_forward(out, static_cast<int32_t*>(aux), in, d);
+                break;
+            }
+            case TrainStepKind::avg_pool2d: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                avg_pool2d_forward(out, in, d);
+                break;
+            }
+            case TrainStepKind::activation:
+                activation_forward(out, in, count, s.act, s.act_alpha);
+                break;
+            case TrainStepKind::softmax:
+                softmax_forward(out, in, count / s.cols, s.cols);
+                break;
+            case TrainStepKind::dropout:
+                dropout_forward(out, static_cast<uint8_t*>(aux), in, count, s.rate,
+                                seeds[seed_index++]);
+                break;
+            case TrainStepKind::merge:
+            case TrainStepKind::concat: {
+                std::vector<const float*>& ins = merge_inputs_;
+                ins.clear();
+                for (int r : s.inputs) ins.push_back(fwd(r));
+                const int64_t k = static_cast<int64_t>(ins.size());
+                if (s.kind == TrainStepKind::merge)
+                    merge_forward(out, ins.data(), k, count, s.merge_op);
+                else
+                    concat_forward(out, ins.data(), s.widths.data(), k, count / s.cols);
+                break;
+            }
+            case TrainStepKind::view:
+                break;
+        }
+        // The activation after conv/dense when the kernel did not apply it (Python's
+        // _Activation.forward on the layer's pre-activation z).
+        if (z != out) {
+            if (s.softmax)
+                softmax_forward(out, z, count / s.cols, s.cols);
+            else
+                activation_forward(out, z, count, s.act, s.act_alpha);
+        }
+    }
+}
+
+double TrainPlan::loss_and_gradient(const void* labels, const double* sample_weight, int64_t n) {
+    const float* out = fwd(output_);
+    float* g = grad(output_);
+    const int64_t size = values_[output_].size;
+    const bool sparse = loss_ == TrainLoss::sparse_categorical_crossentropy;
+    const auto* ids = static_cast<const int32_t*>(labels);
+    const auto* targets = static_cast<const float*>(labels);
+    if (sparse)
+        for (int64_t i = 0; i < n; ++i)
+            if (ids[i] < 0 || ids[i] >= size)
+                throw std::invalid_argument("TrainPlan.step: label " + std::to_string(ids[i]) +
+                                            " at row " + std::to_string(i) +
+                                            " is out of range [0, " + std::to_string(size) + ")");
+    const float* logits = nullptr;
+    if (logits_step_ >= 0) {
+        const TrainStep& s = steps_[logits_step_];
+        logits = s.kind == TrainStepKind::softmax ? fwd(s.inputs[0])
+                                                  : arena_.get() + z_at_[logits_step_];
+    }
+    float* onehot = nullptr;
+    if (sparse && !logits) {
+        onehot = arena_.get() + onehot_at_;
+        std::memset(onehot, 0, sizeof(float) * n * size);
+        for (int64_t i = 0; i < n; ++i) onehot[i * size + ids[i]] = 1.0f;
+    }
+    // The batch mean of rows [row, row + rows), with its gradient into dg when non-null.
+    auto loss_of = [&](float* dg, int64_t row, int64_t rows) {
+        const int64_t at = row * size;
+        if (logits && sparse)
+            return softmax_xent_sparse_forward_backward(dg, nullptr, logits + at, ids + row, rows,
+                                                        size);
+        if (logits) return softmax_xent_forward_backward(dg, nullptr, logits + at, targets + at,
+                                                         rows, size);
+        if (loss_ == TrainLoss::mse) return mse(dg, out + at, targets + at, rows * size);
+        return categorical_xent(dg, out + at, (onehot ? onehot : targets) + at, rows, size);
+    };
+    const double loss = loss_of(g, 0, n);
+    if (!sample_weight) return loss;
+    // Keras 3 sample weights (Model._weighted_loss): sum(w_i l_i) / N, gradient rows times w_i.
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float w = static_cast<float>(sample_weight[i]);
+        for (int64_t j = 0; j < size; ++j) g[i * size + j] *= w;
+        total += loss_of(nullptr, i, 1) * sample_weight[i];
+    }
+    return total / static_cast<double>(n);
+}
+
+int64_t TrainPlan::count_correct(const void* labels, int64_t n) const {
+    const float* out = fwd(output_);
+    const int64_t size = values_[output_].size;
+    int64_t correct = 0;
+    // The three flavours of Model._correct, chosen by the targets' shape.
+    if (loss_ == TrainLoss::sparse_categorical_crossentropy) {
+        const auto* ids = static_cast<const int32_t*>(labels);
+        for (int64_t i = 0; i < n; ++i) correct += argmax_of(out + i * size, size) == ids[i];
+        return correct;
+    }
+    const auto* y = static_cast<const float*>(labels);
+    const int64_t cols = values_[output_].shape.back();
+    if (cols == 1) {
+        for (int64_t i = 0; i < n * size; ++i) correct += (out[i] > 0.5f) == (y[i] > 0.5f);
+        return correct;
+    }
+    for (int64_t r = 0; r < n * size / cols; ++r)
+        correct += argmax_of(out + r * cols, cols) == argmax_of(y + r * cols, cols);
+    return correct;
+}
+
+void TrainPlan::backward(int64_t n) {
+    std::fill(grad_set_.begin(), grad_set_.end(), 0);
+    grad_set_[output_] = 1;
+    for (size_t i = steps_.size(); i-- > 0;) {
+        const TrainStep& s = steps_[i];
+        if (!grad_set_[s.output]) continue;  // nothing downstream needs this value
+        float* dy = grad(s.output);
+        const float* y = fwd(s.output);
+        const int64_t count = n * values_[s.output].size;
+        float* part = part_at_[i] >= 0 ? arena_.get() + part_at_[i] : nullptr;
+        // Where an input's gradient goes: its buffer for the first contribution, else the
+        // scratch, added afterwards in this order (Model._backward: grads[r] + part).
+        auto target = [&](int r, float* scratch) { return grad_set_[r] ? scratch : grad(r); };
+        auto settle = [&](int r, const float* t) {
+            float* g = grad(r);
+            if (t != g)
+                for (int64_t k = 0; k < n * values_[r].size; ++k) g[k] += t[k];
+            grad_set_[r] = 1;
+        };
+        const int r = s.inputs[0];
+        const float* x = fwd(r);
+        // d(loss)/d(pre-activation) in place over dy, as _Activation.backward does.
+        if ((s.kind == TrainStepKind::conv2d || s.kind == TrainStepKind::dense) &&
+            !s.act_backward_elsewhere) {
+            if (s.softmax) {
+                softmax_backward(dy, y, dy, count / s.cols, s.cols);
+            } else if (s.act != Activation::linear) {
+                const float* z = z_at_[i] >= 0 ? arena_.get() + z_at_[i] : y;
+                activation_backward(dy, z, y, dy, count, s.act, s.act_alpha);
+            }
+        }
+        if (s.kind == TrainStepKind::merge || s.kind == TrainStepKind::concat) {
+            std::vector<float*>& dins = merge_grads_;
+            std::vector<const float*>& ins = merge_inputs_;
+            dins.clear();
+            ins.clear();
+            float* scratch = part;
+            for (int in : s.inputs) {
+                ins.push_back(fwd(in));
+                const int64_t width = n * values_[in].size;
+                if (in == 0) {
+                    dins.push_back(nullptr);
+                } else if (!grad_set_[in]) {
+                    dins.push_back(grad(in));
+                    grad_set_[in] = 1;  // written by this call, before any later input's part
+                } else {
+                    dins.push_back(scratch);
+                }
+                scratch += width;
+            }
+            const int64_t k = static_cast<int64_t>(ins.size());
+            if (s.kind == TrainStepKind::merge)
+                merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op);
+            else
+                concat_backward(dins.data(), dy, s.widths.data(), k, count / s.cols);
+            for (size_t j = 0; j < s.inputs.size(); ++j)
+                if (s.inputs[j] != 0) settle(s.inputs[j], dins[j]);
+            continue;
+        }
+        if (s.kind == TrainStepKind::conv2d_relu_maxpool) {
+            Conv2dDims d = s.conv;
+            d.N = n;
+            conv2d_relu_maxpool_backward_weights(s.dw, s.db, x, dy, y,
+                                                 static_cast<const int32_t*>(static_cast<void*>(
+                                                     arena_.get() + aux_at_[i])),
+                                                 d);
+            continue;
+        }
+        if (s.kind == TrainStepKind::conv2d) {
+            Conv2dDims d = s.conv;
+            d.N = n;
+            conv2d_backward_weights(s.dw, s.db, x, dy, d);
+            if (r != 0) {
+                float* t = target(r, part);
+                conv2d_backward_data(t, dy, s.w, d);
+                settle(r, t);
+            }
+            continue;
+        }
+        if (s.kind == TrainStepKind::dense) {
+            DenseDims d = s.dense;
+            d.N *= n;
+            float* t = r != 0 ? target(r, part) : nullptr;
+            dense_backward(t, s.dw, s.db, x, s.w, dy, d);
+            if (t) settle(r, t);
+            continue;
+        }
+        if (r == 0) continue;  // the data needs no gradient
+        if (identity_backward(s)) {
+            if (values_[s.output].grad_alias_of >= 0) {
+                grad_set_[r] = 1;  // dy already lies in r's gradient buffer
+            } else {
+                float* t = target(r, part);
+                if (t != dy) std::memcpy(t, dy, sizeof(float) * count);
+                settle(r, t);
+            }
+            continue;
+        }
+        float* t = target(r, part);
+        void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
+        switch (s.kind) {
+            case TrainStepKind::max_pool2d: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                // The folded ReLU's backward at the pooled resolution (MaxPooling2D.relu_before).
+                if (s.relu_before) activation_backward(dy, y, y, dy, count, Activation::relu, 1.0f);
+                max_pool2d_backward(t, dy, static_cast<const int32_t*>(aux), d);
+                break;
+            }
+            case TrainStepKind::avg_pool2d: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                avg_pool2d_backward(t, dy, d);
+                break;
+            }
+            case TrainStepKind::activation:
+                activation_backward(t, x, y, dy, count, s.act, s.act_alpha);
+                break;
+            case TrainStepKind::softmax:
+                softmax_backward(t, y, dy, count / s.cols, s.cols);
+                break;
+            case TrainStepKind::dropout:
+                dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
+                break;
+            default:
+                throw std::logic_error("TrainPlan: no backward for step " + s.label);
+        }
+        settle(r, t);
+    }
+}
+
+TrainStepResult TrainPlan::step(const float* x, const void* labels, const double* sample_weight,
+                                int64_t n, const uint64_t* dropout_seeds,
+                                const OptimizerUpdate& update) {
+    if (n != laid_out_for_) layout(n);
+    TrainStepResult result;
+    forward(x, n, dropout_seeds);
+    result.loss = loss_and_gradient(labels, sample_weight, n);
+    // Model._train_step raises before any update, so the weights stay those of before the batch.
+    if (!std::isfinite(result.loss)) return result;
+    result.correct = count_correct(labels, n);
+    backward(n);
+    // Layer regularizers (cnnfast/regularizers.py L1L2): loss in double, gradient in float32
+    // in numpy's order (l2 term, then l1 term).
+    for (const TrainRegularizer& r : regularizers_) {
+        double abs_sum = 0.0, square_sum = 0.0;
+        for (int64_t k = 0; k < r.size; ++k) {
+            abs_sum += std::fabs(static_cast<double>(r.w[k]));
+            square_sum += static_cast<double>(r.w[k]) * r.w[k];
+        }
+        double penalty = 0.0;
+        if (r.l1) penalty += r.l1 * abs_sum;
+        if (r.l2) penalty += r.l2 * square_sum;
+        result.loss += penalty;
+        const float l2x2 = static_cast<float>(2.0 * r.l2), l1 = static_cast<float>(r.l1);
+        if (r.l2)
+            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l2x2 * r.w[k];
+        if (r.l1)
+            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l1 * sign_of(r.w[k]);
+    }
+    if (update.kind == TrainOptimizer::sgd)
+        sgd_update(weights_, grads_, update.slot0, trainable_floats_, update.lr, update.momentum,
+                   update.nesterov, update.weight_decay);
+    else
+        adam_update(weights_, grads_, update.slot0, update.slot1, trainable_floats_,
+                    update.iteration, update.lr, update.beta_1, update.beta_2, update.epsilon,
+                    update.weight_decay);
+    result.updated = true;
+    return result;
+}
+
+// -- the builder ------------------------------------------------------------------------------
+
+namespace {
+
+using namespace config;
+
+struct PlanBuilder {
+    TrainPlan& plan;
+    const TrainTensorLookup& weight;
+    const TrainTensorLookup& grad;
+
+    // The activation of conv/dense or an activation step, by Keras name.
+    void set_activation(TrainStep& s, const std::string& name, const std::string& who) {
+        if (name == "softmax") {
+            s.softmax = true;
+            return;
+        }
+        if (!activation_from_name(name.c_str(), &s.act))
+            fail(who + ": unknown activation \"" + name + "\"");
+    }
+
+    // One call of `layer` on `inputs`; returns the value it writes.
+    int add_call(const json::Value& layer, const std::vector<int>& inputs) {
+        const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
+        const json::Value& cfg = layer.at("config", cls.c_str());
+        const std::string name = cfg.at("name", cls.c_str()).as_string((cls + " name").c_str());
+        const std::string who = cls + " '" + name + "'";
+        TrainStep s;
+        s.label = who;
+        s.inputs = inputs;
+        const std::vector<int64_t> shape = plan.value_shape(inputs[0]);
+        const int64_t size = size_of(shape);
+        MergeOp op = MergeOp::add;
+        auto output = [&](std::vector<int64_t> out_shape, int view_of = -1) {
+            s.output = plan.add_value(std::move(out_shape), view_of);
+            const int v = s.output;
+            plan.add_step(std::move(s));
+            return v;
+        };
+        if (inputs.size() != 1 && !merge_op_of(cls, &op) && cls != "Concatenate")
+            fail(who + ": takes one input, got " + std::to_string(inputs.size()));
+
+        if (cls == "Conv2D") {
+            if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+            const auto [kh, kw] = int_pair(cfg, "kernel_size", who);
+            const auto [sh, sw] = int_pair(cfg, "strides", who);
+            const int64_t filters =
+                cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
+            const json::Value* g = cfg.find("groups");
+            const int64_t groups = g ? g->as_int((who + " groups").c_str(), 1, kMaxDim) : 1;
+            if (shape[2] % groups || filters % groups) fail(who + ": groups do not divide the channels");
+            const json::Value& padding = cfg.at("padding", who.c_str());
+            const auto [top, oh] = axis_geometry(shape[0], kh, sh, padding, 0, who);
+            const auto [left, ow] = axis_geometry(shape[1], kw, sw, padding, 1, who);
+            const json::Value* ub = cfg.find("use_bias");
+            const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
+            const std::vector<int64_t> wshape{kh, kw, shape[2] / groups, filters};
+            s.kind = TrainStepKind::conv2d;
+            s.conv = {1, shape[0], shape[1], shape[2], kh, kw, filters, oh, ow, sh, sw, top, left,
+                      groups};
+            s.w = weight(name + "/kernel", wshape);
+            s.dw = grad(name + "/kernel", wshape);
+            if (use_bias) {
+                s.b = weight(name + "/bias", {filters});
+                s.db = grad(name + "/bias", {filters});
+            }
+            set_activation(s, activation_of(cfg, who), who);
+            // What Conv2D.forward asks of the kernel (_Activation.conv_kernel_activation).
+            s.kernel_act = !s.softmax && (s.act == Activation::relu || s.act == Activation::tanh ||
+                                          s.act == Activation::sigmoid);
+            s.cols = filters;
+            return output({oh, ow, filters});
+        }
+        if (cls == "Dense") {
+            if (shape.empty()) fail(who + ": needs a feature axis");
+            const int64_t units =
+                cfg.at("units", who.c_str()).as_int((who + " units").c_str(), 1, kMaxDim);
+            const json::Value* ub = cfg.find("use_bias");
+            const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
+            s.kind = TrainStepKind::dense;
+            s.dense = {size / shape.back(), shape.back(), units};
+            s.w = weight(name + "/kernel", {shape.back(), units});
+            s.dw = grad(name + "/kernel", {shape.back(), units});
+            if (use_bias) {
+                s.b = weight(name + "/bias", {units});
+                s.db = grad(name + "/bias", {units});
+            }
+            set_activation(s, activation_of(cfg, who), who);
+            s.kernel_act = !s.softmax && s.act == Activation::relu;  // the GEMM epilogue's
+            s.cols = units;
+            std::vector<int64_t> out = shape;
+            out.back() = units;
+            return output(out);
+        }
+        if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
+            if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+            const auto [ph, pw] = int_pair(cfg, "pool_size", who);
+            const auto [sh, sw] = int_pair(cfg, "strides", who);
+            const json::Value& padding = cfg.at("padding", who.c_str());
+            if (!padding.is_string()) fail(who + ": padding must be \"valid\" or \"same\"");
+            const auto [top, oh] = axis_geometry(shape[0], ph, sh, padding, 0, who);
+            const auto [left, ow] = axis_geometry(shape[1], pw, sw, padding, 1, who);
+            s.kind = cls == "MaxPooling2D" ? TrainStepKind::max_pool2d : TrainStepKind::avg_pool2d;
+            s.pool = {1, shape[0], shape[1], shape[2], ph, pw, oh, ow, sh, sw, top, left};
+            return output({oh, ow, shape[2]});
+        }
+        if (cls == "Flatten" || cls == "InputLayer")
+            return output(cls == "Flatten" ? std::vector<int64_t>{size} : shape, inputs[0]);
+        if (cls == "Dropout") {
+            s.rate = cfg.at("rate", who.c_str()).as_number((who + " rate").c_str());
+            if (!(s.rate >= 0.0 && s.rate < 1.0)) fail(who + ": rate must be in [0, 1)");
+            // Dropout.forward with rate 0 returns its input.
+            if (s.rate == 0.0) return output(shape, inputs[0]);
+            s.kind = TrainStepKind::dropout;
+            return output(shape);
+        }
+        if (cls == "Activation" || cls == "ReLU" || cls == "Softmax" || cls == "ELU") {
+            const std::string act = cls == "Activation" ? activation_of(cfg, who)
+                                    : cls == "ReLU"     ? "relu"
+                                    : cls == "Softmax"  ? "softmax"
+                                                        : "elu";
+            set_activation(s, act, who);
+            if (cls == "ELU")
+                if (const json::Value* a = cfg.find("alpha"))
+                    s.act_alpha = static_cast<float>(a->as_number((who + " alpha").c_str()));
+            s.cols = shape.empty() ? 1 : shape.back();
+            // A linear activation returns its input (_Activation.forward).
+            if (!s.softmax && s.act == Activation::linear) return output(shape, inputs[0]);
+            s.kind = s.softmax ? TrainStepKind::softmax : TrainStepKind::activation;
+            return output(shape);
+        }
+        if (merge_op_of(cls, &op) || cls == "Concatenate") {
+            std::vector<int64_t> out = shape;
+            if (cls == "Concatenate") {
+                int64_t width = 0;
+                for (int v : inputs) {
+                    const auto& vs = plan.value_shape(v);
+                    if (vs.size() != shape.size() ||
+                        !std::equal(vs.begin(), vs.end() - 1, shape.begin()))
+                        fail(who + ": inputs " + shape_str(shape) + " and " + shape_str(vs) +
+                             " differ on an axis but the last");
+                    s.widths.push_back(vs.back());
+                    width += vs.back();
+                }
+                out.back() = width;
+                s.kind = TrainStepKind::concat;
+                s.cols = width;
+            } else {
+                for (int v : inputs)
+                    if (plan.value_shape(v) != shape)
+                        fail(who + ": inputs " + shape_str(shape) + " and " +
+                             shape_str(plan.value_shape(v)) + " differ");
+                if (op == MergeOp::subtract ? inputs.size() != 2 : inputs.size() < 2)
+                    fail(who + ": wrong number of inputs");
+                s.kind = TrainStepKind::merge;
+                s.merge_op = op;
+            }
+            return output(out);
+        }
+        fail(who + ": the training plan does not run " + cls + " layers");
+    }
+};
+
+bool trainable(const json::Value& layer) {
+    const json::Value* t = layer.at("config", "layer").find("trainable");
+    return !t || t->as_bool("trainable");
+}
+
+// The fusions Sequential.build sets up across adjacent layers of a stack (step i is layer i).
+void fuse_stack(std::vector<TrainStep>& steps, const config::CallOrder& order) {
+    // A ReLU right before a max pooling is differentiated by the pooling
+    // (MaxPooling2D.relu_before).
+    for (size_t i = 0; i + 1 < steps.size(); ++i) {
+        TrainStep& before = steps[i];
+        const bool has_act = before.kind == TrainStepKind::conv2d ||
+                             before.kind == TrainStepKind::dense ||
+                             before.kind == TrainStepKind::activation;
+        if (has_act && !before.softmax && before.act == Activation::relu &&
+            steps[i + 1].kind == TrainStepKind::max_pool2d) {
+            before.act_backward_elsewhere = true;
+            steps[i + 1].relu_before = true;
+        }
+    }
+    // The first block Conv2D(relu, stride 1, no padding) + MaxPooling2D(2, 2, "valid") as one
+    // kernel (Sequential._head_fuses and _fused_head_applies: three layers at least, the conv
+    // trainable, and a shape the fused kernels take).
+    if (steps.size() < 3) return;
+    const TrainStep& conv = steps[0];
+    const TrainStep& pool = steps[1];
+    if (conv.kind != TrainStepKind::conv2d || pool.kind != TrainStepKind::max_pool2d) return;
+    const Conv2dDims& c = conv.conv;
+    const Pool2dDims& p = pool.pool;
+    const json::Value& pool_padding =
+        order.calls[1].layer->at("config", "pool").at("padding", "pool");
+    if (conv.softmax || conv.act != Activation::relu || c.groups != 1 || c.stride_h != 1 ||
+        c.stride_w != 1 || c.pad_top || c.pad_left || c.OH != c.H - c.KH + 1 ||
+        c.OW != c.W - c.KW + 1 || p.PH != 2 || p.PW != 2 || p.stride_h != 2 || p.stride_w != 2 ||
+        !pool_padding.is_string() || pool_padding.string != "valid" ||
+        !conv2d_relu_maxpool_supported(c) || !trainable(*order.calls[0].layer))
+        return;
+    TrainStep fused = conv;
+    fused.kind = TrainStepKind::conv2d_relu_maxpool;
+    fused.label = conv.label + " + " + pool.label;
+    fused.output = pool.output;
+    fused.act_backward_elsewhere = false;
+    steps.erase(steps.begin(), steps.begin() + 2);
+    steps.insert(steps.begin(), std::move(fused));
+}
+
+}  // namespace
+
+std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json,
+                                            const TrainTensorLookup& weight,
+                                            const TrainTensorLookup& grad, TrainLoss loss,
+                                            float* weight_arena, float* grad_arena,
+                                            int64_t trainable_floats) {
+    const json::Value arch = json::parse(architecture_json);
+    const CallOrder order = order_calls(arch);
+    auto plan = std::make_unique<TrainPlan>(order.input_shape);
+    PlanBuilder builder{*plan, weight, grad};
+    std::vector<int> value_of{0};
+    for (const LayerCall& call : order.calls) {
+        std::vector<int> inputs;
+        for (int v : call.inputs) inputs.push_back(value_of[v]);
+        value_of.push_back(builder.add_call(*call.layer, inputs));
+    }
+    if (!order.graph) fuse_stack(plan->mutable_steps(), order);
+    plan->finish(value_of[order.output], loss, weight_arena, grad_arena, trainable_floats);
+    return plan;
+}
+
+}  // namespace cnnfast

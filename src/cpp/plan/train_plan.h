@@ -1,0 +1,175 @@
+#pragma once
+// The training step in one call: forward, loss, backward, regularizers and the optimizer update
+// of a model, on the kernels the Python layers call, in the order they call them, so a plan
+// step leaves bit-for-bit the weights of the Python layer walk (cnnfast/model.py _train_step).
+// Built from the model config by build_train_plan (the same call order as the inference
+// builder); fit and train_on_batch keep the loop over batches in Python.
+//
+// Values are the network input (id 0) and each step's output, as in the config's call order.
+// Every value has a forward buffer and a gradient buffer in one grow-only arena per plan, laid
+// out once per batch size; what backward needs (inputs, outputs, pre-activations, pooling
+// argmax, dropout masks) stays there between the forward and the backward of a step. Weights,
+// gradients and optimizer slots are the model's arenas, borrowed (the owner keeps them alive).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "activation.h"
+#include "conv2d.h"
+#include "dense.h"
+#include "json.h"
+#include "merge.h"
+#include "pool2d.h"
+
+namespace cnnfast {
+
+enum class TrainStepKind : int {
+    conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
+    merge, concat, view
+};
+
+// One layer call. Dims hold per-sample geometry (N = 1; dense.N = rows per sample).
+struct TrainStep {
+    TrainStepKind kind = TrainStepKind::view;
+    std::string label;  // "Class 'name'", for messages
+    Conv2dDims conv{};
+    Pool2dDims pool{};
+    DenseDims dense{};
+    const float* w = nullptr;  // conv/dense kernel
+    const float* b = nullptr;  // bias or null
+    float* dw = nullptr;       // their gradients, in the model's gradient arena
+    float* db = nullptr;
+    // The activation after conv/dense, or an activation step's own. `kernel_act`: the kernel
+    // applies it and its output serves as the pre-activation (conv: relu, tanh, sigmoid; dense:
+    // relu). Otherwise the kernel writes `z` and the activation writes the output.
+    Activation act = Activation::linear;
+    float act_alpha = 1.0f;
+    bool softmax = false;
+    bool kernel_act = false;
+    // The activation's backward is done elsewhere: by the loss (softmax + cross-entropy) or by
+    // the max pooling right after (ReLU folded into the pool, see MaxPooling2D.relu_before).
+    bool act_backward_elsewhere = false;
+    bool relu_before = false;  // max pool: apply that folded ReLU's backward to its gradient
+    double rate = 0.0;         // dropout
+    MergeOp merge_op = MergeOp::add;
+    std::vector<int64_t> widths;  // concat: each input's last-axis width
+    int64_t cols = 0;             // softmax: the last axis
+    std::vector<int> inputs;
+    int output = 0;
+};
+
+struct TrainValue {
+    std::vector<int64_t> shape;
+    int64_t size = 0;           // floats per sample
+    int view_of = -1;           // forward buffer shared with this value (Flatten, identities)
+    int grad_alias_of = -1;     // gradient buffer shared with this value (identity backward)
+    int consumers = 0;          // reads by later steps
+    bool produced = false;      // written by a step (else the input, or fused away)
+};
+
+// A weight with an L1/L2 penalty (Keras: l1 * sum|w| + l2 * sum w^2).
+struct TrainRegularizer {
+    const float* w;
+    float* g;
+    int64_t size;
+    double l1, l2;
+};
+
+enum class TrainLoss : int { categorical_crossentropy, sparse_categorical_crossentropy, mse };
+enum class TrainOptimizer : int { sgd, adam };
+
+// The per-call optimizer settings (callbacks and schedules change them between steps).
+struct OptimizerUpdate {
+    TrainOptimizer kind = TrainOptimizer::sgd;
+    float lr = 0.0f, weight_decay = 0.0f;
+    float momentum = 0.0f;  // sgd
+    bool nesterov = false;
+    float beta_1 = 0.9f, beta_2 = 0.999f, epsilon = 1e-7f;  // adam
+    int64_t iteration = 1;                                  // adam's step t (1-based)
+    float* slot0 = nullptr;  // sgd velocity (null without momentum) or adam m
+    float* slot1 = nullptr;  // adam v
+};
+
+struct TrainStepResult {
+    double loss = 0.0;    // data loss + regularization; the data loss alone when not finite
+    int64_t correct = 0;  // the accuracy count (Model._correct)
+    bool updated = false; // false: the loss was not finite and nothing was changed
+};
+
+class TrainPlan {
+public:
+    explicit TrainPlan(std::vector<int64_t> input_shape);
+
+    // Built by build_train_plan: values and steps in call order, then finish().
+    int add_value(std::vector<int64_t> shape, int view_of = -1);
+    void add_step(TrainStep step);
+    // The builder's fusions rewrite steps before finish().
+    std::vector<TrainStep>& mutable_steps() { return steps_; }
+    void add_regularizer(const TrainRegularizer& r) { regularizers_.push_back(r); }
+    // output: the value the loss reads; w/g (trainable_floats,): the arenas the optimizer updates.
+    void finish(int output, TrainLoss loss, float* weights, float* grads, int64_t trainable_floats);
+
+    const std::vector<int64_t>& value_shape(int v) const { return values_.at(v).shape; }
+    const std::vector<int64_t>& output_shape() const { return values_[output_].shape; }
+    const std::vector<int64_t>& input_shape() const { return values_[0].shape; }
+    const std::vector<TrainStep>& steps() const { return steps_; }
+    TrainLoss loss() const { return loss_; }
+    // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
+    std::vector<std::string> dropout_labels() const;
+
+    // x (n, input_shape...); labels int32 (n,) for sparse cross-entropy, else float32 with the
+    // output's shape; sample_weight (n,) or null; dropout_seeds one per active Dropout step.
+    // A non-finite data loss returns before any backward or update.
+    TrainStepResult step(const float* x, const void* labels, const double* sample_weight,
+                         int64_t n, const uint64_t* dropout_seeds, const OptimizerUpdate& update);
+
+private:
+    void layout(int64_t n);
+    double loss_and_gradient(const void* labels, const double* sample_weight, int64_t n);
+    int64_t count_correct(const void* labels, int64_t n) const;
+    void forward(const float* x, int64_t n, const uint64_t* seeds);
+    void backward(int64_t n);
+    float* fwd(int v) const;
+    float* grad(int v) const;
+
+    std::vector<TrainValue> values_;
+    std::vector<TrainStep> steps_;
+    std::vector<TrainRegularizer> regularizers_;
+    int output_ = 0;
+    TrainLoss loss_ = TrainLoss::categorical_crossentropy;
+    int logits_step_ = -1;           // the output step whose pre-activation the loss reads
+    float* weights_ = nullptr;
+    float* grads_ = nullptr;
+    int64_t trainable_floats_ = 0;
+
+    // The arena of one batch size: offsets (floats) per value and per step, -1 for none.
+    struct Free { void operator()(void* p) const; };
+    std::unique_ptr<float, Free> arena_;
+    int64_t capacity_ = 0, laid_out_for_ = -1;
+    const float* input_ = nullptr;
+    std::vector<int64_t> fwd_at_, grad_at_, z_at_, aux_at_;  // aux: argmax / which / mask
+    std::vector<int64_t> part_at_;  // per step: scratch for gradients added to earlier ones
+    int64_t onehot_at_ = -1;        // sparse labels as one-hot rows (unfused cross-entropy)
+    std::vector<char> grad_set_;
+    // A merge step's input and input-gradient pointers (kept, so a step allocates nothing).
+    std::vector<const float*> merge_inputs_;
+    std::vector<float*> merge_grads_;
+};
+
+// Looks up "layer/name" with exactly `shape` (throws naming the tensor otherwise).
+using TrainTensorLookup =
+    std::function<float*(const std::string& key, const std::vector<int64_t>& shape)>;
+
+// architecture: Model.get_config() JSON (stack or graph); weight/grad: views into the model's
+// arenas, borrowed; w/g arenas (trainable_floats,): what the optimizer updates. Regularizers are
+// added afterwards (add_regularizer). Throws std::runtime_error naming the layer for anything the
+// plan does not run (cnnfast/model.py decides which models come here; this is the backstop).
+std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json,
+                                            const TrainTensorLookup& weight,
+                                            const TrainTensorLookup& grad, TrainLoss loss,
+                                            float* weight_arena, float* grad_arena,
+                                            int64_t trainable_floats);
+
+}  // namespace cnnfast

@@ -1,0 +1,256 @@
+"""The C++ training step (_core.TrainPlan) against the Python layer walk it replaces.
+
+Both run the same kernels in the same order, so from one seed at one thread they must leave the
+same weights bit for bit (np.array_equal), the same optimizer state and the same random stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from test_arena import core_calls
+
+import cnnfast as cf
+from cnnfast import layers as L
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = cf.get_num_threads()
+    cf.set_num_threads(1)  # reductions are bit-reproducible at a given thread count
+    yield
+    cf.set_num_threads(before)
+
+
+def merge_graph(dropout_seed: int | None = None) -> cf.Model:
+    """Every merge layer, Dropout with and without a seed, and a value read by three calls."""
+    x = L.Input((6, 6, 2), name="x")
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(x)
+    b = L.Conv2D(4, 3, padding="same", activation="tanh", name="b")(a)
+    c = L.Conv2D(4, 1, activation="sigmoid", name="c")(a)
+    d = L.Dropout(0.25, seed=dropout_seed, name="drop_a")(a)
+    s = L.Add(name="add")([b, c, d])
+    s = L.Subtract(name="sub")([s, c])
+    p = L.Multiply(name="mul")([s, b])
+    q = L.Maximum(name="max")([p, a])
+    m = L.Average(name="avg")([q, L.ELU(0.5, name="elu")(p)])
+    j = L.Concatenate(name="cat")([m, a, L.Conv2D(3, 1, activation="swish", name="e")(x)])
+    h = L.MaxPooling2D(2, name="pool")(j)
+    h = L.Activation("relu", name="relu")(h)
+    h = L.AveragePooling2D(3, strides=1, padding="same", name="avgpool")(h)
+    h = L.Flatten(name="flat")(L.Dropout(0.3, name="drop_b")(h))
+    h = L.Dense(8, activation="elu", name="fc")(h)
+    return cf.Model(x, L.Dense(5, activation="softmax", name="out")(h))
+
+
+def sequential_mix() -> cf.Sequential:
+    """A stack with the Sequential fusions (ReLU folded into max pooling) and a non-fused
+    softmax in the middle, Dense on an image, groups and strides."""
+    return cf.Sequential([
+        L.Input((9, 9, 4)),
+        L.Conv2D(6, 3, strides=2, padding=(1, 1), groups=2, activation="relu"),
+        L.MaxPooling2D(2, strides=1),
+        L.Dense(5, activation="tanh"),
+        L.Softmax(),
+        L.Conv2D(4, 2, use_bias=False),
+        L.ReLU(),
+        L.MaxPooling2D(2, padding="same"),
+        L.Flatten(),
+        L.Dense(6, activation="relu", kernel_regularizer=cf.regularizers.L1L2(1e-3, 1e-2)),
+        L.Dense(3, activation="softmax", bias_regularizer="l2"),
+    ])
+
+
+def keras_mnist_cnn_frozen_head() -> cf.Sequential:
+    """A frozen first layer: no fused head, no update of it, gradients still flow."""
+    model = cf.models.keras_mnist_cnn((28, 28, 1))
+    model.layers[0].trainable = False
+    return model
+
+
+# (name, model factory, input shape, targets kind)
+MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
+    ("lenet5", lambda: cf.models.lenet5((28, 28, 1)), (28, 28, 1), "sparse"),
+    ("keras_mnist_cnn", lambda: cf.models.keras_mnist_cnn((28, 28, 1)), (28, 28, 1), "sparse"),
+    ("keras_mnist_cnn_frozen_head", keras_mnist_cnn_frozen_head, (28, 28, 1), "sparse"),
+    ("cifar10_simple", lambda: cf.models.cifar10_simple((12, 12, 3)), (12, 12, 3), "onehot"),
+    ("resnet_cifar", lambda: cf.models.resnet_cifar((8, 8, 3), filters=4), (8, 8, 3), "sparse"),
+    ("merge_graph", merge_graph, (6, 6, 2), "onehot"),
+    ("merge_graph_seeded", lambda: merge_graph(7), (6, 6, 2), "sparse"),
+    ("sequential_mix", sequential_mix, (9, 9, 4), "sparse"),
+]
+
+OPTIMIZERS = {
+    "sgd_nesterov": lambda: cf.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam_decay": lambda: cf.optimizers.Adam(3e-3, weight_decay=1e-2),
+}
+
+
+def data(shape: tuple[int, ...], classes: int, kind: str, n: int = 24):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    labels = rng.integers(0, classes, n)
+    y = labels if kind == "sparse" else np.eye(classes, dtype=np.float32)[labels]
+    return x, y
+
+
+def trained(factory, shape, kind, optimizer, python: bool, steps: Callable) -> cf.Model:
+    cf.set_seed(3)
+    model = factory()
+    model.build()
+    loss = "sparse_categorical_crossentropy" if kind == "sparse" else "categorical_crossentropy"
+    model.compile(OPTIMIZERS[optimizer](), loss, metrics=["accuracy"])
+    model._force_python_training = python
+    assert (model._train_plan is None) == python
+    steps(model)
+    return model
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name,factory,shape,kind", MODELS, ids=[m[0] for m in MODELS])
+def test_plan_trains_bit_identically_to_the_python_walk(name, factory, shape, kind, optimizer):
+    classes = factory().output_shape[-1]
+    x, y = data(shape, classes, kind)
+    sample_weight = np.linspace(0.5, 2.0, len(x))
+
+    def steps(model: cf.Model) -> list:
+        out = [model.train_on_batch(x[:16], y[:16])]
+        model.optimizer.learning_rate *= 0.5  # a schedule between steps takes effect
+        out.append(model.train_on_batch(x[8:], y[8:], sample_weight=sample_weight[8:]))
+        history = model.fit(x, y, batch_size=10, epochs=2, verbose=0, shuffle=True)
+        return out + [history.history]
+
+    results = {}
+    for python in (False, True):
+        cf.set_seed(3)
+        model = trained(factory, shape, kind, optimizer, python, lambda m: None)
+        results[python] = (model, steps(model), cf.random.next_seed())
+    (plan_model, plan_out, plan_seed), (walk_model, walk_out, walk_seed) = results[False], \
+        results[True]
+    for wa, wb in zip(plan_model.get_weights(), walk_model.get_weights()):
+        assert np.array_equal(wa, wb), name
+    for sa, sb in zip(plan_model.optimizer.get_state(), walk_model.optimizer.get_state()):
+        assert np.array_equal(sa, sb)
+    assert plan_model.optimizer.iterations == walk_model.optimizer.iterations
+    assert plan_seed == walk_seed  # Dropout drew the same seeds from cnnfast.random
+    # Accuracy counts are exact; losses agree to the last bits (the plan sums regularizer
+    # penalties and weighted per-sample losses in sequential double, NumPy pairwise).
+    for got, want in zip(plan_out[:2], walk_out[:2]):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(plan_out[2][key], walk_out[2][key], rtol=1e-12)
+
+
+def test_keras_mnist_cnn_plan_fuses_the_head_as_the_python_walk_does():
+    model = cf.models.keras_mnist_cnn((28, 28, 1))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    steps = model._train_plan.steps
+    assert (" + " in steps[0]) == model._fused_head_applies()
+    assert model._train_plan.dropout_layers == ["Dropout 'dropout'"]
+
+
+def test_mse_and_frozen_layers_train_bit_identically():
+    def run(python: bool) -> cf.Model:
+        cf.set_seed(5)
+        model = cf.Sequential([L.Input((5, 5, 2)), L.Conv2D(3, 3, activation="elu"),
+                               L.Flatten(), L.Dense(4, activation="sigmoid"), L.Dense(1)])
+        model.layers[0].trainable = False
+        model.compile(cf.optimizers.SGD(0.1), "mse", metrics=["accuracy"])
+        model._force_python_training = python
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal((12, 5, 5, 2)).astype(np.float32)
+        y = (rng.random((12, 1)) > 0.5).astype(np.float32)
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        return model
+
+    plan, walk = run(False), run(True)
+    assert plan._train_plan is not None
+    for wa, wb in zip(plan.get_weights(), walk.get_weights()):
+        assert np.array_equal(wa, wb)
+    cf.set_seed(5)
+    frozen = cf.Sequential([L.Input((5, 5, 2)), L.Conv2D(3, 3, activation="elu")]).get_weights()
+    for got, want in zip(plan.layers[0].get_weights(), frozen):
+        assert np.array_equal(got, want)
+
+
+def test_one_call_into_the_core_per_lenet5_step(rng):
+    cf.set_seed(0)
+    model = cf.models.lenet5((28, 28, 1))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((32, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    model.train_on_batch(x, y)
+    assert core_calls(lambda: model.train_on_batch(x, y)) == {"step": 1}
+    calls = core_calls(lambda: model.fit(x, y, batch_size=8, epochs=1, verbose=0))
+    assert calls == {"step": 4}
+
+
+def test_non_finite_loss_raises_before_any_update():
+    model = cf.models.cifar10_simple((8, 8, 3))
+    model.compile(cf.optimizers.Adam(), "sparse_categorical_crossentropy")
+    assert model._train_plan is not None
+    x = np.full((4, 8, 8, 3), np.nan, np.float32)
+    before = model.get_weights()
+    with pytest.raises(FloatingPointError, match="the weights were not updated"):
+        model.train_on_batch(x, np.zeros(4, np.int64))
+    for got, want in zip(model.get_weights(), before):
+        assert np.array_equal(got, want)
+    assert model.optimizer.iterations == 0
+
+
+class ScaledLoss(cf.losses.CategoricalCrossentropy):
+    pass
+
+
+@pytest.mark.parametrize("make,compile_args", [
+    (lambda: cf.Sequential([L.Input((4, 4, 2)), L.PReLU(), L.Flatten(), L.Dense(3)]), {}),
+    (lambda: cf.Sequential([L.Input((4, 4, 2)), L.LocalResponseNormalization(), L.Flatten(),
+                            L.Dense(3)]), {}),
+    (lambda: cf.models.cifar10_simple((8, 8, 3)), {"loss": ScaledLoss()}),
+])
+def test_models_the_plan_does_not_run_train_in_python(make, compile_args):
+    model = make()
+    model.compile(**{"optimizer": "sgd", "loss": "categorical_crossentropy", **compile_args})
+    assert model._train_plan is None and model._train_plan_blocker()
+    x = np.ones((2, *model.input_shape_), np.float32)
+    y = np.eye(model.output_shape_[-1], dtype=np.float32)[[0, 1]]
+    model.train_on_batch(x, y)
+
+
+def test_shared_layers_train_in_python():
+    x = L.Input((3,))
+    dense = L.Dense(3, name="shared")
+    model = cf.Model(x, L.Dense(2, activation="softmax")(dense(dense(x))))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert model._train_plan is None
+    assert "shared" in model._train_plan_blocker()
+
+
+def test_plan_step_refuses_bad_arguments_naming_the_shapes():
+    model = cf.models.cifar10_simple((8, 8, 3))
+    model.compile(cf.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    plan = model._train_plan
+    x = np.zeros((4, 8, 8, 3), np.float32)
+    labels = np.zeros(4, np.int32)
+    no_seeds = np.zeros(0, np.uint64)
+
+    def step(x=x, y=labels, optimizer="sgd"):
+        return plan.step(x, y, None, no_seeds, optimizer, 0.1, 0.0, 1, 0.0, False, 0.9, 0.999,
+                         1e-7, None, None)
+
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 8, 8, 3\)"):
+        step(x=np.zeros((4, 8, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="expected dtype int32"):
+        step(y=labels.astype(np.float32))
+    with pytest.raises(ValueError, match=r"label 10 at row 2 is out of range \[0, 10\)"):
+        step(y=np.array([0, 1, 10, 2], np.int32))
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        step(optimizer="rmsprop")
+    for got, want in zip(model.get_weights(), before):
+        assert np.array_equal(got, want)
+    loss, correct, updated = step()
+    assert updated and 0 <= correct <= 4 and np.isfinite(loss)
