@@ -1415,6 +1415,10 @@ class Model:
             lines += [f"  {i + 1}. {step}" for i, step in enumerate(net.describe())]
         else:
             lines.append("Inference: layer by layer in Python (a layer has no C++ step)")
+        if getattr(self, "compiled", False):
+            blocker = self._train_plan_blocker()
+            lines.append("Training step: one C++ call per batch (TrainPlan)" if blocker is None
+                         else f"Training step: the Python layer walk ({blocker})")
         fusions = []
         if self._fused_head_applies():
             conv, pool = self.layers[0], self.layers[1]

@@ -340,6 +340,7 @@ def test_plan_and_fusions_in_the_detailed_summary(capsys):
     model.summary(detailed=True)
     out = capsys.readouterr().out
     assert "Inference plan (one C++ call per batch):" in out
+    assert "Training step: one C++ call per batch (TrainPlan)" in out
     assert "one conv+relu+max-pool kernel" in out
     assert "softmax + sparse_categorical_crossentropy as one kernel" in out
 
