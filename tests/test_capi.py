@@ -73,7 +73,7 @@ def _scores(stdout: str) -> tuple[int, np.ndarray]:
 
 
 @pytest.mark.parametrize("exe", ["classify", "classify_static"])
-@pytest.mark.parametrize("zoo", ["lenet5", "keras_mnist_cnn"])
+@pytest.mark.parametrize("zoo", ["lenet5", "keras_mnist_cnn", "resnet_cifar"])  # a stack and a graph
 def test_classify_raw_input_matches_python_predict(toolchain, tmp_path, exe, zoo):
     cf.set_seed(3)
     model = getattr(models, zoo)()

@@ -61,6 +61,14 @@ models = {
         L.Activation("swish"), L.Flatten(), L.Dropout(0.5), L.Dense(16, activation="tanh"),
         L.Dense(4, activation="softmax")]),
 }
+# A graph: a residual Add, a shared convolution, every other merge, a concatenation.
+x = L.Input((8, 8, 3))
+h = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+shared = L.Conv2D(4, 3, padding="same")
+s = L.ReLU()(L.add([shared(h), h]))
+s2 = shared(s)
+m = L.concatenate([L.maximum([s, s2]), L.subtract([s2, h]), L.average([h, s]), L.multiply([s, h])])
+models["graph"] = cf.Model(x, L.Dense(3, activation="softmax")(L.Flatten()(m)))
 for name, model in models.items():
     model.save(out / f"{name}.cnnfast")
     rng = np.random.default_rng(1)
@@ -82,7 +90,7 @@ cc -O1 $SAN -Iinclude examples/classify.c -Lbuild/asan -lcnnfast -Wl,-rpath,"$RO
     -o "$OUT/classify"
 cc -O1 $SAN -Iinclude examples/predict_threads.c -Lbuild/asan -lcnnfast -Wl,-rpath,"$ROOT/build/asan" \
     -lpthread -o "$OUT/predict_threads"
-for name in lenet5 every_layer; do
+for name in lenet5 every_layer graph; do
     run "asan_test_kernels_$name" "$OUT/test_kernels" "$OUT/$name.cnnfast" "$MUTATIONS"
     run "asan_classify_$name" "$OUT/classify" "$OUT/$name.cnnfast" "$OUT/$name.one.f32" --threads 2
     run "asan_predict_threads_$name" "$OUT/predict_threads" "$OUT/$name.cnnfast" \
