@@ -386,7 +386,7 @@ def cmd_train(args) -> int:
     save_model(model, out, metadata=metadata)
     print(f"test accuracy: {100 * accuracy:.1f}% (loss {loss:.4f}, {len(x_test):,} test images)")
     print(f"wall time: {time.perf_counter() - started:.1f} s ({fit_seconds:.1f} s training, "
-          f"{epochs} epochs)")
+          f"{epochs} epoch{'' if epochs == 1 else 's'})")
     print(f"saved to {out}")
     return 0
 
