@@ -788,8 +788,8 @@ class Model:
     # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
     # classes in _PLAN_LAYERS, each layer called once (no shared layers), compiled with a loss
     # in _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
-    # (PReLU, LocalResponseNormalization, shared layers, subclasses of cnnfast's layers, losses or
-    # optimizers, or _force_python_training set) walks the Python layers, which stays the
+    # (shared layers, subclasses of cnnfast's layers, losses or optimizers, or
+    # _force_python_training set) walks the Python layers, which stays the
     # reference: tests/test_train_plan.py checks that both give the same weights bit for bit.
     @property
     def _train_plan(self) -> Any | None:
@@ -1648,7 +1648,8 @@ class Sequential(Model):
 _PLAN_LAYERS = frozenset({
     InputLayer, Conv2D, layers_module.MaxPooling2D, layers_module.AveragePooling2D,
     layers_module.Flatten, Dense, Dropout, layers_module.Activation, layers_module.ReLU,
-    layers_module.ELU, layers_module.Softmax, layers_module.Add, layers_module.Subtract,
+    layers_module.ELU, layers_module.Softmax, layers_module.PReLU,
+    layers_module.LocalResponseNormalization, layers_module.Add, layers_module.Subtract,
     layers_module.Multiply, layers_module.Average, layers_module.Maximum,
     layers_module.Concatenate,
 })

@@ -126,10 +126,10 @@ void TrainPlan::layout(int64_t n) {
                                  s.kind == TrainStepKind::dense) &&
                                 !s.kernel_act && (s.softmax || s.act != Activation::linear);
         z_at_[i] = separate_z ? take(out) : -1;
-        // argmax / which are int32, the mask uint8: one float slot holds either.
+        // argmax / which are int32, the mask uint8, LRN's scale float: one float slot holds any.
         const bool aux = s.kind == TrainStepKind::max_pool2d ||
                          s.kind == TrainStepKind::conv2d_relu_maxpool ||
-                         s.kind == TrainStepKind::dropout;
+                         s.kind == TrainStepKind::dropout || s.kind == TrainStepKind::lrn;
         aux_at_[i] = aux ? take(out) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
@@ -222,6 +222,15 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 dropout_forward(out, static_cast<uint8_t*>(aux), in, count, s.rate,
                                 seeds[seed_index++]);
                 break;
+            case TrainStepKind::prelu:
+                prelu_forward(out, in, s.w, count, s.alpha_size);
+                break;
+            case TrainStepKind::lrn: {
+                LrnDims d = s.lrn;
+                d.rows *= n;
+                lrn_forward(out, static_cast<float*>(aux), in, d);
+                break;
+            }
             case TrainStepKind::merge:
             case TrainStepKind::concat: {
                 std::vector<const float*>& ins = merge_inputs_;
@@ -404,6 +413,13 @@ void TrainPlan::backward(int64_t n) {
             if (t) settle(r, t);
             continue;
         }
+        if (s.kind == TrainStepKind::prelu) {
+            // PReLU.backward writes dx over dy even on the data, which needs no gradient.
+            float* t = r != 0 ? target(r, part) : dy;
+            prelu_backward(t, s.dw, x, s.w, dy, count, s.alpha_size);
+            if (r != 0) settle(r, t);
+            continue;
+        }
         if (r == 0) continue;  // the data needs no gradient
         if (identity_backward(s)) {
             if (values_[s.output].grad_alias_of >= 0) {
@@ -441,6 +457,12 @@ void TrainPlan::backward(int64_t n) {
             case TrainStepKind::dropout:
                 dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
                 break;
+            case TrainStepKind::lrn: {
+                LrnDims d = s.lrn;
+                d.rows *= n;
+                lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
+                break;
+            }
             default:
                 throw std::logic_error("TrainPlan: no backward for step " + s.label);
         }
@@ -593,6 +615,42 @@ struct PlanBuilder {
             s.kind = cls == "MaxPooling2D" ? TrainStepKind::max_pool2d : TrainStepKind::avg_pool2d;
             s.pool = {1, shape[0], shape[1], shape[2], ph, pw, oh, ow, sh, sw, top, left};
             return output({oh, ow, shape[2]});
+        }
+        if (cls == "PReLU") {
+            // Alpha has the input's shape with the shared axes (1-based) set to 1, which must
+            // lead (PReLU.param_shapes): the kernel repeats alpha over the flat sample.
+            std::vector<int64_t> alpha_shape = shape;
+            const json::Value* axes = cfg.find("shared_axes");
+            if (axes && axes->kind != json::Value::Kind::Null) {
+                if (!axes->is_array()) fail(who + ": shared_axes must be a list");
+                for (const json::Value& a : axes->array)
+                    alpha_shape[a.as_int((who + " shared_axes").c_str(), 1,
+                                         static_cast<int64_t>(shape.size())) - 1] = 1;
+            }
+            size_t kept = 0;
+            while (kept < shape.size() && alpha_shape[kept] == 1) ++kept;
+            for (size_t i = kept; i < shape.size(); ++i)
+                if (alpha_shape[i] != shape[i])
+                    fail(who + ": shared axes must lead, got alpha " + shape_str(alpha_shape) +
+                         " for input " + shape_str(shape));
+            s.kind = TrainStepKind::prelu;
+            s.alpha_size = size_of(alpha_shape);
+            s.w = weight(name + "/alpha", alpha_shape);
+            s.dw = grad(name + "/alpha", alpha_shape);
+            return output(shape);
+        }
+        if (cls == "LocalResponseNormalization") {
+            if (shape.empty()) fail(who + ": needs a channel axis");
+            auto number = [&](const char* key) {
+                return static_cast<float>(
+                    cfg.at(key, who.c_str()).as_number((who + " " + key).c_str()));
+            };
+            const int64_t radius = cfg.at("depth_radius", who.c_str())
+                                       .as_int((who + " depth_radius").c_str(), 0, kMaxDim);
+            s.kind = TrainStepKind::lrn;
+            s.lrn = {size / shape.back(), shape.back(), radius, number("bias"), number("alpha"),
+                     number("beta")};
+            return output(shape);
         }
         if (cls == "Flatten" || cls == "InputLayer")
             return output(cls == "Flatten" ? std::vector<int64_t>{size} : shape, inputs[0]);

@@ -20,6 +20,7 @@
 #include "conv2d.h"
 #include "dense.h"
 #include "json.h"
+#include "lrn.h"
 #include "merge.h"
 #include "pool2d.h"
 
@@ -27,7 +28,7 @@ namespace cnnfast {
 
 enum class TrainStepKind : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
-    merge, concat, view
+    prelu, lrn, merge, concat, view
 };
 
 // One layer call. Dims hold per-sample geometry (N = 1; dense.N = rows per sample).
@@ -37,7 +38,9 @@ struct TrainStep {
     Conv2dDims conv{};
     Pool2dDims pool{};
     DenseDims dense{};
-    const float* w = nullptr;  // conv/dense kernel
+    LrnDims lrn{};  // rows = rows per sample
+    int64_t alpha_size = 0;  // PReLU: alpha repeats over the flat sample every alpha_size
+    const float* w = nullptr;  // conv/dense kernel, PReLU alpha
     const float* b = nullptr;  // bias or null
     float* dw = nullptr;       // their gradients, in the model's gradient arena
     float* db = nullptr;
