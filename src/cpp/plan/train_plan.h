@@ -61,6 +61,9 @@ struct TrainStep {
     int64_t cols = 0;             // softmax: the last axis
     std::vector<int> inputs;
     int output = 0;
+    // A layer called more than once (a shared layer of a graph): the step of its first call,
+    // whose weights and gradients every call uses; -1 for a layer called once.
+    int first_call = -1;
 };
 
 struct TrainValue {
@@ -154,6 +157,10 @@ private:
     const float* input_ = nullptr;
     std::vector<int64_t> fwd_at_, grad_at_, z_at_, aux_at_;  // aux: argmax / which / mask
     std::vector<int64_t> part_at_;  // per step: scratch for gradients added to earlier ones
+    // Scratch for a shared layer's weight gradients after the first call's (sized for the
+    // largest), and per first call whether this step's backward has written its gradients yet.
+    int64_t weight_part_at_ = -1;
+    std::vector<char> weights_set_;
     int64_t onehot_at_ = -1;        // sparse labels as one-hot rows (unfused cross-entropy)
     std::vector<char> grad_set_;
     // A merge step's input and input-gradient pointers (kept, so a step allocates nothing).
