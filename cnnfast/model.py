@@ -848,8 +848,8 @@ class Model:
             json.dumps(self.get_config()), {k: w for k, w, _ in views},
             {k: g for k, _, g in views}, self._weight_arena, self._grad_arena,
             self._trainable_floats, list(regs), _PLAN_LOSSES[type(self.loss)])
-        # A graph's calls in the order of _forward (the config orders them by layer, which
-        # differs where a shared layer's later call waits on layers listed after it).
+        # A graph's calls in the order of _forward; the plan orders them likewise
+        # (layer_config.h order_calls), and dropout seeds and gradient sums depend on it.
         calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers
         if self._nodes and plan.steps != [layer.describe() for layer in calls]:
             return None, []

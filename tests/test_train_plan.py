@@ -101,6 +101,18 @@ def shared_graph() -> cf.Model:
     return cf.Model(x, L.Dense(5, activation="softmax", name="out")(j))
 
 
+def shared_late_call() -> cf.Model:
+    """A shared layer's second call waits on a layer listed after it, and its input is read by
+    three calls: the plan must order the calls (and sum their gradients) as the Python walk."""
+    x = L.Input((5,), name="x")
+    a = L.Dense(5, activation="tanh", name="a")
+    b = L.Dense(5, name="b")(a(x))
+    c = L.Dense(5, activation="sigmoid", name="c")(b)
+    d = L.Dropout(0.3, name="drop")(L.Dense(5, name="d")(b))
+    h = L.Add(name="add")([a(b), c, d])
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(h))
+
+
 def shared_output() -> cf.Model:
     """The output layer called twice: its softmax also feeds its other call, so the loss does
     not fuse with it (Model._fused_softmax)."""
@@ -128,6 +140,7 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("sequential_mix", sequential_mix, (9, 9, 4), "sparse"),
     ("alexnet_like", alexnet_like, (15, 15, 3), "sparse"),
     ("shared_graph", shared_graph, (6, 6, 3), "onehot"),
+    ("shared_late_call", shared_late_call, (5,), "sparse"),
     ("shared_output", shared_output, (4,), "sparse"),
 ]
 
