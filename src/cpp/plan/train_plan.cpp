@@ -367,9 +367,9 @@ void TrainPlan::backward(int64_t n) {
     for (size_t i = steps_.size(); i-- > 0;) {
         const TrainStep& s = steps_[i];
         if (!grad_set_[s.output]) continue;  // nothing downstream needs this value
-        // A shared layer's gradients are the sum over its calls (Model._backward): the first
-        // call backward reaches writes them, later ones write the scratch, added after the
-        // kernel (float32, kernel then bias).
+        // A shared layer's gradients are the sum over its calls (Model._backward): the call
+        // that backward reaches first writes them; each later one writes the scratch, which is
+        // added to them in float32 after its kernel (kernel, then bias).
         float* dw = s.dw;
         float* db = s.db;
         const bool add_weights = s.first_call >= 0 && weights_set_[s.first_call];
