@@ -786,10 +786,10 @@ class Model:
     # -- the training step in C++ -----------------------------------------------------------
     # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
     # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
-    # classes in _PLAN_LAYERS, each layer called once (no shared layers), compiled with a loss
-    # in _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
-    # (PReLU, LocalResponseNormalization, shared layers, subclasses of cnnfast's layers, losses or
-    # optimizers, or _force_python_training set) walks the Python layers, which stays the
+    # classes in _PLAN_LAYERS (shared layers of a graph included), compiled with a loss in
+    # _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
+    # (subclasses of cnnfast's layers, losses or optimizers, or _force_python_training set)
+    # walks the Python layers, which stays the
     # reference: tests/test_train_plan.py checks that both give the same weights bit for bit.
     @property
     def _train_plan(self) -> Any | None:
@@ -829,8 +829,6 @@ class Model:
         for layer in self.layers:
             if type(layer) not in _PLAN_LAYERS:
                 return f"{layer.describe()} has no C++ training step"
-            if self.__dict__.get("_calls", {}).get(id(layer), 1) > 1:
-                return f"{layer.describe()} is shared by several calls"
             for name, reg in layer.regularizers_.items():
                 if type(reg) not in (regularizers.L1L2, regularizers.L1, regularizers.L2):
                     return f"{layer.describe()} weight '{name}' has a custom regularizer"
@@ -841,16 +839,21 @@ class Model:
         return None
 
     def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[Dropout]]:
-        """The plan and its Dropout layers in the order it reads their seeds; (None, []) when
-        that order is not the Python forward's (the seeds would go to other layers)."""
+        """The plan and its Dropout calls in the order it reads their seeds; (None, []) when
+        its calls do not run in the order of the Python walk (the seeds would go to other
+        layers, and gradients read by three calls or more would be summed in another order)."""
         views = [(f"{layer.name}/{name}", layer.weights_[name], layer.gradients_[name])
                  for layer in self.layers for name in layer.weights_]
         plan = _core.TrainPlan.from_config(
             json.dumps(self.get_config()), {k: w for k, w, _ in views},
             {k: g for k, _, g in views}, self._weight_arena, self._grad_arena,
             self._trainable_floats, list(regs), _PLAN_LOSSES[type(self.loss)])
-        drawing = [layer for layer in self.layers
-                   if isinstance(layer, Dropout) and layer.rate > 0.0]
+        # A graph's calls in the order of _forward; the plan orders them likewise
+        # (layer_config.h order_calls), and dropout seeds and gradient sums depend on it.
+        calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers
+        if self._nodes and plan.steps != [layer.describe() for layer in calls]:
+            return None, []
+        drawing = [layer for layer in calls if isinstance(layer, Dropout) and layer.rate > 0.0]
         if plan.dropout_layers != [layer.describe() for layer in drawing]:
             return None, []
         return plan, drawing
@@ -1648,7 +1651,8 @@ class Sequential(Model):
 _PLAN_LAYERS = frozenset({
     InputLayer, Conv2D, layers_module.MaxPooling2D, layers_module.AveragePooling2D,
     layers_module.Flatten, Dense, Dropout, layers_module.Activation, layers_module.ReLU,
-    layers_module.ELU, layers_module.Softmax, layers_module.Add, layers_module.Subtract,
+    layers_module.ELU, layers_module.Softmax, layers_module.PReLU,
+    layers_module.LocalResponseNormalization, layers_module.Add, layers_module.Subtract,
     layers_module.Multiply, layers_module.Average, layers_module.Maximum,
     layers_module.Concatenate,
 })

@@ -159,6 +159,46 @@ void order_graph(CallOrder& order, const json::Value& arch) {
         fail("architecture: output_layers names " + output.first + "[" +
              std::to_string(output.second) + "], which no layer produces");
     order.output = it->second;
+
+    // Reorder the calls depth-first from the output, each call after its inputs taken in
+    // order (cnnfast.graph.collect, the order of Model._forward): the training plan then sums
+    // gradients and draws dropout seeds in the Python walk's order, also where a shared
+    // layer's later call waits on layers listed after it. Calls the output does not read keep
+    // their order above, after the others.
+    const size_t count = order.calls.size();
+    std::vector<int> post;  // call indices in the new order
+    std::vector<char> done(count, 0);
+    auto visit = [&](int root) {
+        std::vector<std::pair<int, bool>> stack{{root, false}};
+        while (!stack.empty()) {
+            const auto [v, expanded] = stack.back();
+            stack.pop_back();
+            const int c = v - 1;
+            if (expanded) {
+                done[c] = 1;
+                post.push_back(c);
+                continue;
+            }
+            if (done[c]) continue;
+            stack.push_back({v, true});
+            const std::vector<int>& in = order.calls[c].inputs;
+            for (auto r = in.rbegin(); r != in.rend(); ++r)
+                if (*r != 0 && !done[*r - 1]) stack.push_back({*r, false});
+        }
+    };
+    if (order.output != 0) visit(order.output);
+    for (size_t c = 0; c < count; ++c)
+        if (!done[c]) visit(static_cast<int>(c) + 1);
+    std::vector<int> value_at(count + 1, 0);  // old value -> new value
+    for (size_t k = 0; k < count; ++k) value_at[post[k] + 1] = static_cast<int>(k) + 1;
+    std::vector<LayerCall> calls;
+    for (int c : post) {
+        LayerCall call = order.calls[c];
+        for (int& r : call.inputs) r = value_at[r];
+        calls.push_back(std::move(call));
+    }
+    order.calls = std::move(calls);
+    order.output = value_at[order.output];
 }
 
 }  // namespace

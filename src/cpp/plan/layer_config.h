@@ -47,8 +47,9 @@ struct LayerCall {
 
 // The calls of an architecture in dependency order. A stack ({"input_shape", "layers"}) calls
 // each layer once on the value before; a graph (Keras functional config: "inbound_nodes",
-// "input_layers", "output_layers") calls each layer once per inbound node, in the order of the
-// layer list wherever the inputs allow. The entries point into `architecture`.
+// "input_layers", "output_layers") calls each layer once per inbound node, depth-first from the
+// output with each call's inputs in order (cnnfast.graph.collect's order, that of the Python
+// walk), then any call the output does not read. The entries point into `architecture`.
 struct CallOrder {
     std::vector<int64_t> input_shape;
     std::vector<LayerCall> calls;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <sys/mman.h>
 
@@ -39,6 +40,21 @@ int64_t argmax_of(const float* row, int64_t cols) {
 
 // numpy's sign: -1, 0 or 1, NaN for NaN.
 float sign_of(float w) { return w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w == 0.0f ? 0.0f : w; }
+
+// Floats of a step's weight gradients: (kernel or alpha, bias).
+std::pair<int64_t, int64_t> weight_floats(const TrainStep& s) {
+    const int64_t bias = s.db ? (s.kind == TrainStepKind::dense ? s.dense.OUT : s.conv.K) : 0;
+    switch (s.kind) {
+        case TrainStepKind::conv2d:
+        case TrainStepKind::conv2d_relu_maxpool:
+            return {s.conv.KH * s.conv.KW * (s.conv.C / s.conv.groups) * s.conv.K, bias};
+        case TrainStepKind::dense: return {s.dense.IN * s.dense.OUT, bias};
+        case TrainStepKind::prelu: return {s.alpha_size, 0};
+        default: return {0, 0};
+    }
+}
+
+int64_t aligned(int64_t floats) { return (floats + kAlign - 1) / kAlign * kAlign; }
 
 // Steps whose backward hands the gradient on unchanged.
 bool identity_backward(const TrainStep& s) {
@@ -82,9 +98,19 @@ void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
         for (int r : s.inputs) ++values_[r].consumers;
         values_[s.output].produced = true;
     }
+    // The calls of one layer carry its label (layer names are unique in a model).
+    for (size_t i = 0; i < steps_.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (steps_[j].label == steps_[i].label) {
+                steps_[i].first_call = steps_[j].first_call = static_cast<int>(j);
+                break;
+            }
     for (TrainStep& s : steps_) {
-        // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits.
-        const bool fused_loss = loss != TrainLoss::mse && s.output == output && s.softmax;
+        // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits,
+        // unless the output layer is shared: its softmax then feeds other calls too, and
+        // Model._fused_softmax does not fuse.
+        const bool fused_loss = loss != TrainLoss::mse && s.output == output && s.softmax &&
+                                s.first_call < 0;
         if (fused_loss) {
             s.act_backward_elsewhere = true;
             logits_step_ = static_cast<int>(&s - steps_.data());
@@ -102,13 +128,14 @@ void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
     aux_at_.assign(steps_.size(), -1);
     part_at_.assign(steps_.size(), -1);
     grad_set_.assign(values_.size(), 0);
+    weights_set_.assign(steps_.size(), 0);
 }
 
 void TrainPlan::layout(int64_t n) {
     int64_t end = 0;
     auto take = [&](int64_t floats) {
         const int64_t at = end;
-        end += (floats + kAlign - 1) / kAlign * kAlign;
+        end += aligned(floats);
         return at;
     };
     for (size_t v = 1; v < values_.size(); ++v) {
@@ -126,10 +153,10 @@ void TrainPlan::layout(int64_t n) {
                                  s.kind == TrainStepKind::dense) &&
                                 !s.kernel_act && (s.softmax || s.act != Activation::linear);
         z_at_[i] = separate_z ? take(out) : -1;
-        // argmax / which are int32, the mask uint8: one float slot holds either.
+        // argmax / which are int32, the mask uint8, LRN's scale float: one float slot holds any.
         const bool aux = s.kind == TrainStepKind::max_pool2d ||
                          s.kind == TrainStepKind::conv2d_relu_maxpool ||
-                         s.kind == TrainStepKind::dropout;
+                         s.kind == TrainStepKind::dropout || s.kind == TrainStepKind::lrn;
         aux_at_[i] = aux ? take(out) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
@@ -142,6 +169,13 @@ void TrainPlan::layout(int64_t n) {
     }
     if (loss_ == TrainLoss::sparse_categorical_crossentropy && logits_step_ < 0)
         onehot_at_ = take(n * values_[output_].size);
+    int64_t weight_part = 0;
+    for (const TrainStep& s : steps_)
+        if (s.first_call >= 0) {
+            const auto [w, b] = weight_floats(s);
+            weight_part = std::max(weight_part, aligned(w) + b);
+        }
+    weight_part_at_ = weight_part ? take(weight_part) : -1;
     if (end > capacity_) {
         // On 2 MiB pages where the kernel allows, as NumPy puts the Python layers' large
         // buffers: a step sweeps the whole arena, and on 4 KiB pages that is a TLB miss every
@@ -222,6 +256,15 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 dropout_forward(out, static_cast<uint8_t*>(aux), in, count, s.rate,
                                 seeds[seed_index++]);
                 break;
+            case TrainStepKind::prelu:
+                prelu_forward(out, in, s.w, count, s.alpha_size);
+                break;
+            case TrainStepKind::lrn: {
+                LrnDims d = s.lrn;
+                d.rows *= n;
+                lrn_forward(out, static_cast<float*>(aux), in, d);
+                break;
+            }
             case TrainStepKind::merge:
             case TrainStepKind::concat: {
                 std::vector<const float*>& ins = merge_inputs_;
@@ -319,10 +362,28 @@ int64_t TrainPlan::count_correct(const void* labels, int64_t n) const {
 
 void TrainPlan::backward(int64_t n) {
     std::fill(grad_set_.begin(), grad_set_.end(), 0);
+    std::fill(weights_set_.begin(), weights_set_.end(), 0);
     grad_set_[output_] = 1;
     for (size_t i = steps_.size(); i-- > 0;) {
         const TrainStep& s = steps_[i];
         if (!grad_set_[s.output]) continue;  // nothing downstream needs this value
+        // A shared layer's gradients are the sum over its calls (Model._backward): the call
+        // that backward reaches first writes them; each later one writes the scratch, which is
+        // added to them in float32 after its kernel (kernel, then bias).
+        float* dw = s.dw;
+        float* db = s.db;
+        const bool add_weights = s.first_call >= 0 && weights_set_[s.first_call];
+        if (add_weights) {
+            dw = arena_.get() + weight_part_at_;
+            db = s.db ? dw + aligned(weight_floats(s).first) : nullptr;
+        }
+        if (s.first_call >= 0) weights_set_[s.first_call] = 1;
+        auto settle_weights = [&] {
+            if (!add_weights) return;
+            const auto [wn, bn] = weight_floats(s);
+            for (int64_t k = 0; k < wn; ++k) s.dw[k] += dw[k];
+            for (int64_t k = 0; k < bn; ++k) s.db[k] += db[k];
+        };
         float* dy = grad(s.output);
         const float* y = fwd(s.output);
         const int64_t count = n * values_[s.output].size;
@@ -388,7 +449,8 @@ void TrainPlan::backward(int64_t n) {
         if (s.kind == TrainStepKind::conv2d) {
             Conv2dDims d = s.conv;
             d.N = n;
-            conv2d_backward_weights(s.dw, s.db, x, dy, d);
+            conv2d_backward_weights(dw, db, x, dy, d);
+            settle_weights();
             if (r != 0) {
                 float* t = target(r, part);
                 conv2d_backward_data(t, dy, s.w, d);
@@ -400,8 +462,17 @@ void TrainPlan::backward(int64_t n) {
             DenseDims d = s.dense;
             d.N *= n;
             float* t = r != 0 ? target(r, part) : nullptr;
-            dense_backward(t, s.dw, s.db, x, s.w, dy, d);
+            dense_backward(t, dw, db, x, s.w, dy, d);
+            settle_weights();
             if (t) settle(r, t);
+            continue;
+        }
+        if (s.kind == TrainStepKind::prelu) {
+            // PReLU.backward writes dx over dy even on the data, which needs no gradient.
+            float* t = r != 0 ? target(r, part) : dy;
+            prelu_backward(t, dw, x, s.w, dy, count, s.alpha_size);
+            settle_weights();
+            if (r != 0) settle(r, t);
             continue;
         }
         if (r == 0) continue;  // the data needs no gradient
@@ -441,6 +512,12 @@ void TrainPlan::backward(int64_t n) {
             case TrainStepKind::dropout:
                 dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
                 break;
+            case TrainStepKind::lrn: {
+                LrnDims d = s.lrn;
+                d.rows *= n;
+                lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
+                break;
+            }
             default:
                 throw std::logic_error("TrainPlan: no backward for step " + s.label);
         }
@@ -593,6 +670,42 @@ struct PlanBuilder {
             s.kind = cls == "MaxPooling2D" ? TrainStepKind::max_pool2d : TrainStepKind::avg_pool2d;
             s.pool = {1, shape[0], shape[1], shape[2], ph, pw, oh, ow, sh, sw, top, left};
             return output({oh, ow, shape[2]});
+        }
+        if (cls == "PReLU") {
+            // Alpha has the input's shape with the shared axes (1-based) set to 1, which must
+            // lead (PReLU.param_shapes): the kernel repeats alpha over the flat sample.
+            std::vector<int64_t> alpha_shape = shape;
+            const json::Value* axes = cfg.find("shared_axes");
+            if (axes && axes->kind != json::Value::Kind::Null) {
+                if (!axes->is_array()) fail(who + ": shared_axes must be a list");
+                for (const json::Value& a : axes->array)
+                    alpha_shape[a.as_int((who + " shared_axes").c_str(), 1,
+                                         static_cast<int64_t>(shape.size())) - 1] = 1;
+            }
+            size_t kept = 0;
+            while (kept < shape.size() && alpha_shape[kept] == 1) ++kept;
+            for (size_t i = kept; i < shape.size(); ++i)
+                if (alpha_shape[i] != shape[i])
+                    fail(who + ": shared axes must lead, got alpha " + shape_str(alpha_shape) +
+                         " for input " + shape_str(shape));
+            s.kind = TrainStepKind::prelu;
+            s.alpha_size = size_of(alpha_shape);
+            s.w = weight(name + "/alpha", alpha_shape);
+            s.dw = grad(name + "/alpha", alpha_shape);
+            return output(shape);
+        }
+        if (cls == "LocalResponseNormalization") {
+            if (shape.empty()) fail(who + ": needs a channel axis");
+            auto number = [&](const char* key) {
+                return static_cast<float>(
+                    cfg.at(key, who.c_str()).as_number((who + " " + key).c_str()));
+            };
+            const int64_t radius = cfg.at("depth_radius", who.c_str())
+                                       .as_int((who + " depth_radius").c_str(), 0, kMaxDim);
+            s.kind = TrainStepKind::lrn;
+            s.lrn = {size / shape.back(), shape.back(), radius, number("bias"), number("alpha"),
+                     number("beta")};
+            return output(shape);
         }
         if (cls == "Flatten" || cls == "InputLayer")
             return output(cls == "Flatten" ? std::vector<int64_t>{size} : shape, inputs[0]);

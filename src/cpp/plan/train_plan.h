@@ -20,6 +20,7 @@
 #include "conv2d.h"
 #include "dense.h"
 #include "json.h"
+#include "lrn.h"
 #include "merge.h"
 #include "pool2d.h"
 
@@ -27,7 +28,7 @@ namespace cnnfast {
 
 enum class TrainStepKind : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
-    merge, concat, view
+    prelu, lrn, merge, concat, view
 };
 
 // One layer call. Dims hold per-sample geometry (N = 1; dense.N = rows per sample).
@@ -37,7 +38,9 @@ struct TrainStep {
     Conv2dDims conv{};
     Pool2dDims pool{};
     DenseDims dense{};
-    const float* w = nullptr;  // conv/dense kernel
+    LrnDims lrn{};  // rows = rows per sample
+    int64_t alpha_size = 0;  // PReLU: alpha repeats over the flat sample every alpha_size
+    const float* w = nullptr;  // conv/dense kernel, PReLU alpha
     const float* b = nullptr;  // bias or null
     float* dw = nullptr;       // their gradients, in the model's gradient arena
     float* db = nullptr;
@@ -58,6 +61,9 @@ struct TrainStep {
     int64_t cols = 0;             // softmax: the last axis
     std::vector<int> inputs;
     int output = 0;
+    // A layer called more than once (a shared layer of a graph): the step of its first call,
+    // whose weights and gradients every call uses; -1 for a layer called once.
+    int first_call = -1;
 };
 
 struct TrainValue {
@@ -151,6 +157,10 @@ private:
     const float* input_ = nullptr;
     std::vector<int64_t> fwd_at_, grad_at_, z_at_, aux_at_;  // aux: argmax / which / mask
     std::vector<int64_t> part_at_;  // per step: scratch for gradients added to earlier ones
+    // Scratch for a shared layer's weight gradients after the first call's (sized for the
+    // largest), and per first call whether this step's backward has written its gradients yet.
+    int64_t weight_part_at_ = -1;
+    std::vector<char> weights_set_;
     int64_t onehot_at_ = -1;        // sparse labels as one-hot rows (unfused cross-entropy)
     std::vector<char> grad_set_;
     // A merge step's input and input-gradient pointers (kept, so a step allocates nothing).
