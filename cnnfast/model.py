@@ -789,8 +789,8 @@ class Model:
     # classes in _PLAN_LAYERS (shared layers of a graph included), compiled with a loss in
     # _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
     # (subclasses of cnnfast's layers, losses or optimizers, or _force_python_training set)
-    # walks the Python layers, which stays the
-    # reference: tests/test_train_plan.py checks that both give the same weights bit for bit.
+    # walks the Python layers, which stays the reference: tests/test_train_plan.py checks that
+    # both give the same weights bit for bit.
     @property
     def _train_plan(self) -> Any | None:
         """The C++ training step of this compiled model, or None when it trains in Python (see
