@@ -1420,8 +1420,13 @@ class Model:
             lines.append("Inference: layer by layer in Python (a layer has no C++ step)")
         if getattr(self, "compiled", False):
             blocker = self._train_plan_blocker()
-            lines.append("Training step: one C++ call per batch (TrainPlan)" if blocker is None
-                         else f"Training step: the Python layer walk ({blocker})")
+            plan = self._train_plan if blocker is None else None
+            if plan is not None:
+                lines.append("Training step: one C++ call per batch (TrainPlan), steps:")
+                lines += [f"  {i + 1}. {step}" for i, step in enumerate(plan.steps)]
+            else:
+                lines.append("Training step: the Python layer walk "
+                             f"({blocker or 'the plan does not follow the Python call order'})")
         fusions = []
         if self._fused_head_applies():
             conv, pool = self.layers[0], self.layers[1]

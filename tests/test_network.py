@@ -340,7 +340,8 @@ def test_plan_and_fusions_in_the_detailed_summary(capsys):
     model.summary(detailed=True)
     out = capsys.readouterr().out
     assert "Inference plan (one C++ call per batch):" in out
-    assert "Training step: one C++ call per batch (TrainPlan)" in out
+    assert "Training step: one C++ call per batch (TrainPlan), steps:" in out
+    assert "1. Conv2D 'conv2d' + MaxPooling2D 'max_pooling2d'" in out  # the fused head
     assert "one conv+relu+max-pool kernel" in out
     assert "softmax + sparse_categorical_crossentropy as one kernel" in out
 
