@@ -235,4 +235,82 @@ CallOrder order_calls(const json::Value& arch) {
     return order;
 }
 
+Conv2dConfig read_conv2d(const json::Value& cfg, const std::vector<int64_t>& shape,
+                         const std::string& who) {
+    if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+    const auto [kh, kw] = int_pair(cfg, "kernel_size", who);
+    const auto [sh, sw] = int_pair(cfg, "strides", who);
+    const int64_t filters =
+        cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
+    const json::Value* g = cfg.find("groups");
+    const int64_t groups = g ? g->as_int((who + " groups").c_str(), 1, kMaxDim) : 1;
+    if (shape[2] % groups || filters % groups) fail(who + ": groups do not divide the channels");
+    const json::Value& padding = cfg.at("padding", who.c_str());
+    const auto [top, oh] = axis_geometry(shape[0], kh, sh, padding, 0, who);
+    const auto [left, ow] = axis_geometry(shape[1], kw, sw, padding, 1, who);
+    const json::Value* ub = cfg.find("use_bias");
+    Conv2dConfig c;
+    c.dims = {1, shape[0], shape[1], shape[2], kh, kw, filters, oh, ow, sh, sw, top, left, groups};
+    c.use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
+    c.activation = activation_of(cfg, who);
+    c.kernel_shape = {kh, kw, shape[2] / groups, filters};
+    return c;
+}
+
+Pool2dDims read_pool2d(const json::Value& cfg, const std::vector<int64_t>& shape,
+                       const std::string& who) {
+    if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+    const auto [ph, pw] = int_pair(cfg, "pool_size", who);
+    const auto [sh, sw] = int_pair(cfg, "strides", who);
+    const json::Value& padding = cfg.at("padding", who.c_str());
+    if (!padding.is_string()) fail(who + ": padding must be \"valid\" or \"same\"");
+    const auto [top, oh] = axis_geometry(shape[0], ph, sh, padding, 0, who);
+    const auto [left, ow] = axis_geometry(shape[1], pw, sw, padding, 1, who);
+    return {1, shape[0], shape[1], shape[2], ph, pw, oh, ow, sh, sw, top, left};
+}
+
+DenseConfig read_dense(const json::Value& cfg, const std::vector<int64_t>& shape,
+                       const std::string& who) {
+    if (shape.empty()) fail(who + ": needs a feature axis");
+    DenseConfig d;
+    d.units = cfg.at("units", who.c_str()).as_int((who + " units").c_str(), 1, kMaxDim);
+    const json::Value* ub = cfg.find("use_bias");
+    d.use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
+    d.activation = activation_of(cfg, who);
+    return d;
+}
+
+std::vector<int64_t> read_prelu_alpha_shape(const json::Value& cfg,
+                                            const std::vector<int64_t>& shape,
+                                            const std::string& who) {
+    std::vector<int64_t> alpha_shape = shape;
+    const json::Value* axes = cfg.find("shared_axes");
+    if (axes && axes->kind != json::Value::Kind::Null) {
+        if (!axes->is_array()) fail(who + ": shared_axes must be a list");
+        for (const json::Value& a : axes->array)
+            alpha_shape[a.as_int((who + " shared_axes").c_str(), 1,
+                                 static_cast<int64_t>(shape.size())) - 1] = 1;
+    }
+    size_t kept = 0;
+    while (kept < shape.size() && alpha_shape[kept] == 1) ++kept;
+    for (size_t i = kept; i < shape.size(); ++i)
+        if (alpha_shape[i] != shape[i])
+            fail(who + ": shared axes must lead, got alpha " + shape_str(alpha_shape) +
+                 " for input " + shape_str(shape));
+    return alpha_shape;
+}
+
+LrnDims read_lrn(const json::Value& cfg, const std::vector<int64_t>& shape,
+                 const std::string& who) {
+    if (shape.empty()) fail(who + ": needs a channel axis");
+    auto number = [&](const char* key) {
+        return static_cast<float>(cfg.at(key, who.c_str()).as_number((who + " " + key).c_str()));
+    };
+    const int64_t radius = cfg.at("depth_radius", who.c_str())
+                               .as_int((who + " depth_radius").c_str(), 0, kMaxDim);
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+    return {rows, shape.back(), radius, number("bias"), number("alpha"), number("beta")};
+}
+
 }  // namespace cnnfast::config

@@ -8,8 +8,11 @@
 #include <utility>
 #include <vector>
 
+#include "conv2d.h"
 #include "json.h"
+#include "lrn.h"
 #include "merge.h"
+#include "pool2d.h"
 
 namespace cnnfast::config {
 
@@ -31,6 +34,34 @@ std::pair<int64_t, int64_t> int_pair(const json::Value& cfg, const char* key,
 
 // cfg["activation"], "linear" when absent or null.
 std::string activation_of(const json::Value& cfg, const std::string& who);
+
+// The fields of one layer, read and checked once for every builder, on a per-sample input
+// `shape` (dims with N = 1). Errors name the layer (`who`) and the shapes.
+struct Conv2dConfig {
+    Conv2dDims dims;
+    bool use_bias = true;
+    std::string activation;
+    std::vector<int64_t> kernel_shape;  // (KH, KW, C / groups, K)
+};
+Conv2dConfig read_conv2d(const json::Value& cfg, const std::vector<int64_t>& shape,
+                         const std::string& who);
+Pool2dDims read_pool2d(const json::Value& cfg, const std::vector<int64_t>& shape,
+                       const std::string& who);
+struct DenseConfig {
+    int64_t units = 0;
+    bool use_bias = true;
+    std::string activation;
+};
+DenseConfig read_dense(const json::Value& cfg, const std::vector<int64_t>& shape,
+                       const std::string& who);
+// PReLU's alpha: the input's shape with the shared axes (1-based) set to 1; they must lead,
+// as the kernels repeat alpha over the flat sample (PReLU.param_shapes).
+std::vector<int64_t> read_prelu_alpha_shape(const json::Value& cfg,
+                                            const std::vector<int64_t>& shape,
+                                            const std::string& who);
+// LocalResponseNormalization over the last axis; rows = the per-sample rows.
+LrnDims read_lrn(const json::Value& cfg, const std::vector<int64_t>& shape,
+                 const std::string& who);
 
 // Merge layers by class name (Concatenate is not one of them: it joins on an axis).
 bool merge_op_of(const std::string& cls, MergeOp* op);

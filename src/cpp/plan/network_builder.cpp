@@ -18,39 +18,21 @@ void add_layer(Network& net, const WeightLookup& weights, const json::Value& lay
     const std::vector<int64_t>& shape = net.output_shape();
 
     if (cls == "Conv2D") {
-        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
-        const auto [kh, kw] = int_pair(cfg, "kernel_size", who);
-        const auto [sh, sw] = int_pair(cfg, "strides", who);
-        const int64_t filters = cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
-        const json::Value* g = cfg.find("groups");
-        const int64_t groups = g ? g->as_int((who + " groups").c_str(), 1, kMaxDim) : 1;
-        if (shape[2] % groups || filters % groups) fail(who + ": groups do not divide the channels");
-        const json::Value& padding = cfg.at("padding", who.c_str());
-        const auto [top, oh] = axis_geometry(shape[0], kh, sh, padding, 0, who);
-        const auto [left, ow] = axis_geometry(shape[1], kw, sw, padding, 1, who);
-        const json::Value* ub = cfg.find("use_bias");
-        const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
-        const float* w = weights(name + "/kernel", {kh, kw, shape[2] / groups, filters});
-        const float* b = use_bias ? weights(name + "/bias", {filters}) : nullptr;
-        net.add_conv2d(w, b, kh, kw, filters, sh, sw, top, left, oh, ow, groups,
-                       activation_of(cfg, who), 1.0f);
+        const Conv2dConfig c = read_conv2d(cfg, shape, who);
+        const Conv2dDims& d = c.dims;
+        const float* w = weights(name + "/kernel", c.kernel_shape);
+        const float* b = c.use_bias ? weights(name + "/bias", {d.K}) : nullptr;
+        net.add_conv2d(w, b, d.KH, d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left, d.OH,
+                       d.OW, d.groups, c.activation, 1.0f);
     } else if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
-        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
-        const auto [ph, pw] = int_pair(cfg, "pool_size", who);
-        const auto [sh, sw] = int_pair(cfg, "strides", who);
-        const json::Value& padding = cfg.at("padding", who.c_str());
-        if (!padding.is_string()) fail(who + ": padding must be \"valid\" or \"same\"");
-        const auto [top, oh] = axis_geometry(shape[0], ph, sh, padding, 0, who);
-        const auto [left, ow] = axis_geometry(shape[1], pw, sw, padding, 1, who);
-        net.add_pool2d(cls == "MaxPooling2D", ph, pw, sh, sw, top, left, oh, ow);
+        const Pool2dDims p = read_pool2d(cfg, shape, who);
+        net.add_pool2d(cls == "MaxPooling2D", p.PH, p.PW, p.stride_h, p.stride_w, p.pad_top,
+                       p.pad_left, p.OH, p.OW);
     } else if (cls == "Dense") {
-        const int64_t units = cfg.at("units", who.c_str()).as_int((who + " units").c_str(), 1, kMaxDim);
-        const json::Value* ub = cfg.find("use_bias");
-        const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
-        if (shape.empty()) fail(who + ": needs a feature axis");
-        const float* w = weights(name + "/kernel", {shape.back(), units});
-        const float* b = use_bias ? weights(name + "/bias", {units}) : nullptr;
-        net.add_dense(w, b, shape.back(), units, activation_of(cfg, who), 1.0f);
+        const DenseConfig d = read_dense(cfg, shape, who);
+        const float* w = weights(name + "/kernel", {shape.back(), d.units});
+        const float* b = d.use_bias ? weights(name + "/bias", {d.units}) : nullptr;
+        net.add_dense(w, b, shape.back(), d.units, d.activation, 1.0f);
     } else if (cls == "Flatten") {
         net.add_flatten();
     } else if (cls == "Dropout" || cls == "InputLayer") {
@@ -65,21 +47,13 @@ void add_layer(Network& net, const WeightLookup& weights, const json::Value& lay
         const json::Value* a = cfg.find("alpha");
         net.add_activation("elu", a ? static_cast<float>(a->as_number((who + " alpha").c_str())) : 1.0f);
     } else if (cls == "PReLU") {
-        std::vector<int64_t> alpha_shape = shape;
-        if (const json::Value* axes = cfg.find("shared_axes"); axes && axes->is_array()) {
-            for (const json::Value& a : axes->array) {
-                int64_t axis = a.as_int((who + " shared_axes").c_str(), 1, static_cast<int64_t>(shape.size()));
-                alpha_shape[axis - 1] = 1;
-            }
-        }
+        const std::vector<int64_t> alpha_shape = read_prelu_alpha_shape(cfg, shape, who);
         int64_t size = 1;
-        for (int64_t s : alpha_shape) size *= s;
+        for (int64_t d : alpha_shape) size *= d;
         net.add_prelu(weights(name + "/alpha", alpha_shape), size);
     } else if (cls == "LocalResponseNormalization") {
-        const int64_t radius = cfg.at("depth_radius", who.c_str()).as_int((who + " depth_radius").c_str(), 0, kMaxDim);
-        net.add_lrn(radius, static_cast<float>(cfg.at("bias", who.c_str()).as_number(who.c_str())),
-                    static_cast<float>(cfg.at("alpha", who.c_str()).as_number(who.c_str())),
-                    static_cast<float>(cfg.at("beta", who.c_str()).as_number(who.c_str())));
+        const LrnDims d = read_lrn(cfg, shape, who);
+        net.add_lrn(d.depth_radius, d.bias, d.alpha, d.beta);
     } else {
         fail("unknown layer class \"" + cls + "\"");
     }

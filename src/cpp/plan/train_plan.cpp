@@ -608,86 +608,47 @@ struct PlanBuilder {
             fail(who + ": takes one input, got " + std::to_string(inputs.size()));
 
         if (cls == "Conv2D") {
-            if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
-            const auto [kh, kw] = int_pair(cfg, "kernel_size", who);
-            const auto [sh, sw] = int_pair(cfg, "strides", who);
-            const int64_t filters =
-                cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
-            const json::Value* g = cfg.find("groups");
-            const int64_t groups = g ? g->as_int((who + " groups").c_str(), 1, kMaxDim) : 1;
-            if (shape[2] % groups || filters % groups) fail(who + ": groups do not divide the channels");
-            const json::Value& padding = cfg.at("padding", who.c_str());
-            const auto [top, oh] = axis_geometry(shape[0], kh, sh, padding, 0, who);
-            const auto [left, ow] = axis_geometry(shape[1], kw, sw, padding, 1, who);
-            const json::Value* ub = cfg.find("use_bias");
-            const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
-            const std::vector<int64_t> wshape{kh, kw, shape[2] / groups, filters};
+            const Conv2dConfig c = read_conv2d(cfg, shape, who);
+            const int64_t filters = c.dims.K;
             s.kind = TrainStepKind::conv2d;
-            s.conv = {1, shape[0], shape[1], shape[2], kh, kw, filters, oh, ow, sh, sw, top, left,
-                      groups};
-            s.w = weight(name + "/kernel", wshape);
-            s.dw = grad(name + "/kernel", wshape);
-            if (use_bias) {
+            s.conv = c.dims;
+            s.w = weight(name + "/kernel", c.kernel_shape);
+            s.dw = grad(name + "/kernel", c.kernel_shape);
+            if (c.use_bias) {
                 s.b = weight(name + "/bias", {filters});
                 s.db = grad(name + "/bias", {filters});
             }
-            set_activation(s, activation_of(cfg, who), who);
+            set_activation(s, c.activation, who);
             // What Conv2D.forward asks of the kernel (_Activation.conv_kernel_activation).
             s.kernel_act = !s.softmax && (s.act == Activation::relu || s.act == Activation::tanh ||
                                           s.act == Activation::sigmoid);
             s.cols = filters;
-            return output({oh, ow, filters});
+            return output({c.dims.OH, c.dims.OW, filters});
         }
         if (cls == "Dense") {
-            if (shape.empty()) fail(who + ": needs a feature axis");
-            const int64_t units =
-                cfg.at("units", who.c_str()).as_int((who + " units").c_str(), 1, kMaxDim);
-            const json::Value* ub = cfg.find("use_bias");
-            const bool use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
+            const DenseConfig d = read_dense(cfg, shape, who);
             s.kind = TrainStepKind::dense;
-            s.dense = {size / shape.back(), shape.back(), units};
-            s.w = weight(name + "/kernel", {shape.back(), units});
-            s.dw = grad(name + "/kernel", {shape.back(), units});
-            if (use_bias) {
-                s.b = weight(name + "/bias", {units});
-                s.db = grad(name + "/bias", {units});
+            s.dense = {size / shape.back(), shape.back(), d.units};
+            s.w = weight(name + "/kernel", {shape.back(), d.units});
+            s.dw = grad(name + "/kernel", {shape.back(), d.units});
+            if (d.use_bias) {
+                s.b = weight(name + "/bias", {d.units});
+                s.db = grad(name + "/bias", {d.units});
             }
-            set_activation(s, activation_of(cfg, who), who);
+            set_activation(s, d.activation, who);
             s.kernel_act = !s.softmax && s.act == Activation::relu;  // the GEMM epilogue's
-            s.cols = units;
+            s.cols = d.units;
             std::vector<int64_t> out = shape;
-            out.back() = units;
+            out.back() = d.units;
             return output(out);
         }
         if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
-            if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
-            const auto [ph, pw] = int_pair(cfg, "pool_size", who);
-            const auto [sh, sw] = int_pair(cfg, "strides", who);
-            const json::Value& padding = cfg.at("padding", who.c_str());
-            if (!padding.is_string()) fail(who + ": padding must be \"valid\" or \"same\"");
-            const auto [top, oh] = axis_geometry(shape[0], ph, sh, padding, 0, who);
-            const auto [left, ow] = axis_geometry(shape[1], pw, sw, padding, 1, who);
             s.kind = cls == "MaxPooling2D" ? TrainStepKind::max_pool2d : TrainStepKind::avg_pool2d;
-            s.pool = {1, shape[0], shape[1], shape[2], ph, pw, oh, ow, sh, sw, top, left};
-            return output({oh, ow, shape[2]});
+            s.pool = read_pool2d(cfg, shape, who);
+            return output({s.pool.OH, s.pool.OW, shape[2]});
         }
         if (cls == "PReLU") {
-            // Alpha has the input's shape with the shared axes (1-based) set to 1, which must
-            // lead (PReLU.param_shapes): the kernel repeats alpha over the flat sample.
-            std::vector<int64_t> alpha_shape = shape;
-            const json::Value* axes = cfg.find("shared_axes");
-            if (axes && axes->kind != json::Value::Kind::Null) {
-                if (!axes->is_array()) fail(who + ": shared_axes must be a list");
-                for (const json::Value& a : axes->array)
-                    alpha_shape[a.as_int((who + " shared_axes").c_str(), 1,
-                                         static_cast<int64_t>(shape.size())) - 1] = 1;
-            }
-            size_t kept = 0;
-            while (kept < shape.size() && alpha_shape[kept] == 1) ++kept;
-            for (size_t i = kept; i < shape.size(); ++i)
-                if (alpha_shape[i] != shape[i])
-                    fail(who + ": shared axes must lead, got alpha " + shape_str(alpha_shape) +
-                         " for input " + shape_str(shape));
+            const std::vector<int64_t> alpha_shape = read_prelu_alpha_shape(cfg, shape, who);
             s.kind = TrainStepKind::prelu;
             s.alpha_size = size_of(alpha_shape);
             s.w = weight(name + "/alpha", alpha_shape);
@@ -695,16 +656,8 @@ struct PlanBuilder {
             return output(shape);
         }
         if (cls == "LocalResponseNormalization") {
-            if (shape.empty()) fail(who + ": needs a channel axis");
-            auto number = [&](const char* key) {
-                return static_cast<float>(
-                    cfg.at(key, who.c_str()).as_number((who + " " + key).c_str()));
-            };
-            const int64_t radius = cfg.at("depth_radius", who.c_str())
-                                       .as_int((who + " depth_radius").c_str(), 0, kMaxDim);
             s.kind = TrainStepKind::lrn;
-            s.lrn = {size / shape.back(), shape.back(), radius, number("bias"), number("alpha"),
-                     number("beta")};
+            s.lrn = read_lrn(cfg, shape, who);
             return output(shape);
         }
         if (cls == "Flatten" || cls == "InputLayer")
