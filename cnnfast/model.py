@@ -324,19 +324,19 @@ class Model:
         if input_shape is not None and tuple(input_shape) != self.input_shape_:
             raise ValueError(f"{self.name}: the graph was made for input {self.input_shape_}, "
                              f"build() got {tuple(input_shape)}")
+        # A layer owes its input a gradient unless every call of it reads only the data.
+        needs: dict[int, bool] = {}
         for node, reads in zip(self._nodes, self._reads):
             layer = node.layer
-            layer.need_input_grad = any(r != 0 for r in reads)
+            needs[id(layer)] = needs.get(id(layer), False) or any(r != 0 for r in reads)
             # Adjacency fusions of Sequential do not apply: each layer runs on its own.
             act = getattr(layer, "act", None)
             if act is not None:
                 act.folded_into_pool = False
             if isinstance(layer, MaxPooling2D):
                 layer.relu_before = False
-        # A shared layer needs input gradients if any of its calls does.
-        for node in self._nodes:
-            if any(n.layer is node.layer and n.layer.need_input_grad for n in self._nodes):
-                node.layer.need_input_grad = True
+        for layer in self.layers:
+            layer.need_input_grad = needs[id(layer)]
         self.output_shape_ = self._nodes[-1].output.sample_shape
         self.built = True
 

@@ -113,6 +113,16 @@ def shared_late_call() -> cf.Model:
     return cf.Model(x, L.Dense(3, activation="softmax", name="out")(h))
 
 
+def shared_input_last() -> cf.Model:
+    """A shared layer called first on a hidden value, then on the data: it still owes the
+    hidden value its gradient (need_input_grad holds if any call needs it)."""
+    x = L.Input((4,), name="x")
+    shared = L.Dense(4, activation="tanh", name="shared")
+    u = shared(L.Dense(4, name="h")(x))
+    v = shared(x)
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Add(name="add")([u, v])))
+
+
 def shared_output() -> cf.Model:
     """The output layer called twice: its softmax also feeds its other call, so the loss does
     not fuse with it (Model._fused_softmax)."""
@@ -142,6 +152,7 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("shared_graph", shared_graph, (6, 6, 3), "onehot"),
     ("shared_late_call", shared_late_call, (5,), "sparse"),
     ("shared_output", shared_output, (4,), "sparse"),
+    ("shared_input_last", shared_input_last, (4,), "sparse"),
 ]
 
 OPTIMIZERS = {
