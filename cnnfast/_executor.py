@@ -17,13 +17,6 @@ from typing import Any
 from cnnfast import _core
 from cnnfast import layers as L
 
-# Exact classes only: a user subclass may change forward(), so it is not handed to the builder.
-BUILDER_CLASSES = frozenset({
-    L.InputLayer, L.Conv2D, L.MaxPooling2D, L.AveragePooling2D, L.Dense, L.Flatten, L.Dropout,
-    L.Activation, L.ReLU, L.ELU, L.Softmax, L.PReLU, L.LocalResponseNormalization, L.Add,
-    L.Subtract, L.Multiply, L.Average, L.Maximum, L.Concatenate,
-})
-
 
 def network_key(model: Any) -> tuple:
     """Identity of everything a built Network points to: the layers and their weight arrays."""
@@ -39,7 +32,7 @@ def build_network(model: Any) -> Any | None:
     # The executor needs a per-sample axis; a rank-0 input (a batch of scalars) takes Python.
     if not model.layers or not model.input_shape_:
         return None
-    if any(type(layer) not in BUILDER_CLASSES for layer in model.layers):
+    if any(type(layer) not in L.BUILTIN_LAYERS for layer in model.layers):
         return None
     weights = {f"{layer.name}/{name}": w for layer in model.layers
                for name, w in layer.weights_.items()}

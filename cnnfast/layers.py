@@ -992,6 +992,9 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     ELU, Softmax, PReLU, LocalResponseNormalization, Add, Subtract, Multiply, Average, Maximum,
     Concatenate,
 )
+# The exact classes the model file, the C++ inference builder and the C++ training plan know.
+# A subclass may change forward(), so only these are handed to the C++ plans.
+BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)
 
 
 def deserialize(config: dict[str, Any]) -> Layer:

@@ -296,6 +296,7 @@ class Model:
         self._used_names: set[str] = set()
         self._fused_head = False  # see Sequential._head_fuses
         self._nodes: list[graph.Node] = []
+        self._calls: dict[int, int] = {}  # calls per layer (id) in a graph; a stack calls each once
 
     def _set_graph(self, nodes: list[graph.Node]) -> None:
         """Adopt `nodes` (dependency order, the Input's node first, the output's node last)."""
@@ -786,7 +787,7 @@ class Model:
     # -- the training step in C++ -----------------------------------------------------------
     # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
     # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
-    # classes in _PLAN_LAYERS (shared layers of a graph included), compiled with a loss in
+    # classes in layers.BUILTIN_LAYERS (shared layers of a graph included), compiled with a loss in
     # _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
     # (subclasses of cnnfast's layers, losses or optimizers, or _force_python_training set)
     # walks the Python layers, which stays the reference: tests/test_train_plan.py checks that
@@ -827,7 +828,7 @@ class Model:
         if not self.input_shape_:
             return "the input has no per-sample axis"
         for layer in self.layers:
-            if type(layer) not in _PLAN_LAYERS:
+            if type(layer) not in layers_module.BUILTIN_LAYERS:
                 return f"{layer.describe()} has no C++ training step"
             for name, reg in layer.regularizers_.items():
                 if type(reg) not in (regularizers.L1L2, regularizers.L1, regularizers.L2):
@@ -1639,28 +1640,12 @@ class Sequential(Model):
                 conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
                 pool.which)
 
-    def _output_layer(self) -> Layer:
-        return self.layers[-1]
-
-    def _fused_softmax(self) -> bool:
-        last = self.layers[-1]
-        act = getattr(last, "act", None)
-        return self.loss.fuses_softmax and act is not None and act.kind == "softmax"
-
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape_ or ()),
                 "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
 
 
 # What the C++ train plan runs (see Model._train_plan): exact classes, by loss the name it takes.
-_PLAN_LAYERS = frozenset({
-    InputLayer, Conv2D, layers_module.MaxPooling2D, layers_module.AveragePooling2D,
-    layers_module.Flatten, Dense, Dropout, layers_module.Activation, layers_module.ReLU,
-    layers_module.ELU, layers_module.Softmax, layers_module.PReLU,
-    layers_module.LocalResponseNormalization, layers_module.Add, layers_module.Subtract,
-    layers_module.Multiply, layers_module.Average, layers_module.Maximum,
-    layers_module.Concatenate,
-})
 _PLAN_LOSSES = {
     losses_module.CategoricalCrossentropy: "categorical_crossentropy",
     losses_module.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
