@@ -243,7 +243,9 @@ def _load(path: str, compile: bool):
     return _open_model_file(path), load_model(path, compile=compile)
 
 
-def _zoo_model(name: str, data: Dataset, fc_units: int | None):
+def _zoo_builder(name: str, fc_units: int | None) -> tuple[str, Any, dict[str, Any]]:
+    """(key, constructor, kwargs) of a zoo name; refuses unknown names and --fc-units where the
+    model has no such parameter."""
     from cnnfast import models
 
     key = name.strip().lower().replace("-", "_")
@@ -251,15 +253,20 @@ def _zoo_model(name: str, data: Dataset, fc_units: int | None):
         raise UsageError(f"unknown model {name!r}: expected a saved model file or one of "
                          f"{', '.join(models.names())}")
     build = models._ZOO[key]
-    kwargs: dict[str, Any] = {"input_shape": data.sample_shape, "classes": data.classes}
+    kwargs: dict[str, Any] = {}
     if fc_units is not None:
         if "fc_units" not in inspect.signature(build).parameters:
             takes = [n for n in models.names()
                      if "fc_units" in inspect.signature(models._ZOO[n]).parameters]
             raise UsageError(f"--fc-units does not apply to {key} (only to {', '.join(takes)})")
         kwargs["fc_units"] = fc_units
+    return key, build, kwargs
+
+
+def _zoo_model(name: str, data: Dataset, fc_units: int | None):
+    key, build, kwargs = _zoo_builder(name, fc_units)
     try:
-        return build(**kwargs)
+        return build(input_shape=data.sample_shape, classes=data.classes, **kwargs)
     except ValueError as err:
         raise UsageError(f"{key} cannot take {data.description}'s {data.sample_shape} images: "
                          f"{err}") from None
@@ -277,14 +284,18 @@ def _natural_dataset(name: str) -> str:
     return "cifar10" if shape[-1] == 3 else "mnist"
 
 
-def _optimizer(name: str | None, lr: float | None):
+def _optimizer_class(name: str):
     from cnnfast import optimizers
 
-    key = (name or "adam").lower()
-    if key not in optimizers._BY_NAME:
+    cls = optimizers._BY_NAME.get(name.lower())
+    if cls is None:
         raise UsageError(f"unknown optimizer {name!r}: expected one of "
                          f"{', '.join(sorted(optimizers._BY_NAME))}")
-    cls = optimizers._BY_NAME[key]
+    return cls
+
+
+def _optimizer(name: str | None, lr: float | None):
+    cls = _optimizer_class(name or "adam")
     return cls() if lr is None else cls(learning_rate=lr)
 
 
@@ -478,7 +489,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from cnnfast import models
     from cnnfast.analyzer import analyze
 
     if _looks_like_path(args.model):
@@ -496,26 +506,14 @@ def cmd_summary(args) -> int:
             raise UsageError(f"{args.model}: no readable architecture in the header ({err})"
                              ) from None
     else:
-        key = args.model.strip().lower().replace("-", "_")
-        if key not in models.names():
-            raise UsageError(f"unknown model {args.model!r}: expected a saved model file or one "
-                             f"of {', '.join(models.names())}")
-        kwargs: dict[str, Any] = {}
+        _, build, kwargs = _zoo_builder(args.model, args.fc_units)
         if args.input_shape is not None:
             kwargs["input_shape"] = args.input_shape
         if args.classes is not None:
             kwargs["classes"] = args.classes
-        if args.fc_units is not None:
-            if "fc_units" not in inspect.signature(models._ZOO[key]).parameters:
-                raise UsageError(f"--fc-units does not apply to {key}")
-            kwargs["fc_units"] = args.fc_units
-        model = models.get(key, **kwargs)
+        model = build(**kwargs)
     if args.optimizer is not None:
-        from cnnfast import optimizers
-
-        if args.optimizer.lower() not in optimizers._BY_NAME:
-            raise UsageError(f"unknown optimizer {args.optimizer!r}: expected one of "
-                             f"{', '.join(sorted(optimizers._BY_NAME))}")
+        _optimizer_class(args.optimizer)
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     report = analyze(model, optimizer=args.optimizer, batch_size=args.batch_size)
