@@ -466,19 +466,8 @@ def model_from_config(config: dict[str, Any]) -> Model:
         raise TypeError(f"model config must be an object, got {type(config).__name__}")
     if "input_layers" in config:
         return _functional_from_config(config)
-    unknown = set(config) - {"name", "input_shape", "layers"}
-    if unknown:
-        raise ValueError(f"model config has unknown keys {sorted(unknown)}")
-    name = config.get("name", "sequential")
-    if not isinstance(name, str):
-        raise TypeError(f"model name must be a string, got {name!r}")
-    shape = config.get("input_shape")
-    if not isinstance(shape, list) or not shape or \
-            not all(_is_int(s) and 0 < s <= MAX_DIM for s in shape):
-        raise ValueError(f"input_shape must be a non-empty list of positive ints, got {shape!r}")
-    entries = config.get("layers")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("model config needs a non-empty list of layers")
+    name, entries = _model_header(config, {"input_shape"}, "sequential")
+    shape = _sample_shape(config.get("input_shape"), "input_shape")
     layers = []
     for i, entry in enumerate(entries):
         if isinstance(entry, dict) and entry.get("class_name") == "InputLayer":
@@ -499,6 +488,28 @@ def model_from_config(config: dict[str, Any]) -> Model:
     return model
 
 
+def _model_header(config: dict[str, Any], keys: set[str],
+                  default_name: str) -> tuple[str, list[Any]]:
+    """The name and the layer entries of a model config that may hold `keys` besides them."""
+    unknown = set(config) - {"name", "layers"} - keys
+    if unknown:
+        raise ValueError(f"model config has unknown keys {sorted(unknown)}")
+    name = config.get("name", default_name)
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {name!r}")
+    entries = config.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("model config needs a non-empty list of layers")
+    return name, entries
+
+
+def _sample_shape(shape: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not shape or \
+            not all(_is_int(s) and 0 < s <= MAX_DIM for s in shape):
+        raise ValueError(f"{what} must be a non-empty list of positive ints, got {shape!r}")
+    return tuple(shape)
+
+
 def _node_ref(ref: Any, where: str) -> tuple[str, int]:
     if not (isinstance(ref, list) and len(ref) >= 2 and isinstance(ref[0], str) and
             _is_int(ref[1]) and 0 <= ref[1] <= MAX_DIM):
@@ -510,15 +521,7 @@ def _functional_from_config(config: dict[str, Any]) -> Model:
     """Replay the layer calls of a functional config in dependency order (each layer's calls
     in their index order); a call waiting on a node no layer produces, or on a cycle, is an
     error naming the layers."""
-    unknown = set(config) - {"name", "layers", "input_layers", "output_layers"}
-    if unknown:
-        raise ValueError(f"model config has unknown keys {sorted(unknown)}")
-    name = config.get("name", "functional")
-    if not isinstance(name, str):
-        raise TypeError(f"model name must be a string, got {name!r}")
-    entries = config.get("layers")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("model config needs a non-empty list of layers")
+    name, entries = _model_header(config, {"input_layers", "output_layers"}, "functional")
     ends = []
     for key in ("input_layers", "output_layers"):
         refs = config.get(key)
@@ -546,12 +549,8 @@ def _functional_from_config(config: dict[str, Any]) -> Model:
         if entry.get("class_name") == "InputLayer":
             if calls or (lname, 0) != ends[0]:
                 raise ValueError(f"InputLayer {lname!r} must be the model's input, with no calls")
-            shape = layer_config.get("shape")
-            if not isinstance(shape, list) or not shape or \
-                    not all(_is_int(d) and 0 < d <= MAX_DIM for d in shape):
-                raise ValueError(f"InputLayer {lname!r}: shape must be a list of positive "
-                                 f"ints, got {shape!r}")
-            tensors[(lname, 0)] = layers_module.Input(tuple(shape), name=lname)
+            shape = _sample_shape(layer_config.get("shape"), f"InputLayer {lname!r} shape")
+            tensors[(lname, 0)] = layers_module.Input(shape, name=lname)
             continue
         layer = layers_module.deserialize({"class_name": entry.get("class_name"),
                                            "config": layer_config})
