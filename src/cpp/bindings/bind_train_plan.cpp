@@ -140,6 +140,9 @@ void bind_train_plan(py::module_& m) {
                                        labels.push_back(s.label);
                                    return labels;
                                })
+        // What the builder fused for training (fuse_for_training), one line each.
+        .def_property_readonly(
+            "fusions", [](const TrainPlanHandle& h) { return h.plan->fusions(); })
         // The Dropout steps that draw a mask, in the order step() reads their seeds.
         .def_property_readonly(
             "dropout_layers", [](const TrainPlanHandle& h) { return h.plan->dropout_labels(); })

@@ -3,115 +3,79 @@
 #include <stdexcept>
 
 #include "layer_config.h"
+#include "plan.h"
 
 namespace cnnfast {
 
-using namespace config;
-
 namespace {
 
-void add_layer(Network& net, const WeightLookup& weights, const json::Value& layer) {
-    const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
-    const json::Value& cfg = layer.at("config", cls.c_str());
-    const std::string name = cfg.at("name", cls.c_str()).as_string((cls + " name").c_str());
-    const std::string who = cls + " '" + name + "'";
-    const std::vector<int64_t>& shape = net.output_shape();
-
-    if (cls == "Conv2D") {
-        const Conv2dConfig c = read_conv2d(cfg, shape, who);
-        const Conv2dDims& d = c.dims;
-        const float* w = weights(name + "/kernel", c.kernel_shape);
-        const float* b = c.use_bias ? weights(name + "/bias", {d.K}) : nullptr;
-        net.add_conv2d(w, b, d.KH, d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left, d.OH,
-                       d.OW, d.groups, c.activation, 1.0f);
-    } else if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
-        const Pool2dDims p = read_pool2d(cfg, shape, who);
-        net.add_pool2d(cls == "MaxPooling2D", p.PH, p.PW, p.stride_h, p.stride_w, p.pad_top,
-                       p.pad_left, p.OH, p.OW);
-    } else if (cls == "Dense") {
-        const DenseConfig d = read_dense(cfg, shape, who);
-        const float* w = weights(name + "/kernel", {shape.back(), d.units});
-        const float* b = d.use_bias ? weights(name + "/bias", {d.units}) : nullptr;
-        net.add_dense(w, b, shape.back(), d.units, d.activation, 1.0f);
-    } else if (cls == "Flatten") {
-        net.add_flatten();
-    } else if (cls == "Dropout" || cls == "InputLayer") {
-        // Identity at inference.
-    } else if (cls == "Activation") {
-        net.add_activation(activation_of(cfg, who), 1.0f);
-    } else if (cls == "ReLU") {
-        net.add_activation("relu", 1.0f);
-    } else if (cls == "Softmax") {
-        net.add_activation("softmax", 1.0f);
-    } else if (cls == "ELU") {
-        const json::Value* a = cfg.find("alpha");
-        net.add_activation("elu", a ? static_cast<float>(a->as_number((who + " alpha").c_str())) : 1.0f);
-    } else if (cls == "PReLU") {
-        const std::vector<int64_t> alpha_shape = read_prelu_alpha_shape(cfg, shape, who);
-        int64_t size = 1;
-        for (int64_t d : alpha_shape) size *= d;
-        net.add_prelu(weights(name + "/alpha", alpha_shape), size);
-    } else if (cls == "LocalResponseNormalization") {
-        const LrnDims d = read_lrn(cfg, shape, who);
-        net.add_lrn(d.depth_radius, d.bias, d.alpha, d.beta);
-    } else {
-        fail("unknown layer class \"" + cls + "\"");
-    }
+const float* weight_of(const WeightLookup& weights, const WeightRef& ref) {
+    return ref.present() ? weights(ref.key, ref.shape) : nullptr;
 }
 
-// One call of `layer` on the values `inputs`: a merge step, or select + the layer's step.
-void add_call(Network& net, const WeightLookup& weights, const json::Value& layer,
-              const std::vector<int>& inputs) {
-    const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
-    MergeOp op = MergeOp::add;
-    if (merge_op_of(cls, &op) || cls == "Concatenate") {
-        if (cls == "Concatenate") {
-            const json::Value* axis = layer.at("config", cls.c_str()).find("axis");
-            // Keras counts the batch axis: the last axis is -1 or the per-sample rank.
-            const int64_t rank = static_cast<int64_t>(net.value_shape(inputs[0]).size());
-            const int64_t a = axis ? axis->as_int("Concatenate axis", -rank - 1, rank) : -1;
-            if (a != -1 && a != rank)
-                fail("Concatenate joins on the last axis (channels) only, got axis " +
-                     std::to_string(a));
-            net.add_concat(inputs);
-        } else {
-            net.add_merge(inputs, op);
-        }
-        return;
+// One plan step on the Network, reading `inputs` (Network values); returns the value it writes.
+int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
+               const std::vector<int>& inputs, const std::vector<int64_t>& out_shape) {
+    switch (s.kind) {
+        case PlanOp::merge: net.add_merge(inputs, s.merge_op); return net.current();
+        case PlanOp::concat: net.add_concat(inputs); return net.current();
+        // Identity at inference.
+        case PlanOp::dropout: return inputs[0];
+        default: break;
     }
-    if (inputs.size() != 1)
-        fail("takes one input, got " + std::to_string(inputs.size()));
     net.select(inputs[0]);
-    add_layer(net, weights, layer);
+    const float* w = weight_of(weights, s.kernel);
+    const float* b = weight_of(weights, s.bias);
+    switch (s.kind) {
+        case PlanOp::conv2d: {
+            const Conv2dDims& d = s.conv;
+            net.add_conv2d(w, b, d.KH, d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left,
+                           d.OH, d.OW, d.groups, activation_name(s), s.act_alpha);
+            break;
+        }
+        case PlanOp::dense:
+            net.add_dense(w, b, s.dense.IN, s.dense.OUT, activation_name(s), s.act_alpha);
+            break;
+        case PlanOp::max_pool2d:
+        case PlanOp::avg_pool2d: {
+            const Pool2dDims& p = s.pool;
+            net.add_pool2d(s.kind == PlanOp::max_pool2d, p.PH, p.PW, p.stride_h, p.stride_w,
+                           p.pad_top, p.pad_left, p.OH, p.OW);
+            break;
+        }
+        case PlanOp::activation:
+        case PlanOp::softmax: net.add_activation(activation_name(s), s.act_alpha); break;
+        case PlanOp::prelu: net.add_prelu(w, s.alpha_size); break;
+        case PlanOp::lrn: net.add_lrn(s.lrn.depth_radius, s.lrn.bias, s.lrn.alpha, s.lrn.beta); break;
+        case PlanOp::view:
+            // Flatten changes the shape (a view of the same buffer); the identities do not.
+            if (net.output_shape() == out_shape) return inputs[0];
+            net.add_flatten();
+            break;
+        default: throw std::logic_error(s.label + ": a training fusion reached inference");
+    }
+    return net.current();
 }
 
 }  // namespace
 
 std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLookup& weight) {
-    const CallOrder order = order_calls(arch);
-    auto net = std::make_unique<Network>(order.input_shape);
-    // The Network's value for each call's output (identity layers add no step).
-    std::vector<int> value_of{0};
-    for (const LayerCall& call : order.calls) {
+    const Plan plan = build_plan(arch);
+    auto net = std::make_unique<Network>(plan.values[0].shape);
+    // The Network's value for each plan value.
+    std::vector<int> value_of(plan.values.size(), -1);
+    value_of[0] = 0;
+    for (const PlanStep& s : plan.steps) {
         std::vector<int> inputs;
-        for (int v : call.inputs) inputs.push_back(value_of[v]);
-        if (order.graph) {
-            try {
-                add_call(*net, weight, *call.layer, inputs);
-            } catch (const std::exception& e) {
-                fail(label_of(*call.layer) + ": " + e.what());
-            }
-        } else {
-            try {
-                add_layer(*net, weight, *call.layer);
-            } catch (const std::invalid_argument& e) {
-                // The Network's own shape checks: say which layer of the config they refused.
-                fail(label_of(*call.layer) + ": " + e.what());
-            }
+        for (int v : s.inputs) inputs.push_back(value_of[v]);
+        try {
+            value_of[s.output] = lower_step(*net, weight, s, inputs, plan.values[s.output].shape);
+        } catch (const std::invalid_argument& e) {
+            // The Network's own shape checks: say which layer of the config they refused.
+            config::fail(s.label + ": " + e.what());
         }
-        value_of.push_back(net->current());
     }
-    net->select(value_of[order.output]);
+    net->select(value_of[plan.output]);
     return net;
 }
 

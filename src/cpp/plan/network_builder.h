@@ -1,9 +1,9 @@
 #pragma once
-// The one builder: a model's config (the architecture JSON that Model.get_config() returns and
-// every model file stores) turned into an inference Network. predict (through _core.Network.
-// from_config) and the C API's model-file reader both build here, so geometry (output sizes,
-// "same" padding) and validation exist once in C++. The order of a config's layer calls and the
-// layers' geometry come from layer_config.h, which the training plan (train_plan.h) shares.
+// The inference Network of a model config: the one builder's Plan (plan.h) lowered onto the
+// inference executor (network.h). predict (through _core.Network.from_config) and the C API's
+// model-file reader both come here, so they run the very steps, geometry and validation that
+// training runs; only the training fusions are left out (the Network makes its own in-place and
+// epilogue choices as steps are added).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,9 +21,9 @@ namespace cnnfast {
 using WeightLookup =
     std::function<const float*(const std::string& key, const std::vector<int64_t>& shape)>;
 
-// architecture: {"name": ..., "input_shape": [..], "layers": [{"class_name", "config"}, ..]}.
-// Throws std::runtime_error naming the layer and the shapes when the config does not describe
-// a network this builder knows (unknown class, window larger than its input, ...).
+// architecture: Model.get_config() JSON, a stack or a functional graph. Throws
+// std::runtime_error naming the layer and the shapes when the config does not describe a
+// network the builder knows (unknown class, window larger than its input, ...).
 std::unique_ptr<Network> build_network(const json::Value& architecture, const WeightLookup& weight);
 
 // The same from the JSON text.

@@ -11,7 +11,6 @@
 
 #include "conv2d_pool.h"
 #include "dropout.h"
-#include "layer_config.h"
 #include "optim.h"
 #include "softmax_xent.h"
 
@@ -20,12 +19,6 @@ namespace cnnfast {
 namespace {
 
 constexpr int64_t kAlign = 16;  // floats: every buffer starts on a 64-byte boundary
-
-int64_t size_of(const std::vector<int64_t>& shape) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-}
 
 // numpy's argmax: the first maximum, or the first NaN if there is one.
 int64_t argmax_of(const float* row, int64_t cols) {
@@ -43,13 +36,13 @@ float sign_of(float w) { return w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w == 0.0f ?
 
 // Floats of a step's weight gradients: (kernel or alpha, bias).
 std::pair<int64_t, int64_t> weight_floats(const TrainStep& s) {
-    const int64_t bias = s.db ? (s.kind == TrainStepKind::dense ? s.dense.OUT : s.conv.K) : 0;
+    const int64_t bias = s.db ? (s.kind == PlanOp::dense ? s.dense.OUT : s.conv.K) : 0;
     switch (s.kind) {
-        case TrainStepKind::conv2d:
-        case TrainStepKind::conv2d_relu_maxpool:
+        case PlanOp::conv2d:
+        case PlanOp::conv2d_relu_maxpool:
             return {s.conv.KH * s.conv.KW * (s.conv.C / s.conv.groups) * s.conv.K, bias};
-        case TrainStepKind::dense: return {s.dense.IN * s.dense.OUT, bias};
-        case TrainStepKind::prelu: return {s.alpha_size, 0};
+        case PlanOp::dense: return {s.dense.IN * s.dense.OUT, bias};
+        case PlanOp::prelu: return {s.alpha_size, 0};
         default: return {0, 0};
     }
 }
@@ -58,8 +51,8 @@ int64_t aligned(int64_t floats) { return (floats + kAlign - 1) / kAlign * kAlign
 
 // Steps whose backward hands the gradient on unchanged.
 bool identity_backward(const TrainStep& s) {
-    return s.kind == TrainStepKind::view ||
-           ((s.kind == TrainStepKind::activation || s.kind == TrainStepKind::softmax) &&
+    return s.kind == PlanOp::view ||
+           ((s.kind == PlanOp::activation || s.kind == PlanOp::softmax) &&
             s.act_backward_elsewhere);
 }
 
@@ -67,55 +60,26 @@ bool identity_backward(const TrainStep& s) {
 
 void TrainPlan::Free::operator()(void* p) const { std::free(p); }
 
-TrainPlan::TrainPlan(std::vector<int64_t> input_shape) { add_value(std::move(input_shape)); }
-
-int TrainPlan::add_value(std::vector<int64_t> shape, int view_of) {
-    TrainValue v;
-    v.size = size_of(shape);
-    v.shape = std::move(shape);
-    v.view_of = view_of;
-    values_.push_back(std::move(v));
-    return static_cast<int>(values_.size()) - 1;
-}
-
-void TrainPlan::add_step(TrainStep step) { steps_.push_back(std::move(step)); }
-
-std::vector<std::string> TrainPlan::dropout_labels() const {
-    std::vector<std::string> labels;
-    for (const TrainStep& s : steps_)
-        if (s.kind == TrainStepKind::dropout) labels.push_back(s.label);
-    return labels;
-}
-
-void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
-                       int64_t trainable_floats) {
-    output_ = output;
+TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss loss,
+                     float* weights, float* grads, int64_t trainable_floats)
+    : steps_(std::move(steps)), fusions_(plan.fusions) {
+    for (const PlanValue& pv : plan.values) {
+        TrainValue v;
+        static_cast<PlanValue&>(v) = pv;
+        values_.push_back(std::move(v));
+    }
+    output_ = plan.output;
     loss_ = loss;
     weights_ = weights;
     grads_ = grads;
     trainable_floats_ = trainable_floats;
+    logits_step_ = logits_step(plan);
     for (const TrainStep& s : steps_) {
         for (int r : s.inputs) ++values_[r].consumers;
         values_[s.output].produced = true;
     }
-    // The calls of one layer carry its label (layer names are unique in a model).
-    for (size_t i = 0; i < steps_.size(); ++i)
-        for (size_t j = 0; j < i; ++j)
-            if (steps_[j].label == steps_[i].label) {
-                steps_[i].first_call = steps_[j].first_call = static_cast<int>(j);
-                break;
-            }
+    // An unchanged gradient read by one step only is written where that step reads it.
     for (TrainStep& s : steps_) {
-        // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits,
-        // unless the output layer is shared: its softmax then feeds other calls too, and
-        // Model._fused_softmax does not fuse.
-        const bool fused_loss = loss != TrainLoss::mse && s.output == output && s.softmax &&
-                                s.first_call < 0;
-        if (fused_loss) {
-            s.act_backward_elsewhere = true;
-            logits_step_ = static_cast<int>(&s - steps_.data());
-        }
-        // An unchanged gradient read by one step only is written where that step reads it.
         const int r = s.inputs.empty() ? 0 : s.inputs[0];
         if (identity_backward(s) && r != 0 && values_[r].consumers == 1) {
             const int root = values_[r].grad_alias_of >= 0 ? values_[r].grad_alias_of : r;
@@ -129,6 +93,13 @@ void TrainPlan::finish(int output, TrainLoss loss, float* weights, float* grads,
     part_at_.assign(steps_.size(), -1);
     grad_set_.assign(values_.size(), 0);
     weights_set_.assign(steps_.size(), 0);
+}
+
+std::vector<std::string> TrainPlan::dropout_labels() const {
+    std::vector<std::string> labels;
+    for (const TrainStep& s : steps_)
+        if (s.kind == PlanOp::dropout) labels.push_back(s.label);
+    return labels;
 }
 
 void TrainPlan::layout(int64_t n) {
@@ -149,14 +120,14 @@ void TrainPlan::layout(int64_t n) {
     for (size_t i = 0; i < steps_.size(); ++i) {
         const TrainStep& s = steps_[i];
         const int64_t out = n * values_[s.output].size;
-        const bool separate_z = (s.kind == TrainStepKind::conv2d ||
-                                 s.kind == TrainStepKind::dense) &&
+        const bool separate_z = (s.kind == PlanOp::conv2d ||
+                                 s.kind == PlanOp::dense) &&
                                 !s.kernel_act && (s.softmax || s.act != Activation::linear);
         z_at_[i] = separate_z ? take(out) : -1;
         // argmax / which are int32, the mask uint8, LRN's scale float: one float slot holds any.
-        const bool aux = s.kind == TrainStepKind::max_pool2d ||
-                         s.kind == TrainStepKind::conv2d_relu_maxpool ||
-                         s.kind == TrainStepKind::dropout || s.kind == TrainStepKind::lrn;
+        const bool aux = s.kind == PlanOp::max_pool2d ||
+                         s.kind == PlanOp::conv2d_relu_maxpool ||
+                         s.kind == PlanOp::dropout || s.kind == PlanOp::lrn;
         aux_at_[i] = aux ? take(out) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
@@ -216,68 +187,68 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
         float* z = z_at_[i] >= 0 ? arena_.get() + z_at_[i] : out;
         void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
         switch (s.kind) {
-            case TrainStepKind::conv2d: {
+            case PlanOp::conv2d: {
                 Conv2dDims d = s.conv;
                 d.N = n;
                 conv2d_forward(z, in, s.w, s.b, d, s.kernel_act ? s.act : Activation::linear, 1.0f);
                 break;
             }
-            case TrainStepKind::dense: {
+            case PlanOp::dense: {
                 DenseDims d = s.dense;
                 d.N *= n;
                 dense_forward(z, in, s.w, s.b, d, s.kernel_act);
                 break;
             }
-            case TrainStepKind::conv2d_relu_maxpool: {
+            case PlanOp::conv2d_relu_maxpool: {
                 Conv2dDims d = s.conv;
                 d.N = n;
                 conv2d_relu_maxpool_forward(out, static_cast<int32_t*>(aux), in, s.w, s.b, d);
                 break;
             }
-            case TrainStepKind::max_pool2d: {
+            case PlanOp::max_pool2d: {
                 Pool2dDims d = s.pool;
                 d.N = n;
                 max_pool2d_forward(out, static_cast<int32_t*>(aux), in, d);
                 break;
             }
-            case TrainStepKind::avg_pool2d: {
+            case PlanOp::avg_pool2d: {
                 Pool2dDims d = s.pool;
                 d.N = n;
                 avg_pool2d_forward(out, in, d);
                 break;
             }
-            case TrainStepKind::activation:
+            case PlanOp::activation:
                 activation_forward(out, in, count, s.act, s.act_alpha);
                 break;
-            case TrainStepKind::softmax:
+            case PlanOp::softmax:
                 softmax_forward(out, in, count / s.cols, s.cols);
                 break;
-            case TrainStepKind::dropout:
+            case PlanOp::dropout:
                 dropout_forward(out, static_cast<uint8_t*>(aux), in, count, s.rate,
                                 seeds[seed_index++]);
                 break;
-            case TrainStepKind::prelu:
+            case PlanOp::prelu:
                 prelu_forward(out, in, s.w, count, s.alpha_size);
                 break;
-            case TrainStepKind::lrn: {
+            case PlanOp::lrn: {
                 LrnDims d = s.lrn;
                 d.rows *= n;
                 lrn_forward(out, static_cast<float*>(aux), in, d);
                 break;
             }
-            case TrainStepKind::merge:
-            case TrainStepKind::concat: {
+            case PlanOp::merge:
+            case PlanOp::concat: {
                 std::vector<const float*>& ins = merge_inputs_;
                 ins.clear();
                 for (int r : s.inputs) ins.push_back(fwd(r));
                 const int64_t k = static_cast<int64_t>(ins.size());
-                if (s.kind == TrainStepKind::merge)
+                if (s.kind == PlanOp::merge)
                     merge_forward(out, ins.data(), k, count, s.merge_op);
                 else
                     concat_forward(out, ins.data(), s.widths.data(), k, count / s.cols);
                 break;
             }
-            case TrainStepKind::view:
+            case PlanOp::view:
                 break;
         }
         // The activation after conv/dense when the kernel did not apply it (Python's
@@ -307,7 +278,7 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
     const float* logits = nullptr;
     if (logits_step_ >= 0) {
         const TrainStep& s = steps_[logits_step_];
-        logits = s.kind == TrainStepKind::softmax ? fwd(s.inputs[0])
+        logits = s.kind == PlanOp::softmax ? fwd(s.inputs[0])
                                                   : arena_.get() + z_at_[logits_step_];
     }
     float* onehot = nullptr;
@@ -400,7 +371,7 @@ void TrainPlan::backward(int64_t n) {
         const int r = s.inputs[0];
         const float* x = fwd(r);
         // d(loss)/d(pre-activation) in place over dy, as _Activation.backward does.
-        if ((s.kind == TrainStepKind::conv2d || s.kind == TrainStepKind::dense) &&
+        if ((s.kind == PlanOp::conv2d || s.kind == PlanOp::dense) &&
             !s.act_backward_elsewhere) {
             if (s.softmax) {
                 softmax_backward(dy, y, dy, count / s.cols, s.cols);
@@ -409,7 +380,7 @@ void TrainPlan::backward(int64_t n) {
                 activation_backward(dy, z, y, dy, count, s.act, s.act_alpha);
             }
         }
-        if (s.kind == TrainStepKind::merge || s.kind == TrainStepKind::concat) {
+        if (s.kind == PlanOp::merge || s.kind == PlanOp::concat) {
             std::vector<float*>& dins = merge_grads_;
             std::vector<const float*>& ins = merge_inputs_;
             dins.clear();
@@ -429,7 +400,7 @@ void TrainPlan::backward(int64_t n) {
                 scratch += width;
             }
             const int64_t k = static_cast<int64_t>(ins.size());
-            if (s.kind == TrainStepKind::merge)
+            if (s.kind == PlanOp::merge)
                 merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op);
             else
                 concat_backward(dins.data(), dy, s.widths.data(), k, count / s.cols);
@@ -437,7 +408,7 @@ void TrainPlan::backward(int64_t n) {
                 if (s.inputs[j] != 0) settle(s.inputs[j], dins[j]);
             continue;
         }
-        if (s.kind == TrainStepKind::conv2d_relu_maxpool) {
+        if (s.kind == PlanOp::conv2d_relu_maxpool) {
             Conv2dDims d = s.conv;
             d.N = n;
             conv2d_relu_maxpool_backward_weights(s.dw, s.db, x, dy, y,
@@ -446,7 +417,7 @@ void TrainPlan::backward(int64_t n) {
                                                  d);
             continue;
         }
-        if (s.kind == TrainStepKind::conv2d) {
+        if (s.kind == PlanOp::conv2d) {
             Conv2dDims d = s.conv;
             d.N = n;
             conv2d_backward_weights(dw, db, x, dy, d);
@@ -458,7 +429,7 @@ void TrainPlan::backward(int64_t n) {
             }
             continue;
         }
-        if (s.kind == TrainStepKind::dense) {
+        if (s.kind == PlanOp::dense) {
             DenseDims d = s.dense;
             d.N *= n;
             float* t = r != 0 ? target(r, part) : nullptr;
@@ -467,7 +438,7 @@ void TrainPlan::backward(int64_t n) {
             if (t) settle(r, t);
             continue;
         }
-        if (s.kind == TrainStepKind::prelu) {
+        if (s.kind == PlanOp::prelu) {
             // PReLU.backward writes dx over dy even on the data, which needs no gradient.
             float* t = r != 0 ? target(r, part) : dy;
             prelu_backward(t, dw, x, s.w, dy, count, s.alpha_size);
@@ -489,7 +460,7 @@ void TrainPlan::backward(int64_t n) {
         float* t = target(r, part);
         void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
         switch (s.kind) {
-            case TrainStepKind::max_pool2d: {
+            case PlanOp::max_pool2d: {
                 Pool2dDims d = s.pool;
                 d.N = n;
                 // The folded ReLU's backward at the pooled resolution (MaxPooling2D.relu_before).
@@ -497,22 +468,22 @@ void TrainPlan::backward(int64_t n) {
                 max_pool2d_backward(t, dy, static_cast<const int32_t*>(aux), d);
                 break;
             }
-            case TrainStepKind::avg_pool2d: {
+            case PlanOp::avg_pool2d: {
                 Pool2dDims d = s.pool;
                 d.N = n;
                 avg_pool2d_backward(t, dy, d);
                 break;
             }
-            case TrainStepKind::activation:
+            case PlanOp::activation:
                 activation_backward(t, x, y, dy, count, s.act, s.act_alpha);
                 break;
-            case TrainStepKind::softmax:
+            case PlanOp::softmax:
                 softmax_backward(t, y, dy, count / s.cols, s.cols);
                 break;
-            case TrainStepKind::dropout:
+            case PlanOp::dropout:
                 dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
                 break;
-            case TrainStepKind::lrn: {
+            case PlanOp::lrn: {
                 LrnDims d = s.lrn;
                 d.rows *= n;
                 lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
@@ -565,224 +536,31 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
     return result;
 }
 
-// -- the builder ------------------------------------------------------------------------------
-
-namespace {
-
-using namespace config;
-
-struct PlanBuilder {
-    TrainPlan& plan;
-    const TrainTensorLookup& weight;
-    const TrainTensorLookup& grad;
-
-    // The activation of conv/dense or an activation step, by Keras name.
-    void set_activation(TrainStep& s, const std::string& name, const std::string& who) {
-        if (name == "softmax") {
-            s.softmax = true;
-            return;
-        }
-        if (!activation_from_name(name.c_str(), &s.act))
-            fail(who + ": unknown activation \"" + name + "\"");
-    }
-
-    // One call of `layer` on `inputs`; returns the value it writes.
-    int add_call(const json::Value& layer, const std::vector<int>& inputs) {
-        const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
-        const json::Value& cfg = layer.at("config", cls.c_str());
-        const std::string name = cfg.at("name", cls.c_str()).as_string((cls + " name").c_str());
-        const std::string who = cls + " '" + name + "'";
-        TrainStep s;
-        s.label = who;
-        s.inputs = inputs;
-        const std::vector<int64_t> shape = plan.value_shape(inputs[0]);
-        const int64_t size = size_of(shape);
-        MergeOp op = MergeOp::add;
-        auto output = [&](std::vector<int64_t> out_shape, int view_of = -1) {
-            s.output = plan.add_value(std::move(out_shape), view_of);
-            const int v = s.output;
-            plan.add_step(std::move(s));
-            return v;
-        };
-        if (inputs.size() != 1 && !merge_op_of(cls, &op) && cls != "Concatenate")
-            fail(who + ": takes one input, got " + std::to_string(inputs.size()));
-
-        if (cls == "Conv2D") {
-            const Conv2dConfig c = read_conv2d(cfg, shape, who);
-            const int64_t filters = c.dims.K;
-            s.kind = TrainStepKind::conv2d;
-            s.conv = c.dims;
-            s.w = weight(name + "/kernel", c.kernel_shape);
-            s.dw = grad(name + "/kernel", c.kernel_shape);
-            if (c.use_bias) {
-                s.b = weight(name + "/bias", {filters});
-                s.db = grad(name + "/bias", {filters});
-            }
-            set_activation(s, c.activation, who);
-            // What Conv2D.forward asks of the kernel (_Activation.conv_kernel_activation).
-            s.kernel_act = !s.softmax && (s.act == Activation::relu || s.act == Activation::tanh ||
-                                          s.act == Activation::sigmoid);
-            s.cols = filters;
-            return output({c.dims.OH, c.dims.OW, filters});
-        }
-        if (cls == "Dense") {
-            const DenseConfig d = read_dense(cfg, shape, who);
-            s.kind = TrainStepKind::dense;
-            s.dense = {size / shape.back(), shape.back(), d.units};
-            s.w = weight(name + "/kernel", {shape.back(), d.units});
-            s.dw = grad(name + "/kernel", {shape.back(), d.units});
-            if (d.use_bias) {
-                s.b = weight(name + "/bias", {d.units});
-                s.db = grad(name + "/bias", {d.units});
-            }
-            set_activation(s, d.activation, who);
-            s.kernel_act = !s.softmax && s.act == Activation::relu;  // the GEMM epilogue's
-            s.cols = d.units;
-            std::vector<int64_t> out = shape;
-            out.back() = d.units;
-            return output(out);
-        }
-        if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
-            s.kind = cls == "MaxPooling2D" ? TrainStepKind::max_pool2d : TrainStepKind::avg_pool2d;
-            s.pool = read_pool2d(cfg, shape, who);
-            return output({s.pool.OH, s.pool.OW, shape[2]});
-        }
-        if (cls == "PReLU") {
-            const std::vector<int64_t> alpha_shape = read_prelu_alpha_shape(cfg, shape, who);
-            s.kind = TrainStepKind::prelu;
-            s.alpha_size = size_of(alpha_shape);
-            s.w = weight(name + "/alpha", alpha_shape);
-            s.dw = grad(name + "/alpha", alpha_shape);
-            return output(shape);
-        }
-        if (cls == "LocalResponseNormalization") {
-            s.kind = TrainStepKind::lrn;
-            s.lrn = read_lrn(cfg, shape, who);
-            return output(shape);
-        }
-        if (cls == "Flatten" || cls == "InputLayer")
-            return output(cls == "Flatten" ? std::vector<int64_t>{size} : shape, inputs[0]);
-        if (cls == "Dropout") {
-            s.rate = cfg.at("rate", who.c_str()).as_number((who + " rate").c_str());
-            if (!(s.rate >= 0.0 && s.rate < 1.0)) fail(who + ": rate must be in [0, 1)");
-            // Dropout.forward with rate 0 returns its input.
-            if (s.rate == 0.0) return output(shape, inputs[0]);
-            s.kind = TrainStepKind::dropout;
-            return output(shape);
-        }
-        if (cls == "Activation" || cls == "ReLU" || cls == "Softmax" || cls == "ELU") {
-            const std::string act = cls == "Activation" ? activation_of(cfg, who)
-                                    : cls == "ReLU"     ? "relu"
-                                    : cls == "Softmax"  ? "softmax"
-                                                        : "elu";
-            set_activation(s, act, who);
-            if (cls == "ELU")
-                if (const json::Value* a = cfg.find("alpha"))
-                    s.act_alpha = static_cast<float>(a->as_number((who + " alpha").c_str()));
-            s.cols = shape.empty() ? 1 : shape.back();
-            // A linear activation returns its input (_Activation.forward).
-            if (!s.softmax && s.act == Activation::linear) return output(shape, inputs[0]);
-            s.kind = s.softmax ? TrainStepKind::softmax : TrainStepKind::activation;
-            return output(shape);
-        }
-        if (merge_op_of(cls, &op) || cls == "Concatenate") {
-            std::vector<int64_t> out = shape;
-            if (cls == "Concatenate") {
-                int64_t width = 0;
-                for (int v : inputs) {
-                    const auto& vs = plan.value_shape(v);
-                    if (vs.size() != shape.size() ||
-                        !std::equal(vs.begin(), vs.end() - 1, shape.begin()))
-                        fail(who + ": inputs " + shape_str(shape) + " and " + shape_str(vs) +
-                             " differ on an axis but the last");
-                    s.widths.push_back(vs.back());
-                    width += vs.back();
-                }
-                out.back() = width;
-                s.kind = TrainStepKind::concat;
-                s.cols = width;
-            } else {
-                for (int v : inputs)
-                    if (plan.value_shape(v) != shape)
-                        fail(who + ": inputs " + shape_str(shape) + " and " +
-                             shape_str(plan.value_shape(v)) + " differ");
-                if (op == MergeOp::subtract ? inputs.size() != 2 : inputs.size() < 2)
-                    fail(who + ": wrong number of inputs");
-                s.kind = TrainStepKind::merge;
-                s.merge_op = op;
-            }
-            return output(out);
-        }
-        fail(who + ": the training plan does not run " + cls + " layers");
-    }
-};
-
-bool trainable(const json::Value& layer) {
-    const json::Value* t = layer.at("config", "layer").find("trainable");
-    return !t || t->as_bool("trainable");
-}
-
-// The fusions Sequential.build sets up across adjacent layers of a stack (step i is layer i).
-void fuse_stack(std::vector<TrainStep>& steps, const config::CallOrder& order) {
-    // A ReLU right before a max pooling is differentiated by the pooling
-    // (MaxPooling2D.relu_before).
-    for (size_t i = 0; i + 1 < steps.size(); ++i) {
-        TrainStep& before = steps[i];
-        const bool has_act = before.kind == TrainStepKind::conv2d ||
-                             before.kind == TrainStepKind::dense ||
-                             before.kind == TrainStepKind::activation;
-        if (has_act && !before.softmax && before.act == Activation::relu &&
-            steps[i + 1].kind == TrainStepKind::max_pool2d) {
-            before.act_backward_elsewhere = true;
-            steps[i + 1].relu_before = true;
-        }
-    }
-    // The first block Conv2D(relu, stride 1, no padding) + MaxPooling2D(2, 2, "valid") as one
-    // kernel (Sequential._head_fuses and _fused_head_applies: three layers at least, the conv
-    // trainable, and a shape the fused kernels take).
-    if (steps.size() < 3) return;
-    const TrainStep& conv = steps[0];
-    const TrainStep& pool = steps[1];
-    if (conv.kind != TrainStepKind::conv2d || pool.kind != TrainStepKind::max_pool2d) return;
-    const Conv2dDims& c = conv.conv;
-    const Pool2dDims& p = pool.pool;
-    const json::Value& pool_padding =
-        order.calls[1].layer->at("config", "pool").at("padding", "pool");
-    if (conv.softmax || conv.act != Activation::relu || c.groups != 1 || c.stride_h != 1 ||
-        c.stride_w != 1 || c.pad_top || c.pad_left || c.OH != c.H - c.KH + 1 ||
-        c.OW != c.W - c.KW + 1 || p.PH != 2 || p.PW != 2 || p.stride_h != 2 || p.stride_w != 2 ||
-        !pool_padding.is_string() || pool_padding.string != "valid" ||
-        !conv2d_relu_maxpool_supported(c) || !trainable(*order.calls[0].layer))
-        return;
-    TrainStep fused = conv;
-    fused.kind = TrainStepKind::conv2d_relu_maxpool;
-    fused.label = conv.label + " + " + pool.label;
-    fused.output = pool.output;
-    fused.act_backward_elsewhere = false;
-    steps.erase(steps.begin(), steps.begin() + 2);
-    steps.insert(steps.begin(), std::move(fused));
-}
-
-}  // namespace
+// -- from the one builder's plan -------------------------------------------------------------
 
 std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json,
                                             const TrainTensorLookup& weight,
                                             const TrainTensorLookup& grad, TrainLoss loss,
                                             float* weight_arena, float* grad_arena,
                                             int64_t trainable_floats) {
-    const json::Value arch = json::parse(architecture_json);
-    const CallOrder order = order_calls(arch);
-    auto plan = std::make_unique<TrainPlan>(order.input_shape);
-    PlanBuilder builder{*plan, weight, grad};
-    std::vector<int> value_of{0};
-    for (const LayerCall& call : order.calls) {
-        std::vector<int> inputs;
-        for (int v : call.inputs) inputs.push_back(value_of[v]);
-        value_of.push_back(builder.add_call(*call.layer, inputs));
+    Plan plan = build_plan(json::parse(architecture_json));
+    fuse_for_training(plan, loss != TrainLoss::mse);
+    std::vector<TrainStep> steps;
+    for (const PlanStep& ps : plan.steps) {
+        TrainStep s;
+        static_cast<PlanStep&>(s) = ps;
+        if (ps.kernel.present()) {
+            s.w = weight(ps.kernel.key, ps.kernel.shape);
+            s.dw = grad(ps.kernel.key, ps.kernel.shape);
+        }
+        if (ps.bias.present()) {
+            s.b = weight(ps.bias.key, ps.bias.shape);
+            s.db = grad(ps.bias.key, ps.bias.shape);
+        }
+        steps.push_back(std::move(s));
     }
-    if (!order.graph) fuse_stack(plan->mutable_steps(), order);
-    plan->finish(value_of[order.output], loss, weight_arena, grad_arena, trainable_floats);
-    return plan;
+    return std::make_unique<TrainPlan>(plan, std::move(steps), loss, weight_arena, grad_arena,
+                                       trainable_floats);
 }
 
 }  // namespace cnnfast

@@ -2,8 +2,8 @@
 // The training step in one call: forward, loss, backward, regularizers and the optimizer update
 // of a model, on the kernels the Python layers call, in the order they call them, so a plan
 // step leaves bit-for-bit the weights of the Python layer walk (cnnfast/model.py _train_step).
-// Built from the model config by build_train_plan (the same call order as the inference
-// builder); fit and train_on_batch keep the loop over batches in Python.
+// build_train_plan takes the one builder's Plan (plan.h), with its training fusions, and
+// resolves its weights; fit and train_on_batch keep the loop over batches in Python.
 //
 // Values are the network input (id 0) and each step's output, as in the config's call order.
 // Every value has a forward buffer and a gradient buffer in one grow-only arena per plan, laid
@@ -16,60 +16,19 @@
 #include <string>
 #include <vector>
 
-#include "activation.h"
-#include "conv2d.h"
-#include "dense.h"
-#include "json.h"
-#include "lrn.h"
-#include "merge.h"
-#include "pool2d.h"
+#include "plan.h"
 
 namespace cnnfast {
 
-enum class TrainStepKind : int {
-    conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
-    prelu, lrn, merge, concat, view
-};
-
-// One layer call. Dims hold per-sample geometry (N = 1; dense.N = rows per sample).
-struct TrainStep {
-    TrainStepKind kind = TrainStepKind::view;
-    std::string label;  // "Class 'name'", for messages
-    Conv2dDims conv{};
-    Pool2dDims pool{};
-    DenseDims dense{};
-    LrnDims lrn{};  // rows = rows per sample
-    int64_t alpha_size = 0;  // PReLU: alpha repeats over the flat sample every alpha_size
+// One layer call of the plan (plan.h) with its weights resolved: views into the model's arenas.
+struct TrainStep : PlanStep {
     const float* w = nullptr;  // conv/dense kernel, PReLU alpha
     const float* b = nullptr;  // bias or null
     float* dw = nullptr;       // their gradients, in the model's gradient arena
     float* db = nullptr;
-    // The activation after conv/dense, or an activation step's own. `kernel_act`: the kernel
-    // applies it and its output serves as the pre-activation (conv: relu, tanh, sigmoid; dense:
-    // relu). Otherwise the kernel writes `z` and the activation writes the output.
-    Activation act = Activation::linear;
-    float act_alpha = 1.0f;
-    bool softmax = false;
-    bool kernel_act = false;
-    // The activation's backward is done elsewhere: by the loss (softmax + cross-entropy) or by
-    // the max pooling right after (ReLU folded into the pool, see MaxPooling2D.relu_before).
-    bool act_backward_elsewhere = false;
-    bool relu_before = false;  // max pool: apply that folded ReLU's backward to its gradient
-    double rate = 0.0;         // dropout
-    MergeOp merge_op = MergeOp::add;
-    std::vector<int64_t> widths;  // concat: each input's last-axis width
-    int64_t cols = 0;             // softmax: the last axis
-    std::vector<int> inputs;
-    int output = 0;
-    // A layer called more than once (a shared layer of a graph): the step of its first call,
-    // whose weights and gradients every call uses; -1 for a layer called once.
-    int first_call = -1;
 };
 
-struct TrainValue {
-    std::vector<int64_t> shape;
-    int64_t size = 0;           // floats per sample
-    int view_of = -1;           // forward buffer shared with this value (Flatten, identities)
+struct TrainValue : PlanValue {
     int grad_alias_of = -1;     // gradient buffer shared with this value (identity backward)
     int consumers = 0;          // reads by later steps
     bool produced = false;      // written by a step (else the input, or fused away)
@@ -106,21 +65,19 @@ struct TrainStepResult {
 
 class TrainPlan {
 public:
-    explicit TrainPlan(std::vector<int64_t> input_shape);
+    // plan: from build_plan, fused by fuse_for_training; steps: its steps with their weights
+    // resolved; w/g (trainable_floats,): the arenas the optimizer updates.
+    TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss loss, float* weights,
+              float* grads, int64_t trainable_floats);
 
-    // Built by build_train_plan: values and steps in call order, then finish().
-    int add_value(std::vector<int64_t> shape, int view_of = -1);
-    void add_step(TrainStep step);
-    // The builder's fusions rewrite steps before finish().
-    std::vector<TrainStep>& mutable_steps() { return steps_; }
     void add_regularizer(const TrainRegularizer& r) { regularizers_.push_back(r); }
-    // output: the value the loss reads; w/g (trainable_floats,): the arenas the optimizer updates.
-    void finish(int output, TrainLoss loss, float* weights, float* grads, int64_t trainable_floats);
 
     const std::vector<int64_t>& value_shape(int v) const { return values_.at(v).shape; }
     const std::vector<int64_t>& output_shape() const { return values_[output_].shape; }
     const std::vector<int64_t>& input_shape() const { return values_[0].shape; }
     const std::vector<TrainStep>& steps() const { return steps_; }
+    // What the builder fused (Plan::fusions), one line each.
+    const std::vector<std::string>& fusions() const { return fusions_; }
     TrainLoss loss() const { return loss_; }
     // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
     std::vector<std::string> dropout_labels() const;
@@ -143,6 +100,7 @@ private:
     std::vector<TrainValue> values_;
     std::vector<TrainStep> steps_;
     std::vector<TrainRegularizer> regularizers_;
+    std::vector<std::string> fusions_;
     int output_ = 0;
     TrainLoss loss_ = TrainLoss::categorical_crossentropy;
     int logits_step_ = -1;           // the output step whose pre-activation the loss reads

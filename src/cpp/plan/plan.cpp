@@ -1,0 +1,307 @@
+#include "plan.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "conv2d_pool.h"
+#include "layer_config.h"
+
+namespace cnnfast {
+
+using namespace config;
+
+namespace {
+
+int64_t size_of(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+bool trainable(const json::Value& cfg) {
+    const json::Value* t = cfg.find("trainable");
+    return !t || t->as_bool("trainable");
+}
+
+// The activation of conv/dense or an activation step, by Keras name.
+void set_activation(PlanStep& s, const std::string& name, const std::string& who) {
+    if (name == "softmax") {
+        s.softmax = true;
+        return;
+    }
+    if (!activation_from_name(name.c_str(), &s.act))
+        fail(who + ": unknown activation '" + name + "'");
+}
+
+int add_value(Plan& plan, std::vector<int64_t> shape, int view_of = -1) {
+    PlanValue v;
+    v.size = size_of(shape);
+    v.shape = std::move(shape);
+    v.view_of = view_of;
+    plan.values.push_back(std::move(v));
+    return static_cast<int>(plan.values.size()) - 1;
+}
+
+// One call of `layer` on the values `inputs`: appends its step and returns the value it writes.
+int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& inputs) {
+    const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
+    const json::Value& cfg = layer.at("config", cls.c_str());
+    const std::string name = cfg.at("name", cls.c_str()).as_string((cls + " name").c_str());
+    const std::string who = cls + " '" + name + "'";
+    PlanStep s;
+    s.label = who;
+    s.inputs = inputs;
+    s.trainable = trainable(cfg);
+    const std::vector<int64_t> shape = plan.values[inputs[0]].shape;
+    const int64_t size = size_of(shape);
+    MergeOp op = MergeOp::add;
+    auto output = [&](std::vector<int64_t> out_shape, int view_of = -1) {
+        s.output = add_value(plan, std::move(out_shape), view_of);
+        plan.steps.push_back(std::move(s));
+        return plan.steps.back().output;
+    };
+    if (inputs.size() != 1 && !merge_op_of(cls, &op) && cls != "Concatenate")
+        fail(who + ": takes one input, got " + std::to_string(inputs.size()));
+
+    if (cls == "Conv2D") {
+        const Conv2dConfig c = read_conv2d(cfg, shape, who);
+        const int64_t filters = c.dims.K;
+        s.kind = PlanOp::conv2d;
+        s.conv = c.dims;
+        s.kernel = {name + "/kernel", c.kernel_shape};
+        if (c.use_bias) s.bias = {name + "/bias", {filters}};
+        set_activation(s, c.activation, who);
+        // What the conv kernels apply to their output while in cache: the activations whose
+        // backward reads the output alone (Conv2D.forward, _Activation.conv_kernel_activation).
+        s.kernel_act = !s.softmax && (s.act == Activation::relu || s.act == Activation::tanh ||
+                                      s.act == Activation::sigmoid);
+        s.cols = filters;
+        return output({c.dims.OH, c.dims.OW, filters});
+    }
+    if (cls == "Dense") {
+        const DenseConfig d = read_dense(cfg, shape, who);
+        s.kind = PlanOp::dense;
+        s.dense = {size / shape.back(), shape.back(), d.units};
+        s.kernel = {name + "/kernel", {shape.back(), d.units}};
+        if (d.use_bias) s.bias = {name + "/bias", {d.units}};
+        set_activation(s, d.activation, who);
+        s.kernel_act = !s.softmax && s.act == Activation::relu;  // the GEMM epilogue's
+        s.cols = d.units;
+        std::vector<int64_t> out = shape;
+        out.back() = d.units;
+        return output(out);
+    }
+    if (cls == "MaxPooling2D" || cls == "AveragePooling2D") {
+        s.kind = cls == "MaxPooling2D" ? PlanOp::max_pool2d : PlanOp::avg_pool2d;
+        s.pool = read_pool2d(cfg, shape, who);
+        return output({s.pool.OH, s.pool.OW, shape[2]});
+    }
+    if (cls == "PReLU") {
+        const std::vector<int64_t> alpha_shape = read_prelu_alpha_shape(cfg, shape, who);
+        s.kind = PlanOp::prelu;
+        s.alpha_size = size_of(alpha_shape);
+        s.kernel = {name + "/alpha", alpha_shape};
+        return output(shape);
+    }
+    if (cls == "LocalResponseNormalization") {
+        s.kind = PlanOp::lrn;
+        s.lrn = read_lrn(cfg, shape, who);
+        return output(shape);
+    }
+    if (cls == "Flatten" || cls == "InputLayer")
+        return output(cls == "Flatten" ? std::vector<int64_t>{size} : shape, inputs[0]);
+    if (cls == "Dropout") {
+        s.rate = cfg.at("rate", who.c_str()).as_number((who + " rate").c_str());
+        if (!(s.rate >= 0.0 && s.rate < 1.0)) fail(who + ": rate must be in [0, 1)");
+        // Dropout.forward with rate 0 returns its input.
+        if (s.rate == 0.0) return output(shape, inputs[0]);
+        s.kind = PlanOp::dropout;
+        return output(shape);
+    }
+    if (cls == "Activation" || cls == "ReLU" || cls == "Softmax" || cls == "ELU") {
+        const std::string act = cls == "Activation" ? activation_of(cfg, who)
+                                : cls == "ReLU"     ? "relu"
+                                : cls == "Softmax"  ? "softmax"
+                                                    : "elu";
+        set_activation(s, act, who);
+        if (cls == "ELU")
+            if (const json::Value* a = cfg.find("alpha"))
+                s.act_alpha = static_cast<float>(a->as_number((who + " alpha").c_str()));
+        s.cols = shape.empty() ? 1 : shape.back();
+        // A linear activation returns its input (_Activation.forward).
+        if (!s.softmax && s.act == Activation::linear) return output(shape, inputs[0]);
+        s.kind = s.softmax ? PlanOp::softmax : PlanOp::activation;
+        return output(shape);
+    }
+    if (merge_op_of(cls, &op) || cls == "Concatenate") {
+        std::vector<int64_t> out = shape;
+        if (cls == "Concatenate") {
+            // Keras counts the batch axis: the last axis is -1 or the per-sample rank.
+            const int64_t rank = static_cast<int64_t>(shape.size());
+            const json::Value* axis = cfg.find("axis");
+            const int64_t a = axis ? axis->as_int((who + " axis").c_str(), -rank - 1, rank) : -1;
+            if (a != -1 && a != rank)
+                fail(who + ": Concatenate joins on the last axis (channels) only, got axis " +
+                     std::to_string(a));
+            int64_t width = 0;
+            for (int v : inputs) {
+                const auto& vs = plan.values[v].shape;
+                if (vs.size() != shape.size() ||
+                    !std::equal(vs.begin(), vs.end() - 1, shape.begin()))
+                    fail(who + ": input shapes " + shape_str(shape) + " and " + shape_str(vs) +
+                         " differ on an axis but the last");
+                s.widths.push_back(vs.back());
+                width += vs.back();
+            }
+            out.back() = width;
+            s.kind = PlanOp::concat;
+            s.cols = width;
+        } else {
+            for (int v : inputs)
+                if (plan.values[v].shape != shape)
+                    fail(who + ": input shapes " + shape_str(shape) + " and " +
+                         shape_str(plan.values[v].shape) + " differ");
+            if (op == MergeOp::subtract ? inputs.size() != 2 : inputs.size() < 2)
+                fail(who + ": wrong number of inputs (" + std::to_string(inputs.size()) + ")");
+            s.kind = PlanOp::merge;
+            s.merge_op = op;
+        }
+        return output(out);
+    }
+    fail(who + ": unknown layer class \"" + cls + "\"");
+}
+
+// The calls of one layer carry its label (layer names are unique in a model).
+void mark_shared_calls(std::vector<PlanStep>& steps) {
+    for (PlanStep& s : steps) s.first_call = -1;
+    for (size_t i = 0; i < steps.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (steps[j].label == steps[i].label) {
+                steps[i].first_call = steps[j].first_call = static_cast<int>(j);
+                break;
+            }
+}
+
+// The steps reading value v.
+std::vector<size_t> readers_of(const Plan& plan, int v) {
+    std::vector<size_t> readers;
+    for (size_t i = 0; i < plan.steps.size(); ++i)
+        for (int r : plan.steps[i].inputs)
+            if (r == v) {
+                readers.push_back(i);
+                break;
+            }
+    return readers;
+}
+
+bool has_relu(const PlanStep& s) {
+    const bool has_act = s.kind == PlanOp::conv2d || s.kind == PlanOp::dense ||
+                         s.kind == PlanOp::activation;
+    return has_act && !s.softmax && s.act == Activation::relu;
+}
+
+}  // namespace
+
+Plan build_plan(const json::Value& arch) {
+    const CallOrder order = order_calls(arch);
+    Plan plan;
+    plan.graph = order.graph;
+    add_value(plan, order.input_shape);
+    // The plan's value for each call's output (value k + 1 of the order is call k's).
+    std::vector<int> value_of{0};
+    for (const LayerCall& call : order.calls) {
+        std::vector<int> inputs;
+        for (int v : call.inputs) inputs.push_back(value_of[v]);
+        value_of.push_back(add_call(plan, *call.layer, inputs));
+    }
+    plan.output = value_of[order.output];
+    mark_shared_calls(plan.steps);
+    return plan;
+}
+
+void fuse_for_training(Plan& plan, bool cross_entropy) {
+    std::vector<PlanStep>& steps = plan.steps;
+    // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits,
+    // unless the output layer is shared (its softmax then feeds other calls too).
+    if (cross_entropy)
+        for (PlanStep& s : steps)
+            if (s.output == plan.output && s.softmax && s.first_call < 0) {
+                s.act_backward_elsewhere = true;
+                plan.fusions.push_back(s.label + ": softmax + cross-entropy as one kernel (the "
+                                       "gradient with respect to the logits)");
+            }
+    // A ReLU read only by a max pooling is differentiated by that pooling, at the pooled
+    // resolution (the mask multiplies the routed gradient: the same values as apart).
+    for (PlanStep& before : steps) {
+        if (!has_relu(before) || before.output == plan.output) continue;
+        const std::vector<size_t> readers = readers_of(plan, before.output);
+        if (readers.size() != 1 || steps[readers[0]].kind != PlanOp::max_pool2d) continue;
+        before.act_backward_elsewhere = true;
+        steps[readers[0]].relu_before = true;
+        plan.fusions.push_back(before.label + ": relu differentiated by " +
+                               steps[readers[0]].label + " after it, at the pooled resolution");
+    }
+    for (const PlanStep& s : steps)
+        if (s.kind == PlanOp::conv2d && s.kernel_act)
+            plan.fusions.push_back(s.label + ": " + activation_name(s) +
+                                   " in the convolution's epilogue");
+    // A Conv2D(relu, stride 1, no padding) on the network input whose only reader is a
+    // MaxPooling2D(2, stride 2, no padding) runs as one kernel: the convolution's
+    // full-resolution output is never stored. The input needs no gradient, so the pair's
+    // backward is dw and db alone; a frozen conv has none, and the pool must not be the output.
+    for (size_t i = 0; i < steps.size(); ++i) {
+        const PlanStep& conv = steps[i];
+        if (conv.kind != PlanOp::conv2d || conv.inputs[0] != 0 || conv.first_call >= 0 ||
+            !conv.trainable || conv.softmax || conv.act != Activation::relu)
+            continue;
+        const std::vector<size_t> readers = readers_of(plan, conv.output);
+        if (readers.size() != 1 || conv.output == plan.output) continue;
+        const PlanStep& pool = steps[readers[0]];
+        const Conv2dDims& c = conv.conv;
+        const Pool2dDims& p = pool.pool;
+        if (pool.kind != PlanOp::max_pool2d || pool.first_call >= 0 || pool.output == plan.output ||
+            c.groups != 1 || c.stride_h != 1 || c.stride_w != 1 || c.pad_top || c.pad_left ||
+            c.OH != c.H - c.KH + 1 || c.OW != c.W - c.KW + 1 || p.PH != 2 || p.PW != 2 ||
+            p.stride_h != 2 || p.stride_w != 2 || p.pad_top || p.pad_left ||
+            p.OH != (c.OH - 2) / 2 + 1 || p.OW != (c.OW - 2) / 2 + 1 ||
+            !conv2d_relu_maxpool_supported(c))
+            continue;
+        PlanStep fused = conv;
+        fused.kind = PlanOp::conv2d_relu_maxpool;
+        fused.label = conv.label + " + " + pool.label;
+        fused.output = pool.output;
+        fused.act_backward_elsewhere = false;
+        plan.fusions.push_back(fused.label + ": one conv+relu+max-pool kernel (the "
+                               "full-resolution output is never stored)");
+        // The fused step runs where the conv ran; the conv's own output is no longer made.
+        const size_t pool_at = readers[0];
+        steps[i] = std::move(fused);
+        steps.erase(steps.begin() + static_cast<std::ptrdiff_t>(pool_at));
+        break;  // one network input, one head
+    }
+    mark_shared_calls(steps);
+}
+
+int logits_step(const Plan& plan) {
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+        const PlanStep& s = plan.steps[i];
+        if (s.output == plan.output && s.softmax && s.act_backward_elsewhere)
+            return static_cast<int>(i);
+    }
+    return -1;
+}
+
+std::string activation_name(const PlanStep& s) {
+    if (s.softmax) return "softmax";
+    switch (s.act) {
+        case Activation::linear: return "linear";
+        case Activation::relu: return "relu";
+        case Activation::sigmoid: return "sigmoid";
+        case Activation::tanh: return "tanh";
+        case Activation::elu: return "elu";
+        case Activation::swish: return "swish";
+    }
+    return "linear";
+}
+
+}  // namespace cnnfast

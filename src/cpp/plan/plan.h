@@ -1,0 +1,103 @@
+#pragma once
+// The one builder. A model's config (Model.get_config(), the architecture JSON that every model
+// file stores) becomes a Plan: the values (per-sample shapes, id 0 the network input) and the
+// layer steps in call order, each with its geometry, the weights it reads (by "layer/name" and
+// shape), its activation and, once fuse_for_training has run, what was fused into it. Every
+// consumer starts from this one Plan: the training step (train_plan.h) runs it, and the
+// inference Network that predict and the C API's model-file reader run is lowered from it
+// (network_builder.h). Reading the config, geometry, validation and the fusion decisions exist
+// once, here and in layer_config.h.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "activation.h"
+#include "conv2d.h"
+#include "dense.h"
+#include "json.h"
+#include "lrn.h"
+#include "merge.h"
+#include "pool2d.h"
+
+namespace cnnfast {
+
+enum class PlanOp : int {
+    conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
+    prelu, lrn, merge, concat, view
+};
+
+// A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
+struct WeightRef {
+    std::string key;
+    std::vector<int64_t> shape;
+    bool present() const { return !key.empty(); }
+};
+
+// One layer call. Dims hold per-sample geometry (N = 1; dense.N = rows per sample).
+struct PlanStep {
+    PlanOp kind = PlanOp::view;
+    std::string label;  // "Class 'name'", for messages ("A + B" once fused)
+    Conv2dDims conv{};
+    Pool2dDims pool{};
+    DenseDims dense{};
+    LrnDims lrn{};           // rows = rows per sample
+    int64_t alpha_size = 0;  // PReLU: alpha repeats over the flat sample every alpha_size
+    WeightRef kernel;        // conv/dense kernel, PReLU alpha
+    WeightRef bias;
+    bool trainable = true;   // the layer's "trainable"
+    // The activation after conv/dense, or an activation step's own. `kernel_act`: the training
+    // kernel applies it and its output serves as the pre-activation (conv: relu, tanh, sigmoid;
+    // dense: relu). Otherwise the kernel writes the pre-activation and the activation follows.
+    Activation act = Activation::linear;
+    float act_alpha = 1.0f;
+    bool softmax = false;
+    bool kernel_act = false;
+    // Training fusions (fuse_for_training): the activation's backward is done elsewhere, by
+    // the loss (softmax + cross-entropy) or by the max pooling right after; and that pooling
+    // applies the folded ReLU's backward to its gradient.
+    bool act_backward_elsewhere = false;
+    bool relu_before = false;
+    double rate = 0.0;  // dropout
+    MergeOp merge_op = MergeOp::add;
+    std::vector<int64_t> widths;  // concat: each input's last-axis width
+    int64_t cols = 0;             // softmax: the last axis
+    std::vector<int> inputs;
+    int output = 0;
+    // A layer called more than once (a shared layer of a graph): the step of its first call,
+    // whose weights every call uses; -1 for a layer called once.
+    int first_call = -1;
+};
+
+// A value: the network input (0) or a step's output; a view shares another value's buffer
+// (Flatten, and the identities: InputLayer, Dropout(0), a linear Activation).
+struct PlanValue {
+    std::vector<int64_t> shape;
+    int64_t size = 0;  // floats per sample
+    int view_of = -1;
+};
+
+struct Plan {
+    std::vector<PlanValue> values;
+    std::vector<PlanStep> steps;  // in dependency order
+    int output = 0;               // the value the network returns
+    bool graph = false;           // a functional config (else a stack)
+    std::vector<std::string> fusions;  // what fuse_for_training decided, one line each
+};
+
+// Throws std::runtime_error naming the layer and the shapes when the config does not describe
+// a network this builder knows (unknown class, window larger than its input, shapes that do
+// not join, ...).
+Plan build_plan(const json::Value& architecture);
+
+// The training fusions, decided once here: ReLU differentiated by the max pooling right after
+// it, the opening Conv2D(relu) + MaxPooling2D(2) as one kernel, and, when `cross_entropy`,
+// softmax with the loss (the loss kernel returns the gradient with respect to the logits).
+void fuse_for_training(Plan& plan, bool cross_entropy);
+
+// The plan's output step whose pre-activation the loss reads (softmax + cross-entropy), or -1.
+int logits_step(const Plan& plan);
+
+// "relu", "softmax", ...: a step's activation by its Keras name.
+std::string activation_name(const PlanStep& step);
+
+}  // namespace cnnfast
