@@ -40,7 +40,13 @@ class TrainPlan:
     def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, iteration: typing.SupportsInt | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, slot0: typing.Any, slot1: typing.Any) -> tuple[float, int, bool]:
         ...
     @property
+    def calls(self) -> list[str]:
+        ...
+    @property
     def dropout_layers(self) -> list[str]:
+        ...
+    @property
+    def fusions(self) -> list[str]:
         ...
     @property
     def input_shape(self) -> list[int]:

@@ -263,11 +263,6 @@ class _Activation:
         self.alpha = 1.0  # ELU's alpha (Keras default)
         self.z: np.ndarray | None = None  # pre-activation of the last forward pass
         self.y: np.ndarray | None = None
-        # Set by the model when the loss kernel already returns d(loss)/dz (softmax + CE).
-        self.fused_with_loss = False
-        # Set by the model when a MaxPooling2D right after this ReLU applies its backward at the
-        # pooled resolution (see MaxPooling2D.relu_before).
-        self.folded_into_pool = False
 
     @property
     def fused_kernel_activation(self) -> str:
@@ -293,9 +288,10 @@ class _Activation:
             _core.activation_forward(self.y, z, self.kind, self.alpha)
         return self.y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """d(loss)/dz from d(loss)/dy, written into dy's buffer (dy is not used afterwards)."""
-        if self.kind == "linear" or self.fused_with_loss or self.folded_into_pool:
+    def backward(self, dy: np.ndarray, done: bool = False) -> np.ndarray:
+        """d(loss)/dz from d(loss)/dy, written into dy's buffer (dy is not used afterwards).
+        ``done``: dy is already d(loss)/dz (the loss differentiated the softmax)."""
+        if self.kind == "linear" or done:
             return dy
         if self.kind == "softmax":
             c = dy.shape[-1]
@@ -439,8 +435,9 @@ class Conv2D(Layer):
         # z > 0; tanh: 1 - y^2; sigmoid: y (1 - y)), so the fused output serves as z.
         return self.act.forward(self, z, applied=fused != "linear")
 
-    def backward(self, dy):
-        dz = self.act.backward(dy)
+    def backward(self, dy, activation_done=False):
+        # activation_done: dy is the gradient of the pre-activation (softmax + cross-entropy).
+        dz = self.act.backward(dy, activation_done)
         _core.conv2d_backward_weights(self.gradients_["kernel"], self.gradients_.get("bias"),
                                       self.x, dz, *self._args())
         if not self.need_input_grad:
@@ -506,12 +503,6 @@ class _Pool2D(Layer):
 class MaxPooling2D(_Pool2D):
     """Max pooling (Keras defaults: pool 2x2, strides = pool_size, "valid")."""
 
-    # Set by the model when the layer before ends in a ReLU: max-pooling commutes with ReLU
-    # (max(relu(z)) = relu(max(z)), and the gradient is routed to the same argmax), so the ReLU's
-    # backward is applied here to the pooled gradient, masked by the pooled output, instead of
-    # to the full-resolution one: a quarter of the memory traffic for 2x2 pooling.
-    relu_before = False
-
     def forward(self, x, training=False):
         n, c = x.shape[0], x.shape[-1]
         y = self._buffer("y", (n, self.oh, self.ow, c))
@@ -522,8 +513,6 @@ class MaxPooling2D(_Pool2D):
         return y
 
     def backward(self, dy):
-        if self.relu_before:
-            _core.activation_backward(dy, self.y, self.y, dy, "relu", 1.0)
         dx = self._buffer("dx", self.x_shape)
         _core.max_pool2d_backward(dx, dy, self.argmax, *self._args())
         return dx
@@ -614,8 +603,9 @@ class Dense(Layer):
         y = self.act.forward(self, z, applied=fused != "linear")
         return y.reshape(self.x_shape[:-1] + (self.units,))
 
-    def backward(self, dy):
-        dz = self.act.backward(dy.reshape(-1, self.units))
+    def backward(self, dy, activation_done=False):
+        # activation_done: dy is the gradient of the pre-activation (softmax + cross-entropy).
+        dz = self.act.backward(dy.reshape(-1, self.units), activation_done)
         dx = self._buffer("dx", self.x2.shape) if self.need_input_grad else None
         _core.dense_backward(dx, self.gradients_["kernel"], self.gradients_.get("bias"),
                              self.x2, self.weights_["kernel"], dz)
@@ -676,8 +666,8 @@ class Activation(Layer):
         # The activation writes its own buffer, so x (the previous layer's output) stays intact.
         return self.act.forward(self, x)
 
-    def backward(self, dy):
-        return self.act.backward(dy)
+    def backward(self, dy, activation_done=False):
+        return self.act.backward(dy, activation_done)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.act.kind}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import json
 import math
 import signal
@@ -22,7 +23,7 @@ from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
-from cnnfast.layers import Conv2D, Dense, Dropout, InputLayer, Layer, MaxPooling2D
+from cnnfast.layers import Dense, Dropout, InputLayer, Layer
 from cnnfast.random import next_seed
 
 Shape = tuple[int, ...]
@@ -294,7 +295,6 @@ class Model:
         self.stop_training = False
         self.history: callbacks_module.History | None = None
         self._used_names: set[str] = set()
-        self._fused_head = False  # see Sequential._head_fuses
         self._nodes: list[graph.Node] = []
         self._calls: dict[int, int] = {}  # calls per layer (id) in a graph; a stack calls each once
 
@@ -330,12 +330,6 @@ class Model:
         for node, reads in zip(self._nodes, self._reads):
             layer = node.layer
             needs[id(layer)] = needs.get(id(layer), False) or any(r != 0 for r in reads)
-            # Adjacency fusions of Sequential do not apply: each layer runs on its own.
-            act = getattr(layer, "act", None)
-            if act is not None:
-                act.folded_into_pool = False
-            if isinstance(layer, MaxPooling2D):
-                layer.relu_before = False
         for layer in self.layers:
             layer.need_input_grad = needs[id(layer)]
         self.output_shape_ = self._nodes[-1].output.sample_shape
@@ -548,13 +542,6 @@ class Model:
         if self.input_shape_ is not None:
             self._check_output_for_loss("compile")
         self.compiled = True
-        # With a softmax output and cross-entropy, the loss kernel returns the gradient with
-        # respect to the logits, so the softmax's own backward is skipped.
-        for layer in self.layers:
-            if getattr(layer, "act", None) is not None:
-                layer.act.fused_with_loss = False
-        if self._fused_softmax():
-            self._output_layer().act.fused_with_loss = True
         if self.built:  # training runs on arenas; make them before predict caches the arrays
             self._pack_parameters()
 
@@ -688,6 +675,7 @@ class Model:
         count = len(self._nodes)
         grads: list[Any] = [None] * count
         grads[-1] = grad
+        from_logits = self._fused_softmax()
         summed: dict[int, dict[str, np.ndarray]] = {}
         for i in range(count - 1, 0, -1):
             node, g = self._nodes[i], grads[i]
@@ -697,7 +685,9 @@ class Model:
             shared = self._calls[id(layer)] > 1
             if shared:
                 _swap_in(layer, self._saved[i])
-            dx = layer.backward(g)
+            # With softmax + cross-entropy the loss gave d(loss)/d(logits): skip the softmax.
+            dx = (layer.backward(g, activation_done=True) if from_logits and i == count - 1
+                  else layer.backward(g))
             if shared:
                 self._saved[i] = _swap_out(layer)
                 acc = summed.get(id(layer))
@@ -723,11 +713,16 @@ class Model:
         return self.layers[-1]
 
     def _fused_softmax(self) -> bool:
+        """Softmax + cross-entropy from the logits: the loss returns d(loss)/d(logits) and the
+        output layer's backward skips its softmax (its ``activation_done`` argument)."""
+        if not getattr(self, "compiled", False):
+            return False
         last = self._output_layer()
         if self._calls.get(id(last), 1) > 1:
             return False  # its softmax also feeds other calls
         act = getattr(last, "act", None)
-        return self.loss.fuses_softmax and act is not None and act.kind == "softmax"
+        return (self.loss.fuses_softmax and act is not None and act.kind == "softmax"
+                and "activation_done" in inspect.signature(type(last).backward).parameters)
 
     def _loss_and_gradient(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray | None) -> float:
         if self._fused_softmax():
@@ -852,7 +847,7 @@ class Model:
         # A graph's calls in the order of _forward; the plan orders them likewise
         # (layer_config.h order_calls), and dropout seeds and gradient sums depend on it.
         calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers
-        if self._nodes and plan.steps != [layer.describe() for layer in calls]:
+        if self._nodes and plan.calls != [layer.describe() for layer in calls]:
             return None, []
         drawing = [layer for layer in calls if isinstance(layer, Dropout) and layer.rate > 0.0]
         if plan.dropout_layers != [layer.describe() for layer in drawing]:
@@ -1419,6 +1414,7 @@ class Model:
             lines += [f"  {i + 1}. {step}" for i, step in enumerate(net.describe())]
         else:
             lines.append("Inference: layer by layer in Python (a layer has no C++ step)")
+        plan = None
         if getattr(self, "compiled", False):
             blocker = self._train_plan_blocker()
             plan = self._train_plan if blocker is None else None
@@ -1429,27 +1425,14 @@ class Model:
                 lines.append("Training step: the Python layer walk "
                              f"({blocker or 'the plan does not follow the Python call order'})")
         fusions = []
-        if self._fused_head_applies():
-            conv, pool = self.layers[0], self.layers[1]
-            fusions.append(f"{conv.name} + {pool.name}: one conv+relu+max-pool kernel (the "
-                           "full-resolution output is never stored)")
-        for layer in self.layers:
-            act = getattr(layer, "act", None)
-            if act is not None and act.folded_into_pool:
-                fusions.append(f"{layer.name}: relu differentiated by the max-pool after it, "
-                               "at the pooled resolution")
-            if act is not None and act.kind in ("relu", "tanh", "sigmoid") and \
-                    isinstance(layer, Conv2D):
-                fusions.append(f"{layer.name}: {act.kind} in the convolution's epilogue")
-        if getattr(self, "compiled", False) and self._fused_softmax():
-            fusions.append(f"{self._output_layer().name}: softmax + {self.loss.name} as one "
-                           "kernel (gradient with respect to the logits)")
+        if plan is not None:
+            fusions = plan.fusions
+        elif self._fused_softmax():
+            fusions = [(f"{self._output_layer().name}: softmax + {self.loss.name} from the "
+                        "logits (the Python walk runs every other layer on its own)")]
         lines.append("Training fusions:" if fusions else "Training fusions: none")
         lines += [f"  - {f}" for f in fusions]
         return lines
-
-    def _fused_head_applies(self) -> bool:
-        return False  # Sequential's conv+relu+pool head; graphs run each layer on its own
 
     def get_config(self) -> dict[str, Any]:
         """The Keras functional config: each layer with its calls ("inbound_nodes": per call,
@@ -1510,8 +1493,8 @@ class Sequential(Model):
     >>> model = Sequential([Input((28, 28, 1)), Conv2D(8, 3, activation="relu"),
     ...                     Flatten(), Dense(10, activation="softmax")])
 
-    The stack runs its own fusions across adjacent layers (see ``_head_fuses`` and
-    ``MaxPooling2D.relu_before``).
+    The training step runs the one plan of every model (fusions included); the Python walk
+    here is the reference, each layer on its own.
     """
 
     def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None) -> None:
@@ -1564,37 +1547,8 @@ class Sequential(Model):
                 )
             layer.need_input_grad = i > 0
             shape = layer.output_shape(shape)
-        # A ReLU right before a max-pooling layer is differentiated by that layer (see
-        # MaxPooling2D.relu_before).
-        for before, after in zip(self.layers, self.layers[1:] + [None]):
-            act = getattr(before, "act", None)
-            fold = isinstance(after, MaxPooling2D) and act is not None and act.kind == "relu"
-            if act is not None:
-                act.folded_into_pool = fold
-            if isinstance(after, MaxPooling2D):
-                after.relu_before = fold
-        self._fused_head = self._head_fuses()
         self.output_shape_ = shape
         self.built = True
-
-    def _head_fuses(self) -> bool:
-        """True when the network opens with Conv2D(relu, stride 1, "valid") -> MaxPooling2D(2,
-        stride 2, "valid") and the fused kernel runs here; the first layer needs no input
-        gradient, so the pair's backward is dw and db alone."""
-        if len(self.layers) < 3:
-            return False
-        conv, pool = self.layers[0], self.layers[1]
-        if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPooling2D)):
-            return False
-        if (conv.act.kind != "relu" or conv.groups != 1 or tuple(conv.strides) != (1, 1)
-                or conv.pad_top or conv.pad_left or pool.pool_size != (2, 2)
-                or pool.strides != (2, 2) or pool.padding != "valid"):
-            return False
-        h, w, c = conv.input_shape
-        kh, kw = conv.kernel_size
-        if (conv.oh, conv.ow) != (h - kh + 1, w - kw + 1):
-            return False
-        return bool(_core.conv2d_relu_maxpool_supported(1, h, w, c, kh, kw, conv.filters))
 
     def shapes(self) -> list[tuple[Layer, Shape, Shape]]:
         """(layer, input shape, output shape) per layer, from the shape formulas alone."""
@@ -1606,39 +1560,20 @@ class Sequential(Model):
             shape = out
         return rows
 
-    def _fused_head_applies(self) -> bool:
-        """Whether the first two layers run as one fused Conv2D + ReLU + max-pool kernel."""
-        return self._fused_head and self.layers[0].trainable
-
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        layers = self.layers
-        if self._fused_head_applies():
-            # Conv2D(relu) -> MaxPooling2D(2) as one kernel: the convolution's full-resolution
-            # output is never stored (cnnfast/_core conv2d_relu_maxpool_*).
-            conv, pool = layers[0], layers[1]
-            shape = (x.shape[0], pool.oh, pool.ow, conv.filters)
-            y = pool._buffer("y", shape)
-            which = pool._buffer("which", shape, np.int32)
-            _core.conv2d_relu_maxpool_forward(y, which, x, conv.weights_["kernel"],
-                                              conv.weights_.get("bias"))
-            conv.x, pool.y, pool.which = x, y, which
-            x, layers = y, layers[2:]
-        for layer in layers:
+        for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def _backward(self, grad: np.ndarray) -> None:
-        fused = self._fused_head_applies()
-        layers = self.layers[2:] if fused else self.layers
-        for layer in reversed(layers):
-            grad = layer.backward(grad)
+        last = self.layers[-1]
+        # With softmax + cross-entropy the loss gave d(loss)/d(logits): skip the softmax.
+        grad = (last.backward(grad, activation_done=True) if self._fused_softmax()
+                else last.backward(grad))
+        for layer in reversed(self.layers[:-1]):
             if grad is None:
                 return
-        if fused:
-            conv, pool = self.layers[0], self.layers[1]
-            _core.conv2d_relu_maxpool_backward_weights(
-                conv.gradients_["kernel"], conv.gradients_.get("bias"), conv.x, grad, pool.y,
-                pool.which)
+            grad = layer.backward(grad)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "input_shape": list(self.input_shape_ or ()),

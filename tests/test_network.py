@@ -343,7 +343,7 @@ def test_plan_and_fusions_in_the_detailed_summary(capsys):
     assert "Training step: one C++ call per batch (TrainPlan), steps:" in out
     assert "1. Conv2D 'conv2d' + MaxPooling2D 'max_pooling2d'" in out  # the fused head
     assert "one conv+relu+max-pool kernel" in out
-    assert "softmax + sparse_categorical_crossentropy as one kernel" in out
+    assert "softmax + cross-entropy as one kernel" in out
 
 
 def test_graph_plan_shows_in_place_and_merge_steps():

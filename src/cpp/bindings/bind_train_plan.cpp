@@ -140,6 +140,9 @@ void bind_train_plan(py::module_& m) {
                                        labels.push_back(s.label);
                                    return labels;
                                })
+        // Each layer call's "Class 'name'" in run order, before fusion.
+        .def_property_readonly(
+            "calls", [](const TrainPlanHandle& h) { return h.plan->calls(); })
         // What the builder fused for training (fuse_for_training), one line each.
         .def_property_readonly(
             "fusions", [](const TrainPlanHandle& h) { return h.plan->fusions(); })

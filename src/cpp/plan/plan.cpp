@@ -215,6 +215,7 @@ Plan build_plan(const json::Value& arch) {
         value_of.push_back(add_call(plan, *call.layer, inputs));
     }
     plan.output = value_of[order.output];
+    for (const PlanStep& s : plan.steps) plan.calls.push_back(s.label);
     mark_shared_calls(plan.steps);
     return plan;
 }
@@ -230,21 +231,6 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
                 plan.fusions.push_back(s.label + ": softmax + cross-entropy as one kernel (the "
                                        "gradient with respect to the logits)");
             }
-    // A ReLU read only by a max pooling is differentiated by that pooling, at the pooled
-    // resolution (the mask multiplies the routed gradient: the same values as apart).
-    for (PlanStep& before : steps) {
-        if (!has_relu(before) || before.output == plan.output) continue;
-        const std::vector<size_t> readers = readers_of(plan, before.output);
-        if (readers.size() != 1 || steps[readers[0]].kind != PlanOp::max_pool2d) continue;
-        before.act_backward_elsewhere = true;
-        steps[readers[0]].relu_before = true;
-        plan.fusions.push_back(before.label + ": relu differentiated by " +
-                               steps[readers[0]].label + " after it, at the pooled resolution");
-    }
-    for (const PlanStep& s : steps)
-        if (s.kind == PlanOp::conv2d && s.kernel_act)
-            plan.fusions.push_back(s.label + ": " + activation_name(s) +
-                                   " in the convolution's epilogue");
     // A Conv2D(relu, stride 1, no padding) on the network input whose only reader is a
     // MaxPooling2D(2, stride 2, no padding) runs as one kernel: the convolution's
     // full-resolution output is never stored. The input needs no gradient, so the pair's
@@ -279,7 +265,22 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
         steps.erase(steps.begin() + static_cast<std::ptrdiff_t>(pool_at));
         break;  // one network input, one head
     }
-    mark_shared_calls(steps);
+    // A ReLU read only by a max pooling is differentiated by that pooling, at the pooled
+    // resolution (the mask multiplies the routed gradient: the same values as apart).
+    for (PlanStep& before : steps) {
+        if (!has_relu(before) || before.output == plan.output) continue;
+        const std::vector<size_t> readers = readers_of(plan, before.output);
+        if (readers.size() != 1 || steps[readers[0]].kind != PlanOp::max_pool2d) continue;
+        before.act_backward_elsewhere = true;
+        steps[readers[0]].relu_before = true;
+        plan.fusions.push_back(before.label + ": relu differentiated by " +
+                               steps[readers[0]].label + " after it, at the pooled resolution");
+    }
+    for (const PlanStep& s : steps)
+        if (s.kind == PlanOp::conv2d && s.kernel_act)
+            plan.fusions.push_back(s.label + ": " + activation_name(s) +
+                                   " in the convolution's epilogue");
+    mark_shared_calls(steps);  // the head fusion moved step indices
 }
 
 int logits_step(const Plan& plan) {

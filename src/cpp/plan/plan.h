@@ -81,6 +81,7 @@ struct Plan {
     std::vector<PlanStep> steps;  // in dependency order
     int output = 0;               // the value the network returns
     bool graph = false;           // a functional config (else a stack)
+    std::vector<std::string> calls;    // each layer call's label, in order (before any fusion)
     std::vector<std::string> fusions;  // what fuse_for_training decided, one line each
 };
 

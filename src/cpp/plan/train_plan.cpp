@@ -62,7 +62,7 @@ void TrainPlan::Free::operator()(void* p) const { std::free(p); }
 
 TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss loss,
                      float* weights, float* grads, int64_t trainable_floats)
-    : steps_(std::move(steps)), fusions_(plan.fusions) {
+    : steps_(std::move(steps)), fusions_(plan.fusions), calls_(plan.calls) {
     for (const PlanValue& pv : plan.values) {
         TrainValue v;
         static_cast<PlanValue&>(v) = pv;

@@ -78,6 +78,8 @@ public:
     const std::vector<TrainStep>& steps() const { return steps_; }
     // What the builder fused (Plan::fusions), one line each.
     const std::vector<std::string>& fusions() const { return fusions_; }
+    // Each layer call's label in the order the steps run them (Plan::calls).
+    const std::vector<std::string>& calls() const { return calls_; }
     TrainLoss loss() const { return loss_; }
     // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
     std::vector<std::string> dropout_labels() const;
@@ -100,7 +102,7 @@ private:
     std::vector<TrainValue> values_;
     std::vector<TrainStep> steps_;
     std::vector<TrainRegularizer> regularizers_;
-    std::vector<std::string> fusions_;
+    std::vector<std::string> fusions_, calls_;
     int output_ = 0;
     TrainLoss loss_ = TrainLoss::categorical_crossentropy;
     int logits_step_ = -1;           // the output step whose pre-activation the loss reads
