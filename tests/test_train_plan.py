@@ -245,12 +245,12 @@ def test_graph_fusions():
     model = graph_head()
     model.compile("sgd", "categorical_crossentropy")
     assert model._train_plan.fusions == [
-        "Dense 'out': softmax + cross-entropy as one kernel (the gradient with respect to the "
-        "logits)",
-        "Conv2D 'c0' + MaxPooling2D 'p0': one conv+relu+max-pool kernel (the full-resolution "
-        "output is never stored)",
-        "Activation 'r': relu differentiated by MaxPooling2D 'p2' after it, at the pooled "
-        "resolution",
+        ("Dense 'out': softmax + cross-entropy as one kernel (the gradient with respect to the "
+         "logits)"),
+        ("Conv2D 'c0' + MaxPooling2D 'p0': one conv+relu+max-pool kernel (the full-resolution "
+         "output is never stored)"),
+        ("Activation 'r': relu differentiated by MaxPooling2D 'p2' after it, at the pooled "
+         "resolution"),
         "Conv2D 'c1': relu in the convolution's epilogue"]
 
 
@@ -260,12 +260,12 @@ def test_keras_mnist_cnn_plan_steps_and_fusions():
     steps = model._train_plan.steps
     assert steps[0] == "Conv2D 'conv2d' + MaxPooling2D 'max_pooling2d'"
     assert model._train_plan.fusions == [
-        "Dense 'dense': softmax + cross-entropy as one kernel (the gradient with respect to "
-        "the logits)",
-        "Conv2D 'conv2d' + MaxPooling2D 'max_pooling2d': one conv+relu+max-pool kernel (the "
-        "full-resolution output is never stored)",
-        "Conv2D 'conv2d_1': relu differentiated by MaxPooling2D 'max_pooling2d_1' after it, at "
-        "the pooled resolution",
+        ("Dense 'dense': softmax + cross-entropy as one kernel (the gradient with respect to "
+         "the logits)"),
+        ("Conv2D 'conv2d' + MaxPooling2D 'max_pooling2d': one conv+relu+max-pool kernel (the "
+         "full-resolution output is never stored)"),
+        ("Conv2D 'conv2d_1': relu differentiated by MaxPooling2D 'max_pooling2d_1' after it, at "
+         "the pooled resolution"),
         "Conv2D 'conv2d_1': relu in the convolution's epilogue",
         "Conv2D 'conv2d_2': relu in the convolution's epilogue"]
     assert model._train_plan.dropout_layers == ["Dropout 'dropout'"]
