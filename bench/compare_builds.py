@@ -34,11 +34,13 @@ RUNNER = ("import sys, runpy; sys.modules['torch'] = None; sys.argv = ['bench', 
 
 
 def sandbox(checkout: Path, root: Path) -> Path:
-    """A directory whose `cnnfast` is the checkout's build and whose `bench` is a copy of these
-    scripts (bench.common puts its own parent first on sys.path, so it must not be a link)."""
+    """A directory holding copies of the checkout's `cnnfast` (its build as it is now: a rebuild
+    during the run changes nothing) and of these `bench` scripts (bench.common puts its own
+    parent first on sys.path, so it must not be a link)."""
     root.mkdir(parents=True)
-    (root / "cnnfast").symlink_to((checkout / "cnnfast").resolve(), target_is_directory=True)
-    shutil.copytree(HERE, root / "bench", ignore=shutil.ignore_patterns("results", "__pycache__"))
+    skip = shutil.ignore_patterns("results", "__pycache__")
+    shutil.copytree(checkout / "cnnfast", root / "cnnfast", ignore=skip)
+    shutil.copytree(HERE, root / "bench", ignore=skip)
     return root
 
 
