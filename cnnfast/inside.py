@@ -360,11 +360,15 @@ def smoothgrad(model: Any, x: Any, class_index: Any = None, samples: int = 25,
 
 
 def _last_conv(model: Any) -> Layer:
+    """The last Conv2D whose maps have more than one position (LeNet-5's C5 is 1x1: a dense
+    layer in all but name), else the last Conv2D."""
+    shapes = {id(l): o for l, _, o in model.shapes()}
     convs = conv_layers(model)
     if not convs:
         raise ValueError(f"grad_cam: model {model.name!r} has no Conv2D layer; name a layer "
                          f"with a (H, W, C) output")
-    return convs[-1]
+    spatial = [l for l in convs if shapes[id(l)][0] * shapes[id(l)][1] > 1]
+    return (spatial or convs)[-1]
 
 
 def _resize_bilinear(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -387,7 +391,7 @@ def _resize_bilinear(a: np.ndarray, h: int, w: int) -> np.ndarray:
 def grad_cam(model: Any, x: Any, class_index: Any = None, layer: Any = None,
              upsample: bool = True) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017): relu(sum_k alpha_k A_k) with A the feature maps of
-    `layer` (default: the last Conv2D) and alpha_k the mean over positions of d score / d A_k,
+    `layer` (default: the last Conv2D with more than one position) and alpha_k the mean over positions of d score / d A_k,
     divided by its maximum (an all-zero map stays zero).
 
     Returns
@@ -672,8 +676,8 @@ def load_diagnostics(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{os.fspath(path)}: not a training log (invalid JSON: {err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{os.fspath(path)}: not a training log (not JSON text: {err})") from None
     if not isinstance(record, dict) or record.get("format") != DIAGNOSTICS_FORMAT:
         raise ValueError(f"{os.fspath(path)}: not a cnnfast training log (written by "
                          f"cnnfast.inside.TrainingDiagnostics)")
