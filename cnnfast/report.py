@@ -287,7 +287,7 @@ def _curve_svg(title: str, series: dict[str, list[float]], epochs: list[int]) ->
     series = {k: v for k, v in series.items() if v and all(np.isfinite(v))}
     if not series:
         return ""
-    w, h, pad = 360, 200, 36
+    w, h, pad = 360, 200, 46
     values = [v for s in series.values() for v in s]
     lo, hi = min(values), max(values)
     hi = hi if hi > lo else lo + 1
