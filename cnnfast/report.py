@@ -495,8 +495,6 @@ def write_report(model: Any, path: str | os.PathLike, x: Any, y: Any,
     The path written.
     """
     xb, _ = inside._batch(model, x, "write_report")
-    if len(xb) == 1 and np.asarray(x).shape == tuple(model.input_shape_):
-        xb = xb[:1]
     labels = np.asarray(y)
     if labels.dtype.kind not in "ui" or labels.shape != (len(xb),):
         raise ValueError(f"write_report: y must be {len(xb)} integer labels, got "

@@ -120,6 +120,32 @@ def test_write_report_bad_input(trained, tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
+def test_rgb_report_has_colour_tiles_and_class_names(tmp_path):
+    from cnnfast.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
+
+    cf.set_seed(4)
+    model = cf.Sequential([Input((12, 12, 3)), Conv2D(5, 3, activation="relu", name="rgb"),
+                           MaxPooling2D(2), Conv2D(4, 3, activation="relu"), Flatten(),
+                           Dense(3, activation="softmax")])
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 40)
+    page = write_report(model, tmp_path / "rgb.html", images / 255.0, labels, images=images,
+                        class_names=["cat", "<dog>", "ship"], samples=1)
+    text = page.read_text(encoding="utf-8")
+    dom = Elements(text)
+    assert len(dom.having("canvas", "filter-tile")) == 5
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', text, re.DOTALL).group(1))
+    assert data["pics"]["tile0"]["c"] == 3 and data["pics"]["tile0"]["w"] == 3  # colour tiles
+    assert len(dom.having("td", "cm-cell")) == 9
+    assert "&lt;dog&gt;" in text and "<dog>" not in text  # names are escaped
+    assert "No training log" in text
+    if _chromium() is not None:
+        attrs = _html_attrs(_dump(page, tmp_path))
+        assert (attrs.get("data-ready"), attrs.get("data-js-errors"),
+                attrs.get("data-blank-canvases")) == ("1", "0", "0")
+
+
 def _env(folder: Path) -> dict[str, str]:
     env = dict(os.environ)
     package_root = str(Path(cf.__file__).resolve().parents[1])
