@@ -566,7 +566,7 @@ def cmd_report(args) -> int:
     class_names = info.recorded(META_CLASSES) or data.class_names
     out = write_report(model, args.out, apply_preprocessing(data.x_test, recipe), data.y_test,
                        images=data.x_test, class_names=class_names, log=log,
-                       dataset=data.description, samples=args.samples)
+                       dataset=data.description, samples=args.samples, png_dir=args.png)
     print(f"{data.description}: {len(data.x_test):,} test images")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); open it in a browser")
     return 0
@@ -677,6 +677,8 @@ def build_parser() -> ArgumentParser:
                                                               "(default report.html)")
     r.add_argument("--samples", type=int, default=4,
                    help="test images shown with saliency maps (default 4)")
+    r.add_argument("--png", metavar="DIR", help="also save every picture as a PNG file in DIR "
+                                                "(needs matplotlib: pip install 'cnnfast[plot]')")
     r.set_defaults(run=cmd_report)
 
     i = sub.add_parser("info", parents=[common], help="the build: SIMD paths, threads, flags",

@@ -133,7 +133,9 @@ class _Walk:
     def __init__(self, model: Any, what: str) -> None:
         model._require_built()
         self.model, self.what = model, what
-        self.graph = bool(getattr(model, "_nodes", None)) and type(model).__name__ != "Sequential"
+        from cnnfast.model import Sequential
+
+        self.graph = not isinstance(model, Sequential)
         if self.graph:
             for l in model.layers:
                 if model._calls.get(id(l), 1) > 1:

@@ -474,7 +474,7 @@ def write_report(model: Any, path: str | os.PathLike, x: Any, y: Any,
                  images: Any = None, class_names: Sequence[str] | None = None,
                  log: str | os.PathLike | dict[str, Any] | None = None,
                  title: str | None = None, dataset: str | None = None, samples: int = 4,
-                 gallery: int = 60) -> Path:
+                 gallery: int = 60, png_dir: str | os.PathLike | None = None) -> Path:
     """Write the HTML report of `model` to `path`.
 
     Parameters
@@ -489,12 +489,21 @@ def write_report(model: Any, path: str | os.PathLike, x: Any, y: Any,
     title, dataset : words for the page's heading
     samples : test images with saliency overlays
     gallery : most misclassified images kept for the confusion-matrix gallery
+    png_dir : also save every picture of the page there as PNG, through matplotlib (an
+        optional dependency: ``pip install 'cnnfast[plot]'``)
 
     Returns
     -------
     The path written.
     """
     xb, _ = inside._batch(model, x, "write_report")
+    if xb.ndim != 4:
+        raise ValueError(f"write_report: the report is about image models (H, W, C); model "
+                         f"{model.name!r} takes {tuple(model.input_shape_)}")
+    if png_dir is not None:
+        from cnnfast._plotting import require_matplotlib
+
+        require_matplotlib("write_report(png_dir=...)")  # before the work, not after
     labels = np.asarray(y)
     if labels.dtype.kind not in "ui" or labels.shape != (len(xb),):
         raise ValueError(f"write_report: y must be {len(xb)} integer labels, got "
@@ -540,11 +549,27 @@ def write_report(model: Any, path: str | os.PathLike, x: Any, y: Any,
             f'no network.</p><nav>{nav}</nav>{body}'
             f'<script type="application/json" id="report-data">{payload}</script>'
             f'<script>{_JS}</script></body></html>')
+    if png_dir is not None:
+        _export_pngs(pics, data, Path(png_dir))
     out = Path(path)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def _export_pngs(pics: dict[str, Any], data: dict[str, Any], folder: Path) -> None:
+    """Every picture of the page as NAME.png (filter snapshots as filters_epochE_K.png)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    named = dict(pics)
+    for snap in data.get("filter_epochs", []):
+        for k, pic in enumerate(snap["tiles"]):
+            named[f"filters_epoch{snap['epoch']}_{k}"] = pic
+    for name, pic in named.items():
+        a = np.frombuffer(base64.b64decode(pic["px"]), np.uint8)
+        a = a.reshape((pic["h"], pic["w"]) if pic["c"] == 1 else (pic["h"], pic["w"], 3))
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        inside.save_png(a / 255.0 if a.ndim == 2 else a, folder / f"{safe}.png", scale=4)
 
 
 class HTMLReport(callbacks_module.Callback):

@@ -140,6 +140,9 @@ def test_rgb_report_has_colour_tiles_and_class_names(tmp_path):
     assert len(dom.having("td", "cm-cell")) == 9
     assert "&lt;dog&gt;" in text and "<dog>" not in text  # names are escaped
     assert "No training log" in text
+    with pytest.raises(ValueError, match=r"image models \(H, W, C\); model 'mlp' takes \(6,\)"):
+        write_report(cf.Sequential([Input((6,)), Dense(2)], name="mlp"), tmp_path / "m.html",
+                     np.zeros((2, 6)), np.zeros(2, int))
     if _chromium() is not None:
         attrs = _html_attrs(_dump(page, tmp_path))
         assert (attrs.get("data-ready"), attrs.get("data-js-errors"),
@@ -305,3 +308,20 @@ def test_report_screenshot_not_one_colour(trained, tmp_path):
     assert pixels.shape == (1600, 1200, 3)
     colours = np.unique(pixels.reshape(-1, 3), axis=0)
     assert len(colours) > 50  # text, tables, the diagram and pictures: many colours
+
+
+def test_png_export(tmp_path):
+    pytest.importorskip("matplotlib")
+    from cnnfast.layers import Conv2D, Dense, Flatten, Input
+
+    cf.set_seed(5)
+    model = cf.Sequential([Input((8, 8, 1)), Conv2D(2, 3, name="c"), Flatten(),
+                           Dense(2, activation="softmax")])
+    x = np.random.default_rng(5).random((6, 8, 8, 1))
+    write_report(model, tmp_path / "r.html", x, np.array([0, 1, 0, 1, 0, 1]), samples=1,
+                 png_dir=tmp_path / "png")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    names = set(re.findall(r'data-pic="([^"]+)"', text))
+    saved = {p.stem for p in (tmp_path / "png").glob("*.png")}
+    assert names and names <= saved
+    assert (tmp_path / "png" / "tile1.png").read_bytes()[:4] == b"\x89PNG"
