@@ -31,6 +31,7 @@ __all__ = ["HTMLReport", "write_report"]
 MAX_FMAP_LAYERS, MAX_FMAP_CHANNELS = 8, 16
 MAX_GRID_FILTERS = 64
 MAX_CONFUSION_CLASSES = 100
+MAX_TOP_POOL, TOP_K = 1000, 4
 
 
 def _pic(a: np.ndarray) -> dict[str, Any]:
@@ -203,6 +204,27 @@ def _feature_maps(model: Any, x0: np.ndarray, image: np.ndarray, pics: dict[str,
             + "".join(rows))
 
 
+def _top_images(model: Any, x: np.ndarray, images: np.ndarray, pics: dict[str, Any]) -> str:
+    """For each channel of the Grad-CAM layer, the test images that excite it most."""
+    if not inside.conv_layers(model):
+        return ""
+    layer = inside._last_conv(model)
+    pool = min(len(x), MAX_TOP_POOL)
+    rows = []
+    for ch in range(min(layer.filters, MAX_FMAP_CHANNELS)):
+        idx, scores = inside.top_activating(model, x[:pool], layer, ch, k=min(TOP_K, pool))
+        cells = []
+        for rank, (i, sc) in enumerate(zip(idx, scores)):
+            key = f"top_{ch}_{rank}"
+            pics[key] = _pic(images[i])
+            cells.append(f'<canvas class="pic top" data-pic="{key}" title="test image {i}: '
+                         f'{sc:.3g}"></canvas>')
+        rows.append(f'<div class="topch"><span>ch {ch}</span>{"".join(cells)}</div>')
+    return (f"<h3>The test images that most activate each channel of {_esc(layer.name)}</h3>"
+            f"<p>Of the first {pool:,} test images, by the channel's largest value.</p>"
+            f'<div class="row">{"".join(rows)}</div>')
+
+
 def _saliency(model: Any, x: np.ndarray, images: np.ndarray, probs: np.ndarray,
               y: np.ndarray, class_names: Sequence[str] | None, count: int,
               pics: dict[str, Any]) -> str:
@@ -368,6 +390,8 @@ table.cm td{width:30px;text-align:center;cursor:pointer}table.cm td.sel{outline:
 .kgrid{display:grid;grid-template-columns:repeat(3,64px);gap:4px;margin-top:8px}
 .kgrid input{width:60px}.gallery{display:flex;flex-wrap:wrap;gap:8px;max-width:640px}
 .mis{display:flex;gap:4px;font-size:11px}.mis canvas{width:56px}
+.topch{display:flex;gap:2px;align-items:center;font-size:11px}
+.topch span{width:34px}canvas.top{width:36px}
 svg text{font-size:11px}svg.diagram text{font-size:12px}
 """
 
@@ -526,7 +550,8 @@ def write_report(model: Any, path: str | os.PathLike, x: Any, y: Any,
         ("architecture", "Architecture", _architecture(model)),
         ("playground", "Convolution playground", _playground(shown[0], pics)),
         ("filters", "Filters", _filters(model, record, pics, data)),
-        ("feature-maps", "Feature maps", _feature_maps(model, xb[0], shown[0], pics)),
+        ("feature-maps", "Feature maps", _feature_maps(model, xb[0], shown[0], pics)
+         + _top_images(model, xb, shown, pics)),
         ("saliency", "Saliency", _saliency(model, xb, shown, probs, labels, class_names,
                                            samples, pics)),
         ("confusion", "Confusion matrix", _confusion(probs, labels, shown, class_names,

@@ -348,6 +348,10 @@ def test_training_diagnostics_file(tmp_path):
     assert c1["name"] == "c1" and len(c1["weights"]["kernel"]["counts"]) == 12
     assert sum(c1["weights"]["kernel"]["counts"]) == 5 * 5 * 4
     assert c1["gradients"]["kernel"]["abs_max"] > 0  # the last batch's gradients were seen
+    # The histograms are those of the final weights and of the last batch's gradients.
+    layer = model.get_layer("c1")
+    assert c1["weights"]["kernel"] == inside._histogram(layer.weights_["kernel"], 12)
+    assert c1["gradients"]["kernel"] == inside._histogram(layer.gradients_["kernel"], 12)
     outs = inside.layer_outputs(model, x[:64], ["c1"])[0]
     assert c1["dead_relu"] == pytest.approx(float(np.mean(~(outs > 0).any(axis=0))))
     assert [f["epoch"] for f in record["filters"]] == [0, 1, 2]

@@ -97,6 +97,13 @@ def test_report_content(trained):
     mis = dom.having("div", "mis")
     assert len(mis) == min(60, int((pred != trained["y"]).sum()))
     assert all(a["data-t"] != a["data-p"] for a in mis)
+    # The images that excite each channel of c3 (LeNet-5's last conv with more than one
+    # position) most, as top_activating ranks them.
+    tops = dom.having("canvas", "top")
+    assert len(tops) == 16 * 4
+    idx, _ = inside.top_activating(model, trained["x"], "c3", 0, k=4)
+    assert [int(re.match(r"test image (\d+):", a["title"]).group(1)) for a in tops[:4]] == \
+        idx.tolist()
     # The log travelled: 3 filter snapshots (epochs 0, 1, 2) and 2 epochs of histograms.
     assert [s["epoch"] for s in data["filter_epochs"]] == [0, 1, 2]
     assert len(data["hist_epochs"]) == 2
