@@ -562,6 +562,9 @@ def cmd_report(args) -> int:
         if not os.path.isfile(args.log):
             raise UsageError(f"no such training log {args.log!r}")
         log = load_diagnostics(args.log)
+        if log.get("model") != model.name:
+            print(f"note: {args.log} is the log of a model named {log.get('model')!r}, "
+                  f"{args.model_file} holds {model.name!r}", file=sys.stderr)
     recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
     class_names = info.recorded(META_CLASSES) or data.class_names
     out = write_report(model, args.out, apply_preprocessing(data.x_test, recipe), data.y_test,
