@@ -14,12 +14,14 @@ from cnnfast import (
     datasets,
     images,
     initializers,
+    inside,
     layers,
     losses,
     models,
     ops,
     optimizers,
     regularizers,
+    report,
     saving,
     utils,
 )
@@ -58,7 +60,7 @@ def show_config() -> None:
 
 __all__ = [
     "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
-    "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
-    "optimizers", "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed",
+    "get_num_threads", "images", "initializers", "inside", "layers", "load_model", "losses", "models", "ops",
+    "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_num_threads", "set_seed",
     "show_config", "utils",
 ]

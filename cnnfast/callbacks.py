@@ -401,3 +401,17 @@ class ProgressBar:
         elif final or self.verbose == 2:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def __getattr__(name: str) -> Any:
+    # The callbacks of cnnfast.inside and cnnfast.report, under this module's name as well
+    # (imported on first use: those modules import this one).
+    if name == "TrainingDiagnostics":
+        from cnnfast.inside import TrainingDiagnostics
+
+        return TrainingDiagnostics
+    if name == "HTMLReport":
+        from cnnfast.report import HTMLReport
+
+        return HTMLReport
+    raise AttributeError(f"module 'cnnfast.callbacks' has no attribute {name!r}")

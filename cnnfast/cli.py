@@ -6,6 +6,8 @@
     cnnfast evaluate lenet5.cnnfast
     cnnfast predict lenet5.cnnfast digit.pgm photo.png batch.npy --top 3 [--json]
     cnnfast summary vgg16 [--input-shape 32,32,3 --classes 10 --fc-units 512 --markdown]
+    cnnfast train lenet5 --log run.json       # also record a training log for the report
+    cnnfast report lenet5.cnnfast --log run.json -o report.html   # one offline HTML page
     cnnfast info
 
 Inputs are preprocessed as in training: pixel values (0-255, as the datasets store them)
@@ -393,9 +395,15 @@ def cmd_train(args) -> int:
     defaults = TRAINING_DEFAULTS.get(model.name, {})
     epochs = args.epochs or defaults.get("epochs", DEFAULT_EPOCHS)
     batch_size = args.batch_size or defaults.get("batch_size", DEFAULT_BATCH_SIZE)
+    callbacks = []
+    if args.log:
+        from cnnfast.inside import TrainingDiagnostics
+
+        callbacks.append(TrainingDiagnostics(args.log, x_probe=x_train[:256]))
     fit_started = time.perf_counter()
     model.fit(x_train, _targets_for(model, data.y_train), epochs=epochs, batch_size=batch_size,
-              validation_split=args.validation_split, verbose=0 if args.quiet else 1)
+              validation_split=args.validation_split, verbose=0 if args.quiet else 1,
+              callbacks=callbacks)
     fit_seconds = time.perf_counter() - fit_started
     if getattr(model, "_interrupted", False):
         print("cnnfast train: interrupted; nothing was saved", file=sys.stderr)
@@ -412,6 +420,8 @@ def cmd_train(args) -> int:
     print(f"wall time: {time.perf_counter() - started:.1f} s ({fit_seconds:.1f} s training, "
           f"{epochs} epoch{'' if epochs == 1 else 's'})")
     print(f"saved to {out}")
+    if args.log:
+        print(f"training log: {args.log}")
     return 0
 
 
@@ -534,6 +544,37 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from cnnfast.inside import load_diagnostics
+    from cnnfast.report import write_report
+
+    info, model = _load(args.model_file, compile=False)
+    if len(model.input_shape_) != 3:
+        raise UsageError(f"{args.model_file}: report takes image models (H, W, C), this one "
+                         f"takes {model.input_shape_}")
+    data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
+                        if args.data == "auto" else "mnist")
+    _check_fits(model, data, args.model_file)
+    if args.samples < 1:
+        raise UsageError(f"--samples must be positive, got {args.samples}")
+    log = None
+    if args.log is not None:
+        if not os.path.isfile(args.log):
+            raise UsageError(f"no such training log {args.log!r}")
+        log = load_diagnostics(args.log)
+        if log.get("model") != model.name:
+            print(f"note: {args.log} is the log of a model named {log.get('model')!r}, "
+                  f"{args.model_file} holds {model.name!r}", file=sys.stderr)
+    recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+    class_names = info.recorded(META_CLASSES) or data.class_names
+    out = write_report(model, args.out, apply_preprocessing(data.x_test, recipe), data.y_test,
+                       images=data.x_test, class_names=class_names, log=log,
+                       dataset=data.description, samples=args.samples, png_dir=args.png)
+    print(f"{data.description}: {len(data.x_test):,} test images")
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); open it in a browser")
+    return 0
+
+
 def cmd_info(args) -> int:
     import cnnfast
 
@@ -586,6 +627,9 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--fc-units", type=int, help="width of the VGG fully connected layers")
     t.add_argument("--out", help="where to save the model (default MODEL.cnnfast here)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--log", metavar="RUN_FILE",
+                   help="write a training log (JSON: per-epoch metrics, weight and gradient "
+                        "histograms, dead ReLUs, first-layer filters) for 'cnnfast report'")
     t.set_defaults(run=cmd_train)
 
     e = sub.add_parser("evaluate", parents=[common], help="loss and accuracy of a saved model",
@@ -622,6 +666,23 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--batch-size", type=int, default=1, help="batch size for the memory totals")
     s.add_argument("--markdown", action="store_true", help="print a Markdown table")
     s.set_defaults(run=cmd_summary)
+
+    r = sub.add_parser("report", parents=[common], help="one offline HTML page about a model",
+                       description="Write one self-contained HTML page about a saved model: "
+                                   "architecture, a convolution playground, filters, feature "
+                                   "maps, saliency maps, the confusion matrix with its "
+                                   "mistakes, and (with --log) training curves and histograms.")
+    r.add_argument("model_file", help="a saved model file")
+    r.add_argument("--data", default="auto", metavar="DATA",
+                   help="as for train; default: the dataset the model was trained on")
+    r.add_argument("--log", metavar="RUN_FILE", help="a training log from 'cnnfast train --log'")
+    r.add_argument("-o", "--out", default="report.html", help="the page to write "
+                                                              "(default report.html)")
+    r.add_argument("--samples", type=int, default=4,
+                   help="test images shown with saliency maps (default 4)")
+    r.add_argument("--png", metavar="DIR", help="also save every picture as a PNG file in DIR "
+                                                "(needs matplotlib: pip install 'cnnfast[plot]')")
+    r.set_defaults(run=cmd_report)
 
     i = sub.add_parser("info", parents=[common], help="the build: SIMD paths, threads, flags",
                        description="Print cnnfast.show_config().")
