@@ -13,6 +13,7 @@ al. (2014) and Selvaraju et al. (2017).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cnnfast import callbacks as callbacks_module
-from cnnfast.layers import Conv2D, Dropout, Layer, MaxPooling2D
+from cnnfast.layers import Conv2D, Dropout, Layer
 from cnnfast.ops.conv import conv2d
 
 __all__ = [
@@ -123,11 +124,11 @@ class _Walk:
     """Runs a model layer by layer, keeping every intermediate value, and back again from a
     seed at the output, keeping every gradient (the input's included).
 
-    While it is open the layers are set for an exact walk: every layer gives its input a
-    gradient, the ReLU-before-max-pool shortcut is off (so the gradient at a conv output is
-    d/dA, not d/dz), and a softmax at the output passes its gradient through (the seed is then
-    d/dlogits). Weight gradients the walk writes are put back on close: a callback may use it
-    between training steps.
+    While it is open every layer gives its input a gradient, and a softmax at the output
+    passes its gradient through (its layer's ``backward(..., activation_done=True)``: the seed
+    is then d/dlogits). Each layer runs on its own (the Python walk has no cross-layer fusions),
+    so the gradient at a conv output is d/dA. Weight gradients the walk writes are put back on
+    close: a callback may use it between training steps.
     """
 
     def __init__(self, model: Any, what: str) -> None:
@@ -156,15 +157,10 @@ class _Walk:
 
         for layer in self.model.layers:
             set_attr(layer, "need_input_grad", True)
-            act = getattr(layer, "act", None)
-            if act is not None:
-                set_attr(act, "folded_into_pool", False)
-            if isinstance(layer, MaxPooling2D):
-                set_attr(layer, "relu_before", False)
         out_act = getattr(self.steps[-1], "act", None)
-        self.logits = out_act is not None and out_act.kind == "softmax"
-        if self.logits:
-            set_attr(out_act, "fused_with_loss", True)
+        # A subclass whose backward cannot skip its softmax is walked on probabilities.
+        self.logits = (out_act is not None and out_act.kind == "softmax" and "activation_done"
+                       in inspect.signature(type(self.steps[-1]).backward).parameters)
         self.grads_saved = [(l, {k: v.copy() for k, v in l.gradients_.items()})
                             for l in self.model.layers]
         return self
@@ -201,7 +197,9 @@ class _Walk:
                 continue
             layer = self.steps[i - 1]
             # Backward passes write into the gradient they are given: hand them a copy.
-            dx = layer.backward(np.array(g, np.float32, copy=True))
+            g = np.array(g, np.float32, copy=True)
+            dx = (layer.backward(g, activation_done=True) if self.logits and i == len(self.steps)
+                  else layer.backward(g))
             if dx is None:
                 continue
             parts = dx if layer.takes_many_inputs else [dx]
