@@ -85,12 +85,29 @@ def _architecture(model: Any) -> str:
     rows = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
                    for row in rep._cells())
     totals = "".join(f"<li>{_esc(line.strip())}</li>" for line in rep._total_lines()[:7])
-    # The block diagram: one box per layer, top to bottom, with its output shape.
-    boxes = [("input", "Input", tuple(model.input_shape_))]
-    boxes += [(r.name, r.type, tuple(r.output_shape)) for r in rep.layers]
+    svg = _block_diagram(model, rep)
+    return (f'<div class="row"><div class="scroll"><table class="analyzer"><tr>{head}</tr>{rows}'
+            f'</table><ul class="totals">{totals}</ul></div>{svg}</div>')
+
+
+def _block_diagram(model: Any, rep: Any) -> str:
+    """One box per layer call, top to bottom in dependency order, with its output shape. Each
+    call's inputs are arrows: straight down from the box above, or, for a skip connection or a
+    join of a graph, an arc on the right from the box it reads."""
+    if getattr(model, "_nodes", None):  # a functional graph: its calls and what each reads
+        nodes = model._nodes
+        boxes = [(n.layer.name, type(n.layer).__name__, tuple(n.output.sample_shape))
+                 for n in nodes]
+        boxes[0] = ("input", "Input", tuple(model.input_shape_))
+        reads = [list(r) for r in model._reads]
+    else:
+        boxes = [("input", "Input", tuple(model.input_shape_))]
+        boxes += [(r.name, r.type, tuple(r.output_shape)) for r in rep.layers]
+        reads = [[]] + [[i] for i in range(len(boxes) - 1)]
     palette = {"Conv2D": "#4c78a8", "Dense": "#f58518", "MaxPooling2D": "#54a24b",
-               "AveragePooling2D": "#54a24b", "Flatten": "#b279a2", "Dropout": "#9d9d9d"}
-    parts = []
+               "AveragePooling2D": "#54a24b", "Flatten": "#b279a2", "Dropout": "#9d9d9d",
+               "Add": "#e45756", "Concatenate": "#e45756"}
+    parts, arcs = [], 0
     for i, (name, kind, shape) in enumerate(boxes):
         y = 8 + i * 46
         color = palette.get(kind, "#72b7b2")
@@ -98,14 +115,20 @@ def _architecture(model: Any) -> str:
                      f'class="block"/><text x="20" y="{y + 21}" fill="#fff">{_esc(name)} '
                      f'({_esc(kind)})</text><text x="300" y="{y + 21}" fill="#fff" '
                      f'text-anchor="end">{_esc("x".join(map(str, shape)))}</text>')
-        if i + 1 < len(boxes):
-            parts.append(f'<path d="M160 {y + 32} v14" stroke="#555" marker-end="url(#arr)"/>')
-    svg = (f'<svg class="diagram" width="320" height="{len(boxes) * 46 + 4}" '
-           f'role="img" aria-label="block diagram"><defs><marker id="arr" viewBox="0 0 6 6" '
-           f'refX="3" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse">'
-           f'<path d="M0 0 L3 6 L6 0" fill="#555"/></marker></defs>{"".join(parts)}</svg>')
-    return (f'<div class="row"><div class="scroll"><table class="analyzer"><tr>{head}</tr>{rows}'
-            f'</table><ul class="totals">{totals}</ul></div>{svg}</div>')
+        for r in reads[i]:
+            if r == i - 1:
+                parts.append(f'<path d="M160 {y - 14} v14" stroke="#555" fill="none" '
+                             f'marker-end="url(#arr)"/>')
+            else:
+                arcs += 1
+                x = 310 + 12 * arcs
+                y0 = 8 + r * 46 + 16
+                parts.append(f'<path class="skip" d="M310 {y0} H{x} V{y + 16} H312" '
+                             f'stroke="#555" fill="none" marker-end="url(#arr)"/>')
+    return (f'<svg class="diagram" width="{330 + 12 * arcs}" height="{len(boxes) * 46 + 4}" '
+            f'role="img" aria-label="block diagram"><defs><marker id="arr" viewBox="0 0 6 6" '
+            f'refX="3" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse">'
+            f'<path d="M0 0 L3 6 L6 0" fill="#555"/></marker></defs>{"".join(parts)}</svg>')
 
 
 def _playground(sample: np.ndarray, pics: dict[str, Any]) -> str:

@@ -156,6 +156,31 @@ def test_rgb_report_has_colour_tiles_and_class_names(tmp_path):
                 attrs.get("data-blank-canvases")) == ("1", "0", "0")
 
 
+def test_graph_report_draws_its_joins(tmp_path):
+    # A residual graph: the diagram has one block per call and an arc for each input that is
+    # not the call right above (the skip into the Add), and the page works in the browser.
+    cf.set_seed(5)
+    x = cf.layers.Input((10, 10, 1))
+    h = cf.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1")(x)
+    b = cf.layers.Conv2D(4, 3, padding="same", name="c2")(h)
+    j = cf.layers.add([h, b])
+    out = cf.layers.Dense(3, activation="softmax")(cf.layers.Flatten()(j))
+    model = cf.Model(x, out)
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (30, 10, 10, 1), dtype=np.uint8)
+    page = write_report(model, tmp_path / "graph.html", images / 255.0, rng.integers(0, 3, 30),
+                        images=images, samples=1)
+    text = page.read_text(encoding="utf-8")
+    diagram = re.search(r'<svg class="diagram".*?</svg>', text, re.DOTALL).group(0)
+    assert diagram.count('class="block"') == len(model._nodes) == 6
+    assert diagram.count('class="skip"') == 1  # c1 -> add, past c2
+    assert "(Add)" in diagram
+    if _chromium() is not None:
+        attrs = _html_attrs(_dump(page, tmp_path))
+        assert (attrs.get("data-ready"), attrs.get("data-js-errors"),
+                attrs.get("data-blank-canvases")) == ("1", "0", "0")
+
+
 def _env(folder: Path) -> dict[str, str]:
     env = dict(os.environ)
     package_root = str(Path(cf.__file__).resolve().parents[1])
