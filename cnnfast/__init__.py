@@ -9,7 +9,9 @@ import os as _os
 
 from cnnfast import (
     _core,
+    backend,
     callbacks,
+    cuda,
     data,
     datasets,
     images,
@@ -26,6 +28,7 @@ from cnnfast import (
     utils,
 )
 from cnnfast.analyzer import analyze
+from cnnfast.backend import get_backend, set_backend
 from cnnfast.model import Model, Sequential
 from cnnfast.onnx_export import export_onnx
 from cnnfast.random import set_seed
@@ -59,8 +62,10 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
+    "Model", "Sequential", "analyze", "backend", "callbacks", "cuda", "get_backend", "set_backend", "conv_output_size", "data", "datasets", "export_onnx",
     "get_num_threads", "images", "initializers", "inside", "layers", "load_model", "losses", "models", "ops",
     "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_num_threads", "set_seed",
     "show_config", "utils",
 ]
+
+backend._from_environment()
