@@ -1,0 +1,114 @@
+"""Run by tests/test_distributed.py under mpiexec (2 ranks): trains a small CNN data-parallel.
+
+usage: python mpi_worker.py MODE OUTDIR [TIMEOUT]
+MODE train: fit (SGD, a short last batch, sample weights, validation), save each rank's weights
+and history to OUTDIR/rank{r}.npz; then a fit where only rank 1's callback asks to stop.
+MODE raise / kill / stall: rank 1 raises, is killed (SIGKILL) or sleeps at epoch 1, batch 3.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import cnnfast as cf
+from cnnfast import distributed
+
+SEED = 7
+SAMPLES = 35     # batch_size 8: four batches of 8 (4 + 4 per rank), then 3 (1 + 2)
+BATCH_SIZE = 8
+EPOCHS = 2
+
+
+def data() -> tuple[np.ndarray, ...]:
+    """The training set, its sample weights and a validation set of 7 (3 + 4 per rank)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((SAMPLES + 7, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, SAMPLES + 7).astype(np.int32)
+    w = rng.uniform(0.5, 1.5, SAMPLES)
+    return x[:SAMPLES], y[:SAMPLES], w, x[SAMPLES:], y[SAMPLES:]
+
+
+def small_cnn(force_python: bool = False) -> cf.Sequential:
+    cf.set_seed(SEED)
+    model = cf.Sequential([
+        cf.layers.Input((8, 8, 1)),
+        cf.layers.Conv2D(4, 3, activation="relu"),
+        cf.layers.MaxPooling2D(2),
+        cf.layers.Flatten(),
+        cf.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(cf.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    if force_python:
+        model._force_python_training = True
+    return model
+
+
+def train(model: cf.Sequential, distributed_arg) -> dict:
+    x, y, w, xv, yv = data()
+    history = model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, sample_weight=w,
+                        validation_data=(xv, yv), verbose=0, distributed=distributed_arg)
+    return history.history
+
+
+class _Fail(cf.callbacks.Callback):
+    def __init__(self, mode: str, rank: int) -> None:
+        super().__init__()
+        self.mode, self.rank = mode, rank
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.rank != 1 or batch != 2:
+            return
+        if self.mode == "raise":
+            raise RuntimeError("worker: rank 1 fails on purpose")
+        if self.mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.mode == "stall":
+            time.sleep(600)
+
+
+class _StopOnRank1(cf.callbacks.Callback):
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.rank == 1 and batch == 1:
+            self.model.stop_training = True
+
+
+def main() -> int:
+    mode, outdir = sys.argv[1], sys.argv[2]
+    timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
+    strategy = distributed.MPIStrategy(timeout=timeout, threads=1)
+    rank = strategy.rank
+    if mode == "train":
+        results = {}
+        for name, force_python in (("plan", False), ("python", True)):
+            model = small_cnn(force_python)
+            history = train(model, strategy)
+            results[f"{name}_weights"] = model.flat_weights().copy()
+            for key, values in history.items():
+                results[f"{name}_{key}"] = np.array(values)
+        before = model.optimizer.iterations
+        x, y, *_ = data()
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=3, verbose=0, distributed=strategy,
+                  callbacks=[_StopOnRank1(rank)])
+        results["steps_after_stop"] = np.array(model.optimizer.iterations - before)
+        results["threads"] = np.array(cf.get_num_threads())
+        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **results)
+        return 0
+    model = small_cnn()
+    x, y, *_ = data()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, distributed=strategy,
+              callbacks=[_Fail(mode, rank)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
