@@ -300,7 +300,7 @@ class MPIStrategy:
         self._wait(requests, "the gradient allreduce", tracked)
         self.allreduce_seconds += time.perf_counter() - started
         grads *= np.float32(1.0 / self.size)
-        return float(self._stats[0] / n_global), int(round(self._stats[1]))
+        return float(self._stats[0] / n_global), int(np.rint(self._stats[1]))
 
     def _arrival_requests(self) -> tuple[list[Any], list[Any] | None]:
         """Rank r > 0 tells rank 0 it reached this step; rank 0 posts the receives, so on a

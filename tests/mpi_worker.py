@@ -85,7 +85,11 @@ class _StopOnRank1(cf.callbacks.Callback):
 def main() -> int:
     mode, outdir = sys.argv[1], sys.argv[2]
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
-    strategy = distributed.MPIStrategy(timeout=timeout, threads=1)
+    # Start-up (Python and cnnfast imports) may take the ranks different times on a loaded
+    # machine: meet once under a generous deadline, then run under the one being tested.
+    strategy = distributed.MPIStrategy(timeout=120.0, threads=1)
+    strategy.agree(False, "start-up")
+    strategy.timeout = timeout
     rank = strategy.rank
     if mode == "train":
         results = {}
