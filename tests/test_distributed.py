@@ -1,7 +1,7 @@
 """Data-parallel training over MPI (cnnfast/distributed.py): 2 ranks on this machine.
 
 The MPI runs start `mpiexec -n 2` on tests/mpi_worker.py; they need mpi4py and an MPI launcher
-(`pip install '.[mpi]'` gives both: mpi4py and MPICH). Without them those tests skip, saying so.
+(`pip install '.[mpi]' mpich` gives both). Without them those tests skip, saying so.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _mpiexec() -> list[str] | None:
 MPIEXEC = _mpiexec() if importlib.util.find_spec("mpi4py") else None
 needs_mpi = pytest.mark.skipif(
     MPIEXEC is None,
-    reason="needs mpi4py and mpiexec (pip install '.[mpi]': mpi4py and MPICH)" if
+    reason="needs mpiexec (pip install mpich, or the system's MPI)" if
     importlib.util.find_spec("mpi4py") else "needs mpi4py (pip install '.[mpi]')")
 
 
