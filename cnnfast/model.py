@@ -20,10 +20,11 @@ from cnnfast import callbacks as callbacks_module
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
+from cnnfast import random as cf_random
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
 from cnnfast.layers import Conv2D, Dense, Dropout, InputLayer, Layer, MaxPooling2D
-from cnnfast.random import next_seed
+from cnnfast.random import mask_seed, next_seed
 
 Shape = tuple[int, ...]
 
@@ -874,8 +875,8 @@ class Model:
         # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
         seeds = []
         for layer in self._train_plan_cache[2]:
-            seeds.append(next_seed() if layer.seed is None
-                         else layer.seed * 1_000_003 + layer._calls)
+            seeds.append(mask_seed(next_seed() if layer.seed is None
+                                   else layer.seed * 1_000_003 + layer._calls))
             layer._calls += 1
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
@@ -985,6 +986,7 @@ class Model:
         self._distributed = strategy
         strategy._synced_model = None  # weights and optimizer state: rank 0's, at every fit
         try:
+            cf_random._mask_stream = strategy.rank
             with strategy.quiet_unless_root():
                 strategy.broadcast_random_state()
                 return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
@@ -996,6 +998,7 @@ class Model:
             raise
         finally:
             self._distributed = None
+            cf_random._mask_stream = 0
 
     def _fit(self, x: Any, y: Any, batch_size: int | None, epochs: int, verbose: int | str,
              callbacks: Sequence[callbacks_module.Callback] | None, validation_split: float,

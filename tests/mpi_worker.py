@@ -33,18 +33,22 @@ def data() -> tuple[np.ndarray, ...]:
     return x[:SAMPLES], y[:SAMPLES], w, x[SAMPLES:], y[SAMPLES:]
 
 
-def small_cnn(force_python: bool = False) -> cf.Sequential:
-    cf.set_seed(SEED)
+def small_cnn(variant: str, seed: int = SEED) -> cf.Sequential:
+    """variant "plan": the C++ train plan with SGD + momentum; "python": the Python layer walk
+    with Adam; "dropout": the Python walk with a Dropout layer."""
+    cf.set_seed(seed)
     model = cf.Sequential([
         cf.layers.Input((8, 8, 1)),
         cf.layers.Conv2D(4, 3, activation="relu"),
         cf.layers.MaxPooling2D(2),
         cf.layers.Flatten(),
+        *([cf.layers.Dropout(0.5)] if variant == "dropout" else []),
         cf.layers.Dense(3, activation="softmax"),
     ])
-    model.compile(cf.optimizers.SGD(learning_rate=0.1, momentum=0.9),
-                  "sparse_categorical_crossentropy", metrics=["accuracy"])
-    if force_python:
+    optimizer = (cf.optimizers.Adam(learning_rate=0.01) if variant == "python" else
+                 cf.optimizers.SGD(learning_rate=0.1, momentum=0.9))
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    if variant != "plan":
         model._force_python_training = True
     return model
 
@@ -72,6 +76,12 @@ class _Fail(cf.callbacks.Callback):
             time.sleep(600)
 
 
+class _FirstMask(cf.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.mask = self.model.layers[3].mask.copy()
+
+
 class _StopOnRank1(cf.callbacks.Callback):
     def __init__(self, rank: int) -> None:
         super().__init__()
@@ -93,21 +103,32 @@ def main() -> int:
     rank = strategy.rank
     if mode == "train":
         results = {}
-        for name, force_python in (("plan", False), ("python", True)):
-            model = small_cnn(force_python)
+        x, y, *_ = data()
+        for name in ("plan", "python"):
+            # Rank 1 starts elsewhere (other initial weights, and for Adam a step already
+            # taken: slots and iteration count): fit must broadcast rank 0's state.
+            model = small_cnn(name, SEED + rank)
+            if rank == 1:
+                model.train_on_batch(x[:5], y[:5])
             history = train(model, strategy)
             results[f"{name}_weights"] = model.flat_weights().copy()
             for key, values in history.items():
                 results[f"{name}_{key}"] = np.array(values)
+        model = small_cnn("dropout")
+        first_mask = _FirstMask()
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, distributed=strategy,
+                  callbacks=[first_mask])
+        results["dropout_weights"] = model.flat_weights().copy()
+        results["dropout_first_mask"] = first_mask.mask
+        model = small_cnn("plan")
         before = model.optimizer.iterations
-        x, y, *_ = data()
         model.fit(x, y, batch_size=BATCH_SIZE, epochs=3, verbose=0, distributed=strategy,
                   callbacks=[_StopOnRank1(rank)])
         results["steps_after_stop"] = np.array(model.optimizer.iterations - before)
         results["threads"] = np.array(cf.get_num_threads())
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **results)
         return 0
-    model = small_cnn()
+    model = small_cnn("plan")
     x, y, *_ = data()
     model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, distributed=strategy,
               callbacks=[_Fail(mode, rank)])
