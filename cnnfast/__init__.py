@@ -12,6 +12,7 @@ from cnnfast import (
     callbacks,
     data,
     datasets,
+    distributed,
     images,
     initializers,
     layers,
@@ -57,8 +58,8 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
-    "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
+    "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets",
+    "distributed", "export_onnx", "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
     "optimizers", "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed",
     "show_config", "utils",
 ]
