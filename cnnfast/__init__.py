@@ -59,7 +59,7 @@ def show_config() -> None:
 
 __all__ = [
     "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets",
-    "distributed", "export_onnx", "get_num_threads", "images", "initializers", "layers", "load_model", "losses", "models", "ops",
-    "optimizers", "pool_output_size", "regularizers", "saving", "set_num_threads", "set_seed",
-    "show_config", "utils",
+    "distributed", "export_onnx", "get_num_threads", "images", "initializers", "layers",
+    "load_model", "losses", "models", "ops", "optimizers", "pool_output_size", "regularizers",
+    "saving", "set_num_threads", "set_seed", "show_config", "utils",
 ]
