@@ -57,14 +57,15 @@ class DistributedError(RuntimeError):
 
 def launched_under_mpi() -> bool:
     """True when this process was started by an MPI launcher (mpirun, mpiexec, srun) as one of
-    two or more ranks, judged from the launcher's environment variables (no MPI import)."""
-    for name in _SIZE_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 1:
-            return True
-    # PMIx sets the rank but not always the size; a rank alone says nothing of the size.
-    return any(os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0
-               for name in _RANK_VARIABLES)
+    two or more ranks (or of an unknown number), judged from the launcher's environment
+    variables (no MPI import)."""
+    sizes = [int(os.environ[name]) for name in _SIZE_VARIABLES
+             if os.environ.get(name, "").isdigit()]
+    if sizes:
+        return max(sizes) > 1
+    # PMIx (srun --mpi=pmix) sets the rank but not always the size: MPI itself will say
+    # (one rank alone trains as one process would).
+    return any(name in os.environ for name in _RANK_VARIABLES)
 
 
 def writes_suppressed() -> bool:
