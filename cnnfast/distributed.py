@@ -46,6 +46,7 @@ from cnnfast import random as cf_random
 _SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 _RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
 _ARRIVAL_TAG = 2107
+_ABORT_GRACE = 0.5  # seconds between the last message and MPI_Abort
 
 _writes_suppressed = False
 _default: MPIStrategy | None = None
@@ -161,6 +162,9 @@ class MPIStrategy:
         print(f"cnnfast.distributed: rank {self.rank} of {self.size}: {message}; aborting the "
               "job", file=sys.stderr, flush=True)
         sys.stdout.flush()
+        # The launcher forwards output through pipes and stops forwarding once it tears the
+        # job down: give it a moment to pass on what was just written.
+        time.sleep(_ABORT_GRACE)
         self.comm.Abort(1)
         os._exit(1)  # MPI_Abort may return before the launcher ends this process
 
@@ -178,6 +182,8 @@ class MPIStrategy:
         this one, print the traceback and abort the job; alone, return (fit re-raises)."""
         if self.size == 1:
             return
+        print(f"cnnfast.distributed: rank {self.rank} of {self.size}: raised "
+              f"{type(err).__name__} at {self.where}: {err}", file=sys.stderr, flush=True)
         traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
         self.abort(f"raised {type(err).__name__} at {self.where}: {err}")
 
