@@ -2,7 +2,8 @@
 
 usage: python mpi_worker.py MODE OUTDIR [TIMEOUT]
 MODE train: fit (SGD, a short last batch, sample weights, validation), save each rank's weights
-and history to OUTDIR/rank{r}.npz; then a fit where only rank 1's callback asks to stop.
+and history to OUTDIR/rank{r}.npz; a fit with Dropout, a checkpoint and a save named after
+the rank; then a fit where only rank 1's callback asks to stop.
 MODE raise / kill / stall: rank 1 raises, is killed (SIGKILL) or sleeps at epoch 1, batch 3.
 """
 
@@ -116,8 +117,11 @@ def main() -> int:
                 results[f"{name}_{key}"] = np.array(values)
         model = small_cnn("dropout")
         first_mask = _FirstMask()
+        # Only rank 0 writes: checkpoints and saved models named after the rank show it.
+        checkpoint = cf.callbacks.ModelCheckpoint(os.path.join(outdir, f"ckpt-rank{rank}.cnnfast"))
         model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, distributed=strategy,
-                  callbacks=[first_mask])
+                  callbacks=[first_mask, checkpoint])
+        model.save(os.path.join(outdir, f"saved-rank{rank}.cnnfast"))
         results["dropout_weights"] = model.flat_weights().copy()
         results["dropout_first_mask"] = first_mask.mask
         model = small_cnn("plan")

@@ -95,6 +95,12 @@ def test_two_ranks_train_like_one_process_on_the_global_batches(tmp_path):
             # Loss sums in float64 of float32 losses; accuracy counts are exact.
             np.testing.assert_allclose(ranks[0][f"{name}_{key}"], values, rtol=1e-6, atol=0,
                                        err_msg=f"{name} {key}")
+    # Only rank 0 wrote its checkpoint and saved model; they hold the trained weights.
+    assert sorted(p.name for p in tmp_path.glob("*.cnnfast")) == ["ckpt-rank0.cnnfast",
+                                                                 "saved-rank0.cnnfast"]
+    for name in ("ckpt-rank0.cnnfast", "saved-rank0.cnnfast"):
+        saved = cf.load_model(tmp_path / name)
+        assert np.array_equal(saved.flat_weights(), ranks[0]["dropout_weights"]), name
     # A callback set stop_training on rank 1 only, after its second batch: both ranks stop.
     assert int(ranks[0]["steps_after_stop"]) == 2
     assert int(ranks[0]["threads"]) == 1
@@ -128,6 +134,25 @@ def test_cnnfast_train_under_mpiexec_trains_data_parallel(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.cnnfast"]
     accuracy = float(done.stdout.split("test accuracy: ")[1].split("%")[0])
     assert accuracy > 80.0  # one epoch of LeNet-5 on the sample; 1 process reads ~90%
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
+                    reason="needs mpi4py (pip install '.[mpi]')")
+def test_one_process_with_distributed_true_trains_as_without(tmp_path):
+    # Without a launcher MPI starts one rank (a singleton): fit must give the weights of a
+    # plain fit bit for bit (no scaling, no reordering).
+    code = ("import sys, numpy as np, mpi_worker as w\n"
+            "a = w.small_cnn('plan'); w.train(a, True)\n"
+            "b = w.small_cnn('plan'); w.train(b, False)\n"
+            "sys.exit(0 if np.array_equal(a.flat_weights(), b.flat_weights()) else 3)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(WORKER.parent), str(Path(cf.__file__).resolve().parent.parent),
+         os.environ.get("PYTHONPATH", "")]))
+    for name in (*distributed._SIZE_VARIABLES, *distributed._RANK_VARIABLES):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=LIMIT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_launcher_detection_reads_the_launchers_variables(monkeypatch):
