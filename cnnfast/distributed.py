@@ -3,8 +3,9 @@
 Every rank runs the same script on the same data; ``model.fit(..., distributed=True)`` (or
 ``distributed=MPIStrategy(timeout=...)``) then trains one model across them:
 
-- rank 0 broadcasts the random state (so the shuffle order and dropout seeds agree), then the
-  weights and the optimizer state;
+- rank 0 broadcasts the random state (so the shuffle order and augmentation draws agree; each
+  rank turns the shared dropout seeds into its own masks), then the weights and the optimizer
+  state;
 - each global batch (``batch_size`` samples, drawn in the shared-seed order) is split into
   ``size`` contiguous shards, one per rank, so every rank runs the same number of steps;
 - after the backward pass of each step, one in-place ``Iallreduce`` sums the flat gradient
@@ -52,10 +53,6 @@ _writes_suppressed = False
 _default: MPIStrategy | None = None
 
 
-class DistributedError(RuntimeError):
-    """A distributed run that cannot go on (raised where aborting is not needed: one rank)."""
-
-
 def launched_under_mpi() -> bool:
     """True when this process was started by an MPI launcher (mpirun, mpiexec, srun) as one of
     two or more ranks (or of an unknown number), judged from the launcher's environment
@@ -72,15 +69,6 @@ def launched_under_mpi() -> bool:
 def writes_suppressed() -> bool:
     """True on a rank other than 0 of a distributed run: saving then writes nothing."""
     return _writes_suppressed
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is
-    unknown)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _import_mpi() -> Any:
