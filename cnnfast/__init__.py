@@ -14,6 +14,7 @@ from cnnfast import (
     cuda,
     data,
     datasets,
+    distributed,
     images,
     initializers,
     inside,
@@ -62,10 +63,11 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Model", "Sequential", "analyze", "backend", "callbacks", "cuda", "get_backend", "set_backend", "conv_output_size", "data", "datasets", "export_onnx",
-    "get_num_threads", "images", "initializers", "inside", "layers", "load_model", "losses", "models", "ops",
-    "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_num_threads", "set_seed",
-    "show_config", "utils",
+    "Model", "Sequential", "analyze", "backend", "callbacks", "conv_output_size", "cuda",
+    "data", "datasets", "distributed", "export_onnx", "get_backend", "get_num_threads", "images",
+    "initializers", "inside", "layers", "load_model", "losses", "models", "ops", "optimizers",
+    "pool_output_size", "regularizers", "report", "saving", "set_backend", "set_num_threads",
+    "set_seed", "show_config", "utils",
 ]
 
 backend._from_environment()

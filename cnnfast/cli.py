@@ -342,6 +342,22 @@ def _say(args, text: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from cnnfast import distributed
+
+    # Started by mpirun/mpiexec/srun as one of several ranks: train data-parallel, rank 0
+    # printing and saving (cnnfast/distributed.py).
+    strategy = None
+    if distributed.launched_under_mpi():
+        if args.threads is not None and args.threads <= 0:
+            raise UsageError(f"--threads must be positive, got {args.threads}")
+        strategy = distributed.MPIStrategy(threads="auto" if args.threads is None else None)
+        if not strategy.is_root:
+            with strategy.quiet_unless_root():
+                return _train(args, strategy)
+    return _train(args, strategy)
+
+
+def _train(args, strategy) -> int:
     import cnnfast as cf
 
     if args.threads is not None:
@@ -396,18 +412,24 @@ def cmd_train(args) -> int:
     epochs = args.epochs or defaults.get("epochs", DEFAULT_EPOCHS)
     batch_size = args.batch_size or defaults.get("batch_size", DEFAULT_BATCH_SIZE)
     callbacks = []
-    if args.log:
+    if args.log and (strategy is None or strategy.is_root):  # only rank 0 writes files
         from cnnfast.inside import TrainingDiagnostics
 
         callbacks.append(TrainingDiagnostics(args.log, x_probe=x_train[:256]))
     fit_started = time.perf_counter()
     model.fit(x_train, _targets_for(model, data.y_train), epochs=epochs, batch_size=batch_size,
               validation_split=args.validation_split, verbose=0 if args.quiet else 1,
-              callbacks=callbacks)
+              callbacks=callbacks, distributed=strategy or False)
     fit_seconds = time.perf_counter() - fit_started
-    if getattr(model, "_interrupted", False):
-        print("cnnfast train: interrupted; nothing was saved", file=sys.stderr)
+    interrupted = getattr(model, "_interrupted", False)
+    if strategy is not None:  # Ctrl-C reached some ranks: all of them stop without saving
+        interrupted = strategy.agree(interrupted, "the end of training")
+    if interrupted:
+        if strategy is None or strategy.is_root:
+            print("cnnfast train: interrupted; nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if strategy is not None and not strategy.is_root:
+        return 0  # rank 0 evaluates, saves and reports
     loss, accuracy = model.evaluate(x_test, _targets_for(model, data.y_test), batch_size=256,
                                     verbose=0)
     metadata = {META_PREPROCESSING: json.dumps(recipe), META_DATASET: json.dumps(data.name)}
@@ -418,7 +440,10 @@ def cmd_train(args) -> int:
     save_model(model, out, metadata=metadata)
     print(f"test accuracy: {100 * accuracy:.1f}% (loss {loss:.4f}, {len(x_test):,} test images)")
     print(f"wall time: {time.perf_counter() - started:.1f} s ({fit_seconds:.1f} s training, "
-          f"{epochs} epoch{'' if epochs == 1 else 's'})")
+          f"{epochs} epoch{'' if epochs == 1 else 's'})"
+          + (f", {strategy.size} MPI ranks of {cf.get_num_threads()} threads, "
+             f"{strategy.allreduce_seconds:.1f} s in the gradient allreduce (rank 0)"
+             if strategy is not None else ""))
     print(f"saved to {out}")
     if args.log:
         print(f"training log: {args.log}")
@@ -621,7 +646,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--optimizer", help="adam (default) or sgd")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--seed", type=int, help="seed initialisation, shuffling and dropout")
-    t.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
+    t.add_argument("--threads", type=int, help="kernel threads (default: all cores; under "
+                                               "mpirun, the rank's cores)")
     t.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of the training images held out for validation")
     t.add_argument("--fc-units", type=int, help="width of the VGG fully connected layers")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cnnfast import _core, graph, initializers, regularizers
-from cnnfast.random import next_seed
+from cnnfast.random import mask_seed, next_seed
 from cnnfast.shapes import conv_padding, pair
 
 Shape = tuple[int, ...]
@@ -641,7 +641,7 @@ class Dropout(Layer):
         # A fixed layer seed gives a fresh but reproducible mask per call.
         seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
         self._calls += 1
-        _core.dropout_forward(y, self.mask, x, self.rate, seed)
+        _core.dropout_forward(y, self.mask, x, self.rate, mask_seed(seed))
         return y
 
     def backward(self, dy):

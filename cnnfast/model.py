@@ -21,10 +21,11 @@ from cnnfast import callbacks as callbacks_module
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
+from cnnfast import random as cf_random
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
 from cnnfast.layers import Dense, Dropout, InputLayer, Layer
-from cnnfast.random import next_seed
+from cnnfast.random import mask_seed, next_seed
 
 Shape = tuple[int, ...]
 
@@ -763,21 +764,29 @@ class Model:
         plan = self._packed_train_plan()
         if plan is not None:
             return self._plan_step(plan, xb, yb, where, weights)
+        dist = self.__dict__.get("_distributed")
         out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
         loss = self._weighted_loss(out, yb, grad, weights)
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) and dist is None:
             _raise_non_finite(where, loss, len(xb))
-        self._backward(grad)
         reg = 0.0
-        for layer in self.layers:
-            if layer.regularizers_:
-                reg += layer.regularization_loss()
-                layer.add_regularization_gradients()
+        if math.isfinite(loss):
+            self._backward(grad)
+            for layer in self.layers:
+                if layer.regularizers_:
+                    reg += layer.regularization_loss()
+                    layer.add_regularization_gradients()
         n = self._trainable_floats
+        correct = self._correct(out, yb) if self.metrics else 0
+        loss += reg
+        if dist is not None:  # every rank takes the same step, or every rank raises
+            loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, len(xb))
+            if not math.isfinite(loss):
+                _raise_non_finite(where, loss, dist.batch_samples)
         self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
                                   self._trainable_layout)
-        return loss + reg, self._correct(out, yb) if self.metrics else 0
+        return loss, correct
 
     # -- the training step in C++ -----------------------------------------------------------
     # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
@@ -861,17 +870,27 @@ class Model:
         # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
         seeds = []
         for layer in self._train_plan_cache[2]:
-            seeds.append(next_seed() if layer.seed is None
-                         else layer.seed * 1_000_003 + layer._calls)
+            seeds.append(mask_seed(next_seed() if layer.seed is None
+                                   else layer.seed * 1_000_003 + layer._calls))
             layer._calls += 1
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
         name, lr, decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon = \
             self.optimizer._plan_update()
         slot0, slot1 = (slots + (None, None))[:2]
+        # Data-parallel (cnnfast/distributed.py): the plan stops at the gradients, the ranks
+        # sum them, then one update call; every rank updates, or every rank raises.
+        dist = self.__dict__.get("_distributed")
         loss, correct, updated = plan.step(xb, yb, weights, np.array(seeds, np.uint64), name, lr,
                                            decay, iteration, momentum, nesterov, beta_1, beta_2,
-                                           epsilon, slot0, slot1)
+                                           epsilon, slot0, slot1, update=dist is None)
+        if dist is not None:
+            loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, len(xb))
+            if not math.isfinite(loss):
+                _raise_non_finite(where, loss, dist.batch_samples)
+            self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
+                                      self._trainable_layout)
+            return loss, correct
         if not updated:
             _raise_non_finite(where, loss, len(xb))
         self.optimizer.iterations += 1
@@ -906,7 +925,8 @@ class Model:
             sample_weight: Any = None, initial_epoch: int = 0,
             steps_per_epoch: int | None = None, validation_steps: int | None = None,
             validation_batch_size: int | None = None,
-            augment: Augmentation | None = None) -> callbacks_module.History:
+            augment: Augmentation | None = None,
+            distributed: bool | Any = False) -> callbacks_module.History:
         """Train for `epochs` epochs; returns a History (per-epoch loss/metrics).
 
         Parameters
@@ -943,8 +963,44 @@ class Model:
         augment : callable, optional
             cnnfast extension (e.g. ``cnnfast.data.cifar10_augmentation()``) applied in place to
             every training batch of array inputs, drawing from cnnfast's global generator.
+        distributed : bool or cnnfast.distributed.MPIStrategy, default False
+            cnnfast extension: train data-parallel across the ranks of an MPI job (every rank
+            runs this same call on the same data). True uses ``MPIStrategy()`` (a timeout of
+            300 s). `batch_size` is then the global batch, split across the ranks; the logs are
+            those of the global batches; only rank 0 prints and writes files. See
+            :mod:`cnnfast.distributed`.
         """
         self._require_compiled("fit")
+        from cnnfast import distributed as distributed_module
+
+        strategy = distributed_module.strategy_of(distributed)
+        if strategy is None:
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                             steps_per_epoch, validation_steps, validation_batch_size, augment)
+        self._distributed = strategy
+        strategy._synced_model = None  # weights and optimizer state: rank 0's, at every fit
+        try:
+            cf_random._mask_stream = strategy.rank
+            with strategy.quiet_unless_root():
+                strategy.broadcast_random_state()
+                return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                 validation_data, shuffle, class_weight, sample_weight,
+                                 initial_epoch, steps_per_epoch, validation_steps,
+                                 validation_batch_size, augment)
+        except BaseException as err:
+            strategy.fail_on_exception(err)  # aborts the job when other ranks wait on this one
+            raise
+        finally:
+            self._distributed = None
+            cf_random._mask_stream = 0
+
+    def _fit(self, x: Any, y: Any, batch_size: int | None, epochs: int, verbose: int | str,
+             callbacks: Sequence[callbacks_module.Callback] | None, validation_split: float,
+             validation_data: Any, shuffle: bool, class_weight: dict[int, float] | None,
+             sample_weight: Any, initial_epoch: int, steps_per_epoch: int | None,
+             validation_steps: int | None, validation_batch_size: int | None,
+             augment: Augmentation | None) -> callbacks_module.History:
         verbose = _verbosity(verbose)
         batch_size = _check_batch_size(batch_size, "fit")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -1088,6 +1144,7 @@ class Model:
         """The epoch loop; batches of a `checked` source are used as they come, others are
         checked (and given class weights from `table`) one by one."""
         val_warned = False
+        dist = self.__dict__.get("_distributed")
         for epoch in range(initial_epoch, epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
@@ -1097,17 +1154,23 @@ class Model:
             loss_sum, correct, seen, step = 0.0, 0, 0, 0
             logs: dict[str, float] = {}
             batches: Iterable[Any] = source.epoch()
+            if dist is not None:
+                batches = dist.shard_batches(batches)
             if not checked:
                 batches = self._checked_batches(batches, f"fit: epoch {epoch + 1}", True, table)
             for step, batch in enumerate(batches, 1):
                 xb, yb, *rest = batch
                 wb = rest[0] if rest else None
+                where = f"fit: epoch {epoch + 1}, batch {step}"
+                if dist is not None:
+                    dist.where = where
+                    dist.broadcast_model(self)
                 for cb in cbs:
                     cb.on_train_batch_begin(step - 1)
-                loss, step_correct = self._train_step(xb, yb,
-                                                      f"fit: epoch {epoch + 1}, batch {step}", wb)
-                loss_sum += loss * len(xb)
-                seen += len(xb)
+                loss, step_correct = self._train_step(xb, yb, where, wb)
+                n = len(xb) if dist is None else dist.batch_samples
+                loss_sum += loss * n
+                seen += n
                 logs = {"loss": loss_sum / seen}
                 if self.metrics:
                     correct += step_correct
@@ -1119,6 +1182,8 @@ class Model:
                     self.stop_training = True
                     print(f"\nInterrupted: stopped after epoch {epoch + 1}, batch {step}; "
                           "the model holds the weights of that step.", file=sys.stderr)
+                if dist is not None:  # one rank stopping (a callback, Ctrl-C) stops them all
+                    self.stop_training = dist.agree(self.stop_training)
                 if self.stop_training:
                     break
             if step == 0:
@@ -1127,7 +1192,8 @@ class Model:
                 self._warn_out_of_data(epoch)
                 break
             if val is not None:
-                result = self._validate(val, val_batch_size)
+                result = (self._validate(val, val_batch_size) if dist is None else
+                          self._validate_distributed(dist, val, val_batch_size))
                 if result is not None:
                     logs["val_loss"] = result[0]
                     if self.metrics:
@@ -1143,6 +1209,8 @@ class Model:
             bar.update(step, seen, logs, final=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, dict(logs))
+            if dist is not None:
+                self.stop_training = dist.agree(self.stop_training)
             if self.stop_training:
                 break
             if source.exhausted and epoch + 1 < epochs:
@@ -1163,6 +1231,13 @@ class Model:
             return self._evaluate_batches(
                 self._checked_batches(val.epoch(), "fit validation_data", False), None)
         return self._evaluate_batches(_array_batches(*val, batch_size), None)
+
+    def _validate_distributed(self, dist: Any, val: Any, batch_size: int) -> list[float] | None:
+        """_validate with each rank evaluating its share of the data and the sums reduced."""
+        if isinstance(val, _BatchSource):
+            return dist.evaluate(self, self._checked_batches(
+                dist.shard_batches(val.epoch()), "fit validation_data", False))
+        return dist.evaluate(self, _array_batches(*dist.shard_arrays(*val), batch_size))
 
     def _evaluate_batches(self, batches: Iterable[tuple],
                           bar: callbacks_module.ProgressBar | None) -> list[float] | None:

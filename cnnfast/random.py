@@ -26,6 +26,20 @@ def next_seed() -> int:
     return int(_generator.integers(0, 2**63 - 1))
 
 
+# Data-parallel training (cnnfast.distributed) sets this to the rank during fit: every rank
+# draws the same seeds (one shared generator), and `mask_seed` turns them into a different
+# dropout mask stream per rank, as one process would draw different masks for each shard.
+_mask_stream = 0
+
+
+def mask_seed(seed: int) -> int:
+    """A dropout mask's seed on this process: `seed` itself, or in a data-parallel run a seed
+    of the rank's own stream (a fixed odd multiple of the rank added, modulo 2**64)."""
+    if _mask_stream == 0:
+        return seed
+    return (seed + _mask_stream * 0x9E3779B97F4A7C15) % 2**64
+
+
 def get_state() -> dict:
     """The generator's complete state (JSON-ready: ints, strings), for exact resume of training."""
     bit_generator = _generator.bit_generator

@@ -233,7 +233,13 @@ def _umask() -> int:
 
 def _write_atomic(filepath: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Run `write` on a temporary file beside `filepath`, fsync it, then rename it over
-    `filepath`. On any error the temporary file is removed and `filepath` is untouched."""
+    `filepath`. On any error the temporary file is removed and `filepath` is untouched.
+    On a rank other than 0 of a data-parallel run it writes nothing: rank 0 writes the file
+    (every rank holds the same model)."""
+    from cnnfast.distributed import writes_suppressed
+
+    if writes_suppressed():
+        return
     path = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)

@@ -154,14 +154,15 @@ void bind_train_plan(py::module_& m) {
         // optimizer "sgd" (momentum, nesterov, slot0 = velocity or None) or "adam" (beta_1,
         // beta_2, epsilon, slot0 = m, slot1 = v), slots of trainable_floats. Returns
         // (loss, correct, updated); updated is False when the loss was not finite (nothing
-        // was changed).
+        // was changed). update=False stops once the gradients are in the arena (no optimizer
+        // step; the slots may then be None): data-parallel training reduces them first.
         .def(
             "step",
             [](TrainPlanHandle& h, const py::array& x, const py::array& y,
                const py::object& sample_weight, const py::array& dropout_seeds,
                const std::string& optimizer, float lr, float weight_decay, int64_t iteration,
                float momentum, bool nesterov, float beta_1, float beta_2, float epsilon,
-               const py::object& slot0, const py::object& slot1) {
+               const py::object& slot0, const py::object& slot1, bool update) {
                 TrainPlan& plan = *h.plan;
                 const float* px = in_f32(x, "TrainPlan.step x");
                 const int64_t n = x.ndim() ? dim(x, 0) : 0;
@@ -211,8 +212,11 @@ void bind_train_plan(py::module_& m) {
                 u.epsilon = epsilon;
                 u.slot0 = opt_slot(slot0, "TrainPlan.step slot0", h.trainable_floats);
                 u.slot1 = opt_slot(slot1, "TrainPlan.step slot1", h.trainable_floats);
-                if ((u.kind == TrainOptimizer::adam && (!u.slot0 || !u.slot1 || iteration < 1)) ||
-                    (u.kind == TrainOptimizer::sgd && momentum != 0.0f && !u.slot0))
+                u.apply = update;
+                const bool slots_missing =
+                    (u.kind == TrainOptimizer::adam && (!u.slot0 || !u.slot1 || iteration < 1)) ||
+                    (u.kind == TrainOptimizer::sgd && momentum != 0.0f && !u.slot0);
+                if (update && slots_missing)
                     throw std::invalid_argument(
                         "TrainPlan.step: " + optimizer +
                         " needs its slot arenas (and adam an iteration >= 1)");
@@ -228,7 +232,7 @@ void bind_train_plan(py::module_& m) {
             py::arg("dropout_seeds"), py::arg("optimizer"), py::arg("lr"),
             py::arg("weight_decay"), py::arg("iteration"), py::arg("momentum"),
             py::arg("nesterov"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-            py::arg("slot0").none(true), py::arg("slot1").none(true));
+            py::arg("slot0").none(true), py::arg("slot1").none(true), py::arg("update") = true);
 }
 
 }  // namespace cnnfast::bind

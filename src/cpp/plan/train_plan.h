@@ -55,12 +55,16 @@ struct OptimizerUpdate {
     int64_t iteration = 1;                                  // adam's step t (1-based)
     float* slot0 = nullptr;  // sgd velocity (null without momentum) or adam m
     float* slot1 = nullptr;  // adam v
+    // false: stop after the gradients (regularizers included) are in the arena, for a caller
+    // that combines them across processes first and then updates (cnnfast/distributed.py).
+    bool apply = true;
 };
 
 struct TrainStepResult {
     double loss = 0.0;    // data loss + regularization; the data loss alone when not finite
     int64_t correct = 0;  // the accuracy count (Model._correct)
     bool updated = false; // false: the loss was not finite and nothing was changed
+                          // (with update.apply false: true once the gradients are in the arena)
 };
 
 class TrainPlan {
