@@ -37,7 +37,7 @@ class TrainPlan:
     @staticmethod
     def from_config(architecture: str, weights: dict, grads: dict, weight_arena: numpy.ndarray, grad_arena: numpy.ndarray, trainable_floats: typing.SupportsInt | typing.SupportsIndex, regularizers: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], loss: str) -> TrainPlan:
         ...
-    def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, iteration: typing.SupportsInt | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, slot0: typing.Any, slot1: typing.Any, update: bool = True) -> tuple[float, int, bool]:
+    def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, iteration: typing.SupportsInt | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, slot0: typing.Any, slot1: typing.Any, update: bool = True, on_gradients: typing.Any = None) -> tuple[float, int, bool]:
         ...
     @property
     def calls(self) -> list[str]:

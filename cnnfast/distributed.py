@@ -106,7 +106,8 @@ class MPIStrategy:
     """
 
     def __init__(self, timeout: float = 300.0, threads: int | str | None = "auto",
-                 comm: Any = None) -> None:
+                 comm: Any = None, overlap: bool | str = "auto",
+                 bucket_mb: float = 4.0) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"MPIStrategy: timeout must be a positive number of seconds, "
                              f"got {timeout!r}")
@@ -114,6 +115,11 @@ class MPIStrategy:
                 (isinstance(threads, int) and not isinstance(threads, bool) and threads > 0)):
             raise ValueError(f"MPIStrategy: threads must be a positive int, 'auto' or None, "
                              f"got {threads!r}")
+        if overlap not in (True, False, "auto"):
+            raise ValueError(f"MPIStrategy: overlap must be True, False or 'auto', got {overlap!r}")
+        if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or \
+                not bucket_mb > 0:
+            raise ValueError(f"MPIStrategy: bucket_mb must be a positive number, got {bucket_mb!r}")
         self.MPI = _import_mpi()
         self.comm = self.MPI.COMM_WORLD if comm is None else comm
         self.rank: int = self.comm.Get_rank()
@@ -128,6 +134,18 @@ class MPIStrategy:
         self.allreduce_seconds = 0.0  # time spent waiting for the gradient allreduce
         self._synced_model: int | None = None
         self._stats = np.zeros(2, np.float64)
+        # Reduce gradients while backward goes on (see _Buckets): where the ranks span more
+        # than one machine ("auto"), as within one machine the shared-memory reduction of the
+        # whole buffer after backward takes less than the buckets' bookkeeping saves.
+        if overlap == "auto":
+            overlap = self.size > 1 and self.comm.Split_type(
+                self.MPI.COMM_TYPE_SHARED).Get_size() < self.size
+        self.overlap = bool(overlap) and self.size > 1
+        self.bucket_floats = max(1, int(bucket_mb * 2**20 / 4))
+        self._buckets: _Buckets | None = None
+        self._buckets_active = False
+        self.buckets_started = 0  # gradient buckets reduced, and of them, started in backward
+        self.overlapped_buckets = 0
         if self.size > 1:
             global _writes_suppressed
             _writes_suppressed = self.rank != 0
@@ -275,6 +293,25 @@ class MPIStrategy:
             self.batch_samples = n
             yield tuple(None if part is None else part[lo:hi] for part in batch)
 
+    def begin_step(self, grads: np.ndarray, layout: list[tuple[int, tuple[int, ...]]],
+                   n_local: int) -> Any:
+        """Before a plan step: the callback the plan calls as each layer's gradients become
+        final (``TrainPlan.step(on_gradients=...)``), which starts reducing the buckets of the
+        gradient arena that are complete; None when this strategy does not overlap."""
+        if not self.overlap:
+            return None
+        key = (grads.__array_interface__["data"][0], len(grads), tuple(s for s, _ in layout))
+        if self._buckets is None or self._buckets.key != key:
+            self._buckets = _Buckets(self, grads, layout, key)
+        self._buckets.begin(self._scale(n_local))
+        self._buckets_active = True
+        return self._buckets.ready
+
+    def _scale(self, n_local: int) -> float:
+        """This rank's weight in the sum: size * n_rank / n_global (1 for equal shards)."""
+        n_global = self.batch_samples
+        return 1.0 if n_local * self.size == n_global else n_local * self.size / n_global
+
     def reduce_step(self, grads: np.ndarray, loss: float, correct: int,
                     n_local: int) -> tuple[float, int]:
         """Sum `grads` (this rank's mean gradient over its `n_local` samples) across ranks in
@@ -284,13 +321,17 @@ class MPIStrategy:
         if self.size == 1:
             return loss, correct
         self._step += 1
-        if n_local * self.size != n_global:
-            grads *= np.float32(n_local * self.size / n_global)
+        buckets, self._buckets_active = (self._buckets if self._buckets_active else None), False
         self._stats[0] = loss * n_local
         self._stats[1] = correct
         requests, tracked = self._arrival_requests()
         started = time.perf_counter()
-        requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM))
+        if buckets is not None:  # the rest of the buckets, in the order every rank uses
+            requests += buckets.finish()
+        else:
+            if n_local * self.size != n_global:
+                grads *= np.float32(n_local * self.size / n_global)
+            requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM))
         requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._stats, op=self.MPI.SUM))
         self._wait(requests, "the gradient allreduce", tracked)
         self.allreduce_seconds += time.perf_counter() - started
@@ -352,6 +393,69 @@ class MPIStrategy:
             return
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             yield
+
+
+class _Buckets:
+    """The gradient arena cut into buckets of whole tensors (about ``bucket_mb`` each), from
+    its end down: backward finishes the last layers first, so their bucket can be summed
+    across ranks while the earlier layers' backward runs. Every rank starts the same buckets in
+    the same order (0, 1, ...: a bucket starts once it and every bucket before it are
+    complete), so the collectives match whatever the timing; the rest start after backward."""
+
+    def __init__(self, strategy: MPIStrategy, grads: np.ndarray,
+                 layout: list[tuple[int, tuple[int, ...]]], key: tuple) -> None:
+        self.strategy, self.grads, self.key = strategy, grads, key
+        starts = [start for start, _ in layout]
+        # A bucket runs from its lowest tensor's start to the next bucket up (alignment
+        # padding included, so the buckets tile the arena).
+        self.bounds: list[tuple[int, int]] = []
+        self.bucket_of: dict[int, int] = {}
+        self.needed: list[int] = []
+        hi, members = len(grads), 0
+        for i in reversed(range(len(starts))):
+            self.bucket_of[starts[i]] = len(self.bounds)
+            members += 1
+            if hi - starts[i] >= strategy.bucket_floats or i == 0:
+                lo = 0 if i == 0 else starts[i]
+                self.bounds.append((lo, hi))
+                self.needed.append(members)
+                hi, members = lo, 0
+
+    def begin(self, scale: float) -> None:
+        self.scale = np.float32(scale)
+        self.done = [0] * len(self.bounds)
+        self.started = 0
+        self.requests: list[Any] = []
+
+    def ready(self, offset: int, count: int) -> None:
+        """TrainPlan's callback: the tensor at `offset` is final."""
+        b = self.bucket_of.get(int(offset))
+        if b is None:
+            return  # not a trainable tensor of the arena
+        self.done[b] += 1
+        while self.started < len(self.bounds) and \
+                self.done[self.started] >= self.needed[self.started]:
+            self._start(self.started)
+            self.strategy.overlapped_buckets += 1
+        if self.requests:  # let MPI move the started reductions along
+            self.strategy.MPI.Request.Testall(self.requests)
+
+    def _start(self, b: int) -> None:
+        lo, hi = self.bounds[b]
+        part = self.grads[lo:hi]
+        if self.scale != 1:
+            part *= self.scale
+        mpi = self.strategy.MPI
+        self.requests.append(self.strategy.comm.Iallreduce(mpi.IN_PLACE, part, op=mpi.SUM))
+        self.started = b + 1
+        self.strategy.buckets_started += 1
+
+    def finish(self) -> list[Any]:
+        """Start the buckets backward did not complete (all of them after a non-finite loss);
+        the requests to wait for."""
+        while self.started < len(self.bounds):
+            self._start(self.started)
+        return self.requests
 
 
 def strategy_of(distributed: Any) -> MPIStrategy | None:

@@ -881,9 +881,12 @@ class Model:
         # Data-parallel (cnnfast/distributed.py): the plan stops at the gradients, the ranks
         # sum them, then one update call; every rank updates, or every rank raises.
         dist = self.__dict__.get("_distributed")
+        hook = None if dist is None else dist.begin_step(self._grad_arena[:n],
+                                                         self._trainable_layout, len(xb))
         loss, correct, updated = plan.step(xb, yb, weights, np.array(seeds, np.uint64), name, lr,
                                            decay, iteration, momentum, nesterov, beta_1, beta_2,
-                                           epsilon, slot0, slot1, update=dist is None)
+                                           epsilon, slot0, slot1, update=dist is None,
+                                           on_gradients=hook)
         if dist is not None:
             loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, len(xb))
             if not math.isfinite(loss):

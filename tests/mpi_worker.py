@@ -35,21 +35,24 @@ def data() -> tuple[np.ndarray, ...]:
 
 
 def small_cnn(variant: str, seed: int = SEED) -> cf.Sequential:
-    """variant "plan": the C++ train plan with SGD + momentum; "python": the Python layer walk
-    with Adam; "dropout": the Python walk with a Dropout layer."""
+    """variant "plan": the C++ train plan with SGD + momentum; "plan_l2": the same with L1/L2
+    regularizers and a PReLU; "python": the Python layer walk with Adam; "dropout": the Python
+    walk with a Dropout layer."""
     cf.set_seed(seed)
+    reg = cf.regularizers.L1L2(l1=1e-3, l2=1e-2) if variant == "plan_l2" else None
     model = cf.Sequential([
         cf.layers.Input((8, 8, 1)),
-        cf.layers.Conv2D(4, 3, activation="relu"),
+        cf.layers.Conv2D(4, 3, activation="relu", kernel_regularizer=reg),
         cf.layers.MaxPooling2D(2),
+        *([cf.layers.PReLU()] if variant == "plan_l2" else []),
         cf.layers.Flatten(),
         *([cf.layers.Dropout(0.5)] if variant == "dropout" else []),
-        cf.layers.Dense(3, activation="softmax"),
+        cf.layers.Dense(3, activation="softmax", kernel_regularizer=reg, bias_regularizer=reg),
     ])
     optimizer = (cf.optimizers.Adam(learning_rate=0.01) if variant == "python" else
                  cf.optimizers.SGD(learning_rate=0.1, momentum=0.9))
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
-    if variant != "plan":
+    if variant not in ("plan", "plan_l2"):
         model._force_python_training = True
     return model
 
@@ -115,6 +118,17 @@ def main() -> int:
             results[f"{name}_weights"] = model.flat_weights().copy()
             for key, values in history.items():
                 results[f"{name}_{key}"] = np.array(values)
+        # Reducing buckets of the gradient arena during backward (overlap; a bucket per tensor
+        # here) sums the same numbers as one reduction after it: the same weights, bit for bit.
+        overlapped = distributed.MPIStrategy(timeout=120.0, threads=1, overlap=True,
+                                             bucket_mb=1e-5)
+        for name, strat in (("whole", strategy), ("overlap", overlapped)):
+            model = small_cnn("plan_l2")
+            train(model, strat)
+            results[f"l2_{name}_weights"] = model.flat_weights().copy()
+        results["overlapped_buckets"] = np.array(overlapped.overlapped_buckets)
+        results["auto_overlap"] = np.array(strategy.overlap)  # "auto" on one machine
+        results["buckets"] = np.array(overlapped.buckets_started)
         model = small_cnn("dropout")
         first_mask = _FirstMask()
         # Only rank 0 writes: checkpoints and saved models named after the rank show it.

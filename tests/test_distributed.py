@@ -95,6 +95,15 @@ def test_two_ranks_train_like_one_process_on_the_global_batches(tmp_path):
             # Loss sums in float64 of float32 losses; accuracy counts are exact.
             np.testing.assert_allclose(ranks[0][f"{name}_{key}"], values, rtol=1e-6, atol=0,
                                        err_msg=f"{name} {key}")
+    # Buckets reduced during backward: the same sums, so the same weights bit for bit, and
+    # regularizers (added as each layer's gradients become final) are counted once. Most
+    # buckets started inside backward (all but those of the first layer's tensors, which
+    # complete last, and any skipped batch).
+    assert np.array_equal(ranks[0]["l2_overlap_weights"], ranks[0]["l2_whole_weights"])
+    assert not np.array_equal(ranks[0]["l2_whole_weights"],
+                              mpi_worker.small_cnn("plan_l2").flat_weights())
+    assert int(ranks[0]["overlapped_buckets"]) > 0.5 * int(ranks[0]["buckets"]) > 0
+    assert not bool(ranks[0]["auto_overlap"])  # both ranks on this machine: no overlap
     # Only rank 0 wrote its checkpoint and saved model; they hold the trained weights.
     assert sorted(p.name for p in tmp_path.glob("*.cnnfast")) == ["ckpt-rank0.cnnfast",
                                                                  "saved-rank0.cnnfast"]

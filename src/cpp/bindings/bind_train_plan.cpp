@@ -156,13 +156,16 @@ void bind_train_plan(py::module_& m) {
         // (loss, correct, updated); updated is False when the loss was not finite (nothing
         // was changed). update=False stops once the gradients are in the arena (no optimizer
         // step; the slots may then be None): data-parallel training reduces them first.
+        // on_gradients(offset, count), if given, is called (with the GIL) during backward as
+        // each layer's weight gradients become final: floats of the gradient arena.
         .def(
             "step",
             [](TrainPlanHandle& h, const py::array& x, const py::array& y,
                const py::object& sample_weight, const py::array& dropout_seeds,
                const std::string& optimizer, float lr, float weight_decay, int64_t iteration,
                float momentum, bool nesterov, float beta_1, float beta_2, float epsilon,
-               const py::object& slot0, const py::object& slot1, bool update) {
+               const py::object& slot0, const py::object& slot1, bool update,
+               const py::object& on_gradients) {
                 TrainPlan& plan = *h.plan;
                 const float* px = in_f32(x, "TrainPlan.step x");
                 const int64_t n = x.ndim() ? dim(x, 0) : 0;
@@ -221,10 +224,16 @@ void bind_train_plan(py::module_& m) {
                         "TrainPlan.step: " + optimizer +
                         " needs its slot arenas (and adam an iteration >= 1)");
                 const auto* seeds = static_cast<const uint64_t*>(dropout_seeds.data());
+                GradientsReady ready;
+                if (!on_gradients.is_none())
+                    ready = [&on_gradients](int64_t offset, int64_t count) {
+                        py::gil_scoped_acquire with_gil;
+                        on_gradients(offset, count);
+                    };
                 TrainStepResult r;
                 {
                     py::gil_scoped_release release;
-                    r = plan.step(px, labels, pw, n, seeds, u);
+                    r = plan.step(px, labels, pw, n, seeds, u, ready);
                 }
                 return py::make_tuple(r.loss, r.correct, r.updated);
             },
@@ -232,7 +241,8 @@ void bind_train_plan(py::module_& m) {
             py::arg("dropout_seeds"), py::arg("optimizer"), py::arg("lr"),
             py::arg("weight_decay"), py::arg("iteration"), py::arg("momentum"),
             py::arg("nesterov"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-            py::arg("slot0").none(true), py::arg("slot1").none(true), py::arg("update") = true);
+            py::arg("slot0").none(true), py::arg("slot1").none(true), py::arg("update") = true,
+            py::arg("on_gradients") = py::none());
 }
 
 }  // namespace cnnfast::bind

@@ -331,174 +331,207 @@ int64_t TrainPlan::count_correct(const void* labels, int64_t n) const {
     return correct;
 }
 
-void TrainPlan::backward(int64_t n) {
+void TrainPlan::backward(int64_t n, const GradientsReady& ready) {
     std::fill(grad_set_.begin(), grad_set_.end(), 0);
     std::fill(weights_set_.begin(), weights_set_.end(), 0);
+    std::fill(regularized_.begin(), regularized_.end(), 0);
     grad_set_[output_] = 1;
     for (size_t i = steps_.size(); i-- > 0;) {
+        backward_step(i, n);
+        // A layer's weight gradients are final after its only call, or after its first call
+        // for a shared layer (backward reaches it last): add its regularizers' gradients, then
+        // say so (data-parallel training starts reducing them while backward goes on).
         const TrainStep& s = steps_[i];
-        if (!grad_set_[s.output]) continue;  // nothing downstream needs this value
-        // A shared layer's gradients are the sum over its calls (Model._backward): the call
-        // that backward reaches first writes them; each later one writes the scratch, which is
-        // added to them in float32 after its kernel (kernel, then bias).
-        float* dw = s.dw;
-        float* db = s.db;
-        const bool add_weights = s.first_call >= 0 && weights_set_[s.first_call];
-        if (add_weights) {
-            dw = arena_.get() + weight_part_at_;
-            db = s.db ? dw + aligned(weight_floats(s).first) : nullptr;
-        }
-        if (s.first_call >= 0) weights_set_[s.first_call] = 1;
-        auto settle_weights = [&] {
-            if (!add_weights) return;
-            const auto [wn, bn] = weight_floats(s);
-            for (int64_t k = 0; k < wn; ++k) s.dw[k] += dw[k];
-            for (int64_t k = 0; k < bn; ++k) s.db[k] += db[k];
-        };
-        float* dy = grad(s.output);
-        const float* y = fwd(s.output);
-        const int64_t count = n * values_[s.output].size;
-        float* part = part_at_[i] >= 0 ? arena_.get() + part_at_[i] : nullptr;
-        // Where an input's gradient goes: its buffer for the first contribution, else the
-        // scratch, added afterwards in this order (Model._backward: grads[r] + part).
-        auto target = [&](int r, float* scratch) { return grad_set_[r] ? scratch : grad(r); };
-        auto settle = [&](int r, const float* t) {
-            float* g = grad(r);
-            if (t != g)
-                for (int64_t k = 0; k < n * values_[r].size; ++k) g[k] += t[k];
-            grad_set_[r] = 1;
-        };
-        const int r = s.inputs[0];
-        const float* x = fwd(r);
-        // d(loss)/d(pre-activation) in place over dy, as _Activation.backward does.
-        if ((s.kind == PlanOp::conv2d || s.kind == PlanOp::dense) &&
-            !s.act_backward_elsewhere) {
-            if (s.softmax) {
-                softmax_backward(dy, y, dy, count / s.cols, s.cols);
-            } else if (s.act != Activation::linear) {
-                const float* z = z_at_[i] >= 0 ? arena_.get() + z_at_[i] : y;
-                activation_backward(dy, z, y, dy, count, s.act, s.act_alpha);
+        const bool last_call = s.first_call < 0 || s.first_call == static_cast<int>(i);
+        if (last_call && (s.dw || s.db) && grad_set_[s.output]) {
+            add_regularizer_gradients(s.dw, s.db);
+            if (ready) {
+                const auto [wn, bn] = weight_floats(s);
+                if (s.dw) ready(s.dw - grads_, wn);
+                if (s.db) ready(s.db - grads_, bn);
             }
         }
-        if (s.kind == PlanOp::merge || s.kind == PlanOp::concat) {
-            std::vector<float*>& dins = merge_grads_;
-            std::vector<const float*>& ins = merge_inputs_;
-            dins.clear();
-            ins.clear();
-            float* scratch = part;
-            for (int in : s.inputs) {
-                ins.push_back(fwd(in));
-                const int64_t width = n * values_[in].size;
-                if (in == 0) {
-                    dins.push_back(nullptr);
-                } else if (!grad_set_[in]) {
-                    dins.push_back(grad(in));
-                    grad_set_[in] = 1;  // written by this call, before any later input's part
-                } else {
-                    dins.push_back(scratch);
-                }
-                scratch += width;
-            }
-            const int64_t k = static_cast<int64_t>(ins.size());
-            if (s.kind == PlanOp::merge)
-                merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op);
-            else
-                concat_backward(dins.data(), dy, s.widths.data(), k, count / s.cols);
-            for (size_t j = 0; j < s.inputs.size(); ++j)
-                if (s.inputs[j] != 0) settle(s.inputs[j], dins[j]);
-            continue;
+    }
+}
+
+void TrainPlan::backward_step(size_t i, int64_t n) {
+    const TrainStep& s = steps_[i];
+    if (!grad_set_[s.output]) return;  // nothing downstream needs this value
+    // A shared layer's gradients are the sum over its calls (Model._backward): the call
+    // that backward reaches first writes them; each later one writes the scratch, which is
+    // added to them in float32 after its kernel (kernel, then bias).
+    float* dw = s.dw;
+    float* db = s.db;
+    const bool add_weights = s.first_call >= 0 && weights_set_[s.first_call];
+    if (add_weights) {
+        dw = arena_.get() + weight_part_at_;
+        db = s.db ? dw + aligned(weight_floats(s).first) : nullptr;
+    }
+    if (s.first_call >= 0) weights_set_[s.first_call] = 1;
+    auto settle_weights = [&] {
+        if (!add_weights) return;
+        const auto [wn, bn] = weight_floats(s);
+        for (int64_t k = 0; k < wn; ++k) s.dw[k] += dw[k];
+        for (int64_t k = 0; k < bn; ++k) s.db[k] += db[k];
+    };
+    float* dy = grad(s.output);
+    const float* y = fwd(s.output);
+    const int64_t count = n * values_[s.output].size;
+    float* part = part_at_[i] >= 0 ? arena_.get() + part_at_[i] : nullptr;
+    // Where an input's gradient goes: its buffer for the first contribution, else the
+    // scratch, added afterwards in this order (Model._backward: grads[r] + part).
+    auto target = [&](int r, float* scratch) { return grad_set_[r] ? scratch : grad(r); };
+    auto settle = [&](int r, const float* t) {
+        float* g = grad(r);
+        if (t != g)
+            for (int64_t k = 0; k < n * values_[r].size; ++k) g[k] += t[k];
+        grad_set_[r] = 1;
+    };
+    const int r = s.inputs[0];
+    const float* x = fwd(r);
+    // d(loss)/d(pre-activation) in place over dy, as _Activation.backward does.
+    if ((s.kind == PlanOp::conv2d || s.kind == PlanOp::dense) &&
+        !s.act_backward_elsewhere) {
+        if (s.softmax) {
+            softmax_backward(dy, y, dy, count / s.cols, s.cols);
+        } else if (s.act != Activation::linear) {
+            const float* z = z_at_[i] >= 0 ? arena_.get() + z_at_[i] : y;
+            activation_backward(dy, z, y, dy, count, s.act, s.act_alpha);
         }
-        if (s.kind == PlanOp::conv2d_relu_maxpool) {
-            Conv2dDims d = s.conv;
-            d.N = n;
-            conv2d_relu_maxpool_backward_weights(s.dw, s.db, x, dy, y,
-                                                 static_cast<const int32_t*>(static_cast<void*>(
-                                                     arena_.get() + aux_at_[i])),
-                                                 d);
-            continue;
-        }
-        if (s.kind == PlanOp::conv2d) {
-            Conv2dDims d = s.conv;
-            d.N = n;
-            conv2d_backward_weights(dw, db, x, dy, d);
-            settle_weights();
-            if (r != 0) {
-                float* t = target(r, part);
-                conv2d_backward_data(t, dy, s.w, d);
-                settle(r, t);
-            }
-            continue;
-        }
-        if (s.kind == PlanOp::dense) {
-            DenseDims d = s.dense;
-            d.N *= n;
-            float* t = r != 0 ? target(r, part) : nullptr;
-            dense_backward(t, dw, db, x, s.w, dy, d);
-            settle_weights();
-            if (t) settle(r, t);
-            continue;
-        }
-        if (s.kind == PlanOp::prelu) {
-            // PReLU.backward writes dx over dy even on the data, which needs no gradient.
-            float* t = r != 0 ? target(r, part) : dy;
-            prelu_backward(t, dw, x, s.w, dy, count, s.alpha_size);
-            settle_weights();
-            if (r != 0) settle(r, t);
-            continue;
-        }
-        if (r == 0) continue;  // the data needs no gradient
-        if (identity_backward(s)) {
-            if (values_[s.output].grad_alias_of >= 0) {
-                grad_set_[r] = 1;  // dy already lies in r's gradient buffer
+    }
+    if (s.kind == PlanOp::merge || s.kind == PlanOp::concat) {
+        std::vector<float*>& dins = merge_grads_;
+        std::vector<const float*>& ins = merge_inputs_;
+        dins.clear();
+        ins.clear();
+        float* scratch = part;
+        for (int in : s.inputs) {
+            ins.push_back(fwd(in));
+            const int64_t width = n * values_[in].size;
+            if (in == 0) {
+                dins.push_back(nullptr);
+            } else if (!grad_set_[in]) {
+                dins.push_back(grad(in));
+                grad_set_[in] = 1;  // written by this call, before any later input's part
             } else {
-                float* t = target(r, part);
-                if (t != dy) std::memcpy(t, dy, sizeof(float) * count);
-                settle(r, t);
+                dins.push_back(scratch);
             }
-            continue;
+            scratch += width;
         }
-        float* t = target(r, part);
-        void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
-        switch (s.kind) {
-            case PlanOp::max_pool2d: {
-                Pool2dDims d = s.pool;
-                d.N = n;
-                // The folded ReLU's backward at the pooled resolution (MaxPooling2D.relu_before).
-                if (s.relu_before) activation_backward(dy, y, y, dy, count, Activation::relu, 1.0f);
-                max_pool2d_backward(t, dy, static_cast<const int32_t*>(aux), d);
-                break;
-            }
-            case PlanOp::avg_pool2d: {
-                Pool2dDims d = s.pool;
-                d.N = n;
-                avg_pool2d_backward(t, dy, d);
-                break;
-            }
-            case PlanOp::activation:
-                activation_backward(t, x, y, dy, count, s.act, s.act_alpha);
-                break;
-            case PlanOp::softmax:
-                softmax_backward(t, y, dy, count / s.cols, s.cols);
-                break;
-            case PlanOp::dropout:
-                dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
-                break;
-            case PlanOp::lrn: {
-                LrnDims d = s.lrn;
-                d.rows *= n;
-                lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
-                break;
-            }
-            default:
-                throw std::logic_error("TrainPlan: no backward for step " + s.label);
+        const int64_t k = static_cast<int64_t>(ins.size());
+        if (s.kind == PlanOp::merge)
+            merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op);
+        else
+            concat_backward(dins.data(), dy, s.widths.data(), k, count / s.cols);
+        for (size_t j = 0; j < s.inputs.size(); ++j)
+            if (s.inputs[j] != 0) settle(s.inputs[j], dins[j]);
+        return;
+    }
+    if (s.kind == PlanOp::conv2d_relu_maxpool) {
+        Conv2dDims d = s.conv;
+        d.N = n;
+        conv2d_relu_maxpool_backward_weights(s.dw, s.db, x, dy, y,
+                                             static_cast<const int32_t*>(static_cast<void*>(
+                                                 arena_.get() + aux_at_[i])),
+                                             d);
+        return;
+    }
+    if (s.kind == PlanOp::conv2d) {
+        Conv2dDims d = s.conv;
+        d.N = n;
+        conv2d_backward_weights(dw, db, x, dy, d);
+        settle_weights();
+        if (r != 0) {
+            float* t = target(r, part);
+            conv2d_backward_data(t, dy, s.w, d);
+            settle(r, t);
         }
-        settle(r, t);
+        return;
+    }
+    if (s.kind == PlanOp::dense) {
+        DenseDims d = s.dense;
+        d.N *= n;
+        float* t = r != 0 ? target(r, part) : nullptr;
+        dense_backward(t, dw, db, x, s.w, dy, d);
+        settle_weights();
+        if (t) settle(r, t);
+        return;
+    }
+    if (s.kind == PlanOp::prelu) {
+        // PReLU.backward writes dx over dy even on the data, which needs no gradient.
+        float* t = r != 0 ? target(r, part) : dy;
+        prelu_backward(t, dw, x, s.w, dy, count, s.alpha_size);
+        settle_weights();
+        if (r != 0) settle(r, t);
+        return;
+    }
+    if (r == 0) return;  // the data needs no gradient
+    if (identity_backward(s)) {
+        if (values_[s.output].grad_alias_of >= 0) {
+            grad_set_[r] = 1;  // dy already lies in r's gradient buffer
+        } else {
+            float* t = target(r, part);
+            if (t != dy) std::memcpy(t, dy, sizeof(float) * count);
+            settle(r, t);
+        }
+        return;
+    }
+    float* t = target(r, part);
+    void* aux = aux_at_[i] >= 0 ? arena_.get() + aux_at_[i] : nullptr;
+    switch (s.kind) {
+        case PlanOp::max_pool2d: {
+            Pool2dDims d = s.pool;
+            d.N = n;
+            // The folded ReLU's backward at the pooled resolution (MaxPooling2D.relu_before).
+            if (s.relu_before) activation_backward(dy, y, y, dy, count, Activation::relu, 1.0f);
+            max_pool2d_backward(t, dy, static_cast<const int32_t*>(aux), d);
+            break;
+        }
+        case PlanOp::avg_pool2d: {
+            Pool2dDims d = s.pool;
+            d.N = n;
+            avg_pool2d_backward(t, dy, d);
+            break;
+        }
+        case PlanOp::activation:
+            activation_backward(t, x, y, dy, count, s.act, s.act_alpha);
+            break;
+        case PlanOp::softmax:
+            softmax_backward(t, y, dy, count / s.cols, s.cols);
+            break;
+        case PlanOp::dropout:
+            dropout_backward(t, dy, static_cast<const uint8_t*>(aux), count, s.rate);
+            break;
+        case PlanOp::lrn: {
+            LrnDims d = s.lrn;
+            d.rows *= n;
+            lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
+            break;
+        }
+        default:
+            throw std::logic_error("TrainPlan: no backward for step " + s.label);
+    }
+    settle(r, t);
+}
+
+void TrainPlan::add_regularizer_gradients(const float* dw, const float* db) {
+    // float32 in numpy's order (l2 term, then l1 term), as Layer.add_regularization_gradients.
+    for (size_t j = 0; j < regularizers_.size(); ++j) {
+        const TrainRegularizer& r = regularizers_[j];
+        const bool mine = dw == nullptr ? true : (r.g == dw || (db && r.g == db));
+        if (!mine || regularized_[j]) continue;
+        regularized_[j] = 1;
+        const float l2x2 = static_cast<float>(2.0 * r.l2), l1 = static_cast<float>(r.l1);
+        if (r.l2)
+            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l2x2 * r.w[k];
+        if (r.l1)
+            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l1 * sign_of(r.w[k]);
     }
 }
 
 TrainStepResult TrainPlan::step(const float* x, const void* labels, const double* sample_weight,
                                 int64_t n, const uint64_t* dropout_seeds,
-                                const OptimizerUpdate& update) {
+                                const OptimizerUpdate& update, const GradientsReady& ready) {
     if (n != laid_out_for_) layout(n);
     TrainStepResult result;
     forward(x, n, dropout_seeds);
@@ -506,9 +539,10 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
     // Model._train_step raises before any update, so the weights stay those of before the batch.
     if (!std::isfinite(result.loss)) return result;
     result.correct = count_correct(labels, n);
-    backward(n);
-    // Layer regularizers (cnnfast/regularizers.py L1L2): loss in double, gradient in float32
-    // in numpy's order (l2 term, then l1 term).
+    backward(n, ready);
+    // Layer regularizers (cnnfast/regularizers.py L1L2): loss in double; the gradients of the
+    // weights backward did not reach (add_regularizer_gradients added the others).
+    add_regularizer_gradients(nullptr, nullptr);
     for (const TrainRegularizer& r : regularizers_) {
         double abs_sum = 0.0, square_sum = 0.0;
         for (int64_t k = 0; k < r.size; ++k) {
@@ -519,11 +553,6 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
         if (r.l1) penalty += r.l1 * abs_sum;
         if (r.l2) penalty += r.l2 * square_sum;
         result.loss += penalty;
-        const float l2x2 = static_cast<float>(2.0 * r.l2), l1 = static_cast<float>(r.l1);
-        if (r.l2)
-            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l2x2 * r.w[k];
-        if (r.l1)
-            for (int64_t k = 0; k < r.size; ++k) r.g[k] += l1 * sign_of(r.w[k]);
     }
     result.updated = true;
     if (!update.apply) return result;

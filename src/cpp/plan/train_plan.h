@@ -67,6 +67,10 @@ struct TrainStepResult {
                           // (with update.apply false: true once the gradients are in the arena)
 };
 
+// Called during backward when a layer's weight gradients (regularizers included) are final:
+// (offset, count) in floats into the gradient arena, once per kernel/bias/alpha tensor.
+using GradientsReady = std::function<void(int64_t offset, int64_t count)>;
+
 class TrainPlan {
 public:
     // plan: from build_plan, fused by fuse_for_training; steps: its steps with their weights
@@ -74,7 +78,10 @@ public:
     TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss loss, float* weights,
               float* grads, int64_t trainable_floats);
 
-    void add_regularizer(const TrainRegularizer& r) { regularizers_.push_back(r); }
+    void add_regularizer(const TrainRegularizer& r) {
+        regularizers_.push_back(r);
+        regularized_.push_back(0);
+    }
 
     const std::vector<int64_t>& value_shape(int v) const { return values_.at(v).shape; }
     const std::vector<int64_t>& output_shape() const { return values_[output_].shape; }
@@ -92,20 +99,25 @@ public:
     // output's shape; sample_weight (n,) or null; dropout_seeds one per active Dropout step.
     // A non-finite data loss returns before any backward or update.
     TrainStepResult step(const float* x, const void* labels, const double* sample_weight,
-                         int64_t n, const uint64_t* dropout_seeds, const OptimizerUpdate& update);
+                         int64_t n, const uint64_t* dropout_seeds, const OptimizerUpdate& update,
+                         const GradientsReady& ready = nullptr);
 
 private:
     void layout(int64_t n);
     double loss_and_gradient(const void* labels, const double* sample_weight, int64_t n);
     int64_t count_correct(const void* labels, int64_t n) const;
     void forward(const float* x, int64_t n, const uint64_t* seeds);
-    void backward(int64_t n);
+    void backward(int64_t n, const GradientsReady& ready);
+    void backward_step(size_t i, int64_t n);
+    // The gradients of the regularizers on dw or db, or on every weight not done yet (null).
+    void add_regularizer_gradients(const float* dw, const float* db);
     float* fwd(int v) const;
     float* grad(int v) const;
 
     std::vector<TrainValue> values_;
     std::vector<TrainStep> steps_;
     std::vector<TrainRegularizer> regularizers_;
+    std::vector<char> regularized_;  // per regularizer: its gradient added in this step
     std::vector<std::string> fusions_, calls_;
     int output_ = 0;
     TrainLoss loss_ = TrainLoss::categorical_crossentropy;
