@@ -1,6 +1,7 @@
 #include "bind_util.h"
 #include "fma_peak.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 
 namespace cnnfast::bind {
 
@@ -38,6 +39,47 @@ void bind_gemm(py::module_& m) {
             return measure_sgemm_ukernel_gflops(rounds, in_l1);
         },
         py::arg("rounds") = 200, py::kw_only(), py::arg("in_l1") = false);
+    // c (M,N) = op(a) @ op(b) + beta * c with a and b rounded to bfloat16 and float32 sums
+    // (gemm_bf16.h); naive: the triple-loop spec.
+    m.def(
+        "sgemm_bf16",
+        [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,
+           float beta, bool naive) {
+            const float* pa = in_f32(a, "sgemm_bf16 a", 2);
+            const float* pb = in_f32(b, "sgemm_bf16 b", 2);
+            float* pc = out_f32(c, "sgemm_bf16 c", 2);
+            const int64_t M = trans_a ? dim(a, 1) : dim(a, 0), K = trans_a ? dim(a, 0) : dim(a, 1);
+            const int64_t Kb = trans_b ? dim(b, 1) : dim(b, 0), N = trans_b ? dim(b, 0) : dim(b, 1);
+            if (K != Kb)
+                throw std::invalid_argument("sgemm_bf16: inner dimensions differ: op(a) " +
+                                            shape_str({M, K}) + ", op(b) " + shape_str({Kb, N}));
+            expect_shape(c, "sgemm_bf16 c", {M, N});
+            py::gil_scoped_release release;
+            if (naive)
+                sgemm_bf16_naive(trans_a, trans_b, M, N, K, pa, dim(a, 1), pb, dim(b, 1), beta,
+                                 pc, N);
+            else
+                sgemm_bf16(trans_a, trans_b, M, N, K, pa, dim(a, 1), pb, dim(b, 1), beta, pc, N);
+        },
+        py::arg("c"), py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
+        py::arg("trans_b") = false, py::arg("beta") = 0.0f, py::arg("naive") = false);
+    m.def("sgemm_bf16_path", &sgemm_bf16_path);
+    m.def("set_sgemm_bf16_path",
+          [](const std::string& name) { return set_sgemm_bf16_path(name.c_str()); },
+          py::arg("name"));
+    // out = x rounded to bfloat16 (nearest even, subnormals to zero), as float32; same shape.
+    m.def(
+        "round_to_bf16",
+        [](py::array out, const py::array& x) {
+            const float* px = in_f32(x, "round_to_bf16 x");
+            float* po = out_f32(out, "round_to_bf16 out");
+            if (out.size() != x.size())
+                throw std::invalid_argument("round_to_bf16: out " + shape_str(out) +
+                                            " and x " + shape_str(x) + " differ in size");
+            py::gil_scoped_release release;
+            for (py::ssize_t i = 0; i < x.size(); ++i) po[i] = round_to_bf16(px[i]);
+        },
+        py::arg("out"), py::arg("x"));
     m.def(
         "sgemm",
         [](py::array c, const py::array& a, const py::array& b, bool trans_a, bool trans_b,

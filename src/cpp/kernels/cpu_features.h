@@ -12,6 +12,9 @@ enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2 };
 
 // AVX-512 F/BW/VL/DQ with FMA, as the *_avx512.cpp files are compiled for (false when not built).
 bool cpu_has_avx512();
+// AVX-512 as above plus AVX512-BF16 (vdpbf16ps), as *_avx512bf16.cpp are compiled for (false
+// when not built).
+bool cpu_has_avx512_bf16();
 // AVX2 with FMA (false when not built).
 bool cpu_has_avx2();
 // The widest level both the CPU and the CNNFAST_SIMD cap allow; computed once.
