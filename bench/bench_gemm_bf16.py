@@ -40,8 +40,9 @@ def main() -> None:
             a = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal((k, n)).astype(np.float32)
             c = np.zeros((m, n), np.float32)
-            times = time_rounds({"fp32": lambda: _core.sgemm(c, a, b),
-                                 "bf16": lambda: _core.sgemm_bf16(c, a, b)}, rounds=args.rounds)
+            times = time_rounds({"fp32": lambda c=c, a=a, b=b: _core.sgemm(c, a, b),
+                                 "bf16": lambda c=c, a=a, b=b: _core.sgemm_bf16(c, a, b)},
+                                rounds=args.rounds)
             rate = {key: 2 * m * n * k / median(v) / 1e9 for key, v in times.items()}
             print(f"| {label} | {threads} | {rate['fp32']:.0f} | {rate['bf16']:.0f} | "
                   f"{rate['bf16'] / rate['fp32']:.2f} |", flush=True)
