@@ -31,12 +31,12 @@ float bf16_value(uint32_t h) {
 }
 
 // The portable micro-kernel: vdpbf16ps's operations, lane by lane, in its order (k + 1, then k).
-void ukernel_14x32_portable(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
-                            int64_t ldc, float beta) {
+void ukernel_14x32_portable(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
+                            float* c, int64_t ldc, float beta) {
     float acc[kBf16MR][kBf16NR] = {};
     for (int64_t p = 0; p < kp; ++p) {
         for (int64_t i = 0; i < kBf16MR; ++i) {
-            const uint32_t ai = a[p * kBf16MR + i];
+            const uint32_t ai = a[i * a_stride + p];
             const float a_hi = bf16_value(ai >> 16), a_lo = bf16_value(ai & 0xffffu);
             const uint32_t* bp = b + p * kBf16NR;
             // Products of two bfloat16 values are exact in float32: a fused or a separate
@@ -52,7 +52,7 @@ void ukernel_14x32_portable(int64_t kp, const uint32_t* a, const uint32_t* b, fl
             c[i * ldc + j] = beta == 0.0f ? acc[i][j] : std::fma(beta, c[i * ldc + j], acc[i][j]);
 }
 
-const Bf16Gemm kPortable{"portable", ukernel_14x32_portable};
+const Bf16Gemm kPortable{"portable", ukernel_14x32_portable, nullptr, nullptr};
 
 // The avx512 slot holds the BF16 table only on CPUs with the instructions (and under the
 // CNNFAST_SIMD cap: scalar or avx2 takes the portable kernel).
@@ -96,28 +96,42 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
     uint32_t* packed_b = workspace<uint32_t>(Scratch::gemm_bf16_b, nb * kp * kBf16NR);
     parallel_for(T, nb, [&](int64_t jb) {
         uint32_t* out = packed_b + jb * kp * kBf16NR;
-        for (int64_t p = 0; p < kp; ++p)
+        for (int64_t p = 0; p < kp; ++p) {
+            if (g->pack_b && !trans_b) {
+                g->pack_b(B, ldb, K, N, p, jb * kBf16NR, out + p * kBf16NR);
+                continue;
+            }
             for (int64_t j = 0; j < kBf16NR; ++j)
                 out[p * kBf16NR + j] =
                     pair(b_at(2 * p, jb * kBf16NR + j), b_at(2 * p + 1, jb * kBf16NR + j));
+        }
     });
     // Row blocks across threads: each packs its 14 rows of op(A), then sweeps every column
     // block; edge tiles go through a scratch tile.
     parallel_for(T, mb, [&](int64_t ib) {
-        uint32_t* packed_a = workspace<uint32_t>(Scratch::gemm_bf16_a, kp * kBf16MR + kBf16MR * kBf16NR);
-        float* tile = reinterpret_cast<float*>(packed_a + kp * kBf16MR);
+        // Rows of kp pairs, the stride padded to a cache line.
+        const int64_t stride = (kp + 15) / 16 * 16;
+        uint32_t* packed_a =
+            workspace<uint32_t>(Scratch::gemm_bf16_a, stride * kBf16MR + kBf16MR * kBf16NR);
+        float* tile = reinterpret_cast<float*>(packed_a + stride * kBf16MR);
         const int64_t m0 = ib * kBf16MR, rows = std::min(kBf16MR, M - m0);
-        for (int64_t p = 0; p < kp; ++p)
-            for (int64_t i = 0; i < kBf16MR; ++i)
-                packed_a[p * kBf16MR + i] = pair(a_at(m0 + i, 2 * p), a_at(m0 + i, 2 * p + 1));
+        for (int64_t i = 0; i < kBf16MR; ++i) {
+            uint32_t* out = packed_a + i * stride;
+            if (g->pack_row && !trans_a && i < rows) {
+                g->pack_row(A + (m0 + i) * lda, K, out);
+                continue;
+            }
+            for (int64_t p = 0; p < kp; ++p)
+                out[p] = pair(a_at(m0 + i, 2 * p), a_at(m0 + i, 2 * p + 1));
+        }
         for (int64_t jb = 0; jb < nb; ++jb) {
             const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
             const uint32_t* pb = packed_b + jb * kp * kBf16NR;
             if (rows == kBf16MR && cols == kBf16NR) {
-                g->ukernel(kp, packed_a, pb, C + m0 * ldc + n0, ldc, beta);
+                g->ukernel(kp, packed_a, stride, pb, C + m0 * ldc + n0, ldc, beta);
                 continue;
             }
-            g->ukernel(kp, packed_a, pb, tile, kBf16NR, 0.0f);
+            g->ukernel(kp, packed_a, stride, pb, tile, kBf16NR, 0.0f);
             for (int64_t i = 0; i < rows; ++i)
                 for (int64_t j = 0; j < cols; ++j) {
                     float& c = C[(m0 + i) * ldc + n0 + j];

@@ -5,22 +5,24 @@
 #if defined(CNNFAST_BUILD_AVX512BF16)
 #include <immintrin.h>
 
+#include <algorithm>
+
 namespace cnnfast {
 
 namespace {
 
-// a (kp x 14 pairs), b (kp x 32 pairs); c (14 x 32) = a * b + beta * c.
-void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
-                              int64_t ldc, float beta) {
+// a (14 rows of a_stride pairs), b (kp x 32 pairs); c (14 x 32) = a * b + beta * c.
+void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
+                              float* c, int64_t ldc, float beta) {
     __m512 acc[kBf16MR][2];
     for (int i = 0; i < kBf16MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < kp; ++p) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(b + p * kBf16NR);
         const __m512bh b1 = (__m512bh)_mm512_load_si512(b + p * kBf16NR + 16);
-        const uint32_t* ap = a + p * kBf16MR;
+        const uint32_t* ap = a + p;
 #pragma GCC unroll 14
         for (int i = 0; i < kBf16MR; ++i) {
-            const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[i]));
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[i * a_stride]));
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
@@ -38,7 +40,49 @@ void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, const uint32_t* b, 
     }
 }
 
-const Bf16Gemm kTable{"avx512_bf16", ukernel_14x32_avx512bf16};
+// 32 floats of a row as 16 pairs: vcvtne2ps2bf16 puts the second operand's 16 bfloat16 in the
+// low half, so (hi, lo) gives them in memory order, which is the pair order.
+inline __m512i pairs_of(const float* x, __mmask16 lo_mask, __mmask16 hi_mask) {
+    const __m512 lo = _mm512_maskz_loadu_ps(lo_mask, x);
+    const __m512 hi = _mm512_maskz_loadu_ps(hi_mask, x + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+void pack_row_avx512bf16(const float* row, int64_t K, uint32_t* out) {
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) _mm512_storeu_si512(out + k / 2, pairs_of(row + k, 0xffff, 0xffff));
+    if (k < K) {
+        const int64_t left = K - k;  // 1..31 floats; odd K pads its last pair with zero
+        const __mmask16 lo = static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1);
+        const __mmask16 hi =
+            static_cast<__mmask16>(left <= 16 ? 0 : (1u << (left - 16)) - 1);
+        const int64_t pairs = (left + 1) / 2;
+        _mm512_mask_storeu_epi32(out + k / 2, static_cast<__mmask16>((1u << pairs) - 1),
+                                 pairs_of(row + k, lo, hi));
+    }
+}
+
+// Columns n0.. of rows 2p, 2p + 1: convert both rows (row 2p in the low half), then interleave
+// them column by column into pairs.
+void pack_b_avx512bf16(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t p, int64_t n0,
+                       uint32_t* out) {
+    static const __m512i interleave = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+        23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const float* r0 = B + 2 * p * ldb;
+    const bool has_r1 = 2 * p + 1 < K;
+    for (int64_t h = 0; h < kBf16NR; h += 16) {
+        const int64_t cols = std::min<int64_t>(16, std::max<int64_t>(0, N - n0 - h));
+        const __mmask16 m = static_cast<__mmask16>(cols >= 16 ? 0xffff : (1u << cols) - 1);
+        const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + n0 + h);
+        const __m512 hi = has_r1 ? _mm512_maskz_loadu_ps(m, r0 + ldb + n0 + h) : _mm512_setzero_ps();
+        const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_store_si512(out + h, _mm512_permutexvar_epi16(interleave, both));
+    }
+}
+
+const Bf16Gemm kTable{"avx512_bf16", ukernel_14x32_avx512bf16, pack_row_avx512bf16,
+                      pack_b_avx512bf16};
 
 }  // namespace
 

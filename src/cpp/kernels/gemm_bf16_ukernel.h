@@ -10,15 +10,24 @@ constexpr int64_t kBf16MR = 14, kBf16NR = 32;
 
 // Packed operands hold k in pairs: one uint32 = bfloat16 of k (low half) | of k + 1 (high half),
 // the layout vdpbf16ps multiplies lane by lane.
-//  a: kp x kBf16MR pairs, a[p * kBf16MR + i] (row i of the tile, pair p);
+//  a: kBf16MR rows of a_stride pairs, a[i * a_stride + p] (row i of the tile, pair p): a row of
+//     A stored (M,K) packs by converting it in place order;
 //  b: kp x kBf16NR pairs, b[p * kBf16NR + j], 64-byte aligned.
 // c (kBf16MR x kBf16NR, row stride ldc) = sum + beta * c; beta == 0 never reads c.
-using Bf16UkernelFn = void (*)(int64_t kp, const uint32_t* a, const uint32_t* b, float* c,
-                               int64_t ldc, float beta);
+using Bf16UkernelFn = void (*)(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
+                               float* c, int64_t ldc, float beta);
+// One row of A stored (M,K) (K floats) as kp = ceil(K/2) pairs (zero past K).
+using Bf16PackRowFn = void (*)(const float* row, int64_t K, uint32_t* out);
+// Rows 2p and 2p + 1 of B stored (K,N), columns [n0, n0 + kBf16NR), as kBf16NR pairs (zero past
+// K and past N): one pair p of a packed B panel.
+using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t p,
+                             int64_t n0, uint32_t* out);
 
 struct Bf16Gemm {
     const char* path;
     Bf16UkernelFn ukernel;
+    Bf16PackRowFn pack_row;  // null: the scalar packing
+    Bf16PackBFn pack_b;      // null: the scalar packing
 };
 
 // Null when the build lacks AVX512-BF16.
