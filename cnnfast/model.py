@@ -780,10 +780,20 @@ class Model:
         n = self._trainable_floats
         correct = self._correct(out, yb) if self.metrics else 0
         loss += reg
-        if dist is not None:  # every rank takes the same step, or every rank raises
-            loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, len(xb))
-            if not math.isfinite(loss):
-                _raise_non_finite(where, loss, dist.batch_samples)
+        if dist is not None:
+            return self._distributed_update(dist, loss, correct, len(xb), where)
+        self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
+                                  self._trainable_layout)
+        return loss, correct
+
+    def _distributed_update(self, dist: Any, loss: float, correct: int, n_local: int,
+                            where: str) -> tuple[float, int]:
+        """Data-parallel (cnnfast/distributed.py): sum the ranks' gradients and loss sums, then
+        the same update on every rank; every rank updates, or every rank raises."""
+        n = self._trainable_floats
+        loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, n_local)
+        if not math.isfinite(loss):
+            _raise_non_finite(where, loss, dist.batch_samples)
         self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
                                   self._trainable_layout)
         return loss, correct
@@ -888,12 +898,7 @@ class Model:
                                            epsilon, slot0, slot1, update=dist is None,
                                            on_gradients=hook)
         if dist is not None:
-            loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, len(xb))
-            if not math.isfinite(loss):
-                _raise_non_finite(where, loss, dist.batch_samples)
-            self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
-                                      self._trainable_layout)
-            return loss, correct
+            return self._distributed_update(dist, loss, correct, len(xb), where)
         if not updated:
             _raise_non_finite(where, loss, len(xb))
         self.optimizer.iterations += 1
