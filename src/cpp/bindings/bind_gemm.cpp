@@ -2,6 +2,7 @@
 #include "fma_peak.h"
 #include "gemm.h"
 #include "gemm_bf16.h"
+#include "gemm_u8s8.h"
 
 namespace cnnfast::bind {
 
@@ -63,6 +64,34 @@ void bind_gemm(py::module_& m) {
         },
         py::arg("c"), py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("beta") = 0.0f, py::arg("naive") = false);
+    // c (M,N) int32 = a (M,K) uint8 @ b (K,N) int8 (+ c when accumulate), exact
+    // (gemm_u8s8.h); naive: the triple-loop spec.
+    m.def(
+        "gemm_u8s8s32",
+        [](py::array c, const py::array& a, const py::array& b, bool accumulate, bool naive) {
+            check_buffer<uint8_t>(a, "gemm_u8s8s32 a", 2, false);
+            check_buffer<int8_t>(b, "gemm_u8s8s32 b", 2, false);
+            check_buffer<int32_t>(c, "gemm_u8s8s32 c", 2, true);
+            const int64_t M = dim(a, 0), K = dim(a, 1), N = dim(b, 1);
+            if (dim(b, 0) != K)
+                throw std::invalid_argument("gemm_u8s8s32: inner dimensions differ: a " +
+                                            shape_str(a) + ", b " + shape_str(b));
+            expect_shape(c, "gemm_u8s8s32 c", {M, N});
+            const auto* pa = static_cast<const uint8_t*>(a.data());
+            const auto* pb = static_cast<const int8_t*>(b.data());
+            auto* pc = static_cast<int32_t*>(c.mutable_data());
+            py::gil_scoped_release release;
+            if (naive)
+                gemm_u8s8s32_naive(M, N, K, pa, K, pb, N, pc, N, accumulate);
+            else
+                gemm_u8s8s32(M, N, K, pa, K, pb, N, pc, N, accumulate);
+        },
+        py::arg("c"), py::arg("a"), py::arg("b"), py::arg("accumulate") = false,
+        py::arg("naive") = false);
+    m.def("gemm_u8s8_path", &gemm_u8s8_path);
+    m.def("set_gemm_u8s8_path",
+          [](const std::string& name) { return set_gemm_u8s8_path(name.c_str()); },
+          py::arg("name"));
     m.def("sgemm_bf16_path", &sgemm_bf16_path);
     m.def("set_sgemm_bf16_path",
           [](const std::string& name) { return set_sgemm_bf16_path(name.c_str()); },

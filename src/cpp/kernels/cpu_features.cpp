@@ -25,6 +25,15 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(CNNFAST_BUILD_AVX512VNNI) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
 bool cpu_has_avx2() {
 #if defined(CNNFAST_BUILD_AVX2) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();

@@ -15,6 +15,8 @@ bool cpu_has_avx512();
 // AVX-512 as above plus AVX512-BF16 (vdpbf16ps), as *_avx512bf16.cpp are compiled for (false
 // when not built).
 bool cpu_has_avx512_bf16();
+// AVX-512 plus AVX512-VNNI (vpdpbusd), as *_avx512vnni.cpp are compiled for.
+bool cpu_has_avx512_vnni();
 // AVX2 with FMA (false when not built).
 bool cpu_has_avx2();
 // The widest level both the CPU and the CNNFAST_SIMD cap allow; computed once.

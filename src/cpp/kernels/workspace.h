@@ -27,6 +27,8 @@ enum class Scratch : int {
     gemm_narrow_b,       // the unpacked A^T B route's chunk of B
     gemm_bf16_a,         // the bfloat16 GEMM's packed row block of A and its edge tile
     gemm_bf16_b,         // the bfloat16 GEMM's packed B (shared by the threads of one call)
+    gemm_int8_a,         // the int8 GEMM's packed row block of A and its edge tile
+    gemm_int8_b,         // the int8 GEMM's packed B (shared by the threads of one call)
     gemm_measure_c,      // the micro-kernel measurement's C tiles
     lrn_rows,            // a zero-padded row and two rows of C
     bias_grad_partials,  // dense_bias_grad's per-thread double sums

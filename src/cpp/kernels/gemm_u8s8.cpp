@@ -1,0 +1,131 @@
+#include "gemm_u8s8.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cpu_features.h"
+#include "gemm_u8s8_ukernel.h"
+#include "parallel.h"
+#include "workspace.h"
+
+namespace cnnfast {
+
+namespace {
+
+// The portable micro-kernel: the same quads, summed exactly in int32.
+void ukernel_14x32_portable(int64_t kq, const uint32_t* a, int64_t a_stride, const uint32_t* b,
+                            int32_t* c, int64_t ldc, bool accumulate) {
+    int32_t acc[kU8MR][kU8NR] = {};
+    for (int64_t q = 0; q < kq; ++q)
+        for (int64_t i = 0; i < kU8MR; ++i) {
+            uint8_t av[4];
+            std::memcpy(av, a + i * a_stride + q, 4);
+            const uint32_t* bq = b + q * kU8NR;
+            for (int64_t j = 0; j < kU8NR; ++j) {
+                int8_t bv[4];
+                std::memcpy(bv, bq + j, 4);
+                acc[i][j] += av[0] * bv[0] + av[1] * bv[1] + av[2] * bv[2] + av[3] * bv[3];
+            }
+        }
+    for (int64_t i = 0; i < kU8MR; ++i)
+        for (int64_t j = 0; j < kU8NR; ++j)
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+const U8Gemm kPortable{"portable", ukernel_14x32_portable, nullptr};
+
+const U8Gemm* native_table() {
+    return cpu_has_avx512_vnni() ? gemm_u8s8_avx512vnni() : nullptr;
+}
+
+SimdTables<U8Gemm>& tables() {
+    static SimdTables<U8Gemm> t(&kPortable, nullptr, native_table());
+    return t;
+}
+
+// The largest K whose sums cannot leave int32: K * 255 * 128 <= 2^31 - 1.
+constexpr int64_t kMaxK = (int64_t(1) << 31) / (255 * 128) - 1;
+
+}  // namespace
+
+const char* gemm_u8s8_path() { return tables().current()->path; }
+
+bool set_gemm_u8s8_path(const char* name) {
+    if (std::strcmp(name, "avx512_vnni") == 0) name = "avx512";
+    if (std::strcmp(name, "portable") == 0) name = "baseline";
+    return tables().select(name);
+}
+
+void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
+                  const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
+    if (K > kMaxK)
+        throw std::invalid_argument("gemm_u8s8s32: K = " + std::to_string(K) +
+                                    " could overflow the int32 sums (at most " +
+                                    std::to_string(kMaxK) + ")");
+    if (M <= 0 || N <= 0) return;
+    const int64_t kq = (K + 3) / 4, nb = (N + kU8NR - 1) / kU8NR, mb = (M + kU8MR - 1) / kU8MR;
+    const U8Gemm* g = tables().current();
+    const int T = threads_for(M * N * K / kMacsPerThread + 1);
+    // B packed once, column block by column block: quads of k per column, zero past K and N.
+    uint32_t* packed_b = workspace<uint32_t>(Scratch::gemm_int8_b, nb * kq * kU8NR);
+    parallel_for(T, nb, [&](int64_t jb) {
+        uint32_t* out = packed_b + jb * kq * kU8NR;
+        const bool full_cols = (jb + 1) * kU8NR <= N;
+        for (int64_t q = 0; q < kq; ++q) {
+            if (g->pack_b && full_cols && 4 * q + 4 <= K) {
+                g->pack_b(B, ldb, q, jb * kU8NR, out + q * kU8NR);
+                continue;
+            }
+            for (int64_t j = 0; j < kU8NR; ++j) {
+                const int64_t n = jb * kU8NR + j;
+                int8_t quad[4] = {};
+                for (int64_t r = 0; r < 4; ++r)
+                    if (n < N && 4 * q + r < K) quad[r] = B[(4 * q + r) * ldb + n];
+                std::memcpy(out + q * kU8NR + j, quad, 4);
+            }
+        }
+    });
+    parallel_for(T, mb, [&](int64_t ib) {
+        // Rows of kq quads (a row of A is already in quad order), the stride a cache line.
+        const int64_t stride = (kq + 15) / 16 * 16;
+        uint32_t* packed_a =
+            workspace<uint32_t>(Scratch::gemm_int8_a, stride * kU8MR + kU8MR * kU8NR);
+        int32_t* tile = reinterpret_cast<int32_t*>(packed_a + stride * kU8MR);
+        const int64_t m0 = ib * kU8MR, rows = std::min(kU8MR, M - m0);
+        for (int64_t i = 0; i < kU8MR; ++i) {
+            auto* out = reinterpret_cast<uint8_t*>(packed_a + i * stride);
+            std::memset(out, 0, static_cast<size_t>(kq) * 4);
+            if (i < rows) std::memcpy(out, A + (m0 + i) * lda, static_cast<size_t>(K));
+        }
+        for (int64_t jb = 0; jb < nb; ++jb) {
+            const int64_t n0 = jb * kU8NR, cols = std::min(kU8NR, N - n0);
+            const uint32_t* pb = packed_b + jb * kq * kU8NR;
+            if (rows == kU8MR && cols == kU8NR) {
+                g->ukernel(kq, packed_a, stride, pb, C + m0 * ldc + n0, ldc, accumulate);
+                continue;
+            }
+            g->ukernel(kq, packed_a, stride, pb, tile, kU8NR, false);
+            for (int64_t i = 0; i < rows; ++i)
+                for (int64_t j = 0; j < cols; ++j) {
+                    int32_t& c = C[(m0 + i) * ldc + n0 + j];
+                    c = accumulate ? c + tile[i * kU8NR + j] : tile[i * kU8NR + j];
+                }
+        }
+    });
+}
+
+void gemm_u8s8s32_naive(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
+                        const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            int64_t sum = 0;
+            for (int64_t k = 0; k < K; ++k)
+                sum += static_cast<int64_t>(A[m * lda + k]) * B[k * ldb + n];
+            int32_t& c = C[m * ldc + n];
+            c = static_cast<int32_t>(accumulate ? c + sum : sum);
+        }
+}
+
+}  // namespace cnnfast
