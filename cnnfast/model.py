@@ -504,10 +504,10 @@ class Model:
         return ["loss", *getattr(self, "metrics", [])]
 
     # -- compile ----------------------------------------------------------------------------
-    def compile(self, optimizer: str | optimizers_module.Optimizer = "adam",
+    def compile(self, optimizer: str | optimizers_module.Optimizer = "rmsprop",
                 loss: str | losses_module.Loss = "categorical_crossentropy",
                 metrics: Iterable[str] | None = None) -> None:
-        """Choose optimizer, loss and metrics ("accuracy"/"acc").
+        """Choose optimizer (default RMSprop, as in Keras), loss and metrics.
 
         Raises
         ------
@@ -783,7 +783,7 @@ class Model:
     # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
     # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
     # classes in layers.BUILTIN_LAYERS (shared layers of a graph included), compiled with a loss in
-    # _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
+    # _PLAN_LOSSES and a built-in optimizer, with L1/L2 regularizers only. Everything else
     # (subclasses of cnnfast's layers, losses or optimizers, or _force_python_training set)
     # walks the Python layers, which stays the reference: tests/test_train_plan.py checks that
     # both give the same weights bit for bit.
@@ -830,7 +830,7 @@ class Model:
                     return f"{layer.describe()} weight '{name}' has a custom regularizer"
         if type(self.loss) not in _PLAN_LOSSES:
             return f"loss {type(self.loss).__name__} has no C++ step"
-        if type(self.optimizer) not in (optimizers_module.SGD, optimizers_module.Adam):
+        if type(self.optimizer) not in optimizers_module._CLASSES:
             return f"optimizer {type(self.optimizer).__name__} has no C++ step"
         return None
 
@@ -857,7 +857,6 @@ class Model:
     def _plan_step(self, plan: Any, xb: np.ndarray, yb: np.ndarray, where: str,
                    weights: np.ndarray | None) -> tuple[float, int]:
         n = self._trainable_floats
-        slots = self.optimizer._flat_state(self._weight_arena[:n], self._trainable_layout)
         # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
         seeds = []
         for layer in self._train_plan_cache[2]:
@@ -866,12 +865,14 @@ class Model:
             layer._calls += 1
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
-        name, lr, decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon = \
-            self.optimizer._plan_update()
-        slot0, slot1 = (slots + (None, None))[:2]
-        loss, correct, updated = plan.step(xb, yb, weights, np.array(seeds, np.uint64), name, lr,
-                                           decay, iteration, momentum, nesterov, beta_1, beta_2,
-                                           epsilon, slot0, slot1)
+        s, (s0, s1, s2), bounds = self.optimizer._plan_update(self._weight_arena[:n],
+                                                              self._trainable_layout)
+        # Arguments spelled out (not *args/**kwargs): one plain call into the core.
+        loss, correct, updated = plan.step(
+            xb, yb, weights, np.array(seeds, np.uint64), s0, s1, s2, s["optimizer"], s["lr"],
+            s["weight_decay"], s["iteration"], s["momentum"], s["nesterov"], s["beta_1"],
+            s["beta_2"], s["epsilon"], s["rho"], s["centered"], s["u_product"], s["clipnorm"],
+            s["clipvalue"], s["global_clipnorm"], bounds)
         if not updated:
             _raise_non_finite(where, loss, len(xb))
         self.optimizer.iterations += 1

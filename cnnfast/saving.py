@@ -54,7 +54,7 @@ OPTIMIZER_PREFIX = "optimizer/"
 RESERVED_METADATA = frozenset({"format", "format_version", "architecture", "optimizer", "training"})
 
 _OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
-    "SGD": optimizers_module.SGD, "Adam": optimizers_module.Adam,
+    cls.__name__: cls for cls in optimizers_module._CLASSES
 }
 
 
@@ -185,7 +185,7 @@ def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
 def _optimizer_state(model: Sequential) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
     optimizer = model.optimizer
     params = _trainable_names(model)
-    slot_names = list(type(optimizer).slot_names)
+    slot_names = list(optimizer.slot_names)
     with_slots, tensors = [], []
     for index in sorted(optimizer._slots):
         arrays = optimizer._slots[index]
@@ -681,9 +681,12 @@ def _parse_optimizer(header: FileHeader, model: Sequential,
         _fail("optimizer config must be an object")
     if not _is_int(config["iterations"]) or config["iterations"] < 0:
         _fail(f"optimizer iterations must be a non-negative int, got {config['iterations']!r}")
-    if config["slot_names"] != list(cls.slot_names):
-        _fail(f"{cls.__name__} slot names are {list(cls.slot_names)}, file has "
-              f"{config['slot_names']!r}")
+    try:
+        names = list(cls.from_config(config["config"]).slot_names)
+    except (TypeError, ValueError) as err:
+        _fail(f"invalid optimizer config {config['config']!r}: {err}")
+    if config["slot_names"] != names:
+        _fail(f"{cls.__name__} slot names are {names}, file has {config['slot_names']!r}")
     slots = config["slots"]
     trainable = [n for n, _ in _expected_trainable(model)]
     if not isinstance(slots, list) or not all(isinstance(s, str) for s in slots) or \
@@ -692,7 +695,7 @@ def _parse_optimizer(header: FileHeader, model: Sequential,
     for name in slots:
         if name not in trainable:
             _fail(f"optimizer slots name {name!r}, which is not a trainable weight of the model")
-    slot_tensors = {f"{OPTIMIZER_PREFIX}{p}/{s}": expected[p] for p in slots for s in cls.slot_names}
+    slot_tensors = {f"{OPTIMIZER_PREFIX}{p}/{s}": expected[p] for p in slots for s in names}
     return config, slot_tensors
 
 
@@ -780,7 +783,8 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
     optimizer = None
     if compile and optimizer_config is not None and "loss" in training:
         try:
-            optimizer = _OPTIMIZERS[optimizer_config["class_name"]](**optimizer_config["config"])
+            optimizer = _OPTIMIZERS[optimizer_config["class_name"]].from_config(
+                optimizer_config["config"])
         except (TypeError, ValueError) as err:
             _fail(f"invalid optimizer config {optimizer_config['config']!r}: {err}")
 

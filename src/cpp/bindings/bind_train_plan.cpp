@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bind_optim.h"
 #include "bind_util.h"
 #include "layer_config.h"
 #include "train_plan.h"
@@ -36,16 +37,6 @@ bool has_batch_shape(const py::array& a, int64_t n, const std::vector<int64_t>& 
     for (size_t i = 0; i < per_sample.size(); ++i)
         if (dim(a, static_cast<int>(i + 1)) != per_sample[i]) return false;
     return true;
-}
-
-float* opt_slot(const py::object& o, const char* what, int64_t floats) {
-    if (o.is_none()) return nullptr;
-    py::array a = o.cast<py::array>();
-    float* p = out_f32(a, what);
-    if (static_cast<int64_t>(a.size()) != floats)
-        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(floats) +
-                                    " floats (the trainable arena), got " + shape_str(a));
-    return p;
 }
 
 TrainLoss loss_of(const std::string& name) {
@@ -151,17 +142,19 @@ void bind_train_plan(py::module_& m) {
             "dropout_layers", [](const TrainPlanHandle& h) { return h.plan->dropout_labels(); })
         // x (N, input...); y int32 (N,) for sparse cross-entropy, else float32 (N, output...);
         // sample_weight float64 (N,) or None; dropout_seeds uint64, one per dropout layer;
-        // optimizer "sgd" (momentum, nesterov, slot0 = velocity or None) or "adam" (beta_1,
-        // beta_2, epsilon, slot0 = m, slot1 = v), slots of trainable_floats. Returns
+        // slot0..2: the optimizer's slot arenas (trainable_floats each, None where unused);
+        // optimizer and its settings as for _core.optimizer_update (bind_optim.h). Returns
         // (loss, correct, updated); updated is False when the loss was not finite (nothing
         // was changed).
         .def(
             "step",
             [](TrainPlanHandle& h, const py::array& x, const py::array& y,
                const py::object& sample_weight, const py::array& dropout_seeds,
+               const py::object& slot0, const py::object& slot1, const py::object& slot2,
                const std::string& optimizer, float lr, float weight_decay, int64_t iteration,
-               float momentum, bool nesterov, float beta_1, float beta_2, float epsilon,
-               const py::object& slot0, const py::object& slot1) {
+               float momentum, bool nesterov, float beta_1, float beta_2, float epsilon, float rho,
+               bool centered, double u_product, float clipnorm, float clipvalue,
+               float global_clipnorm, const py::object& clip_bounds) {
                 TrainPlan& plan = *h.plan;
                 const float* px = in_f32(x, "TrainPlan.step x");
                 const int64_t n = x.ndim() ? dim(x, 0) : 0;
@@ -192,30 +185,10 @@ void bind_train_plan(py::module_& m) {
                     throw std::invalid_argument(
                         "TrainPlan.step: " + std::to_string(plan.dropout_labels().size()) +
                         " dropout seeds needed, got " + shape_str(dropout_seeds));
-                OptimizerUpdate u;
-                if (optimizer == "sgd") {
-                    u.kind = TrainOptimizer::sgd;
-                } else if (optimizer == "adam") {
-                    u.kind = TrainOptimizer::adam;
-                } else {
-                    throw std::invalid_argument("TrainPlan.step: unknown optimizer '" + optimizer +
-                                                "'");
-                }
-                u.lr = lr;
-                u.weight_decay = weight_decay;
-                u.iteration = iteration;
-                u.momentum = momentum;
-                u.nesterov = nesterov;
-                u.beta_1 = beta_1;
-                u.beta_2 = beta_2;
-                u.epsilon = epsilon;
-                u.slot0 = opt_slot(slot0, "TrainPlan.step slot0", h.trainable_floats);
-                u.slot1 = opt_slot(slot1, "TrainPlan.step slot1", h.trainable_floats);
-                if ((u.kind == TrainOptimizer::adam && (!u.slot0 || !u.slot1 || iteration < 1)) ||
-                    (u.kind == TrainOptimizer::sgd && momentum != 0.0f && !u.slot0))
-                    throw std::invalid_argument(
-                        "TrainPlan.step: " + optimizer +
-                        " needs its slot arenas (and adam an iteration >= 1)");
+                const OptimizerUpdate u = optimizer_update_args(
+                    "TrainPlan.step", h.trainable_floats, slot0, slot1, slot2, optimizer, lr,
+                    weight_decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon, rho,
+                    centered, u_product, clipnorm, clipvalue, global_clipnorm, clip_bounds);
                 const auto* seeds = static_cast<const uint64_t*>(dropout_seeds.data());
                 TrainStepResult r;
                 {
@@ -225,10 +198,9 @@ void bind_train_plan(py::module_& m) {
                 return py::make_tuple(r.loss, r.correct, r.updated);
             },
             py::arg("x"), py::arg("y"), py::arg("sample_weight").none(true),
-            py::arg("dropout_seeds"), py::arg("optimizer"), py::arg("lr"),
-            py::arg("weight_decay"), py::arg("iteration"), py::arg("momentum"),
-            py::arg("nesterov"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-            py::arg("slot0").none(true), py::arg("slot1").none(true));
+            py::arg("dropout_seeds"), py::arg("slot0").none(true) = py::none(),
+            py::arg("slot1").none(true) = py::none(), py::arg("slot2").none(true) = py::none(),
+            CNNFAST_OPTIMIZER_ARGS);
 }
 
 }  // namespace cnnfast::bind

@@ -525,13 +525,8 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
         if (r.l1)
             for (int64_t k = 0; k < r.size; ++k) r.g[k] += l1 * sign_of(r.w[k]);
     }
-    if (update.kind == TrainOptimizer::sgd)
-        sgd_update(weights_, grads_, update.slot0, trainable_floats_, update.lr, update.momentum,
-                   update.nesterov, update.weight_decay);
-    else
-        adam_update(weights_, grads_, update.slot0, update.slot1, trainable_floats_,
-                    update.iteration, update.lr, update.beta_1, update.beta_2, update.epsilon,
-                    update.weight_decay);
+    optimizer_update(weights_, grads_, update.slot0, update.slot1, update.slot2,
+                     trainable_floats_, update.bounds, update.variables, update);
     result.updated = true;
     return result;
 }
