@@ -231,8 +231,8 @@ def _optimizer_slots(optimizer: Any) -> tuple[str, int]:
         momentum = float(getattr(opt, "momentum", 0.0))
         return (f"SGD(momentum={momentum:g})", 1) if momentum else ("SGD", 0)
     if not isinstance(opt, optimizers_module.Optimizer):
-        raise ValueError(f"analyze: unknown optimizer {kind}; state size known for "
-                         f"{', '.join(sorted(c.__name__ for c in optimizers_module._CLASSES))}")
+        raise TypeError(f"analyze: unknown optimizer {kind}; state size known for "
+                        f"{', '.join(sorted(c.__name__ for c in optimizers_module._CLASSES))}")
     return kind, len(opt.slot_names)
 
 
