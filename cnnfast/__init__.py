@@ -17,6 +17,7 @@ from cnnfast import (
     inside,
     layers,
     losses,
+    metrics,
     models,
     ops,
     optimizers,
@@ -60,7 +61,7 @@ def show_config() -> None:
 
 __all__ = [
     "Model", "Sequential", "analyze", "callbacks", "conv_output_size", "data", "datasets", "export_onnx",
-    "get_num_threads", "images", "initializers", "inside", "layers", "load_model", "losses", "models", "ops",
+    "get_num_threads", "images", "initializers", "inside", "layers", "load_model", "losses", "metrics", "models", "ops",
     "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_num_threads", "set_seed",
     "show_config", "utils",
 ]

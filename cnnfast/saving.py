@@ -39,6 +39,7 @@ import numpy as np
 
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
+from cnnfast import metrics as metrics_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast import random as random_module
 from cnnfast.model import Model, Sequential
@@ -173,7 +174,13 @@ def _compile_config(model: Sequential) -> dict[str, Any] | None:
         warnings.warn(f"save_model: optimizer {type(optimizer).__name__} cannot be stored; the "
                       "file will load as an uncompiled model", stacklevel=3)
         return None
-    return {"loss": loss.name, "metrics": list(model.metrics)}
+    try:
+        metrics = [metrics_module.serialize(m) for m in model._metric_objects]
+    except ValueError as err:
+        warnings.warn(f"save_model: {err}; the file will load as an uncompiled model",
+                      stacklevel=3)
+        return None
+    return {"loss": loss.name, "metrics": metrics}
 
 
 def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
@@ -717,8 +724,13 @@ def _parse_training(header: FileHeader) -> dict[str, Any]:
     if "loss" in training and training["loss"] not in losses_module._BY_NAME:
         _fail(f"unknown loss {training['loss']!r}")
     metrics = training.get("metrics", [])
-    if not isinstance(metrics, list) or any(m not in ("accuracy", "acc") for m in metrics):
-        _fail(f"metrics must be a list of 'accuracy', got {metrics!r}")
+    if not isinstance(metrics, list):
+        _fail(f"metrics must be a list, got {metrics!r}")
+    for m in metrics:
+        try:
+            metrics_module.get(m)
+        except (TypeError, ValueError) as err:
+            _fail(f"invalid metric {m!r}: {err}")
     for key in ("epoch", "step"):
         if key in training and (not _is_int(training[key]) or training[key] < 0):
             _fail(f"training {key} must be a non-negative int, got {training[key]!r}")

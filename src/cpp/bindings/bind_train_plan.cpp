@@ -3,6 +3,7 @@
 // borrows (weights, gradients, the two arenas), so its pointers stay valid while it lives.
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@ struct TrainPlanHandle {
     std::unique_ptr<TrainPlan> plan;
     std::vector<py::object> keep_alive;
     int64_t trainable_floats = 0;
+    int64_t last_n = 0;  // batch size of the last step that ran to the end (last_output)
 };
 
 std::string dims_text(const std::vector<int64_t>& v) {
@@ -137,6 +139,23 @@ void bind_train_plan(py::module_& m) {
         // What the builder fused for training (fuse_for_training), one line each.
         .def_property_readonly(
             "fusions", [](const TrainPlanHandle& h) { return h.plan->fusions(); })
+        // A copy of the model's output (n, output...) of the last step, whose batch had n
+        // rows (n as given to step; no step yet: undefined, so refused).
+        .def(
+            "last_output",
+            [](const TrainPlanHandle& h, int64_t n) {
+                if (n < 1 || n != h.last_n)
+                    throw std::invalid_argument("TrainPlan.last_output: n must be the last "
+                                                "step's batch size " + std::to_string(h.last_n) +
+                                                ", got " + std::to_string(n));
+                std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n)};
+                for (int64_t d : h.plan->output_shape()) shape.push_back(d);
+                py::array_t<float> out(shape);
+                std::memcpy(out.mutable_data(), h.plan->last_output(),
+                            sizeof(float) * static_cast<size_t>(out.size()));
+                return out;
+            },
+            py::arg("n"))
         // The Dropout steps that draw a mask, in the order step() reads their seeds.
         .def_property_readonly(
             "dropout_layers", [](const TrainPlanHandle& h) { return h.plan->dropout_labels(); })
@@ -195,6 +214,7 @@ void bind_train_plan(py::module_& m) {
                     py::gil_scoped_release release;
                     r = plan.step(px, labels, pw, n, seeds, u);
                 }
+                h.last_n = r.updated ? n : 0;
                 return py::make_tuple(r.loss, r.correct, r.updated);
             },
             py::arg("x"), py::arg("y"), py::arg("sample_weight").none(true),

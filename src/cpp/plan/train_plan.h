@@ -81,6 +81,9 @@ public:
     // Each layer call's label in the order the steps run them (Plan::calls).
     const std::vector<std::string>& calls() const { return calls_; }
     TrainLoss loss() const { return loss_; }
+    // The model's output of the last step() (its n rows, row-major), in the arena: valid until
+    // the next step (metrics other than accuracy read it).
+    const float* last_output() const { return fwd(output_); }
     // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
     std::vector<std::string> dropout_labels() const;
 
