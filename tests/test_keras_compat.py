@@ -217,7 +217,7 @@ def test_plotting_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     ("cnnfast.keras.layers", "BatchNormalization"),
     ("cnnfast.keras.layers", "LSTM"),
     ("cnnfast.keras.layers", "GlobalAveragePooling2D"),
-    ("cnnfast.keras.optimizers", "RMSprop"),
+    ("cnnfast.keras.optimizers", "Ftrl"),
     ("cnnfast.keras.losses", "BinaryCrossentropy"),
     ("cnnfast.keras.callbacks", "TensorBoard"),
     ("cnnfast.keras.datasets", "cifar100"),
