@@ -70,12 +70,12 @@ LOSSES = [1.0, 0.9, 0.95, 0.9, 0.95, 0.85, 0.84999, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7
 # The learning rate after each epoch's on_epoch_end for the losses above, printed by Keras 3.15
 # (torch backend) running keras.callbacks.ReduceLROnPlateau(**kwargs) on a model with SGD(1.0).
 KERAS_PLATEAU = [
-    (dict(monitor="loss", factor=0.5, patience=2),
+    ({"monitor": "loss", "factor": 0.5, "patience": 2},
      [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625, 0.0625,
       0.03125]),
-    (dict(monitor="loss", factor=0.5, patience=1, cooldown=2, min_lr=0.1, min_delta=0.01),
+    ({"monitor": "loss", "factor": 0.5, "patience": 1, "cooldown": 2, "min_lr": 0.1, "min_delta": 0.01},
      [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
-    (dict(monitor="loss", factor=0.2, patience=0),
+    ({"monitor": "loss", "factor": 0.2, "patience": 0},
      [1.0, 1.0, 0.2, 0.04, 0.008, 0.008, 0.0016, 0.00032, 6.4e-05, 1.3e-05, 3e-06, 1e-06,
       1e-06, 0.0, 0.0]),
 ]
@@ -207,7 +207,7 @@ class Crash(Exception):
 
 def test_backup_and_restore_resumes_to_the_uninterrupted_weights(tmp_path):
     x, y = data(32)
-    kwargs = dict(epochs=4, batch_size=8, verbose=0)
+    kwargs = {"epochs": 4, "batch_size": 8, "verbose": 0}
 
     def make():  # dropout and shuffling draw from cnnfast.random: the backup restores it
         return small(seed=5, optimizer=cf.optimizers.RMSprop(0.01, momentum=0.5), dropout=0.3)
