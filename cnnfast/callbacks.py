@@ -448,6 +448,7 @@ class ReduceLROnPlateau(Callback):
         self.min_delta = abs(float(min_delta))
         self.cooldown = int(cooldown)
         self.min_lr = float(min_lr)
+        self._warned_missing = False
         self._reset()
 
     def _reset(self) -> None:
