@@ -305,3 +305,28 @@ def test_optimizer_argument_errors_name_the_optimizer_and_argument():
         _core.optimizer_update(w, w.copy(), w.copy(), np.zeros(2, np.float32), optimizer="adam")
     with pytest.raises(ValueError, match="iteration must be >= 1"):
         _core.optimizer_update(w, w.copy(), optimizer="sgd", iteration=0)
+
+
+def test_ops_optimizer_update_is_the_optimizers_step(rng):
+    w0, grads = _problem(50, rng)
+    opt = cf.optimizers.RMSprop(0.01, momentum=0.5, centered=True, clipnorm=1.0)
+    w_opt = w0.copy()
+    _run(opt, w_opt, grads)
+    w = w0.copy()
+    slots = {n: np.zeros_like(w) for n in O.SLOTS["rmsprop"]}
+    for t, g in enumerate(grads, start=1):
+        O.optimizer_update("rmsprop", w, g.copy(), slots, lr=0.01, step=t, momentum=0.5,
+                           centered=True, rho=0.9, epsilon=1e-7, clipnorm=1.0)
+    np.testing.assert_array_equal(w, w_opt)  # the same kernel with the same arguments
+    for name, state in zip(opt.slot_names, opt._slots[0]):
+        np.testing.assert_array_equal(slots[name], state)
+    with pytest.raises(ValueError, match="unknown optimizer; known"):
+        O.optimizer_update("ftrl", w, grads[0].copy(), lr=0.1)
+    with pytest.raises(ValueError, match=r"unknown slots \['v'\]"):
+        O.optimizer_update("adagrad", w, grads[0].copy(), {"v": w.copy()}, lr=0.1)
+    with pytest.raises(ValueError, match="adagrad needs its 'accumulator' slot"):
+        O.optimizer_update("adagrad", w, grads[0].copy(), lr=0.1)
+    with pytest.raises(ValueError, match=r"unknown settings \['rh0'\]"):
+        O.optimizer_update("rmsprop", w, grads[0].copy(), slots, lr=0.1, rh0=0.9)
+    with pytest.raises(ValueError, match="g must be a C-contiguous writable float32"):
+        O.optimizer_update("sgd", w, grads[0].astype(np.float64), lr=0.1)

@@ -98,6 +98,11 @@ def test_learning_rate_of_a_schedule_is_not_settable():
         opt.learning_rate = 0.1
     opt.iterations = 10
     assert opt.learning_rate == pytest.approx(0.05)
+    plain = cf.optimizers.SGD(0.1)
+    plain.learning_rate = S.PiecewiseConstantDecay([0], [1.0, 0.5])  # Keras allows this
+    assert plain.learning_rate == 1.0
+    plain.iterations = 1
+    assert plain.learning_rate == 0.5
 
 
 @pytest.mark.parametrize("schedule", [

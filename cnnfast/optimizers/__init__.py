@@ -113,7 +113,10 @@ class Optimizer:
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
+    def learning_rate(self, value: float | LearningRateSchedule) -> None:
+        if isinstance(value, LearningRateSchedule):  # Keras lets a schedule replace a number
+            self._learning_rate = value
+            return
         if isinstance(self._learning_rate, LearningRateSchedule):
             raise TypeError(f"{type(self).__name__}: this optimizer was created with a "
                             "LearningRateSchedule as its learning_rate, hence its learning rate "
