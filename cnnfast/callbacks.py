@@ -678,7 +678,8 @@ class BackupAndRestore(Callback):
 
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.exists(self._path):
-            shutil.copyfile(self._path, self._prev_path)
+            # A rename (atomic); until the new latest is written, the restore reads the .bkp.
+            os.replace(self._path, self._prev_path)
         save_model(self.model, self._path, epoch=self._current_epoch)
 
     def on_train_end(self, logs=None):
