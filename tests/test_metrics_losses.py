@@ -199,3 +199,38 @@ def test_keras_mnist_cnn_script_runs_on_cnnfast_keras():
     # Adadelta's first steps are tiny (Keras 3's lr 1e-3, sqrt(eps) scale) but move every
     # weight tensor.
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_keras_names_of_optimizers_schedules_callbacks_losses_metrics():
+    import importlib
+
+    from cnnfast import keras
+
+    names = {
+        "optimizers": ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax",
+                       "Nadam", "Lion"],
+        "optimizers.schedules": ["ExponentialDecay", "PiecewiseConstantDecay",
+                                 "InverseTimeDecay", "PolynomialDecay", "CosineDecay",
+                                 "CosineDecayRestarts", "LearningRateSchedule"],
+        "callbacks": ["LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger",
+                      "TerminateOnNaN", "BackupAndRestore", "LambdaCallback", "EarlyStopping",
+                      "ModelCheckpoint"],
+        "losses": ["categorical_crossentropy", "sparse_categorical_crossentropy",
+                   "mean_squared_error", "mse"],
+        "metrics": ["accuracy", "top_k_categorical_accuracy",
+                    "sparse_top_k_categorical_accuracy", "TopKCategoricalAccuracy",
+                    "SparseTopKCategoricalAccuracy"],
+    }
+    for module, members in names.items():
+        mod = importlib.import_module(f"cnnfast.keras.{module}")
+        attr = keras
+        for part in module.split("."):
+            attr = getattr(attr, part)
+        assert attr is mod
+        for name in members:
+            assert getattr(mod, name) is not None, f"keras.{module}.{name}"
+    assert keras.optimizers.RMSprop is cf.optimizers.RMSprop
+    assert keras.optimizers.schedules.CosineDecay is cf.optimizers.schedules.CosineDecay
+    assert keras.backend.image_data_format() == "channels_last"
+    with pytest.raises(NotImplementedError, match="keras.metrics.AUC is not supported"):
+        _ = keras.metrics.AUC
