@@ -36,7 +36,7 @@ _KERAS_ONLY_METRICS = (
     "auc", "binary_accuracy", "categorical_accuracy", "categorical_crossentropy", "cosine_similarity",
     "f1_score", "hinge", "kl_divergence", "mae", "mape", "mean_absolute_error",
     "mean_absolute_percentage_error", "mean_squared_error", "mse", "precision", "recall",
-    "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
+    "sparse_categorical_accuracy",
 )
 
 
@@ -523,8 +523,7 @@ class Model:
                             f"got the string {metrics!r}")
         objs = []
         for m in metrics or []:
-            if isinstance(m, str) and m.lower() in _KERAS_ONLY_METRICS \
-                    and m not in metrics_module._BY_NAME:
+            if isinstance(m, str) and m.lower() in _KERAS_ONLY_METRICS:
                 raise NotImplementedError(f"compile: metric {m!r} is not implemented in cnnfast; "
                                           f"known: {list(METRICS)}")
             try:
