@@ -20,6 +20,7 @@ from cnnfast import (
     inside,
     layers,
     losses,
+    metrics,
     models,
     ops,
     optimizers,
@@ -65,9 +66,9 @@ def show_config() -> None:
 __all__ = [
     "Model", "Sequential", "analyze", "backend", "callbacks", "conv_output_size", "cuda",
     "data", "datasets", "distributed", "export_onnx", "get_backend", "get_num_threads", "images",
-    "initializers", "inside", "layers", "load_model", "losses", "models", "ops", "optimizers",
-    "pool_output_size", "regularizers", "report", "saving", "set_backend", "set_num_threads",
-    "set_seed", "show_config", "utils",
+    "initializers", "inside", "layers", "load_model", "losses", "metrics", "models", "ops",
+    "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_backend",
+    "set_num_threads", "set_seed", "show_config", "utils",
 ]
 
 backend._from_environment()

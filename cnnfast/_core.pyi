@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
+__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'optimizer_update', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -37,7 +37,9 @@ class TrainPlan:
     @staticmethod
     def from_config(architecture: str, weights: dict, grads: dict, weight_arena: numpy.ndarray, grad_arena: numpy.ndarray, trainable_floats: typing.SupportsInt | typing.SupportsIndex, regularizers: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], loss: str) -> TrainPlan:
         ...
-    def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, optimizer: str, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, iteration: typing.SupportsInt | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, slot0: typing.Any, slot1: typing.Any, update: bool = True, on_gradients: typing.Any = None) -> tuple[float, int, bool]:
+    def last_output(self, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
+        ...
+    def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, slot0: typing.Any = None, slot1: typing.Any = None, slot2: typing.Any = None, optimizer: str = 'sgd', lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, iteration: typing.SupportsInt | typing.SupportsIndex = 1, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, centered: bool = False, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0, global_clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_bounds: typing.Any = None, update: bool = True, on_gradients: typing.Any = None) -> tuple[float, int, bool]:
         ...
     @property
     def calls(self) -> list[str]:
@@ -126,6 +128,8 @@ def merge_backward(dinputs: collections.abc.Sequence[typing.Any], dy: numpy.ndar
 def merge_forward(out: numpy.ndarray, inputs: collections.abc.Sequence[numpy.ndarray], op: str) -> None:
     ...
 def mse(dpred: typing.Any, pred: numpy.ndarray, target: numpy.ndarray) -> float:
+    ...
+def optimizer_update(w: numpy.ndarray, g: numpy.ndarray, slot0: typing.Any = None, slot1: typing.Any = None, slot2: typing.Any = None, optimizer: str = 'sgd', lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, iteration: typing.SupportsInt | typing.SupportsIndex = 1, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, centered: bool = False, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0, global_clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_bounds: typing.Any = None) -> None:
     ...
 def pool2d_simd_path() -> str:
     ...

@@ -230,14 +230,10 @@ def _optimizer_slots(optimizer: Any) -> tuple[str, int]:
     if kind == "SGD":
         momentum = float(getattr(opt, "momentum", 0.0))
         return (f"SGD(momentum={momentum:g})", 1) if momentum else ("SGD", 0)
-    slots = {"Adam": 2, "AdamW": 2, "Nadam": 2, "Adamax": 2, "Adagrad": 1, "RMSprop": 1}
-    if kind not in slots:
-        raise ValueError(f"analyze: unknown optimizer {kind}; state size known for SGD, "
-                         f"{', '.join(sorted(slots))}")
-    n = slots[kind]
-    if kind == "RMSprop":
-        n += int(bool(getattr(opt, "momentum", 0.0))) + int(bool(getattr(opt, "centered", False)))
-    return kind, n
+    if not isinstance(opt, optimizers_module.Optimizer):
+        raise TypeError(f"analyze: unknown optimizer {kind}; state size known for "
+                        f"{', '.join(sorted(c.__name__ for c in optimizers_module._CLASSES))}")
+    return kind, len(opt.slot_names)
 
 
 # -- per-layer analysis ---------------------------------------------------------------------

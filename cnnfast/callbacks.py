@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -355,6 +357,337 @@ class LambdaCallback(Callback):
         if name in ("on_train_begin", "on_train_end"):
             return lambda logs=None: fn(logs)
         return lambda index, logs=None: fn(index, logs)
+
+
+def _monitor_mode(owner: str, monitor: str, mode: str) -> str:
+    """"min" or "max" for a monitored log entry; "auto" decides as Keras does: losses are
+    minimised, accuracy metrics maximised, anything else must be told."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    if name in ("accuracy", "acc") or name.endswith("accuracy"):
+        return "max"
+    raise ValueError(f"{owner} received monitor={monitor!r}, but cannot tell whether it should "
+                     "be maximized or minimized. Pass mode='max' or mode='min'")
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    from cnnfast.saving import _write_atomic
+
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of each epoch from
+    ``schedule(epoch, lr)`` (or ``schedule(epoch)``), epoch counted from 0, as in Keras.
+
+    The epoch's learning rate is added to the logs as ``"learning_rate"`` (History records it).
+
+    Parameters
+    ----------
+    schedule : callable
+        ``(epoch: int, lr: float) -> float`` or ``(epoch: int) -> float``; must return a float.
+    verbose : int
+        1 prints the new rate each epoch.
+    """
+
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be callable, got {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        try:
+            lr = self.schedule(epoch, float(optimizer.learning_rate))
+        except TypeError:  # Keras: a one-argument schedule
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (float, np.float32, np.float64)):
+            raise ValueError(  # noqa: TRY004 - Keras raises ValueError here
+                f"LearningRateScheduler: the output of the schedule function should be a float. "
+                f"Got: {lr!r}")
+        optimizer.learning_rate = float(lr)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved (by more than
+    `min_delta`) for `patience` epochs; then wait `cooldown` epochs; never below `min_lr`.
+
+    Keras defaults: monitor "val_loss", factor 0.1, patience 10, mode "auto", min_delta 1e-4,
+    cooldown 0, min_lr 0. The epoch's learning rate (before any reduction) is added to the
+    logs as ``"learning_rate"``.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0) -> None:
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received "
+                             f"factor={factor}")
+        if patience < 0 or cooldown < 0:
+            raise ValueError(f"ReduceLROnPlateau: patience and cooldown must be >= 0, got "
+                             f"{patience} and {cooldown}")
+        self.monitor = monitor
+        self.mode = _monitor_mode("ReduceLROnPlateau", monitor, mode)
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self._warned_missing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best: float | None = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def _is_improvement(self, current: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return current + self.min_delta < self.best
+        return current - self.min_delta > self.best
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self._warned_missing = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            _warn_missing_monitor(self, logs, "The learning rate is not reduced.")
+            return
+        current = float(current)
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(optimizer.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Write one CSV row per epoch: ``epoch`` (from 0) and the logs' entries in sorted order,
+    as Keras does (when no ``val_`` entry is logged, ``val_`` columns are added and hold "NA").
+
+    The file is rewritten atomically at every epoch end (a temporary file renamed over it), so
+    a reader or a crash never sees a partial row.
+
+    Parameters
+    ----------
+    filename : str or path-like
+    separator : str
+        Column separator (default ",").
+    append : bool
+        Keep the rows already in the file (and write no header when it has one).
+    """
+
+    def __init__(self, filename, separator: str = ",", append: bool = False) -> None:
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = bool(append)
+        self.keys: list[str] | None = None
+
+    def on_train_begin(self, logs=None):
+        self._prefix = ""
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, encoding="utf-8", newline="") as f:
+                self._prefix = f.read()
+            if self._prefix and not self._prefix.endswith("\n"):
+                self._prefix += "\n"
+        self._append_header = not self._prefix
+        self._lines: list[str] = []
+        self.keys = None
+
+    @staticmethod
+    def _cell(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim):
+            return '"[' + ", ".join(map(str, value)) + ']"'
+        return str(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
+            if self._append_header:
+                self._lines.append(self.sep.join(["epoch", *self.keys]))
+        row = [str(epoch)] + [self._cell(logs.get(k, "NA")) for k in self.keys]
+        self._lines.append(self.sep.join(row))
+        directory = os.path.dirname(os.path.abspath(self.filename))
+        os.makedirs(directory, exist_ok=True)
+        _write_text_atomic(self.filename, self._prefix + "\r\n".join(self._lines) + "\r\n")
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when a batch's loss is NaN or infinite (Keras).
+
+    cnnfast never applies the update of a non-finite loss: without this callback ``fit`` raises
+    FloatingPointError at that batch; with it, ``fit`` ends normally after that batch (the
+    model keeps the weights from before it, every callback's ``on_train_end`` runs). With
+    ``raise_error=True`` a RuntimeError is raised instead, as in Keras.
+    """
+
+    def __init__(self, raise_error: bool = False) -> None:
+        super().__init__()
+        self.raise_error = bool(raise_error)
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and (np.isnan(loss) or np.isinf(loss)):
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: "
+                                   f"{loss}. Terminating training immediately.")
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class BackupAndRestore(Callback):
+    """Back up the whole training state so an interrupted ``fit`` resumes where it stopped.
+
+    At every epoch end (or every `save_freq` batches) the model, its optimizer state, the
+    state of ``cnnfast.random`` and the epoch reached are written atomically to
+    ``backup_dir/latest.cnnfast``. When ``fit`` starts and a backup exists, it is restored and
+    training continues from the epoch after the backed-up one: a resumed run gives the weights
+    of the uninterrupted one (with ``save_freq="epoch"``). The backup is deleted when ``fit``
+    ends normally unless ``delete_checkpoint=False``. Keras semantics; Keras backs up the
+    weights only, cnnfast the optimizer and random state as well.
+
+    Parameters
+    ----------
+    backup_dir : str or path-like
+    save_freq : "epoch" or int
+    double_checkpoint : bool
+        Keep the previous backup as ``latest.cnnfast.bkp``, used when the latest is unreadable.
+    delete_checkpoint : bool
+    """
+
+    def __init__(self, backup_dir, save_freq: str | int = "epoch",
+                 double_checkpoint: bool = False, delete_checkpoint: bool = True) -> None:
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("BackupAndRestore: empty backup_dir argument passed")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, (int, np.integer)) or
+                                     save_freq <= 0):
+            raise ValueError(f"BackupAndRestore: invalid value for save_freq: {save_freq!r}; "
+                             "expected 'epoch' or a positive int")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._path = os.path.join(self.backup_dir, "latest.cnnfast")
+        self._prev_path = self._path + ".bkp"
+        self._batches_since_save = 0
+        self._last_batch_seen = 0
+        self._current_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._batches_since_save = 0
+        self._last_batch_seen = 0
+        for path in (self._path, self._prev_path):
+            if not os.path.exists(path):
+                continue
+            try:
+                self._restore(path)
+                return
+            except (OSError, ValueError):
+                if path == self._prev_path or not os.path.exists(self._prev_path):
+                    raise
+
+    def _restore(self, path: str) -> None:
+        from cnnfast import random as random_module
+        from cnnfast.saving import load_model, read_header
+
+        rng = random_module.get_state()
+        saved = load_model(path)  # restores cnnfast.random to the backed-up state
+        model, opt = self.model, self.model.optimizer
+        try:
+            model.set_weights(saved.get_weights())
+            if saved.optimizer is not None and type(saved.optimizer) is type(opt):
+                opt.iterations = saved.optimizer.iterations
+                opt._slots = {i: tuple(a.copy() for a in arrays)
+                              for i, arrays in saved.optimizer._slots.items()}
+                opt.__dict__.pop("_flat_key", None)  # rebuild the arenas from _slots
+            for layer, old in zip(model.layers, saved.layers):
+                if hasattr(old, "_calls"):
+                    layer._calls = old._calls
+        except BaseException:
+            random_module.set_state(rng)
+            raise
+        training = json.loads(read_header(path).metadata.get("training", "{}"))
+        epoch = int(training.get("epoch", 0))
+        self._current_epoch = epoch
+        model._initial_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        if self.save_freq == "epoch":
+            self._save()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
+        self._batches_since_save += added
+        self._last_batch_seen = batch
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save()
+
+    def _save(self) -> None:
+        from cnnfast.saving import save_model
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._path):
+            # A rename (atomic); until the new latest is written, the restore reads the .bkp.
+            os.replace(self._path, self._prev_path)
+        save_model(self.model, self._path, epoch=self._current_epoch)
+
+    def on_train_end(self, logs=None):
+        # fit ends through here after a Ctrl-C as well (a clean stop): keep the backup then.
+        if getattr(self.model, "_interrupted", False):
+            return
+        if self.delete_checkpoint and os.path.exists(self.backup_dir):
+            shutil.rmtree(self.backup_dir)
 
 
 class ProgressBar:

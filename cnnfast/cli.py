@@ -643,7 +643,8 @@ def build_parser() -> ArgumentParser:
                                               f"lenet5: {TRAINING_DEFAULTS['lenet5']['epochs']})")
     t.add_argument("--batch-size", type=int, help=f"batch size (default {DEFAULT_BATCH_SIZE}; "
                                                   f"lenet5: {TRAINING_DEFAULTS['lenet5']['batch_size']})")
-    t.add_argument("--optimizer", help="adam (default) or sgd")
+    t.add_argument("--optimizer", help="adam (default), sgd, rmsprop, adagrad, adadelta, adamax, "
+                                        "nadam, adamw or lion")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--seed", type=int, help="seed initialisation, shuffling and dropout")
     t.add_argument("--threads", type=int, help="kernel threads (default: all cores; under "
@@ -688,7 +689,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--classes", type=int, help="number of output classes")
     s.add_argument("--fc-units", type=int, help="width of the VGG fully connected layers")
     s.add_argument("--optimizer", default=None,
-                   help='optimizer whose state counts in the training memory ("adam", "sgd")')
+                   help='optimizer whose state counts in the training memory ("adam", "sgd", ...)')
     s.add_argument("--batch-size", type=int, default=1, help="batch size for the memory totals")
     s.add_argument("--markdown", action="store_true", help="print a Markdown table")
     s.set_defaults(run=cmd_summary)

@@ -133,7 +133,6 @@ class MPIStrategy:
         self.batch_samples = 0  # samples of the current global batch (fit's counts)
         self.allreduce_seconds = 0.0  # time spent waiting for the gradient allreduce
         self._synced_model: int | None = None
-        self._stats = np.zeros(2, np.float64)
         # Reduce gradients while backward goes on (see _Buckets): where the ranks span more
         # than one machine ("auto"), as within one machine the shared-memory reduction of the
         # whole buffer after backward takes less than the buckets' bookkeeping saves.
@@ -312,18 +311,18 @@ class MPIStrategy:
         n_global = self.batch_samples
         return 1.0 if n_local * self.size == n_global else n_local * self.size / n_global
 
-    def reduce_step(self, grads: np.ndarray, loss: float, correct: int,
-                    n_local: int) -> tuple[float, int]:
+    def reduce_step(self, grads: np.ndarray, loss: float, sums: list[float],
+                    n_local: int) -> tuple[float, list[float]]:
         """Sum `grads` (this rank's mean gradient over its `n_local` samples) across ranks in
         place and scale it into the gradient of the global batch; return the global batch's
-        (loss, correct). A non-finite loss on any rank makes the returned loss non-finite."""
+        mean loss and metric sums (each metric's sum over this rank's samples, summed). A
+        non-finite loss on any rank makes the returned loss non-finite."""
         n_global = self.batch_samples
         if self.size == 1:
-            return loss, correct
+            return loss, sums
         self._step += 1
         buckets, self._buckets_active = (self._buckets if self._buckets_active else None), False
-        self._stats[0] = loss * n_local
-        self._stats[1] = correct
+        stats = np.array([loss * n_local, *sums], np.float64)
         requests, tracked = self._arrival_requests()
         started = time.perf_counter()
         if buckets is not None:  # the rest of the buckets, in the order every rank uses
@@ -332,11 +331,11 @@ class MPIStrategy:
             if n_local * self.size != n_global:
                 grads *= np.float32(n_local * self.size / n_global)
             requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, grads, op=self.MPI.SUM))
-        requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._stats, op=self.MPI.SUM))
+        requests.append(self.comm.Iallreduce(self.MPI.IN_PLACE, stats, op=self.MPI.SUM))
         self._wait(requests, "the gradient allreduce", tracked)
         self.allreduce_seconds += time.perf_counter() - started
         grads *= np.float32(1.0 / self.size)
-        return float(self._stats[0] / n_global), int(np.rint(self._stats[1]))
+        return float(stats[0] / n_global), [float(v) for v in stats[1:]]
 
     def _arrival_requests(self) -> tuple[list[Any], list[Any] | None]:
         """Rank r > 0 tells rank 0 it reached this step; rank 0 posts the receives, so on a
@@ -358,26 +357,24 @@ class MPIStrategy:
         return bool(value[0])
 
     def evaluate(self, model: Any, batches: Iterable[tuple]) -> list[float] | None:
-        """[mean loss, accuracy (with metrics)] over (x, y, w) batches sharded across the ranks
+        """[mean loss, each metric's mean] over (x, y, w) batches sharded across the ranks
         (each evaluates its share), as Model._evaluate_batches gives for one process; None
         when there were none."""
-        sums = np.zeros(3, np.float64)  # sum of weighted losses, correct, samples
+        # Samples, the sum of weighted losses, then each metric's sum.
+        sums = np.zeros(2 + len(model.metrics), np.float64)
         for xb, yb, wb in batches:
             if len(xb) == 0:
                 continue
             out = model._forward(xb, training=False)
-            sums[0] += model._weighted_loss(out, yb, None, wb) * len(xb)
-            sums[1] += model._correct(out, yb) if model.metrics else 0
-            sums[2] += len(xb)
+            sums[0] += len(xb)
+            sums[1] += model._weighted_loss(out, yb, None, wb) * len(xb)
+            sums[2:] += model._metric_sums(out, yb)
         if self.size > 1:
             self._wait([self.comm.Iallreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)],
                        "the validation allreduce")
-        if sums[2] == 0:
+        if sums[0] == 0:
             return None
-        result = [float(sums[0] / sums[2])]
-        if model.metrics:
-            result.append(float(sums[1] / sums[2]))
-        return result
+        return [float(v / sums[0]) for v in sums[1:]]
 
     def shard_arrays(self, *arrays: Any) -> tuple[Any, ...]:
         """This rank's contiguous share of arrays of equal length (validation data)."""

@@ -20,6 +20,7 @@ from cnnfast import _core, _executor, graph, regularizers
 from cnnfast import callbacks as callbacks_module
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
+from cnnfast import metrics as metrics_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast import random as cf_random
 from cnnfast.data import Augmentation, BatchIterator
@@ -29,14 +30,14 @@ from cnnfast.random import mask_seed, next_seed
 
 Shape = tuple[int, ...]
 
-METRICS = ("accuracy", "acc")
+METRICS = ("accuracy", "acc", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
 # Keras metric names that cnnfast knows of but does not compute: refused as not implemented
 # rather than as unknown (misspelled) names.
 _KERAS_ONLY_METRICS = (
     "auc", "binary_accuracy", "categorical_accuracy", "categorical_crossentropy", "cosine_similarity",
     "f1_score", "hinge", "kl_divergence", "mae", "mape", "mean_absolute_error",
     "mean_absolute_percentage_error", "mean_squared_error", "mse", "precision", "recall",
-    "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
+    "sparse_categorical_accuracy",
 )
 
 
@@ -505,10 +506,10 @@ class Model:
         return ["loss", *getattr(self, "metrics", [])]
 
     # -- compile ----------------------------------------------------------------------------
-    def compile(self, optimizer: str | optimizers_module.Optimizer = "adam",
+    def compile(self, optimizer: str | optimizers_module.Optimizer = "rmsprop",
                 loss: str | losses_module.Loss = "categorical_crossentropy",
                 metrics: Iterable[str] | None = None) -> None:
-        """Choose optimizer, loss and metrics ("accuracy"/"acc").
+        """Choose optimizer (default RMSprop, as in Keras), loss and metrics.
 
         Raises
         ------
@@ -521,23 +522,29 @@ class Model:
         if isinstance(metrics, str):
             raise TypeError(f"compile: metrics must be a list, e.g. metrics=[{metrics!r}], "
                             f"got the string {metrics!r}")
-        names = []
+        objs = []
         for m in metrics or []:
-            if isinstance(m, str) and m in METRICS:
-                names.append("accuracy")
-            elif isinstance(m, str) and m.lower() in _KERAS_ONLY_METRICS:
+            if isinstance(m, str) and m.lower() in _KERAS_ONLY_METRICS:
                 raise NotImplementedError(f"compile: metric {m!r} is not implemented in cnnfast; "
-                                          "the one metric is 'accuracy'")
-            elif isinstance(m, str):
+                                          f"known: {list(METRICS)}")
+            try:
+                objs.append(metrics_module.get(m))
+            except ValueError:
+                if not isinstance(m, str):
+                    raise NotImplementedError(
+                        f"compile: metric {m!r} is not supported; use one of {list(METRICS)}, "
+                        "a function of cnnfast.metrics or a metric object") from None
                 close = difflib.get_close_matches(m.lower(), METRICS, n=1)
                 guess = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"compile: unknown metric {m!r}{guess}; valid names: {list(METRICS)}")
-            else:
-                raise NotImplementedError(f"compile: metric objects and functions ({m!r}) are not "
-                                          "supported; use metrics=['accuracy']")
+                raise ValueError(f"compile: unknown metric {m!r}{guess}; valid names: "
+                                 f"{list(METRICS)}") from None
+        names = [m.name for m in objs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"compile: metrics must have distinct names, got {names}")
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
         self.metrics = names
+        self._metric_objects = objs
         if not self.layers:
             raise ValueError("compile: the model has no layers")
         if self.input_shape_ is not None:
@@ -756,10 +763,10 @@ class Model:
                         np.float64)
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray, where: str = "train_on_batch",
-                    weights: np.ndarray | None = None) -> tuple[float, int]:
-        """One gradient step: (loss before the update, number of correct predictions; 0 when
-        the model has no accuracy metric). In C++ (one call) when the model has a train plan,
-        else by walking the layers."""
+                    weights: np.ndarray | None = None) -> tuple[float, list[float]]:
+        """One gradient step: (loss before the update, each metric's sum over the batch, from
+        the output before the update). In C++ (one call) when the model has a train plan, else
+        by walking the layers."""
         self._pack_parameters()
         plan = self._packed_train_plan()
         if plan is not None:
@@ -778,31 +785,39 @@ class Model:
                     reg += layer.regularization_loss()
                     layer.add_regularization_gradients()
         n = self._trainable_floats
-        correct = self._correct(out, yb) if self.metrics else 0
+        sums = self._metric_sums(out, yb)
         loss += reg
         if dist is not None:
-            return self._distributed_update(dist, loss, correct, len(xb), where)
+            return self._distributed_update(dist, loss, sums, len(xb), where)
         self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
                                   self._trainable_layout)
-        return loss, correct
+        return loss, sums
 
-    def _distributed_update(self, dist: Any, loss: float, correct: int, n_local: int,
-                            where: str) -> tuple[float, int]:
-        """Data-parallel (cnnfast/distributed.py): sum the ranks' gradients and loss sums, then
-        the same update on every rank; every rank updates, or every rank raises."""
+    def _distributed_update(self, dist: Any, loss: float, sums: list[float], n_local: int,
+                            where: str) -> tuple[float, list[float]]:
+        """Data-parallel (cnnfast/distributed.py): sum the ranks' gradients, loss and metric
+        sums, then the same update on every rank; every rank updates, or every rank raises."""
         n = self._trainable_floats
-        loss, correct = dist.reduce_step(self._grad_arena[:n], loss, correct, n_local)
+        loss, sums = dist.reduce_step(self._grad_arena[:n], loss, sums, n_local)
         if not math.isfinite(loss):
             _raise_non_finite(where, loss, dist.batch_samples)
         self.optimizer.apply_flat(self._weight_arena[:n], self._grad_arena[:n],
                                   self._trainable_layout)
-        return loss, correct
+        return loss, sums
+
+    def _metric_sums(self, out: np.ndarray | None, y: np.ndarray,
+                     correct: int | None = None) -> list[float]:
+        """Each compiled metric's sum of per-sample values over a batch; `correct`, when given,
+        is the accuracy count already made (by the train plan), and `out` may then be None if
+        no other metric needs it."""
+        return [float(correct) if correct is not None and type(m) is metrics_module.Accuracy
+                else m.batch_sum(out, y) for m in self._metric_objects]
 
     # -- the training step in C++ -----------------------------------------------------------
     # Which models train through _core.TrainPlan (src/cpp/plan/train_plan.cpp), one call per
     # batch: Model and Sequential themselves (not subclasses) whose layers are all of the exact
     # classes in layers.BUILTIN_LAYERS (shared layers of a graph included), compiled with a loss in
-    # _PLAN_LOSSES and an SGD or Adam optimizer, with L1/L2 regularizers only. Everything else
+    # _PLAN_LOSSES and a built-in optimizer, with L1/L2 regularizers only. Everything else
     # (subclasses of cnnfast's layers, losses or optimizers, or _force_python_training set)
     # walks the Python layers, which stays the reference: tests/test_train_plan.py checks that
     # both give the same weights bit for bit.
@@ -849,7 +864,7 @@ class Model:
                     return f"{layer.describe()} weight '{name}' has a custom regularizer"
         if type(self.loss) not in _PLAN_LOSSES:
             return f"loss {type(self.loss).__name__} has no C++ step"
-        if type(self.optimizer) not in (optimizers_module.SGD, optimizers_module.Adam):
+        if type(self.optimizer) not in optimizers_module._CLASSES:
             return f"optimizer {type(self.optimizer).__name__} has no C++ step"
         return None
 
@@ -874,9 +889,8 @@ class Model:
         return plan, drawing
 
     def _plan_step(self, plan: Any, xb: np.ndarray, yb: np.ndarray, where: str,
-                   weights: np.ndarray | None) -> tuple[float, int]:
+                   weights: np.ndarray | None) -> tuple[float, list[float]]:
         n = self._trainable_floats
-        slots = self.optimizer._flat_state(self._weight_arena[:n], self._trainable_layout)
         # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
         seeds = []
         for layer in self._train_plan_cache[2]:
@@ -885,24 +899,35 @@ class Model:
             layer._calls += 1
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
-        name, lr, decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon = \
-            self.optimizer._plan_update()
-        slot0, slot1 = (slots + (None, None))[:2]
-        # Data-parallel (cnnfast/distributed.py): the plan stops at the gradients, the ranks
-        # sum them, then one update call; every rank updates, or every rank raises.
+        s, (s0, s1, s2), bounds = self.optimizer._plan_update(self._weight_arena[:n],
+                                                              self._trainable_layout)
+        # Data-parallel (cnnfast/distributed.py): the plan stops at the gradients (reporting
+        # each layer's as backward finishes it, to start their reduction), the ranks sum them,
+        # then one update call; every rank updates, or every rank raises.
         dist = self.__dict__.get("_distributed")
         hook = None if dist is None else dist.begin_step(self._grad_arena[:n],
                                                          self._trainable_layout, len(xb))
-        loss, correct, updated = plan.step(xb, yb, weights, np.array(seeds, np.uint64), name, lr,
-                                           decay, iteration, momentum, nesterov, beta_1, beta_2,
-                                           epsilon, slot0, slot1, update=dist is None,
-                                           on_gradients=hook)
+        # Arguments spelled out (not *args/**kwargs): one plain call into the core.
+        loss, correct, updated = plan.step(
+            xb, yb, weights, np.array(seeds, np.uint64), s0, s1, s2, s["optimizer"], s["lr"],
+            s["weight_decay"], s["iteration"], s["momentum"], s["nesterov"], s["beta_1"],
+            s["beta_2"], s["epsilon"], s["rho"], s["centered"], s["u_product"], s["clipnorm"],
+            s["clipvalue"], s["global_clipnorm"], bounds, dist is None, hook)
         if dist is not None:
-            return self._distributed_update(dist, loss, correct, len(xb), where)
+            out = None
+            if updated and any(type(m) is not metrics_module.Accuracy
+                               for m in self._metric_objects):
+                out = plan.last_output(len(xb))
+            sums = (self._metric_sums(out, yb, correct) if updated
+                    else [float("nan")] * len(self._metric_objects))
+            return self._distributed_update(dist, loss, sums, len(xb), where)
         if not updated:
             _raise_non_finite(where, loss, len(xb))
         self.optimizer.iterations += 1
-        return loss, correct
+        out = None
+        if any(type(m) is not metrics_module.Accuracy for m in self._metric_objects):
+            out = plan.last_output(len(xb))
+        return loss, self._metric_sums(out, yb, correct)
 
     def _grad_buffer(self, shape: Shape) -> np.ndarray:
         buf = getattr(self, "_loss_grad", None)
@@ -910,14 +935,6 @@ class Model:
             buf = np.empty(shape, np.float32)
             self._loss_grad = buf
         return buf
-
-    def _correct(self, out: np.ndarray, y: np.ndarray) -> int:
-        """Number of correct predictions (Keras picks the accuracy flavour from the targets)."""
-        if y.ndim == 1:
-            return int(np.count_nonzero(out.reshape(len(y), -1).argmax(axis=1) == y))
-        if y.shape[-1] == 1:
-            return int(np.count_nonzero((out > 0.5) == (y > 0.5)))
-        return int(np.count_nonzero(out.argmax(axis=-1) == y.argmax(axis=-1)))
 
     def _require_compiled(self, what: str) -> None:
         if not getattr(self, "compiled", False):
@@ -1056,7 +1073,9 @@ class Model:
             val = self._validation(validation_data, validation_steps)
 
         history = callbacks_module.History()
-        cbs = [history, *user_callbacks]
+        # History last, as in Keras: it records what other callbacks add to the epoch's logs
+        # (ReduceLROnPlateau's "learning_rate").
+        cbs = [*user_callbacks, history]
         params = {"epochs": epochs, "steps": source.total, "verbose": verbose,
                   "batch_size": getattr(source.data, "batch_size", None)}
         for cb in cbs:
@@ -1064,8 +1083,12 @@ class Model:
             cb.set_params(params)
         self.stop_training = False
         self.history = history
+        self._initial_epoch = None
         for cb in cbs:
             cb.on_train_begin()
+        # BackupAndRestore sets where a restored run goes on (Keras: model._initial_epoch).
+        if self._initial_epoch is not None:
+            initial_epoch = max(initial_epoch, self._initial_epoch)
 
         with self._stop_on_interrupt():
             self._fit_epochs(source, None if checked else table, checked, val, val_batch_size,
@@ -1159,7 +1182,7 @@ class Model:
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             bar = callbacks_module.ProgressBar(source.total, verbose)
-            loss_sum, correct, seen, step = 0.0, 0, 0, 0
+            loss_sum, sums, seen, step = 0.0, [0.0] * len(self.metrics), 0, 0
             logs: dict[str, float] = {}
             batches: Iterable[Any] = source.epoch()
             if dist is not None:
@@ -1175,16 +1198,26 @@ class Model:
                     dist.broadcast_model(self)
                 for cb in cbs:
                     cb.on_train_batch_begin(step - 1)
-                loss, step_correct = self._train_step(xb, yb, where, wb)
+                try:
+                    loss, step_sums = self._train_step(xb, yb, where, wb)
+                except NonFiniteLossError as err:
+                    # TerminateOnNaN sees the loss in the batch's logs and stops the training
+                    # (nothing was updated); without it the error goes up.
+                    if not any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in cbs):
+                        raise
+                    non_finite, loss, step_sums = err, err.loss, [float("nan")] * len(sums)
+                else:
+                    non_finite = None
                 n = len(xb) if dist is None else dist.batch_samples
                 loss_sum += loss * n
                 seen += n
                 logs = {"loss": loss_sum / seen}
-                if self.metrics:
-                    correct += step_correct
-                    logs["accuracy"] = correct / seen
+                sums = [a + b for a, b in zip(sums, step_sums)]
+                logs.update({name: total / seen for name, total in zip(self.metrics, sums)})
                 for cb in cbs:
                     cb.on_train_batch_end(step - 1, logs)
+                if non_finite is not None and not self.stop_training:
+                    raise non_finite
                 bar.update(step, seen, logs, final=False)
                 if self._interrupted:
                     self.stop_training = True
@@ -1204,8 +1237,7 @@ class Model:
                           self._validate_distributed(dist, val, val_batch_size))
                 if result is not None:
                     logs["val_loss"] = result[0]
-                    if self.metrics:
-                        logs["val_accuracy"] = result[1]
+                    logs.update({f"val_{name}": v for name, v in zip(self.metrics, result[1:])})
                 elif not val_warned:
                     val_warned = True
                     warnings.warn(
@@ -1215,8 +1247,9 @@ class Model:
                         "BatchIterator, a DataLoader, a list of batches)", UserWarning,
                         stacklevel=3)
             bar.update(step, seen, logs, final=True)
+            epoch_logs = dict(logs)  # one dict for all, as in Keras (callbacks may add to it)
             for cb in cbs:
-                cb.on_epoch_end(epoch, dict(logs))
+                cb.on_epoch_end(epoch, epoch_logs)
             if dist is not None:
                 self.stop_training = dist.agree(self.stop_training)
             if self.stop_training:
@@ -1249,28 +1282,23 @@ class Model:
 
     def _evaluate_batches(self, batches: Iterable[tuple],
                           bar: callbacks_module.ProgressBar | None) -> list[float] | None:
-        """[mean loss, accuracy (with metrics)] over (x, y, w) batches; None if there were none."""
-        loss_sum, correct, seen, step = 0.0, 0, 0, 0
+        """[mean loss, each metric's mean] over (x, y, w) batches; None if there were none."""
+        loss_sum, sums, seen, step = 0.0, [0.0] * len(self.metrics), 0, 0
         logs: dict[str, float] = {}
         for step, (xb, yb, wb) in enumerate(batches, 1):
             out = self._forward(xb, training=False)
             loss_sum += self._weighted_loss(out, yb, None, wb) * len(xb)
             seen += len(xb)
-            if self.metrics:
-                correct += self._correct(out, yb)
+            sums = [a + b for a, b in zip(sums, self._metric_sums(out, yb))]
             if bar is not None:
                 logs = {"loss": loss_sum / seen}
-                if self.metrics:
-                    logs["accuracy"] = correct / seen
+                logs.update({name: total / seen for name, total in zip(self.metrics, sums)})
                 bar.update(step, seen, logs, final=False)
         if seen == 0:
             return None
         if bar is not None:
             bar.update(step, seen, logs, final=True)
-        result = [loss_sum / seen]
-        if self.metrics:
-            result.append(correct / seen)
-        return result
+        return [loss_sum / seen] + [total / seen for total in sums]
 
     def _results(self, result: list[float], return_dict: bool) -> float | list[float] | dict:
         if return_dict:
@@ -1430,9 +1458,9 @@ class Model:
             raise ValueError("train_on_batch: give class_weight or sample_weight, not both")
         table = None if class_weight is None else _check_class_weight(class_weight, "train_on_batch")
         weights = self._sample_weights(sample_weight, table, y, "train_on_batch")
-        loss, correct = self._train_step(x, y, weights=weights)
+        loss, sums = self._train_step(x, y, weights=weights)
         if self.metrics:
-            return [loss, correct / len(x)]
+            return [loss] + [total / len(x) for total in sums]
         return loss
 
     def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> float | list[float]:
@@ -1671,12 +1699,19 @@ _PLAN_LOSSES = {
 }
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A batch's loss was NaN or infinite; nothing was updated. ``loss`` holds the value."""
+
+    def __init__(self, message: str, loss: float) -> None:
+        super().__init__(message)
+        self.loss = loss
+
+
 def _raise_non_finite(where: str, loss: float, n: int) -> None:
     # Raised before any update, so the model keeps the weights it had before this batch.
-    raise FloatingPointError(
+    raise NonFiniteLossError(
         f"{where}: non-finite loss {loss} (batch of {n} samples); the weights were not "
-        "updated. Lower the learning rate or check the inputs for NaN/inf."
-    )
+        "updated. Lower the learning rate or check the inputs for NaN/inf.", loss)
 
 
 def _first_call(nodes: list[graph.Node], i: int) -> int:

@@ -39,6 +39,7 @@ import numpy as np
 
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
+from cnnfast import metrics as metrics_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast import random as random_module
 from cnnfast.model import Model, Sequential
@@ -54,7 +55,7 @@ OPTIMIZER_PREFIX = "optimizer/"
 RESERVED_METADATA = frozenset({"format", "format_version", "architecture", "optimizer", "training"})
 
 _OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
-    "SGD": optimizers_module.SGD, "Adam": optimizers_module.Adam,
+    cls.__name__: cls for cls in optimizers_module._CLASSES
 }
 
 
@@ -173,7 +174,13 @@ def _compile_config(model: Sequential) -> dict[str, Any] | None:
         warnings.warn(f"save_model: optimizer {type(optimizer).__name__} cannot be stored; the "
                       "file will load as an uncompiled model", stacklevel=3)
         return None
-    return {"loss": loss.name, "metrics": list(model.metrics)}
+    try:
+        metrics = [metrics_module.serialize(m) for m in model._metric_objects]
+    except ValueError as err:
+        warnings.warn(f"save_model: {err}; the file will load as an uncompiled model",
+                      stacklevel=3)
+        return None
+    return {"loss": loss.name, "metrics": metrics}
 
 
 def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
@@ -185,7 +192,7 @@ def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
 def _optimizer_state(model: Sequential) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
     optimizer = model.optimizer
     params = _trainable_names(model)
-    slot_names = list(type(optimizer).slot_names)
+    slot_names = list(optimizer.slot_names)
     with_slots, tensors = [], []
     for index in sorted(optimizer._slots):
         arrays = optimizer._slots[index]
@@ -687,9 +694,12 @@ def _parse_optimizer(header: FileHeader, model: Sequential,
         _fail("optimizer config must be an object")
     if not _is_int(config["iterations"]) or config["iterations"] < 0:
         _fail(f"optimizer iterations must be a non-negative int, got {config['iterations']!r}")
-    if config["slot_names"] != list(cls.slot_names):
-        _fail(f"{cls.__name__} slot names are {list(cls.slot_names)}, file has "
-              f"{config['slot_names']!r}")
+    try:
+        names = list(cls.from_config(config["config"]).slot_names)
+    except (TypeError, ValueError) as err:
+        _fail(f"invalid optimizer config {config['config']!r}: {err}")
+    if config["slot_names"] != names:
+        _fail(f"{cls.__name__} slot names are {names}, file has {config['slot_names']!r}")
     slots = config["slots"]
     trainable = [n for n, _ in _expected_trainable(model)]
     if not isinstance(slots, list) or not all(isinstance(s, str) for s in slots) or \
@@ -698,7 +708,7 @@ def _parse_optimizer(header: FileHeader, model: Sequential,
     for name in slots:
         if name not in trainable:
             _fail(f"optimizer slots name {name!r}, which is not a trainable weight of the model")
-    slot_tensors = {f"{OPTIMIZER_PREFIX}{p}/{s}": expected[p] for p in slots for s in cls.slot_names}
+    slot_tensors = {f"{OPTIMIZER_PREFIX}{p}/{s}": expected[p] for p in slots for s in names}
     return config, slot_tensors
 
 
@@ -720,8 +730,13 @@ def _parse_training(header: FileHeader) -> dict[str, Any]:
     if "loss" in training and training["loss"] not in losses_module._BY_NAME:
         _fail(f"unknown loss {training['loss']!r}")
     metrics = training.get("metrics", [])
-    if not isinstance(metrics, list) or any(m not in ("accuracy", "acc") for m in metrics):
-        _fail(f"metrics must be a list of 'accuracy', got {metrics!r}")
+    if not isinstance(metrics, list):
+        _fail(f"metrics must be a list, got {metrics!r}")
+    for m in metrics:
+        try:
+            metrics_module.get(m)
+        except (TypeError, ValueError) as err:
+            _fail(f"invalid metric {m!r}: {err}")
     for key in ("epoch", "step"):
         if key in training and (not _is_int(training[key]) or training[key] < 0):
             _fail(f"training {key} must be a non-negative int, got {training[key]!r}")
@@ -786,7 +801,8 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
     optimizer = None
     if compile and optimizer_config is not None and "loss" in training:
         try:
-            optimizer = _OPTIMIZERS[optimizer_config["class_name"]](**optimizer_config["config"])
+            optimizer = _OPTIMIZERS[optimizer_config["class_name"]].from_config(
+                optimizer_config["config"])
         except (TypeError, ValueError) as err:
             _fail(f"invalid optimizer config {optimizer_config['config']!r}: {err}")
 

@@ -313,6 +313,90 @@ def adam_step(w, g, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
     return w - alpha * m / (np.sqrt(v) + epsilon), m, v
 
 
+def rmsprop_step(w, g, velocity, mom, avg, lr=1e-3, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, weight_decay=0.0):
+    """One Keras RMSprop step in float64 (epsilon inside the square root); returns
+    (w, velocity, mom, avg)."""
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    velocity = rho * velocity + (1.0 - rho) * g * g
+    if centered:
+        avg = rho * avg + (1.0 - rho) * g
+        denominator = velocity - avg * avg + epsilon
+    else:
+        denominator = velocity + epsilon
+    increment = lr * g / np.sqrt(denominator)
+    if momentum > 0:
+        mom = momentum * mom + increment
+        return w - mom, velocity, mom, avg
+    return w - increment, velocity, mom, avg
+
+
+def adagrad_step(w, g, acc, lr=1e-3, epsilon=1e-7, weight_decay=0.0):
+    """One Keras Adagrad step in float64; returns (w, accumulator)."""
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    acc = acc + g * g
+    return w - lr * g / np.sqrt(acc + epsilon), acc
+
+
+def adadelta_step(w, g, acc_g, acc_d, lr=1e-3, rho=0.95, epsilon=1e-7, weight_decay=0.0):
+    """One Keras Adadelta step in float64; returns (w, accumulated_grad, accumulated_delta)."""
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    acc_g = rho * acc_g + (1.0 - rho) * g * g
+    delta = -np.sqrt(acc_d + epsilon) * g / np.sqrt(acc_g + epsilon)
+    acc_d = rho * acc_d + (1.0 - rho) * delta * delta
+    return w + lr * delta, acc_g, acc_d
+
+
+def adamax_step(w, g, m, u, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                weight_decay=0.0):
+    """One Keras Adamax step in float64 (1-based step); returns (w, m, u)."""
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    m = m + (g - m) * (1.0 - beta_1)
+    u = np.maximum(beta_2 * u, np.abs(g))
+    return w - lr * m / ((1.0 - beta_1**step) * (u + epsilon)), m, u
+
+
+def nadam_step(w, g, m, v, step, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+               weight_decay=0.0):
+    """One Keras Nadam step in float64 (1-based step); returns (w, m, v)."""
+    def u(k):
+        return beta_1 * (1.0 - 0.5 * 0.96**k)
+    u_product = float(np.prod([u(k) for k in range(1, step + 1)]))
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    m = m + (g - m) * (1.0 - beta_1)
+    v = v + (g * g - v) * (1.0 - beta_2)
+    m_hat = u(step + 1) * m / (1.0 - u_product * u(step + 1)) + (1.0 - u(step)) * g / \
+        (1.0 - u_product)
+    v_hat = v / (1.0 - beta_2**step)
+    return w - m_hat * lr / (np.sqrt(v_hat) + epsilon), m, v
+
+
+def lion_step(w, g, m, lr=1e-3, beta_1=0.9, beta_2=0.99, weight_decay=0.0):
+    """One Keras Lion step in float64; returns (w, m)."""
+    w = np.asarray(w, np.float64) * (1.0 - lr * weight_decay)
+    g = np.asarray(g, np.float64)
+    w = w - lr * np.sign(beta_1 * m + (1.0 - beta_1) * g)
+    return w, beta_2 * m + (1.0 - beta_2) * g
+
+
+def clip_gradients(grads, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    """Keras's gradient clipping of a list of gradients, in float64."""
+    grads = [np.asarray(g, np.float64) for g in grads]
+    if clipnorm:
+        return [g * clipnorm / max(np.sqrt(np.sum(g * g)), clipnorm) for g in grads]
+    if global_clipnorm:
+        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        return [g * global_clipnorm * min(1.0 / norm, 1.0 / global_clipnorm) for g in grads]
+    if clipvalue:
+        return [np.clip(g, -clipvalue, clipvalue) for g in grads]
+    return grads
+
+
 # ---- lrn ----------------------------------------------------------------------------------
 
 

@@ -230,6 +230,20 @@ def test_memory_totals_follow_the_stated_convention():
     assert cf.analyze(models.cifar10_simple()).optimizer_slots == 0
 
 
+@pytest.mark.parametrize("optimizer,slots", [
+    ("rmsprop", 1), (cf.optimizers.RMSprop(momentum=0.9), 2),
+    (cf.optimizers.RMSprop(momentum=0.9, centered=True), 3), ("adagrad", 1), ("adadelta", 2),
+    ("adamax", 2), ("nadam", 2), ("adamw", 2), ("lion", 1),
+])
+def test_optimizer_state_counts_the_slots_training_allocates(optimizer, slots):
+    model = models.cifar10_simple()
+    assert cf.analyze(model, optimizer=optimizer).optimizer_slots == slots
+    # What training allocates: one arena per slot.
+    model.compile(optimizer, "categorical_crossentropy")
+    model.train_on_batch(np.zeros((2, 32, 32, 3), np.float32), np.eye(10, dtype=np.float32)[:2])
+    assert len(model.optimizer._flat_slots) == slots
+
+
 def test_frozen_layers_are_non_trainable():
     model = models.cifar10_simple()
     model.layers[0].trainable = False

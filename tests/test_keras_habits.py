@@ -480,7 +480,8 @@ def test_missing_monitor_warns_once_per_fit_and_training_goes_on(make, tmp_path)
 def test_misspelled_metric_is_unknown_and_the_valid_names_are_listed():
     model = tiny_cnn(compile_=False)
     with pytest.raises(ValueError, match=r"unknown metric 'acuracy' \(did you mean 'accuracy'\?\)"
-                                         r"; valid names: \['accuracy', 'acc'\]"):
+                                         r"; valid names: \['accuracy', 'acc', "
+                                         r"'top_k_categorical_accuracy'"):
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["acuracy"])
     with pytest.raises(NotImplementedError, match="'mae' is not implemented"):
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["mae"])

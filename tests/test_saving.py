@@ -317,7 +317,7 @@ CORRUPTIONS = {
         lambda h: h["dense/kernel"].update(shape=[3, 18]), "architecture needs \\[18, 3\\]"),
     "unknown optimizer": (
         lambda h: h["__metadata__"].update(optimizer=h["__metadata__"]["optimizer"].replace(
-            '"Adam"', '"RMSprop"')), "unknown optimizer"),
+            '"Adam"', '"Ftrl"')), "unknown optimizer"),
     "bad random state": (
         lambda h: h["__metadata__"].update(training=json.dumps(
             {**json.loads(h["__metadata__"]["training"]), "epoch": 1, "rng": {"x": 1}})),

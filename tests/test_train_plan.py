@@ -14,6 +14,7 @@ from test_arena import core_calls
 
 import cnnfast as cf
 from cnnfast import layers as L
+from cnnfast.optimizers.schedules import LearningRateSchedule
 
 
 @pytest.fixture(autouse=True)
@@ -171,6 +172,17 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
 OPTIMIZERS = {
     "sgd_nesterov": lambda: cf.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
     "adam_decay": lambda: cf.optimizers.Adam(3e-3, weight_decay=1e-2),
+    "rmsprop": lambda: cf.optimizers.RMSprop(3e-3),
+    "rmsprop_centered_momentum_clipnorm": lambda: cf.optimizers.RMSprop(
+        3e-3, momentum=0.5, centered=True, clipnorm=0.05),
+    "adagrad_clipvalue": lambda: cf.optimizers.Adagrad(0.05, clipvalue=0.01),
+    "adadelta": lambda: cf.optimizers.Adadelta(1.0, weight_decay=1e-3),
+    "adamax_global_clipnorm": lambda: cf.optimizers.Adamax(3e-3, global_clipnorm=0.1),
+    "nadam": lambda: cf.optimizers.Nadam(3e-3),
+    "adamw": lambda: cf.optimizers.AdamW(3e-3),
+    "lion": lambda: cf.optimizers.Lion(1e-3, weight_decay=0.1),
+    "sgd_cosine_warmup": lambda: cf.optimizers.SGD(cf.optimizers.schedules.CosineDecay(
+        0.0, 6, warmup_target=0.05, warmup_steps=2), momentum=0.5),
 }
 
 
@@ -203,7 +215,8 @@ def test_plan_trains_bit_identically_to_the_python_walk(name, factory, shape, ki
 
     def steps(model: cf.Model) -> list:
         out = [model.train_on_batch(x[:16], y[:16])]
-        model.optimizer.learning_rate *= 0.5  # a schedule between steps takes effect
+        if not isinstance(model.optimizer._learning_rate, LearningRateSchedule):
+            model.optimizer.learning_rate *= 0.5  # a change between steps takes effect
         out.append(model.train_on_batch(x[8:], y[8:], sample_weight=sample_weight[8:]))
         history = model.fit(x, y, batch_size=10, epochs=2, verbose=0, shuffle=True)
         return out + [history.history]
@@ -344,9 +357,8 @@ def test_plan_step_refuses_bad_arguments_naming_the_shapes():
     labels = np.zeros(4, np.int32)
     no_seeds = np.zeros(0, np.uint64)
 
-    def step(x=x, y=labels, optimizer="sgd"):
-        return plan.step(x, y, None, no_seeds, optimizer, 0.1, 0.0, 1, 0.0, False, 0.9, 0.999,
-                         1e-7, None, None)
+    def step(x=x, y=labels, optimizer="sgd", **kw):
+        return plan.step(x, y, None, no_seeds, optimizer=optimizer, lr=0.1, **kw)
 
     before = model.get_weights()
     with pytest.raises(ValueError, match=r"x must have shape \(N, 8, 8, 3\)"):
@@ -355,8 +367,16 @@ def test_plan_step_refuses_bad_arguments_naming_the_shapes():
         step(y=labels.astype(np.float32))
     with pytest.raises(ValueError, match=r"label 10 at row 2 is out of range \[0, 10\)"):
         step(y=np.array([0, 1, 10, 2], np.int32))
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+    with pytest.raises(ValueError, match="TrainPlan.step: unknown optimizer 'ftrl'"):
+        step(optimizer="ftrl")
+    with pytest.raises(ValueError, match="rmsprop needs its 'velocity' slot array"):
         step(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="only one of clipnorm, clipvalue and global_clipnorm"):
+        step(clipnorm=1.0, clipvalue=1.0)
+    with pytest.raises(ValueError, match="clip_bounds must rise from 0 to"):
+        step(clipnorm=1.0, clip_bounds=np.array([0, 5], np.int64))
+    with pytest.raises(ValueError, match="slot0: expected"):
+        step(optimizer="adagrad", slot0=np.zeros(3, np.float32))
     for got, want in zip(model.get_weights(), before):
         assert np.array_equal(got, want)
     loss, correct, updated = step()

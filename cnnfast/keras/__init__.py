@@ -7,8 +7,7 @@
 ...                           layers.MaxPooling2D((2, 2)), layers.Flatten(),
 ...                           layers.Dense(10, activation="softmax")])
 
-Known Keras features that cnnfast lacks (BatchNormalization,
-RMSprop, ``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
+Known Keras features that cnnfast lacks (``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
 """
 
 from cnnfast.keras import (
@@ -17,6 +16,7 @@ from cnnfast.keras import (
     datasets,
     layers,
     losses,
+    metrics,
     models,
     optimizers,
     regularizers,
@@ -30,7 +30,6 @@ from cnnfast.saving import load_model
 __getattr__ = unsupported(__name__, {
     "applications": "no pretrained models", "mixed_precision": "cnnfast computes in float32",
     "ops": "no tensor ops API; layers run on NumPy arrays",
-    "metrics": "compile(metrics=['accuracy']) is the only metric",
     "preprocessing": "use cnnfast.data (BatchIterator, augmentation)",
 })
 
@@ -44,6 +43,7 @@ __all__ = [
     "layers",
     "load_model",
     "losses",
+    "metrics",
     "models",
     "optimizers",
     "regularizers",

@@ -1,4 +1,5 @@
-"""``keras.losses``: cross-entropies and mean squared error."""
+"""``keras.losses``: cross-entropies and mean squared error, as classes and as Keras 2's
+functions (``keras.losses.categorical_crossentropy``), which compile takes too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from cnnfast.losses import (
     Loss,
     MeanSquaredError,
     SparseCategoricalCrossentropy,
+    categorical_crossentropy,
     get,
+    mean_squared_error,
+    mse,
+    sparse_categorical_crossentropy,
 )
 
 MSE = MeanSquaredError
@@ -25,4 +30,5 @@ __getattr__ = unsupported(__name__, {
 })
 
 __all__ = ["MSE", "CategoricalCrossentropy", "Loss", "MeanSquaredError",
-           "SparseCategoricalCrossentropy", "get"]
+           "SparseCategoricalCrossentropy", "categorical_crossentropy", "get",
+           "mean_squared_error", "mse", "sparse_categorical_crossentropy"]

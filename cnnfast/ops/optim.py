@@ -1,4 +1,5 @@
-"""Keras 3 optimizer steps (SGD, Adam), applied in place to float32 parameter arrays."""
+"""Keras 3 optimizer steps, applied in place to float32 parameter arrays: SGD and Adam by name,
+every optimizer through ``optimizer_update``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from cnnfast import _core
 from cnnfast.ops.activation import _as_f32
 
-__all__ = ["adam_update", "sgd_update"]
+__all__ = ["adam_update", "optimizer_update", "sgd_update"]
 
 
 def _state(op: str, name: str, a: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -81,3 +82,60 @@ def adam_update(w: np.ndarray, g: Any, m: np.ndarray, v: np.ndarray, step: int, 
         raise ValueError(f"{op}: step must be an integer >= 1 (1-based), got {step}")
     _core.adam_update(w, g, m, v, int(step), float(lr), float(beta_1), float(beta_2),
                       float(epsilon), float(weight_decay))
+
+
+# Slot names per optimizer, in the kernel's order (src/cpp/kernels/optim.h).
+SLOTS = {
+    "sgd": ("velocity",), "adam": ("m", "v"), "nadam": ("m", "v"), "adamax": ("m", "u"),
+    "rmsprop": ("velocity", "momentum", "average_gradient"), "adagrad": ("accumulator",),
+    "adadelta": ("accumulated_grad", "accumulated_delta_var"), "lion": ("momentum",),
+}
+
+
+def optimizer_update(optimizer: str, w: np.ndarray, g: Any,
+                     slots: dict[str, np.ndarray] | None = None, *, lr: float, step: int = 1,
+                     **settings: Any) -> None:
+    """One Keras step of any optimizer, in place on w, the slots and (when clipping) g.
+
+    Parameters
+    ----------
+    optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"}
+        (AdamW is "adam" with ``weight_decay``.)
+    w : float32 C-contiguous writable array
+    g : float32 C-contiguous writable array, shape of w; clipped in place when a clip is set
+    slots : dict of name -> float32 C-contiguous writable array of w's shape (the names of
+        ``SLOTS[optimizer]`` that this configuration uses; start them at zeros, Adagrad's
+        accumulator at its initial value)
+    lr : float
+    step : int >= 1, this update's 1-based iteration number
+    **settings
+        weight_decay, momentum, nesterov, beta_1, beta_2, epsilon, rho, centered,
+        u_product (Nadam's running product of its momentum schedule, step included),
+        clipnorm, clipvalue, global_clipnorm: as in cnnfast.optimizers.
+
+    Raises
+    ------
+    ValueError
+        An unknown optimizer, slot name or setting, a missing slot, a wrong shape or dtype.
+    """
+    op = f"optimizer_update({optimizer!r})"
+    names = SLOTS.get(optimizer)
+    if names is None:
+        raise ValueError(f"{op}: unknown optimizer; known: {sorted(SLOTS)}")
+    w = _state(op, "w", w)
+    g = _state(op, "g", g, w.shape)
+    slots = dict(slots or {})
+    unknown = set(slots) - set(names)
+    if unknown:
+        raise ValueError(f"{op}: unknown slots {sorted(unknown)}; {optimizer} has {list(names)}")
+    arrays = [None if slots.get(n) is None else _state(op, n, slots[n], w.shape) for n in names]
+    allowed = {"weight_decay", "momentum", "nesterov", "beta_1", "beta_2", "epsilon", "rho",
+               "centered", "u_product", "clipnorm", "clipvalue", "global_clipnorm"}
+    bad = set(settings) - allowed
+    if bad:
+        raise ValueError(f"{op}: unknown settings {sorted(bad)}; known: {sorted(allowed)}")
+    if int(step) != step or step < 1:
+        raise ValueError(f"{op}: step must be an integer >= 1 (1-based), got {step}")
+    arrays += [None] * (3 - len(arrays))
+    _core.optimizer_update(w, g, *arrays, optimizer=optimizer, lr=float(lr), iteration=int(step),
+                           **settings)

@@ -5,6 +5,7 @@
 // or throw std::exception, never crash or read out of bounds.
 //
 // usage: test_kernels [MODEL_FILE [MUTATIONS]]     exit status 0 when every check passes
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include "lrn.h"
 #include "model_file.h"
 #include "network.h"
+#include "optim.h"
 #include "parallel.h"
 #include "pool2d.h"
 #include "softmax_xent.h"
@@ -377,6 +379,104 @@ void test_model_reader(const char* path, int mutations) {
 
 }  // namespace
 
+// Keras's rule of one optimizer step for element i, in double: the oracle of optimizer_update.
+struct OptimizerOracle {
+    std::vector<double> w, s0, s1, s2;
+    void step(const OptimizerSettings& o, const std::vector<float>& g) {
+        const double lr = o.lr, b1 = o.beta_1, b2 = o.beta_2, eps = o.epsilon, rho = o.rho;
+        const double t = static_cast<double>(o.iteration);
+        for (size_t i = 0; i < w.size(); ++i) {
+            const double gi = g[i];
+            w[i] -= w[i] * o.weight_decay * lr;
+            switch (o.kind) {
+                case OptimizerKind::rmsprop: {
+                    s0[i] = rho * s0[i] + (1 - rho) * gi * gi;
+                    s2[i] = rho * s2[i] + (1 - rho) * gi;
+                    const double inc = lr * gi / std::sqrt(s0[i] - s2[i] * s2[i] + eps);
+                    s1[i] = o.momentum * s1[i] + inc;
+                    w[i] -= s1[i];
+                    break;
+                }
+                case OptimizerKind::adagrad:
+                    s0[i] += gi * gi;
+                    w[i] -= lr * gi / std::sqrt(s0[i] + eps);
+                    break;
+                case OptimizerKind::adadelta: {
+                    s0[i] = rho * s0[i] + (1 - rho) * gi * gi;
+                    const double d = -std::sqrt(s1[i] + eps) * gi / std::sqrt(s0[i] + eps);
+                    s1[i] = rho * s1[i] + (1 - rho) * d * d;
+                    w[i] += lr * d;
+                    break;
+                }
+                case OptimizerKind::adamax:
+                    s0[i] += (gi - s0[i]) * (1 - b1);
+                    s1[i] = std::max(b2 * s1[i], std::fabs(gi));
+                    w[i] -= lr * s0[i] / ((1 - std::pow(b1, t)) * (s1[i] + eps));
+                    break;
+                case OptimizerKind::nadam: {
+                    const double u_t = nadam_momentum(b1, o.iteration);
+                    const double u_next = nadam_momentum(b1, o.iteration + 1);
+                    s0[i] += (gi - s0[i]) * (1 - b1);
+                    s1[i] += (gi * gi - s1[i]) * (1 - b2);
+                    const double m_hat = u_next * s0[i] / (1 - o.u_product * u_next) +
+                                         (1 - u_t) * gi / (1 - o.u_product);
+                    w[i] -= m_hat * lr / (std::sqrt(s1[i] / (1 - std::pow(b2, t))) + eps);
+                    break;
+                }
+                default:
+                    break;
+            }
+        }
+    }
+};
+
+void test_optimizers() {
+    const int64_t n = 70001;  // above the threading grain, with a tail
+    for (OptimizerKind kind : {OptimizerKind::rmsprop, OptimizerKind::adagrad,
+                               OptimizerKind::adadelta, OptimizerKind::adamax,
+                               OptimizerKind::nadam}) {
+        OptimizerSettings o;
+        o.kind = kind;
+        o.lr = 0.01f;
+        o.weight_decay = 0.01f;
+        o.momentum = 0.5f;
+        o.centered = true;
+        std::vector<float> w = randn(n), a(n, 0.0f), b(n, 0.0f), c(n, 0.0f);
+        OptimizerOracle ref{std::vector<double>(w.begin(), w.end()), std::vector<double>(n),
+                            std::vector<double>(n), std::vector<double>(n)};
+        expect("optimizer slots present", !optimizer_missing_slot(o, a.data(), b.data(),
+                                                                  c.data()));
+        double u_product = 1.0;
+        for (int64_t t = 1; t <= 3; ++t) {
+            std::vector<float> g = randn(n);
+            o.iteration = t;
+            u_product *= nadam_momentum(o.beta_1, t);
+            o.u_product = u_product;
+            ref.step(o, g);
+            optimizer_update(w.data(), g.data(), a.data(), b.data(), c.data(), n, nullptr, 0, o);
+        }
+        // A handful of float32 roundings per step of O(1) values over 3 steps.
+        expect_close("optimizer_update against Keras's rule in double", w,
+                     std::vector<float>(ref.w.begin(), ref.w.end()), 1e-5f, 1e-6f);
+    }
+    OptimizerSettings rms;
+    rms.kind = OptimizerKind::rmsprop;
+    expect("rmsprop without its velocity is refused",
+           optimizer_missing_slot(rms, nullptr, nullptr, nullptr) != nullptr);
+    // global_clipnorm: the gradients scaled to norm 1 (plain SGD shows them in w).
+    std::vector<float> g = randn(n), w(n, 0.0f);
+    double norm = 0.0;
+    for (float v : g) norm += static_cast<double>(v) * v;
+    norm = std::sqrt(norm);
+    OptimizerSettings sgd;
+    sgd.lr = 1.0f;
+    sgd.global_clipnorm = 1.0f;
+    std::vector<float> want(n);
+    for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(-g[i] / norm);
+    optimizer_update(w.data(), g.data(), nullptr, nullptr, nullptr, n, nullptr, 0, sgd);
+    expect_close("global_clipnorm", w, want, 1e-6f, 1e-9f);
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -391,6 +491,7 @@ int main(int argc, char** argv) {
         test_lrn();
         test_dense();
         test_network();
+        test_optimizers();
     }
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "activation.h"
+#include "bind_optim.h"
 #include "bind_util.h"
 #include "dropout.h"
 #include "optim.h"
@@ -352,6 +353,31 @@ void bind_elementwise(py::module_& m) {
         },
         py::arg("w"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("step"), py::arg("lr"),
         py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("weight_decay"));
+
+    // w, g (n,) float32, updated in place (g clipped, when clipping is set); slot0..2 (n,) the
+    // optimizer's state or None where the optimizer does not use it (optim.h names them);
+    // clip_bounds int64 (variables + 1,): the variables' offsets for clipnorm.
+    m.def(
+        "optimizer_update",
+        [](py::array w, py::array g, const py::object& slot0, const py::object& slot1,
+           const py::object& slot2, const std::string& optimizer, float lr, float weight_decay,
+           int64_t iteration, float momentum, bool nesterov, float beta_1, float beta_2,
+           float epsilon, float rho, bool centered, double u_product, float clipnorm,
+           float clipvalue, float global_clipnorm, const py::object& clip_bounds) {
+            float* pw = out_f32(w, "optimizer_update w");
+            float* pg = out_f32(g, "optimizer_update g");
+            expect_same_shape(g, "optimizer_update g", w, "w");
+            const int64_t n = static_cast<int64_t>(w.size());
+            const OptimizerUpdate u = optimizer_update_args(
+                "optimizer_update", n, slot0, slot1, slot2, optimizer, lr, weight_decay,
+                iteration, momentum, nesterov, beta_1, beta_2, epsilon, rho, centered, u_product,
+                clipnorm, clipvalue, global_clipnorm, clip_bounds);
+            py::gil_scoped_release release;
+            optimizer_update(pw, pg, u.slot0, u.slot1, u.slot2, n, u.bounds, u.variables, u);
+        },
+        py::arg("w"), py::arg("g"), py::arg("slot0").none(true) = py::none(),
+        py::arg("slot1").none(true) = py::none(), py::arg("slot2").none(true) = py::none(),
+        CNNFAST_OPTIMIZER_ARGS);
 }
 
 }  // namespace cnnfast::bind

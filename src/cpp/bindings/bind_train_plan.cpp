@@ -3,12 +3,14 @@
 // borrows (weights, gradients, the two arenas), so its pointers stay valid while it lives.
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "bind_optim.h"
 #include "bind_util.h"
 #include "layer_config.h"
 #include "train_plan.h"
@@ -21,6 +23,7 @@ struct TrainPlanHandle {
     std::unique_ptr<TrainPlan> plan;
     std::vector<py::object> keep_alive;
     int64_t trainable_floats = 0;
+    int64_t last_n = 0;  // batch size of the last step that ran to the end (last_output)
 };
 
 std::string dims_text(const std::vector<int64_t>& v) {
@@ -36,16 +39,6 @@ bool has_batch_shape(const py::array& a, int64_t n, const std::vector<int64_t>& 
     for (size_t i = 0; i < per_sample.size(); ++i)
         if (dim(a, static_cast<int>(i + 1)) != per_sample[i]) return false;
     return true;
-}
-
-float* opt_slot(const py::object& o, const char* what, int64_t floats) {
-    if (o.is_none()) return nullptr;
-    py::array a = o.cast<py::array>();
-    float* p = out_f32(a, what);
-    if (static_cast<int64_t>(a.size()) != floats)
-        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(floats) +
-                                    " floats (the trainable arena), got " + shape_str(a));
-    return p;
 }
 
 TrainLoss loss_of(const std::string& name) {
@@ -146,13 +139,30 @@ void bind_train_plan(py::module_& m) {
         // What the builder fused for training (fuse_for_training), one line each.
         .def_property_readonly(
             "fusions", [](const TrainPlanHandle& h) { return h.plan->fusions(); })
+        // A copy of the model's output (n, output...) of the last step, whose batch had n
+        // rows (n as given to step; no step yet: undefined, so refused).
+        .def(
+            "last_output",
+            [](const TrainPlanHandle& h, int64_t n) {
+                if (n < 1 || n != h.last_n)
+                    throw std::invalid_argument("TrainPlan.last_output: n must be the last "
+                                                "step's batch size " + std::to_string(h.last_n) +
+                                                ", got " + std::to_string(n));
+                std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(n)};
+                for (int64_t d : h.plan->output_shape()) shape.push_back(d);
+                py::array_t<float> out(shape);
+                std::memcpy(out.mutable_data(), h.plan->last_output(),
+                            sizeof(float) * static_cast<size_t>(out.size()));
+                return out;
+            },
+            py::arg("n"))
         // The Dropout steps that draw a mask, in the order step() reads their seeds.
         .def_property_readonly(
             "dropout_layers", [](const TrainPlanHandle& h) { return h.plan->dropout_labels(); })
         // x (N, input...); y int32 (N,) for sparse cross-entropy, else float32 (N, output...);
         // sample_weight float64 (N,) or None; dropout_seeds uint64, one per dropout layer;
-        // optimizer "sgd" (momentum, nesterov, slot0 = velocity or None) or "adam" (beta_1,
-        // beta_2, epsilon, slot0 = m, slot1 = v), slots of trainable_floats. Returns
+        // slot0..2: the optimizer's slot arenas (trainable_floats each, None where unused);
+        // optimizer and its settings as for _core.optimizer_update (bind_optim.h). Returns
         // (loss, correct, updated); updated is False when the loss was not finite (nothing
         // was changed). update=False stops once the gradients are in the arena (no optimizer
         // step; the slots may then be None): data-parallel training reduces them first.
@@ -162,9 +172,11 @@ void bind_train_plan(py::module_& m) {
             "step",
             [](TrainPlanHandle& h, const py::array& x, const py::array& y,
                const py::object& sample_weight, const py::array& dropout_seeds,
+               const py::object& slot0, const py::object& slot1, const py::object& slot2,
                const std::string& optimizer, float lr, float weight_decay, int64_t iteration,
-               float momentum, bool nesterov, float beta_1, float beta_2, float epsilon,
-               const py::object& slot0, const py::object& slot1, bool update,
+               float momentum, bool nesterov, float beta_1, float beta_2, float epsilon, float rho,
+               bool centered, double u_product, float clipnorm, float clipvalue,
+               float global_clipnorm, const py::object& clip_bounds, bool update,
                const py::object& on_gradients) {
                 TrainPlan& plan = *h.plan;
                 const float* px = in_f32(x, "TrainPlan.step x");
@@ -196,33 +208,11 @@ void bind_train_plan(py::module_& m) {
                     throw std::invalid_argument(
                         "TrainPlan.step: " + std::to_string(plan.dropout_labels().size()) +
                         " dropout seeds needed, got " + shape_str(dropout_seeds));
-                OptimizerUpdate u;
-                if (optimizer == "sgd") {
-                    u.kind = TrainOptimizer::sgd;
-                } else if (optimizer == "adam") {
-                    u.kind = TrainOptimizer::adam;
-                } else {
-                    throw std::invalid_argument("TrainPlan.step: unknown optimizer '" + optimizer +
-                                                "'");
-                }
-                u.lr = lr;
-                u.weight_decay = weight_decay;
-                u.iteration = iteration;
-                u.momentum = momentum;
-                u.nesterov = nesterov;
-                u.beta_1 = beta_1;
-                u.beta_2 = beta_2;
-                u.epsilon = epsilon;
-                u.slot0 = opt_slot(slot0, "TrainPlan.step slot0", h.trainable_floats);
-                u.slot1 = opt_slot(slot1, "TrainPlan.step slot1", h.trainable_floats);
+                OptimizerUpdate u = optimizer_update_args(
+                    "TrainPlan.step", h.trainable_floats, slot0, slot1, slot2, optimizer, lr,
+                    weight_decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon, rho,
+                    centered, u_product, clipnorm, clipvalue, global_clipnorm, clip_bounds);
                 u.apply = update;
-                const bool slots_missing =
-                    (u.kind == TrainOptimizer::adam && (!u.slot0 || !u.slot1 || iteration < 1)) ||
-                    (u.kind == TrainOptimizer::sgd && momentum != 0.0f && !u.slot0);
-                if (update && slots_missing)
-                    throw std::invalid_argument(
-                        "TrainPlan.step: " + optimizer +
-                        " needs its slot arenas (and adam an iteration >= 1)");
                 const auto* seeds = static_cast<const uint64_t*>(dropout_seeds.data());
                 GradientsReady ready;
                 if (!on_gradients.is_none())
@@ -235,14 +225,14 @@ void bind_train_plan(py::module_& m) {
                     py::gil_scoped_release release;
                     r = plan.step(px, labels, pw, n, seeds, u, ready);
                 }
+                h.last_n = r.updated ? n : 0;
                 return py::make_tuple(r.loss, r.correct, r.updated);
             },
             py::arg("x"), py::arg("y"), py::arg("sample_weight").none(true),
-            py::arg("dropout_seeds"), py::arg("optimizer"), py::arg("lr"),
-            py::arg("weight_decay"), py::arg("iteration"), py::arg("momentum"),
-            py::arg("nesterov"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-            py::arg("slot0").none(true), py::arg("slot1").none(true), py::arg("update") = true,
-            py::arg("on_gradients") = py::none());
+            py::arg("dropout_seeds"), py::arg("slot0").none(true) = py::none(),
+            py::arg("slot1").none(true) = py::none(), py::arg("slot2").none(true) = py::none(),
+            CNNFAST_OPTIMIZER_ARGS, py::arg("update") = true,
+            py::arg("on_gradients").none(true) = py::none());
 }
 
 }  // namespace cnnfast::bind

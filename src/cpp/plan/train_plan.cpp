@@ -556,13 +556,8 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
     }
     result.updated = true;
     if (!update.apply) return result;
-    if (update.kind == TrainOptimizer::sgd)
-        sgd_update(weights_, grads_, update.slot0, trainable_floats_, update.lr, update.momentum,
-                   update.nesterov, update.weight_decay);
-    else
-        adam_update(weights_, grads_, update.slot0, update.slot1, trainable_floats_,
-                    update.iteration, update.lr, update.beta_1, update.beta_2, update.epsilon,
-                    update.weight_decay);
+    optimizer_update(weights_, grads_, update.slot0, update.slot1, update.slot2,
+                     trainable_floats_, update.bounds, update.variables, update);
     return result;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "optim.h"
 #include "plan.h"
 
 namespace cnnfast {
@@ -43,18 +44,17 @@ struct TrainRegularizer {
 };
 
 enum class TrainLoss : int { categorical_crossentropy, sparse_categorical_crossentropy, mse };
-enum class TrainOptimizer : int { sgd, adam };
+using TrainOptimizer = OptimizerKind;
 
-// The per-call optimizer settings (callbacks and schedules change them between steps).
-struct OptimizerUpdate {
-    TrainOptimizer kind = TrainOptimizer::sgd;
-    float lr = 0.0f, weight_decay = 0.0f;
-    float momentum = 0.0f;  // sgd
-    bool nesterov = false;
-    float beta_1 = 0.9f, beta_2 = 0.999f, epsilon = 1e-7f;  // adam
-    int64_t iteration = 1;                                  // adam's step t (1-based)
-    float* slot0 = nullptr;  // sgd velocity (null without momentum) or adam m
-    float* slot1 = nullptr;  // adam v
+// The per-call optimizer update (optim.h; callbacks and schedules change it between steps), with
+// the model's slot arenas (optimizer_missing_slot names which a kind reads) and, for clipnorm,
+// the trainable variables' offsets in the arena.
+struct OptimizerUpdate : OptimizerSettings {
+    float* slot0 = nullptr;
+    float* slot1 = nullptr;
+    float* slot2 = nullptr;
+    const int64_t* bounds = nullptr;  // (variables + 1,) or null
+    int64_t variables = 0;
     // false: stop after the gradients (regularizers included) are in the arena, for a caller
     // that combines them across processes first and then updates (cnnfast/distributed.py).
     bool apply = true;
@@ -92,6 +92,9 @@ public:
     // Each layer call's label in the order the steps run them (Plan::calls).
     const std::vector<std::string>& calls() const { return calls_; }
     TrainLoss loss() const { return loss_; }
+    // The model's output of the last step() (its n rows, row-major), in the arena: valid until
+    // the next step (metrics other than accuracy read it).
+    const float* last_output() const { return fwd(output_); }
     // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
     std::vector<std::string> dropout_labels() const;
 
