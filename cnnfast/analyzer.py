@@ -358,7 +358,8 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
         out_shape = tuple(out_shape)
         first_in = in_shape[0] if many else in_shape
         n_params = sum(math.prod(s) for s in layer.param_shapes(in_shape).values())
-        trainable = n_params if layer.trainable else 0
+        trainable = (sum(math.prod(s) for n, s in layer.param_shapes(in_shape).items()
+                         if n not in layer.non_trainable_names) if layer.trainable else 0)
         macs, flops, is_gemm = _forward_cost(layer, in_shape, out_shape)
         needs_data_grad = any(r >= 0 for r in reads)
         backward = flops if needs_data_grad else 0
