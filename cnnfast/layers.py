@@ -1024,7 +1024,7 @@ class BatchNormalization(Layer):
         who = f"BatchNormalization '{name}'" if name else "BatchNormalization"
         for what, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-                raise ValueError(f"{who}: {what} must be a number, got {value!r}")
+                raise TypeError(f"{who}: {what} must be a number, got {value!r}")
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
         if not float(epsilon) > 0.0:
@@ -1122,7 +1122,7 @@ class _GlobalPooling2D(Layer):
         super().__init__(name=name, input_shape=input_shape)
         _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
         if not isinstance(keepdims, (bool, np.bool_)):
-            raise ValueError(f"{type(self).__name__}: keepdims must be a bool, got {keepdims!r}")
+            raise TypeError(f"{type(self).__name__}: keepdims must be a bool, got {keepdims!r}")
         self.keepdims = bool(keepdims)
 
     def output_shape(self, input_shape):
