@@ -7,8 +7,7 @@
 ...                           layers.MaxPooling2D((2, 2)), layers.Flatten(),
 ...                           layers.Dense(10, activation="softmax")])
 
-Known Keras features that cnnfast lacks (BatchNormalization,
-RMSprop, ``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
+Known Keras features that cnnfast lacks (RMSprop, ``data_format="channels_first"``, ...) raise NotImplementedError naming the feature.
 """
 
 from cnnfast.keras import (
