@@ -17,24 +17,82 @@ constexpr int64_t kChunkRows = 512;
 
 int64_t chunks_of(int64_t rows) { return std::max<int64_t>(1, (rows + kChunkRows - 1) / kChunkRows); }
 
-// Per channel, the float64 sums over the rows of two row functions f(r, c) and g(r, c):
-// sums_f[c] and sums_g[c] (C each), chunk partials added in chunk order.
-template <class F, class G>
-void channel_sums(double* sums_f, double* sums_g, const BatchNormDims& d, const F& f,
-                  const G& g) {
+// The row loops, vectorized across channels. The library builds for the baseline ISA, where
+// these run at SSE2 width (measured: ResNet-20's 32x32x16 maps took 2.7 ms per training forward
+// at one thread, 13x a copy); GCC's target clones pick an AVX-512 or AVX2 version once at load
+// time (an ifunc), as the SIMD micro-kernels are chosen from CPU features. Each channel's sum
+// still adds its rows in order, so every version gives the same float64 sums.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CNNFAST_BN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CNNFAST_BN_CLONES
+#endif
+
+// s[c] += x[r, c] over the rows.
+CNNFAST_BN_CLONES
+void add_rows(double* __restrict s, const float* __restrict x, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) s[c] += static_cast<double>(x[r * C + c]);
+}
+
+// s[c] += (x[r, c] - mean[c])^2 over the rows.
+CNNFAST_BN_CLONES
+void add_squared_deviations(double* __restrict s, const float* __restrict x,
+                            const double* __restrict mean, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+            const double e = static_cast<double>(x[r * C + c]) - mean[c];
+            s[c] += e * e;
+        }
+}
+
+// sdy[c] += dy[r, c]; sdyx[c] += dy[r, c] * xhat[r, c], xhat = (x - mean) * istd in float32.
+CNNFAST_BN_CLONES
+void add_gradient_sums(double* __restrict sdy, double* __restrict sdyx, const float* __restrict x,
+                       const float* __restrict dy, const float* __restrict mean,
+                       const float* __restrict istd, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+            const float g = dy[r * C + c];
+            sdy[c] += static_cast<double>(g);
+            sdyx[c] += static_cast<double>(g) *
+                       static_cast<double>((x[r * C + c] - mean[c]) * istd[c]);
+        }
+}
+
+// y = x * scale + shift per channel (y may alias x).
+CNNFAST_BN_CLONES
+void affine(float* y, const float* x, const float* __restrict scale,
+            const float* __restrict shift, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
+}
+
+// dx = k * (dy - a - xhat * b) per channel, xhat = (x - mean) * istd (dx may alias dy).
+CNNFAST_BN_CLONES
+void data_gradient(float* dx, const float* dy, const float* __restrict x,
+                   const float* __restrict mean, const float* __restrict istd,
+                   const float* __restrict k, const float* __restrict a,
+                   const float* __restrict b, int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+            const float xhat = (x[r * C + c] - mean[c]) * istd[c];
+            dx[r * C + c] = k[c] * (dy[r * C + c] - a[c] - xhat * b[c]);
+        }
+}
+
+// Per channel, float64 sums over the rows, each chunk of rows into its own partial (one or two
+// C-vectors, written by `chunk(part_f, part_g, first_row, rows)`), added in chunk order.
+template <class Chunk>
+void channel_sums(double* sums_f, double* sums_g, const BatchNormDims& d, const Chunk& chunk) {
     const int64_t C = d.C, chunks = chunks_of(d.rows);
     double* part = workspace<double>(Scratch::batchnorm_partials, chunks * 2 * C);
     const int T = threads_for(std::min(chunks, d.rows * C / (int64_t(1) << 15) + 1));
     parallel_for(T, chunks, [&](int64_t k) {
         double* pf = part + k * 2 * C;
-        double* pg = pf + C;
         std::fill(pf, pf + 2 * C, 0.0);
-        const int64_t end = std::min(d.rows, (k + 1) * kChunkRows);
-        for (int64_t r = k * kChunkRows; r < end; ++r)
-            for (int64_t c = 0; c < C; ++c) {
-                pf[c] += f(r, c);
-                pg[c] += g(r, c);
-            }
+        const int64_t first = k * kChunkRows;
+        chunk(pf, pf + C, first, std::min(d.rows, first + kChunkRows) - first);
     });
     std::fill(sums_f, sums_f + C, 0.0);
     std::fill(sums_g, sums_g + C, 0.0);
@@ -45,15 +103,14 @@ void channel_sums(double* sums_f, double* sums_g, const BatchNormDims& d, const 
         }
 }
 
-// y = x * scale + shift per channel, rows in parallel.
+// y = x * scale + shift per channel, row blocks in parallel.
 void affine_rows(float* y, const float* x, const float* scale, const float* shift,
                  const BatchNormDims& d) {
-    const int64_t C = d.C;
-    const int T = threads_for(d.rows * C / (int64_t(1) << 16) + 1);
-    parallel_for(T, d.rows, [&](int64_t r) {
-        const float* xr = x + r * C;
-        float* yr = y + r * C;
-        for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * scale[c] + shift[c];
+    const int64_t C = d.C, blocks = chunks_of(d.rows);
+    const int T = threads_for(std::min(blocks, d.rows * C / (int64_t(1) << 16) + 1));
+    parallel_for(T, blocks, [&](int64_t k) {
+        const int64_t first = k * kChunkRows, rows = std::min(d.rows, first + kChunkRows) - first;
+        affine(y + first * C, x + first * C, scale, shift, rows, C);
     });
 }
 
@@ -75,15 +132,13 @@ void batchnorm_forward_training(float* y, float* mean, float* var, const float* 
     std::vector<double> s1(C), s2(C), m(C);
     const double inv_rows = d.rows ? 1.0 / static_cast<double>(d.rows) : 0.0;
     // Two passes (mean, then squared deviations) for a variance without cancellation.
-    channel_sums(s1.data(), s2.data(), d, [&](int64_t r, int64_t c) { return double(x[r * C + c]); },
-                 [](int64_t, int64_t) { return 0.0; });
+    channel_sums(s1.data(), s2.data(), d, [&](double* pf, double*, int64_t first, int64_t rows) {
+        add_rows(pf, x + first * C, rows, C);
+    });
     for (int64_t c = 0; c < C; ++c) m[c] = s1[c] * inv_rows;
-    channel_sums(s2.data(), s1.data(), d,
-                 [&](int64_t r, int64_t c) {
-                     const double e = double(x[r * C + c]) - m[c];
-                     return e * e;
-                 },
-                 [](int64_t, int64_t) { return 0.0; });
+    channel_sums(s2.data(), s1.data(), d, [&](double* pf, double*, int64_t first, int64_t rows) {
+        add_squared_deviations(pf, x + first * C, m.data(), rows, C);
+    });
     for (int64_t c = 0; c < C; ++c) {
         mean[c] = static_cast<float>(m[c]);
         var[c] = static_cast<float>(s2[c] * inv_rows);
@@ -115,9 +170,10 @@ void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const f
     std::vector<float> istd(C);
     for (int64_t c = 0; c < C; ++c) istd[c] = inv_std(var[c], d.epsilon);
     std::vector<double> sdy(C), sdyx(C);
-    channel_sums(sdy.data(), sdyx.data(), d, [&](int64_t r, int64_t c) { return double(dy[r * C + c]); },
-                 [&](int64_t r, int64_t c) {
-                     return double(dy[r * C + c]) * double((x[r * C + c] - mean[c]) * istd[c]);
+    channel_sums(sdy.data(), sdyx.data(), d,
+                 [&](double* pf, double* pg, int64_t first, int64_t rows) {
+                     add_gradient_sums(pf, pg, x + first * C, dy + first * C, mean, istd.data(),
+                                       rows, C);
                  });
     for (int64_t c = 0; c < C; ++c) {
         if (dbeta) dbeta[c] = static_cast<float>(sdy[c]);
@@ -132,15 +188,12 @@ void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const f
         a[c] = static_cast<float>(sdy[c] * inv_rows);
         b[c] = static_cast<float>(sdyx[c] * inv_rows);
     }
-    const int T = threads_for(d.rows * C / (int64_t(1) << 16) + 1);
-    parallel_for(T, d.rows, [&](int64_t r) {
-        const float* xr = x + r * C;
-        const float* dyr = dy + r * C;
-        float* dxr = dx + r * C;
-        for (int64_t c = 0; c < C; ++c) {
-            const float xhat = (xr[c] - mean[c]) * istd[c];
-            dxr[c] = k[c] * (dyr[c] - a[c] - xhat * b[c]);
-        }
+    const int64_t blocks = chunks_of(d.rows);
+    const int T = threads_for(std::min(blocks, d.rows * C / (int64_t(1) << 16) + 1));
+    parallel_for(T, blocks, [&](int64_t blk) {
+        const int64_t first = blk * kChunkRows, rows = std::min(d.rows, first + kChunkRows) - first;
+        data_gradient(dx + first * C, dy + first * C, x + first * C, mean, istd.data(), k.data(),
+                      a.data(), b.data(), rows, C);
     });
 }
 
