@@ -1017,8 +1017,10 @@ class BatchNormalization(Layer):
                  center: bool = True, scale: bool = True, beta_initializer="zeros",
                  gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, name=None, input_shape=None, **kwargs):
-        super().__init__(name=name, input_shape=input_shape)
+                 gamma_regularizer=None, name=None, input_shape=None, trainable: bool = True,
+                 **kwargs):
+        # trainable=False (Keras's common frozen-BN idiom) is accepted here as in Keras.
+        super().__init__(name=name, input_shape=input_shape, trainable=bool(trainable))
         _reject_unsupported(self, kwargs, {"beta_constraint": None, "gamma_constraint": None,
                                            "synchronized": False, "renorm": False})
         who = f"BatchNormalization '{name}'" if name else "BatchNormalization"

@@ -234,6 +234,7 @@ def test_layer_keras_defaults_weights_and_counts():
     lines = []
     m.summary(print_fn=lines.append)
     assert "Trainable params: 120" in lines and "Non-trainable params: 8" in lines
+    assert not L.BatchNormalization(trainable=False).trainable
     with pytest.raises(NotImplementedError, match="last axis only"):
         cf.Sequential([L.Input((8, 8, 3)), L.BatchNormalization(axis=1)])
 
