@@ -231,6 +231,9 @@ def test_vgg_cifar_bn_counts_and_folding():
     # Every Conv-BN pair folds at inference: no batchnorm step is left but the Dense one's.
     steps = model._inference_network().describe()
     assert sum(s.startswith("batchnorm") for s in steps) == 1
+    # ... and the ReLU after each batch normalization runs in the convolution's epilogue.
+    assert sum(s.startswith("activation relu") for s in steps) == 1  # fc_relu
+    assert sum("relu in the kernel epilogue" in s for s in steps if s.startswith("conv2d")) == 6
 
 
 @pytest.mark.parametrize("name", ["resnet20", "vgg_cifar_bn"])
