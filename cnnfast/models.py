@@ -292,9 +292,10 @@ def resnet_v1(depth: int, input_shape: Sequence[int] = (32, 32, 3), classes: int
     shape = _shape(input_shape, who)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"{who}: depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth!r}")
-    if shape[0] < 8 or shape[1] < 8:
+    # Two stride-2 "same" stages leave ceil(ceil(n / 2) / 2) rows for the final 8x8 pool.
+    if min(-(-(-(-n // 2)) // 2) for n in shape[:2]) < 8:
         raise ValueError(f"{who}: input_shape {shape} is too small for the final 8x8 pool "
-                         "after two stride-2 stages (needs at least 8x8; 32x32 is CIFAR)")
+                         "after two stride-2 stages (needs at least 29x29; 32x32 is CIFAR)")
     blocks = (depth - 2) // 6
     inputs = Input(shape, name="input")
     x = _resnet_v1_layer(inputs, 16, "stem")

@@ -219,6 +219,9 @@ def test_resnet_v1_parameter_counts_match_keras():
     assert model.output_shape == (None, 10)
     with pytest.raises(ValueError, match="6n \\+ 2"):
         models.resnet_v1(21)
+    with pytest.raises(ValueError, match="too small for the final 8x8 pool"):
+        models.resnet20(input_shape=(28, 28, 3))
+    assert models.resnet20(input_shape=(29, 29, 3)).output_shape == (None, 10)
 
 
 def test_vgg_cifar_bn_counts_and_folding():

@@ -206,6 +206,8 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("shared_input_last", shared_input_last, (4,), "sparse"),
     ("batchnorm_stack", batchnorm_stack, (6, 6, 3), "sparse"),
     ("batchnorm_graph", batchnorm_graph, (6, 6, 2), "onehot"),
+    ("resnet20", lambda: cf.models.resnet20(), (32, 32, 3), "sparse"),
+    ("vgg_cifar_bn", lambda: cf.models.vgg_cifar_bn((8, 8, 3)), (8, 8, 3), "onehot"),
 ]
 
 OPTIMIZERS = {
