@@ -330,7 +330,8 @@ def _spatial_field(layer: L.Layer, rf, jump):
     if isinstance(layer, (L.ZeroPadding2D, L.Cropping2D)):
         return rf, jump, False
     if isinstance(layer, L.UpSampling2D):
-        return rf, tuple(j / s for j, s in zip(jump, layer.size)), False
+        # A fraction of an input pixel per output pixel when the jump does not divide.
+        return rf, tuple(j // s if j % s == 0 else j / s for j, s in zip(jump, layer.size)), False
     return None
 
 
