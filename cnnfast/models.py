@@ -12,6 +12,7 @@ Every constructor takes ``input_shape`` (H, W, C) and ``classes`` and returns an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from cnnfast import regularizers
@@ -293,7 +294,7 @@ def resnet_v1(depth: int, input_shape: Sequence[int] = (32, 32, 3), classes: int
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"{who}: depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth!r}")
     # Two stride-2 "same" stages leave ceil(ceil(n / 2) / 2) rows for the final 8x8 pool.
-    if min(-(-(-(-n // 2)) // 2) for n in shape[:2]) < 8:
+    if min(math.ceil(math.ceil(n / 2) / 2) for n in shape[:2]) < 8:
         raise ValueError(f"{who}: input_shape {shape} is too small for the final 8x8 pool "
                          "after two stride-2 stages (needs at least 29x29; 32x32 is CIFAR)")
     blocks = (depth - 2) // 6
