@@ -288,3 +288,13 @@ def test_grouped_conv_equals_ungrouped_convs_of_channel_slices(groups, padding, 
         np.testing.assert_allclose(dx[..., g * cg:(g + 1) * cg], dxs, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dw[..., g * kg:(g + 1) * kg], part.gradients_["kernel"],
                                    rtol=1e-5, atol=1e-4)  # sums over N*OH*OW <= 144 products
+
+
+def test_bench_torch_resnet20_is_the_same_model():
+    """bench/bench_resnet.py times PyTorch on the same ResNet-20: as many trainable parameters
+    (273,066) and batch-norm statistics (1,376) as cnnfast's."""
+    pytest.importorskip("torch")
+    bench = pytest.importorskip("bench.bench_resnet")
+    tm = bench.torch_resnet20()
+    assert sum(p.numel() for p in tm.parameters()) == 273_066
+    assert sum(b.numel() for n, b in tm.named_buffers() if "running" in n) == 1_376
