@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "parallel.h"
 #include "workspace.h"
@@ -116,6 +115,17 @@ void affine_rows(float* y, const float* x, const float* scale, const float* shif
 
 float inv_std(float var, float eps) { return 1.0f / std::sqrt(var + eps); }
 
+// Per-channel scratch of the calling thread (no allocation once shapes settle): `doubles`
+// C-vectors of double, then `floats` C-vectors of float.
+struct ChannelScratch {
+    double* d;
+    float* f;
+};
+ChannelScratch channel_scratch(int64_t C, int doubles, int floats) {
+    double* base = workspace<double>(Scratch::batchnorm_channels, doubles * C + (floats * C + 1) / 2);
+    return {base, reinterpret_cast<float*>(base + doubles * C)};
+}
+
 }  // namespace
 
 void batchnorm_scale_shift(float* scale, float* shift, const float* gamma, const float* beta,
@@ -129,30 +139,31 @@ void batchnorm_scale_shift(float* scale, float* shift, const float* gamma, const
 void batchnorm_forward_training(float* y, float* mean, float* var, const float* x,
                                 const float* gamma, const float* beta, const BatchNormDims& d) {
     const int64_t C = d.C;
-    std::vector<double> s1(C), s2(C), m(C);
+    const ChannelScratch w = channel_scratch(C, 3, 2);
+    double *s1 = w.d, *s2 = w.d + C, *m = w.d + 2 * C;
+    float *scale = w.f, *shift = w.f + C;
     const double inv_rows = d.rows ? 1.0 / static_cast<double>(d.rows) : 0.0;
     // Two passes (mean, then squared deviations) for a variance without cancellation.
-    channel_sums(s1.data(), s2.data(), d, [&](double* pf, double*, int64_t first, int64_t rows) {
+    channel_sums(s1, s2, d, [&](double* pf, double*, int64_t first, int64_t rows) {
         add_rows(pf, x + first * C, rows, C);
     });
     for (int64_t c = 0; c < C; ++c) m[c] = s1[c] * inv_rows;
-    channel_sums(s2.data(), s1.data(), d, [&](double* pf, double*, int64_t first, int64_t rows) {
-        add_squared_deviations(pf, x + first * C, m.data(), rows, C);
+    channel_sums(s2, s1, d, [&](double* pf, double*, int64_t first, int64_t rows) {
+        add_squared_deviations(pf, x + first * C, m, rows, C);
     });
     for (int64_t c = 0; c < C; ++c) {
         mean[c] = static_cast<float>(m[c]);
         var[c] = static_cast<float>(s2[c] * inv_rows);
     }
-    std::vector<float> scale(C), shift(C);
-    batchnorm_scale_shift(scale.data(), shift.data(), gamma, beta, mean, var, C, d.epsilon);
-    affine_rows(y, x, scale.data(), shift.data(), d);
+    batchnorm_scale_shift(scale, shift, gamma, beta, mean, var, C, d.epsilon);
+    affine_rows(y, x, scale, shift, d);
 }
 
 void batchnorm_forward_inference(float* y, const float* x, const float* gamma, const float* beta,
                                  const float* mean, const float* var, const BatchNormDims& d) {
-    std::vector<float> scale(d.C), shift(d.C);
-    batchnorm_scale_shift(scale.data(), shift.data(), gamma, beta, mean, var, d.C, d.epsilon);
-    affine_rows(y, x, scale.data(), shift.data(), d);
+    const ChannelScratch w = channel_scratch(d.C, 0, 2);
+    batchnorm_scale_shift(w.f, w.f + d.C, gamma, beta, mean, var, d.C, d.epsilon);
+    affine_rows(y, x, w.f, w.f + d.C, d);
 }
 
 void batchnorm_update_moving(float* moving_mean, float* moving_var, const float* mean,
@@ -167,21 +178,19 @@ void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const f
                                  const float* dy, const float* mean, const float* var,
                                  const float* gamma, const BatchNormDims& d) {
     const int64_t C = d.C;
-    std::vector<float> istd(C);
+    const ChannelScratch w = channel_scratch(C, 2, 4);
+    double *sdy = w.d, *sdyx = w.d + C;
+    float *istd = w.f, *k = w.f + C, *a = w.f + 2 * C, *b = w.f + 3 * C;
     for (int64_t c = 0; c < C; ++c) istd[c] = inv_std(var[c], d.epsilon);
-    std::vector<double> sdy(C), sdyx(C);
-    channel_sums(sdy.data(), sdyx.data(), d,
-                 [&](double* pf, double* pg, int64_t first, int64_t rows) {
-                     add_gradient_sums(pf, pg, x + first * C, dy + first * C, mean, istd.data(),
-                                       rows, C);
-                 });
+    channel_sums(sdy, sdyx, d, [&](double* pf, double* pg, int64_t first, int64_t rows) {
+        add_gradient_sums(pf, pg, x + first * C, dy + first * C, mean, istd, rows, C);
+    });
     for (int64_t c = 0; c < C; ++c) {
         if (dbeta) dbeta[c] = static_cast<float>(sdy[c]);
         if (dgamma) dgamma[c] = static_cast<float>(sdyx[c]);
     }
     if (!dx) return;
     // dx = k * (dy - a - xhat * b) per channel, with k, a, b computed once.
-    std::vector<float> k(C), a(C), b(C);
     const double inv_rows = d.rows ? 1.0 / static_cast<double>(d.rows) : 0.0;
     for (int64_t c = 0; c < C; ++c) {
         k[c] = (gamma ? gamma[c] : 1.0f) * istd[c];
@@ -192,16 +201,20 @@ void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const f
     const int T = threads_for(std::min(blocks, d.rows * C / (int64_t(1) << 16) + 1));
     parallel_for(T, blocks, [&](int64_t blk) {
         const int64_t first = blk * kChunkRows, rows = std::min(d.rows, first + kChunkRows) - first;
-        data_gradient(dx + first * C, dy + first * C, x + first * C, mean, istd.data(), k.data(),
-                      a.data(), b.data(), rows, C);
+        data_gradient(dx + first * C, dy + first * C, x + first * C, mean, istd, k, a, b, rows,
+                      C);
     });
 }
 
 void batchnorm_backward_inference(float* dx, const float* dy, const float* gamma,
                                   const float* var, const BatchNormDims& d) {
-    std::vector<float> scale(d.C), zero(d.C, 0.0f);
-    for (int64_t c = 0; c < d.C; ++c) scale[c] = (gamma ? gamma[c] : 1.0f) * inv_std(var[c], d.epsilon);
-    affine_rows(dx, dy, scale.data(), zero.data(), d);
+    const ChannelScratch w = channel_scratch(d.C, 0, 2);
+    float *scale = w.f, *zero = w.f + d.C;
+    for (int64_t c = 0; c < d.C; ++c) {
+        scale[c] = (gamma ? gamma[c] : 1.0f) * inv_std(var[c], d.epsilon);
+        zero[c] = 0.0f;
+    }
+    affine_rows(dx, dy, scale, zero, d);
 }
 
 void batchnorm_forward_training_naive(float* y, float* mean, float* var, const float* x,

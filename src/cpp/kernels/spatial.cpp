@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "parallel.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -20,7 +20,9 @@ void global_avg_pool2d_forward(float* y, const float* x, const GlobalPoolDims& d
     const int64_t HW = d.H * d.W, C = d.C;
     parallel_for(threads_for(std::min<int64_t>(d.N, d.N * HW * C / (int64_t(1) << 16) + 1)), d.N,
                  [&](int64_t n) {
-        std::vector<double> s(C, 0.0);
+        // Each thread's own slot (workspaces are per thread).
+        double* s = workspace<double>(Scratch::global_pool_sums, C);
+        std::fill(s, s + C, 0.0);
         const float* xn = x + n * HW * C;
         for (int64_t p = 0; p < HW; ++p)
             for (int64_t c = 0; c < C; ++c) s[c] += xn[p * C + c];
