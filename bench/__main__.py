@@ -29,6 +29,7 @@ SECTIONS = {
     "conv": ("bench.bench_conv", "Convolution layers"),
     "bandwidth": ("bench.bench_bandwidth", "Memory-bound kernels (numpy column: np.copyto of the same bytes)"),
     "train": ("bench.bench_train", "Training and inference throughput"),
+    "resnet": ("bench.bench_resnet", "ResNet-20 v1 training throughput (CIFAR-10 sized)"),
     "latency": ("bench.bench_latency", "Batch-1 latency"),
 }
 HEADER = HEADER_ROW

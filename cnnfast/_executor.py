@@ -12,6 +12,7 @@ changes when layers or weight arrays are replaced (the model rebuilt).
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from cnnfast import _core
@@ -21,8 +22,23 @@ from cnnfast import layers as L
 def network_key(model: Any) -> tuple:
     """Identity of everything a built Network points to: the layers and their weight arrays."""
     # Runs on every predict call, so it is kept to two flat tuples of ids (~1 us).
-    return (model.input_shape_, tuple(map(id, model.layers)),
-            tuple([id(w) for layer in model.layers for w in layer.weights_.values()]))
+    key = (model.input_shape_, tuple(map(id, model.layers)),
+           tuple([id(w) for layer in model.layers for w in layer.weights_.values()]))
+    if any(type(layer) is L.BatchNormalization for layer in model.layers):
+        key += (_folded_weights_checksum(model),)
+    return key
+
+
+def _folded_weights_checksum(model: Any) -> int:
+    """A checksum of the weights the builder folds (Conv2D followed by BatchNormalization): the
+    Network holds its own folded copies, so a change of their values (training, set_weights)
+    must rebuild it. CRC-32 reads the arrays in place (~1 ms for ResNet-20's 1 MB)."""
+    crc = 0
+    for layer in model.layers:
+        if type(layer) in (L.Conv2D, L.BatchNormalization):
+            for w in layer.weights_.values():
+                crc = zlib.crc32(memoryview(w).cast("B"), crc)
+    return crc
 
 
 def build_network(model: Any) -> Any | None:

@@ -35,6 +35,14 @@ Conventions (per image unless a batch size is named):
   Dropout, LRN, PReLU) keep them. A merge layer takes the largest field among its inputs (the
   field along the longest path of a graph). Flatten and Dense (and every layer after them) are
   listed with the whole input and no jump. Fields may exceed the input size when padding is used.
+* **Normalization and spatial layers** (issue 19). BatchNormalization: 2 FLOPs per element
+  (the inference affine x * scale + shift; in the inference plan it is folded into a preceding
+  linear Conv2D and costs nothing), its backward the data gradient plus as much again for
+  gamma/beta; gamma and beta are trainable, the moving statistics non-trainable parameters.
+  GlobalAverage/MaxPooling2D: one FLOP per input element, and a global receptive field after
+  them. ZeroPadding2D, Cropping2D, UpSampling2D and Reshape are copies: 0 FLOPs. Padding and
+  cropping keep the field and jump; nearest upsampling keeps the field and divides the jump by
+  its size; Reshape is a view (no memory) and, like Flatten, ends the spatial field.
 * **Inexact strides.** When (N - F + P_total) / S is not an integer the output size is floored
   (Keras, PyTorch) and the report flags the layer: the last input rows/columns are ignored.
 """
@@ -114,7 +122,10 @@ class ModelReport:
                   f"{math.prod(self.input_shape):,}", _bytes(self.totals["input_bytes_per_image"]),
                   "0", "0", _axes((1,) * _spatial(self.input_shape)), _axes((1,) * _spatial(self.input_shape)), "")]
         for r in self.layers:
-            params = f"{r.params:,}" + (" (frozen)" if r.non_trainable_params else "")
+            params = f"{r.params:,}" + (
+                "" if not r.non_trainable_params
+                else " (frozen)" if not r.trainable_params
+                else f" ({r.non_trainable_params:,} non-trainable)")
             rf = "all" if r.global_field else _axes(r.receptive_field)
             jump = "-" if r.global_field else _axes(r.jump)
             cells.append((f"{r.name} ({r.type})", _shape_str(r.output_shape), params,
@@ -300,7 +311,24 @@ def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[in
     if isinstance(layer, L._Merge) and not isinstance(layer, L.Concatenate):
         extra = 1 if isinstance(layer, L.Average) else 0
         return 0, (len(in_shape) - 1 + extra) * out_elems, False
+    if isinstance(layer, L.BatchNormalization):
+        return 0, 2 * out_elems, False
+    if isinstance(layer, L._GlobalPooling2D):
+        return 0, math.prod(in_shape), False
     return 0, 0, False
+
+
+def _spatial_field(layer: L.Layer, rf, jump):
+    """(field, jump, ends the spatial field) through the issue-19 spatial layers, or None for
+    any other layer."""
+    if isinstance(layer, (L._GlobalPooling2D, L.Reshape)):
+        return rf, jump, True
+    if isinstance(layer, (L.ZeroPadding2D, L.Cropping2D)):
+        return rf, jump, False
+    if isinstance(layer, L.UpSampling2D):
+        # A fraction of an input pixel per output pixel when the jump does not divide.
+        return rf, tuple(j // s if j % s == 0 else j / s for j, s in zip(jump, layer.size)), False
+    return None
 
 
 def _graph_rows(model) -> list[tuple[L.Layer, Any, Shape, list[int]]]:
@@ -354,11 +382,12 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
         out_shape = tuple(out_shape)
         first_in = in_shape[0] if many else in_shape
         n_params = sum(math.prod(s) for s in layer.param_shapes(in_shape).values())
-        trainable = n_params if layer.trainable else 0
+        trainable = (sum(math.prod(s) for n, s in layer.param_shapes(in_shape).items()
+                         if n not in layer.non_trainable_names) if layer.trainable else 0)
         macs, flops, is_gemm = _forward_cost(layer, in_shape, out_shape)
         needs_data_grad = any(r >= 0 for r in reads)
         backward = flops if needs_data_grad else 0
-        if trainable and (is_gemm or isinstance(layer, L.PReLU)):
+        if trainable and (is_gemm or isinstance(layer, (L.PReLU, L.BatchNormalization))):
             backward += flops
         notes: list[str] = []
         geometry = _window_geometry(layer, first_in)
@@ -369,8 +398,11 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
         # Receptive field and jump, per spatial axis, from the input with the largest field.
         incoming = [fields[r] if r >= 0 else start for r in reads]
         rf, jump, global_field = max(incoming, key=lambda f: (f[2], f[0] or ()))
+        spatial_field = None if global_field or rf is None else _spatial_field(layer, rf, jump)
         if isinstance(layer, (L.Flatten, L.Dense)) or global_field or rf is None:
             global_field = global_field or isinstance(layer, (L.Flatten, L.Dense))
+        elif spatial_field is not None:
+            rf, jump, global_field = spatial_field
         elif geometry is not None:
             kernel, strides, _ = geometry
             rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernel, jump))
@@ -379,7 +411,7 @@ def analyze(model, optimizer: Any = None, batch_size: int = 1) -> ModelReport:
             rf = jump = None  # an unknown layer changed the spatial size
         fields.append((rf, jump, global_field))
         elements = math.prod(out_shape)
-        view = isinstance(layer, L.Flatten)
+        view = isinstance(layer, (L.Flatten, L.Reshape))
         rows.append(LayerReport(
             name=layer.name or layer.default_name(), type=type(layer).__name__,
             input_shape=in_shape, output_shape=out_shape, params=n_params,

@@ -49,6 +49,8 @@ class Node:
         self.inputs = inputs
         self.index = index
         self.output: SymbolicTensor | None = None
+        # An Input node: the default layer names given out in the graph below it.
+        self.default_names_below: set[str] = set()
 
 
 def is_symbolic(x: Any) -> bool:
@@ -92,13 +94,22 @@ def _as_key(shape: Any) -> Any:
 
 
 def _unique_name(layer: Layer, tensors: list[SymbolicTensor]) -> str:
-    """A default name not used by any layer reachable from the inputs (Keras: conv2d_1, ...)."""
-    taken = {n.layer.name for n in _reachable([t.node for t in tensors])}
+    """A default name not used by any layer reachable from the inputs, nor given to a layer on
+    another branch from the same inputs (Keras: conv2d_1, ...): the graph's Input nodes remember
+    the default names handed out below them, so two branches (a ResNet's shortcut and its
+    residual convolutions) never get the same one."""
+    reachable = _reachable([t.node for t in tensors])
+    roots = [n for n in reachable if not n.inputs]
+    taken = {n.layer.name for n in reachable}
+    for root in roots:
+        taken |= root.default_names_below
     base = layer.default_name()
     name, k = base, 0
     while name in taken:
         k += 1
         name = f"{base}_{k}"
+    for root in roots:
+        root.default_names_below.add(name)
     return name
 
 

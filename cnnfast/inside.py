@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cnnfast import callbacks as callbacks_module
-from cnnfast.layers import Conv2D, Dropout, Layer
+from cnnfast.layers import BatchNormalization, Conv2D, Dropout, Layer
 from cnnfast.ops.conv import conv2d
 
 __all__ = [
@@ -175,12 +175,13 @@ class _Walk:
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Every value: [input, output of step 1, ...]; the last is the score (logits when the
         output is a softmax). Layers keep what backward needs (max-pool: training=True), but
-        dropout stays off."""
+        dropout stays off, and BatchNormalization normalizes with its moving statistics (what
+        the model computes at inference; batch statistics would also move them)."""
         values: list[Any] = [x]
         for layer, reads in zip(self.steps, self.reads):
             ins = [values[r] for r in reads]
             y = layer.forward(ins if layer.takes_many_inputs else ins[0],
-                              not isinstance(layer, Dropout))
+                              not isinstance(layer, (Dropout, BatchNormalization)))
             values.append(y)
         if self.logits:
             z = self.steps[-1].act.z

@@ -159,6 +159,16 @@ class Layer:
         return value
 
     # -- parameters -------------------------------------------------------------------------
+    # Weights no optimizer updates even while the layer is trainable: statistics the layer's
+    # training forward updates itself (BatchNormalization's moving mean and variance).
+    non_trainable_names: tuple[str, ...] = ()
+
+    def trainable_names(self) -> list[str]:
+        """The names of the weights the optimizer updates (none while ``trainable`` is False)."""
+        if not self.trainable:
+            return []
+        return [n for n in self.weights_ if n not in self.non_trainable_names]
+
     def params(self) -> list[np.ndarray]:
         return list(self.weights_.values())
 
@@ -977,11 +987,353 @@ maximum = _merge_function(Maximum)
 concatenate = _merge_function(Concatenate)
 
 
+# -- batch normalization, global pooling and spatial reshaping (issue 19) ----------------------
+def _channel_axis_ok(axis: Any, input_shape: Shape) -> bool:
+    """Keras counts the batch axis: the last axis is -1 or the per-sample rank."""
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+        axis = axis[0]
+    return not isinstance(axis, bool) and axis in (-1, len(input_shape))
+
+
+class BatchNormalization(Layer):
+    """Batch normalization over the last (channel) axis, with Keras 3's defaults and semantics.
+
+    In training the batch's mean and biased variance normalize each channel and the moving
+    statistics follow them: ``moving = moving * momentum + batch * (1 - momentum)`` (the biased
+    variance, as Keras 3; PyTorch's ``running_var`` takes the unbiased one and its momentum is
+    ``1 - momentum``). At inference the moving statistics normalize. A frozen layer
+    (``trainable = False``) runs in inference mode even in training, as in Keras 3. Weights, in
+    Keras order: gamma (if ``scale``), beta (if ``center``), moving_mean, moving_variance; the
+    last two are never updated by the optimizer (non-trainable).
+    """
+
+    gamma = _WeightAttribute()
+    beta = _WeightAttribute()
+    moving_mean = _WeightAttribute()
+    moving_variance = _WeightAttribute()
+    non_trainable_names = ("moving_mean", "moving_variance")
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer="zeros",
+                 gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, name=None, input_shape=None, trainable: bool = True,
+                 **kwargs):
+        # trainable=False (Keras's common frozen-BN idiom) is accepted here as in Keras.
+        super().__init__(name=name, input_shape=input_shape, trainable=bool(trainable))
+        _reject_unsupported(self, kwargs, {"beta_constraint": None, "gamma_constraint": None,
+                                           "synchronized": False, "renorm": False})
+        who = f"BatchNormalization '{name}'" if name else "BatchNormalization"
+        for what, value in (("momentum", momentum), ("epsilon", epsilon)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                raise TypeError(f"{who}: {what} must be a number, got {value!r}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"{who}: momentum must be in [0, 1], got {momentum!r}")
+        if not float(epsilon) > 0.0:
+            raise ValueError(f"{who}: epsilon must be > 0, got {epsilon!r}")
+        self.axis = axis
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = beta_initializer
+        self.gamma_initializer = gamma_initializer
+        self.moving_mean_initializer = moving_mean_initializer
+        self.moving_variance_initializer = moving_variance_initializer
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def param_shapes(self, input_shape):
+        if not input_shape or not _channel_axis_ok(self.axis, input_shape):
+            raise NotImplementedError(
+                f"{self.describe()}: normalizes the last axis only (axis=-1), got axis "
+                f"{self.axis!r} for input {tuple(input_shape)}")
+        c = (int(input_shape[-1]),)
+        shapes = {}
+        if self.scale:
+            shapes["gamma"] = c
+        if self.center:
+            shapes["beta"] = c
+        shapes["moving_mean"] = c
+        shapes["moving_variance"] = c
+        return shapes
+
+    def output_shape(self, input_shape):
+        self.param_shapes(input_shape)
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        inits = {"gamma": (self.gamma_initializer, self.gamma_regularizer),
+                 "beta": (self.beta_initializer, self.beta_regularizer),
+                 "moving_mean": (self.moving_mean_initializer, None),
+                 "moving_variance": (self.moving_variance_initializer, None)}
+        for name, shape in self.param_shapes(input_shape).items():
+            self._add_weight(name, shape, *inits[name])
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        w = self.weights_
+        # Keras 3: a frozen layer normalizes with its moving statistics, in training too.
+        self.batch_stats = bool(training) and self.trainable
+        self.x = x
+        y = self._buffer("y", x.shape)
+        if not self.batch_stats:
+            _core.batchnorm_forward_inference(y, x, w.get("gamma"), w.get("beta"),
+                                              w["moving_mean"], w["moving_variance"],
+                                              self.epsilon)
+            return y
+        c = x.shape[-1]
+        # Per call (a shared layer keeps each call's statistics for its backward).
+        self.mean = np.empty(c, np.float32)
+        self.var = np.empty(c, np.float32)
+        _core.batchnorm_forward_training(y, self.mean, self.var, x, w.get("gamma"), w.get("beta"),
+                                         self.epsilon)
+        _core.batchnorm_update_moving(w["moving_mean"], w["moving_variance"], self.mean,
+                                      self.var, self.momentum)
+        return y
+
+    def backward(self, dy):
+        w, g = self.weights_, self.gradients_
+        dx = self._buffer("dx", dy.shape) if self.need_input_grad else None
+        if not self.batch_stats:
+            if dx is not None:
+                _core.batchnorm_backward_inference(dx, dy, w.get("gamma"), w["moving_variance"],
+                                                   self.epsilon)
+            return dx
+        _core.batchnorm_backward_training(dx, g.get("gamma"), g.get("beta"), self.x, dy,
+                                          self.mean, self.var, w.get("gamma"), self.epsilon)
+        return dx
+
+    def get_config(self):
+        # Initializers are not part of the config (as Conv2D's): a saved model has its weights.
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+def _hwc(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer.describe()}: expects input of shape (H, W, C) per sample, got "
+                         f"{tuple(input_shape)}")
+    return tuple(int(d) for d in input_shape)  # type: ignore[return-value]
+
+
+class _GlobalPooling2D(Layer):
+    def __init__(self, keepdims: bool = False, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: keepdims must be a bool, got {keepdims!r}")
+        self.keepdims = bool(keepdims)
+
+    def output_shape(self, input_shape):
+        _, _, c = _hwc(self, input_shape)
+        return (1, 1, c) if self.keepdims else (c,)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean over height and width of each channel: (H, W, C) -> (C,), or (1, 1, C) with
+    ``keepdims=True`` (Keras defaults)."""
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        _core.global_avg_pool2d_forward(y, x)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        _core.global_avg_pool2d_backward(dx, dy)
+        return dx
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The maximum over height and width of each channel (the first one on ties); the gradient
+    goes to that position."""
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        self.argmax = self._buffer("argmax", y.shape, np.int32)
+        _core.global_max_pool2d_forward(y, self.argmax, x)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        _core.global_max_pool2d_backward(dx, dy, self.argmax)
+        return dx
+
+
+def _two_sides(value: Any, what: str, who: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Keras's padding/cropping forms: n, (h, w) or ((top, bottom), (left, right)), each >= 0."""
+    def count(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{who}: {what} must hold non-negative ints, got {value!r}")
+        return int(v)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        n = count(value)
+        return (n, n), (n, n)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        sides = []
+        for v in value:
+            if isinstance(v, (list, tuple)) and len(v) == 2:
+                sides.append((count(v[0]), count(v[1])))
+            else:
+                n = count(v)
+                sides.append((n, n))
+        return sides[0], sides[1]
+    raise ValueError(f"{who}: {what} must be an int, (h, w) or ((top, bottom), (left, right)), "
+                     f"got {value!r}")
+
+
+class ZeroPadding2D(Layer):
+    """Zero rows and columns around each feature map (Keras ZeroPadding2D, channels-last)."""
+
+    def __init__(self, padding=(1, 1), name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self.padding = _two_sides(padding, "padding", name or "ZeroPadding2D")
+
+    def output_shape(self, input_shape):
+        h, w, c = _hwc(self, input_shape)
+        (t, b), (l_, r) = self.padding
+        return (h + t + b, w + l_ + r, c)
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        (t, b), (l_, r) = self.padding
+        _core.zero_pad2d(y, x, t, b, l_, r)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        (t, b), (l_, r) = self.padding
+        _core.crop2d(dx, dy, t, b, l_, r)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+
+
+class Cropping2D(Layer):
+    """Remove rows and columns at the edges of each feature map (Keras Cropping2D)."""
+
+    def __init__(self, cropping=((0, 0), (0, 0)), name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self.cropping = _two_sides(cropping, "cropping", name or "Cropping2D")
+
+    def output_shape(self, input_shape):
+        h, w, c = _hwc(self, input_shape)
+        (t, b), (l_, r) = self.cropping
+        if h - t - b < 1 or w - l_ - r < 1:
+            raise ValueError(f"{self.describe()}: cropping {self.cropping} leaves nothing of "
+                             f"input {tuple(input_shape)}")
+        return (h - t - b, w - l_ - r, c)
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        (t, b), (l_, r) = self.cropping
+        _core.crop2d(y, x, t, b, l_, r)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        (t, b), (l_, r) = self.cropping
+        _core.zero_pad2d(dx, dy, t, b, l_, r)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": [list(p) for p in self.cropping]}
+
+
+class UpSampling2D(Layer):
+    """Repeat rows and columns ``size`` times (nearest neighbour, Keras's default)."""
+
+    def __init__(self, size=(2, 2), interpolation: str = "nearest", name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"UpSampling2D '{name}'" if name else "UpSampling2D"
+        if interpolation != "nearest":
+            raise NotImplementedError(f"{who}: interpolation={interpolation!r} is not supported "
+                                      "by cnnfast (only 'nearest')")
+        self.size = _positive_pair(size, "size", who)
+        self.interpolation = interpolation
+
+    def output_shape(self, input_shape):
+        h, w, c = _hwc(self, input_shape)
+        return (h * self.size[0], w * self.size[1], c)
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        _core.upsample2d_nearest_forward(y, x, *self.size)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        _core.upsample2d_nearest_backward(dx, dy, *self.size)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size),
+                "interpolation": self.interpolation}
+
+
+class Reshape(Layer):
+    """A row-major reshape of each sample to ``target_shape`` (one entry may be -1)."""
+
+    def __init__(self, target_shape: Sequence[int], name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        who = f"Reshape '{name}'" if name else "Reshape"
+        shape = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None
+        if (not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                             or (d < 1 and d != -1) for d in shape)
+                or sum(d == -1 for d in shape) > 1):
+            raise ValueError(f"{who}: target_shape must be positive ints with at most one -1, "
+                             f"got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in shape)
+
+    def output_shape(self, input_shape):
+        size = int(np.prod(input_shape))
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        out = tuple(size // known if d == -1 else d for d in self.target_shape)
+        if int(np.prod(out)) != size:
+            raise ValueError(f"{self.describe()}: cannot reshape input {tuple(input_shape)} "
+                             f"({size} values) to {self.target_shape}")
+        return out
+
+    def forward(self, x, training=False):
+        self.x_shape = x.shape
+        return x.reshape((x.shape[0],) + self.output_shape(x.shape[1:]))
+
+    def backward(self, dy):
+        return dy.reshape(self.x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+# The layers of this block, for _SERIALIZABLE.
+_NORMALIZATION_AND_SPATIAL: tuple[type[Layer], ...] = (
+    BatchNormalization, GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Cropping2D,
+    UpSampling2D, Reshape,
+)
+
+
 _SERIALIZABLE: tuple[type[Layer], ...] = (
     InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, Activation, ReLU,
     ELU, Softmax, PReLU, LocalResponseNormalization, Add, Subtract, Multiply, Average, Maximum,
     Concatenate,
-)
+) + _NORMALIZATION_AND_SPATIAL
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

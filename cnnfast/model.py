@@ -386,13 +386,15 @@ class Model:
     def trainable_weights(self) -> list[np.ndarray]:
         """The live weight arrays of the trainable layers, in model order."""
         self._require_built()
-        return [w for layer in self.layers if layer.trainable for w in layer.params()]
+        return [layer.weights_[n] for layer in self.layers for n in layer.trainable_names()]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        """The live weight arrays of the frozen layers (``layer.trainable = False``)."""
+        """The live weight arrays no optimizer updates: the frozen layers' (``layer.trainable =
+        False``) and the statistics a layer updates itself (BatchNormalization's moving ones)."""
         self._require_built()
-        return [w for layer in self.layers if not layer.trainable for w in layer.params()]
+        return [w for layer in self.layers for n, w in layer.weights_.items()
+                if n not in layer.trainable_names()]
 
     def count_params(self) -> int:
         self._require_built()
@@ -401,9 +403,9 @@ class Model:
     def _trainable(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         params, grads = [], []
         for layer in self.layers:
-            if layer.trainable:
-                params += layer.params()
-                grads += layer.grads()
+            for n in layer.trainable_names():
+                params.append(layer.weights_[n])
+                grads.append(layer.gradients_[n])
         return params, grads
 
     # -- parameter arenas -------------------------------------------------------------------
@@ -419,11 +421,10 @@ class Model:
         or trainable flags change."""
         if self.__dict__.get("_packed_key") == self._arena_key():
             return
-        entries = [(layer, name) for layer in self.layers if layer.trainable
-                   for name in layer.weights_]
+        entries = [(layer, name) for layer in self.layers for name in layer.trainable_names()]
         trainable = len(entries)
-        entries += [(layer, name) for layer in self.layers if not layer.trainable
-                    for name in layer.weights_]
+        entries += [(layer, name) for layer in self.layers for name in layer.weights_
+                    if name not in layer.trainable_names()]
         offsets, end = [], 0
         for layer, name in entries:
             offsets.append(end)
@@ -1508,7 +1509,8 @@ class Model:
             print_fn(line + (f"  {links[i]}" if links else ""))
             print_fn("=" * line_length if i == len(rows) - 1 else "")
         total = self.count_params()
-        trainable = sum(layer.num_params() for layer in self.layers if layer.trainable)
+        trainable = sum(layer.weights_[n].size for layer in self.layers
+                        for n in layer.trainable_names())
         print_fn(f"Total params: {total:,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")

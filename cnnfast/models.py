@@ -12,11 +12,15 @@ Every constructor takes ``input_shape`` (H, W, C) and ``classes`` and returns an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+from cnnfast import regularizers
 from cnnfast.layers import (
+    Activation,
     Add,
     AveragePooling2D,
+    BatchNormalization,
     Conv2D,
     Dense,
     Dropout,
@@ -259,6 +263,108 @@ def resnet_cifar(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10,
     return Model(x, y, name=who)
 
 
+# -- batch-normalized CIFAR-10 networks (issue 19) --------------------------------------------
+def _resnet_v1_layer(x, filters: int, name: str, kernel_size: int = 3, strides: int = 1,
+                     activation: str | None = "relu", batch_normalization: bool = True):
+    """The Keras example's resnet_layer (conv_first): Conv2D, BatchNormalization, activation."""
+    x = Conv2D(filters, kernel_size, strides=strides, padding="same",
+               kernel_initializer="he_normal", kernel_regularizer=regularizers.L2(1e-4),
+               name=f"{name}_conv")(x)
+    if batch_normalization:
+        x = BatchNormalization(name=f"{name}_bn")(x)
+    if activation is not None:
+        x = Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def resnet_v1(depth: int, input_shape: Sequence[int] = (32, 32, 3), classes: int = 10) -> Model:
+    """ResNet v1 for CIFAR-10 (He, Zhang, Ren, Sun, "Deep residual learning for image
+    recognition", CVPR 2016, Sec. 4.2), layer for layer the Keras example ``cifar10_resnet``'s
+    ``resnet_v1``: a 3x3 Conv-BN-ReLU stem with 16 filters, then three stages of
+    n = (depth - 2) / 6 residual blocks with 16, 32 and 64 filters (each block Conv-BN-ReLU,
+    Conv-BN, ``Add`` with the shortcut, ReLU; the first block of stages 2 and 3 strides by 2
+    and projects the shortcut with a 1x1 stride-2 convolution without batch normalization),
+    ``AveragePooling2D(8)``, ``Flatten`` and a softmax ``Dense``. Convolutions are "same",
+    he_normal initialized with an L2(1e-4) kernel penalty. ResNet-20 at 32x32x3 with 10 classes
+    has 274,442 parameters (273,066 trainable; 1,376 batch-norm moving statistics), as Keras
+    reports.
+    """
+    who = f"resnet{depth}"
+    shape = _shape(input_shape, who)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"{who}: depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth!r}")
+    # Two stride-2 "same" stages leave ceil(ceil(n / 2) / 2) rows for the final 8x8 pool.
+    if min(math.ceil(math.ceil(n / 2) / 2) for n in shape[:2]) < 8:
+        raise ValueError(f"{who}: input_shape {shape} is too small for the final 8x8 pool "
+                         "after two stride-2 stages (needs at least 29x29; 32x32 is CIFAR)")
+    blocks = (depth - 2) // 6
+    inputs = Input(shape, name="input")
+    x = _resnet_v1_layer(inputs, 16, "stem")
+    filters = 16
+    for stage in range(3):
+        for block in range(blocks):
+            name = f"stage{stage + 1}_block{block + 1}"
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = _resnet_v1_layer(x, filters, f"{name}_1", strides=strides)
+            y = _resnet_v1_layer(y, filters, f"{name}_2", activation=None)
+            if strides == 2:
+                x = _resnet_v1_layer(x, filters, f"{name}_shortcut", kernel_size=1, strides=2,
+                                     activation=None, batch_normalization=False)
+            x = Activation("relu", name=f"{name}_out")(Add(name=f"{name}_add")([x, y]))
+        filters *= 2
+    x = Flatten(name="flatten")(AveragePooling2D(8, name="pool")(x))
+    outputs = Dense(_classes(classes, who), activation="softmax", kernel_initializer="he_normal",
+                    name="predictions")(x)
+    return Model(inputs, outputs, name=who)
+
+
+def resnet20(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10) -> Model:
+    """ResNet-20 v1 for CIFAR-10 (:func:`resnet_v1` with depth 20): 274,442 parameters."""
+    return resnet_v1(20, input_shape, classes)
+
+
+def resnet32(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10) -> Model:
+    """ResNet-32 v1 for CIFAR-10 (:func:`resnet_v1` with depth 32)."""
+    return resnet_v1(32, input_shape, classes)
+
+
+def resnet56(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10) -> Model:
+    """ResNet-56 v1 for CIFAR-10 (:func:`resnet_v1` with depth 56)."""
+    return resnet_v1(56, input_shape, classes)
+
+
+def vgg_cifar_bn(input_shape: Sequence[int] = (32, 32, 3), classes: int = 10,
+                 dropout: float = 0.3) -> Sequential:
+    """A VGG-style CIFAR-10 network with batch normalization: three blocks of two 3x3 "same"
+    Conv-BN-ReLU layers (32, 64, 128 filters), each ending in a 2x2 max-pool and ``dropout``,
+    then Dense(128)-BN-ReLU, ``dropout`` and a softmax Dense (the VGG pattern of Simonyan and
+    Zisserman with Ioffe and Szegedy's batch normalization after every layer, as in
+    torchvision's ``vgg*_bn``). The convolutions are linear so the inference plan folds each
+    batch normalization into the convolution before it. 552,874 parameters at 32x32x3 with
+    10 classes.
+    """
+    who = "vgg_cifar_bn"
+    shape = _shape(input_shape, who)
+    if shape[0] < 8 or shape[1] < 8:
+        raise ValueError(f"{who}: input_shape {shape} is too small for three 2x2 pools")
+    layers: list[Layer] = []
+    for block, filters in enumerate((32, 64, 128), 1):
+        for i in (1, 2):
+            layers += [Conv2D(filters, 3, padding="same", kernel_initializer="he_uniform",
+                              name=f"block{block}_conv{i}"),
+                       BatchNormalization(name=f"block{block}_bn{i}"),
+                       ReLU(name=f"block{block}_relu{i}")]
+        layers.append(MaxPooling2D(2, name=f"block{block}_pool"))
+        if dropout:
+            layers.append(Dropout(dropout, name=f"block{block}_dropout"))
+    layers += [Flatten(name="flatten"), Dense(128, kernel_initializer="he_uniform", name="fc"),
+               BatchNormalization(name="fc_bn"), ReLU(name="fc_relu")]
+    if dropout:
+        layers.append(Dropout(dropout, name="fc_dropout"))
+    layers.append(Dense(_classes(classes, who), activation="softmax", name="predictions"))
+    return _sequential(layers, shape, who)
+
+
 def _alexnet_grouped(**kwargs) -> Sequential:
     return alexnet(grouped=True, **kwargs)
 
@@ -272,6 +378,10 @@ _ZOO: dict[str, Callable[..., Model]] = {
     "vgg16": vgg16,
     "vgg19": vgg19,
     "resnet_cifar": resnet_cifar,
+    "resnet20": resnet20,
+    "resnet32": resnet32,
+    "resnet56": resnet56,
+    "vgg_cifar_bn": vgg_cifar_bn,
 }
 
 
@@ -294,4 +404,5 @@ def get(name: str, **kwargs) -> Sequential:
 
 
 __all__ = ["alexnet", "cifar10_simple", "get", "keras_mnist_cnn", "lenet5", "names",
-           "resnet_cifar", "vgg16", "vgg19"]
+           "resnet20", "resnet32", "resnet56", "resnet_cifar", "resnet_v1", "vgg16", "vgg19",
+           "vgg_cifar_bn"]

@@ -19,6 +19,13 @@ activations        Relu, Sigmoid, Tanh, Elu(alpha), Softmax (axis 1 on NCHW maps
                    swish as Mul(x, Sigmoid(x)); PReLU as PRelu with the slope transposed to CHW
 LRN                LRN(size=2r+1, alpha=alpha*size, beta, bias): ONNX divides alpha by the
                    window size (as PyTorch and Caffe), cnnfast/TensorFlow do not
+BatchNormalization BatchNormalization (inference: the moving statistics) on NCHW maps and
+                   (N, C) rows, ones/zeros for an absent gamma/beta; on other ranks Mul + Add
+                   by the per-channel scale and shift
+GlobalAvg/MaxPool  GlobalAveragePool / GlobalMaxPool, then Flatten unless keepdims
+ZeroPadding2D      Pad (constant 0); Cropping2D: Slice on H and W
+UpSampling2D       Resize(nearest, asymmetric, floor) by scales [1, 1, sh, sw]
+Reshape            Reshape to [-1, *target] after the NCHW -> NHWC Transpose
 =================  ==========================================================================
 """
 
@@ -173,9 +180,75 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
         size = 2 * layer.depth_radius + 1
         g.node("LRN", [g.x], hint, size=size, alpha=layer.alpha * size, beta=layer.beta,
                bias=layer.bias)
+    elif isinstance(layer, L._NORMALIZATION_AND_SPATIAL):
+        _export_normalization_or_spatial(g, layer, in_shape, out_shape)
     else:
         raise NotImplementedError(f"export_onnx: no ONNX mapping for {layer.describe()}")
     g.shape = tuple(out_shape)
+
+
+def _int64_const(g: _GraphBuilder, name: str, values: list[int]) -> str:
+    from onnx import numpy_helper
+
+    if name not in g.const_names:
+        g.const_names.add(name)
+        g.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+    return name
+
+
+def _export_normalization_or_spatial(g: _GraphBuilder, layer: L.Layer, in_shape,
+                                     out_shape) -> None:
+    """The issue-19 layers: BatchNormalization, global pooling, padding, cropping, upsampling
+    and Reshape."""
+    hint = layer.name
+    if isinstance(layer, L.BatchNormalization):
+        w = layer.weights_
+        c = in_shape[-1]
+        gamma = w.get("gamma", np.ones(c, np.float32))
+        beta = w.get("beta", np.zeros(c, np.float32))
+        if len(in_shape) == 3:
+            g.to_nchw(layer.describe())
+        if len(in_shape) in (1, 3):
+            inputs = [g.x, g.const(f"{hint}/gamma", gamma), g.const(f"{hint}/beta", beta),
+                      g.const(f"{hint}/moving_mean", w["moving_mean"]),
+                      g.const(f"{hint}/moving_variance", w["moving_variance"])]
+            g.node("BatchNormalization", inputs, hint, epsilon=layer.epsilon)
+        else:  # channels last on another rank: ONNX's BatchNormalization normalizes axis 1
+            g.to_nhwc()
+            var = w["moving_variance"].astype(np.float64)
+            scale = gamma / np.sqrt(var + np.float32(layer.epsilon))
+            shift = beta - w["moving_mean"] * scale
+            g.node("Mul", [g.x, g.const(f"{hint}/scale", scale)], f"{hint}_scale")
+            g.node("Add", [g.x, g.const(f"{hint}/shift", shift)], f"{hint}_shift")
+    elif isinstance(layer, L._GlobalPooling2D):
+        g.to_nchw(layer.describe())
+        op = "GlobalMaxPool" if isinstance(layer, L.GlobalMaxPooling2D) else "GlobalAveragePool"
+        g.node(op, [g.x], hint)
+        if not layer.keepdims:
+            g.node("Flatten", [g.x], f"{hint}_flatten", axis=1)
+            g.nchw = False
+    elif isinstance(layer, L.ZeroPadding2D):
+        g.to_nchw(layer.describe())
+        (t, b), (l_, r) = layer.padding
+        g.node("Pad", [g.x, _int64_const(g, f"{hint}/pads", [0, 0, t, l_, 0, 0, b, r])], hint,
+               mode="constant")
+    elif isinstance(layer, L.Cropping2D):
+        g.to_nchw(layer.describe())
+        (t, _), (l_, _) = layer.cropping
+        oh, ow = out_shape[0], out_shape[1]
+        g.node("Slice", [g.x, _int64_const(g, f"{hint}/starts", [t, l_]),
+                         _int64_const(g, f"{hint}/ends", [t + oh, l_ + ow]),
+                         _int64_const(g, f"{hint}/axes", [2, 3])], hint)
+    elif isinstance(layer, L.UpSampling2D):
+        g.to_nchw(layer.describe())
+        scales = g.const(f"{hint}/scales", np.array([1, 1, *layer.size], np.float32))
+        g.node("Resize", [g.x, "", scales], hint, mode="nearest",
+               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    elif isinstance(layer, L.Reshape):
+        g.to_nhwc()
+        g.node("Reshape", [g.x, _int64_const(g, f"{hint}/shape", [-1, *out_shape])], hint)
+    else:
+        raise NotImplementedError(f"export_onnx: no ONNX mapping for {layer.describe()}")
 
 
 def _export_merge(g: _GraphBuilder, layer: L._Merge, inputs: list[tuple[str, bool, tuple]],

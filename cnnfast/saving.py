@@ -185,8 +185,8 @@ def _compile_config(model: Sequential) -> dict[str, Any] | None:
 
 def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
     """(tensor name, array) of the trainable parameters, in the optimizer's index order."""
-    return [(f"{layer.name}/{name}", w) for layer in model.layers if layer.trainable
-            for name, w in layer.weights_.items()]
+    return [(f"{layer.name}/{name}", layer.weights_[name]) for layer in model.layers
+            for name in layer.trainable_names()]
 
 
 def _optimizer_state(model: Sequential) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
@@ -716,7 +716,8 @@ def _expected_trainable(model: Sequential) -> list[tuple[str, tuple[int, ...]]]:
     rows = []
     for layer, in_shape, _ in model.shapes():
         if layer.trainable:
-            rows += [(f"{layer.name}/{n}", s) for n, s in layer.param_shapes(in_shape).items()]
+            rows += [(f"{layer.name}/{n}", s) for n, s in layer.param_shapes(in_shape).items()
+                     if n not in layer.non_trainable_names]
     return rows
 
 
@@ -815,7 +816,7 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
     if optimizer is not None:
         model.compile(optimizer, training["loss"], training.get("metrics"))
         optimizer.iterations = optimizer_config["iterations"]
-        params = [w for layer in model.layers if layer.trainable for w in layer.weights_.values()]
+        params = [layer.weights_[n] for layer in model.layers for n in layer.trainable_names()]
         names = [n for n, _ in _expected_trainable(model)]
         for pname in optimizer_config["slots"]:
             index = names.index(pname)

@@ -332,3 +332,33 @@ def test_cli_errors(capsys):
     # A malformed option is a one-line error too (argparse would exit on its own).
     assert main(["summary", "vgg16", "--input-shape", "32,32"]) == 2
     assert "expected three positive sizes" in capsys.readouterr().err
+
+
+def test_batchnorm_and_spatial_layer_conventions():
+    """Issue 19's layers: BN's parameters split into trainable gamma/beta and non-trainable
+    moving statistics, 2 FLOPs per element; global pooling one FLOP per input element and a
+    global field after it; padding/cropping keep the field, upsampling divides the jump, copies
+    cost nothing and Reshape is a view."""
+    model = cf.Sequential([
+        L.Input((8, 8, 3)), L.ZeroPadding2D(1), L.Conv2D(4, 3, strides=2),
+        L.BatchNormalization(), L.UpSampling2D(2), L.Cropping2D(1), L.Conv2D(4, 3),
+        L.GlobalAveragePooling2D(keepdims=True), L.Reshape((4,)), L.Dense(2)])
+    report = cf.analyze(model)
+    rows = {r.type: r for r in report.layers}  # the second Conv2D's row replaces the first's
+    bn = rows["BatchNormalization"]
+    assert (bn.params, bn.trainable_params, bn.non_trainable_params) == (16, 8, 8)
+    assert bn.flops == 2 * 4 * 4 * 4 and bn.backward_flops == 2 * bn.flops
+    assert report.totals["non_trainable_params"] == 8
+    assert rows["ZeroPadding2D"].flops == 0 and rows["ZeroPadding2D"].receptive_field == (1, 1)
+    assert report.layers[2].jump == (2, 2)
+    up = rows["UpSampling2D"]
+    assert up.flops == 0 and up.receptive_field == (3, 3) and up.jump == (1, 1)
+    assert rows["Cropping2D"].receptive_field == (3, 3)
+    assert rows["Conv2D"].receptive_field == (5, 5)  # 3 + (3 - 1) * 1
+    gap = rows["GlobalAveragePooling2D"]
+    assert gap.flops == 4 * 4 * 4 and gap.global_field and gap.receptive_field is None
+    assert rows["Reshape"].activation_bytes == 0 and rows["Reshape"].flops == 0
+    assert "(8 non-trainable)" in str(report)
+    # The shapes agree with a built model's.
+    model.build()
+    assert model.count_params() == report.totals["params"]

@@ -164,3 +164,39 @@ def test_shared_library_needs_only_the_c_and_cxx_runtimes(toolchain):
                              capture_output=True, text=True, check=True).stdout
     exported = {line.split()[-1] for line in symbols.splitlines() if " T " in line}
     assert exported and all(s.startswith("cnnfast_") for s in exported), exported
+
+
+def _bn_spatial_model() -> cf.Sequential:
+    from cnnfast import layers as L
+    return cf.Sequential([
+        L.Input((10, 9, 3)), L.ZeroPadding2D(1), L.Conv2D(4, 3), L.BatchNormalization(),
+        L.ReLU(), L.UpSampling2D(2), L.Cropping2D(((1, 1), (0, 2))),
+        L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
+        L.GlobalAveragePooling2D(keepdims=True), L.Reshape((4,)), L.BatchNormalization(),
+        L.Dense(5, activation="softmax")])
+
+
+@pytest.mark.parametrize("name", ["resnet20", "bn_spatial"])
+def test_classify_batchnorm_models_match_python_predict(toolchain, tmp_path, name):
+    """Issue 19's layers read from a model file by the C API's builder, BN folded into the
+    convolutions there as in predict: the same numbers bit for bit."""
+    cf.set_seed(5)
+    model = models.resnet20() if name == "resnet20" else _bn_spatial_model()
+    model.compile(cf.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    xs = rng.random((8,) + model.input_shape_, dtype=np.float32)
+    model.train_on_batch(xs, rng.integers(0, model.output_shape_[-1], 8))  # moving statistics
+    x = xs[:1]
+    raw = tmp_path / "input.f32"
+    x.tofile(raw)
+    path = _saved(tmp_path, model)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(toolchain["classify"]), str(path), str(raw), "--threads", "1"],
+                          capture_output=True, text=True, env=env, check=True)
+    _, scores = _scores(proc.stdout)
+    cf.set_num_threads(1)
+    try:
+        expected = model.predict(x, verbose=0)[0]
+    finally:
+        cf.set_num_threads(0)
+    np.testing.assert_array_equal(scores, expected)

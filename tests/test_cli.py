@@ -263,3 +263,17 @@ def test_ctrl_c_exits_130_and_writes_nothing(workdir):
     assert proc.returncode == 130, err
     assert "nothing was saved" in err and "Traceback" not in err
     assert list(out.iterdir()) == []  # no model file, no temporary file
+
+
+def test_train_resnet20_from_the_zoo(workdir):
+    """Issue 19's zoo names train from the command line (here 2 steps on 32 CIFAR-sized images)."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 40).astype(np.uint8)
+    np.savez(workdir / "cifar_tiny.npz", x_train=x[:32], y_train=y[:32], x_test=x[32:],
+             y_test=y[32:])
+    proc = cnnfast(workdir, "train", "resnet20", "--data", "cifar_tiny.npz", "--epochs", "1",
+                   "--batch-size", "16", "--optimizer", "sgd", "--threads", "1", "--quiet",
+                   "--out", "resnet20.cnnfast")
+    assert "8 test images" in proc.stdout
+    assert cnnfast_module.load_model(workdir / "resnet20.cnnfast").count_params() == 274_442

@@ -262,3 +262,16 @@ def test_keras_names_build_a_functional_model():
     model = keras.Model(inputs=x, outputs=keras.layers.Flatten()(y))
     assert model.output_shape == (None, 64)
     assert keras.models.Model is cf.Model
+
+
+def test_default_names_are_unique_across_sibling_branches():
+    """Two branches from one value (a ResNet block's residual convolutions and its projection
+    shortcut) each get their own default name, as Keras's per-class counters give."""
+    x = L.Input((8, 8, 3))
+    y = L.Conv2D(4, 3, padding="same")(x)
+    y = L.Conv2D(4, 3, padding="same")(y)
+    s = L.Conv2D(4, 1)(x)  # a sibling: its ancestors hold only the Input
+    model = cf.Model(x, L.Add()([s, y]))
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names)
+    assert sorted(n for n in names if n.startswith("conv2d")) == ["conv2d", "conv2d_1", "conv2d_2"]

@@ -369,3 +369,26 @@ def test_save_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
         inside.save_png(np.zeros((2, 2, 2)), tmp_path / "b.png")
+
+
+def test_walk_runs_batchnorm_in_inference_mode():
+    """The attribution walk explains inference: BatchNormalization normalizes with its moving
+    statistics (a batch's would give another function of the input) and leaves them alone."""
+    cf.set_seed(2)
+    model = cf.Sequential([cf.layers.Input((6, 6, 2)), cf.layers.Conv2D(3, 3),
+                           cf.layers.BatchNormalization(), cf.layers.ReLU(),
+                           cf.layers.GlobalAveragePooling2D(),
+                           cf.layers.Dense(4, activation="softmax")])
+    model.build()
+    bn = model.layers[1]
+    bn.moving_mean = [0.3, -0.2, 0.1]
+    bn.moving_variance = [2.0, 0.5, 1.5]
+    before = [w.copy() for w in bn.get_weights()]
+    x = np.random.default_rng(5).standard_normal((3, 6, 6, 2)).astype(np.float32)
+    g = inside.input_gradient(model, x, class_index=[0, 1, 2])
+    for a, b in zip(before, bn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # One sample at a time gives the same gradient (batch statistics would couple them).
+    for n in range(3):
+        np.testing.assert_allclose(inside.input_gradient(model, x[n:n + 1], class_index=[n]),
+                                   g[n:n + 1], rtol=1e-5, atol=1e-7)  # same float32 kernels

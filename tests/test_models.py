@@ -168,7 +168,8 @@ def test_zoo_models_are_unbuilt_until_used():
 def test_zoo_get_and_errors():
     assert models.names() == sorted(["alexnet", "alexnet_grouped", "cifar10_simple",
                                      "keras_mnist_cnn", "lenet5", "resnet_cifar", "vgg16",
-                                     "vgg19"])
+                                     "vgg19", "resnet20", "resnet32", "resnet56",
+                                     "vgg_cifar_bn"])
     assert models.get("Keras-MNIST-CNN").name == "keras_mnist_cnn"
     assert models.get("alexnet_grouped").layers[3].groups == 2
     assert models.get("lenet5", classes=5).layers[-1].units == 5
@@ -195,6 +196,64 @@ def test_small_zoo_models_build_and_train(name, rng):
     assert model.count_params() == cf.analyze(model).totals["params"]
     for layer, inp, _ in model.shapes():
         assert {k: w.shape for k, w in layer.weights_.items()} == layer.param_shapes(inp)
+
+
+# ---- batch-normalized CIFAR-10 networks (issue 19) ----------------------------------------
+
+def test_resnet_v1_parameter_counts_match_keras():
+    # keras.io cifar10_resnet resnet_v1(depth=20).summary(): Total params 274,442, trainable
+    # 273,066, non-trainable 1,376 (the moving mean and variance of 19 BatchNormalizations).
+    model = models.resnet20()
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Total params: 274,442" in lines
+    assert "Trainable params: 273,066" in lines and "Non-trainable params: 1,376" in lines
+    report = cf.analyze(model)
+    assert (report.totals["params"], report.totals["trainable_params"]) == (274_442, 273_066)
+    assert models.resnet32().count_params() == 470_218
+    assert models.resnet56().count_params() == 861_770
+    # 19 convolutions + 2 projection shortcuts + the classifier; 19 batch normalizations.
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 21 and kinds.count("BatchNormalization") == 19
+    assert model.get_layer("stage2_block1_shortcut_conv").strides == (2, 2)
+    assert model.output_shape == (None, 10)
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        models.resnet_v1(21)
+    with pytest.raises(ValueError, match="too small for the final 8x8 pool"):
+        models.resnet20(input_shape=(28, 28, 3))
+    assert models.resnet20(input_shape=(29, 29, 3)).output_shape == (None, 10)
+
+
+def test_vgg_cifar_bn_counts_and_folding():
+    model = models.vgg_cifar_bn()
+    assert model.count_params() == 552_874
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 1,152" in lines  # 2 * (2*32 + 2*64 + 2*128 + 128)
+    model.build()
+    # Every Conv-BN pair folds at inference: no batchnorm step is left but the Dense one's.
+    steps = model._inference_network().describe()
+    assert sum(s.startswith("batchnorm") for s in steps) == 1
+    # ... and the ReLU after each batch normalization runs in the convolution's epilogue.
+    assert sum(s.startswith("activation relu") for s in steps) == 1  # fc_relu
+    assert sum("relu in the kernel epilogue" in s for s in steps if s.startswith("conv2d")) == 6
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg_cifar_bn"])
+def test_batchnorm_zoo_models_train_on_cifar_shapes(name, rng):
+    cf.set_seed(0)
+    model = models.get(name)
+    model.compile(cf.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    assert model._train_plan is not None  # one C++ call per step
+    x = rng.normal(size=(8, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    losses = [model.train_on_batch(x, y)[0] for _ in range(4)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert model.count_params() == cf.analyze(model).totals["params"]
+    # Inference (folded BN) agrees with the Python walk in inference mode.
+    np.testing.assert_allclose(model.predict(x, verbose=0), model._forward(x, training=False),
+                               rtol=1e-4, atol=1e-5)  # float32 rounding of folded weights, 20 deep
 
 
 # ---- grouped convolution ------------------------------------------------------------------
@@ -229,3 +288,13 @@ def test_grouped_conv_equals_ungrouped_convs_of_channel_slices(groups, padding, 
         np.testing.assert_allclose(dx[..., g * cg:(g + 1) * cg], dxs, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dw[..., g * kg:(g + 1) * kg], part.gradients_["kernel"],
                                    rtol=1e-5, atol=1e-4)  # sums over N*OH*OW <= 144 products
+
+
+def test_bench_torch_resnet20_is_the_same_model():
+    """bench/bench_resnet.py times PyTorch on the same ResNet-20: as many trainable parameters
+    (273,066) and batch-norm statistics (1,376) as cnnfast's."""
+    pytest.importorskip("torch")
+    bench = pytest.importorskip("bench.bench_resnet")
+    tm = bench.torch_resnet20()
+    assert sum(p.numel() for p in tm.parameters()) == 273_066
+    assert sum(b.numel() for n, b in tm.named_buffers() if "running" in n) == 1_376

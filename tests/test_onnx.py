@@ -155,3 +155,52 @@ def test_invalid_exports(tmp_path):
     with pytest.raises(NotImplementedError, match="no ONNX mapping"):
         cf.export_onnx(cf.Sequential([L.Input((4,)), Custom()]), tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
+
+
+# -- batch normalization and the spatial layers (issue 19) -----------------------------------
+
+def spatial_bn_stack() -> cf.Sequential:
+    """Every issue-19 layer and BN layout: NCHW maps, (N, C) rows, a rank-2 input."""
+    return cf.Sequential([
+        L.Input((9, 8, 3)),
+        L.BatchNormalization(),
+        L.ZeroPadding2D(((1, 2), (0, 1))),
+        L.Conv2D(4, 3),
+        L.BatchNormalization(scale=False),
+        L.ReLU(),
+        L.UpSampling2D((2, 3)),
+        L.Cropping2D(((1, 0), (2, 3))),
+        L.GlobalMaxPooling2D(keepdims=True),
+        L.Reshape((2, 2)),
+        L.BatchNormalization(center=False),
+        L.Flatten(),
+        L.Dense(6),
+        L.BatchNormalization(),
+        L.Dense(3, activation="softmax"),
+    ], name="spatial_bn_stack")
+
+
+@pytest.mark.parametrize("name", ["spatial_bn_stack", "resnet20", "vgg_cifar_bn"])
+def test_onnxruntime_matches_predict_with_batchnorm(tmp_path, name, rng):
+    cf.set_seed(0)
+    model = spatial_bn_stack() if name == "spatial_bn_stack" else cf.models.get(name)
+    model.build()
+    for layer in model.layers:  # statistics away from the identity, variances positive
+        for wname, w in layer.weights_.items():
+            if wname != "kernel":
+                low = 0.5 if wname in ("gamma", "moving_variance") else -0.5
+                w[...] = rng.uniform(low, low + 1.0, w.shape).astype(np.float32)
+    path = tmp_path / f"{name}.onnx"
+    cf.export_onnx(model, path)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "BatchNormalization" in ops
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for batch in (1, 4):
+        x = rng.standard_normal((batch,) + model.input_shape_).astype(np.float32)
+        (got,) = session.run(None, {"input": x})
+        want = model.predict(x, verbose=0)
+        # As above, plus cnnfast's folding of BN into the convolution's weights (float32
+        # rounding of w * scale) against onnxruntime's separate BatchNormalization, 20 deep.
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

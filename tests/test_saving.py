@@ -454,3 +454,36 @@ def test_extra_metadata_round_trips_and_reserved_keys_are_refused(tmp_path):
         with pytest.raises(ValueError, match="metadata must map str to str"):
             saving.save_model(model, tmp_path / "bad.cnnfast", metadata=bad)
     assert not (tmp_path / "bad.cnnfast").exists()
+
+
+def test_batchnorm_and_spatial_layers_round_trip_and_resume(tmp_path):
+    """Issue 19's layers in a model file: config, every weight (the moving statistics too) and
+    the optimizer slots of the trainable ones only; training resumes bit for bit."""
+    cf.set_seed(2)
+    model = cf.Sequential([
+        L.Input((8, 7, 3)), L.ZeroPadding2D(((1, 0), (2, 1))), L.Conv2D(4, 3),
+        L.BatchNormalization(momentum=0.9, epsilon=1e-2), L.ReLU(), L.UpSampling2D((1, 2)),
+        L.Cropping2D(1), L.BatchNormalization(center=False), L.GlobalMaxPooling2D(),
+        L.Reshape((2, 2)), L.Flatten(), L.Dense(3, activation="softmax")])
+    model.get_layer("batch_normalization_1").trainable = False
+    model.compile(cf.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 8, 7, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    model.fit(x, y, epochs=1, batch_size=6, verbose=0)
+    path = tmp_path / "bn.cnnfast"
+    model.save(path)
+    loaded = cf.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    bn = loaded.layers[2]
+    assert (bn.momentum, bn.epsilon) == (0.9, 1e-2)
+    assert not loaded.layers[6].trainable and list(loaded.layers[6].weights_) == [
+        "gamma", "moving_mean", "moving_variance"]
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.optimizer.get_state(), loaded.optimizer.get_state()):
+        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, epochs=1, batch_size=6, verbose=0, shuffle=False)
+    loaded.fit(x, y, epochs=1, batch_size=6, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -151,6 +151,44 @@ def keras_mnist_cnn_frozen_head() -> cf.Sequential:
     return model
 
 
+def batchnorm_stack() -> cf.Sequential:
+    """BatchNormalization on the data, after a linear convolution, without scale or center
+    and frozen, with the spatial layers of issue 19 between them."""
+    model = cf.Sequential([
+        L.Input((6, 6, 3)),
+        L.BatchNormalization(),
+        L.Conv2D(4, 3, padding="same"),
+        L.BatchNormalization(momentum=0.9),
+        L.ReLU(),
+        L.ZeroPadding2D(((1, 0), (2, 1))),
+        L.Conv2D(4, 3, activation="relu"),
+        L.BatchNormalization(scale=False),
+        L.UpSampling2D((2, 1)),
+        L.Cropping2D(((1, 2), (0, 1))),
+        L.BatchNormalization(center=False, epsilon=1e-2),
+        L.BatchNormalization(name="frozen_bn"),
+        L.GlobalMaxPooling2D(keepdims=True),
+        L.Reshape((2, 2)),
+        L.Flatten(),
+        L.Dense(5, activation="softmax"),
+    ])
+    model.get_layer("frozen_bn").trainable = False
+    return model
+
+
+def batchnorm_graph() -> cf.Model:
+    """A BatchNormalization called twice (each call its own batch statistics, gamma/beta
+    gradients summed) and global average pooling in a residual graph."""
+    x = L.Input((6, 6, 2), name="x")
+    bn = L.BatchNormalization(name="shared_bn")
+    a = L.Conv2D(3, 3, padding="same", name="a")(x)
+    h = L.ReLU(name="r1")(bn(a))
+    b = L.Conv2D(3, 3, padding="same", name="b")(h)
+    s = L.Add(name="add")([bn(b), a])
+    g = L.GlobalAveragePooling2D(name="gap")(L.ReLU(name="r2")(s))
+    return cf.Model(x, L.Dense(4, activation="softmax", name="out")(g))
+
+
 # (name, model factory, input shape, targets kind)
 MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("lenet5", lambda: cf.models.lenet5((28, 28, 1)), (28, 28, 1), "sparse"),
@@ -167,6 +205,10 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("shared_late_call", shared_late_call, (5,), "sparse"),
     ("shared_output", shared_output, (4,), "sparse"),
     ("shared_input_last", shared_input_last, (4,), "sparse"),
+    ("batchnorm_stack", batchnorm_stack, (6, 6, 3), "sparse"),
+    ("batchnorm_graph", batchnorm_graph, (6, 6, 2), "onehot"),
+    ("resnet20", lambda: cf.models.resnet20(), (32, 32, 3), "sparse"),
+    ("vgg_cifar_bn", lambda: cf.models.vgg_cifar_bn((8, 8, 3)), (8, 8, 3), "onehot"),
 ]
 
 OPTIMIZERS = {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "activation.h"
+#include "batchnorm.h"
 #include "conv2d.h"
 #include "conv2d_pool.h"
 #include "dense.h"
@@ -28,6 +29,7 @@
 #include "parallel.h"
 #include "pool2d.h"
 #include "softmax_xent.h"
+#include "spatial.h"
 
 using namespace cnnfast;
 
@@ -317,6 +319,77 @@ void test_network() {
     expect_close("network forward vs kernels", out, ref, 1e-4f, 1e-5f);
 }
 
+void test_batchnorm() {
+    for (int64_t rows : {int64_t(1), int64_t(7), int64_t(1500)})
+        for (int64_t C : {int64_t(1), int64_t(16)}) {
+            BatchNormDims d{rows, C, 1e-3f};
+            auto x = randn(rows * C, 2.0f), dy = randn(rows * C), g = randn(C), b = randn(C);
+            std::vector<float> y1(x.size()), y2(x.size()), m1(C), m2(C), v1(C), v2(C);
+            batchnorm_forward_training(y1.data(), m1.data(), v1.data(), x.data(), g.data(),
+                                       b.data(), d);
+            batchnorm_forward_training_naive(y2.data(), m2.data(), v2.data(), x.data(), g.data(),
+                                             b.data(), d);
+            // float64 sums in chunks vs in one loop: the same float32 rounding but a few ulps.
+            expect_close("batchnorm mean vs naive", m1, m2, 1e-6f, 1e-6f);
+            expect_close("batchnorm var vs naive", v1, v2, 1e-6f, 1e-6f);
+            expect_close("batchnorm forward vs naive", y1, y2, 1e-5f, 1e-5f);
+            std::vector<float> dx1(x.size()), dx2(x.size()), dg1(C), dg2(C), db1(C), db2(C);
+            batchnorm_backward_training(dx1.data(), dg1.data(), db1.data(), x.data(), dy.data(),
+                                        m1.data(), v1.data(), g.data(), d);
+            batchnorm_backward_training_naive(dx2.data(), dg2.data(), db2.data(), x.data(),
+                                              dy.data(), m1.data(), v1.data(), g.data(), d);
+            expect_close("batchnorm dx vs naive", dx1, dx2, 1e-4f, 1e-5f);
+            expect_close("batchnorm dgamma vs naive", dg1, dg2, 1e-5f, 1e-4f);
+            expect_close("batchnorm dbeta vs naive", db1, db2, 1e-5f, 1e-4f);
+        }
+}
+
+void test_spatial() {
+    // Padding then cropping returns the input; upsampling's backward of a constant block sum.
+    const Pad2dDims pd{2, 3, 4, 5, 1, 2, 0, 3};
+    auto x = randn(2 * 3 * 4 * 5);
+    std::vector<float> big(2 * 6 * 7 * 5), back(x.size());
+    zero_pad2d(big.data(), x.data(), pd);
+    crop2d(back.data(), big.data(), pd);
+    expect_close("pad then crop", back, x, 0.0f, 0.0f);
+    const Upsample2dDims ud{2, 3, 4, 5, 2, 3};
+    std::vector<float> up(2 * 6 * 12 * 5), dx(x.size()), want(x.size());
+    upsample2d_nearest_forward(up.data(), x.data(), ud);
+    upsample2d_nearest_backward(dx.data(), up.data(), ud);
+    for (size_t i = 0; i < x.size(); ++i) want[i] = 6.0f * x[i];
+    expect_close("upsample backward of upsample", dx, want, 1e-6f, 1e-6f);
+    const GlobalPoolDims gd{2, 3, 4, 5};
+    std::vector<float> avg(10), mx(10);
+    std::vector<int32_t> am(10);
+    global_avg_pool2d_forward(avg.data(), x.data(), gd);
+    global_max_pool2d_forward(mx.data(), am.data(), x.data(), gd);
+    bool ok = true;
+    for (int64_t n = 0; n < 2; ++n)
+        for (int64_t c = 0; c < 5; ++c) {
+            double s = 0.0;
+            float m = -INFINITY;
+            for (int64_t p = 0; p < 12; ++p) {
+                s += x[(n * 12 + p) * 5 + c];
+                m = std::max(m, x[(n * 12 + p) * 5 + c]);
+            }
+            ok = ok && std::fabs(avg[n * 5 + c] - s / 12) < 1e-6 && mx[n * 5 + c] == m &&
+                 x[(n * 12 + am[n * 5 + c]) * 5 + c] == m;
+        }
+    expect("global average and max pooling", ok);
+}
+
+void test_network_batchnorm_step() {
+    // A BatchNormalization step at inference equals x * scale + shift.
+    auto g = randn(3), b = randn(3), m = randn(3), x = randn(4 * 3);
+    std::vector<float> v{0.5f, 1.0f, 2.0f}, out(x.size()), ref(x.size());
+    Network net({3});
+    net.add_batchnorm(g.data(), b.data(), m.data(), v.data(), 1e-3f);
+    net.forward(out.data(), x.data(), 4);
+    for (size_t i = 0; i < x.size(); ++i)
+        ref[i] = (x[i] - m[i % 3]) / std::sqrt(v[i % 3] + 1e-3f) * g[i % 3] + b[i % 3];
+    expect_close("network batchnorm step", out, ref, 1e-5f, 1e-5f);
+}
+
 std::string read_file(const char* path) {
     std::ifstream f(path, std::ios::binary);
     std::stringstream s;
@@ -492,6 +565,9 @@ int main(int argc, char** argv) {
         test_dense();
         test_network();
         test_optimizers();
+        test_batchnorm();
+        test_spatial();
+        test_network_batchnorm_step();
     }
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);

@@ -40,13 +40,17 @@ bool winograd_on_small_map(const Conv2dDims& d) {
 // ran 0.8x the direct time forward, while 16 tiles of 16->16 or 32->64 channels ran 1.15-1.5x
 // (python -m bench.bench_conv_algorithms). Backward-data's GEMMs produce C channels: at C = 16
 // it was level with the direct scatter (1.06x), from 32 faster (0.7-0.8x for 32->64 at b128).
+// On an AMD EPYC (AVX-512, 1 thread) ResNet-20's 16->16 32x32 maps at batch 128 ran the direct
+// kernels faster in the other passes too: forward 3.9 vs 6.0 ms, backward-weights 5.2 vs 6.7 ms
+// (alternating rounds; 32->32 16x16 and 64->64 8x8 stay faster in Winograd, 0.6-0.7x), so
+// "auto" takes Winograd from 32 input channels in every pass.
 enum class ConvPass { forward, backward_data, backward_weights };
 bool use_winograd(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 3) return winograd_computes(d);
-    return algorithm == 0 && winograd_computes(d) && d.C >= 16 && d.K >= 16 &&
-           (d.OH * d.OW > 16 || winograd_on_small_map(d)) && winograd_tiles(d) >= 32 &&
-           (pass != ConvPass::backward_data || d.C >= 32);
+    (void)pass;
+    return algorithm == 0 && winograd_computes(d) && d.C >= 32 && d.K >= 16 &&
+           (d.OH * d.OW > 16 || winograd_on_small_map(d)) && winograd_tiles(d) >= 32;
 }
 
 // Whether the direct kernels (which Winograd's GEMMs also run on) may compute this pass of a

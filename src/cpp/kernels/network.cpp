@@ -48,7 +48,7 @@ void parse_activation(const std::string& ctx, const std::string& name, NetworkSt
 // Steps that may write their output over their input (y may alias x).
 bool in_place(const NetworkStep& s) {
     return s.kind == StepKind::activation || s.kind == StepKind::softmax ||
-           s.kind == StepKind::prelu;
+           s.kind == StepKind::prelu || s.kind == StepKind::batchnorm;
 }
 
 // ReLU runs in the conv/dense kernels' epilogue, on each tile while it is in registers.
@@ -269,6 +269,78 @@ void Network::add_concat(const std::vector<int>& values) {
     push(s, out);
 }
 
+// -- normalization and spatial steps (issue 19) -----------------------------------------------
+
+void Network::add_batchnorm(const float* gamma, const float* beta, const float* mean,
+                            const float* var, float epsilon) {
+    const std::string ctx = "Network.add_batchnorm on input " + shape_str();
+    if (!mean || !var) throw std::invalid_argument(ctx + ": moving mean and variance are null");
+    if (!(epsilon > 0.0f)) throw std::invalid_argument(ctx + ": epsilon must be > 0");
+    const std::vector<int64_t>& shape = cur_shape();
+    NetworkStep s{};
+    s.kind = StepKind::batchnorm;
+    s.bn = BatchNormDims{size_of(shape) / shape.back(), shape.back(), epsilon};
+    s.bn_gamma = gamma;
+    s.bn_beta = beta;
+    s.bn_mean = mean;
+    s.bn_var = var;
+    push(s, shape);
+}
+
+void Network::add_global_pool2d(bool max, bool keepdims) {
+    const std::string ctx = std::string("Network.add_global_") + (max ? "max" : "avg") +
+                            "_pool2d on input " + shape_str();
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    NetworkStep s{};
+    s.kind = max ? StepKind::global_max_pool2d : StepKind::global_avg_pool2d;
+    s.gpool = GlobalPoolDims{1, shape[0], shape[1], shape[2]};
+    const int64_t C = shape[2];
+    push(s, keepdims ? std::vector<int64_t>{1, 1, C} : std::vector<int64_t>{C});
+}
+
+void Network::add_pad2d(bool pad, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+    const std::string ctx = std::string("Network.add_") + (pad ? "zero_pad2d" : "crop2d") +
+                            " on input " + shape_str();
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    if (top < 0 || bottom < 0 || left < 0 || right < 0)
+        throw std::invalid_argument(ctx + ": padding/cropping must be >= 0");
+    const int64_t sign = pad ? 1 : -1;
+    const int64_t OH = shape[0] + sign * (top + bottom), OW = shape[1] + sign * (left + right);
+    if (OH < 1 || OW < 1) throw std::invalid_argument(ctx + ": leaves nothing");
+    NetworkStep s{};
+    s.kind = pad ? StepKind::zero_pad2d : StepKind::crop2d;
+    s.pad = Pad2dDims{1, pad ? shape[0] : OH, pad ? shape[1] : OW, shape[2], top, bottom, left,
+                      right};
+    push(s, {OH, OW, shape[2]});
+}
+
+void Network::add_upsample2d(int64_t size_h, int64_t size_w) {
+    const std::string ctx = "Network.add_upsample2d on input " + shape_str();
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    if (size_h < 1 || size_w < 1) throw std::invalid_argument(ctx + ": size must be >= 1");
+    NetworkStep s{};
+    s.kind = StepKind::upsample2d;
+    s.up = Upsample2dDims{1, shape[0], shape[1], shape[2], size_h, size_w};
+    push(s, {shape[0] * size_h, shape[1] * size_w, shape[2]});
+}
+
+void Network::add_reshape(std::vector<int64_t> shape) {
+    if (size_of(shape) != values_[current_].size || shape.empty())
+        throw std::invalid_argument("Network.add_reshape: cannot view " + shape_str() + " as " +
+                                    dims_str(shape));
+    const int root = values_[current_].view_of >= 0 ? values_[current_].view_of : current_;
+    current_ = add_value(std::move(shape), root);
+    plan_buffers();
+}
+
+const float* Network::own(std::vector<float> values) {
+    owned_.push_back(std::make_unique<std::vector<float>>(std::move(values)));
+    return owned_.back()->data();
+}
+
 // Where each value of the steps leading to the current value lives. Views share their
 // source's buffer; an in-place step (activation, softmax, PReLU) writes over its input when no
 // later step reads that buffer and it is not the caller's x; every other buffer gets an arena
@@ -354,7 +426,9 @@ void Network::plan_buffers() {
 
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
-                                   "softmax", "prelu", "lrn", "merge", "concat"};
+                                   "softmax", "prelu", "lrn", "merge", "concat",
+                                   "batchnorm", "global_avg_pool2d", "global_max_pool2d",
+                                   "zero_pad2d", "crop2d", "upsample2d"};
     static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
     std::vector<std::string> lines;
@@ -459,6 +533,35 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                     concat_forward(dst, ins.data(), s.widths.data(),
                                    static_cast<int64_t>(ins.size()), n * s.rows);
                 break;
+            case StepKind::batchnorm: {
+                BatchNormDims d = s.bn;
+                d.rows *= n;
+                batchnorm_forward_inference(dst, cur, s.bn_gamma, s.bn_beta, s.bn_mean, s.bn_var,
+                                            d);
+                break;
+            }
+            case StepKind::global_avg_pool2d:
+            case StepKind::global_max_pool2d: {
+                GlobalPoolDims d = s.gpool;
+                d.N = n;
+                if (s.kind == StepKind::global_avg_pool2d) global_avg_pool2d_forward(dst, cur, d);
+                else global_max_pool2d_forward(dst, nullptr, cur, d);
+                break;
+            }
+            case StepKind::zero_pad2d:
+            case StepKind::crop2d: {
+                Pad2dDims d = s.pad;
+                d.N = n;
+                if (s.kind == StepKind::zero_pad2d) zero_pad2d(dst, cur, d);
+                else crop2d(dst, cur, d);
+                break;
+            }
+            case StepKind::upsample2d: {
+                Upsample2dDims d = s.up;
+                d.N = n;
+                upsample2d_nearest_forward(dst, cur, d);
+                break;
+            }
         }
     }
 }

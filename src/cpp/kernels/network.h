@@ -12,20 +12,24 @@
 // thread's workspace (workspace.h), as the kernels' scratch does, so any number of threads may
 // run forward on one Network at once. Adding steps is not thread-safe.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "activation.h"
+#include "batchnorm.h"
 #include "conv2d.h"
 #include "dense.h"
 #include "lrn.h"
 #include "merge.h"
 #include "pool2d.h"
+#include "spatial.h"
 
 namespace cnnfast {
 
 enum class StepKind : int {
-    conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat
+    conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat,
+    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -48,6 +52,13 @@ struct NetworkStep {
     int64_t in_size = 0, out_size = 0;  // floats per sample
     std::vector<int> inputs;            // the values read
     int output = 0;                     // the value written
+    // BatchNormalization at inference (moving statistics, borrowed; gamma/beta may be null),
+    // global pooling, padding/cropping and upsampling geometry (per sample, N = 1).
+    BatchNormDims bn{};
+    const float *bn_gamma = nullptr, *bn_beta = nullptr, *bn_mean = nullptr, *bn_var = nullptr;
+    GlobalPoolDims gpool{};
+    Pad2dDims pad{};
+    Upsample2dDims up{};
 };
 
 // A value: the network input (id 0), a step's output, or a reshaped view of another value
@@ -88,6 +99,21 @@ public:
     void add_merge(const std::vector<int>& values, MergeOp op);
     void add_concat(const std::vector<int>& values);
 
+    // Normalization and spatial steps (issue 19). gamma/beta (C,) or null; mean, var (C,) the
+    // moving statistics, borrowed like every weight.
+    void add_batchnorm(const float* gamma, const float* beta, const float* mean, const float* var,
+                       float epsilon);
+    // (H, W, C) -> (C,), or (1, 1, C) with keepdims.
+    void add_global_pool2d(bool max, bool keepdims);
+    // ZeroPadding2D (pad) or Cropping2D (crop) on an (H, W, C) value.
+    void add_pad2d(bool pad, int64_t top, int64_t bottom, int64_t left, int64_t right);
+    void add_upsample2d(int64_t size_h, int64_t size_w);
+    // Row-major reshape: a view of the current value with `shape` (same size).
+    void add_reshape(std::vector<int64_t> shape);
+    // Keeps `values` alive as long as the Network and returns them: weights made at build time
+    // (a convolution with the batch normalization after it folded in).
+    const float* own(std::vector<float> values);
+
     // The current value's id, and making an earlier value current (to branch from it).
     int current() const { return current_; }
     const std::vector<int64_t>& value_shape(int value) const { return values_.at(value).shape; }
@@ -117,6 +143,7 @@ private:
     std::vector<int64_t> input_shape_;
     int64_t input_size_ = 0;
     std::vector<NetworkStep> steps_;
+    std::vector<std::unique_ptr<std::vector<float>>> owned_;
     std::vector<NetworkValue> values_;
     int current_ = 0;
     // The buffer plan for the steps producing the current value (plan_buffers): which steps

@@ -33,6 +33,9 @@ enum class Scratch : int {
     lrn_rows,            // a zero-padded row and two rows of C
     bias_grad_partials,  // dense_bias_grad's per-thread double sums
     prelu_partials,      // PReLU backward's per-block double sums of dalpha
+    batchnorm_partials,  // batch normalization's per-chunk double sums of each channel
+    batchnorm_channels,  // batch normalization's per-channel sums and coefficients
+    global_pool_sums,    // global average pooling's per-channel double sums (per thread)
     softmax_row,         // one row of exp(x - max)
     network_values,      // Network::forward's activation arena (every planned buffer)
     count

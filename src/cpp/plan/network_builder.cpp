@@ -48,13 +48,86 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::prelu: net.add_prelu(w, s.alpha_size); break;
         case PlanOp::lrn: net.add_lrn(s.lrn.depth_radius, s.lrn.bias, s.lrn.alpha, s.lrn.beta); break;
         case PlanOp::view:
-            // Flatten changes the shape (a view of the same buffer); the identities do not.
+            // Flatten and Reshape change the shape (a view of the same buffer); the identities
+            // do not.
             if (net.output_shape() == out_shape) return inputs[0];
-            net.add_flatten();
+            net.add_reshape(out_shape);
             break;
+        case PlanOp::batchnorm:
+            net.add_batchnorm(w, b, weight_of(weights, s.moving_mean),
+                              weight_of(weights, s.moving_variance), s.bn.epsilon);
+            break;
+        case PlanOp::global_avg_pool2d:
+        case PlanOp::global_max_pool2d:
+            net.add_global_pool2d(s.kind == PlanOp::global_max_pool2d, out_shape.size() == 3);
+            break;
+        case PlanOp::zero_pad2d:
+        case PlanOp::crop2d:
+            net.add_pad2d(s.kind == PlanOp::zero_pad2d, s.pad.top, s.pad.bottom, s.pad.left,
+                          s.pad.right);
+            break;
+        case PlanOp::upsample2d: net.add_upsample2d(s.up.SH, s.up.SW); break;
         default: throw std::logic_error(s.label + ": a training fusion reached inference");
     }
     return net.current();
+}
+
+// The only step reading value v (none when it is the network's output), else -1.
+int only_reader(const Plan& plan, int v) {
+    if (v == plan.output) return -1;
+    int reader = -1;
+    for (size_t j = 0; j < plan.steps.size(); ++j)
+        for (int r : plan.steps[j].inputs)
+            if (r == v) {
+                if (reader >= 0 && reader != static_cast<int>(j)) return -1;
+                reader = static_cast<int>(j);
+            }
+    return reader;
+}
+
+// A linear Conv2D whose only reader is a BatchNormalization (neither shared, the conv's output
+// not the network's): the step of that batch normalization, else -1.
+int folded_batchnorm(const Plan& plan, size_t i) {
+    const PlanStep& conv = plan.steps[i];
+    if (conv.kind != PlanOp::conv2d || conv.softmax || conv.act != Activation::linear ||
+        conv.first_call >= 0)
+        return -1;
+    const int reader = only_reader(plan, conv.output);
+    if (reader < 0) return -1;
+    const PlanStep& bn = plan.steps[reader];
+    return bn.kind == PlanOp::batchnorm && bn.first_call < 0 ? reader : -1;
+}
+
+// The activation step (not softmax, not shared) that alone reads a folded batch
+// normalization's output, which the convolution's epilogue then applies; else -1.
+int folded_activation(const Plan& plan, int bn) {
+    const int reader = only_reader(plan, plan.steps[bn].output);
+    if (reader < 0) return -1;
+    const PlanStep& act = plan.steps[reader];
+    return act.kind == PlanOp::activation && act.first_call < 0 ? reader : -1;
+}
+
+// The convolution with the batch normalization after it folded into its weights, at build
+// time into weights the Network owns (the model's own are not changed):
+//   w'[..., k] = w[..., k] * scale_k, b'_k = b_k * scale_k + shift_k,
+// scale = gamma / sqrt(moving_variance + epsilon), shift = beta - moving_mean * scale.
+void add_folded_conv2d(Network& net, const WeightLookup& weights, const PlanStep& s,
+                       const PlanStep& bn, const PlanStep* act) {
+    const Conv2dDims& d = s.conv;
+    const int64_t K = d.K;
+    std::vector<float> scale(K), shift(K);
+    batchnorm_scale_shift(scale.data(), shift.data(), weight_of(weights, bn.kernel),
+                          weight_of(weights, bn.bias), weight_of(weights, bn.moving_mean),
+                          weight_of(weights, bn.moving_variance), K, bn.bn.epsilon);
+    const float* w = weight_of(weights, s.kernel);
+    const float* b = weight_of(weights, s.bias);
+    std::vector<float> fw(static_cast<size_t>(d.KH * d.KW * (d.C / d.groups) * K));
+    for (size_t i = 0; i < fw.size(); ++i) fw[i] = w[i] * scale[i % K];
+    std::vector<float> fb(K);
+    for (int64_t k = 0; k < K; ++k) fb[k] = (b ? b[k] : 0.0f) * scale[k] + shift[k];
+    net.add_conv2d(net.own(std::move(fw)), net.own(std::move(fb)), d.KH, d.KW, K, d.stride_h,
+                   d.stride_w, d.pad_top, d.pad_left, d.OH, d.OW, d.groups,
+                   act ? activation_name(*act) : "linear", act ? act->act_alpha : 1.0f);
 }
 
 }  // namespace
@@ -65,10 +138,28 @@ std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLook
     // The Network's value for each plan value.
     std::vector<int> value_of(plan.values.size(), -1);
     value_of[0] = 0;
-    for (const PlanStep& s : plan.steps) {
+    std::vector<char> folded(plan.steps.size(), 0);
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+        const PlanStep& s = plan.steps[i];
+        if (folded[i]) continue;  // folded into the convolution before it
         std::vector<int> inputs;
         for (int v : s.inputs) inputs.push_back(value_of[v]);
         try {
+            const int bn = folded_batchnorm(plan, i);
+            if (bn >= 0) {
+                // Conv2D + BatchNormalization (+ its activation) as one convolution step.
+                const int act = folded_activation(plan, bn);
+                net->select(inputs[0]);
+                add_folded_conv2d(*net, weight, s, plan.steps[bn], act >= 0 ? &plan.steps[act]
+                                                                            : nullptr);
+                folded[bn] = 1;
+                value_of[s.output] = value_of[plan.steps[bn].output] = net->current();
+                if (act >= 0) {
+                    folded[act] = 1;
+                    value_of[plan.steps[act].output] = net->current();
+                }
+                continue;
+            }
             value_of[s.output] = lower_step(*net, weight, s, inputs, plan.values[s.output].shape);
         } catch (const std::invalid_argument& e) {
             // The Network's own shape checks: say which layer of the config they refused.

@@ -42,6 +42,145 @@ int add_value(Plan& plan, std::vector<int64_t> shape, int view_of = -1) {
     return static_cast<int>(plan.values.size()) - 1;
 }
 
+// -- normalization and spatial layers (issue 19) ----------------------------------------------
+
+const std::vector<json::Value>& array_of(const json::Value& v, const std::string& what) {
+    if (!v.is_array()) fail(what + ": expected a list");
+    return v.array;
+}
+
+// (H, W, C) of a per-sample shape, or a failure naming the layer.
+void require_hwc(const std::vector<int64_t>& shape, const std::string& who) {
+    if (shape.size() != 3)
+        fail(who + ": expects input of shape (H, W, C) per sample, got " + shape_str(shape));
+}
+
+// Keras's padding/cropping forms: n, [h, w] or [[top, bottom], [left, right]].
+std::pair<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> read_two_sides(
+    const json::Value& cfg, const char* key, const std::string& who) {
+    const json::Value& v = cfg.at(key, who.c_str());
+    const std::string what = who + " " + key;
+    if (v.is_number()) {
+        const int64_t n = v.as_int(what.c_str(), 0, kMaxDim);
+        return {{n, n}, {n, n}};
+    }
+    const auto& axes = array_of(v, what);
+    if (axes.size() != 2) fail(what + ": needs two entries (height, width)");
+    std::pair<int64_t, int64_t> sides[2];
+    for (int a = 0; a < 2; ++a) {
+        if (axes[a].is_number()) {
+            const int64_t n = axes[a].as_int(what.c_str(), 0, kMaxDim);
+            sides[a] = {n, n};
+        } else {
+            const auto& pair = array_of(axes[a], what);
+            if (pair.size() != 2) fail(what + ": each axis needs (before, after)");
+            sides[a] = {pair[0].as_int(what.c_str(), 0, kMaxDim),
+                        pair[1].as_int(what.c_str(), 0, kMaxDim)};
+        }
+    }
+    return {sides[0], sides[1]};
+}
+
+bool read_bool(const json::Value& cfg, const char* key, bool otherwise, const std::string& who) {
+    const json::Value* v = cfg.find(key);
+    return v ? v->as_bool((who + " " + key).c_str()) : otherwise;
+}
+
+// The step of a BatchNormalization, global pooling, ZeroPadding2D, Cropping2D, UpSampling2D or
+// Reshape call into `s` with its output shape; false for any other class.
+bool read_normalization_or_spatial(PlanStep& s, std::vector<int64_t>& out, bool& view,
+                                   const std::string& cls, const json::Value& cfg,
+                                   const std::string& name, const std::vector<int64_t>& shape,
+                                   const std::string& who) {
+    view = false;
+    out = shape;
+    if (cls == "BatchNormalization") {
+        if (shape.empty()) fail(who + ": the input has no channel axis");
+        const int64_t rank = static_cast<int64_t>(shape.size());
+        const json::Value* axis = cfg.find("axis");
+        const json::Value* a = axis && axis->is_array() && axis->array.size() == 1
+                                   ? &axis->array[0] : axis;
+        const int64_t ax = a ? a->as_int((who + " axis").c_str(), -rank - 1, rank) : -1;
+        if (ax != -1 && ax != rank)
+            fail(who + ": normalizes the last axis only (axis=-1), got axis " + std::to_string(ax));
+        const double eps = cfg.find("epsilon") ? cfg.at("epsilon", who.c_str()).as_number(
+                                                     (who + " epsilon").c_str()) : 1e-3;
+        const double momentum = cfg.find("momentum") ? cfg.at("momentum", who.c_str()).as_number(
+                                                           (who + " momentum").c_str()) : 0.99;
+        if (!(eps > 0.0) || !(momentum >= 0.0 && momentum <= 1.0))
+            fail(who + ": needs epsilon > 0 and momentum in [0, 1]");
+        const int64_t C = shape.back();
+        s.kind = PlanOp::batchnorm;
+        s.bn = {1, C, static_cast<float>(eps)};
+        for (int64_t k = 0; k + 1 < rank; ++k) s.bn.rows *= shape[k];
+        s.momentum = static_cast<float>(momentum);
+        if (read_bool(cfg, "scale", true, who)) s.kernel = {name + "/gamma", {C}};
+        if (read_bool(cfg, "center", true, who)) s.bias = {name + "/beta", {C}};
+        s.moving_mean = {name + "/moving_mean", {C}};
+        s.moving_variance = {name + "/moving_variance", {C}};
+        return true;
+    }
+    if (cls == "GlobalAveragePooling2D" || cls == "GlobalMaxPooling2D") {
+        require_hwc(shape, who);
+        s.kind = cls == "GlobalMaxPooling2D" ? PlanOp::global_max_pool2d
+                                             : PlanOp::global_avg_pool2d;
+        s.gpool = {1, shape[0], shape[1], shape[2]};
+        out = read_bool(cfg, "keepdims", false, who) ? std::vector<int64_t>{1, 1, shape[2]}
+                                                      : std::vector<int64_t>{shape[2]};
+        return true;
+    }
+    if (cls == "ZeroPadding2D" || cls == "Cropping2D") {
+        require_hwc(shape, who);
+        const bool pad = cls == "ZeroPadding2D";
+        const auto [hs, ws] = read_two_sides(cfg, pad ? "padding" : "cropping", who);
+        const int64_t dh = hs.first + hs.second, dw = ws.first + ws.second;
+        const int64_t OH = pad ? shape[0] + dh : shape[0] - dh;
+        const int64_t OW = pad ? shape[1] + dw : shape[1] - dw;
+        if (OH < 1 || OW < 1 || OH > kMaxDim || OW > kMaxDim)
+            fail(who + ": gives output " + std::to_string(OH) + " x " + std::to_string(OW) +
+                 " for input " + shape_str(shape));
+        s.kind = pad ? PlanOp::zero_pad2d : PlanOp::crop2d;
+        s.pad = {1, pad ? shape[0] : OH, pad ? shape[1] : OW, shape[2],
+                 hs.first, hs.second, ws.first, ws.second};
+        out = {OH, OW, shape[2]};
+        return true;
+    }
+    if (cls == "UpSampling2D") {
+        require_hwc(shape, who);
+        const json::Value* interp = cfg.find("interpolation");
+        if (interp && interp->as_string((who + " interpolation").c_str()) != "nearest")
+            fail(who + ": only interpolation \"nearest\" is supported");
+        const auto [sh, sw] = int_pair(cfg, "size", who);
+        if (shape[0] * sh > kMaxDim || shape[1] * sw > kMaxDim) fail(who + ": output too large");
+        s.kind = PlanOp::upsample2d;
+        s.up = {1, shape[0], shape[1], shape[2], sh, sw};
+        out = {shape[0] * sh, shape[1] * sw, shape[2]};
+        return true;
+    }
+    if (cls == "Reshape") {
+        const auto& target = array_of(cfg.at("target_shape", who.c_str()), who + " target_shape");
+        int64_t size = 1, known = 1, unknown = -1;
+        for (int64_t d : shape) size *= d;
+        out.clear();
+        for (size_t k = 0; k < target.size(); ++k) {
+            const int64_t d = target[k].as_int((who + " target_shape").c_str(), -1, kMaxDim);
+            if (d == 0 || (d == -1 && unknown >= 0))
+                fail(who + ": target_shape needs positive sizes and at most one -1");
+            if (d == -1) unknown = static_cast<int64_t>(k);
+            else known *= d;
+            out.push_back(d);
+        }
+        if (unknown >= 0 && known > 0 && size % known == 0) out[unknown] = size / known;
+        int64_t got = 1;
+        for (int64_t d : out) got *= d;
+        if (out.empty() || got != size)
+            fail(who + ": cannot reshape input " + shape_str(shape) + " to the target shape");
+        view = true;
+        return true;
+    }
+    return false;
+}
+
 // One call of `layer` on the values `inputs`: appends its step and returns the value it writes.
 int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& inputs) {
     const std::string cls = layer.at("class_name", "layer").as_string("layer class_name");
@@ -167,6 +306,12 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
             s.merge_op = op;
         }
         return output(out);
+    }
+    {
+        std::vector<int64_t> out;
+        bool view = false;
+        if (read_normalization_or_spatial(s, out, view, cls, cfg, name, shape, who))
+            return view ? output(out, inputs[0]) : output(out);
     }
     fail(who + ": unknown layer class \"" + cls + "\"");
 }

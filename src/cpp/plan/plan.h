@@ -12,18 +12,22 @@
 #include <vector>
 
 #include "activation.h"
+#include "batchnorm.h"
 #include "conv2d.h"
 #include "dense.h"
 #include "json.h"
 #include "lrn.h"
 #include "merge.h"
 #include "pool2d.h"
+#include "spatial.h"
 
 namespace cnnfast {
 
 enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
-    prelu, lrn, merge, concat, view
+    prelu, lrn, merge, concat, view,
+    // Normalization and spatial reshaping (issue 19); Reshape is a view.
+    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -63,6 +67,15 @@ struct PlanStep {
     int64_t cols = 0;             // softmax: the last axis
     std::vector<int> inputs;
     int output = 0;
+    // BatchNormalization: kernel/bias are gamma/beta (absent without scale/center), and the
+    // moving statistics, which its training forward updates; a frozen one (trainable false)
+    // normalizes with them in training too (Keras 3).
+    BatchNormDims bn{};
+    float momentum = 0.99f;
+    WeightRef moving_mean, moving_variance;
+    GlobalPoolDims gpool{};  // GlobalAverage/MaxPooling2D
+    Pad2dDims pad{};         // ZeroPadding2D (small = input) and Cropping2D (small = output)
+    Upsample2dDims up{};     // UpSampling2D
     // A layer called more than once (a shared layer of a graph): the step of its first call,
     // whose weights every call uses; -1 for a layer called once.
     int first_call = -1;

@@ -10,9 +10,11 @@
 #include <sys/mman.h>
 
 #include "conv2d_pool.h"
+#include "batchnorm.h"
 #include "dropout.h"
 #include "optim.h"
 #include "softmax_xent.h"
+#include "spatial.h"
 
 namespace cnnfast {
 
@@ -36,6 +38,7 @@ float sign_of(float w) { return w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w == 0.0f ?
 
 // Floats of a step's weight gradients: (kernel or alpha, bias).
 std::pair<int64_t, int64_t> weight_floats(const TrainStep& s) {
+    if (s.kind == PlanOp::batchnorm) return {s.dw ? s.bn.C : 0, s.db ? s.bn.C : 0};
     const int64_t bias = s.db ? (s.kind == PlanOp::dense ? s.dense.OUT : s.conv.K) : 0;
     switch (s.kind) {
         case PlanOp::conv2d:
@@ -129,6 +132,10 @@ void TrainPlan::layout(int64_t n) {
                          s.kind == PlanOp::conv2d_relu_maxpool ||
                          s.kind == PlanOp::dropout || s.kind == PlanOp::lrn;
         aux_at_[i] = aux ? take(out) : -1;
+        // BatchNormalization keeps the batch's mean and variance (2C floats) for its backward,
+        // GlobalMaxPooling2D the int32 argmax of its (n, C) output.
+        if (s.kind == PlanOp::batchnorm) aux_at_[i] = take(2 * s.bn.C);
+        if (s.kind == PlanOp::global_max_pool2d) aux_at_[i] = take(out);
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
         bool shared = false;
@@ -250,6 +257,45 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
             }
             case PlanOp::view:
                 break;
+            case PlanOp::batchnorm: {
+                BatchNormDims d = s.bn;
+                d.rows *= n;
+                // Batch statistics, then the moving ones follow (BatchNormalization.forward);
+                // a frozen layer normalizes with the moving statistics (Keras 3).
+                if (s.trainable) {
+                    float* stats = static_cast<float*>(aux);
+                    batchnorm_forward_training(out, stats, stats + d.C, in, s.w, s.b, d);
+                    batchnorm_update_moving(s.moving_mean, s.moving_var, stats, stats + d.C, d.C,
+                                            s.momentum);
+                } else {
+                    batchnorm_forward_inference(out, in, s.w, s.b, s.moving_mean, s.moving_var, d);
+                }
+                break;
+            }
+            case PlanOp::global_avg_pool2d:
+            case PlanOp::global_max_pool2d: {
+                GlobalPoolDims d = s.gpool;
+                d.N = n;
+                if (s.kind == PlanOp::global_avg_pool2d)
+                    global_avg_pool2d_forward(out, in, d);
+                else
+                    global_max_pool2d_forward(out, static_cast<int32_t*>(aux), in, d);
+                break;
+            }
+            case PlanOp::zero_pad2d:
+            case PlanOp::crop2d: {
+                Pad2dDims d = s.pad;
+                d.N = n;
+                if (s.kind == PlanOp::zero_pad2d) zero_pad2d(out, in, d);
+                else crop2d(out, in, d);
+                break;
+            }
+            case PlanOp::upsample2d: {
+                Upsample2dDims d = s.up;
+                d.N = n;
+                upsample2d_nearest_forward(out, in, d);
+                break;
+            }
         }
         // The activation after conv/dense when the kernel did not apply it (Python's
         // _Activation.forward on the layer's pre-activation z).
@@ -465,6 +511,22 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
         if (r != 0) settle(r, t);
         return;
     }
+    if (s.kind == PlanOp::batchnorm) {
+        BatchNormDims d = s.bn;
+        d.rows *= n;
+        float* t = r != 0 ? target(r, part) : nullptr;
+        const float* stats = arena_.get() + aux_at_[i];
+        if (s.trainable) {
+            // No gamma (scale=False): no dgamma, and the scratch's first C floats are db's.
+            batchnorm_backward_training(t, s.dw ? dw : nullptr, db, x, dy, stats,
+                                        stats + d.C, s.w, d);
+            settle_weights();
+        } else if (t) {
+            batchnorm_backward_inference(t, dy, s.w, s.moving_var, d);
+        }
+        if (t) settle(r, t);
+        return;
+    }
     if (r == 0) return;  // the data needs no gradient
     if (identity_backward(s)) {
         if (values_[s.output].grad_alias_of >= 0) {
@@ -506,6 +568,32 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
             LrnDims d = s.lrn;
             d.rows *= n;
             lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
+            break;
+        }
+        case PlanOp::global_avg_pool2d: {
+            GlobalPoolDims d = s.gpool;
+            d.N = n;
+            global_avg_pool2d_backward(t, dy, d);
+            break;
+        }
+        case PlanOp::global_max_pool2d: {
+            GlobalPoolDims d = s.gpool;
+            d.N = n;
+            global_max_pool2d_backward(t, dy, static_cast<const int32_t*>(aux), d);
+            break;
+        }
+        case PlanOp::zero_pad2d:
+        case PlanOp::crop2d: {
+            Pad2dDims d = s.pad;
+            d.N = n;
+            if (s.kind == PlanOp::zero_pad2d) crop2d(t, dy, d);
+            else zero_pad2d(t, dy, d);
+            break;
+        }
+        case PlanOp::upsample2d: {
+            Upsample2dDims d = s.up;
+            d.N = n;
+            upsample2d_nearest_backward(t, dy, d);
             break;
         }
         default:
@@ -581,6 +669,10 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
         if (ps.bias.present()) {
             s.b = weight(ps.bias.key, ps.bias.shape);
             s.db = grad(ps.bias.key, ps.bias.shape);
+        }
+        if (ps.moving_mean.present()) {
+            s.moving_mean = weight(ps.moving_mean.key, ps.moving_mean.shape);
+            s.moving_var = weight(ps.moving_variance.key, ps.moving_variance.shape);
         }
         steps.push_back(std::move(s));
     }

@@ -27,6 +27,9 @@ struct TrainStep : PlanStep {
     const float* b = nullptr;  // bias or null
     float* dw = nullptr;       // their gradients, in the model's gradient arena
     float* db = nullptr;
+    // BatchNormalization's moving statistics, which its training forward updates in place.
+    float* moving_mean = nullptr;
+    float* moving_var = nullptr;
 };
 
 struct TrainValue : PlanValue {
