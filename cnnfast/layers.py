@@ -19,7 +19,7 @@ from cnnfast.shapes import conv_padding, pair
 
 Shape = tuple[int, ...]
 
-_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "softmax")
+_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu", "softmax")
 
 
 def _positive_int(value: Any, what: str, layer: str) -> int:
@@ -260,7 +260,9 @@ class _Activation:
         if not isinstance(kind, str) or kind.lower() not in _ACTIVATIONS:
             raise ValueError(f"{layer}: unknown activation {identifier!r}; known: {list(_ACTIVATIONS)}")
         self.kind = kind.lower()
-        self.alpha = 1.0  # ELU's alpha (Keras default)
+        # ELU's alpha (Keras default 1.0); leaky_relu's negative slope (keras.activations
+        # default 0.2; the LeakyReLU layer sets its own, 0.3 by default).
+        self.alpha = 0.2 if self.kind == "leaky_relu" else 1.0
         self.z: np.ndarray | None = None  # pre-activation of the last forward pass
         self.y: np.ndarray | None = None
 
@@ -692,6 +694,27 @@ class ELU(Activation):
         return {**Layer.get_config(self), "alpha": self.act.alpha}
 
 
+class LeakyReLU(Activation):
+    """Leaky ReLU: y = x for x > 0, negative_slope * x otherwise (Keras 3 default 0.3).
+
+    ``alpha`` is the Keras 2 name of ``negative_slope`` and is accepted for old scripts.
+    """
+
+    def __init__(self, negative_slope: float = 0.3, name=None, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+        super().__init__("leaky_relu", name=name, **kwargs)
+        if isinstance(negative_slope, bool) or not isinstance(
+                negative_slope, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(negative_slope) or negative_slope < 0:
+            raise ValueError(f"{self.describe()}: negative_slope must be a finite number >= 0, "
+                             f"got {negative_slope!r}")
+        self.act.alpha = float(negative_slope)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "negative_slope": self.act.alpha}
+
+
 class Softmax(Activation):
     def __init__(self, axis: int = -1, name=None, **kwargs):
         if axis != -1:
@@ -982,6 +1005,8 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     ELU, Softmax, PReLU, LocalResponseNormalization, Add, Subtract, Multiply, Average, Maximum,
     Concatenate,
 )
+# Activation, noise, convolution-variant and preprocessing layers (issue 19).
+_SERIALIZABLE += (LeakyReLU,)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

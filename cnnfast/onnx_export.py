@@ -102,6 +102,8 @@ class _GraphBuilder:
             self.node("Softmax", [self.x], f"{hint}_softmax", axis=1 if self.nchw else -1)
         elif kind == "elu":
             self.node("Elu", [self.x], f"{hint}_elu", alpha=float(act.alpha))
+        elif kind == "leaky_relu":
+            self.node("LeakyRelu", [self.x], f"{hint}_leaky_relu", alpha=float(act.alpha))
         else:
             op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[kind]
             self.node(op, [self.x], f"{hint}_{kind}")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from more_layers_models import MODELS as MORE_LAYER_MODELS
 from test_arena import core_calls
 
 import cnnfast as cf
@@ -167,6 +168,9 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("shared_output", shared_output, (4,), "sparse"),
     ("shared_input_last", shared_input_last, (4,), "sparse"),
 ]
+
+# Issue 19's layers (LeakyReLU, noise, convolution variants, preprocessing).
+MODELS += [(name, factory, shape, "sparse") for name, (factory, shape) in MORE_LAYER_MODELS.items()]
 
 OPTIMIZERS = {
     "sgd_nesterov": lambda: cf.optimizers.SGD(0.05, momentum=0.9, nesterov=True),

@@ -198,7 +198,7 @@ void test_pool() {
 }
 
 void test_activations() {
-    const char* names[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+    const char* names[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu"};
     for (int64_t n : {int64_t(1), int64_t(17), int64_t(100003)}) {
         auto x = randn(n, 5.0f), dy = randn(n);
         x[0] = NAN;  // NaN must propagate, not crash

@@ -355,7 +355,8 @@ void Network::plan_buffers() {
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
                                    "softmax", "prelu", "lrn", "merge", "concat"};
-    static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+    static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
+                                  "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
     std::vector<std::string> lines;
     for (size_t i : run_) {

@@ -31,6 +31,8 @@ void set_activation(PlanStep& s, const std::string& name, const std::string& who
     }
     if (!activation_from_name(name.c_str(), &s.act))
         fail(who + ": unknown activation '" + name + "'");
+    // keras.activations.leaky_relu's default slope (the LeakyReLU layer's is 0.3, set there).
+    if (s.act == Activation::leaky_relu) s.act_alpha = 0.2f;
 }
 
 int add_value(Plan& plan, std::vector<int64_t> shape, int view_of = -1) {
@@ -131,6 +133,18 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         // A linear activation returns its input (_Activation.forward).
         if (!s.softmax && s.act == Activation::linear) return output(shape, inputs[0]);
         s.kind = s.softmax ? PlanOp::softmax : PlanOp::activation;
+        return output(shape);
+    }
+    if (cls == "LeakyReLU") {
+        // Keras 3 LeakyReLU(negative_slope=0.3); Keras 2 configs name it "alpha".
+        const json::Value* slope = cfg.find("negative_slope");
+        if (!slope) slope = cfg.find("alpha");
+        s.act = Activation::leaky_relu;
+        s.act_alpha = slope ? static_cast<float>(slope->as_number((who + " negative_slope").c_str()))
+                            : 0.3f;
+        if (!(s.act_alpha >= 0.0f)) fail(who + ": negative_slope must be >= 0");
+        s.kind = PlanOp::activation;
+        s.cols = shape.empty() ? 1 : shape.back();
         return output(shape);
     }
     if (merge_op_of(cls, &op) || cls == "Concatenate") {
@@ -301,6 +315,7 @@ std::string activation_name(const PlanStep& s) {
         case Activation::tanh: return "tanh";
         case Activation::elu: return "elu";
         case Activation::swish: return "swish";
+        case Activation::leaky_relu: return "leaky_relu";
     }
     return "linear";
 }

@@ -1,0 +1,30 @@
+"""Small models using the issue-19 layers (activation, noise, convolution variants,
+preprocessing), shared by the plan, executor, saving, ONNX and C API tests."""
+
+from __future__ import annotations
+
+import cnnfast as cf
+from cnnfast import layers as L
+
+
+def leaky_net() -> cf.Sequential:
+    """LeakyReLU layers (default and explicit slope) and leaky_relu as a conv and Dense
+    activation (keras.activations' slope 0.2)."""
+    return cf.Sequential([
+        L.Input((8, 8, 3)),
+        L.Conv2D(4, 3, padding="same", activation="leaky_relu"),
+        L.LeakyReLU(),
+        L.MaxPooling2D(2),
+        L.Conv2D(5, 3),
+        L.LeakyReLU(negative_slope=0.05),
+        L.Flatten(),
+        L.Dense(6, activation="leaky_relu"),
+        L.Dense(3, activation="softmax"),
+    ], name="leaky_net")
+
+
+# name -> (factory, input shape): every model here predicts with the C++ executor, trains with
+# the C++ plan, saves and loads, exports to ONNX and runs through the C API.
+MODELS = {
+    "leaky_net": (leaky_net, (8, 8, 3)),
+}
