@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
+__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'rescaling_backward', 'rescaling_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -128,6 +128,10 @@ def pool2d_simd_path() -> str:
 def prelu_backward(dx: numpy.ndarray, dalpha: numpy.ndarray, x: numpy.ndarray, alpha: numpy.ndarray, dy: numpy.ndarray) -> None:
     ...
 def prelu_forward(y: numpy.ndarray, x: numpy.ndarray, alpha: numpy.ndarray) -> None:
+    ...
+def rescaling_backward(dx: numpy.ndarray, dy: numpy.ndarray, scale: numpy.ndarray, naive: bool = False) -> None:
+    ...
+def rescaling_forward(y: numpy.ndarray, x: numpy.ndarray, scale: numpy.ndarray, offset: numpy.ndarray, naive: bool = False) -> None:
     ...
 def set_conv2d_algorithm(name: str) -> bool:
     ...

@@ -11,7 +11,7 @@ Conventions (per image unless a batch size is named):
   adds and fused activations are not counted, as in the papers' and fvcore's counts.
   Pooling: one FLOP (compare or add) per window element per output, padded positions
   included, MACs 0. Activation layers: one FLOP per element (a transcendental counts as one),
-  softmax three (exp, sum, divide), linear zero; PReLU one. LocalResponseNormalization: per
+  softmax three (exp, sum, divide), linear zero; PReLU one; Rescaling two (multiply, add). LocalResponseNormalization: per
   position one square per channel, the window sums (window length - 1 adds each), 2 for
   bias + alpha*sum, 1 for the power and 1 for the final multiply. Dropout, Flatten and Input
   cost 0 (Dropout is the identity at inference).
@@ -299,6 +299,9 @@ def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[in
         return 0, _activation_flops(layer.act.kind, out_elems), False
     if isinstance(layer, L.PReLU):
         return 0, out_elems, False
+    # Issue 19's layers.
+    if isinstance(layer, L.Rescaling):
+        return 0, 2 * out_elems, False  # a multiply and an add per element
     if isinstance(layer, L.LocalResponseNormalization):
         return 0, _lrn_flops(layer, in_shape), False
     if isinstance(layer, L._Merge) and not isinstance(layer, L.Concatenate):

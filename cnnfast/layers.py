@@ -715,6 +715,61 @@ class LeakyReLU(Activation):
         return {**Layer.get_config(self), "negative_slope": self.act.alpha}
 
 
+class Rescaling(Layer):
+    """``y = x * scale + offset`` (Keras ``Rescaling``), e.g. ``Rescaling(1 / 255)`` or
+    ``Rescaling(1 / 127.5, offset=-1)``.
+
+    ``scale`` and ``offset`` are numbers or one value per channel (the last axis). The product
+    is rounded to float32 before the offset is added, as Keras' two float32 operations. No
+    weights; the gradient is ``dy * scale``.
+    """
+
+    def __init__(self, scale: Any, offset: Any = 0.0, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        self.scale = self._read("scale", scale)
+        self.offset = self._read("offset", offset)
+
+    def _read(self, what: str, value: Any) -> float | list[float]:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu" or arr.ndim > 1 or arr.size == 0 \
+                or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.describe()}: {what} must be a finite number or a list of "
+                             f"them (one per channel), got {value!r}")
+        return float(arr) if arr.ndim == 0 else [float(v) for v in arr]
+
+    def _vectors(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """scale and offset as float32 vectors of one length (1 or `channels`)."""
+        s = np.atleast_1d(np.asarray(self.scale, np.float32))
+        o = np.atleast_1d(np.asarray(self.offset, np.float32))
+        for what, v in (("scale", s), ("offset", o)):
+            if v.size not in (1, channels):
+                raise ValueError(f"{self.describe()}: {what} has {v.size} values for "
+                                 f"{channels} channels (need 1 or {channels})")
+        n = max(s.size, o.size)
+        return (np.ascontiguousarray(np.broadcast_to(s, (n,))),
+                np.ascontiguousarray(np.broadcast_to(o, (n,))))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.describe()}: needs at least one axis, got {input_shape}")
+        self._vectors(input_shape[-1])
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.s, o = self._vectors(x.shape[-1])
+        y = self._buffer("y", x.shape)
+        _core.rescaling_forward(y, x, self.s, o)
+        return y
+
+    def backward(self, dy):
+        _core.rescaling_backward(dy, dy, self.s)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
 class Softmax(Activation):
     def __init__(self, axis: int = -1, name=None, **kwargs):
         if axis != -1:
@@ -1006,7 +1061,7 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     Concatenate,
 )
 # Activation, noise, convolution-variant and preprocessing layers (issue 19).
-_SERIALIZABLE += (LeakyReLU,)
+_SERIALIZABLE += (LeakyReLU, Rescaling)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

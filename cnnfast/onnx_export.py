@@ -165,6 +165,12 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
         g.activation(layer.act, hint)
     elif isinstance(layer, L.Activation):
         g.activation(layer.act, hint)
+    elif isinstance(layer, L.Rescaling):
+        scale, offset = layer._vectors(in_shape[-1])
+        if g.nchw:  # per-channel values broadcast over (C, 1, 1)
+            scale, offset = scale.reshape(-1, 1, 1), offset.reshape(-1, 1, 1)
+        g.node("Mul", [g.x, g.const(f"{layer.name}/scale", scale)], f"{hint}_scale")
+        g.node("Add", [g.x, g.const(f"{layer.name}/offset", offset)], hint)
     elif isinstance(layer, L.PReLU):
         alpha = layer.weights_["alpha"]
         if g.nchw:

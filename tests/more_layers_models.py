@@ -23,8 +23,24 @@ def leaky_net() -> cf.Sequential:
     ], name="leaky_net")
 
 
+def rescaling_net() -> cf.Sequential:
+    """Rescaling on the data (scalars) and inside the network (per channel, so its backward
+    runs)."""
+    return cf.Sequential([
+        L.Input((6, 6, 3)),
+        L.Rescaling(1 / 127.5, offset=-1.0),
+        L.Conv2D(4, 3, activation="tanh"),
+        L.Rescaling([0.5, 2.0, -1.0, 3.0], offset=[0.1, 0.0, -0.2, 0.3]),
+        L.Conv2D(3, 2, padding="same"),
+        L.Rescaling(2.0, offset=[1.0, -1.0, 0.5]),
+        L.Flatten(),
+        L.Dense(3, activation="softmax"),
+    ], name="rescaling_net")
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
     "leaky_net": (leaky_net, (8, 8, 3)),
+    "rescaling_net": (rescaling_net, (6, 6, 3)),
 }

@@ -14,8 +14,8 @@ from gradcheck import assert_gradient
 from more_layers_models import MODELS
 
 import cnnfast as cf
+from cnnfast import _core, initializers, ops
 from cnnfast import layers as L
-from cnnfast import ops
 from cnnfast.keras import layers as keras_layers
 
 
@@ -113,3 +113,156 @@ def test_leaky_relu_matches_torch(rng):
 def test_leaky_relu_analyzer_counts_one_flop_per_element():
     model = cf.Sequential([L.Input((4, 4, 2)), L.LeakyReLU()])
     assert cf.analyze(model).layers[-1].flops == 32
+
+
+# -- Rescaling ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,period", [((3,), 1), ((2, 5, 5, 3), 3), ((40001, 7), 7),
+                                          ((70001,), 1)])
+def test_rescaling_kernel_is_two_float32_operations(shape, period, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    scale = rng.uniform(-3, 3, period).astype(np.float32)
+    offset = rng.uniform(-1, 1, period).astype(np.float32)
+    for naive in (False, True):
+        y = np.empty_like(x)
+        _core.rescaling_forward(y, x, scale, offset, naive=naive)
+        # No FMA: the product rounded to float32, then the sum (NumPy's float32 ops), exactly.
+        np.testing.assert_array_equal(y, x * scale + offset)
+        dx = np.empty_like(x)
+        _core.rescaling_backward(dx, x, scale, naive=naive)
+        np.testing.assert_array_equal(dx, x * scale)
+
+
+def test_rescaling_layer_config_reference_and_finite_differences(rng):
+    layer = L.Rescaling([0.5, -2.0], offset=0.25)
+    assert layer.get_config()["scale"] == [0.5, -2.0] and layer.get_config()["offset"] == 0.25
+    assert L.Rescaling(1 / 255).offset == 0.0  # Keras default
+    x = rng.standard_normal((3, 4, 2))
+    y = layer(x.astype(np.float32))
+    ref = x * np.array([0.5, -2.0]) + 0.25
+    np.testing.assert_allclose(y, ref, rtol=2e-7, atol=1e-7)  # float32 rounding of x, y
+    w = rng.standard_normal(x.shape)
+    layer.forward(x.astype(np.float32), training=True)
+    dx = layer.backward(w.astype(np.float32))
+
+    def f():
+        return float(np.sum(w * layer.forward(x.astype(np.float32), training=True)))
+
+    assert_gradient(f, x, dx.astype(np.float64))  # gradcheck's default tolerances
+    with pytest.raises(ValueError, match="Rescaling.*3 channels"):
+        layer.build((4, 3))
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        L.Rescaling("x")
+
+
+def test_rescaling_analyzer_counts_a_multiply_and_an_add():
+    model = cf.Sequential([L.Input((4, 4, 2)), L.Rescaling(0.5)])
+    assert cf.analyze(model).layers[-1].flops == 64
+
+
+def test_rescaling_bindings_check_shapes():
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"rescaling_forward: scale \(2,\)"):
+        _core.rescaling_forward(x.copy(), x, np.ones(2, np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="offset"):
+        _core.rescaling_forward(x.copy(), x, np.ones(3, np.float32), np.ones(1, np.float32))
+
+
+# -- initializers -------------------------------------------------------------------------------
+
+KERNEL = (3, 3, 64, 128)  # fan_in 576, fan_out 1152
+
+
+@pytest.mark.parametrize("name,variance", [
+    ("he_normal", 2 / 576), ("he_uniform", 2 / 576), ("glorot_normal", 2 / (576 + 1152)),
+    ("glorot_uniform", 2 / (576 + 1152)), ("lecun_normal", 1 / 576), ("lecun_uniform", 1 / 576),
+])
+def test_variance_scaling_initializers_have_the_keras_variance(name, variance):
+    cf.set_seed(0)
+    w32 = initializers.get(name)(KERNEL)
+    assert w32.dtype == np.float32 and w32.shape == KERNEL
+    w = w32.astype(np.float64)
+    # 73,728 draws: the sample variance is within 4 standard errors (sqrt(2/n) relative
+    # for a normal, less for the bounded ones) = 2.1%, the mean within 4 sigma / sqrt(n).
+    assert abs(w.var() / variance - 1) < 0.021
+    assert abs(w.mean()) < 4 * np.sqrt(variance / w.size)
+    if name.endswith("_normal"):
+        # Truncated at 2 stddev of the corrected distribution: the bound of Keras' formula.
+        bound = 2 * np.sqrt(variance) / 0.87962566103423978
+        assert np.abs(w).max() <= bound * (1 + 1e-6)
+        assert np.abs(w).max() > 0.95 * bound  # and reached: truncated, not clipped sooner
+    else:
+        limit = np.sqrt(3 * variance)
+        assert np.abs(w).max() <= limit * (1 + 1e-6) and np.abs(w).max() > 0.99 * limit
+
+
+def test_truncated_normal_correction_constant():
+    # The standard deviation of a unit normal truncated to [-2, 2].
+    from scipy import stats
+
+    assert abs(stats.truncnorm(-2, 2).std() - initializers.TRUNCATED_STDDEV_FACTOR) < 1e-12
+
+
+def test_simple_initializers():
+    assert np.all(initializers.get("zeros")((2, 3)) == 0)
+    assert np.all(initializers.get("ones")((2, 3)) == 1)
+    assert np.all(initializers.Constant(0.5)((4,)) == 0.5)
+    assert np.all(initializers.get("constant")((4,)) == 0.0)  # Keras default value
+    cf.set_seed(1)
+    w = initializers.get("random_normal")((200, 500)).astype(np.float64)
+    assert abs(w.std() / 0.05 - 1) < 0.01 and abs(w.mean()) < 4 * 0.05 / np.sqrt(w.size)
+    t = initializers.get("truncated_normal")((200, 500)).astype(np.float64)
+    assert np.abs(t).max() <= 0.1 * (1 + 1e-6)  # two stddev of 0.05, no variance correction
+    # The variance of N(0, 0.05) truncated at 2 sigma: 0.05^2 * 0.8796^2.
+    assert abs(t.std() / (0.05 * 0.87962566103423978) - 1) < 0.01
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (3, 3, 4, 8), (3, 3, 16, 8)])
+def test_orthogonal_initializer(shape):
+    cf.set_seed(2)
+    w = initializers.Orthogonal(gain=1.5)(shape).astype(np.float64).reshape(-1, shape[-1])
+    rows, cols = w.shape
+    gram = w.T @ w if rows >= cols else w @ w.T
+    # Orthonormal columns (or rows, whichever are fewer) times the gain; float32 storage.
+    np.testing.assert_allclose(gram, 2.25 * np.eye(min(rows, cols)), atol=1e-5)
+    with pytest.raises(ValueError, match="rank >= 2"):
+        initializers.get("orthogonal")((5,))
+
+
+def test_initializers_follow_set_seed_and_their_own_seed():
+    cf.set_seed(7)
+    a = initializers.get("he_normal")((5, 5))
+    cf.set_seed(7)
+    np.testing.assert_array_equal(initializers.HeNormal()((5, 5)), a)
+    seeded = initializers.HeNormal(seed=3)
+    np.testing.assert_array_equal(seeded((5, 5)), seeded((5, 5)))  # Keras 3: same every call
+    assert not np.array_equal(seeded((5, 5)), a)
+
+
+def test_initializers_by_name_object_and_dict():
+    for name in ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal",
+                 "orthogonal", "zeros", "ones", "constant", "random_normal",
+                 "truncated_normal", "random_uniform", "variance_scaling"]:
+        init = initializers.get(name)
+        assert initializers.get(initializers.serialize(init)).get_config() == init.get_config()
+    init = initializers.get({"class_name": "RandomNormal", "config": {"stddev": 0.2, "seed": 4}})
+    assert (init.stddev, init.seed) == (0.2, 4)
+    assert isinstance(initializers.get("HeNormal"), initializers.HeNormal)
+    with pytest.raises(ValueError, match="unknown initializer"):
+        initializers.get("he_normall")
+    # In a layer, by string and by object.
+    cf.set_seed(0)
+    conv = L.Conv2D(4, 3, kernel_initializer=initializers.Constant(0.25),
+                    bias_initializer="ones")
+    conv.build((5, 5, 2))
+    assert np.all(conv.kernel == 0.25) and np.all(conv.bias == 1.0)
+    dense = L.Dense(3, kernel_initializer="orthogonal")
+    dense.build((3,))
+    np.testing.assert_allclose(dense.kernel @ dense.kernel.T, np.eye(3), atol=1e-6)
+
+
+def test_keras_initializers_namespace():
+    from cnnfast.keras import initializers as K
+
+    assert K.HeNormal is initializers.HeNormal and K.get is initializers.get
+    assert isinstance(K.he_normal, initializers.HeNormal)

@@ -17,6 +17,7 @@ void bind_lrn(py::module_& m);
 void bind_network(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_train_plan(py::module_& m);
+void bind_rescaling(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_network(m);
     cnnfast::bind::bind_merge(m);
     cnnfast::bind::bind_train_plan(m);
+    cnnfast::bind::bind_rescaling(m);
 }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "rescaling.h"
 #include "softmax_xent.h"
 #include "workspace.h"
 
@@ -48,7 +49,7 @@ void parse_activation(const std::string& ctx, const std::string& name, NetworkSt
 // Steps that may write their output over their input (y may alias x).
 bool in_place(const NetworkStep& s) {
     return s.kind == StepKind::activation || s.kind == StepKind::softmax ||
-           s.kind == StepKind::prelu;
+           s.kind == StepKind::prelu || s.kind == StepKind::rescaling;
 }
 
 // ReLU runs in the conv/dense kernels' epilogue, on each tile while it is in registers.
@@ -216,6 +217,22 @@ void Network::add_lrn(int64_t depth_radius, float bias, float alpha, float beta)
     push(s, shape);
 }
 
+void Network::add_rescaling(const std::vector<float>& scale, const std::vector<float>& offset) {
+    const std::string ctx = "Network.add_rescaling on input " + shape_str();
+    const int64_t last = cur_shape().back();
+    const int64_t period = static_cast<int64_t>(scale.size());
+    if (period < 1 || scale.size() != offset.size() || (period != 1 && period != last))
+        throw std::invalid_argument(ctx + ": scale and offset need one length, 1 or " +
+                                    std::to_string(last) + ", got " +
+                                    std::to_string(scale.size()) + " and " +
+                                    std::to_string(offset.size()));
+    NetworkStep s{};
+    s.kind = StepKind::rescaling;
+    s.scale = scale;
+    s.offset = offset;
+    push(s, cur_shape());
+}
+
 void Network::add_flatten() {
     const int root = values_[current_].view_of >= 0 ? values_[current_].view_of : current_;
     current_ = add_value({values_[current_].size}, root);
@@ -354,7 +371,7 @@ void Network::plan_buffers() {
 
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
-                                   "softmax", "prelu", "lrn", "merge", "concat"};
+                                   "softmax", "prelu", "lrn", "merge", "concat", "rescaling"};
     static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
                                   "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
@@ -449,6 +466,10 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 lrn_forward(dst, nullptr, cur, d);
                 break;
             }
+            case StepKind::rescaling:
+                rescaling_forward(dst, cur, s.scale.data(), s.offset.data(), n * s.out_size,
+                                  static_cast<int64_t>(s.scale.size()));
+                break;
             case StepKind::merge:
             case StepKind::concat:
                 ins.clear();

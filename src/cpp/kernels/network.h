@@ -25,7 +25,8 @@
 namespace cnnfast {
 
 enum class StepKind : int {
-    conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat
+    conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat,
+    rescaling
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -45,6 +46,7 @@ struct NetworkStep {
     float act_alpha = 1.0f;
     MergeOp merge_op = MergeOp::add;
     std::vector<int64_t> widths;        // concat: each input's last-axis width
+    std::vector<float> scale, offset;   // rescaling: owned copies, one period each
     int64_t in_size = 0, out_size = 0;  // floats per sample
     std::vector<int> inputs;            // the values read
     int output = 0;                     // the value written
@@ -81,6 +83,9 @@ public:
     // alpha of alpha_size elements repeating over the flat sample (Keras PReLU, leading shared axes).
     void add_prelu(const float* alpha, int64_t alpha_size);
     void add_lrn(int64_t depth_radius, float bias, float alpha, float beta);
+    // y = x * scale + offset (Keras Rescaling); scale and offset of one length, 1 or the last
+    // axis, repeating over the flat sample. Copied into the step.
+    void add_rescaling(const std::vector<float>& scale, const std::vector<float>& offset);
     // Row-major flatten: a view of the current value with shape (size,).
     void add_flatten();
     // Merge steps read `values` (all of one shape; subtract takes two) or concatenate them on

@@ -47,6 +47,7 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::softmax: net.add_activation(activation_name(s), s.act_alpha); break;
         case PlanOp::prelu: net.add_prelu(w, s.alpha_size); break;
         case PlanOp::lrn: net.add_lrn(s.lrn.depth_radius, s.lrn.bias, s.lrn.alpha, s.lrn.beta); break;
+        case PlanOp::rescaling: net.add_rescaling(s.scale, s.offset); break;
         case PlanOp::view:
             // Flatten changes the shape (a view of the same buffer); the identities do not.
             if (net.output_shape() == out_shape) return inputs[0];

@@ -135,6 +135,38 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         s.kind = s.softmax ? PlanOp::softmax : PlanOp::activation;
         return output(shape);
     }
+    if (cls == "Rescaling") {
+        // Keras Rescaling(scale, offset=0.0): scalars, or one value per channel (last axis).
+        const int64_t last = shape.empty() ? 1 : shape.back();
+        auto read = [&](const char* key, double fallback) {
+            std::vector<float> v;
+            const json::Value* f = cfg.find(key);
+            const std::string what = who + " " + key;
+            if (!f) {
+                v.push_back(static_cast<float>(fallback));
+            } else if (f->is_array()) {
+                for (const json::Value& e : f->array)
+                    v.push_back(static_cast<float>(e.as_number(what.c_str())));
+            } else {
+                v.push_back(static_cast<float>(f->as_number(what.c_str())));
+            }
+            if (v.size() != 1 && static_cast<int64_t>(v.size()) != last)
+                fail(what + ": " + std::to_string(v.size()) + " values for input " +
+                     shape_str(shape) + " (need 1 or the last axis, " + std::to_string(last) +
+                     ")");
+            return v;
+        };
+        s.scale = read("scale", 1.0);
+        s.offset = read("offset", 0.0);
+        // Both repeat with one period: a scalar one is widened to the other's length.
+        if (s.scale.size() != s.offset.size()) {
+            const size_t n = std::max(s.scale.size(), s.offset.size());
+            s.scale.resize(n, s.scale[0]);
+            s.offset.resize(n, s.offset[0]);
+        }
+        s.kind = PlanOp::rescaling;
+        return output(shape);
+    }
     if (cls == "LeakyReLU") {
         // Keras 3 LeakyReLU(negative_slope=0.3); Keras 2 configs name it "alpha".
         const json::Value* slope = cfg.find("negative_slope");

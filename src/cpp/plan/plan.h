@@ -23,7 +23,9 @@ namespace cnnfast {
 
 enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
-    prelu, lrn, merge, concat, view
+    prelu, lrn, merge, concat, view,
+    // Issue 19's layers.
+    rescaling
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -61,6 +63,8 @@ struct PlanStep {
     MergeOp merge_op = MergeOp::add;
     std::vector<int64_t> widths;  // concat: each input's last-axis width
     int64_t cols = 0;             // softmax: the last axis
+    // Rescaling: y = x * scale + offset, both of one length (1 or the last axis), repeating.
+    std::vector<float> scale, offset;
     std::vector<int> inputs;
     int output = 0;
     // A layer called more than once (a shared layer of a graph): the step of its first call,

@@ -12,6 +12,7 @@
 #include "conv2d_pool.h"
 #include "dropout.h"
 #include "optim.h"
+#include "rescaling.h"
 #include "softmax_xent.h"
 
 namespace cnnfast {
@@ -248,6 +249,10 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                     concat_forward(out, ins.data(), s.widths.data(), k, count / s.cols);
                 break;
             }
+            case PlanOp::rescaling:
+                rescaling_forward(out, in, s.scale.data(), s.offset.data(), count,
+                                  static_cast<int64_t>(s.scale.size()));
+                break;
             case PlanOp::view:
                 break;
         }
@@ -489,6 +494,10 @@ void TrainPlan::backward(int64_t n) {
                 lrn_backward(t, x, y, static_cast<const float*>(aux), dy, d);
                 break;
             }
+            case PlanOp::rescaling:
+                rescaling_backward(t, dy, s.scale.data(), count,
+                                   static_cast<int64_t>(s.scale.size()));
+                break;
             default:
                 throw std::logic_error("TrainPlan: no backward for step " + s.label);
         }
