@@ -31,7 +31,8 @@ Conventions (per image unless a batch size is named):
   parameter, SGD with momentum 1, plain SGD 0). Flatten outputs are views and take no memory;
   pooling indices, dropout masks, LRN scales and im2col scratch are not counted.
 * **Receptive field.** Per spatial axis, r = r_prev + (F - 1) * j_prev and j = j_prev * S
-  (jump = product of strides) through Conv2D and pooling layers; elementwise layers (activations,
+  (jump = product of strides) through Conv2D and pooling layers, F being a dilated kernel's
+  span (K - 1) * dilation + 1; elementwise layers (activations,
   Dropout, LRN, PReLU) keep them. A merge layer takes the largest field among its inputs (the
   field along the longest path of a graph). Flatten and Dense (and every layer after them) are
   listed with the whole input and no jump. Fields may exceed the input size when padding is used.
@@ -246,7 +247,7 @@ def _window_geometry(layer: L.Layer, in_shape: Shape):
     if isinstance(layer, L.Conv2D):
         pad = layer.padding
         pads = (pad, pad) if isinstance(pad, str) else ((pad[0], pad[0]), (pad[1], pad[1]))
-        return layer.kernel_size, layer.strides, pads
+        return layer.window, layer.strides, pads  # the span of a dilated kernel
     if isinstance(layer, L._Pool2D):
         return layer.pool_size, layer.strides, (layer.padding, layer.padding)
     return None

@@ -345,7 +345,8 @@ class Conv2D(Layer):
     Parameters follow Keras: `filters`, `kernel_size`, `strides=(1, 1)`, `padding="valid"`
     ("valid", "same", or explicit ints / (pad_h, pad_w) as in PyTorch), `activation=None`,
     `use_bias=True`, Glorot-uniform kernel and zero bias. `groups` splits channels into
-    independent groups (AlexNet's two-tower connectivity).
+    independent groups (AlexNet's two-tower connectivity). `dilation_rate` spaces the kernel
+    taps (atrous convolution): a (k, k) kernel with rate d spans (k - 1) * d + 1 inputs.
     """
 
     kernel = _WeightAttribute()
@@ -355,13 +356,15 @@ class Conv2D(Layer):
                  activation: str | None = None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, groups: int = 1,
-                 input_shape=None, name: str | None = None, **kwargs) -> None:
+                 dilation_rate=(1, 1), input_shape=None, name: str | None = None,
+                 **kwargs) -> None:
         super().__init__(name=name, input_shape=input_shape)
-        _reject_unsupported(self, kwargs, {"data_format": "channels_last", "dilation_rate": (1, 1)})
-        who = f"Conv2D '{name}'" if name else "Conv2D"
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"{type(self).__name__} '{name}'" if name else type(self).__name__
         self.filters = _positive_int(filters, "filters", who)
         self.kernel_size = _positive_pair(kernel_size, "kernel_size", who)
         self.strides = _positive_pair(strides, "strides", who)
+        self.dilation_rate = _positive_pair(dilation_rate, "dilation_rate", who)
         self.groups = _positive_int(groups, "groups", who)
         if self.filters % self.groups:
             raise ValueError(f"{who}: filters={self.filters} is not divisible by groups={self.groups}")
@@ -394,15 +397,23 @@ class Conv2D(Layer):
             )
         pads = self.padding if isinstance(self.padding, str) else None
         ph, pw = (0, 0) if pads else self.padding
+        kh, kw = self.window
         try:
-            top, _, oh = conv_padding(h, self.kernel_size[0], self.strides[0], pads or (ph, ph))
-            left, _, ow = conv_padding(w, self.kernel_size[1], self.strides[1], pads or (pw, pw))
+            top, _, oh = conv_padding(h, kh, self.strides[0], pads or (ph, ph))
+            left, _, ow = conv_padding(w, kw, self.strides[1], pads or (pw, pw))
         except ValueError as err:
             raise ValueError(
-                f"{self.describe()}: kernel {self.kernel_size} with strides {self.strides} and padding "
+                f"{self.describe()}: kernel {self.kernel_size}"
+                f"{'' if self.dilation_rate == (1, 1) else f' with dilation_rate {self.dilation_rate}'}"
+                f" with strides {self.strides} and padding "
                 f"{self.padding!r} does not fit input shape {tuple(input_shape)}: {err}"
             ) from None
         return top, left, oh, ow
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The input positions the (dilated) kernel spans per axis: (k - 1) * rate + 1."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         _, _, oh, ow = self._geometry(input_shape)
@@ -425,7 +436,8 @@ class Conv2D(Layer):
         super().build(input_shape)
 
     def _args(self):
-        return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups)
+        return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups,
+                self.dilation_rate[0], self.dilation_rate[1])
 
     def forward(self, x, training=False):
         self.x = x
@@ -453,6 +465,7 @@ class Conv2D(Layer):
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
                 "activation": self.act.kind, "use_bias": self.use_bias, "groups": self.groups,
+                "dilation_rate": list(self.dilation_rate),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 

@@ -135,8 +135,8 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
         if layer.use_bias:
             inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
         g.node("Conv", inputs, hint, kernel_shape=list(layer.kernel_size),
-               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.kernel_size),
-               group=layer.groups, dilations=[1, 1])
+               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.window),
+               group=layer.groups, dilations=list(layer.dilation_rate))
         g.activation(layer.act, hint)
     elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
         g.to_nchw(layer.describe())

@@ -38,9 +38,26 @@ def rescaling_net() -> cf.Sequential:
     ], name="rescaling_net")
 
 
+def dilated_net() -> cf.Sequential:
+    """Dilated convolutions: a ReLU head before max pooling (not the fused head kernel, which
+    has no dilation), "same" and explicit padding, unequal rates, a rate with a stride, groups,
+    and 16 -> 16 channels 3x3 (a Winograd shape, which dilation must keep off Winograd)."""
+    return cf.Sequential([
+        L.Input((12, 12, 3)),
+        L.Conv2D(16, 3, dilation_rate=2, activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(16, 3, padding="same", dilation_rate=2, activation="relu"),
+        L.Conv2D(8, (3, 2), padding=(2, 1), dilation_rate=(2, 3), groups=2),
+        L.Conv2D(6, 2, strides=2, dilation_rate=2, use_bias=False, activation="tanh"),
+        L.Flatten(),
+        L.Dense(3, activation="softmax"),
+    ], name="dilated_net")
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
     "leaky_net": (leaky_net, (8, 8, 3)),
     "rescaling_net": (rescaling_net, (6, 6, 3)),
+    "dilated_net": (dilated_net, (12, 12, 3)),
 }

@@ -266,3 +266,111 @@ def test_keras_initializers_namespace():
 
     assert K.HeNormal is initializers.HeNormal and K.get is initializers.get
     assert isinstance(K.he_normal, initializers.HeNormal)
+
+
+# -- dilation_rate ------------------------------------------------------------------------------
+
+def _algorithms() -> list[str]:
+    found = []
+    for name in ["auto", "im2col", "direct", "winograd"]:
+        if _core.set_conv2d_algorithm(name):
+            found.append(name)
+    _core.set_conv2d_algorithm("auto")
+    return found
+
+
+# (x shape, kernel (KH, KW, C/g, K), strides, padding, groups, dilation)
+DILATED = [
+    ((2, 9, 9, 3), (3, 3, 3, 4), 1, "valid", 1, 2),
+    ((1, 11, 10, 16), (3, 3, 16, 16), 1, "same", 1, 2),  # a Winograd shape
+    ((2, 10, 12, 4), (3, 2, 2, 6), (2, 1), (2, 1), 2, (2, 3)),
+    ((1, 7, 7, 2), (2, 2, 2, 3), 2, "same", 1, 3),
+    ((3, 6, 6, 5), (1, 1, 5, 4), 1, "valid", 1, 4),  # 1x1: dilation changes nothing
+]
+
+
+@pytest.mark.parametrize("algorithm", _algorithms())
+@pytest.mark.parametrize("xs,ws,strides,padding,groups,dilation", DILATED)
+def test_dilated_conv2d_matches_torch(algorithm, xs, ws, strides, padding, groups, dilation, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    from cnnfast.shapes import conv_padding, pair
+
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    geo = {"strides": strides, "padding": padding, "groups": groups, "dilation_rate": dilation}
+    assert _core.set_conv2d_algorithm(algorithm)
+    try:
+        y = ops.conv2d(x, w, b, **geo)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx, dw, db = ops.conv2d_backward(x, w, dy, **geo)
+    finally:
+        _core.set_conv2d_algorithm("auto")
+    (sh, sw), (dh, dw_) = pair(strides, "s"), pair(dilation, "d")
+    span = ((ws[0] - 1) * dh + 1, (ws[1] - 1) * dw_ + 1)
+    pads = []
+    for axis, n in ((1, xs[2]), (0, xs[1])):  # F.pad order: width first
+        p = padding if isinstance(padding, str) else (pair(padding, "p")[axis],) * 2
+        before, after, _ = conv_padding(n, span[axis], (sh, sw)[axis], p)
+        pads += [before, after]
+
+    def fn(xt, wt, bt):
+        yt = F.conv2d(F.pad(xt.permute(0, 3, 1, 2), pads), wt.permute(3, 2, 0, 1), bt,
+                      stride=(sh, sw), dilation=(dh, dw_), groups=groups)
+        return yt.permute(0, 2, 3, 1)
+
+    xt, wt, bt = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b))
+    ref = fn(xt, wt, bt)
+    ref.backward(torch.tensor(dy.astype(np.float64)))
+    # fp32 sums of at most KH*KW*C/g = 48 products (forward, dx) or N*OH*OW <= 243 (dw, db) of
+    # O(1) terms against float64: errors ~1e-6 absolute; 1e-4 of the largest |value| bounds them.
+    for got, want in ((y, ref.detach()), (dx, xt.grad), (dw, wt.grad), (db, bt.grad)):
+        want = want.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.abs(want).max())
+    # The naive loops, the oracle kept beside the fast paths, agree too.
+    yn = np.empty_like(y)
+    (pt, pl) = (ops.conv.conv2d_geometry(xs, ws, strides, padding, groups,
+                                         dilation_rate=dilation)[2])
+    _core.conv2d_forward(yn, x, w, b, sh, sw, pt, pl, groups, dh, dw_, naive=True)
+    np.testing.assert_allclose(yn, y, rtol=1e-5, atol=1e-5 * np.abs(y).max())
+
+
+def test_dilated_conv2d_layer_finite_differences(rng):
+    layer = L.Conv2D(3, (3, 2), padding="same", dilation_rate=(2, 3), activation="tanh")
+    x = rng.standard_normal((2, 7, 8, 2))
+    layer.build(x.shape[1:])
+    assert layer.output_shape(x.shape[1:]) == (7, 8, 3) and layer.window == (5, 4)
+    w = rng.standard_normal((2, 7, 8, 3))
+    layer.forward(x.astype(np.float32), training=True)
+    dx = layer.backward(w.astype(np.float32)).astype(np.float64)
+    kernel = layer.weights_["kernel"]
+    dk = layer.gradients_["kernel"].astype(np.float64).copy()
+
+    def f():
+        return float(np.sum(w * layer.forward(x.astype(np.float32), training=True)))
+
+    assert_gradient(f, x, dx)  # gradcheck's default tolerances
+    k64 = kernel.astype(np.float64)
+
+    def fk():
+        kernel[...] = k64
+        return f()
+
+    assert_gradient(fk, k64, dk)
+    kernel[...] = k64
+
+
+def test_dilation_in_config_analyzer_and_errors():
+    conv = L.Conv2D(4, 3, dilation_rate=2, name="c")
+    assert conv.get_config()["dilation_rate"] == [2, 2]
+    model = cf.Sequential([L.Input((9, 11, 1)), conv, L.Conv2D(2, 3, dilation_rate=(1, 3))])
+    report = cf.analyze(model)
+    # Receptive field r += (span - 1) * jump with span = (k - 1) * d + 1: 5, then 7 x 11.
+    assert report.layers[0].receptive_field == (5, 5)
+    assert report.layers[1].receptive_field == (7, 11)
+    assert report.layers[0].macs == 5 * 7 * 4 * 9  # taps counted, not the span
+    with pytest.raises(ValueError, match="dilation_rate"):
+        L.Conv2D(4, 3, dilation_rate=0)
+    with pytest.raises(ValueError, match="dilation_rate.*does not fit"):
+        cf.Sequential([L.Input((4, 4, 1)), L.Conv2D(4, 3, dilation_rate=2)]).build()

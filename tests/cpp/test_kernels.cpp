@@ -104,7 +104,7 @@ void test_gemm() {
 
 void test_conv(const char* algorithm) {
     if (!set_conv2d_algorithm(algorithm)) return;
-    struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g; };
+    struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g, dh = 1, dw = 1; };
     const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
                           {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
                           {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1},
@@ -112,11 +112,16 @@ void test_conv(const char* algorithm) {
                           // One input channel (the column-vectorised kernels): LeNet C1's 5x5x6
                           // with a masked second strip, and K = 3 padded on an odd row count.
                           {2, 11, 21, 1, 5, 5, 6, 1, 1, 0, 0, 1},
-                          {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1}};
+                          {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1},
+                          // Dilated (im2col and the naive loops only): a Winograd shape, unequal
+                          // rates with groups and a stride.
+                          {1, 12, 12, 16, 3, 3, 16, 1, 1, 2, 2, 1, 2, 2},
+                          {2, 11, 13, 4, 3, 2, 6, 2, 1, 1, 2, 2, 2, 3}};
     for (const Case& c : cases) {
-        Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
-        d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;
-        d.OW = (c.W + 2 * c.pl - c.KW) / c.sw + 1;
+        Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g,
+                     c.dh, c.dw};
+        d.OH = (c.H + 2 * c.pt - ((c.KH - 1) * c.dh + 1)) / c.sh + 1;
+        d.OW = (c.W + 2 * c.pl - ((c.KW - 1) * c.dw + 1)) / c.sw + 1;
         auto x = randn(c.N * c.H * c.W * c.C), w = randn(c.KH * c.KW * (c.C / c.g) * c.K), b = randn(c.K);
         const size_t ysz = c.N * d.OH * d.OW * c.K;
         std::vector<float> y1(ysz), y2(ysz);

@@ -56,7 +56,7 @@ bool use_winograd(const Conv2dDims& d, ConvPass pass) {
 bool direct_applies(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 1) return false;
-    if (d.groups != 1 || d.N == 0 || conv2d_input_is_columns(d)) return false;
+    if (d.groups != 1 || d.N == 0 || conv2d_input_is_columns(d) || conv2d_dilated(d)) return false;
     // Maps of at most 4x4 outputs (VGG's last blocks) are mostly padding for the direct kernels'
     // tiles, while their im2col GEMM over the batch is large and efficient (measured 3-4x faster
     // on VGG16-CIFAR block5), unless Winograd computes this pass. Forcing "direct" still takes

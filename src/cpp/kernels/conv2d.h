@@ -12,7 +12,9 @@ namespace cnnfast {
 // Positions outside the input read as zero. OH/OW are given (cnnfast.shapes.conv_padding), so
 // the bottom/right padding is implied and input rows/columns a stride never reaches are ignored.
 // With groups, output channels come in `groups` contiguous blocks of K/groups, block g seeing
-// input channels [g*C/groups, (g+1)*C/groups).
+// input channels [g*C/groups, (g+1)*C/groups). With dilation, kernel tap (kh, kw) reads input
+// (oh*stride_h - pad_top + kh*dilation_h, ow*stride_w - pad_left + kw*dilation_w): the window
+// spans (KH-1)*dilation_h + 1 rows. Dilated convolutions run on im2col (or the naive loops).
 struct Conv2dDims {
     int64_t N, H, W, C;
     int64_t KH, KW, K;
@@ -20,7 +22,11 @@ struct Conv2dDims {
     int64_t stride_h, stride_w;
     int64_t pad_top, pad_left;
     int64_t groups;
+    int64_t dilation_h = 1, dilation_w = 1;
 };
+
+// Whether d has a dilation other than 1 (the paths that do not handle one check this).
+inline bool conv2d_dilated(const Conv2dDims& d) { return d.dilation_h != 1 || d.dilation_w != 1; }
 
 // Floats of im2col scratch one call uses at most (0 for convolutions that need no columns).
 // The kernels take it from the calling thread's workspace (workspace.h); exposed for tests and

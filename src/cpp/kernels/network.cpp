@@ -122,7 +122,8 @@ void Network::push(NetworkStep step, std::vector<int64_t> out_shape) {
 void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                          int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                          int64_t out_h, int64_t out_w, int64_t groups,
-                         const std::string& activation, float act_alpha) {
+                         const std::string& activation, float act_alpha, int64_t dilation_h,
+                         int64_t dilation_w) {
     const std::string ctx = "Network.add_conv2d on input " + shape_str();
     const std::vector<int64_t>& shape = cur_shape();
     if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
@@ -132,12 +133,15 @@ void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t 
         throw std::invalid_argument(ctx + ": groups " + std::to_string(groups) +
                                     " must divide input channels " + std::to_string(C) +
                                     " and filters " + std::to_string(K));
-    check_axis(ctx, "height", H, KH, stride_h, pad_top, out_h);
-    check_axis(ctx, "width", W, KW, stride_w, pad_left, out_w);
+    if (dilation_h < 1 || dilation_w < 1)
+        throw std::invalid_argument(ctx + ": dilation must be >= 1");
+    // A dilated kernel spans (K - 1) * dilation + 1 input positions.
+    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
+    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
     NetworkStep s{};
     s.kind = StepKind::conv2d;
     s.conv = Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top, pad_left,
-                        groups};
+                        groups, dilation_h, dilation_w};
     s.weight = w;
     s.bias = bias;
     s.rows = out_h * out_w;

@@ -72,7 +72,7 @@ public:
     void add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                     int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                     int64_t out_h, int64_t out_w, int64_t groups, const std::string& activation,
-                    float act_alpha);
+                    float act_alpha, int64_t dilation_h = 1, int64_t dilation_w = 1);
     void add_pool2d(bool max, int64_t PH, int64_t PW, int64_t stride_h, int64_t stride_w,
                     int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w);
     // w (IN,OUT) acting on the last axis, bias (OUT,) or null.

@@ -30,7 +30,8 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::conv2d: {
             const Conv2dDims& d = s.conv;
             net.add_conv2d(w, b, d.KH, d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left,
-                           d.OH, d.OW, d.groups, activation_name(s), s.act_alpha);
+                           d.OH, d.OW, d.groups, activation_name(s), s.act_alpha, d.dilation_h,
+                           d.dilation_w);
             break;
         }
         case PlanOp::dense:

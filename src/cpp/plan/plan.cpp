@@ -292,7 +292,8 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
         const Conv2dDims& c = conv.conv;
         const Pool2dDims& p = pool.pool;
         if (pool.kind != PlanOp::max_pool2d || pool.first_call >= 0 || pool.output == plan.output ||
-            c.groups != 1 || c.stride_h != 1 || c.stride_w != 1 || c.pad_top || c.pad_left ||
+            c.groups != 1 || conv2d_dilated(c) || c.stride_h != 1 || c.stride_w != 1 ||
+            c.pad_top || c.pad_left ||
             c.OH != c.H - c.KH + 1 || c.OW != c.W - c.KW + 1 || p.PH != 2 || p.PW != 2 ||
             p.stride_h != 2 || p.stride_w != 2 || p.pad_top || p.pad_left ||
             p.OH != (c.OH - 2) / 2 + 1 || p.OW != (c.OW - 2) / 2 + 1 ||
