@@ -6,7 +6,8 @@ no weights are created and nothing is run, so VGG19 at 224x224 is analysed insta
 Conventions (per image unless a batch size is named):
 
 * **MACs / FLOPs.** Conv2D: MACs = OH*OW*K * KH*KW*C/groups, every window tap counted, padded
-  ones included (that is what im2col + GEMM executes). Dense: MACs = inputs*units (times the
+  ones included (that is what im2col + GEMM executes); DepthwiseConv2D OH*OW*C*M * KH*KW;
+  SeparableConv2D that plus the pointwise OH*OW*C*M*filters. Dense: MACs = inputs*units (times the
   leading axes for inputs of rank > 1). FLOPs = 2*MACs for both (one multiply, one add); bias
   adds and fused activations are not counted, as in the papers' and fvcore's counts.
   Pooling: one FLOP (compare or add) per window element per output, padded positions
@@ -287,6 +288,14 @@ def _lrn_flops(layer: L.LocalResponseNormalization, shape: Shape) -> int:
 def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[int, int, bool]:
     """(MACs, FLOPs, is a GEMM layer) of one forward pass for one image."""
     out_elems = math.prod(out_shape)
+    # Issue 19: depthwise taps see one input channel; separable adds the pointwise 1x1.
+    if isinstance(layer, L.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        depthwise = out_shape[0] * out_shape[1] * in_shape[-1] * layer.depth_multiplier * kh * kw
+        pointwise = 0
+        if isinstance(layer, L.SeparableConv2D):
+            pointwise = math.prod(out_shape) * in_shape[-1] * layer.depth_multiplier
+        return depthwise + pointwise, 2 * (depthwise + pointwise), True
     if isinstance(layer, L.Conv2D):
         kh, kw = layer.kernel_size
         macs = out_elems * kh * kw * (in_shape[-1] // layer.groups)

@@ -351,6 +351,8 @@ class Conv2D(Layer):
 
     kernel = _WeightAttribute()
     bias = _WeightAttribute()
+    # The name of the convolution's kernel weight (DepthwiseConv2D: "depthwise_kernel").
+    _kernel_key = "kernel"
 
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
                  activation: str | None = None, use_bias: bool = True,
@@ -429,11 +431,15 @@ class Conv2D(Layer):
     def build(self, input_shape: Shape) -> None:
         self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
         shapes = self.param_shapes(input_shape)
-        self._add_weight("kernel", shapes["kernel"], self.kernel_initializer,
+        self._add_weight(self._kernel_key, shapes[self._kernel_key], self.kernel_initializer,
                          self.kernel_regularizer)
         if self.use_bias:
             self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
         super().build(input_shape)
+
+    def _conv_kernel(self, kernel: np.ndarray) -> np.ndarray:
+        """The kernel weight (or its gradient) as the kernels read it, (KH, KW, C/groups, K)."""
+        return kernel
 
     def _args(self):
         return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups,
@@ -443,8 +449,8 @@ class Conv2D(Layer):
         self.x = x
         z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.filters))
         fused = self.act.conv_kernel_activation
-        _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args(),
-                             activation=fused)
+        _core.conv2d_forward(z, x, self._conv_kernel(self.weights_[self._kernel_key]),
+                             self.weights_.get("bias"), *self._args(), activation=fused)
         # The derivatives of the fused activations are read off the output (relu: y > 0 iff
         # z > 0; tanh: 1 - y^2; sigmoid: y (1 - y)), so the fused output serves as z.
         return self.act.forward(self, z, applied=fused != "linear")
@@ -452,12 +458,13 @@ class Conv2D(Layer):
     def backward(self, dy, activation_done=False):
         # activation_done: dy is the gradient of the pre-activation (softmax + cross-entropy).
         dz = self.act.backward(dy, activation_done)
-        _core.conv2d_backward_weights(self.gradients_["kernel"], self.gradients_.get("bias"),
-                                      self.x, dz, *self._args())
+        _core.conv2d_backward_weights(self._conv_kernel(self.gradients_[self._kernel_key]),
+                                      self.gradients_.get("bias"), self.x, dz, *self._args())
         if not self.need_input_grad:
             return None
         dx = self._buffer("dx", self.x.shape)
-        _core.conv2d_backward_data(dx, dz, self.weights_["kernel"], *self._args())
+        _core.conv2d_backward_data(dx, dz, self._conv_kernel(self.weights_[self._kernel_key]),
+                                   *self._args())
         return dx
 
     def get_config(self):
@@ -468,6 +475,154 @@ class Conv2D(Layer):
                 "dilation_rate": list(self.dilation_rate),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class DepthwiseConv2D(Conv2D):
+    """Depthwise 2-D convolution (Keras ``DepthwiseConv2D``): each input channel convolved with
+    its own ``depth_multiplier`` filters, output channel ``c * depth_multiplier + m``.
+
+    The weight ``depthwise_kernel`` has Keras' shape (KH, KW, C, depth_multiplier); ``bias``
+    (C * depth_multiplier,). Strides, padding, dilation_rate and activation as in
+    :class:`Conv2D`. It runs as a convolution of C groups on the depthwise kernels.
+    """
+
+    depthwise_kernel = _WeightAttribute()
+    _kernel_key = "depthwise_kernel"
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier: int = 1,
+                 activation: str | None = None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, dilation_rate=(1, 1),
+                 input_shape=None, name: str | None = None, **kwargs) -> None:
+        super().__init__(1, kernel_size, strides=strides, padding=padding, activation=activation,
+                         use_bias=use_bias, kernel_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer, dilation_rate=dilation_rate,
+                         input_shape=input_shape, name=name, **kwargs)
+        who = f"DepthwiseConv2D '{name}'" if name else "DepthwiseConv2D"
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", who)
+        self.filters = self.depth_multiplier  # C * depth_multiplier once the input is known
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _, _, oh, ow = self._geometry(input_shape)
+        return (oh, ow, input_shape[-1] * self.depth_multiplier)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        c, m = input_shape[-1], self.depth_multiplier
+        shapes = {"depthwise_kernel": (kh, kw, c, m)}
+        if self.use_bias:
+            shapes["bias"] = (c * m,)
+        return shapes
+
+    def build(self, input_shape: Shape) -> None:
+        self.output_shape(input_shape)  # validates before the channel count is taken
+        self.groups = input_shape[-1]
+        self.filters = input_shape[-1] * self.depth_multiplier
+        super().build(input_shape)
+
+    def _conv_kernel(self, kernel):
+        # (KH, KW, C, M) is (KH, KW, 1, C*M) in memory: a view, gradients land in the weight.
+        kh, kw, c, m = kernel.shape
+        return kernel.reshape(kh, kw, 1, c * m)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+                "depth_multiplier": self.depth_multiplier, "activation": self.act.kind,
+                "use_bias": self.use_bias, "dilation_rate": list(self.dilation_rate),
+                "depthwise_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class SeparableConv2D(DepthwiseConv2D):
+    """Depthwise separable convolution (Keras ``SeparableConv2D``, MobileNet's block): a
+    depthwise convolution (``depthwise_kernel`` (KH, KW, C, depth_multiplier), no bias) then a
+    pointwise 1x1 convolution (``pointwise_kernel`` (1, 1, C * depth_multiplier, filters)) with
+    ``bias`` (filters,) and the activation. Strides, padding and dilation_rate apply to the
+    depthwise part.
+    """
+
+    pointwise_kernel = _WeightAttribute()
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
+                 depth_multiplier: int = 1, activation: str | None = None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, dilation_rate=(1, 1),
+                 input_shape=None, name: str | None = None, **kwargs) -> None:
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, activation=activation,
+                         use_bias=use_bias, depthwise_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         depthwise_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer, dilation_rate=dilation_rate,
+                         input_shape=input_shape, name=name, **kwargs)
+        who = f"SeparableConv2D '{name}'" if name else "SeparableConv2D"
+        self.pointwise_filters = _positive_int(filters, "filters", who)
+        self.pointwise_initializer = pointwise_initializer
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        oh, ow, _ = super().output_shape(input_shape)
+        return (oh, ow, self.pointwise_filters)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        cm = input_shape[-1] * self.depth_multiplier
+        shapes = {"depthwise_kernel": (kh, kw, input_shape[-1], self.depth_multiplier),
+                  "pointwise_kernel": (1, 1, cm, self.pointwise_filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.pointwise_filters,)
+        return shapes
+
+    def build(self, input_shape: Shape) -> None:
+        self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
+        self.groups = input_shape[-1]
+        self.filters = input_shape[-1] * self.depth_multiplier  # the depthwise outputs
+        shapes = self.param_shapes(input_shape)
+        self._add_weight("depthwise_kernel", shapes["depthwise_kernel"], self.kernel_initializer,
+                         self.kernel_regularizer)
+        self._add_weight("pointwise_kernel", shapes["pointwise_kernel"],
+                         self.pointwise_initializer, self.pointwise_regularizer)
+        if self.use_bias:
+            self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+        Layer.build(self, input_shape)
+
+    def forward(self, x, training=False):
+        # The same kernels in the same order as the plan's two steps (plan.cpp).
+        self.x = x
+        mid = self._buffer("mid", (x.shape[0], self.oh, self.ow, self.filters))
+        _core.conv2d_forward(mid, x, self._conv_kernel(self.weights_["depthwise_kernel"]), None,
+                             *self._args())
+        self.mid = mid
+        z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.pointwise_filters))
+        fused = self.act.conv_kernel_activation
+        _core.conv2d_forward(z, mid, self.weights_["pointwise_kernel"], self.weights_.get("bias"),
+                             activation=fused)
+        return self.act.forward(self, z, applied=fused != "linear")
+
+    def backward(self, dy, activation_done=False):
+        dz = self.act.backward(dy, activation_done)
+        _core.conv2d_backward_weights(self.gradients_["pointwise_kernel"],
+                                      self.gradients_.get("bias"), self.mid, dz)
+        dmid = self._buffer("dmid", self.mid.shape)
+        _core.conv2d_backward_data(dmid, dz, self.weights_["pointwise_kernel"])
+        _core.conv2d_backward_weights(self._conv_kernel(self.gradients_["depthwise_kernel"]),
+                                      None, self.x, dmid, *self._args())
+        if not self.need_input_grad:
+            return None
+        dx = self._buffer("dx", self.x.shape)
+        _core.conv2d_backward_data(dx, dmid, self._conv_kernel(self.weights_["depthwise_kernel"]),
+                                   *self._args())
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "filters": self.pointwise_filters,
+                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer)}
 
 
 class _Pool2D(Layer):
@@ -1074,7 +1229,7 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     Concatenate,
 )
 # Activation, noise, convolution-variant and preprocessing layers (issue 19).
-_SERIALIZABLE += (LeakyReLU, Rescaling)
+_SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

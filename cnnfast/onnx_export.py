@@ -128,10 +128,24 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
     hint = layer.name
     if isinstance(layer, L.Dropout):
         return
-    if isinstance(layer, L.Conv2D):
+    if isinstance(layer, L.SeparableConv2D):  # depthwise Conv of C groups, then a 1x1 Conv
         g.to_nchw(layer.describe())
-        kernel = layer.weights_["kernel"].transpose(3, 2, 0, 1)  # (K, C/g, KH, KW)
-        inputs = [g.x, g.const(f"{layer.name}/kernel", kernel)]
+        depthwise = layer._conv_kernel(layer.weights_["depthwise_kernel"]).transpose(3, 2, 0, 1)
+        g.node("Conv", [g.x, g.const(f"{layer.name}/depthwise_kernel", depthwise)],
+               f"{hint}_depthwise", kernel_shape=list(layer.kernel_size),
+               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.window),
+               group=layer.groups, dilations=list(layer.dilation_rate))
+        pointwise = layer.weights_["pointwise_kernel"].transpose(3, 2, 0, 1)
+        inputs = [g.x, g.const(f"{layer.name}/pointwise_kernel", pointwise)]
+        if layer.use_bias:
+            inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
+        g.node("Conv", inputs, hint, kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0])
+        g.activation(layer.act, hint)
+    elif isinstance(layer, L.Conv2D):  # DepthwiseConv2D too: a Conv of C groups
+        g.to_nchw(layer.describe())
+        # (K, C/g, KH, KW)
+        kernel = layer._conv_kernel(layer.weights_[layer._kernel_key]).transpose(3, 2, 0, 1)
+        inputs = [g.x, g.const(f"{layer.name}/{layer._kernel_key}", kernel)]
         if layer.use_bias:
             inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
         g.node("Conv", inputs, hint, kernel_shape=list(layer.kernel_size),

@@ -54,10 +54,40 @@ def dilated_net() -> cf.Sequential:
     ], name="dilated_net")
 
 
+def mobilenet_like() -> cf.Sequential:
+    """DepthwiseConv2D (multiplier 1 with relu, 2 with a stride and dilation) and
+    SeparableConv2D (with relu before max pooling, with a multiplier, without bias)."""
+    return cf.Sequential([
+        L.Input((10, 10, 4)),
+        L.DepthwiseConv2D(3, padding="same", activation="relu"),
+        L.SeparableConv2D(8, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.DepthwiseConv2D((3, 2), strides=(1, 2), padding="same", depth_multiplier=2,
+                          dilation_rate=(2, 1), activation="tanh"),
+        L.SeparableConv2D(6, 2, depth_multiplier=3, use_bias=False, dilation_rate=2),
+        L.LeakyReLU(0.1),
+        L.Flatten(),
+        L.Dense(4, activation="softmax"),
+    ], name="mobilenet_like")
+
+
+def shared_separable_graph() -> cf.Model:
+    """A SeparableConv2D (two plan steps) called twice, on the data and on its own output:
+    the steps of each call are matched by label and their gradients summed."""
+    x = L.Input((6, 6, 4), name="x")
+    sep = L.SeparableConv2D(4, 3, padding="same", activation="relu", name="sep")
+    a = sep(x)
+    b = sep(L.DepthwiseConv2D(3, padding="same", name="dw")(a))
+    h = L.Flatten(name="flat")(L.Add(name="add")([a, b]))
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(h))
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
     "leaky_net": (leaky_net, (8, 8, 3)),
     "rescaling_net": (rescaling_net, (6, 6, 3)),
     "dilated_net": (dilated_net, (12, 12, 3)),
+    "mobilenet_like": (mobilenet_like, (10, 10, 4)),
+    "shared_separable_graph": (shared_separable_graph, (6, 6, 4)),
 }

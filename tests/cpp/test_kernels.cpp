@@ -116,7 +116,12 @@ void test_conv(const char* algorithm) {
                           // Dilated (im2col and the naive loops only): a Winograd shape, unequal
                           // rates with groups and a stride.
                           {1, 12, 12, 16, 3, 3, 16, 1, 1, 2, 2, 1, 2, 2},
-                          {2, 11, 13, 4, 3, 2, 6, 2, 1, 1, 2, 2, 2, 3}};
+                          {2, 11, 13, 4, 3, 2, 6, 2, 1, 1, 2, 2, 2, 3},
+                          // Depthwise (groups == C; the depthwise kernels unless im2col is
+                          // forced): multiplier 2, and 20 channels (a block of 16 and a tail)
+                          // with a stride and dilation.
+                          {2, 9, 8, 6, 3, 3, 12, 1, 1, 1, 1, 6},
+                          {1, 10, 10, 20, 3, 3, 20, 2, 2, 2, 2, 20, 2, 2}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g,
                      c.dh, c.dw};

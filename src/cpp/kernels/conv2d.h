@@ -54,6 +54,7 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
 //  - direct (implicit GEMM, conv2d_direct.h; drivers in conv2d_direct.cpp, micro-kernels in
 //    conv2d_direct_avx512.cpp): reads NHWC in place, for groups == 1 convolutions that are not
 //    plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or avx512);
+//  - depthwise (conv2d_depthwise.cpp): groups == C > 1, unless "im2col" is forced;
 //  - im2col + sgemm (+ col2im, conv2d_im2col.cpp): everything else, and every convolution on
 //    other CPUs.
 // set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
@@ -74,6 +75,17 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
 // unpadded convolutions (any groups) and, with one group, kernels covering the whole unpadded
 // input (one output pixel).
 bool conv2d_input_is_columns(const Conv2dDims& d);
+
+// Depthwise convolutions (groups == C > 1, K = C * M; conv2d_depthwise.cpp): direct loops
+// vectorised along the channels, which "auto" (and "direct", "winograd") choose for them; the
+// kernel (KH,KW,1,K) is Keras' depthwise kernel (KH,KW,C,M). Same contracts.
+bool conv2d_is_depthwise(const Conv2dDims& d);
+void conv2d_forward_depthwise(float* y, const float* x, const float* w, const float* bias,
+                              const Conv2dDims& d, bool relu);
+void conv2d_backward_data_depthwise(float* dx, const float* dy, const float* w,
+                                    const Conv2dDims& d);
+void conv2d_backward_weights_depthwise(float* dw, float* db, const float* x, const float* dy,
+                                       const Conv2dDims& d);
 
 // Direct loops, single-threaded (conv2d_naive.cpp): the readable spec, fallback and oracle. Same
 // contracts.

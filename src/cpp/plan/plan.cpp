@@ -35,6 +35,19 @@ void set_activation(PlanStep& s, const std::string& name, const std::string& who
     if (s.act == Activation::leaky_relu) s.act_alpha = 0.2f;
 }
 
+// obj[key] = number, added or replaced (a derived config for a shared reader).
+void set_number(json::Value& obj, const std::string& key, double number) {
+    json::Value v;
+    v.kind = json::Value::Kind::Number;
+    v.number = number;
+    for (auto& [k, value] : obj.object)
+        if (k == key) {
+            value = v;
+            return;
+        }
+    obj.object.emplace_back(key, v);
+}
+
 int add_value(Plan& plan, std::vector<int64_t> shape, int view_of = -1) {
     PlanValue v;
     v.size = size_of(shape);
@@ -134,6 +147,57 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         if (!s.softmax && s.act == Activation::linear) return output(shape, inputs[0]);
         s.kind = s.softmax ? PlanOp::softmax : PlanOp::activation;
         return output(shape);
+    }
+    if (cls == "DepthwiseConv2D" || cls == "SeparableConv2D") {
+        // Issue 19. The depthwise part is a convolution of C groups with C*M filters: Keras'
+        // depthwise kernel (KH,KW,C,M) is the grouped kernel (KH,KW,1,C*M) in memory, output
+        // channel c*M + m reading input channel c; conv2d.cpp runs it on the depthwise kernels.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const json::Value* dm = cfg.find("depth_multiplier");
+        const int64_t C = shape[2];
+        const int64_t M = dm ? dm->as_int((who + " depth_multiplier").c_str(), 1, kMaxDim) : 1;
+        if (C * M > kMaxDim) fail(who + ": C * depth_multiplier is too large");
+        const bool separable = cls == "SeparableConv2D";
+        json::Value dcfg = cfg;
+        set_number(dcfg, "filters", static_cast<double>(C * M));
+        set_number(dcfg, "groups", static_cast<double>(C));
+        const Conv2dConfig c = read_conv2d(dcfg, shape, who);
+        const Conv2dDims& d = c.dims;
+        s.kind = PlanOp::conv2d;
+        s.conv = d;
+        s.kernel = {name + "/depthwise_kernel", {d.KH, d.KW, C, M}};
+        s.cols = C * M;
+        if (!separable) {
+            if (c.use_bias) s.bias = {name + "/bias", {C * M}};
+            set_activation(s, c.activation, who);
+            s.kernel_act = !s.softmax && (s.act == Activation::relu ||
+                                          s.act == Activation::tanh ||
+                                          s.act == Activation::sigmoid);
+            return output({d.OH, d.OW, C * M});
+        }
+        // SeparableConv2D (MobileNet): the depthwise step (no bias, linear), then a pointwise
+        // 1x1 convolution (C*M -> filters) with the bias and the activation. The steps carry
+        // distinct labels: equal labels mark the calls of one shared layer.
+        s.label = who + " depthwise";
+        const bool layer_trainable = s.trainable;
+        const int mid = output({d.OH, d.OW, C * M});
+        PlanStep p;
+        p.label = who;
+        p.inputs = {mid};
+        p.trainable = layer_trainable;
+        const int64_t filters =
+            cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
+        p.kind = PlanOp::conv2d;
+        p.conv = {1, d.OH, d.OW, C * M, 1, 1, filters, d.OH, d.OW, 1, 1, 0, 0, 1};
+        p.kernel = {name + "/pointwise_kernel", {1, 1, C * M, filters}};
+        if (c.use_bias) p.bias = {name + "/bias", {filters}};
+        set_activation(p, c.activation, who);
+        p.kernel_act = !p.softmax && (p.act == Activation::relu || p.act == Activation::tanh ||
+                                      p.act == Activation::sigmoid);
+        p.cols = filters;
+        p.output = add_value(plan, {d.OH, d.OW, filters});
+        plan.steps.push_back(std::move(p));
+        return plan.steps.back().output;
     }
     if (cls == "Rescaling") {
         // Keras Rescaling(scale, offset=0.0): scalars, or one value per channel (last axis).
@@ -256,12 +320,13 @@ Plan build_plan(const json::Value& arch) {
     // The plan's value for each call's output (value k + 1 of the order is call k's).
     std::vector<int> value_of{0};
     for (const LayerCall& call : order.calls) {
+        // One label per call, though a call may add several steps (SeparableConv2D).
+        plan.calls.push_back(label_of(*call.layer));
         std::vector<int> inputs;
         for (int v : call.inputs) inputs.push_back(value_of[v]);
         value_of.push_back(add_call(plan, *call.layer, inputs));
     }
     plan.output = value_of[order.output];
-    for (const PlanStep& s : plan.steps) plan.calls.push_back(s.label);
     mark_shared_calls(plan.steps);
     return plan;
 }
