@@ -9,7 +9,7 @@ so a training step does not allocate once shapes settle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -788,7 +788,29 @@ class Dense(Layer):
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
 
-class Dropout(Layer):
+class RandomLayer(Layer):
+    """Base of the layers that draw one seed per training call (Dropout, GaussianNoise,
+    SpatialDropout2D, RandomFlip): from cnnfast's generator (``cf.set_seed``), or, with a layer
+    ``seed``, a fresh but reproducible one per call. The C++ training plan draws them in the
+    same order (Model._plan_step), so both walks see the same randomness."""
+
+    def _set_seed(self, seed: Any) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"{type(self).__name__}: seed must be an int or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self._calls = 0
+
+    def _draws_seed(self) -> bool:
+        """Whether a training call draws a seed (False when the layer has nothing to do)."""
+        return True
+
+    def _draw_seed(self) -> int:
+        seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
+        self._calls += 1
+        return seed
+
+
+class Dropout(RandomLayer):
     """Inverted dropout: in training, zero a `rate` fraction and scale the rest by 1/(1-rate)."""
 
     def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None, **kwargs):
@@ -796,11 +818,11 @@ class Dropout(Layer):
         _reject_unsupported(self, kwargs, {"noise_shape": None})
         if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"Dropout: seed must be an int or None, got {seed!r}")
         self.rate = float(rate)
-        self.seed = None if seed is None else int(seed)
-        self._calls = 0
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.rate > 0.0
 
     def forward(self, x, training=False):
         self.active = training and self.rate > 0.0
@@ -808,10 +830,7 @@ class Dropout(Layer):
             return x
         y = self._buffer("y", x.shape)
         self.mask = self._buffer("mask", x.shape, np.uint8)
-        # A fixed layer seed gives a fresh but reproducible mask per call.
-        seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
-        self._calls += 1
-        _core.dropout_forward(y, self.mask, x, self.rate, seed)
+        _core.dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
         return y
 
     def backward(self, dy):
@@ -822,6 +841,123 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class GaussianNoise(RandomLayer):
+    """Adds zero-mean Gaussian noise of standard deviation `stddev` in training (Keras
+    ``GaussianNoise``); the identity at inference. The gradient passes unchanged."""
+
+    def __init__(self, stddev: float, seed: int | None = None, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float, np.floating,
+                                                               np.integer)) \
+                or not np.isfinite(stddev) or stddev < 0:
+            raise ValueError(f"GaussianNoise: stddev must be a finite number >= 0, got {stddev!r}")
+        self.stddev = float(stddev)
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.stddev > 0.0
+
+    def forward(self, x, training=False):
+        if not (training and self.stddev > 0.0):
+            return x
+        y = self._buffer("y", x.shape)
+        _core.gaussian_noise_forward(y, x, self.stddev, self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class SpatialDropout2D(RandomLayer):
+    """Dropout of whole feature maps (Keras ``SpatialDropout2D``): in training each channel of
+    each image is zeroed with probability `rate` and the kept ones scaled by 1/(1-rate)."""
+
+    def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) \
+                or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"SpatialDropout2D: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.rate > 0.0
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training and self.rate > 0.0
+        if not self.active:
+            return x
+        y = self._buffer("y", x.shape)
+        self.mask = self._buffer("mask", (x.shape[0], x.shape[-1]), np.uint8)
+        _core.spatial_dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        _core.spatial_dropout_backward(dy, dy, self.mask, self.rate)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class RandomFlip(RandomLayer):
+    """Flips each image left-right and/or upside down with probability 1/2 each, in training
+    only (Keras ``RandomFlip``; mode "horizontal", "vertical" or "horizontal_and_vertical", the
+    default). The identity at inference; the gradient is flipped back."""
+
+    _MODES: ClassVar[dict[str, int]] = {"horizontal": 1, "vertical": 2,
+                                        "horizontal_and_vertical": 3}
+
+    def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None, name=None,
+                 input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        if mode not in self._MODES:
+            raise ValueError(f"RandomFlip: mode must be one of {list(self._MODES)}, got {mode!r}")
+        self.mode = mode
+        self._set_seed(seed)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training
+        if not training:
+            return x
+        y = self._buffer("y", x.shape)
+        self.flips = self._buffer("flips", (x.shape[0],), np.uint8)
+        _core.random_flip_forward(y, self.flips, x, self._MODES[self.mode], self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        _core.random_flip_backward(dx, dy, self.flips)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "seed": self.seed}
 
 
 class Activation(Layer):
@@ -1229,7 +1365,8 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     Concatenate,
 )
 # Activation, noise, convolution-variant and preprocessing layers (issue 19).
-_SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D)
+_SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D, GaussianNoise,
+                  SpatialDropout2D, RandomFlip)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

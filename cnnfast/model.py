@@ -23,8 +23,7 @@ from cnnfast import losses as losses_module
 from cnnfast import optimizers as optimizers_module
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
-from cnnfast.layers import Dense, Dropout, InputLayer, Layer
-from cnnfast.random import next_seed
+from cnnfast.layers import Dense, InputLayer, Layer, RandomLayer
 
 Shape = tuple[int, ...]
 
@@ -834,8 +833,9 @@ class Model:
             return f"optimizer {type(self.optimizer).__name__} has no C++ step"
         return None
 
-    def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[Dropout]]:
-        """The plan and its Dropout calls in the order it reads their seeds; (None, []) when
+    def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[RandomLayer]]:
+        """The plan and its random layer calls (Dropout, GaussianNoise, SpatialDropout2D,
+        RandomFlip) in the order it reads their seeds; (None, []) when
         its calls do not run in the order of the Python walk (the seeds would go to other
         layers, and gradients read by three calls or more would be summed in another order)."""
         views = [(f"{layer.name}/{name}", layer.weights_[name], layer.gradients_[name])
@@ -849,7 +849,8 @@ class Model:
         calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers
         if self._nodes and plan.calls != [layer.describe() for layer in calls]:
             return None, []
-        drawing = [layer for layer in calls if isinstance(layer, Dropout) and layer.rate > 0.0]
+        drawing = [layer for layer in calls
+                   if isinstance(layer, RandomLayer) and layer._draws_seed()]
         if plan.dropout_layers != [layer.describe() for layer in drawing]:
             return None, []
         return plan, drawing
@@ -858,12 +859,8 @@ class Model:
                    weights: np.ndarray | None) -> tuple[float, int]:
         n = self._trainable_floats
         slots = self.optimizer._flat_state(self._weight_arena[:n], self._trainable_layout)
-        # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
-        seeds = []
-        for layer in self._train_plan_cache[2]:
-            seeds.append(next_seed() if layer.seed is None
-                         else layer.seed * 1_000_003 + layer._calls)
-            layer._calls += 1
+        # The seeds, drawn exactly as the layers' forward draws them in the Python walk.
+        seeds = [layer._draw_seed() for layer in self._train_plan_cache[2]]
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
         name, lr, decay, iteration, momentum, nesterov, beta_1, beta_2, epsilon = \

@@ -82,6 +82,41 @@ def shared_separable_graph() -> cf.Model:
     return cf.Model(x, L.Dense(3, activation="softmax", name="out")(h))
 
 
+def augment_net(seeded: bool = False) -> cf.Sequential:
+    """The training-time random layers between Dropouts, drawing seeds in one order: RandomFlip
+    on the data (each mode), SpatialDropout2D, GaussianNoise, with and without layer seeds."""
+    seed = (lambda k: k) if seeded else (lambda k: None)
+    return cf.Sequential([
+        L.Input((8, 7, 3)),
+        L.RandomFlip(seed=seed(1)),
+        L.Rescaling(0.5),
+        L.Conv2D(6, 3, activation="relu"),
+        L.SpatialDropout2D(0.3, seed=seed(2)),
+        L.RandomFlip("horizontal", seed=seed(3)),
+        L.GaussianNoise(0.2, seed=seed(4)),
+        L.Conv2D(5, 3, padding="same"),
+        L.RandomFlip("vertical", seed=seed(5)),
+        L.MaxPooling2D(2),
+        L.Flatten(),
+        L.Dropout(0.2, seed=seed(6)),
+        L.GaussianNoise(0.1, seed=seed(7)),
+        L.Dense(4, activation="softmax"),
+    ], name="augment_net")
+
+
+def augment_graph() -> cf.Model:
+    """Keras' functional augmentation idiom: random layers on the input, then a residual
+    block; GaussianNoise(0) and SpatialDropout2D(0) are identities that draw nothing."""
+    x = L.Input((6, 6, 2), name="x")
+    h = L.RandomFlip(name="flip")(x)
+    h = L.GaussianNoise(0.0, name="no_noise")(h)
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(h)
+    b = L.SpatialDropout2D(0.0, name="no_drop")(L.Conv2D(4, 3, padding="same", name="b")(a))
+    h = L.Add(name="add")([a, L.SpatialDropout2D(0.5, name="drop")(b)])
+    h = L.GaussianNoise(0.3, name="noise")(h)
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten(name="f")(h)))
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
@@ -90,4 +125,7 @@ MODELS = {
     "dilated_net": (dilated_net, (12, 12, 3)),
     "mobilenet_like": (mobilenet_like, (10, 10, 4)),
     "shared_separable_graph": (shared_separable_graph, (6, 6, 4)),
+    "augment_net": (augment_net, (8, 7, 3)),
+    "augment_net_seeded": (lambda: augment_net(seeded=True), (8, 7, 3)),
+    "augment_graph": (augment_graph, (6, 6, 2)),
 }

@@ -534,3 +534,103 @@ def test_separable_layer_matches_torch_and_finite_differences(rng):
 
         assert_gradient(fw, w64, grad)
         weight[...] = w64
+
+
+# -- GaussianNoise, SpatialDropout2D, RandomFlip ---------------------------------------------------
+
+def test_gaussian_noise_kernel_statistics_and_determinism(rng):
+    x = rng.standard_normal(200_003).astype(np.float32)
+    y, y2, yn = (np.empty_like(x) for _ in range(3))
+    _core.gaussian_noise_forward(y, x, 0.5, 42)
+    _core.gaussian_noise_forward(yn, x, 0.5, 42, naive=True)
+    np.testing.assert_array_equal(y, yn)  # the same formula per element, threads or not
+    _core.gaussian_noise_forward(y2, x, 0.5, 43)
+    assert not np.array_equal(y, y2)
+    z = (y.astype(np.float64) - x) / 0.5
+    # 200,003 draws of N(0, 1): mean within 4/sqrt(n) = 0.009, variance within 4 sqrt(2/n)
+    # = 1.3%, and the tails of a normal (P(|z| > 3) = 0.27%, within 10% of that).
+    assert abs(z.mean()) < 0.009 and abs(z.var() - 1) < 0.013
+    assert abs(np.mean(np.abs(z) > 3) / 0.0026998 - 1) < 0.1
+
+
+def test_gaussian_noise_layer(rng):
+    layer = L.GaussianNoise(0.3)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    assert layer(x) is not x and np.array_equal(layer(x), x)  # inference: the identity
+    cf.set_seed(0)
+    a = layer(x, training=True)
+    cf.set_seed(0)
+    np.testing.assert_array_equal(L.GaussianNoise(0.3)(x, training=True), a)
+    assert not np.array_equal(a, x)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    assert layer.backward(dy) is dy  # x + constant noise
+    seeded = [L.GaussianNoise(0.3, seed=5)(x, training=True) for _ in range(2)]
+    np.testing.assert_array_equal(*seeded)  # a fresh layer replays its seed's sequence
+    assert L.GaussianNoise(0.3, seed=5).get_config()["seed"] == 5
+    with pytest.raises(ValueError, match="stddev"):
+        L.GaussianNoise(-1.0)
+
+
+def test_spatial_dropout_drops_whole_channels(rng):
+    x = rng.uniform(0.5, 1.5, (64, 5, 4, 32)).astype(np.float32)
+    y, yn = np.empty_like(x), np.empty_like(x)
+    mask, maskn = (np.empty((64, 32), np.uint8) for _ in range(2))
+    _core.spatial_dropout_forward(y, mask, x, 0.25, 7)
+    _core.spatial_dropout_forward(yn, maskn, x, 0.25, 7, naive=True)
+    np.testing.assert_array_equal(y, yn)
+    np.testing.assert_array_equal(mask, maskn)
+    keep = np.float32(0.75)
+    np.testing.assert_array_equal(y, np.where(mask[:, None, None, :] == 1, x / keep, 0))
+    # 2048 channels dropped with p = 0.25: within 4 standard deviations (0.038).
+    assert abs(1 - mask.mean() - 0.25) < 0.038
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = np.empty_like(dy)
+    _core.spatial_dropout_backward(dx, dy, mask, 0.25)
+    np.testing.assert_array_equal(dx, np.where(mask[:, None, None, :] == 1, dy / keep, 0))
+    layer = L.SpatialDropout2D(0.25)
+    assert np.array_equal(layer(x), x)  # inference: the identity
+    with pytest.raises(ValueError, match=r"SpatialDropout2D.*\(H, W, C\)"):
+        layer.output_shape((4, 3))
+
+
+@pytest.mark.parametrize("mode,allowed", [("horizontal", {0, 1}), ("vertical", {0, 2}),
+                                          ("horizontal_and_vertical", {0, 1, 2, 3})])
+def test_random_flip_flips_whole_images(mode, allowed, rng):
+    torch = pytest.importorskip("torch")
+    layer = L.RandomFlip(mode, seed=11)
+    x = rng.standard_normal((400, 3, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(layer(x), x)  # inference: the identity
+    y = layer(x, training=True)
+    flips = layer.flips.copy()
+    assert set(np.unique(flips)) == allowed  # every allowed combination occurs in 400 draws
+    xt = torch.from_numpy(x)
+    for n in range(len(x)):
+        dims = [d for bit, d in ((1, 1), (2, 0)) if flips[n] & bit]  # W is axis 1, H axis 0
+        want = torch.flip(xt[n], dims=dims) if dims else xt[n]
+        np.testing.assert_array_equal(y[n], want.numpy())
+    # Each flip drawn with probability 1/2: 400 images within 4 sigma (0.1).
+    for bit in (1, 2):
+        if bit in allowed:
+            assert abs(np.mean(flips & bit > 0) - 0.5) < 0.1
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    # A permutation: <dy, y> = <dx, x> exactly (the same products, summed in float64).
+    assert np.dot(dy.ravel().astype(np.float64), y.ravel()) == pytest.approx(
+        np.dot(dx.ravel().astype(np.float64), x.ravel()), rel=1e-12)
+    with pytest.raises(ValueError, match="mode"):
+        L.RandomFlip("diagonal")
+
+
+def test_random_layers_follow_set_seed_and_draw_in_plan_order():
+    model = cf.Sequential([L.Input((4, 4, 1)), L.RandomFlip(), L.GaussianNoise(0.5),
+                           L.SpatialDropout2D(0.5), L.Flatten(), L.Dense(2)])
+    x = np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1)
+    cf.set_seed(3)
+    a = python_forward(model, x, training=True)
+    cf.set_seed(3)
+    b = python_forward(model, x, training=True)
+    np.testing.assert_array_equal(a, b)
+    model.compile("sgd", "mse")
+    plan = model._train_plan
+    assert plan is not None
+    assert plan.dropout_layers == [layer.describe() for layer in model.layers[:3]]

@@ -18,6 +18,7 @@ void bind_network(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_train_plan(py::module_& m);
 void bind_rescaling(py::module_& m);
+void bind_noise(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -36,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_merge(m);
     cnnfast::bind::bind_train_plan(m);
     cnnfast::bind::bind_rescaling(m);
+    cnnfast::bind::bind_noise(m);
 }

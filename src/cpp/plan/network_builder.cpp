@@ -20,7 +20,10 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::merge: net.add_merge(inputs, s.merge_op); return net.current();
         case PlanOp::concat: net.add_concat(inputs); return net.current();
         // Identity at inference.
-        case PlanOp::dropout: return inputs[0];
+        case PlanOp::dropout:
+        case PlanOp::gaussian_noise:
+        case PlanOp::spatial_dropout:
+        case PlanOp::random_flip: return inputs[0];
         default: break;
     }
     net.select(inputs[0]);

@@ -1,10 +1,12 @@
 #include "plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "conv2d_pool.h"
 #include "layer_config.h"
+#include "random_flip.h"
 
 namespace cnnfast {
 
@@ -198,6 +200,34 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         p.output = add_value(plan, {d.OH, d.OW, filters});
         plan.steps.push_back(std::move(p));
         return plan.steps.back().output;
+    }
+    if (cls == "GaussianNoise" || cls == "SpatialDropout2D") {
+        // Issue 19. Keras GaussianNoise(stddev), SpatialDropout2D(rate): noise in training, the
+        // identity at inference; with no noise the identity always (no seed drawn, as in Python).
+        const bool gaussian = cls == "GaussianNoise";
+        const char* key = gaussian ? "stddev" : "rate";
+        s.rate = cfg.at(key, who.c_str()).as_number((who + " " + key).c_str());
+        if (gaussian ? !(s.rate >= 0.0 && std::isfinite(s.rate)) : !(s.rate >= 0.0 && s.rate < 1.0))
+            fail(who + (gaussian ? ": stddev must be finite and >= 0" : ": rate must be in [0, 1)"));
+        if (!gaussian && shape.size() != 3)
+            fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        if (s.rate == 0.0) return output(shape, inputs[0]);
+        s.kind = gaussian ? PlanOp::gaussian_noise : PlanOp::spatial_dropout;
+        return output(shape);
+    }
+    if (cls == "RandomFlip") {
+        // Issue 19. Keras RandomFlip(mode="horizontal_and_vertical"), in training only.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const json::Value* m = cfg.find("mode");
+        const std::string mode = m ? m->as_string((who + " mode").c_str())
+                                   : "horizontal_and_vertical";
+        s.flip_mode = mode == "horizontal" ? kFlipHorizontal
+                      : mode == "vertical" ? kFlipVertical
+                      : mode == "horizontal_and_vertical" ? kFlipHorizontal | kFlipVertical
+                                                          : 0;
+        if (!s.flip_mode) fail(who + ": unknown mode '" + mode + "'");
+        s.kind = PlanOp::random_flip;
+        return output(shape);
     }
     if (cls == "Rescaling") {
         // Keras Rescaling(scale, offset=0.0): scalars, or one value per channel (last axis).

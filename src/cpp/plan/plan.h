@@ -25,7 +25,7 @@ enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
     prelu, lrn, merge, concat, view,
     // Issue 19's layers.
-    rescaling
+    rescaling, gaussian_noise, spatial_dropout, random_flip
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -65,6 +65,9 @@ struct PlanStep {
     int64_t cols = 0;             // softmax: the last axis
     // Rescaling: y = x * scale + offset, both of one length (1 or the last axis), repeating.
     std::vector<float> scale, offset;
+    // The training-time random layers: GaussianNoise's stddev (in `rate`), RandomFlip's mode
+    // (random_flip.h). Like Dropout they draw one seed per step (train_plan.h draws_seed).
+    int flip_mode = 0;
     std::vector<int> inputs;
     int output = 0;
     // A layer called more than once (a shared layer of a graph): the step of its first call,
@@ -88,6 +91,13 @@ struct Plan {
     std::vector<std::string> calls;    // each layer call's label, in order (before any fusion)
     std::vector<std::string> fusions;  // what fuse_for_training decided, one line each
 };
+
+// Steps that draw one random seed per training step, in step order: Dropout and the
+// training-time random layers of issue 19 (the Python walk draws theirs in the same order).
+inline bool draws_seed(PlanOp k) {
+    return k == PlanOp::dropout || k == PlanOp::gaussian_noise || k == PlanOp::spatial_dropout ||
+           k == PlanOp::random_flip;
+}
 
 // Throws std::runtime_error naming the layer and the shapes when the config does not describe
 // a network this builder knows (unknown class, window larger than its input, shapes that do

@@ -11,7 +11,9 @@
 
 #include "conv2d_pool.h"
 #include "dropout.h"
+#include "noise.h"
 #include "optim.h"
+#include "random_flip.h"
 #include "rescaling.h"
 #include "softmax_xent.h"
 
@@ -50,9 +52,9 @@ std::pair<int64_t, int64_t> weight_floats(const TrainStep& s) {
 
 int64_t aligned(int64_t floats) { return (floats + kAlign - 1) / kAlign * kAlign; }
 
-// Steps whose backward hands the gradient on unchanged.
+// Steps whose backward hands the gradient on unchanged (GaussianNoise adds a constant).
 bool identity_backward(const TrainStep& s) {
-    return s.kind == PlanOp::view ||
+    return s.kind == PlanOp::view || s.kind == PlanOp::gaussian_noise ||
            ((s.kind == PlanOp::activation || s.kind == PlanOp::softmax) &&
             s.act_backward_elsewhere);
 }
@@ -99,7 +101,7 @@ TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss l
 std::vector<std::string> TrainPlan::dropout_labels() const {
     std::vector<std::string> labels;
     for (const TrainStep& s : steps_)
-        if (s.kind == PlanOp::dropout) labels.push_back(s.label);
+        if (draws_seed(s.kind)) labels.push_back(s.label);
     return labels;
 }
 
@@ -128,7 +130,8 @@ void TrainPlan::layout(int64_t n) {
         // argmax / which are int32, the mask uint8, LRN's scale float: one float slot holds any.
         const bool aux = s.kind == PlanOp::max_pool2d ||
                          s.kind == PlanOp::conv2d_relu_maxpool ||
-                         s.kind == PlanOp::dropout || s.kind == PlanOp::lrn;
+                         s.kind == PlanOp::dropout || s.kind == PlanOp::lrn ||
+                         s.kind == PlanOp::spatial_dropout || s.kind == PlanOp::random_flip;
         aux_at_[i] = aux ? take(out) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
@@ -253,6 +256,21 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 rescaling_forward(out, in, s.scale.data(), s.offset.data(), count,
                                   static_cast<int64_t>(s.scale.size()));
                 break;
+            case PlanOp::gaussian_noise:
+                gaussian_noise_forward(out, in, count, s.rate, seeds[seed_index++]);
+                break;
+            case PlanOp::spatial_dropout: {
+                const auto& sh = values_[s.output].shape;
+                spatial_dropout_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0] * sh[1],
+                                        sh[2], s.rate, seeds[seed_index++]);
+                break;
+            }
+            case PlanOp::random_flip: {
+                const auto& sh = values_[s.output].shape;
+                random_flip_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0], sh[1], sh[2],
+                                    s.flip_mode, seeds[seed_index++]);
+                break;
+            }
             case PlanOp::view:
                 break;
         }
@@ -498,6 +516,18 @@ void TrainPlan::backward(int64_t n) {
                 rescaling_backward(t, dy, s.scale.data(), count,
                                    static_cast<int64_t>(s.scale.size()));
                 break;
+            case PlanOp::spatial_dropout: {
+                const auto& sh = values_[s.output].shape;
+                spatial_dropout_backward(t, dy, static_cast<const uint8_t*>(aux), n,
+                                         sh[0] * sh[1], sh[2], s.rate);
+                break;
+            }
+            case PlanOp::random_flip: {
+                const auto& sh = values_[s.output].shape;
+                random_flip_backward(t, dy, static_cast<const uint8_t*>(aux), n, sh[0], sh[1],
+                                     sh[2]);
+                break;
+            }
             default:
                 throw std::logic_error("TrainPlan: no backward for step " + s.label);
         }
