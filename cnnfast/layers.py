@@ -960,6 +960,57 @@ class RandomFlip(RandomLayer):
         return {**super().get_config(), "mode": self.mode, "seed": self.seed}
 
 
+class RandomCrop(RandomLayer):
+    """Keras ``RandomCrop(height, width)``: in training a (height, width) window at a random
+    offset, one per batch as Keras draws it, cut from every image (when the input is not larger
+    on both axes, Keras' centred window instead); at inference the whole image resized
+    bilinearly (half-pixel centres) to (height, width), as Keras 3 does, which is the identity
+    for an input of that size. The gradient goes back into the window, zero elsewhere."""
+
+    def __init__(self, height: int, width: int, seed: int | None = None, name=None,
+                 input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"RandomCrop '{name}'" if name else "RandomCrop"
+        self.height = _positive_int(height, "height", who)
+        self.width = _positive_int(width, "width", who)
+        self._set_seed(seed)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        if self.height > input_shape[0] or self.width > input_shape[1]:
+            raise ValueError(f"{self.describe()}: window {self.height}x{self.width} is larger "
+                             f"than the input {tuple(input_shape)}")
+        return (self.height, self.width, input_shape[2])
+
+    def forward(self, x, training=False):
+        self.training = training
+        y = self._buffer("y", (x.shape[0], self.height, self.width, x.shape[3]))
+        if training:
+            self.offsets = self._buffer("offsets", (2,), np.int32)
+            _core.random_crop_forward(y, self.offsets, x, self._draw_seed())
+        elif x.shape[1:3] == (self.height, self.width):
+            return x
+        else:
+            _core.resize_bilinear_forward(y, x)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if not self.training:
+            raise RuntimeError(f"{self.describe()}: backward needs a forward pass with "
+                               "training=True")
+        dx = self._buffer("dx", self.x_shape)
+        _core.random_crop_backward(dx, dy, self.offsets)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "seed": self.seed}
+
+
 class Activation(Layer):
     """Applies a named activation ("relu", "sigmoid", "tanh", "elu", "swish", "softmax", "linear")."""
 
@@ -1366,7 +1417,7 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
 )
 # Activation, noise, convolution-variant and preprocessing layers (issue 19).
 _SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D, GaussianNoise,
-                  SpatialDropout2D, RandomFlip)
+                  SpatialDropout2D, RandomFlip, RandomCrop)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

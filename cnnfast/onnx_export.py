@@ -71,6 +71,14 @@ class _GraphBuilder:
                                                          name))
         return name
 
+    def const_int64(self, name: str, values: list[int]) -> str:
+        from onnx import numpy_helper
+
+        if name not in self.const_names:
+            self.const_names.add(name)
+            self.initializers.append(numpy_helper.from_array(np.array(values, np.int64), name))
+        return name
+
     def node(self, op: str, inputs: list[str], hint: str, **attrs) -> str:
         out = self.name(hint)
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=out, **attrs))
@@ -179,6 +187,18 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
         g.activation(layer.act, hint)
     elif isinstance(layer, L.Activation):
         g.activation(layer.act, hint)
+    elif isinstance(layer, L.RandomCrop):  # inference: resize to the window's size
+        if tuple(in_shape[:2]) != (layer.height, layer.width):
+            g.to_nchw(layer.describe())
+            x = g.x
+            n = g.node("Slice", [g.node("Shape", [x], f"{hint}_shape"),
+                                 g.const_int64(f"{hint}/zero", [0]),
+                                 g.const_int64(f"{hint}/one", [1])], f"{hint}_batch")
+            sizes = g.node("Concat", [n, g.const_int64(f"{hint}/size",
+                                                       [in_shape[2], layer.height, layer.width])],
+                           f"{hint}_sizes", axis=0)
+            g.node("Resize", [x, "", "", sizes], hint, mode="linear",
+                   coordinate_transformation_mode="half_pixel")
     elif isinstance(layer, L.Rescaling):
         scale, offset = layer._vectors(in_shape[-1])
         if g.nchw:  # per-channel values broadcast over (C, 1, 1)

@@ -117,6 +117,22 @@ def augment_graph() -> cf.Model:
     return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten(name="f")(h)))
 
 
+def crop_net() -> cf.Sequential:
+    """RandomCrop on the data (a random window in training, a bilinear resize at inference),
+    after a convolution with one axis already at the window's size (Keras' centred window),
+    and at the input's own size (the identity at inference)."""
+    return cf.Sequential([
+        L.Input((11, 9, 3)),
+        L.RandomCrop(8, 7),
+        L.Conv2D(4, 3, padding="same", activation="relu"),
+        L.RandomCrop(6, 7, seed=3),
+        L.Conv2D(5, 3),
+        L.RandomCrop(4, 5),
+        L.Flatten(),
+        L.Dense(3, activation="softmax"),
+    ], name="crop_net")
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
@@ -128,4 +144,5 @@ MODELS = {
     "augment_net": (augment_net, (8, 7, 3)),
     "augment_net_seeded": (lambda: augment_net(seeded=True), (8, 7, 3)),
     "augment_graph": (augment_graph, (6, 6, 2)),
+    "crop_net": (crop_net, (11, 9, 3)),
 }

@@ -634,3 +634,50 @@ def test_random_layers_follow_set_seed_and_draw_in_plan_order():
     plan = model._train_plan
     assert plan is not None
     assert plan.dropout_layers == [layer.describe() for layer in model.layers[:3]]
+
+
+# -- RandomCrop ---------------------------------------------------------------------------------
+
+def test_random_crop_windows(rng):
+    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    layer = L.RandomCrop(5, 4, seed=1)
+    seen = set()
+    for _ in range(40):
+        y = layer(x, training=True)
+        top, left = (int(v) for v in layer.offsets)
+        assert 0 <= top <= 4 and 0 <= left <= 4
+        seen.add((top, left))
+        np.testing.assert_array_equal(y, x[:, top:top + 5, left:left + 4])  # one per batch
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = layer.backward(dy)
+        want = np.zeros_like(x)
+        want[:, top:top + 5, left:left + 4] = dy
+        np.testing.assert_array_equal(dx, want)
+    assert len(seen) > 10  # 25 windows, 40 draws
+    # Not larger on both axes: Keras' centred window of the target's aspect ratio.
+    y = L.RandomCrop(5, 8)(x, training=True)
+    np.testing.assert_array_equal(y, x[:, 2:7])
+    with pytest.raises(ValueError, match="larger than the input"):
+        L.RandomCrop(10, 4).output_shape((9, 8, 2))
+
+
+@pytest.mark.parametrize("size", [(4, 3), (13, 11), (9, 8)])
+def test_random_crop_inference_resizes_like_torch(size, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    layer = L.RandomCrop(*size) if size[0] <= 9 and size[1] <= 8 else None
+    y = np.empty((2, *size, 3), np.float32)
+    _core.resize_bilinear_forward(y, x)
+    yn = np.empty_like(y)
+    _core.resize_bilinear_forward(yn, x, naive=True)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(x.astype(np.float64)).permute(
+        0, 3, 1, 2), size=size, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    # Two float32 lerps of O(1) values against float64: a few ulps.
+    np.testing.assert_allclose(y, ref.numpy(), rtol=1e-6, atol=2e-6)
+    np.testing.assert_allclose(yn, ref.numpy(), rtol=1e-6, atol=1e-6)
+    if layer is not None:
+        out = layer(x)
+        if size == (9, 8):
+            np.testing.assert_array_equal(out, x)  # the identity at the input's size
+        else:
+            np.testing.assert_array_equal(out, y)

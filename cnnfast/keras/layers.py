@@ -25,6 +25,7 @@ from cnnfast.layers import (
     MaxPooling2D,
     Multiply,
     PReLU,
+    RandomCrop,
     RandomFlip,
     ReLU,
     Rescaling,
@@ -65,7 +66,6 @@ __getattr__ = unsupported(__name__, {
     "Bidirectional": "no recurrent layers", "TimeDistributed": "no recurrent layers",
     "Attention": "no attention layers", "MultiHeadAttention": "no attention layers",
     "Normalization": "normalize the arrays before fit",
-    "RandomCrop": "use cnnfast.data.RandomCropWithPadding with fit(augment=...)",
     "RandomRotation": _LATER, "RandomZoom": _LATER, "RandomTranslation": _LATER,
     "RandomContrast": _LATER, "Resizing": _LATER,
 })
@@ -95,6 +95,7 @@ __all__ = [
     "Maximum",
     "Multiply",
     "PReLU",
+    "RandomCrop",
     "RandomFlip",
     "ReLU",
     "Rescaling",

@@ -1,9 +1,10 @@
-// Bindings of the training-time random layers: GaussianNoise, SpatialDropout2D (noise.h) and
-// RandomFlip (random_flip.h).
+// Bindings of the training-time random layers: GaussianNoise, SpatialDropout2D (noise.h),
+// RandomFlip (random_flip.h) and RandomCrop with its inference resize (random_crop.h).
 #include <string>
 
 #include "bind_util.h"
 #include "noise.h"
+#include "random_crop.h"
 #include "random_flip.h"
 
 namespace cnnfast::bind {
@@ -32,9 +33,66 @@ void check_rate(const std::string& op, double rate) {
         throw std::invalid_argument(op + ": rate must be in [0, 1), got " + std::to_string(rate));
 }
 
+// Crop dims from x-shaped (N,H,W,C) and y-shaped (N,OH,OW,C) arrays.
+CropDims crop_dims(const std::string& op, const py::array& x, const py::array& y) {
+    if (x.ndim() != 4 || y.ndim() != 4 || dim(x, 0) != dim(y, 0) || dim(x, 3) != dim(y, 3) ||
+        dim(y, 1) < 1 || dim(y, 2) < 1 || dim(y, 1) > dim(x, 1) || dim(y, 2) > dim(x, 2))
+        throw std::invalid_argument(op + ": image " + shape_str(x) + " and window " +
+                                    shape_str(y) + " must be (N,H,W,C) and (N,OH,OW,C) with "
+                                    "1 <= OH <= H, 1 <= OW <= W");
+    return {dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(y, 1), dim(y, 2)};
+}
+
 }  // namespace
 
 void bind_noise(py::module_& m) {
+    // x (N,H,W,C), y (N,OH,OW,C) float32; offsets (2,) int32 written (top, left).
+    m.def(
+        "random_crop_forward",
+        [](py::array y, py::array offsets, const py::array& x, uint64_t seed) {
+            const float* px = in_f32(x, "random_crop_forward x", 4);
+            float* py_ = out_f32(y, "random_crop_forward y", 4);
+            int32_t* po = out_i32(offsets, "random_crop_forward offsets", 1);
+            expect_shape(offsets, "random_crop_forward offsets", {2});
+            const CropDims d = crop_dims("random_crop_forward", x, y);
+            py::gil_scoped_release release;
+            random_crop_forward(py_, po, px, d, seed);
+        },
+        py::arg("y"), py::arg("offsets"), py::arg("x"), py::arg("seed"));
+
+    // dy (N,OH,OW,C), dx (N,H,W,C) float32; offsets (2,) int32 from the forward.
+    m.def(
+        "random_crop_backward",
+        [](py::array dx, const py::array& dy, const py::array& offsets) {
+            const float* pdy = in_f32(dy, "random_crop_backward dy", 4);
+            float* pdx = out_f32(dx, "random_crop_backward dx", 4);
+            const int32_t* po = in_i32(offsets, "random_crop_backward offsets", 1);
+            expect_shape(offsets, "random_crop_backward offsets", {2});
+            const CropDims d = crop_dims("random_crop_backward", dx, dy);
+            if (po[0] < 0 || po[1] < 0 || po[0] > d.H - d.OH || po[1] > d.W - d.OW)
+                throw std::invalid_argument("random_crop_backward: offsets out of range");
+            py::gil_scoped_release release;
+            random_crop_backward(pdx, pdy, po, d);
+        },
+        py::arg("dx"), py::arg("dy"), py::arg("offsets"));
+
+    // x (N,H,W,C) -> y (N,OH,OW,C) float32, bilinear with half-pixel centres.
+    m.def(
+        "resize_bilinear_forward",
+        [](py::array y, const py::array& x, bool naive) {
+            const float* px = in_f32(x, "resize_bilinear_forward x", 4);
+            float* py_ = out_f32(y, "resize_bilinear_forward y", 4);
+            if (x.ndim() != 4 || y.ndim() != 4 || dim(x, 0) != dim(y, 0) ||
+                dim(x, 3) != dim(y, 3) || dim(y, 1) < 1 || dim(y, 2) < 1)
+                throw std::invalid_argument("resize_bilinear_forward: x " + shape_str(x) +
+                                            " and y " + shape_str(y) +
+                                            " must be (N,H,W,C) and (N,OH,OW,C)");
+            const CropDims d{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(y, 1), dim(y, 2)};
+            py::gil_scoped_release release;
+            (naive ? resize_bilinear_forward_naive : resize_bilinear_forward)(py_, px, d);
+        },
+        py::arg("y"), py::arg("x"), py::arg("naive") = false);
+
     // x, y float32 (same shape); y = x + stddev * N(0, 1) from the seed. y may be x.
     m.def(
         "gaussian_noise_forward",

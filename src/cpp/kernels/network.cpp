@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "random_crop.h"
 #include "rescaling.h"
 #include "softmax_xent.h"
 #include "workspace.h"
@@ -237,6 +238,16 @@ void Network::add_rescaling(const std::vector<float>& scale, const std::vector<f
     push(s, cur_shape());
 }
 
+void Network::add_resize_bilinear(int64_t out_h, int64_t out_w) {
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3 || out_h < 1 || out_w < 1)
+        throw std::invalid_argument("Network.add_resize_bilinear on input " + shape_str() +
+                                    ": needs an (H, W, C) input and a positive size");
+    NetworkStep s{};
+    s.kind = StepKind::resize_bilinear;
+    push(s, {out_h, out_w, shape[2]});
+}
+
 void Network::add_flatten() {
     const int root = values_[current_].view_of >= 0 ? values_[current_].view_of : current_;
     current_ = add_value({values_[current_].size}, root);
@@ -375,7 +386,8 @@ void Network::plan_buffers() {
 
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
-                                   "softmax", "prelu", "lrn", "merge", "concat", "rescaling"};
+                                   "softmax", "prelu", "lrn", "merge", "concat", "rescaling",
+                                   "resize_bilinear"};
     static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
                                   "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
@@ -468,6 +480,12 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 LrnDims d = s.lrn;
                 d.rows = n * s.lrn.rows;
                 lrn_forward(dst, nullptr, cur, d);
+                break;
+            }
+            case StepKind::resize_bilinear: {
+                const auto& in = values_[s.inputs[0]].shape;
+                const auto& o = values_[s.output].shape;
+                resize_bilinear_forward(dst, cur, CropDims{n, in[0], in[1], in[2], o[0], o[1]});
                 break;
             }
             case StepKind::rescaling:

@@ -26,7 +26,7 @@ namespace cnnfast {
 
 enum class StepKind : int {
     conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat,
-    rescaling
+    rescaling, resize_bilinear
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -86,6 +86,8 @@ public:
     // y = x * scale + offset (Keras Rescaling); scale and offset of one length, 1 or the last
     // axis, repeating over the flat sample. Copied into the step.
     void add_rescaling(const std::vector<float>& scale, const std::vector<float>& offset);
+    // (H, W, C) -> (out_h, out_w, C) bilinear, half-pixel centres (RandomCrop at inference).
+    void add_resize_bilinear(int64_t out_h, int64_t out_w);
     // Row-major flatten: a view of the current value with shape (size,).
     void add_flatten();
     // Merge steps read `values` (all of one shape; subtract takes two) or concatenate them on

@@ -52,6 +52,11 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::prelu: net.add_prelu(w, s.alpha_size); break;
         case PlanOp::lrn: net.add_lrn(s.lrn.depth_radius, s.lrn.bias, s.lrn.alpha, s.lrn.beta); break;
         case PlanOp::rescaling: net.add_rescaling(s.scale, s.offset); break;
+        case PlanOp::random_crop:
+            // Inference resizes to the window's size; an equal size is the identity.
+            if (net.output_shape() == out_shape) return inputs[0];
+            net.add_resize_bilinear(out_shape[0], out_shape[1]);
+            break;
         case PlanOp::view:
             // Flatten changes the shape (a view of the same buffer); the identities do not.
             if (net.output_shape() == out_shape) return inputs[0];

@@ -229,6 +229,20 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         s.kind = PlanOp::random_flip;
         return output(shape);
     }
+    if (cls == "RandomCrop") {
+        // Issue 19. Keras RandomCrop(height, width): a random window in training, the image
+        // resized to the window's size at inference (random_crop.h).
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const int64_t h = cfg.at("height", who.c_str()).as_int((who + " height").c_str(), 1,
+                                                               kMaxDim);
+        const int64_t w = cfg.at("width", who.c_str()).as_int((who + " width").c_str(), 1,
+                                                              kMaxDim);
+        if (h > shape[0] || w > shape[1])
+            fail(who + ": window " + std::to_string(h) + "x" + std::to_string(w) +
+                 " is larger than the input " + shape_str(shape));
+        s.kind = PlanOp::random_crop;
+        return output({h, w, shape[2]});
+    }
     if (cls == "Rescaling") {
         // Keras Rescaling(scale, offset=0.0): scalars, or one value per channel (last axis).
         const int64_t last = shape.empty() ? 1 : shape.back();

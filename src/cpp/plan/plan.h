@@ -25,7 +25,7 @@ enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
     prelu, lrn, merge, concat, view,
     // Issue 19's layers.
-    rescaling, gaussian_noise, spatial_dropout, random_flip
+    rescaling, gaussian_noise, spatial_dropout, random_flip, random_crop
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -96,7 +96,7 @@ struct Plan {
 // training-time random layers of issue 19 (the Python walk draws theirs in the same order).
 inline bool draws_seed(PlanOp k) {
     return k == PlanOp::dropout || k == PlanOp::gaussian_noise || k == PlanOp::spatial_dropout ||
-           k == PlanOp::random_flip;
+           k == PlanOp::random_flip || k == PlanOp::random_crop;
 }
 
 // Throws std::runtime_error naming the layer and the shapes when the config does not describe

@@ -13,6 +13,7 @@
 #include "dropout.h"
 #include "noise.h"
 #include "optim.h"
+#include "random_crop.h"
 #include "random_flip.h"
 #include "rescaling.h"
 #include "softmax_xent.h"
@@ -131,7 +132,8 @@ void TrainPlan::layout(int64_t n) {
         const bool aux = s.kind == PlanOp::max_pool2d ||
                          s.kind == PlanOp::conv2d_relu_maxpool ||
                          s.kind == PlanOp::dropout || s.kind == PlanOp::lrn ||
-                         s.kind == PlanOp::spatial_dropout || s.kind == PlanOp::random_flip;
+                         s.kind == PlanOp::spatial_dropout || s.kind == PlanOp::random_flip ||
+                         s.kind == PlanOp::random_crop;
         aux_at_[i] = aux ? take(out) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
@@ -263,6 +265,14 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 const auto& sh = values_[s.output].shape;
                 spatial_dropout_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0] * sh[1],
                                         sh[2], s.rate, seeds[seed_index++]);
+                break;
+            }
+            case PlanOp::random_crop: {
+                const auto& i = values_[s.inputs[0]].shape;
+                const auto& o = values_[s.output].shape;
+                random_crop_forward(out, static_cast<int32_t*>(aux), in,
+                                    CropDims{n, i[0], i[1], i[2], o[0], o[1]},
+                                    seeds[seed_index++]);
                 break;
             }
             case PlanOp::random_flip: {
@@ -520,6 +530,13 @@ void TrainPlan::backward(int64_t n) {
                 const auto& sh = values_[s.output].shape;
                 spatial_dropout_backward(t, dy, static_cast<const uint8_t*>(aux), n,
                                          sh[0] * sh[1], sh[2], s.rate);
+                break;
+            }
+            case PlanOp::random_crop: {
+                const auto& i = values_[r].shape;
+                const auto& o = values_[s.output].shape;
+                random_crop_backward(t, dy, static_cast<const int32_t*>(aux),
+                                     CropDims{n, i[0], i[1], i[2], o[0], o[1]});
                 break;
             }
             case PlanOp::random_flip: {
