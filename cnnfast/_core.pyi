@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward']
+__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'affine_transform_backward', 'affine_transform_forward', 'avg_pool2d_backward', 'avg_pool2d_forward', 'build_flags', 'categorical_xent', 'compiler', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'dense_backward', 'dense_forward', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'get_num_threads', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'mse', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'random_affine_transforms', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_num_threads', 'set_pool2d_simd_path', 'sgd_update', 'sgemm', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -172,4 +172,10 @@ def random_crop_backward(dx: numpy.ndarray, dy: numpy.ndarray, offsets: numpy.nd
 def random_crop_forward(y: numpy.ndarray, offsets: numpy.ndarray, x: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def resize_bilinear_forward(y: numpy.ndarray, x: numpy.ndarray, naive: bool = False) -> None:
+    ...
+def affine_transform_backward(dx: numpy.ndarray, dy: numpy.ndarray, transforms: numpy.ndarray, fill_mode: str, interpolation: str) -> None:
+    ...
+def affine_transform_forward(y: numpy.ndarray, x: numpy.ndarray, transforms: numpy.ndarray, fill_mode: str, interpolation: str, fill_value: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    ...
+def random_affine_transforms(transforms: numpy.ndarray, kind: str, factors: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], N: typing.SupportsInt | typing.SupportsIndex, H: typing.SupportsInt | typing.SupportsIndex, W: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

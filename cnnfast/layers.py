@@ -1011,6 +1011,136 @@ class RandomCrop(RandomLayer):
                 "seed": self.seed}
 
 
+def _factor_pair(value: Any, what: str, who: str, bound: float | None) -> tuple[float, float]:
+    """A Keras factor as (lower, upper): a number f is (-f, f)."""
+    try:
+        if isinstance(value, (list, tuple)):
+            lo, hi = (float(v) for v in value)
+        else:
+            if isinstance(value, bool):
+                raise TypeError
+            hi = float(value)
+            lo = -hi
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: {what} must be a number or (lower, upper), got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi) or (
+            bound is not None and (lo < -bound or hi > bound)):
+        limit = f", both in [-{bound}, {bound}]" if bound is not None else ""
+        raise ValueError(f"{who}: {what} needs lower <= upper{limit}, got {value!r}")
+    return lo, hi
+
+
+def _factor_config(value: Any) -> float | list[float]:
+    """A checked factor as the config stores it (JSON: a number or a list)."""
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
+class _RandomAffine(RandomLayer):
+    """Per-image resampling in training through a random projective transform (Keras'
+    affine_transform with TensorFlow's fill modes; random_affine.h); the identity at inference.
+    The gradient is the adjoint of the resampling."""
+
+    kind = ""
+
+    def _init_resampling(self, fill_mode: str, interpolation: str, fill_value: float,
+                         seed: Any) -> None:
+        who = type(self).__name__
+        if fill_mode not in ("reflect", "wrap", "constant", "nearest"):
+            raise ValueError(f"{who}: fill_mode must be reflect, wrap, constant or nearest, "
+                             f"got {fill_mode!r}")
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"{who}: interpolation must be bilinear or nearest, got "
+                             f"{interpolation!r}")
+        self.fill_mode = fill_mode
+        self.interpolation = interpolation
+        self.fill_value = float(fill_value)
+        self._set_seed(seed)
+
+    def _factors(self) -> list[float]:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training
+        if not training:
+            return x
+        n, h, w, _ = x.shape
+        self.transforms = self._buffer("transforms", (n, 8))
+        _core.random_affine_transforms(self.transforms, self.kind, self._factors(), n, h, w,
+                                       self._draw_seed())
+        y = self._buffer("y", x.shape)
+        _core.affine_transform_forward(y, x, self.transforms, self.fill_mode,
+                                       self.interpolation, self.fill_value)
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        _core.affine_transform_backward(dx, dy, self.transforms, self.fill_mode,
+                                        self.interpolation)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode,
+                "interpolation": self.interpolation, "seed": self.seed,
+                "fill_value": self.fill_value}
+
+
+class RandomTranslation(_RandomAffine):
+    """Keras ``RandomTranslation(height_factor, width_factor)``: each image shifted by a
+    uniform fraction of its height and width (a number f means [-f, f]; factors in [-1, 1]),
+    resampled bilinearly with ``fill_mode="reflect"`` by default; training only."""
+
+    kind = "translation"
+
+    def __init__(self, height_factor, width_factor, fill_mode: str = "reflect",
+                 interpolation: str = "bilinear", seed: int | None = None,
+                 fill_value: float = 0.0, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self._h = _factor_pair(height_factor, "height_factor", "RandomTranslation", 1.0)
+        self._w = _factor_pair(width_factor, "width_factor", "RandomTranslation", 1.0)
+        self.height_factor = _factor_config(height_factor)
+        self.width_factor = _factor_config(width_factor)
+        self._init_resampling(fill_mode, interpolation, fill_value, seed)
+
+    def _factors(self):
+        return [*self._h, *self._w]
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor}
+
+
+class RandomRotation(_RandomAffine):
+    """Keras ``RandomRotation(factor)``: each image rotated about its centre by a uniform
+    angle of factor * 2 pi (a number f means [-f, f]), resampled bilinearly with
+    ``fill_mode="reflect"`` by default; training only."""
+
+    kind = "rotation"
+
+    def __init__(self, factor, fill_mode: str = "reflect", interpolation: str = "bilinear",
+                 seed: int | None = None, fill_value: float = 0.0, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self._f = _factor_pair(factor, "factor", "RandomRotation", None)
+        self.factor = _factor_config(factor)
+        self._init_resampling(fill_mode, interpolation, fill_value, seed)
+
+    def _factors(self):
+        return list(self._f)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 class Activation(Layer):
     """Applies a named activation ("relu", "sigmoid", "tanh", "elu", "swish", "softmax", "linear")."""
 
@@ -1417,7 +1547,7 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
 )
 # Activation, noise, convolution-variant and preprocessing layers (issue 19).
 _SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D, GaussianNoise,
-                  SpatialDropout2D, RandomFlip, RandomCrop)
+                  SpatialDropout2D, RandomFlip, RandomCrop, RandomTranslation, RandomRotation)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

@@ -134,7 +134,8 @@ def _pads(layer, in_shape: tuple[int, ...], kernel: tuple[int, int]) -> list[int
 
 def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None:
     hint = layer.name
-    if isinstance(layer, (L.Dropout, L.GaussianNoise, L.SpatialDropout2D, L.RandomFlip)):
+    if isinstance(layer, (L.Dropout, L.GaussianNoise, L.SpatialDropout2D, L.RandomFlip,
+                          L._RandomAffine)):
         return  # the identity at inference
     if isinstance(layer, L.SeparableConv2D):  # depthwise Conv of C groups, then a 1x1 Conv
         g.to_nchw(layer.describe())

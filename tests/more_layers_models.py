@@ -133,6 +133,23 @@ def crop_net() -> cf.Sequential:
     ], name="crop_net")
 
 
+def affine_net() -> cf.Sequential:
+    """RandomTranslation and RandomRotation with every fill mode and both interpolations, on
+    the data and inside the network."""
+    return cf.Sequential([
+        L.Input((7, 8, 2)),
+        L.RandomTranslation(0.2, (-0.1, 0.3)),
+        L.RandomRotation(0.1),
+        L.Conv2D(4, 3, activation="relu"),
+        L.RandomTranslation(0.3, 0.3, fill_mode="constant", fill_value=0.5,
+                            interpolation="nearest", seed=4),
+        L.RandomRotation((-0.2, 0.1), fill_mode="wrap"),
+        L.RandomRotation(0.25, fill_mode="nearest", seed=2),
+        L.Flatten(),
+        L.Dense(3, activation="softmax"),
+    ], name="affine_net")
+
+
 # name -> (factory, input shape): every model here predicts with the C++ executor, trains with
 # the C++ plan, saves and loads, exports to ONNX and runs through the C API.
 MODELS = {
@@ -145,4 +162,5 @@ MODELS = {
     "augment_net_seeded": (lambda: augment_net(seeded=True), (8, 7, 3)),
     "augment_graph": (augment_graph, (6, 6, 2)),
     "crop_net": (crop_net, (11, 9, 3)),
+    "affine_net": (affine_net, (7, 8, 2)),
 }

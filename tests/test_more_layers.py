@@ -681,3 +681,82 @@ def test_random_crop_inference_resizes_like_torch(size, rng):
             np.testing.assert_array_equal(out, x)  # the identity at the input's size
         else:
             np.testing.assert_array_equal(out, y)
+
+
+# -- RandomTranslation, RandomRotation ----------------------------------------------------------
+
+def _translation(n, dy, dx):
+    t = np.zeros((n, 8), np.float32)
+    t[:, 0] = t[:, 4] = 1
+    t[:, 2], t[:, 5] = -dx, -dy
+    return t
+
+
+@pytest.mark.parametrize("fill,np_mode", [("reflect", "symmetric"), ("wrap", "wrap"),
+                                          ("nearest", "edge"), ("constant", "constant")])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_integer_translation_is_a_padded_shift(fill, np_mode, interpolation, rng):
+    # TensorFlow's fill modes: reflect dcba|abcd|dcba (NumPy "symmetric"), wrap, nearest
+    # (edge) and constant; an integer shift reads pixels exactly, whatever the interpolation.
+    x = rng.standard_normal((1, 5, 6, 2)).astype(np.float32)
+    for dy, dx in [(2, -3), (-4, 1), (0, 5)]:
+        y = np.empty_like(x)
+        _core.affine_transform_forward(y, x, _translation(1, dy, dx), fill, interpolation, 0.25)
+        kw = {"constant_values": 0.25} if np_mode == "constant" else {}
+        padded = np.pad(x[0], ((5, 5), (6, 6), (0, 0)), mode=np_mode, **kw)
+        want = padded[5 - dy:10 - dy, 6 - dx:12 - dx]
+        np.testing.assert_array_equal(y[0], want)
+
+
+def test_quarter_rotation_is_rot90(rng):
+    x = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
+    t = np.empty((3, 8), np.float32)
+    _core.random_affine_transforms(t, "rotation", [0.25, 0.25], 3, 6, 6, 0)
+    y = np.empty_like(x)
+    _core.affine_transform_forward(y, x, t, "reflect", "bilinear", 0.0)
+    # cos(pi/2) is -4e-8 in float32: the taps sit within 1e-6 of the pixels.
+    np.testing.assert_allclose(y, np.rot90(x, 1, axes=(1, 2)), atol=1e-5)
+
+
+def test_random_translation_draws_keras_ranges():
+    t = np.empty((2000, 8), np.float32)
+    _core.random_affine_transforms(t, "translation", [-0.1, 0.3, 0.2, 0.4], 2000, 10, 20, 5)
+    dy, dx = -t[:, 5] / 10, -t[:, 2] / 20
+    assert dy.min() >= -0.1 and dy.max() <= 0.3 and dx.min() >= 0.2 and dx.max() <= 0.4
+    # Uniform: 2000 draws fill each half of the range near 1000 (4 sigma = 90).
+    assert abs(np.sum(dy < 0.1) - 1000) < 90 and abs(np.sum(dx < 0.3) - 1000) < 90
+
+
+@pytest.mark.parametrize("fill", ["reflect", "wrap", "nearest", "constant"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_affine_backward_is_the_adjoint(fill, interpolation, rng):
+    x = rng.standard_normal((3, 7, 5, 4)).astype(np.float32)
+    t = np.empty((3, 8), np.float32)
+    _core.random_affine_transforms(t, "rotation", [-0.3, 0.3], 3, 7, 5, 9)
+    t[1] = _translation(1, 1.5, -2.25)[0]
+    y = np.empty_like(x)
+    _core.affine_transform_forward(y, x, t, fill, interpolation, 0.0)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = np.empty_like(x)
+    _core.affine_transform_backward(dx, dy, t, fill, interpolation)
+    # <A x, dy> = <x, A^T dy>: the same products, summed in another order (float32 products of
+    # O(1) values, 420 terms): 1e-5 relative to the sum of their magnitudes.
+    lhs = np.dot(y.ravel().astype(np.float64), dy.ravel())
+    rhs = np.dot(x.ravel().astype(np.float64), dx.ravel())
+    mag = np.dot(np.abs(x).ravel().astype(np.float64), np.abs(dx).ravel()) + 1.0
+    assert abs(lhs - rhs) <= 1e-5 * mag
+
+
+def test_random_translation_and_rotation_layers(rng):
+    x = rng.standard_normal((4, 6, 6, 1)).astype(np.float32)
+    for layer in (L.RandomTranslation(0.3, 0.2, seed=1), L.RandomRotation(0.2, seed=1)):
+        np.testing.assert_array_equal(layer(x), x)  # inference: the identity
+        a = layer(x, training=True)
+        assert a.shape == x.shape and not np.array_equal(a, x)
+        again = type(layer).from_config(layer.get_config())
+        np.testing.assert_array_equal(again(x, training=True), a)  # a seed replays
+    assert L.RandomTranslation(0.1, 0.1).get_config()["fill_mode"] == "reflect"
+    with pytest.raises(ValueError, match="height_factor"):
+        L.RandomTranslation(1.5, 0.1)
+    with pytest.raises(ValueError, match="fill_mode"):
+        L.RandomRotation(0.1, fill_mode="mirror")

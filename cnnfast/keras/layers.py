@@ -27,6 +27,8 @@ from cnnfast.layers import (
     PReLU,
     RandomCrop,
     RandomFlip,
+    RandomRotation,
+    RandomTranslation,
     ReLU,
     Rescaling,
     SeparableConv2D,
@@ -66,7 +68,7 @@ __getattr__ = unsupported(__name__, {
     "Bidirectional": "no recurrent layers", "TimeDistributed": "no recurrent layers",
     "Attention": "no attention layers", "MultiHeadAttention": "no attention layers",
     "Normalization": "normalize the arrays before fit",
-    "RandomRotation": _LATER, "RandomZoom": _LATER, "RandomTranslation": _LATER,
+    "RandomZoom": _LATER,
     "RandomContrast": _LATER, "Resizing": _LATER,
 })
 
@@ -97,6 +99,8 @@ __all__ = [
     "PReLU",
     "RandomCrop",
     "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
     "ReLU",
     "Rescaling",
     "SeparableConv2D",

@@ -1,9 +1,13 @@
 // Bindings of the training-time random layers: GaussianNoise, SpatialDropout2D (noise.h),
 // RandomFlip (random_flip.h) and RandomCrop with its inference resize (random_crop.h).
 #include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
 
 #include "bind_util.h"
 #include "noise.h"
+#include "random_affine.h"
 #include "random_crop.h"
 #include "random_flip.h"
 
@@ -43,9 +47,96 @@ CropDims crop_dims(const std::string& op, const py::array& x, const py::array& y
     return {dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(y, 1), dim(y, 2)};
 }
 
+FillMode fill_mode_of(const std::string& op, const std::string& name) {
+    if (name == "reflect") return FillMode::reflect;
+    if (name == "wrap") return FillMode::wrap;
+    if (name == "constant") return FillMode::constant;
+    if (name == "nearest") return FillMode::nearest;
+    throw std::invalid_argument(op + ": fill_mode must be reflect, wrap, constant or nearest, "
+                                "got '" + name + "'");
+}
+
+bool bilinear_of(const std::string& op, const std::string& name) {
+    if (name == "bilinear") return true;
+    if (name == "nearest") return false;
+    throw std::invalid_argument(op + ": interpolation must be bilinear or nearest, got '" +
+                                name + "'");
+}
+
+// x (N,H,W,C) and transforms (N,8) float32.
+AffineDims affine_dims(const std::string& op, const py::array& x, const py::array& t) {
+    if (x.ndim() != 4) throw std::invalid_argument(op + ": x must be (N,H,W,C), got " + shape_str(x));
+    const AffineDims d{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3)};
+    expect_shape(t, (op + " transforms").c_str(), {d.N, 8});
+    return d;
+}
+
 }  // namespace
 
 void bind_noise(py::module_& m) {
+    // x, y (N,H,W,C) float32, distinct; transforms (N,8) float32 written: drawn from the seed
+    // for kind "translation" (factors [h_lo, h_hi, w_lo, w_hi]) or "rotation" ([lo, hi]).
+    m.def(
+        "random_affine_transforms",
+        [](py::array transforms, const std::string& kind, const std::vector<float>& factors,
+           int64_t N, int64_t H, int64_t W, uint64_t seed) {
+            const std::string op = "random_affine_transforms";
+            float* pt = out_f32(transforms, "random_affine_transforms transforms", 2);
+            expect_shape(transforms, "random_affine_transforms transforms", {N, 8});
+            const AffineDims d{N, H, W, 1};
+            if (kind == "translation" && factors.size() == 4)
+                random_translation_transforms(pt, d, factors[0], factors[1], factors[2],
+                                              factors[3], seed);
+            else if (kind == "rotation" && factors.size() == 2)
+                random_rotation_transforms(pt, d, factors[0], factors[1], seed);
+            else
+                throw std::invalid_argument(op + ": kind translation takes 4 factors, rotation "
+                                                 "2; got '" + kind + "' with " +
+                                            std::to_string(factors.size()));
+        },
+        py::arg("transforms"), py::arg("kind"), py::arg("factors"), py::arg("N"), py::arg("H"),
+        py::arg("W"), py::arg("seed"));
+
+    // x, y (N,H,W,C) float32, distinct; transforms (N,8) float32.
+    m.def(
+        "affine_transform_forward",
+        [](py::array y, const py::array& x, const py::array& transforms,
+           const std::string& fill_mode, const std::string& interpolation, float fill_value) {
+            const std::string op = "affine_transform_forward";
+            const float* px = in_f32(x, "affine_transform_forward x", 4);
+            const float* pt = in_f32(transforms, "affine_transform_forward transforms", 2);
+            float* py_ = out_f32(y, "affine_transform_forward y", 4);
+            expect_same_shape(op, y, "y", x, "x");
+            const AffineDims d = affine_dims(op, x, transforms);
+            const FillMode fill = fill_mode_of(op, fill_mode);
+            const bool bilinear = bilinear_of(op, interpolation);
+            if (px == py_) throw std::invalid_argument(op + ": y must not be x");
+            py::gil_scoped_release release;
+            affine_transform_forward(py_, px, pt, d, fill, bilinear, fill_value);
+        },
+        py::arg("y"), py::arg("x"), py::arg("transforms"), py::arg("fill_mode"),
+        py::arg("interpolation"), py::arg("fill_value"));
+
+    // dy, dx (N,H,W,C) float32, distinct; transforms (N,8) from the forward.
+    m.def(
+        "affine_transform_backward",
+        [](py::array dx, const py::array& dy, const py::array& transforms,
+           const std::string& fill_mode, const std::string& interpolation) {
+            const std::string op = "affine_transform_backward";
+            const float* pdy = in_f32(dy, "affine_transform_backward dy", 4);
+            const float* pt = in_f32(transforms, "affine_transform_backward transforms", 2);
+            float* pdx = out_f32(dx, "affine_transform_backward dx", 4);
+            expect_same_shape(op, dx, "dx", dy, "dy");
+            const AffineDims d = affine_dims(op, dy, transforms);
+            const FillMode fill = fill_mode_of(op, fill_mode);
+            const bool bilinear = bilinear_of(op, interpolation);
+            if (pdx == pdy) throw std::invalid_argument(op + ": dx must not be dy");
+            py::gil_scoped_release release;
+            affine_transform_backward(pdx, pdy, pt, d, fill, bilinear);
+        },
+        py::arg("dx"), py::arg("dy"), py::arg("transforms"), py::arg("fill_mode"),
+        py::arg("interpolation"));
+
     // x (N,H,W,C), y (N,OH,OW,C) float32; offsets (2,) int32 written (top, left).
     m.def(
         "random_crop_forward",

@@ -23,7 +23,9 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::dropout:
         case PlanOp::gaussian_noise:
         case PlanOp::spatial_dropout:
-        case PlanOp::random_flip: return inputs[0];
+        case PlanOp::random_flip:
+        case PlanOp::random_translation:
+        case PlanOp::random_rotation: return inputs[0];
         default: break;
     }
     net.select(inputs[0]);

@@ -6,6 +6,7 @@
 
 #include "conv2d_pool.h"
 #include "layer_config.h"
+#include "random_affine.h"
 #include "random_flip.h"
 
 namespace cnnfast {
@@ -227,6 +228,56 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
                                                           : 0;
         if (!s.flip_mode) fail(who + ": unknown mode '" + mode + "'");
         s.kind = PlanOp::random_flip;
+        return output(shape);
+    }
+    if (cls == "RandomTranslation" || cls == "RandomRotation") {
+        // Issue 19. Keras RandomTranslation(height_factor, width_factor) / RandomRotation(
+        // factor), fill_mode="reflect", interpolation="bilinear", fill_value=0: per-image
+        // resampling in training, the identity at inference.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const bool translation = cls == "RandomTranslation";
+        auto factor = [&](const char* key) {
+            const json::Value& f = cfg.at(key, who.c_str());
+            const std::string what = who + " " + key;
+            float lo, hi;
+            if (f.is_array()) {
+                if (f.array.size() != 2) fail(what + ": expected a number or [lower, upper]");
+                lo = static_cast<float>(f.array[0].as_number(what.c_str()));
+                hi = static_cast<float>(f.array[1].as_number(what.c_str()));
+            } else {
+                hi = static_cast<float>(f.as_number(what.c_str()));
+                lo = -hi;
+            }
+            if (!(lo <= hi) || (translation && (lo < -1.0f || hi > 1.0f)))
+                fail(what + ": needs lower <= upper" +
+                     std::string(translation ? ", both in [-1, 1]" : ""));
+            s.factors.push_back(lo);
+            s.factors.push_back(hi);
+        };
+        if (translation) {
+            factor("height_factor");
+            factor("width_factor");
+        } else {
+            factor("factor");
+        }
+        const json::Value* fm = cfg.find("fill_mode");
+        const std::string fill = fm ? fm->as_string((who + " fill_mode").c_str()) : "reflect";
+        const FillMode modes[] = {FillMode::reflect, FillMode::wrap, FillMode::constant,
+                                  FillMode::nearest};
+        const char* names[] = {"reflect", "wrap", "constant", "nearest"};
+        s.fill_mode = -1;
+        for (int k = 0; k < 4; ++k)
+            if (fill == names[k]) s.fill_mode = static_cast<int>(modes[k]);
+        if (s.fill_mode < 0) fail(who + ": unknown fill_mode '" + fill + "'");
+        const json::Value* ip = cfg.find("interpolation");
+        const std::string interp = ip ? ip->as_string((who + " interpolation").c_str())
+                                      : "bilinear";
+        if (interp != "bilinear" && interp != "nearest")
+            fail(who + ": interpolation must be bilinear or nearest, got '" + interp + "'");
+        s.bilinear = interp == "bilinear";
+        if (const json::Value* fv = cfg.find("fill_value"))
+            s.fill_value = static_cast<float>(fv->as_number((who + " fill_value").c_str()));
+        s.kind = translation ? PlanOp::random_translation : PlanOp::random_rotation;
         return output(shape);
     }
     if (cls == "RandomCrop") {

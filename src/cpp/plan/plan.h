@@ -25,7 +25,8 @@ enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
     prelu, lrn, merge, concat, view,
     // Issue 19's layers.
-    rescaling, gaussian_noise, spatial_dropout, random_flip, random_crop
+    rescaling, gaussian_noise, spatial_dropout, random_flip, random_crop, random_translation,
+    random_rotation
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -68,6 +69,12 @@ struct PlanStep {
     // The training-time random layers: GaussianNoise's stddev (in `rate`), RandomFlip's mode
     // (random_flip.h). Like Dropout they draw one seed per step (train_plan.h draws_seed).
     int flip_mode = 0;
+    // RandomTranslation ([h_lo, h_hi, w_lo, w_hi]) and RandomRotation ([lo, hi]) factors and
+    // their resampling (random_affine.h; fill_mode a FillMode).
+    std::vector<float> factors;
+    int fill_mode = 0;
+    bool bilinear = true;
+    float fill_value = 0.0f;
     std::vector<int> inputs;
     int output = 0;
     // A layer called more than once (a shared layer of a graph): the step of its first call,
@@ -96,7 +103,8 @@ struct Plan {
 // training-time random layers of issue 19 (the Python walk draws theirs in the same order).
 inline bool draws_seed(PlanOp k) {
     return k == PlanOp::dropout || k == PlanOp::gaussian_noise || k == PlanOp::spatial_dropout ||
-           k == PlanOp::random_flip || k == PlanOp::random_crop;
+           k == PlanOp::random_flip || k == PlanOp::random_crop ||
+           k == PlanOp::random_translation || k == PlanOp::random_rotation;
 }
 
 // Throws std::runtime_error naming the layer and the shapes when the config does not describe

@@ -13,6 +13,7 @@
 #include "dropout.h"
 #include "noise.h"
 #include "optim.h"
+#include "random_affine.h"
 #include "random_crop.h"
 #include "random_flip.h"
 #include "rescaling.h"
@@ -134,7 +135,10 @@ void TrainPlan::layout(int64_t n) {
                          s.kind == PlanOp::dropout || s.kind == PlanOp::lrn ||
                          s.kind == PlanOp::spatial_dropout || s.kind == PlanOp::random_flip ||
                          s.kind == PlanOp::random_crop;
-        aux_at_[i] = aux ? take(out) : -1;
+        // The per-image transforms (N, 8) of RandomTranslation and RandomRotation.
+        const bool transforms = s.kind == PlanOp::random_translation ||
+                                s.kind == PlanOp::random_rotation;
+        aux_at_[i] = aux ? take(out) : transforms ? take(8 * n) : -1;
         // Scratch for input gradients added to ones already there (a value read twice).
         int64_t parts = 0;
         bool shared = false;
@@ -265,6 +269,21 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 const auto& sh = values_[s.output].shape;
                 spatial_dropout_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0] * sh[1],
                                         sh[2], s.rate, seeds[seed_index++]);
+                break;
+            }
+            case PlanOp::random_translation:
+            case PlanOp::random_rotation: {
+                const auto& sh = values_[s.output].shape;
+                const AffineDims d{n, sh[0], sh[1], sh[2]};
+                float* t = static_cast<float*>(aux);
+                const float* f = s.factors.data();
+                if (s.kind == PlanOp::random_translation)
+                    random_translation_transforms(t, d, f[0], f[1], f[2], f[3],
+                                                  seeds[seed_index++]);
+                else
+                    random_rotation_transforms(t, d, f[0], f[1], seeds[seed_index++]);
+                affine_transform_forward(out, in, t, d, static_cast<FillMode>(s.fill_mode),
+                                         s.bilinear, s.fill_value);
                 break;
             }
             case PlanOp::random_crop: {
@@ -530,6 +549,14 @@ void TrainPlan::backward(int64_t n) {
                 const auto& sh = values_[s.output].shape;
                 spatial_dropout_backward(t, dy, static_cast<const uint8_t*>(aux), n,
                                          sh[0] * sh[1], sh[2], s.rate);
+                break;
+            }
+            case PlanOp::random_translation:
+            case PlanOp::random_rotation: {
+                const auto& sh = values_[s.output].shape;
+                affine_transform_backward(t, dy, static_cast<const float*>(aux),
+                                          AffineDims{n, sh[0], sh[1], sh[2]},
+                                          static_cast<FillMode>(s.fill_mode), s.bilinear);
                 break;
             }
             case PlanOp::random_crop: {
