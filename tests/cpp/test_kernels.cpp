@@ -23,8 +23,12 @@
 #include "lrn.h"
 #include "model_file.h"
 #include "network.h"
+#include "noise.h"
 #include "parallel.h"
 #include "pool2d.h"
+#include "random_affine.h"
+#include "random_crop.h"
+#include "rescaling.h"
 #include "softmax_xent.h"
 
 using namespace cnnfast;
@@ -387,6 +391,61 @@ void test_model_reader(const char* path, int mutations) {
 
 }  // namespace
 
+// Issue 19's kernels against their naive loops (and the adjoint of the resampling).
+void test_issue19_kernels() {
+    for (int64_t period : {int64_t(1), int64_t(7)}) {
+        const int64_t n = 7 * 40001;
+        auto x = randn(n), s = randn(period), o = randn(period);
+        std::vector<float> y1(n), y2(n);
+        rescaling_forward(y1.data(), x.data(), s.data(), o.data(), n, period);
+        rescaling_forward_naive(y2.data(), x.data(), s.data(), o.data(), n, period);
+        expect_close("rescaling forward vs naive", y1, y2, 0.0f, 0.0f);
+        rescaling_backward(y1.data(), x.data(), s.data(), n, period);
+        rescaling_backward_naive(y2.data(), x.data(), s.data(), n, period);
+        expect_close("rescaling backward vs naive", y1, y2, 0.0f, 0.0f);
+    }
+    {
+        const int64_t N = 3, HW = 20, C = 40, n = N * HW * C;
+        auto x = randn(n);
+        std::vector<float> y1(n), y2(n);
+        gaussian_noise_forward(y1.data(), x.data(), n, 0.5, 7);
+        gaussian_noise_forward_naive(y2.data(), x.data(), n, 0.5, 7);
+        expect_close("gaussian noise vs naive", y1, y2, 0.0f, 0.0f);
+        std::vector<uint8_t> m1(N * C), m2(N * C);
+        spatial_dropout_forward(y1.data(), m1.data(), x.data(), N, HW, C, 0.3, 9);
+        spatial_dropout_forward_naive(y2.data(), m2.data(), x.data(), N, HW, C, 0.3, 9);
+        expect_close("spatial dropout vs naive", y1, y2, 0.0f, 0.0f);
+        expect("spatial dropout masks agree", m1 == m2);
+    }
+    {
+        const CropDims d{2, 9, 7, 3, 5, 11};
+        auto x = randn(d.N * d.H * d.W * d.C);
+        std::vector<float> y1(d.N * d.OH * d.OW * d.C), y2(y1.size());
+        resize_bilinear_forward(y1.data(), x.data(), d);
+        resize_bilinear_forward_naive(y2.data(), x.data(), d);
+        expect_close("bilinear resize vs naive", y1, y2, 1e-5f, 1e-5f);
+    }
+    {
+        const AffineDims d{2, 6, 5, 3};
+        const int64_t n = d.N * d.H * d.W * d.C;
+        std::vector<float> t(d.N * 8), y(n), dx(n);
+        random_rotation_transforms(t.data(), d, -0.3f, 0.3f, 5);
+        auto x = randn(n), dy = randn(n);
+        for (FillMode fill : {FillMode::reflect, FillMode::wrap, FillMode::constant,
+                              FillMode::nearest}) {
+            affine_transform_forward(y.data(), x.data(), t.data(), d, fill, true, 0.0f);
+            affine_transform_backward(dx.data(), dy.data(), t.data(), d, fill, true);
+            double lhs = 0, rhs = 0, mag = 1;
+            for (int64_t i = 0; i < n; ++i) {
+                lhs += double(y[i]) * dy[i];
+                rhs += double(x[i]) * dx[i];
+                mag += std::fabs(double(x[i]) * dx[i]);
+            }
+            expect("affine backward is the adjoint", std::fabs(lhs - rhs) <= 1e-5 * mag);
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -401,6 +460,7 @@ int main(int argc, char** argv) {
         test_lrn();
         test_dense();
         test_network();
+        test_issue19_kernels();
     }
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);
