@@ -760,3 +760,45 @@ def test_random_translation_and_rotation_layers(rng):
         L.RandomTranslation(1.5, 0.1)
     with pytest.raises(ValueError, match="fill_mode"):
         L.RandomRotation(0.1, fill_mode="mirror")
+
+
+# -- the C++ builder refuses bad configs of the new layers, naming them --------------------------
+
+def _network(layers, weights=None, input_shape=(8, 8, 3)):
+    import json
+
+    config = {"name": "hand", "input_shape": list(input_shape),
+              "layers": [{"class_name": c, "config": {"name": "l", **cfg}} for c, cfg in layers]}
+    return _core.Network.from_config(json.dumps(config), weights or {})
+
+
+DW = {"kernel_size": [3, 3], "strides": [1, 1], "padding": "valid", "use_bias": False}
+
+
+@pytest.mark.parametrize("layers, weights, message", [
+    ([("LeakyReLU", {"negative_slope": -1})], None, "LeakyReLU 'l': negative_slope"),
+    ([("Rescaling", {"scale": [1, 2]})], None, r"Rescaling 'l' scale: 2 values for input"),
+    ([("DepthwiseConv2D", {**DW, "depth_multiplier": 0})], None, "DepthwiseConv2D 'l'"),
+    ([("DepthwiseConv2D", {**DW, "depth_multiplier": 2})],
+     {"l/depthwise_kernel": np.zeros((3, 3, 3, 1), np.float32)},
+     r"weight 'l/depthwise_kernel' has shape \(3, 3, 3, 1\), the architecture needs "
+     r"\(3, 3, 3, 2\)"),
+    ([("SeparableConv2D", {**DW, "filters": 4})],
+     {"l/depthwise_kernel": np.zeros((3, 3, 3, 1), np.float32)},
+     "weight 'l/pointwise_kernel' is missing"),
+    ([("Conv2D", {**DW, "filters": 2, "dilation_rate": [4, 1]})], None,
+     "Conv2D 'l': window 9 larger than padded input 8"),
+    ([("Conv2D", {**DW, "filters": 2, "dilation_rate": [0, 1]})], None, "dilation_rate"),
+    ([("GaussianNoise", {"stddev": -0.1})], None, "GaussianNoise 'l': stddev"),
+    ([("SpatialDropout2D", {"rate": 1.0})], None, r"SpatialDropout2D 'l': rate must be in \[0, 1\)"),
+    ([("RandomFlip", {"mode": "diagonal"})], None, "RandomFlip 'l': unknown mode 'diagonal'"),
+    ([("RandomCrop", {"height": 9, "width": 2})], None, "RandomCrop 'l': window 9x2 is larger"),
+    ([("RandomTranslation", {"height_factor": 1.5, "width_factor": 0.1})], None,
+     r"RandomTranslation 'l' height_factor: needs lower <= upper, both in \[-1, 1\]"),
+    ([("RandomRotation", {"factor": 0.1, "fill_mode": "mirror"})], None,
+     "RandomRotation 'l': unknown fill_mode 'mirror'"),
+    ([("RandomRotation", {"factor": [0.2, 0.1]})], None, "RandomRotation 'l' factor"),
+])
+def test_builder_rejects_bad_configs(layers, weights, message):
+    with pytest.raises(ValueError, match=message):
+        _network(layers, weights)
