@@ -17,7 +17,9 @@
 
 #include "activation.h"
 #include "conv2d.h"
+#include "conv2d_depthwise_simd.h"
 #include "conv2d_pool.h"
+#include "cpu_features.h"
 #include "dense.h"
 #include "gemm.h"
 #include "lrn.h"
@@ -393,6 +395,33 @@ void test_model_reader(const char* path, int mutations) {
 
 // Issue 19's kernels against their naive loops (and the adjoint of the resampling).
 void test_issue19_kernels() {
+    // Every depthwise table the CPU runs, against the naive loops: multipliers 1 and 3, a tail
+    // of channels past a block of 16, stride, padding and dilation.
+    const detail::DepthwiseSimd* tables[] = {
+        detail::depthwise_simd_baseline(),
+        cpu_has_avx2() ? detail::depthwise_simd_avx2() : nullptr,
+        cpu_has_avx512() ? detail::depthwise_simd_avx512() : nullptr};
+    for (const detail::DepthwiseSimd* k : tables) {
+        if (!k) continue;
+        for (int64_t M : {int64_t(1), int64_t(3)}) {
+            const Conv2dDims d{2, 9, 8, 19, 3, 3, 19 * M, 5, 8, 2, 1, 2, 1, 19, 2, 1};
+            auto x = randn(d.N * d.H * d.W * d.C), w = randn(9 * d.K), b = randn(d.K);
+            std::vector<float> y1(d.N * d.OH * d.OW * d.K), y2(y1.size());
+            k->forward_rows(y1.data(), x.data(), w.data(), b.data(), d, true, 0, d.N * d.OH);
+            conv2d_forward_naive(y2.data(), x.data(), w.data(), b.data(), d, true);
+            expect_close(k->name, y1, y2, 1e-5f, 1e-5f);
+            auto dy = randn(y1.size());
+            std::vector<float> dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size()),
+                db1(d.K), db2(d.K);
+            k->backward_data_rows(dx1.data(), dy.data(), w.data(), d, 0, d.N * d.H);
+            conv2d_backward_data_naive(dx2.data(), dy.data(), w.data(), d);
+            expect_close(k->name, dx1, dx2, 1e-5f, 1e-5f);
+            k->backward_weights_channels(dw1.data(), db1.data(), x.data(), dy.data(), d, 0, d.C);
+            conv2d_backward_weights_naive(dw2.data(), db2.data(), x.data(), dy.data(), d);
+            expect_close(k->name, dw1, dw2, 1e-4f, 1e-4f);
+            expect_close(k->name, db1, db2, 1e-5f, 1e-5f);
+        }
+    }
     for (int64_t period : {int64_t(1), int64_t(7)}) {
         const int64_t n = 7 * 40001;
         auto x = randn(n), s = randn(period), o = randn(period);
