@@ -781,8 +781,8 @@ DW = {"kernel_size": [3, 3], "strides": [1, 1], "padding": "valid", "use_bias": 
     ([("DepthwiseConv2D", {**DW, "depth_multiplier": 0})], None, "DepthwiseConv2D 'l'"),
     ([("DepthwiseConv2D", {**DW, "depth_multiplier": 2})],
      {"l/depthwise_kernel": np.zeros((3, 3, 3, 1), np.float32)},
-     r"weight 'l/depthwise_kernel' has shape \(3, 3, 3, 1\), the architecture needs "
-     r"\(3, 3, 3, 2\)"),
+     (r"weight 'l/depthwise_kernel' has shape \(3, 3, 3, 1\), the architecture needs "
+      r"\(3, 3, 3, 2\)")),
     ([("SeparableConv2D", {**DW, "filters": 4})],
      {"l/depthwise_kernel": np.zeros((3, 3, 3, 1), np.float32)},
      "weight 'l/pointwise_kernel' is missing"),
