@@ -802,3 +802,30 @@ DW = {"kernel_size": [3, 3], "strides": [1, 1], "padding": "valid", "use_bias": 
 def test_builder_rejects_bad_configs(layers, weights, message):
     with pytest.raises(ValueError, match=message):
         _network(layers, weights)
+
+
+def test_depthwise_layer_finite_differences(rng):
+    layer = L.DepthwiseConv2D((3, 2), strides=(2, 1), padding="same", depth_multiplier=2,
+                              dilation_rate=(1, 2), activation="sigmoid")
+    x = rng.standard_normal((2, 7, 6, 3))
+    layer.build(x.shape[1:])
+    layer.bias[...] = rng.standard_normal(6)
+    w = rng.standard_normal((2, 4, 6, 6))
+    layer.forward(x.astype(np.float32), training=True)
+    dx = layer.backward(w.astype(np.float32)).astype(np.float64)
+
+    def f():
+        return float(np.sum(w * layer.forward(x.astype(np.float32), training=True)))
+
+    assert_gradient(f, x, dx)  # gradcheck's default tolerances
+    for name in ("depthwise_kernel", "bias"):
+        weight = layer.weights_[name]
+        grad = layer.gradients_[name].astype(np.float64).copy()
+        w64 = weight.astype(np.float64)
+
+        def fw(weight=weight, w64=w64):
+            weight[...] = w64
+            return f()
+
+        assert_gradient(fw, w64, grad)
+        weight[...] = w64
