@@ -6,12 +6,13 @@ no weights are created and nothing is run, so VGG19 at 224x224 is analysed insta
 Conventions (per image unless a batch size is named):
 
 * **MACs / FLOPs.** Conv2D: MACs = OH*OW*K * KH*KW*C/groups, every window tap counted, padded
-  ones included (that is what im2col + GEMM executes). Dense: MACs = inputs*units (times the
+  ones included (that is what im2col + GEMM executes); DepthwiseConv2D OH*OW*C*M * KH*KW;
+  SeparableConv2D that plus the pointwise OH*OW*C*M*filters. Dense: MACs = inputs*units (times the
   leading axes for inputs of rank > 1). FLOPs = 2*MACs for both (one multiply, one add); bias
   adds and fused activations are not counted, as in the papers' and fvcore's counts.
   Pooling: one FLOP (compare or add) per window element per output, padded positions
   included, MACs 0. Activation layers: one FLOP per element (a transcendental counts as one),
-  softmax three (exp, sum, divide), linear zero; PReLU one. LocalResponseNormalization: per
+  softmax three (exp, sum, divide), linear zero; PReLU one; Rescaling two (multiply, add). LocalResponseNormalization: per
   position one square per channel, the window sums (window length - 1 adds each), 2 for
   bias + alpha*sum, 1 for the power and 1 for the final multiply. Dropout, Flatten and Input
   cost 0 (Dropout is the identity at inference).
@@ -31,7 +32,8 @@ Conventions (per image unless a batch size is named):
   parameter, SGD with momentum 1, plain SGD 0). Flatten outputs are views and take no memory;
   pooling indices, dropout masks, LRN scales and im2col scratch are not counted.
 * **Receptive field.** Per spatial axis, r = r_prev + (F - 1) * j_prev and j = j_prev * S
-  (jump = product of strides) through Conv2D and pooling layers; elementwise layers (activations,
+  (jump = product of strides) through Conv2D and pooling layers, F being a dilated kernel's
+  span (K - 1) * dilation + 1; elementwise layers (activations,
   Dropout, LRN, PReLU) keep them. A merge layer takes the largest field among its inputs (the
   field along the longest path of a graph). Flatten and Dense (and every layer after them) are
   listed with the whole input and no jump. Fields may exceed the input size when padding is used.
@@ -253,7 +255,7 @@ def _window_geometry(layer: L.Layer, in_shape: Shape):
     if isinstance(layer, L.Conv2D):
         pad = layer.padding
         pads = (pad, pad) if isinstance(pad, str) else ((pad[0], pad[0]), (pad[1], pad[1]))
-        return layer.kernel_size, layer.strides, pads
+        return layer.window, layer.strides, pads  # the span of a dilated kernel
     if isinstance(layer, L._Pool2D):
         return layer.pool_size, layer.strides, (layer.padding, layer.padding)
     return None
@@ -293,6 +295,14 @@ def _lrn_flops(layer: L.LocalResponseNormalization, shape: Shape) -> int:
 def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[int, int, bool]:
     """(MACs, FLOPs, is a GEMM layer) of one forward pass for one image."""
     out_elems = math.prod(out_shape)
+    # Issue 19: depthwise taps see one input channel; separable adds the pointwise 1x1.
+    if isinstance(layer, L.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        depthwise = out_shape[0] * out_shape[1] * in_shape[-1] * layer.depth_multiplier * kh * kw
+        pointwise = 0
+        if isinstance(layer, L.SeparableConv2D):
+            pointwise = math.prod(out_shape) * in_shape[-1] * layer.depth_multiplier
+        return depthwise + pointwise, 2 * (depthwise + pointwise), True
     if isinstance(layer, L.Conv2D):
         kh, kw = layer.kernel_size
         macs = out_elems * kh * kw * (in_shape[-1] // layer.groups)
@@ -306,6 +316,9 @@ def _forward_cost(layer: L.Layer, in_shape: Shape, out_shape: Shape) -> tuple[in
         return 0, _activation_flops(layer.act.kind, out_elems), False
     if isinstance(layer, L.PReLU):
         return 0, out_elems, False
+    # Issue 19's layers.
+    if isinstance(layer, L.Rescaling):
+        return 0, 2 * out_elems, False  # a multiply and an add per element
     if isinstance(layer, L.LocalResponseNormalization):
         return 0, _lrn_flops(layer, in_shape), False
     if isinstance(layer, L._Merge) and not isinstance(layer, L.Concatenate):

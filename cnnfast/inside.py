@@ -491,7 +491,8 @@ def filter_tiles(layer: Layer) -> np.ndarray:
     """
     if not isinstance(layer, Conv2D) or not layer.built:
         raise ValueError(f"filter_tiles: expected a built Conv2D layer, got {layer!r}")
-    w = np.asarray(layer.weights_["kernel"], np.float64)  # (KH, KW, C, K)
+    # (KH, KW, C, K); a depthwise kernel as its (KH, KW, 1, C*M) grouped form
+    w = np.asarray(layer._conv_kernel(layer.weights_[layer._kernel_key]), np.float64)
     tiles = np.stack([_unit(w[..., k]) for k in range(w.shape[-1])])  # (K, KH, KW, C)
     if w.shape[2] == 3:
         return tiles.astype(np.float32)

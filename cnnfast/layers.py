@@ -9,7 +9,7 @@ so a training step does not allocate once shapes settle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from cnnfast.shapes import conv_padding, pair
 
 Shape = tuple[int, ...]
 
-_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "softmax")
+_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu", "softmax")
 
 
 def _positive_int(value: Any, what: str, layer: str) -> int:
@@ -270,7 +270,9 @@ class _Activation:
         if not isinstance(kind, str) or kind.lower() not in _ACTIVATIONS:
             raise ValueError(f"{layer}: unknown activation {identifier!r}; known: {list(_ACTIVATIONS)}")
         self.kind = kind.lower()
-        self.alpha = 1.0  # ELU's alpha (Keras default)
+        # ELU's alpha (Keras default 1.0); leaky_relu's negative slope (keras.activations
+        # default 0.2; the LeakyReLU layer sets its own, 0.3 by default).
+        self.alpha = 0.2 if self.kind == "leaky_relu" else 1.0
         self.z: np.ndarray | None = None  # pre-activation of the last forward pass
         self.y: np.ndarray | None = None
 
@@ -353,23 +355,28 @@ class Conv2D(Layer):
     Parameters follow Keras: `filters`, `kernel_size`, `strides=(1, 1)`, `padding="valid"`
     ("valid", "same", or explicit ints / (pad_h, pad_w) as in PyTorch), `activation=None`,
     `use_bias=True`, Glorot-uniform kernel and zero bias. `groups` splits channels into
-    independent groups (AlexNet's two-tower connectivity).
+    independent groups (AlexNet's two-tower connectivity). `dilation_rate` spaces the kernel
+    taps (atrous convolution): a (k, k) kernel with rate d spans (k - 1) * d + 1 inputs.
     """
 
     kernel = _WeightAttribute()
     bias = _WeightAttribute()
+    # The name of the convolution's kernel weight (DepthwiseConv2D: "depthwise_kernel").
+    _kernel_key = "kernel"
 
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
                  activation: str | None = None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, groups: int = 1,
-                 input_shape=None, name: str | None = None, **kwargs) -> None:
+                 dilation_rate=(1, 1), input_shape=None, name: str | None = None,
+                 **kwargs) -> None:
         super().__init__(name=name, input_shape=input_shape)
-        _reject_unsupported(self, kwargs, {"data_format": "channels_last", "dilation_rate": (1, 1)})
-        who = f"Conv2D '{name}'" if name else "Conv2D"
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"{type(self).__name__} '{name}'" if name else type(self).__name__
         self.filters = _positive_int(filters, "filters", who)
         self.kernel_size = _positive_pair(kernel_size, "kernel_size", who)
         self.strides = _positive_pair(strides, "strides", who)
+        self.dilation_rate = _positive_pair(dilation_rate, "dilation_rate", who)
         self.groups = _positive_int(groups, "groups", who)
         if self.filters % self.groups:
             raise ValueError(f"{who}: filters={self.filters} is not divisible by groups={self.groups}")
@@ -402,15 +409,23 @@ class Conv2D(Layer):
             )
         pads = self.padding if isinstance(self.padding, str) else None
         ph, pw = (0, 0) if pads else self.padding
+        kh, kw = self.window
         try:
-            top, _, oh = conv_padding(h, self.kernel_size[0], self.strides[0], pads or (ph, ph))
-            left, _, ow = conv_padding(w, self.kernel_size[1], self.strides[1], pads or (pw, pw))
+            top, _, oh = conv_padding(h, kh, self.strides[0], pads or (ph, ph))
+            left, _, ow = conv_padding(w, kw, self.strides[1], pads or (pw, pw))
         except ValueError as err:
             raise ValueError(
-                f"{self.describe()}: kernel {self.kernel_size} with strides {self.strides} and padding "
+                f"{self.describe()}: kernel {self.kernel_size}"
+                f"{'' if self.dilation_rate == (1, 1) else f' with dilation_rate {self.dilation_rate}'}"
+                f" with strides {self.strides} and padding "
                 f"{self.padding!r} does not fit input shape {tuple(input_shape)}: {err}"
             ) from None
         return top, left, oh, ow
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The input positions the (dilated) kernel spans per axis: (k - 1) * rate + 1."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         _, _, oh, ow = self._geometry(input_shape)
@@ -426,21 +441,26 @@ class Conv2D(Layer):
     def build(self, input_shape: Shape) -> None:
         self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
         shapes = self.param_shapes(input_shape)
-        self._add_weight("kernel", shapes["kernel"], self.kernel_initializer,
+        self._add_weight(self._kernel_key, shapes[self._kernel_key], self.kernel_initializer,
                          self.kernel_regularizer)
         if self.use_bias:
             self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
         super().build(input_shape)
 
+    def _conv_kernel(self, kernel: np.ndarray) -> np.ndarray:
+        """The kernel weight (or its gradient) as the kernels read it, (KH, KW, C/groups, K)."""
+        return kernel
+
     def _args(self):
-        return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups)
+        return (self.strides[0], self.strides[1], self.pad_top, self.pad_left, self.groups,
+                self.dilation_rate[0], self.dilation_rate[1])
 
     def forward(self, x, training=False):
         self.x = x
         z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.filters))
         fused = self.act.conv_kernel_activation
-        _core.conv2d_forward(z, x, self.weights_["kernel"], self.weights_.get("bias"), *self._args(),
-                             activation=fused)
+        _core.conv2d_forward(z, x, self._conv_kernel(self.weights_[self._kernel_key]),
+                             self.weights_.get("bias"), *self._args(), activation=fused)
         # The derivatives of the fused activations are read off the output (relu: y > 0 iff
         # z > 0; tanh: 1 - y^2; sigmoid: y (1 - y)), so the fused output serves as z.
         return self.act.forward(self, z, applied=fused != "linear")
@@ -448,12 +468,13 @@ class Conv2D(Layer):
     def backward(self, dy, activation_done=False):
         # activation_done: dy is the gradient of the pre-activation (softmax + cross-entropy).
         dz = self.act.backward(dy, activation_done)
-        _core.conv2d_backward_weights(self.gradients_["kernel"], self.gradients_.get("bias"),
-                                      self.x, dz, *self._args())
+        _core.conv2d_backward_weights(self._conv_kernel(self.gradients_[self._kernel_key]),
+                                      self.gradients_.get("bias"), self.x, dz, *self._args())
         if not self.need_input_grad:
             return None
         dx = self._buffer("dx", self.x.shape)
-        _core.conv2d_backward_data(dx, dz, self.weights_["kernel"], *self._args())
+        _core.conv2d_backward_data(dx, dz, self._conv_kernel(self.weights_[self._kernel_key]),
+                                   *self._args())
         return dx
 
     def get_config(self):
@@ -461,8 +482,157 @@ class Conv2D(Layer):
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
                 "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
                 "activation": self.act.kind, "use_bias": self.use_bias, "groups": self.groups,
+                "dilation_rate": list(self.dilation_rate),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class DepthwiseConv2D(Conv2D):
+    """Depthwise 2-D convolution (Keras ``DepthwiseConv2D``): each input channel convolved with
+    its own ``depth_multiplier`` filters, output channel ``c * depth_multiplier + m``.
+
+    The weight ``depthwise_kernel`` has Keras' shape (KH, KW, C, depth_multiplier); ``bias``
+    (C * depth_multiplier,). Strides, padding, dilation_rate and activation as in
+    :class:`Conv2D`. It runs as a convolution of C groups on the depthwise kernels.
+    """
+
+    depthwise_kernel = _WeightAttribute()
+    _kernel_key = "depthwise_kernel"
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier: int = 1,
+                 activation: str | None = None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, dilation_rate=(1, 1),
+                 input_shape=None, name: str | None = None, **kwargs) -> None:
+        super().__init__(1, kernel_size, strides=strides, padding=padding, activation=activation,
+                         use_bias=use_bias, kernel_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer, dilation_rate=dilation_rate,
+                         input_shape=input_shape, name=name, **kwargs)
+        who = f"DepthwiseConv2D '{name}'" if name else "DepthwiseConv2D"
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", who)
+        self.filters = self.depth_multiplier  # C * depth_multiplier once the input is known
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _, _, oh, ow = self._geometry(input_shape)
+        return (oh, ow, input_shape[-1] * self.depth_multiplier)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        c, m = input_shape[-1], self.depth_multiplier
+        shapes = {"depthwise_kernel": (kh, kw, c, m)}
+        if self.use_bias:
+            shapes["bias"] = (c * m,)
+        return shapes
+
+    def build(self, input_shape: Shape) -> None:
+        self.output_shape(input_shape)  # validates before the channel count is taken
+        self.groups = input_shape[-1]
+        self.filters = input_shape[-1] * self.depth_multiplier
+        super().build(input_shape)
+
+    def _conv_kernel(self, kernel):
+        # (KH, KW, C, M) is (KH, KW, 1, C*M) in memory: a view, gradients land in the weight.
+        kh, kw, c, m = kernel.shape
+        return kernel.reshape(kh, kw, 1, c * m)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides),
+                "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+                "depth_multiplier": self.depth_multiplier, "activation": self.act.kind,
+                "use_bias": self.use_bias, "dilation_rate": list(self.dilation_rate),
+                "depthwise_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class SeparableConv2D(DepthwiseConv2D):
+    """Depthwise separable convolution (Keras ``SeparableConv2D``, MobileNet's block): a
+    depthwise convolution (``depthwise_kernel`` (KH, KW, C, depth_multiplier), no bias) then a
+    pointwise 1x1 convolution (``pointwise_kernel`` (1, 1, C * depth_multiplier, filters)) with
+    ``bias`` (filters,) and the activation. Strides, padding and dilation_rate apply to the
+    depthwise part.
+    """
+
+    pointwise_kernel = _WeightAttribute()
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
+                 depth_multiplier: int = 1, activation: str | None = None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, dilation_rate=(1, 1),
+                 input_shape=None, name: str | None = None, **kwargs) -> None:
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, activation=activation,
+                         use_bias=use_bias, depthwise_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         depthwise_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer, dilation_rate=dilation_rate,
+                         input_shape=input_shape, name=name, **kwargs)
+        who = f"SeparableConv2D '{name}'" if name else "SeparableConv2D"
+        self.pointwise_filters = _positive_int(filters, "filters", who)
+        self.pointwise_initializer = pointwise_initializer
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        oh, ow, _ = super().output_shape(input_shape)
+        return (oh, ow, self.pointwise_filters)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        kh, kw = self.kernel_size
+        cm = input_shape[-1] * self.depth_multiplier
+        shapes = {"depthwise_kernel": (kh, kw, input_shape[-1], self.depth_multiplier),
+                  "pointwise_kernel": (1, 1, cm, self.pointwise_filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.pointwise_filters,)
+        return shapes
+
+    def build(self, input_shape: Shape) -> None:
+        self.pad_top, self.pad_left, self.oh, self.ow = self._geometry(input_shape)
+        self.groups = input_shape[-1]
+        self.filters = input_shape[-1] * self.depth_multiplier  # the depthwise outputs
+        shapes = self.param_shapes(input_shape)
+        self._add_weight("depthwise_kernel", shapes["depthwise_kernel"], self.kernel_initializer,
+                         self.kernel_regularizer)
+        self._add_weight("pointwise_kernel", shapes["pointwise_kernel"],
+                         self.pointwise_initializer, self.pointwise_regularizer)
+        if self.use_bias:
+            self._add_weight("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+        Layer.build(self, input_shape)
+
+    def forward(self, x, training=False):
+        # The same kernels in the same order as the plan's two steps (plan.cpp).
+        self.x = x
+        mid = self._buffer("mid", (x.shape[0], self.oh, self.ow, self.filters))
+        _core.conv2d_forward(mid, x, self._conv_kernel(self.weights_["depthwise_kernel"]), None,
+                             *self._args())
+        self.mid = mid
+        z = self._buffer("z", (x.shape[0], self.oh, self.ow, self.pointwise_filters))
+        fused = self.act.conv_kernel_activation
+        _core.conv2d_forward(z, mid, self.weights_["pointwise_kernel"], self.weights_.get("bias"),
+                             activation=fused)
+        return self.act.forward(self, z, applied=fused != "linear")
+
+    def backward(self, dy, activation_done=False):
+        dz = self.act.backward(dy, activation_done)
+        _core.conv2d_backward_weights(self.gradients_["pointwise_kernel"],
+                                      self.gradients_.get("bias"), self.mid, dz)
+        dmid = self._buffer("dmid", self.mid.shape)
+        _core.conv2d_backward_data(dmid, dz, self.weights_["pointwise_kernel"])
+        _core.conv2d_backward_weights(self._conv_kernel(self.gradients_["depthwise_kernel"]),
+                                      None, self.x, dmid, *self._args())
+        if not self.need_input_grad:
+            return None
+        dx = self._buffer("dx", self.x.shape)
+        _core.conv2d_backward_data(dx, dmid, self._conv_kernel(self.weights_["depthwise_kernel"]),
+                                   *self._args())
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "filters": self.pointwise_filters,
+                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer)}
 
 
 class _Pool2D(Layer):
@@ -628,7 +798,30 @@ class Dense(Layer):
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
 
-class Dropout(Layer):
+class RandomLayer(Layer):
+    """Base of the layers that draw one seed per training call (Dropout, GaussianNoise,
+    SpatialDropout2D, RandomFlip): from cnnfast's generator (``cf.set_seed``), or, with a layer
+    ``seed``, a fresh but reproducible one per call. The C++ training plan draws them in the
+    same order (Model._plan_step), so both walks see the same randomness."""
+
+    def _set_seed(self, seed: Any) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"{type(self).__name__}: seed must be an int or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self._calls = 0
+
+    def _draws_seed(self) -> bool:
+        """Whether a training call draws a seed (False when the layer has nothing to do)."""
+        return True
+
+    def _draw_seed(self) -> int:
+        seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
+        self._calls += 1
+        # Data-parallel ranks share the seed sequence; each turns it into its own stream.
+        return mask_seed(seed)
+
+
+class Dropout(RandomLayer):
     """Inverted dropout: in training, zero a `rate` fraction and scale the rest by 1/(1-rate)."""
 
     def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None, **kwargs):
@@ -636,11 +829,11 @@ class Dropout(Layer):
         _reject_unsupported(self, kwargs, {"noise_shape": None})
         if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"Dropout: seed must be an int or None, got {seed!r}")
         self.rate = float(rate)
-        self.seed = None if seed is None else int(seed)
-        self._calls = 0
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.rate > 0.0
 
     def forward(self, x, training=False):
         self.active = training and self.rate > 0.0
@@ -648,10 +841,7 @@ class Dropout(Layer):
             return x
         y = self._buffer("y", x.shape)
         self.mask = self._buffer("mask", x.shape, np.uint8)
-        # A fixed layer seed gives a fresh but reproducible mask per call.
-        seed = next_seed() if self.seed is None else (self.seed * 1_000_003 + self._calls)
-        self._calls += 1
-        _core.dropout_forward(y, self.mask, x, self.rate, mask_seed(seed))
+        _core.dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
         return y
 
     def backward(self, dy):
@@ -662,6 +852,304 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class GaussianNoise(RandomLayer):
+    """Adds zero-mean Gaussian noise of standard deviation `stddev` in training (Keras
+    ``GaussianNoise``); the identity at inference. The gradient passes unchanged."""
+
+    def __init__(self, stddev: float, seed: int | None = None, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float, np.floating,
+                                                               np.integer)) \
+                or not np.isfinite(stddev) or stddev < 0:
+            raise ValueError(f"GaussianNoise: stddev must be a finite number >= 0, got {stddev!r}")
+        self.stddev = float(stddev)
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.stddev > 0.0
+
+    def forward(self, x, training=False):
+        if not (training and self.stddev > 0.0):
+            return x
+        y = self._buffer("y", x.shape)
+        _core.gaussian_noise_forward(y, x, self.stddev, self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class SpatialDropout2D(RandomLayer):
+    """Dropout of whole feature maps (Keras ``SpatialDropout2D``): in training each channel of
+    each image is zeroed with probability `rate` and the kept ones scaled by 1/(1-rate)."""
+
+    def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) \
+                or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"SpatialDropout2D: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self._set_seed(seed)
+
+    def _draws_seed(self) -> bool:
+        return self.rate > 0.0
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training and self.rate > 0.0
+        if not self.active:
+            return x
+        y = self._buffer("y", x.shape)
+        self.mask = self._buffer("mask", (x.shape[0], x.shape[-1]), np.uint8)
+        _core.spatial_dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        _core.spatial_dropout_backward(dy, dy, self.mask, self.rate)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class RandomFlip(RandomLayer):
+    """Flips each image left-right and/or upside down with probability 1/2 each, in training
+    only (Keras ``RandomFlip``; mode "horizontal", "vertical" or "horizontal_and_vertical", the
+    default). The identity at inference; the gradient is flipped back."""
+
+    _MODES: ClassVar[dict[str, int]] = {"horizontal": 1, "vertical": 2,
+                                        "horizontal_and_vertical": 3}
+
+    def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None, name=None,
+                 input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        if mode not in self._MODES:
+            raise ValueError(f"RandomFlip: mode must be one of {list(self._MODES)}, got {mode!r}")
+        self.mode = mode
+        self._set_seed(seed)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training
+        if not training:
+            return x
+        y = self._buffer("y", x.shape)
+        self.flips = self._buffer("flips", (x.shape[0],), np.uint8)
+        _core.random_flip_forward(y, self.flips, x, self._MODES[self.mode], self._draw_seed())
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        _core.random_flip_backward(dx, dy, self.flips)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "seed": self.seed}
+
+
+class RandomCrop(RandomLayer):
+    """Keras ``RandomCrop(height, width)``: in training a (height, width) window at a random
+    offset, one per batch as Keras draws it, cut from every image (when the input is not larger
+    on both axes, Keras' centred window instead); at inference the whole image resized
+    bilinearly (half-pixel centres) to (height, width), as Keras 3 does, which is the identity
+    for an input of that size. The gradient goes back into the window, zero elsewhere."""
+
+    def __init__(self, height: int, width: int, seed: int | None = None, name=None,
+                 input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        who = f"RandomCrop '{name}'" if name else "RandomCrop"
+        self.height = _positive_int(height, "height", who)
+        self.width = _positive_int(width, "width", who)
+        self._set_seed(seed)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        if self.height > input_shape[0] or self.width > input_shape[1]:
+            raise ValueError(f"{self.describe()}: window {self.height}x{self.width} is larger "
+                             f"than the input {tuple(input_shape)}")
+        return (self.height, self.width, input_shape[2])
+
+    def forward(self, x, training=False):
+        self.training = training
+        y = self._buffer("y", (x.shape[0], self.height, self.width, x.shape[3]))
+        if training:
+            self.offsets = self._buffer("offsets", (2,), np.int32)
+            _core.random_crop_forward(y, self.offsets, x, self._draw_seed())
+        elif x.shape[1:3] == (self.height, self.width):
+            return x
+        else:
+            _core.resize_bilinear_forward(y, x)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if not self.training:
+            raise RuntimeError(f"{self.describe()}: backward needs a forward pass with "
+                               "training=True")
+        dx = self._buffer("dx", self.x_shape)
+        _core.random_crop_backward(dx, dy, self.offsets)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "seed": self.seed}
+
+
+def _factor_pair(value: Any, what: str, who: str, bound: float | None) -> tuple[float, float]:
+    """A Keras factor as (lower, upper): a number f is (-f, f)."""
+    try:
+        if isinstance(value, (list, tuple)):
+            lo, hi = (float(v) for v in value)
+        else:
+            if isinstance(value, bool):
+                raise TypeError
+            hi = float(value)
+            lo = -hi
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: {what} must be a number or (lower, upper), got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi) or (
+            bound is not None and (lo < -bound or hi > bound)):
+        limit = f", both in [-{bound}, {bound}]" if bound is not None else ""
+        raise ValueError(f"{who}: {what} needs lower <= upper{limit}, got {value!r}")
+    return lo, hi
+
+
+def _factor_config(value: Any) -> float | list[float]:
+    """A checked factor as the config stores it (JSON: a number or a list)."""
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
+class _RandomAffine(RandomLayer):
+    """Per-image resampling in training through a random projective transform (Keras'
+    affine_transform with TensorFlow's fill modes; random_affine.h); the identity at inference.
+    The gradient is the adjoint of the resampling."""
+
+    kind = ""
+
+    def _init_resampling(self, fill_mode: str, interpolation: str, fill_value: float,
+                         seed: Any) -> None:
+        who = type(self).__name__
+        if fill_mode not in ("reflect", "wrap", "constant", "nearest"):
+            raise ValueError(f"{who}: fill_mode must be reflect, wrap, constant or nearest, "
+                             f"got {fill_mode!r}")
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"{who}: interpolation must be bilinear or nearest, got "
+                             f"{interpolation!r}")
+        self.fill_mode = fill_mode
+        self.interpolation = interpolation
+        self.fill_value = float(fill_value)
+        self._set_seed(seed)
+
+    def _factors(self) -> list[float]:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
+                             f"got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.active = training
+        if not training:
+            return x
+        n, h, w, _ = x.shape
+        self.transforms = self._buffer("transforms", (n, 8))
+        _core.random_affine_transforms(self.transforms, self.kind, self._factors(), n, h, w,
+                                       self._draw_seed())
+        y = self._buffer("y", x.shape)
+        _core.affine_transform_forward(y, x, self.transforms, self.fill_mode,
+                                       self.interpolation, self.fill_value)
+        return y
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        _core.affine_transform_backward(dx, dy, self.transforms, self.fill_mode,
+                                        self.interpolation)
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode,
+                "interpolation": self.interpolation, "seed": self.seed,
+                "fill_value": self.fill_value}
+
+
+class RandomTranslation(_RandomAffine):
+    """Keras ``RandomTranslation(height_factor, width_factor)``: each image shifted by a
+    uniform fraction of its height and width (a number f means [-f, f]; factors in [-1, 1]),
+    resampled bilinearly with ``fill_mode="reflect"`` by default; training only."""
+
+    kind = "translation"
+
+    def __init__(self, height_factor, width_factor, fill_mode: str = "reflect",
+                 interpolation: str = "bilinear", seed: int | None = None,
+                 fill_value: float = 0.0, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self._h = _factor_pair(height_factor, "height_factor", "RandomTranslation", 1.0)
+        self._w = _factor_pair(width_factor, "width_factor", "RandomTranslation", 1.0)
+        self.height_factor = _factor_config(height_factor)
+        self.width_factor = _factor_config(width_factor)
+        self._init_resampling(fill_mode, interpolation, fill_value, seed)
+
+    def _factors(self):
+        return [*self._h, *self._w]
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor,
+                "width_factor": self.width_factor}
+
+
+class RandomRotation(_RandomAffine):
+    """Keras ``RandomRotation(factor)``: each image rotated about its centre by a uniform
+    angle of factor * 2 pi (a number f means [-f, f]), resampled bilinearly with
+    ``fill_mode="reflect"`` by default; training only."""
+
+    kind = "rotation"
+
+    def __init__(self, factor, fill_mode: str = "reflect", interpolation: str = "bilinear",
+                 seed: int | None = None, fill_value: float = 0.0, name=None, input_shape=None,
+                 **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
+        self._f = _factor_pair(factor, "factor", "RandomRotation", None)
+        self.factor = _factor_config(factor)
+        self._init_resampling(fill_mode, interpolation, fill_value, seed)
+
+    def _factors(self):
+        return list(self._f)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
 
 
 class Activation(Layer):
@@ -700,6 +1188,82 @@ class ELU(Activation):
 
     def get_config(self):
         return {**Layer.get_config(self), "alpha": self.act.alpha}
+
+
+class LeakyReLU(Activation):
+    """Leaky ReLU: y = x for x > 0, negative_slope * x otherwise (Keras 3 default 0.3).
+
+    ``alpha`` is the Keras 2 name of ``negative_slope`` and is accepted for old scripts.
+    """
+
+    def __init__(self, negative_slope: float = 0.3, name=None, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+        super().__init__("leaky_relu", name=name, **kwargs)
+        if isinstance(negative_slope, bool) or not isinstance(
+                negative_slope, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(negative_slope) or negative_slope < 0:
+            raise ValueError(f"{self.describe()}: negative_slope must be a finite number >= 0, "
+                             f"got {negative_slope!r}")
+        self.act.alpha = float(negative_slope)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "negative_slope": self.act.alpha}
+
+
+class Rescaling(Layer):
+    """``y = x * scale + offset`` (Keras ``Rescaling``), e.g. ``Rescaling(1 / 255)`` or
+    ``Rescaling(1 / 127.5, offset=-1)``.
+
+    ``scale`` and ``offset`` are numbers or one value per channel (the last axis). The product
+    is rounded to float32 before the offset is added, as Keras' two float32 operations. No
+    weights; the gradient is ``dy * scale``.
+    """
+
+    def __init__(self, scale: Any, offset: Any = 0.0, name=None, input_shape=None, **kwargs):
+        super().__init__(name=name, input_shape=input_shape)
+        _reject_unsupported(self, kwargs, {})
+        self.scale = self._read("scale", scale)
+        self.offset = self._read("offset", offset)
+
+    def _read(self, what: str, value: Any) -> float | list[float]:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu" or arr.ndim > 1 or arr.size == 0 \
+                or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.describe()}: {what} must be a finite number or a list of "
+                             f"them (one per channel), got {value!r}")
+        return float(arr) if arr.ndim == 0 else [float(v) for v in arr]
+
+    def _vectors(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """scale and offset as float32 vectors of one length (1 or `channels`)."""
+        s = np.atleast_1d(np.asarray(self.scale, np.float32))
+        o = np.atleast_1d(np.asarray(self.offset, np.float32))
+        for what, v in (("scale", s), ("offset", o)):
+            if v.size not in (1, channels):
+                raise ValueError(f"{self.describe()}: {what} has {v.size} values for "
+                                 f"{channels} channels (need 1 or {channels})")
+        n = max(s.size, o.size)
+        return (np.ascontiguousarray(np.broadcast_to(s, (n,))),
+                np.ascontiguousarray(np.broadcast_to(o, (n,))))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.describe()}: needs at least one axis, got {input_shape}")
+        self._vectors(input_shape[-1])
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        self.s, o = self._vectors(x.shape[-1])
+        y = self._buffer("y", x.shape)
+        _core.rescaling_forward(y, x, self.s, o)
+        return y
+
+    def backward(self, dy):
+        _core.rescaling_backward(dy, dy, self.s)
+        return dy
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
 class Softmax(Activation):
@@ -1334,6 +1898,9 @@ _SERIALIZABLE: tuple[type[Layer], ...] = (
     ELU, Softmax, PReLU, LocalResponseNormalization, Add, Subtract, Multiply, Average, Maximum,
     Concatenate,
 ) + _NORMALIZATION_AND_SPATIAL
+# Activation, noise, convolution-variant and preprocessing layers (issue 19).
+_SERIALIZABLE += (LeakyReLU, Rescaling, DepthwiseConv2D, SeparableConv2D, GaussianNoise,
+                  SpatialDropout2D, RandomFlip, RandomCrop, RandomTranslation, RandomRotation)
 # The exact classes the model file, the C++ inference builder and the C++ training plan know.
 # A subclass may change forward(), so only these are handed to the C++ plans.
 BUILTIN_LAYERS: frozenset[type[Layer]] = frozenset(_SERIALIZABLE)

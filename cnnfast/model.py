@@ -25,8 +25,7 @@ from cnnfast import optimizers as optimizers_module
 from cnnfast import random as cf_random
 from cnnfast.data import Augmentation, BatchIterator
 from cnnfast.graph import SymbolicTensor
-from cnnfast.layers import Dense, Dropout, InputLayer, Layer
-from cnnfast.random import mask_seed, next_seed
+from cnnfast.layers import Dense, InputLayer, Layer, RandomLayer
 
 Shape = tuple[int, ...]
 
@@ -869,8 +868,9 @@ class Model:
             return f"optimizer {type(self.optimizer).__name__} has no C++ step"
         return None
 
-    def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[Dropout]]:
-        """The plan and its Dropout calls in the order it reads their seeds; (None, []) when
+    def _build_train_plan(self, regs: tuple) -> tuple[Any | None, list[RandomLayer]]:
+        """The plan and its random layer calls (Dropout, GaussianNoise, SpatialDropout2D,
+        RandomFlip) in the order it reads their seeds; (None, []) when
         its calls do not run in the order of the Python walk (the seeds would go to other
         layers, and gradients read by three calls or more would be summed in another order)."""
         views = [(f"{layer.name}/{name}", layer.weights_[name], layer.gradients_[name])
@@ -884,7 +884,8 @@ class Model:
         calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers
         if self._nodes and plan.calls != [layer.describe() for layer in calls]:
             return None, []
-        drawing = [layer for layer in calls if isinstance(layer, Dropout) and layer.rate > 0.0]
+        drawing = [layer for layer in calls
+                   if isinstance(layer, RandomLayer) and layer._draws_seed()]
         if plan.dropout_layers != [layer.describe() for layer in drawing]:
             return None, []
         return plan, drawing
@@ -892,12 +893,8 @@ class Model:
     def _plan_step(self, plan: Any, xb: np.ndarray, yb: np.ndarray, where: str,
                    weights: np.ndarray | None) -> tuple[float, list[float]]:
         n = self._trainable_floats
-        # The masks' seeds, drawn exactly as Dropout.forward draws them in the Python walk.
-        seeds = []
-        for layer in self._train_plan_cache[2]:
-            seeds.append(mask_seed(next_seed() if layer.seed is None
-                                   else layer.seed * 1_000_003 + layer._calls))
-            layer._calls += 1
+        # The seeds, drawn exactly as the layers' forward draws them in the Python walk.
+        seeds = [layer._draw_seed() for layer in self._train_plan_cache[2]]
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float64)
         s, (s0, s1, s2), bounds = self.optimizer._plan_update(self._weight_arena[:n],

@@ -78,6 +78,14 @@ class _GraphBuilder:
                                                          name))
         return name
 
+    def const_int64(self, name: str, values: list[int]) -> str:
+        from onnx import numpy_helper
+
+        if name not in self.const_names:
+            self.const_names.add(name)
+            self.initializers.append(numpy_helper.from_array(np.array(values, np.int64), name))
+        return name
+
     def node(self, op: str, inputs: list[str], hint: str, **attrs) -> str:
         out = self.name(hint)
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=out, **attrs))
@@ -109,6 +117,8 @@ class _GraphBuilder:
             self.node("Softmax", [self.x], f"{hint}_softmax", axis=1 if self.nchw else -1)
         elif kind == "elu":
             self.node("Elu", [self.x], f"{hint}_elu", alpha=float(act.alpha))
+        elif kind == "leaky_relu":
+            self.node("LeakyRelu", [self.x], f"{hint}_leaky_relu", alpha=float(act.alpha))
         else:
             op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[kind]
             self.node(op, [self.x], f"{hint}_{kind}")
@@ -131,17 +141,32 @@ def _pads(layer, in_shape: tuple[int, ...], kernel: tuple[int, int]) -> list[int
 
 def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None:
     hint = layer.name
-    if isinstance(layer, L.Dropout):
-        return
-    if isinstance(layer, L.Conv2D):
+    if isinstance(layer, (L.Dropout, L.GaussianNoise, L.SpatialDropout2D, L.RandomFlip,
+                          L._RandomAffine)):
+        return  # the identity at inference
+    if isinstance(layer, L.SeparableConv2D):  # depthwise Conv of C groups, then a 1x1 Conv
         g.to_nchw(layer.describe())
-        kernel = layer.weights_["kernel"].transpose(3, 2, 0, 1)  # (K, C/g, KH, KW)
-        inputs = [g.x, g.const(f"{layer.name}/kernel", kernel)]
+        depthwise = layer._conv_kernel(layer.weights_["depthwise_kernel"]).transpose(3, 2, 0, 1)
+        g.node("Conv", [g.x, g.const(f"{layer.name}/depthwise_kernel", depthwise)],
+               f"{hint}_depthwise", kernel_shape=list(layer.kernel_size),
+               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.window),
+               group=layer.groups, dilations=list(layer.dilation_rate))
+        pointwise = layer.weights_["pointwise_kernel"].transpose(3, 2, 0, 1)
+        inputs = [g.x, g.const(f"{layer.name}/pointwise_kernel", pointwise)]
+        if layer.use_bias:
+            inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
+        g.node("Conv", inputs, hint, kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0])
+        g.activation(layer.act, hint)
+    elif isinstance(layer, L.Conv2D):  # DepthwiseConv2D too: a Conv of C groups
+        g.to_nchw(layer.describe())
+        # (K, C/g, KH, KW)
+        kernel = layer._conv_kernel(layer.weights_[layer._kernel_key]).transpose(3, 2, 0, 1)
+        inputs = [g.x, g.const(f"{layer.name}/{layer._kernel_key}", kernel)]
         if layer.use_bias:
             inputs.append(g.const(f"{layer.name}/bias", layer.weights_["bias"]))
         g.node("Conv", inputs, hint, kernel_shape=list(layer.kernel_size),
-               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.kernel_size),
-               group=layer.groups, dilations=[1, 1])
+               strides=list(layer.strides), pads=_pads(layer, in_shape, layer.window),
+               group=layer.groups, dilations=list(layer.dilation_rate))
         g.activation(layer.act, hint)
     elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
         g.to_nchw(layer.describe())
@@ -170,6 +195,24 @@ def _export_layer(g: _GraphBuilder, layer: L.Layer, in_shape, out_shape) -> None
         g.activation(layer.act, hint)
     elif isinstance(layer, L.Activation):
         g.activation(layer.act, hint)
+    elif isinstance(layer, L.RandomCrop):  # inference: resize to the window's size
+        if tuple(in_shape[:2]) != (layer.height, layer.width):
+            g.to_nchw(layer.describe())
+            x = g.x
+            n = g.node("Slice", [g.node("Shape", [x], f"{hint}_shape"),
+                                 g.const_int64(f"{hint}/zero", [0]),
+                                 g.const_int64(f"{hint}/one", [1])], f"{hint}_batch")
+            sizes = g.node("Concat", [n, g.const_int64(f"{hint}/size",
+                                                       [in_shape[2], layer.height, layer.width])],
+                           f"{hint}_sizes", axis=0)
+            g.node("Resize", [x, "", "", sizes], hint, mode="linear",
+                   coordinate_transformation_mode="half_pixel")
+    elif isinstance(layer, L.Rescaling):
+        scale, offset = layer._vectors(in_shape[-1])
+        if g.nchw:  # per-channel values broadcast over (C, 1, 1)
+            scale, offset = scale.reshape(-1, 1, 1), offset.reshape(-1, 1, 1)
+        g.node("Mul", [g.x, g.const(f"{layer.name}/scale", scale)], f"{hint}_scale")
+        g.node("Add", [g.x, g.const(f"{layer.name}/offset", offset)], hint)
     elif isinstance(layer, L.PReLU):
         alpha = layer.weights_["alpha"]
         if g.nchw:

@@ -170,7 +170,7 @@ def _sigmoid64(x):
 
 
 def activation(x, kind, alpha=1.0):
-    """Forward of relu / sigmoid / tanh / elu / swish / linear in float64."""
+    """Forward of relu / sigmoid / tanh / elu / swish / leaky_relu / linear in float64."""
     x = np.asarray(x, np.float64)
     if kind == "relu":
         return np.maximum(x, 0.0)
@@ -182,6 +182,8 @@ def activation(x, kind, alpha=1.0):
         return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
     if kind == "swish":
         return x * _sigmoid64(x)
+    if kind == "leaky_relu":
+        return np.where(x > 0, x, alpha * x)
     if kind == "linear":
         return x.copy()
     raise ValueError(kind)
@@ -202,6 +204,8 @@ def activation_derivative(x, kind, alpha=1.0):
     if kind == "swish":
         s = _sigmoid64(x)
         return s * (1.0 + x * (1.0 - s))
+    if kind == "leaky_relu":
+        return np.where(x > 0, 1.0, alpha)
     if kind == "linear":
         return np.ones_like(x)
     raise ValueError(kind)

@@ -10,7 +10,7 @@ from gradcheck import assert_gradient
 from cnnfast import _core
 from cnnfast.ops import activation as A
 
-KINDS = ["relu", "sigmoid", "tanh", "elu", "swish", "linear"]
+KINDS = ["relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu", "linear"]
 # 1, odd, and larger than the 32K-element threading grain (several chunks, odd tail).
 SIZES = [1, 7, 1001, 100_003]
 # Float32 results: the polynomial exp/tanh/expm1 measure <= 3.3 ulp (3.9e-7 relative) against
@@ -34,7 +34,7 @@ def _inputs(n: int, rng) -> np.ndarray:
 @pytest.mark.parametrize("n", SIZES)
 def test_activation_forward_matches_reference(kind, n, simd_path, rng):
     x = _inputs(n, rng)
-    alpha = 0.7 if kind == "elu" else 1.0
+    alpha = {"elu": 0.7, "leaky_relu": 0.3}.get(kind, 1.0)
     y = np.empty_like(x)
     _core.activation_forward(y, x, kind, alpha)
     assert np.all(np.isfinite(y))
@@ -121,7 +121,7 @@ def test_elu_is_accurate_near_zero():
 @pytest.mark.parametrize("n", SIZES)
 def test_activation_backward_matches_reference(kind, n, simd_path, rng):
     x = _inputs(n, rng)
-    alpha = 1.3 if kind == "elu" else 1.0
+    alpha = {"elu": 1.3, "leaky_relu": 0.3}.get(kind, 1.0)
     dy = rng.standard_normal(n).astype(np.float32)
     y = np.empty_like(x)
     _core.activation_forward(y, x, kind, alpha)
@@ -148,7 +148,8 @@ def test_activation_backward_finite_differences(kind, rng):
         return float(np.dot(w, y))
 
     _fwd, bwd = A.ACTIVATIONS[kind]
-    dx = bwd(x, w) if kind != "elu" else A.elu_backward(x, w, alpha)
+    dx = {"elu": lambda: A.elu_backward(x, w, alpha),
+          "leaky_relu": lambda: A.leaky_relu_backward(x, w, alpha)}.get(kind, lambda: bwd(x, w))()
     assert_gradient(f, x, dx)  # gradcheck's default tolerances, justified there
 
 
@@ -185,7 +186,7 @@ def test_activation_identical_for_1_and_2_threads(kind, rng, restore_threads):
 
 def test_nan_propagates(rng):
     x = np.array([np.nan, 1.0], np.float32)
-    for kind in ["relu", "sigmoid", "tanh", "elu", "swish"]:
+    for kind in ["relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu"]:
         assert np.isnan(A.ACTIVATIONS[kind][0](x)[0]), kind
 
 

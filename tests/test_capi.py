@@ -14,6 +14,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from more_layers_models import MODELS as MORE_LAYER_MODELS
 
 import cnnfast as cf
 from cnnfast import models
@@ -93,6 +94,28 @@ def test_classify_raw_input_matches_python_predict(toolchain, tmp_path, exe, zoo
     # %.9g prints every float32 exactly, so identical kernels give identical numbers.
     np.testing.assert_array_equal(scores, expected)
     assert cls == int(np.argmax(expected))
+
+
+@pytest.mark.parametrize("name", list(MORE_LAYER_MODELS))
+def test_classify_issue19_layers_matches_python_predict(toolchain, tmp_path, name):
+    """Model files with issue 19's layers go through the same builder in the C API."""
+    factory, shape = MORE_LAYER_MODELS[name]
+    cf.set_seed(3)
+    model = factory()
+    model.build()
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    raw = tmp_path / "input.f32"
+    x.tofile(raw)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(toolchain["classify"]), str(_saved(tmp_path, model)), str(raw),
+                           "--threads", "1"], capture_output=True, text=True, env=env, check=True)
+    _, scores = _scores(proc.stdout)
+    cf.set_num_threads(1)
+    try:
+        expected = model.predict(x)[0]
+    finally:
+        cf.set_num_threads(0)
+    np.testing.assert_array_equal(scores, expected)  # same executor, same kernels
 
 
 def test_classify_pgm_image(toolchain, tmp_path):

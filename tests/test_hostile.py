@@ -328,7 +328,7 @@ BAD_LAYERS = [
     lambda: L.Conv2D(4, 3, padding=-1), lambda: L.Conv2D(4, 3, groups=3),
     lambda: L.Conv2D(4, 3, groups=0), lambda: L.Conv2D(4.5, 3), lambda: L.Conv2D("4", 3),
     lambda: L.Conv2D(True, 3), lambda: L.Conv2D(4, 3, activation="gelu"),
-    lambda: L.Conv2D(4, 3, dilation_rate=2), lambda: L.Conv2D(4, 3, data_format="channels_first"),
+    lambda: L.Conv2D(4, 3, dilation_rate=0), lambda: L.Conv2D(4, 3, data_format="channels_first"),
     lambda: L.Conv2D(4, 3, bogus=1), lambda: L.Dense(0), lambda: L.Dense(-3),
     lambda: L.Dense(2.5), lambda: L.Dense(None), lambda: L.Dense(4, activation=3),
     lambda: L.MaxPooling2D(0), lambda: L.MaxPooling2D((2, -1)), lambda: L.AveragePooling2D(2, 0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from more_layers_models import MODELS as MORE_LAYER_MODELS
 
 import cnnfast as cf
 from cnnfast import layers as L
@@ -75,6 +76,8 @@ MODELS = {
     "every_option": every_option,
     "mlp": mlp,
 }
+# Issue 19's layers (LeakyReLU, noise, convolution variants, preprocessing).
+MODELS.update({name: factory for name, (factory, _) in MORE_LAYER_MODELS.items()})
 
 
 def randomize(model: cf.Sequential, rng) -> None:

@@ -273,6 +273,11 @@ ACTIVATIONS = {
     "elu_alpha_0.3": (lambda x: ops.elu(x, 0.3), lambda x, y, dy: ops.elu_backward(x, dy, 0.3),
                       lambda t: F.elu(t, 0.3)),
     "swish": (ops.swish, lambda x, y, dy: ops.swish_backward(x, dy), F.silu),
+    "leaky_relu": (ops.leaky_relu, lambda x, y, dy: ops.leaky_relu_backward(x, dy),
+                   lambda t: F.leaky_relu(t, 0.2)),
+    "leaky_relu_0.3": (lambda x: ops.leaky_relu(x, 0.3),
+                       lambda x, y, dy: ops.leaky_relu_backward(x, dy, 0.3),
+                       lambda t: F.leaky_relu(t, 0.3)),
     "linear": (ops.linear, lambda x, y, dy: ops.linear_backward(x, dy), lambda t: t),
     "softmax": (ops.softmax, lambda x, y, dy: ops.softmax_backward(y, dy),
                 lambda t: torch.softmax(t, dim=-1)),
@@ -413,6 +418,12 @@ def small_cnn(variant: str):
         layers = [L.Input((10, 10, 3)), L.Conv2D(6, 3, activation="relu"), L.MaxPooling2D(2),
                   L.Flatten(), L.Dropout(0.0), L.Dense(16, activation="relu"),
                   L.Dense(5, activation="softmax")]
+    elif variant == "issue19":  # Rescaling, dilation, leaky ReLU, depthwise and separable
+        layers = [L.Input((10, 10, 3)), L.Rescaling(0.5, offset=0.25),
+                  L.Conv2D(6, 3, padding="same", dilation_rate=2, activation="leaky_relu"),
+                  L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2),
+                  L.LeakyReLU(0.1), L.SeparableConv2D(8, 3, activation="tanh"),
+                  L.Flatten(), L.Dense(5, activation="softmax")]
     else:  # every other layer kind, in one net
         layers = [L.Input((10, 10, 3)), L.Conv2D(8, (3, 2), strides=(2, 1), padding="same",
                                                  activation="tanh", groups=1),
@@ -432,6 +443,19 @@ def torch_forward(variant: str, w: list[torch.Tensor], x: torch.Tensor) -> torch
         h = h.reshape(len(x), -1)  # NHWC flatten order, as cnnfast/Keras
         h = F.relu(h @ w[2] + w[3])
         return h @ w[4] + w[5]
+    if variant == "issue19":
+        def conv(h, k, b, stride, pads, dilation=1, groups=1):
+            y = F.conv2d(F.pad(nchw(h), pads), k.permute(3, 2, 0, 1), b, stride=stride,
+                         dilation=dilation, groups=groups)
+            return nhwc(y)
+
+        h = x * 0.5 + 0.25
+        h = F.leaky_relu(conv(h, w[0], w[1], 1, (2, 2, 2, 2), dilation=2), 0.2)
+        depthwise = w[2].reshape(3, 3, 1, 12)  # Keras (3, 3, 6, 2) as a grouped kernel
+        h = F.leaky_relu(conv(h, depthwise, w[3], 2, (0, 1, 0, 1), groups=6), 0.1)
+        h = conv(h, w[4].reshape(3, 3, 1, 12), None, 1, (0, 0, 0, 0), groups=12)
+        h = torch.tanh(h @ w[5][0, 0] + w[6])
+        return h.reshape(len(x), -1) @ w[7] + w[8]
     h = torch.tanh(torch_conv(x, w[0], w[1], (2, 1), torch_pads(10, 10, 3, 2, (2, 1), "same"), 1))
     h = nhwc(F.local_response_norm(nchw(h), 5, alpha=1e-2 * 5, beta=0.75, k=1.0))
     h = F.silu(torch_conv(h, w[2], w[3], (1, 1), (1, 1, 1, 1), 2))
@@ -523,7 +547,7 @@ ADAPTIVE = {"adam", "adamw", "nadam", "adamax", "adagrad", "adadelta", "rmsprop"
             "rmsprop_centered"}
 
 
-@pytest.mark.parametrize("variant", ["plain", "every_layer"])
+@pytest.mark.parametrize("variant", ["plain", "every_layer", "issue19"])
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "nesterov", "adam", "adamw", "nadam",
                                  "adamax", "adagrad", "adadelta", "rmsprop", "rmsprop_centered"])
 def test_training_steps_match_torch(variant, opt):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from more_layers_models import MODELS as MORE_LAYER_MODELS
 from test_arena import core_calls
 
 import cnnfast as cf
@@ -210,6 +211,9 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("resnet20", lambda: cf.models.resnet20(), (32, 32, 3), "sparse"),
     ("vgg_cifar_bn", lambda: cf.models.vgg_cifar_bn((8, 8, 3)), (8, 8, 3), "onehot"),
 ]
+
+# Issue 19's layers (LeakyReLU, noise, convolution variants, preprocessing).
+MODELS += [(name, factory, shape, "sparse") for name, (factory, shape) in MORE_LAYER_MODELS.items()]
 
 OPTIMIZERS = {
     "sgd_nesterov": lambda: cf.optimizers.SGD(0.05, momentum=0.9, nesterov=True),

@@ -7,6 +7,8 @@ Layouts follow Keras: activations NHWC, conv kernels (KH, KW, C_in, C_out), dens
 from cnnfast.ops.activation import (
     elu,
     elu_backward,
+    leaky_relu,
+    leaky_relu_backward,
     linear,
     linear_backward,
     prelu,
@@ -40,8 +42,9 @@ from cnnfast.ops.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_po
 __all__ = [
     "adam_update", "avg_pool2d", "avg_pool2d_backward", "categorical_crossentropy",
     "concatenate", "concatenate_backward", "conv2d", "conv2d_backward", "dense", "dense_backward", "dropout", "dropout_backward", "elu",
-    "elu_backward", "linear", "linear_backward", "lrn", "lrn_backward", "max_pool2d",
-    "max_pool2d_backward", "merge", "merge_backward", "mse", "optimizer_update", "prelu", "prelu_backward", "relu", "relu_backward", "sgd_update",
+    "elu_backward", "leaky_relu", "leaky_relu_backward", "linear", "linear_backward", "lrn",
+    "lrn_backward", "max_pool2d", "max_pool2d_backward", "merge", "merge_backward", "mse",
+    "optimizer_update", "prelu", "prelu_backward", "relu", "relu_backward", "sgd_update",
     "sigmoid", "sigmoid_backward", "softmax", "softmax_backward", "softmax_cross_entropy",
     "sparse_categorical_crossentropy", "sparse_softmax_cross_entropy", "swish", "swish_backward",
     "tanh", "tanh_backward",

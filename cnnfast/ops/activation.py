@@ -20,6 +20,8 @@ __all__ = [
     "BACKWARD_TAKES_OUTPUT",
     "elu",
     "elu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
     "linear",
     "linear_backward",
     "prelu",
@@ -93,6 +95,12 @@ def elu(x: Any, alpha: float = 1.0) -> np.ndarray:
     return _forward("elu", x, alpha)
 
 
+def leaky_relu(x: Any, negative_slope: float = 0.2) -> np.ndarray:
+    """x for x > 0, negative_slope * x otherwise (``keras.activations.leaky_relu``, default
+    0.2; the LeakyReLU layer's default is 0.3)."""
+    return _forward("leaky_relu", x, negative_slope)
+
+
 def swish(x: Any) -> np.ndarray:
     """x * sigmoid(x) (Keras ``swish`` / ``silu``)."""
     return _forward("swish", x)
@@ -121,6 +129,11 @@ def tanh_backward(x: Any, dy: Any) -> np.ndarray:
 def elu_backward(x: Any, dy: Any, alpha: float = 1.0) -> np.ndarray:
     """dx = dy for x > 0, dy * alpha * exp(x) otherwise; x is the forward input."""
     return _backward("elu", x, dy, alpha)
+
+
+def leaky_relu_backward(x: Any, dy: Any, negative_slope: float = 0.2) -> np.ndarray:
+    """dx = dy for x > 0, dy * negative_slope otherwise; x is the forward input."""
+    return _backward("leaky_relu", x, dy, negative_slope)
 
 
 def swish_backward(x: Any, dy: Any) -> np.ndarray:
@@ -199,6 +212,7 @@ ACTIVATIONS: dict[str, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray
     "tanh": (tanh, tanh_backward),
     "elu": (elu, elu_backward),
     "swish": (swish, swish_backward),
+    "leaky_relu": (leaky_relu, leaky_relu_backward),
     "linear": (linear, linear_backward),
     "softmax": (softmax, softmax_backward),
 }

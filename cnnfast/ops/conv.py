@@ -47,6 +47,7 @@ def conv2d_geometry(
     padding: ConvPadding = "valid",
     groups: int = 1,
     op: str = "conv2d",
+    dilation_rate: int | tuple[int, int] = (1, 1),
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Validate a convolution's sizes and return ((OH, OW), (stride_h, stride_w), (pad_top, pad_left)).
 
@@ -77,6 +78,11 @@ def conv2d_geometry(
         raise ValueError(f"{ctx}: groups {groups} must divide the output channels {K}")
     try:
         sh, sw = pair(strides, "strides")
+        dh, dw = pair(dilation_rate, "dilation_rate")
+        if dh < 1 or dw < 1:
+            raise ValueError(f"dilation_rate must be positive, got {dilation_rate!r}")
+        # A dilated kernel spans (K - 1) * rate + 1 input positions.
+        KH, KW = (KH - 1) * dh + 1, (KW - 1) * dw + 1
         top, _, OH = conv_padding(H, KH, sh, _axis_padding(padding, 0))
         left, _, OW = conv_padding(W, KW, sw, _axis_padding(padding, 1))
     except (TypeError, ValueError) as e:
@@ -93,6 +99,7 @@ def conv2d(
     strides: int | tuple[int, int] = (1, 1),
     padding: ConvPadding = "valid",
     groups: int = 1,
+    dilation_rate: int | tuple[int, int] = (1, 1),
 ) -> np.ndarray:
     """2-D convolution (cross-correlation), Keras ``Conv2D`` semantics.
 
@@ -109,6 +116,8 @@ def conv2d(
     groups : int
         Output channels come in `groups` contiguous blocks, block g seeing input channels
         [g*C/groups, (g+1)*C/groups).
+    dilation_rate : int or (rate_h, rate_w)
+        Spacing of the kernel taps (atrous convolution); the kernel spans (K - 1) * rate + 1.
 
     Returns
     -------
@@ -116,13 +125,15 @@ def conv2d(
     """
     x = as_float32(x, "conv2d", "x", 4)
     w = as_float32(w, "conv2d", "w", 4)
-    (OH, OW), (sh, sw), (pt, pl) = conv2d_geometry(x.shape, w.shape, strides, padding, groups)
+    (OH, OW), (sh, sw), (pt, pl) = conv2d_geometry(x.shape, w.shape, strides, padding, groups,
+                                                   dilation_rate=dilation_rate)
+    dh, dw = pair(dilation_rate, "dilation_rate")
     if b is not None:
         b = as_float32(b, "conv2d", "b", 1)
         if b.shape != (w.shape[3],):
             raise ValueError(f"conv2d: b must have shape ({w.shape[3]},), got {b.shape}")
     y = np.empty((x.shape[0], OH, OW, w.shape[3]), np.float32)
-    _core.conv2d_forward(y, x, w, b, sh, sw, pt, pl, int(groups))
+    _core.conv2d_forward(y, x, w, b, sh, sw, pt, pl, int(groups), dh, dw)
     return y
 
 
@@ -133,12 +144,13 @@ def conv2d_backward(
     strides: int | tuple[int, int] = (1, 1),
     padding: ConvPadding = "valid",
     groups: int = 1,
+    dilation_rate: int | tuple[int, int] = (1, 1),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` given dy = dL/dy.
 
     Parameters
     ----------
-    x, w, strides, padding, groups : as in :func:`conv2d`
+    x, w, strides, padding, groups, dilation_rate : as in :func:`conv2d`
     dy : array (N, OH, OW, K)
 
     Returns
@@ -151,8 +163,10 @@ def conv2d_backward(
     w = as_float32(w, "conv2d_backward", "w", 4)
     dy = as_float32(dy, "conv2d_backward", "dy", 4)
     (OH, OW), (sh, sw), (pt, pl) = conv2d_geometry(
-        x.shape, w.shape, strides, padding, groups, op="conv2d_backward"
+        x.shape, w.shape, strides, padding, groups, op="conv2d_backward",
+        dilation_rate=dilation_rate,
     )
+    dh, dw_ = pair(dilation_rate, "dilation_rate")
     expected = (x.shape[0], OH, OW, w.shape[3])
     if dy.shape != expected:
         raise ValueError(
@@ -162,6 +176,6 @@ def conv2d_backward(
     dx = np.empty_like(x)
     dw = np.empty_like(w)
     db = np.empty(w.shape[3], np.float32)
-    _core.conv2d_backward_data(dx, dy, w, sh, sw, pt, pl, int(groups))
-    _core.conv2d_backward_weights(dw, db, x, dy, sh, sw, pt, pl, int(groups))
+    _core.conv2d_backward_data(dx, dy, w, sh, sw, pt, pl, int(groups), dh, dw_)
+    _core.conv2d_backward_weights(dw, db, x, dy, sh, sw, pt, pl, int(groups), dh, dw_)
     return dx, dw, db

@@ -19,15 +19,21 @@
 #include "activation.h"
 #include "batchnorm.h"
 #include "conv2d.h"
+#include "conv2d_depthwise_simd.h"
 #include "conv2d_pool.h"
+#include "cpu_features.h"
 #include "dense.h"
 #include "gemm.h"
 #include "lrn.h"
 #include "model_file.h"
 #include "network.h"
 #include "optim.h"
+#include "noise.h"
 #include "parallel.h"
 #include "pool2d.h"
+#include "random_affine.h"
+#include "random_crop.h"
+#include "rescaling.h"
 #include "softmax_xent.h"
 #include "spatial.h"
 
@@ -108,7 +114,7 @@ void test_gemm() {
 
 void test_conv(const char* algorithm) {
     if (!set_conv2d_algorithm(algorithm)) return;
-    struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g; };
+    struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g, dh = 1, dw = 1; };
     const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
                           {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
                           {3, 4, 4, 2, 2, 2, 3, 3, 3, 1, 1, 1},  {1, 13, 13, 64, 3, 3, 64, 1, 1, 1, 1, 1},
@@ -116,11 +122,21 @@ void test_conv(const char* algorithm) {
                           // One input channel (the column-vectorised kernels): LeNet C1's 5x5x6
                           // with a masked second strip, and K = 3 padded on an odd row count.
                           {2, 11, 21, 1, 5, 5, 6, 1, 1, 0, 0, 1},
-                          {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1}};
+                          {1, 7, 18, 1, 3, 3, 3, 1, 1, 1, 1, 1},
+                          // Dilated (im2col and the naive loops only): a Winograd shape, unequal
+                          // rates with groups and a stride.
+                          {1, 12, 12, 16, 3, 3, 16, 1, 1, 2, 2, 1, 2, 2},
+                          {2, 11, 13, 4, 3, 2, 6, 2, 1, 1, 2, 2, 2, 3},
+                          // Depthwise (groups == C; the depthwise kernels unless im2col is
+                          // forced): multiplier 2, and 20 channels (a block of 16 and a tail)
+                          // with a stride and dilation.
+                          {2, 9, 8, 6, 3, 3, 12, 1, 1, 1, 1, 6},
+                          {1, 10, 10, 20, 3, 3, 20, 2, 2, 2, 2, 20, 2, 2}};
     for (const Case& c : cases) {
-        Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g};
-        d.OH = (c.H + 2 * c.pt - c.KH) / c.sh + 1;
-        d.OW = (c.W + 2 * c.pl - c.KW) / c.sw + 1;
+        Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g,
+                     c.dh, c.dw};
+        d.OH = (c.H + 2 * c.pt - ((c.KH - 1) * c.dh + 1)) / c.sh + 1;
+        d.OW = (c.W + 2 * c.pl - ((c.KW - 1) * c.dw + 1)) / c.sw + 1;
         auto x = randn(c.N * c.H * c.W * c.C), w = randn(c.KH * c.KW * (c.C / c.g) * c.K), b = randn(c.K);
         const size_t ysz = c.N * d.OH * d.OW * c.K;
         std::vector<float> y1(ysz), y2(ysz);
@@ -202,7 +218,7 @@ void test_pool() {
 }
 
 void test_activations() {
-    const char* names[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+    const char* names[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu"};
     for (int64_t n : {int64_t(1), int64_t(17), int64_t(100003)}) {
         auto x = randn(n, 5.0f), dy = randn(n);
         x[0] = NAN;  // NaN must propagate, not crash
@@ -548,6 +564,86 @@ void test_optimizers() {
     for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(-g[i] / norm);
     optimizer_update(w.data(), g.data(), nullptr, nullptr, nullptr, n, nullptr, 0, sgd);
     expect_close("global_clipnorm", w, want, 1e-6f, 1e-9f);
+// Issue 19's kernels against their naive loops (and the adjoint of the resampling).
+void test_issue19_kernels() {
+    // Every depthwise table the CPU runs, against the naive loops: multipliers 1 and 3, a tail
+    // of channels past a block of 16, stride, padding and dilation.
+    const detail::DepthwiseSimd* tables[] = {
+        detail::depthwise_simd_baseline(),
+        cpu_has_avx2() ? detail::depthwise_simd_avx2() : nullptr,
+        cpu_has_avx512() ? detail::depthwise_simd_avx512() : nullptr};
+    for (const detail::DepthwiseSimd* k : tables) {
+        if (!k) continue;
+        for (int64_t M : {int64_t(1), int64_t(3)}) {
+            const Conv2dDims d{2, 9, 8, 19, 3, 3, 19 * M, 5, 8, 2, 1, 2, 1, 19, 2, 1};
+            auto x = randn(d.N * d.H * d.W * d.C), w = randn(9 * d.K), b = randn(d.K);
+            std::vector<float> y1(d.N * d.OH * d.OW * d.K), y2(y1.size());
+            k->forward_rows(y1.data(), x.data(), w.data(), b.data(), d, true, 0, d.N * d.OH);
+            conv2d_forward_naive(y2.data(), x.data(), w.data(), b.data(), d, true);
+            expect_close(k->name, y1, y2, 1e-5f, 1e-5f);
+            auto dy = randn(y1.size());
+            std::vector<float> dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size()),
+                db1(d.K), db2(d.K);
+            k->backward_data_rows(dx1.data(), dy.data(), w.data(), d, 0, d.N * d.H);
+            conv2d_backward_data_naive(dx2.data(), dy.data(), w.data(), d);
+            expect_close(k->name, dx1, dx2, 1e-5f, 1e-5f);
+            k->backward_weights_channels(dw1.data(), db1.data(), x.data(), dy.data(), d, 0, d.C);
+            conv2d_backward_weights_naive(dw2.data(), db2.data(), x.data(), dy.data(), d);
+            expect_close(k->name, dw1, dw2, 1e-4f, 1e-4f);
+            expect_close(k->name, db1, db2, 1e-5f, 1e-5f);
+        }
+    }
+    for (int64_t period : {int64_t(1), int64_t(7)}) {
+        const int64_t n = 7 * 40001;
+        auto x = randn(n), s = randn(period), o = randn(period);
+        std::vector<float> y1(n), y2(n);
+        rescaling_forward(y1.data(), x.data(), s.data(), o.data(), n, period);
+        rescaling_forward_naive(y2.data(), x.data(), s.data(), o.data(), n, period);
+        expect_close("rescaling forward vs naive", y1, y2, 0.0f, 0.0f);
+        rescaling_backward(y1.data(), x.data(), s.data(), n, period);
+        rescaling_backward_naive(y2.data(), x.data(), s.data(), n, period);
+        expect_close("rescaling backward vs naive", y1, y2, 0.0f, 0.0f);
+    }
+    {
+        const int64_t N = 3, HW = 20, C = 40, n = N * HW * C;
+        auto x = randn(n);
+        std::vector<float> y1(n), y2(n);
+        gaussian_noise_forward(y1.data(), x.data(), n, 0.5, 7);
+        gaussian_noise_forward_naive(y2.data(), x.data(), n, 0.5, 7);
+        expect_close("gaussian noise vs naive", y1, y2, 0.0f, 0.0f);
+        std::vector<uint8_t> m1(N * C), m2(N * C);
+        spatial_dropout_forward(y1.data(), m1.data(), x.data(), N, HW, C, 0.3, 9);
+        spatial_dropout_forward_naive(y2.data(), m2.data(), x.data(), N, HW, C, 0.3, 9);
+        expect_close("spatial dropout vs naive", y1, y2, 0.0f, 0.0f);
+        expect("spatial dropout masks agree", m1 == m2);
+    }
+    {
+        const CropDims d{2, 9, 7, 3, 5, 11};
+        auto x = randn(d.N * d.H * d.W * d.C);
+        std::vector<float> y1(d.N * d.OH * d.OW * d.C), y2(y1.size());
+        resize_bilinear_forward(y1.data(), x.data(), d);
+        resize_bilinear_forward_naive(y2.data(), x.data(), d);
+        expect_close("bilinear resize vs naive", y1, y2, 1e-5f, 1e-5f);
+    }
+    {
+        const AffineDims d{2, 6, 5, 3};
+        const int64_t n = d.N * d.H * d.W * d.C;
+        std::vector<float> t(d.N * 8), y(n), dx(n);
+        random_rotation_transforms(t.data(), d, -0.3f, 0.3f, 5);
+        auto x = randn(n), dy = randn(n);
+        for (FillMode fill : {FillMode::reflect, FillMode::wrap, FillMode::constant,
+                              FillMode::nearest}) {
+            affine_transform_forward(y.data(), x.data(), t.data(), d, fill, true, 0.0f);
+            affine_transform_backward(dx.data(), dy.data(), t.data(), d, fill, true);
+            double lhs = 0, rhs = 0, mag = 1;
+            for (int64_t i = 0; i < n; ++i) {
+                lhs += double(y[i]) * dy[i];
+                rhs += double(x[i]) * dx[i];
+                mag += std::fabs(double(x[i]) * dx[i]);
+            }
+            expect("affine backward is the adjoint", std::fabs(lhs - rhs) <= 1e-5 * mag);
+        }
+    }
 }
 
 int main(int argc, char** argv) {
@@ -568,6 +664,7 @@ int main(int argc, char** argv) {
         test_batchnorm();
         test_spatial();
         test_network_batchnorm_step();
+        test_issue19_kernels();
     }
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);

@@ -26,13 +26,19 @@ float* opt_out_f32(const py::object& o, const char* what, int ndim) {
 // (KH,KW,C/groups,K)-shaped (w or dw), `y` (N,OH,OW,K)-shaped (y or dy). Validates that they fit.
 Conv2dDims conv_dims(const char* op, const py::array& x, const char* xn, const py::array& w,
                      const char* wn, const py::array& y, const char* yn, int64_t stride_h,
-                     int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups) {
+                     int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
+                     int64_t dilation_h, int64_t dilation_w) {
     const std::string ctx = std::string(op) + " with " + xn + " " + shape_str(x) + ", " + wn +
                             " " + shape_str(w) + ", " + yn + " " + shape_str(y);
     for (const py::array* a : {&x, &w, &y})
         if (a->ndim() != 4) throw std::invalid_argument(ctx + ": every array must be 4-D");
     Conv2dDims d{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), dim(w, 0), dim(w, 1), dim(w, 3),
-                 dim(y, 1), dim(y, 2), stride_h, stride_w, pad_top, pad_left, groups};
+                 dim(y, 1), dim(y, 2), stride_h, stride_w, pad_top, pad_left, groups,
+                 dilation_h, dilation_w};
+    if (dilation_h < 1 || dilation_w < 1)
+        throw std::invalid_argument(ctx + ": dilation must be >= 1, got (" +
+                                    std::to_string(dilation_h) + ", " +
+                                    std::to_string(dilation_w) + ")");
     if (groups < 1) throw std::invalid_argument(ctx + ": groups must be >= 1, got " +
                                                 std::to_string(groups));
     if (d.C < 1 || d.K < 1 || dim(w, 2) < 1)
@@ -47,8 +53,9 @@ Conv2dDims conv_dims(const char* op, const py::array& x, const char* xn, const p
     if (dim(y, 0) != d.N || dim(y, 3) != d.K)
         throw std::invalid_argument(ctx + ": " + yn + " must be (N, OH, OW, K) = (" +
                                     std::to_string(d.N) + ", OH, OW, " + std::to_string(d.K) + ")");
-    check_window_axis(ctx, "height", d.H, d.KH, stride_h, pad_top, d.OH);
-    check_window_axis(ctx, "width", d.W, d.KW, stride_w, pad_left, d.OW);
+    // A dilated kernel spans (K - 1) * dilation + 1 input positions.
+    check_window_axis(ctx, "height", d.H, (d.KH - 1) * dilation_h + 1, stride_h, pad_top, d.OH);
+    check_window_axis(ctx, "width", d.W, (d.KW - 1) * dilation_w + 1, stride_w, pad_left, d.OW);
     return d;
 }
 
@@ -74,14 +81,15 @@ void bind_conv2d(py::module_& m) {
         "conv2d_forward",
         [](py::array y, const py::array& x, const py::array& w, const py::object& b,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
-           bool naive, const std::string& activation, float alpha) {
+           int64_t dilation_h, int64_t dilation_w, bool naive, const std::string& activation,
+           float alpha) {
             const Activation act = activation_kind(activation, "conv2d_forward");
             const float* px = in_f32(x, "conv2d_forward x", 4);
             const float* pw = in_f32(w, "conv2d_forward w", 4);
             const float* pb = opt_in_f32(b, "conv2d_forward b", 1);
             float* py_ = out_f32(y, "conv2d_forward y", 4);
             Conv2dDims d = conv_dims("conv2d_forward", x, "x", w, "w", y, "y", stride_h, stride_w,
-                                     pad_top, pad_left, groups);
+                                     pad_top, pad_left, groups, dilation_h, dilation_w);
             check_bias("conv2d_forward", b, "b", d.K);
             expect_disjoint("conv2d_forward", y, "y", x, "x");
             expect_disjoint("conv2d_forward", y, "y", w, "w");
@@ -93,8 +101,9 @@ void bind_conv2d(py::module_& m) {
         },
         py::arg("y"), py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
-        py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false,
-        py::arg("activation") = "linear", py::arg("alpha") = 1.0f);
+        py::arg("groups") = 1, py::arg("dilation_h") = 1, py::arg("dilation_w") = 1,
+        py::kw_only(), py::arg("naive") = false, py::arg("activation") = "linear",
+        py::arg("alpha") = 1.0f);
 
     // Force the convolution algorithm ("auto", "im2col", "direct", "winograd"); False if unknown or
     // unavailable.
@@ -107,12 +116,13 @@ void bind_conv2d(py::module_& m) {
     m.def(
         "conv2d_backward_data",
         [](py::array dx, const py::array& dy, const py::array& w, int64_t stride_h,
-           int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups, bool naive) {
+           int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
+           int64_t dilation_h, int64_t dilation_w, bool naive) {
             const float* pdy = in_f32(dy, "conv2d_backward_data dy", 4);
             const float* pw = in_f32(w, "conv2d_backward_data w", 4);
             float* pdx = out_f32(dx, "conv2d_backward_data dx", 4);
             Conv2dDims d = conv_dims("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", stride_h,
-                                     stride_w, pad_top, pad_left, groups);
+                                     stride_w, pad_top, pad_left, groups, dilation_h, dilation_w);
             expect_disjoint("conv2d_backward_data", dx, "dx", dy, "dy");
             expect_disjoint("conv2d_backward_data", dx, "dx", w, "w");
             auto fn = naive ? &conv2d_backward_data_naive : &conv2d_backward_data;
@@ -121,20 +131,22 @@ void bind_conv2d(py::module_& m) {
         },
         py::arg("dx"), py::arg("dy"), py::arg("w"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
-        py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false);
+        py::arg("groups") = 1, py::arg("dilation_h") = 1, py::arg("dilation_w") = 1,
+        py::kw_only(), py::arg("naive") = false);
 
     // x (N,H,W,C); dy (N,OH,OW,K); dw (KH,KW,C/groups,K) and db (K,) or None overwritten.
     m.def(
         "conv2d_backward_weights",
         [](py::array dw, const py::object& db, const py::array& x, const py::array& dy,
            int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t groups,
-           bool naive) {
+           int64_t dilation_h, int64_t dilation_w, bool naive) {
             const float* px = in_f32(x, "conv2d_backward_weights x", 4);
             const float* pdy = in_f32(dy, "conv2d_backward_weights dy", 4);
             float* pdw = out_f32(dw, "conv2d_backward_weights dw", 4);
             float* pdb = opt_out_f32(db, "conv2d_backward_weights db", 1);
             Conv2dDims d = conv_dims("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy",
-                                     stride_h, stride_w, pad_top, pad_left, groups);
+                                     stride_h, stride_w, pad_top, pad_left, groups, dilation_h,
+                                     dilation_w);
             check_bias("conv2d_backward_weights", db, "db", d.K);
             expect_disjoint("conv2d_backward_weights", dw, "dw", x, "x");
             expect_disjoint("conv2d_backward_weights", dw, "dw", dy, "dy");
@@ -149,21 +161,22 @@ void bind_conv2d(py::module_& m) {
         },
         py::arg("dw"), py::arg("db"), py::arg("x"), py::arg("dy"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
-        py::arg("groups") = 1, py::kw_only(), py::arg("naive") = false);
+        py::arg("groups") = 1, py::arg("dilation_h") = 1, py::arg("dilation_w") = 1,
+        py::kw_only(), py::arg("naive") = false);
 
     // Floats of per-thread im2col scratch a conv of these sizes uses (0: none).
     m.def(
         "conv2d_workspace_size",
         [](int64_t N, int64_t H, int64_t W, int64_t C, int64_t KH, int64_t KW, int64_t K,
            int64_t OH, int64_t OW, int64_t stride_h, int64_t stride_w, int64_t pad_top,
-           int64_t pad_left, int64_t groups) {
-            return conv2d_workspace_size(
-                {N, H, W, C, KH, KW, K, OH, OW, stride_h, stride_w, pad_top, pad_left, groups});
+           int64_t pad_left, int64_t groups, int64_t dilation_h, int64_t dilation_w) {
+            return conv2d_workspace_size({N, H, W, C, KH, KW, K, OH, OW, stride_h, stride_w,
+                                          pad_top, pad_left, groups, dilation_h, dilation_w});
         },
         py::arg("N"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("KH"), py::arg("KW"),
         py::arg("K"), py::arg("OH"), py::arg("OW"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
-        py::arg("groups") = 1);
+        py::arg("groups") = 1, py::arg("dilation_h") = 1, py::arg("dilation_w") = 1);
 
     // x (N,IN); w (IN,OUT); b (OUT,) or None; y (N,OUT) written in place.
     m.def(

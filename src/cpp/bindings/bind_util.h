@@ -95,7 +95,7 @@ inline Activation activation_kind(const std::string& name, const char* op) {
     if (!activation_from_name(name.c_str(), &kind))
         throw std::invalid_argument(std::string(op) + ": unknown activation '" + name +
                                     "'; activation must be one of linear, relu, sigmoid, tanh, "
-                                    "elu or swish");
+                                    "elu, swish or leaky_relu");
     return kind;
 }
 

@@ -19,6 +19,8 @@ void bind_merge(py::module_& m);
 void bind_train_plan(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_spatial(py::module_& m);
+void bind_rescaling(py::module_& m);
+void bind_noise(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -38,4 +40,6 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_train_plan(m);
     cnnfast::bind::bind_batchnorm(m);
     cnnfast::bind::bind_spatial(m);
+    cnnfast::bind::bind_rescaling(m);
+    cnnfast::bind::bind_noise(m);
 }

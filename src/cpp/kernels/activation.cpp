@@ -39,7 +39,8 @@ bool activation_from_name(const char* name, Activation* kind) {
         Activation kind;
     } names[] = {{"linear", Activation::linear}, {"relu", Activation::relu},
                  {"sigmoid", Activation::sigmoid}, {"tanh", Activation::tanh},
-                 {"elu", Activation::elu},       {"swish", Activation::swish}};
+                 {"elu", Activation::elu},       {"swish", Activation::swish},
+                 {"leaky_relu", Activation::leaky_relu}};
     for (const auto& e : names)
         if (std::strcmp(name, e.name) == 0) {
             *kind = e.kind;
@@ -78,6 +79,7 @@ void activation_forward_naive(float* y, const float* x, int64_t n, Activation ki
                 break;
             case Activation::tanh: r = std::tanh(v); break;
             case Activation::elu: r = v > 0.0f ? v : alpha * std::expm1(v); break;
+            case Activation::leaky_relu: r = v > 0.0f ? v : alpha * v; break;
             case Activation::swish:
                 r = v * (v >= 0.0f ? 1.0f / (1.0f + std::exp(-v))
                                    : std::exp(v) / (1.0f + std::exp(v)));
@@ -98,6 +100,7 @@ void activation_backward_naive(float* dx, const float* x, const float* y, const 
             case Activation::sigmoid: d = y[i] * (1.0f - y[i]); break;
             case Activation::tanh: d = 1.0f - y[i] * y[i]; break;
             case Activation::elu: d = x[i] > 0.0f ? 1.0f : y[i] + alpha; break;
+            case Activation::leaky_relu: d = x[i] > 0.0f ? 1.0f : alpha; break;
             case Activation::swish: {
                 const float v = x[i];
                 const float s = v >= 0.0f ? 1.0f / (1.0f + std::exp(-v))

@@ -6,17 +6,20 @@
 
 namespace cnnfast {
 
-enum class Activation : int { linear = 0, relu, sigmoid, tanh, elu, swish };
+enum class Activation : int { linear = 0, relu, sigmoid, tanh, elu, swish, leaky_relu };
 
-// Keras name ("linear", "relu", "sigmoid", "tanh", "elu", "swish") -> kind; false if unknown.
+// Keras name ("linear", "relu", "sigmoid", "tanh", "elu", "swish", "leaky_relu") -> kind; false
+// if unknown.
 bool activation_from_name(const char* name, Activation* kind);
 
-// x, y (n,). y = f(x); alpha is ELU's alpha (ignored otherwise). y may alias x.
+// x, y (n,). y = f(x); alpha is ELU's alpha or leaky ReLU's negative slope (ignored otherwise).
+// y may alias x.
 // sigmoid is computed from exp(-|x|) and never overflows; tanh saturates to +-1.
 void activation_forward(float* y, const float* x, int64_t n, Activation kind, float alpha);
 
 // x, y, dy, dx (n,): x the forward input, y the forward output, dx = f'(x) * dy.
-// Reads: relu x; sigmoid y; tanh y; elu x and y; swish x; linear neither (copies dy).
+// Reads: relu x; sigmoid y; tanh y; elu x and y; swish x; leaky_relu x; linear neither (copies
+// dy).
 // dx may alias dy (or x, y): each element is read before it is written.
 void activation_backward(float* dx, const float* x, const float* y, const float* dy, int64_t n,
                          Activation kind, float alpha);

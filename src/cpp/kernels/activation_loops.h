@@ -302,6 +302,9 @@ void act_forward(float* y, const float* x, int64_t n, int kind, float alpha) {
 #pragma omp simd
             for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid_f32(x[i]);
             break;
+        case Activation::leaky_relu:  // x > 0 keeps x; NaN goes to alpha * NaN = NaN
+            map_v(y, x, n, [alpha](vf v) { return v > 0.0f ? v : v * alpha; });
+            break;
     }
 }
 
@@ -333,6 +336,10 @@ void act_backward(float* dx, const float* x, const float* y, const float* dy, in
                 const float s = sigmoid_f32(x[i]);
                 dx[i] = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
             }
+            break;
+        case Activation::leaky_relu:  // uses x
+#pragma omp simd
+            for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * alpha;
             break;
     }
 }

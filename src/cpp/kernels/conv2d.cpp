@@ -60,7 +60,7 @@ bool use_winograd(const Conv2dDims& d, ConvPass pass) {
 bool direct_applies(const Conv2dDims& d, ConvPass pass) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (algorithm == 1) return false;
-    if (d.groups != 1 || d.N == 0 || conv2d_input_is_columns(d)) return false;
+    if (d.groups != 1 || d.N == 0 || conv2d_input_is_columns(d) || conv2d_dilated(d)) return false;
     // Maps of at most 4x4 outputs (VGG's last blocks) are mostly padding for the direct kernels'
     // tiles, while their im2col GEMM over the batch is large and efficient (measured 3-4x faster
     // on VGG16-CIFAR block5), unless Winograd computes this pass. Forcing "direct" still takes
@@ -81,10 +81,13 @@ bool backward_data_as_forward(const Conv2dDims& d) {
            d.C >= 64 && d.C % 16 == 0;
 }
 
-enum class ConvAlgorithm { im2col, direct, direct_gather, winograd };
+enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise };
 
 // The algorithm that computes this pass of a convolution (every choice above, in one place).
 ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass) {
+    // Depthwise: im2col would run C GEMMs of width M (forced "im2col" still does, for tests).
+    if (conv2d_is_depthwise(d) && g_conv_algorithm.load(std::memory_order_relaxed) != 1)
+        return ConvAlgorithm::depthwise;
     if (!direct_applies(d, pass)) return ConvAlgorithm::im2col;
     if (use_winograd(d, pass)) return ConvAlgorithm::winograd;
     if (pass == ConvPass::backward_data && backward_data_as_forward(d))
@@ -125,7 +128,9 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     const ConvAlgorithm algorithm = choose_algorithm(d, ConvPass::forward);
     if (algorithm == ConvAlgorithm::direct)
         return conv2d_forward_direct(*conv2d_direct_ukernels(), y, x, w, bias, d, relu, band);
-    if (algorithm == ConvAlgorithm::winograd)
+    if (algorithm == ConvAlgorithm::depthwise)
+        conv2d_forward_depthwise(y, x, w, bias, d, relu);
+    else if (algorithm == ConvAlgorithm::winograd)
         conv2d_forward_winograd(*conv2d_direct_ukernels(), y, x, w, bias, d, relu);
     else
         conv2d_forward_im2col(y, x, w, bias, d, relu);
@@ -135,6 +140,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
     switch (choose_algorithm(d, ConvPass::backward_data)) {
         case ConvAlgorithm::im2col: return conv2d_backward_data_im2col(dx, dy, w, d);
+        case ConvAlgorithm::depthwise: return conv2d_backward_data_depthwise(dx, dy, w, d);
         case ConvAlgorithm::direct:
             return conv2d_backward_data_direct(*conv2d_direct_ukernels(), dx, dy, w, d);
         case ConvAlgorithm::direct_gather:
@@ -151,6 +157,8 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
         return conv2d_backward_weights_winograd(*conv2d_direct_ukernels(), dw, db, x, dy, d);
     if (algorithm == ConvAlgorithm::direct)
         return conv2d_backward_weights_direct(*conv2d_direct_ukernels(), dw, db, x, dy, d);
+    if (algorithm == ConvAlgorithm::depthwise)
+        return conv2d_backward_weights_depthwise(dw, db, x, dy, d);
     conv2d_backward_weights_im2col(dw, db, x, dy, d);
 }
 

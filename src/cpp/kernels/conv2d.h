@@ -12,7 +12,9 @@ namespace cnnfast {
 // Positions outside the input read as zero. OH/OW are given (cnnfast.shapes.conv_padding), so
 // the bottom/right padding is implied and input rows/columns a stride never reaches are ignored.
 // With groups, output channels come in `groups` contiguous blocks of K/groups, block g seeing
-// input channels [g*C/groups, (g+1)*C/groups).
+// input channels [g*C/groups, (g+1)*C/groups). With dilation, kernel tap (kh, kw) reads input
+// (oh*stride_h - pad_top + kh*dilation_h, ow*stride_w - pad_left + kw*dilation_w): the window
+// spans (KH-1)*dilation_h + 1 rows. Dilated convolutions run on im2col (or the naive loops).
 struct Conv2dDims {
     int64_t N, H, W, C;
     int64_t KH, KW, K;
@@ -20,7 +22,11 @@ struct Conv2dDims {
     int64_t stride_h, stride_w;
     int64_t pad_top, pad_left;
     int64_t groups;
+    int64_t dilation_h = 1, dilation_w = 1;
 };
+
+// Whether d has a dilation other than 1 (the paths that do not handle one check this).
+inline bool conv2d_dilated(const Conv2dDims& d) { return d.dilation_h != 1 || d.dilation_w != 1; }
 
 // Floats of im2col scratch one call uses at most (0 for convolutions that need no columns).
 // The kernels take it from the calling thread's workspace (workspace.h); exposed for tests and
@@ -48,6 +54,7 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
 //  - direct (implicit GEMM, conv2d_direct.h; drivers in conv2d_direct.cpp, micro-kernels in
 //    conv2d_direct_avx512.cpp): reads NHWC in place, for groups == 1 convolutions that are not
 //    plain GEMMs; needs AVX-512 (and CNNFAST_SIMD unset or avx512);
+//  - depthwise (conv2d_depthwise.cpp): groups == C > 1, unless "im2col" is forced;
 //  - im2col + sgemm (+ col2im, conv2d_im2col.cpp): everything else, and every convolution on
 //    other CPUs.
 // set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
@@ -68,6 +75,17 @@ void conv2d_backward_weights_im2col(float* dw, float* db, const float* x, const 
 // unpadded convolutions (any groups) and, with one group, kernels covering the whole unpadded
 // input (one output pixel).
 bool conv2d_input_is_columns(const Conv2dDims& d);
+
+// Depthwise convolutions (groups == C > 1, K = C * M; conv2d_depthwise.cpp): direct loops
+// vectorised along the channels, which "auto" (and "direct", "winograd") choose for them; the
+// kernel (KH,KW,1,K) is Keras' depthwise kernel (KH,KW,C,M). Same contracts.
+bool conv2d_is_depthwise(const Conv2dDims& d);
+void conv2d_forward_depthwise(float* y, const float* x, const float* w, const float* bias,
+                              const Conv2dDims& d, bool relu);
+void conv2d_backward_data_depthwise(float* dx, const float* dy, const float* w,
+                                    const Conv2dDims& d);
+void conv2d_backward_weights_depthwise(float* dw, float* db, const float* x, const float* dy,
+                                       const Conv2dDims& d);
 
 // Direct loops, single-threaded (conv2d_naive.cpp): the readable spec, fallback and oracle. Same
 // contracts.

@@ -30,6 +30,14 @@ constexpr int64_t kThreadColumnBytes = 1 << 20;
 // (group, kh, kw, c within group) so that each group's columns are one contiguous block.
 int64_t column_width(const Conv2dDims& d) { return d.KH * d.KW * d.C; }
 
+// The kernel columns kw with iw0 + kw * dilation inside [0, W): [taps_from, taps_to).
+int64_t taps_from(int64_t iw0, int64_t dilation) {
+    return iw0 >= 0 ? 0 : (-iw0 + dilation - 1) / dilation;
+}
+int64_t taps_to(int64_t iw0, int64_t dilation, int64_t KW, int64_t W) {
+    return W <= iw0 ? 0 : std::min<int64_t>(KW, (W - iw0 + dilation - 1) / dilation);
+}
+
 // Output rows (n, oh), each of OW pixels, per column chunk (at least one).
 int64_t rows_per_chunk(const Conv2dDims& d) {
     int64_t row_floats = d.OW * column_width(d);
@@ -48,12 +56,12 @@ void im2col(float* cols, const float* x, int64_t r0, int64_t rows, const Conv2dD
             float* dst = cols + (r * d.OW + ow) * CKK;
             const int64_t iw0 = ow * d.stride_w - d.pad_left;
             // Kernel columns kw in [kw_lo, kw_hi) fall inside the input.
-            const int64_t kw_lo = std::max<int64_t>(0, -iw0);
-            const int64_t kw_hi = std::min<int64_t>(d.KW, d.W - iw0);
+            const int64_t kw_lo = taps_from(iw0, d.dilation_w);
+            const int64_t kw_hi = taps_to(iw0, d.dilation_w, d.KW, d.W);
             for (int64_t kh = 0; kh < d.KH; ++kh) {
-                const int64_t ih = oh * d.stride_h - d.pad_top + kh;
+                const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
                 const bool row_in = ih >= 0 && ih < d.H;
-                if (d.groups == 1) {
+                if (d.groups == 1 && d.dilation_w == 1) {
                     // One group: the in-range part of the kernel row is one contiguous span of x.
                     float* out = dst + kh * d.KW * d.C;
                     if (!row_in || kw_hi <= kw_lo) {
@@ -68,7 +76,8 @@ void im2col(float* cols, const float* x, int64_t r0, int64_t rows, const Conv2dD
                 }
                 for (int64_t kw = 0; kw < d.KW; ++kw) {
                     const bool in = row_in && kw >= kw_lo && kw < kw_hi;
-                    const float* src = in ? xn + (ih * d.W + iw0 + kw) * d.C : nullptr;
+                    const float* src = in ? xn + (ih * d.W + iw0 + kw * d.dilation_w) * d.C
+                                          : nullptr;
                     for (int64_t g = 0; g < d.groups; ++g) {
                         float* out = dst + g * KKg + (kh * d.KW + kw) * Cg;
                         if (in)
@@ -93,7 +102,8 @@ void col2im_add(float* dx, const float* dcols, int64_t r0, int64_t rows, const C
         const int64_t n = n_first + t / d.H, ih = t % d.H;
         float* dx_row = dx + (n * d.H + ih) * d.W * d.C;
         for (int64_t kh = 0; kh < d.KH; ++kh) {
-            const int64_t s = ih + d.pad_top - kh;  // = oh * stride_h for the output row using ih
+            // = oh * stride_h for the output row using ih
+            const int64_t s = ih + d.pad_top - kh * d.dilation_h;
             if (s < 0) break;
             if (s % d.stride_h) continue;
             const int64_t oh = s / d.stride_h;
@@ -103,10 +113,10 @@ void col2im_add(float* dx, const float* dcols, int64_t r0, int64_t rows, const C
             for (int64_t ow = 0; ow < d.OW; ++ow) {
                 const float* src_px = dcols + (r * d.OW + ow) * CKK;
                 const int64_t iw0 = ow * d.stride_w - d.pad_left;
-                const int64_t kw_lo = std::max<int64_t>(0, -iw0);
-                const int64_t kw_hi = std::min<int64_t>(d.KW, d.W - iw0);
+                const int64_t kw_lo = taps_from(iw0, d.dilation_w);
+                const int64_t kw_hi = taps_to(iw0, d.dilation_w, d.KW, d.W);
                 for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
-                    float* dst = dx_row + (iw0 + kw) * d.C;
+                    float* dst = dx_row + (iw0 + kw * d.dilation_w) * d.C;
                     for (int64_t g = 0; g < d.groups; ++g) {
                         const float* src = src_px + g * KKg + (kh * d.KW + kw) * Cg;
                         float* out = dst + g * Cg;
@@ -153,7 +163,7 @@ bool conv2d_input_is_columns(const Conv2dDims& d) {
     bool pointwise = d.KH == 1 && d.KW == 1 && d.stride_h == 1 && d.stride_w == 1 &&
                      d.pad_top == 0 && d.pad_left == 0 && d.OH == d.H && d.OW == d.W;
     bool full = d.groups == 1 && d.KH == d.H && d.KW == d.W && d.OH == 1 && d.OW == 1 &&
-                d.pad_top == 0 && d.pad_left == 0;
+                d.pad_top == 0 && d.pad_left == 0 && !conv2d_dilated(d);
     return pointwise || full;
 }
 

@@ -23,7 +23,8 @@ const ConvPoolUkernels* conv2d_pool_ukernels() {
 }
 
 bool conv2d_relu_maxpool_supported(const Conv2dDims& d) {
-    return conv2d_direct_ukernels() && conv2d_pool_ukernels() && d.groups == 1 && d.stride_h == 1 &&
+    return conv2d_direct_ukernels() && conv2d_pool_ukernels() && !conv2d_dilated(d) &&
+           d.groups == 1 && d.stride_h == 1 &&
            d.stride_w == 1 && d.pad_top == 0 && d.pad_left == 0 && d.OH == d.H - d.KH + 1 &&
            d.OW == d.W - d.KW + 1 && d.OH >= 2 && d.OW >= 2 && d.N > 0 && d.C > 0 && d.K > 0;
 }

@@ -145,7 +145,8 @@ const WinogradTransforms* conv2d_winograd_transforms() {
 }
 
 bool winograd_computes(const Conv2dDims& d) {
-    return conv2d_winograd_transforms() != nullptr && d.groups == 1 && d.KH == 3 && d.KW == 3 &&
+    return conv2d_winograd_transforms() != nullptr && !conv2d_dilated(d) && d.groups == 1 &&
+           d.KH == 3 && d.KW == 3 &&
            d.stride_h == 1 && d.stride_w == 1 && d.pad_top >= 0 && d.pad_top <= 2 &&
            d.pad_left >= 0 && d.pad_left <= 2 && d.N > 0 && d.OH > 0 && d.OW > 0 && d.C > 0 &&
            d.K > 0;

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "random_crop.h"
+#include "rescaling.h"
 #include "softmax_xent.h"
 #include "workspace.h"
 
@@ -48,7 +50,8 @@ void parse_activation(const std::string& ctx, const std::string& name, NetworkSt
 // Steps that may write their output over their input (y may alias x).
 bool in_place(const NetworkStep& s) {
     return s.kind == StepKind::activation || s.kind == StepKind::softmax ||
-           s.kind == StepKind::prelu || s.kind == StepKind::batchnorm;
+           s.kind == StepKind::prelu || s.kind == StepKind::batchnorm ||
+           s.kind == StepKind::rescaling;
 }
 
 // ReLU runs in the conv/dense kernels' epilogue, on each tile while it is in registers.
@@ -121,7 +124,8 @@ void Network::push(NetworkStep step, std::vector<int64_t> out_shape) {
 void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                          int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                          int64_t out_h, int64_t out_w, int64_t groups,
-                         const std::string& activation, float act_alpha) {
+                         const std::string& activation, float act_alpha, int64_t dilation_h,
+                         int64_t dilation_w) {
     const std::string ctx = "Network.add_conv2d on input " + shape_str();
     const std::vector<int64_t>& shape = cur_shape();
     if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
@@ -131,12 +135,15 @@ void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t 
         throw std::invalid_argument(ctx + ": groups " + std::to_string(groups) +
                                     " must divide input channels " + std::to_string(C) +
                                     " and filters " + std::to_string(K));
-    check_axis(ctx, "height", H, KH, stride_h, pad_top, out_h);
-    check_axis(ctx, "width", W, KW, stride_w, pad_left, out_w);
+    if (dilation_h < 1 || dilation_w < 1)
+        throw std::invalid_argument(ctx + ": dilation must be >= 1");
+    // A dilated kernel spans (K - 1) * dilation + 1 input positions.
+    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
+    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
     NetworkStep s{};
     s.kind = StepKind::conv2d;
     s.conv = Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top, pad_left,
-                        groups};
+                        groups, dilation_h, dilation_w};
     s.weight = w;
     s.bias = bias;
     s.rows = out_h * out_w;
@@ -214,6 +221,32 @@ void Network::add_lrn(int64_t depth_radius, float bias, float alpha, float beta)
     const std::vector<int64_t>& shape = cur_shape();
     s.lrn = LrnDims{size_of(shape) / shape.back(), shape.back(), depth_radius, bias, alpha, beta};
     push(s, shape);
+}
+
+void Network::add_rescaling(const std::vector<float>& scale, const std::vector<float>& offset) {
+    const std::string ctx = "Network.add_rescaling on input " + shape_str();
+    const int64_t last = cur_shape().back();
+    const int64_t period = static_cast<int64_t>(scale.size());
+    if (period < 1 || scale.size() != offset.size() || (period != 1 && period != last))
+        throw std::invalid_argument(ctx + ": scale and offset need one length, 1 or " +
+                                    std::to_string(last) + ", got " +
+                                    std::to_string(scale.size()) + " and " +
+                                    std::to_string(offset.size()));
+    NetworkStep s{};
+    s.kind = StepKind::rescaling;
+    s.scale = scale;
+    s.offset = offset;
+    push(s, cur_shape());
+}
+
+void Network::add_resize_bilinear(int64_t out_h, int64_t out_w) {
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3 || out_h < 1 || out_w < 1)
+        throw std::invalid_argument("Network.add_resize_bilinear on input " + shape_str() +
+                                    ": needs an (H, W, C) input and a positive size");
+    NetworkStep s{};
+    s.kind = StepKind::resize_bilinear;
+    push(s, {out_h, out_w, shape[2]});
 }
 
 void Network::add_flatten() {
@@ -428,8 +461,10 @@ std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
                                    "softmax", "prelu", "lrn", "merge", "concat",
                                    "batchnorm", "global_avg_pool2d", "global_max_pool2d",
-                                   "zero_pad2d", "crop2d", "upsample2d"};
-    static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish"};
+                                   "zero_pad2d", "crop2d", "upsample2d", "rescaling",
+                                   "resize_bilinear"};
+    static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
+                                  "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
     std::vector<std::string> lines;
     for (size_t i : run_) {
@@ -522,6 +557,16 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 lrn_forward(dst, nullptr, cur, d);
                 break;
             }
+            case StepKind::resize_bilinear: {
+                const auto& in = values_[s.inputs[0]].shape;
+                const auto& o = values_[s.output].shape;
+                resize_bilinear_forward(dst, cur, CropDims{n, in[0], in[1], in[2], o[0], o[1]});
+                break;
+            }
+            case StepKind::rescaling:
+                rescaling_forward(dst, cur, s.scale.data(), s.offset.data(), n * s.out_size,
+                                  static_cast<int64_t>(s.scale.size()));
+                break;
             case StepKind::merge:
             case StepKind::concat:
                 ins.clear();

@@ -29,7 +29,8 @@ namespace cnnfast {
 
 enum class StepKind : int {
     conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat,
-    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d
+    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d,
+    rescaling, resize_bilinear
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -49,6 +50,7 @@ struct NetworkStep {
     float act_alpha = 1.0f;
     MergeOp merge_op = MergeOp::add;
     std::vector<int64_t> widths;        // concat: each input's last-axis width
+    std::vector<float> scale, offset;   // rescaling: owned copies, one period each
     int64_t in_size = 0, out_size = 0;  // floats per sample
     std::vector<int> inputs;            // the values read
     int output = 0;                     // the value written
@@ -81,7 +83,7 @@ public:
     void add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                     int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                     int64_t out_h, int64_t out_w, int64_t groups, const std::string& activation,
-                    float act_alpha);
+                    float act_alpha, int64_t dilation_h = 1, int64_t dilation_w = 1);
     void add_pool2d(bool max, int64_t PH, int64_t PW, int64_t stride_h, int64_t stride_w,
                     int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w);
     // w (IN,OUT) acting on the last axis, bias (OUT,) or null.
@@ -92,6 +94,11 @@ public:
     // alpha of alpha_size elements repeating over the flat sample (Keras PReLU, leading shared axes).
     void add_prelu(const float* alpha, int64_t alpha_size);
     void add_lrn(int64_t depth_radius, float bias, float alpha, float beta);
+    // y = x * scale + offset (Keras Rescaling); scale and offset of one length, 1 or the last
+    // axis, repeating over the flat sample. Copied into the step.
+    void add_rescaling(const std::vector<float>& scale, const std::vector<float>& offset);
+    // (H, W, C) -> (out_h, out_w, C) bilinear, half-pixel centres (RandomCrop at inference).
+    void add_resize_bilinear(int64_t out_h, int64_t out_w);
     // Row-major flatten: a view of the current value with shape (size,).
     void add_flatten();
     // Merge steps read `values` (all of one shape; subtract takes two) or concatenate them on

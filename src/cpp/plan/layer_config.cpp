@@ -246,11 +246,15 @@ Conv2dConfig read_conv2d(const json::Value& cfg, const std::vector<int64_t>& sha
     const int64_t groups = g ? g->as_int((who + " groups").c_str(), 1, kMaxDim) : 1;
     if (shape[2] % groups || filters % groups) fail(who + ": groups do not divide the channels");
     const json::Value& padding = cfg.at("padding", who.c_str());
-    const auto [top, oh] = axis_geometry(shape[0], kh, sh, padding, 0, who);
-    const auto [left, ow] = axis_geometry(shape[1], kw, sw, padding, 1, who);
+    // dilation_rate (Keras; absent in older configs): the window spans (k - 1) * d + 1.
+    const auto [dh, dw] = cfg.find("dilation_rate") ? int_pair(cfg, "dilation_rate", who)
+                                                    : std::pair<int64_t, int64_t>{1, 1};
+    const auto [top, oh] = axis_geometry(shape[0], (kh - 1) * dh + 1, sh, padding, 0, who);
+    const auto [left, ow] = axis_geometry(shape[1], (kw - 1) * dw + 1, sw, padding, 1, who);
     const json::Value* ub = cfg.find("use_bias");
     Conv2dConfig c;
-    c.dims = {1, shape[0], shape[1], shape[2], kh, kw, filters, oh, ow, sh, sw, top, left, groups};
+    c.dims = {1,  shape[0], shape[1], shape[2], kh,     kw,   filters, oh,
+              ow, sh,       sw,       top,      left,   groups, dh,      dw};
     c.use_bias = ub ? ub->as_bool((who + " use_bias").c_str()) : true;
     c.activation = activation_of(cfg, who);
     c.kernel_shape = {kh, kw, shape[2] / groups, filters};

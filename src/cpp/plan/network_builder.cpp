@@ -20,7 +20,12 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::merge: net.add_merge(inputs, s.merge_op); return net.current();
         case PlanOp::concat: net.add_concat(inputs); return net.current();
         // Identity at inference.
-        case PlanOp::dropout: return inputs[0];
+        case PlanOp::dropout:
+        case PlanOp::gaussian_noise:
+        case PlanOp::spatial_dropout:
+        case PlanOp::random_flip:
+        case PlanOp::random_translation:
+        case PlanOp::random_rotation: return inputs[0];
         default: break;
     }
     net.select(inputs[0]);
@@ -30,7 +35,8 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::conv2d: {
             const Conv2dDims& d = s.conv;
             net.add_conv2d(w, b, d.KH, d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left,
-                           d.OH, d.OW, d.groups, activation_name(s), s.act_alpha);
+                           d.OH, d.OW, d.groups, activation_name(s), s.act_alpha, d.dilation_h,
+                           d.dilation_w);
             break;
         }
         case PlanOp::dense:
@@ -47,6 +53,12 @@ int lower_step(Network& net, const WeightLookup& weights, const PlanStep& s,
         case PlanOp::softmax: net.add_activation(activation_name(s), s.act_alpha); break;
         case PlanOp::prelu: net.add_prelu(w, s.alpha_size); break;
         case PlanOp::lrn: net.add_lrn(s.lrn.depth_radius, s.lrn.bias, s.lrn.alpha, s.lrn.beta); break;
+        case PlanOp::rescaling: net.add_rescaling(s.scale, s.offset); break;
+        case PlanOp::random_crop:
+            // Inference resizes to the window's size; an equal size is the identity.
+            if (net.output_shape() == out_shape) return inputs[0];
+            net.add_resize_bilinear(out_shape[0], out_shape[1]);
+            break;
         case PlanOp::view:
             // Flatten and Reshape change the shape (a view of the same buffer); the identities
             // do not.

@@ -1,10 +1,13 @@
 #include "plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "conv2d_pool.h"
 #include "layer_config.h"
+#include "random_affine.h"
+#include "random_flip.h"
 
 namespace cnnfast {
 
@@ -31,6 +34,21 @@ void set_activation(PlanStep& s, const std::string& name, const std::string& who
     }
     if (!activation_from_name(name.c_str(), &s.act))
         fail(who + ": unknown activation '" + name + "'");
+    // keras.activations.leaky_relu's default slope (the LeakyReLU layer's is 0.3, set there).
+    if (s.act == Activation::leaky_relu) s.act_alpha = 0.2f;
+}
+
+// obj[key] = number, added or replaced (a derived config for a shared reader).
+void set_number(json::Value& obj, const std::string& key, double number) {
+    json::Value v;
+    v.kind = json::Value::Kind::Number;
+    v.number = number;
+    for (auto& [k, value] : obj.object)
+        if (k == key) {
+            value = v;
+            return;
+        }
+    obj.object.emplace_back(key, v);
 }
 
 int add_value(Plan& plan, std::vector<int64_t> shape, int view_of = -1) {
@@ -272,6 +290,193 @@ int add_call(Plan& plan, const json::Value& layer, const std::vector<int>& input
         s.kind = s.softmax ? PlanOp::softmax : PlanOp::activation;
         return output(shape);
     }
+    if (cls == "DepthwiseConv2D" || cls == "SeparableConv2D") {
+        // Issue 19. The depthwise part is a convolution of C groups with C*M filters: Keras'
+        // depthwise kernel (KH,KW,C,M) is the grouped kernel (KH,KW,1,C*M) in memory, output
+        // channel c*M + m reading input channel c; conv2d.cpp runs it on the depthwise kernels.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const json::Value* dm = cfg.find("depth_multiplier");
+        const int64_t C = shape[2];
+        const int64_t M = dm ? dm->as_int((who + " depth_multiplier").c_str(), 1, kMaxDim) : 1;
+        if (C * M > kMaxDim) fail(who + ": C * depth_multiplier is too large");
+        const bool separable = cls == "SeparableConv2D";
+        json::Value dcfg = cfg;
+        set_number(dcfg, "filters", static_cast<double>(C * M));
+        set_number(dcfg, "groups", static_cast<double>(C));
+        const Conv2dConfig c = read_conv2d(dcfg, shape, who);
+        const Conv2dDims& d = c.dims;
+        s.kind = PlanOp::conv2d;
+        s.conv = d;
+        s.kernel = {name + "/depthwise_kernel", {d.KH, d.KW, C, M}};
+        s.cols = C * M;
+        if (!separable) {
+            if (c.use_bias) s.bias = {name + "/bias", {C * M}};
+            set_activation(s, c.activation, who);
+            s.kernel_act = !s.softmax && (s.act == Activation::relu ||
+                                          s.act == Activation::tanh ||
+                                          s.act == Activation::sigmoid);
+            return output({d.OH, d.OW, C * M});
+        }
+        // SeparableConv2D (MobileNet): the depthwise step (no bias, linear), then a pointwise
+        // 1x1 convolution (C*M -> filters) with the bias and the activation. The steps carry
+        // distinct labels: equal labels mark the calls of one shared layer.
+        s.label = who + " depthwise";
+        const bool layer_trainable = s.trainable;
+        const int mid = output({d.OH, d.OW, C * M});
+        PlanStep p;
+        p.label = who;
+        p.inputs = {mid};
+        p.trainable = layer_trainable;
+        const int64_t filters =
+            cfg.at("filters", who.c_str()).as_int((who + " filters").c_str(), 1, kMaxDim);
+        p.kind = PlanOp::conv2d;
+        p.conv = {1, d.OH, d.OW, C * M, 1, 1, filters, d.OH, d.OW, 1, 1, 0, 0, 1};
+        p.kernel = {name + "/pointwise_kernel", {1, 1, C * M, filters}};
+        if (c.use_bias) p.bias = {name + "/bias", {filters}};
+        set_activation(p, c.activation, who);
+        p.kernel_act = !p.softmax && (p.act == Activation::relu || p.act == Activation::tanh ||
+                                      p.act == Activation::sigmoid);
+        p.cols = filters;
+        p.output = add_value(plan, {d.OH, d.OW, filters});
+        plan.steps.push_back(std::move(p));
+        return plan.steps.back().output;
+    }
+    if (cls == "GaussianNoise" || cls == "SpatialDropout2D") {
+        // Issue 19. Keras GaussianNoise(stddev), SpatialDropout2D(rate): noise in training, the
+        // identity at inference; with no noise the identity always (no seed drawn, as in Python).
+        const bool gaussian = cls == "GaussianNoise";
+        const char* key = gaussian ? "stddev" : "rate";
+        s.rate = cfg.at(key, who.c_str()).as_number((who + " " + key).c_str());
+        if (gaussian ? !(s.rate >= 0.0 && std::isfinite(s.rate)) : !(s.rate >= 0.0 && s.rate < 1.0))
+            fail(who + (gaussian ? ": stddev must be finite and >= 0" : ": rate must be in [0, 1)"));
+        if (!gaussian && shape.size() != 3)
+            fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        if (s.rate == 0.0) return output(shape, inputs[0]);
+        s.kind = gaussian ? PlanOp::gaussian_noise : PlanOp::spatial_dropout;
+        return output(shape);
+    }
+    if (cls == "RandomFlip") {
+        // Issue 19. Keras RandomFlip(mode="horizontal_and_vertical"), in training only.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const json::Value* m = cfg.find("mode");
+        const std::string mode = m ? m->as_string((who + " mode").c_str())
+                                   : "horizontal_and_vertical";
+        s.flip_mode = mode == "horizontal" ? kFlipHorizontal
+                      : mode == "vertical" ? kFlipVertical
+                      : mode == "horizontal_and_vertical" ? kFlipHorizontal | kFlipVertical
+                                                          : 0;
+        if (!s.flip_mode) fail(who + ": unknown mode '" + mode + "'");
+        s.kind = PlanOp::random_flip;
+        return output(shape);
+    }
+    if (cls == "RandomTranslation" || cls == "RandomRotation") {
+        // Issue 19. Keras RandomTranslation(height_factor, width_factor) / RandomRotation(
+        // factor), fill_mode="reflect", interpolation="bilinear", fill_value=0: per-image
+        // resampling in training, the identity at inference.
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const bool translation = cls == "RandomTranslation";
+        auto factor = [&](const char* key) {
+            const json::Value& f = cfg.at(key, who.c_str());
+            const std::string what = who + " " + key;
+            float lo, hi;
+            if (f.is_array()) {
+                if (f.array.size() != 2) fail(what + ": expected a number or [lower, upper]");
+                lo = static_cast<float>(f.array[0].as_number(what.c_str()));
+                hi = static_cast<float>(f.array[1].as_number(what.c_str()));
+            } else {
+                hi = static_cast<float>(f.as_number(what.c_str()));
+                lo = -hi;
+            }
+            if (!(lo <= hi) || (translation && (lo < -1.0f || hi > 1.0f)))
+                fail(what + ": needs lower <= upper" +
+                     std::string(translation ? ", both in [-1, 1]" : ""));
+            s.factors.push_back(lo);
+            s.factors.push_back(hi);
+        };
+        if (translation) {
+            factor("height_factor");
+            factor("width_factor");
+        } else {
+            factor("factor");
+        }
+        const json::Value* fm = cfg.find("fill_mode");
+        const std::string fill = fm ? fm->as_string((who + " fill_mode").c_str()) : "reflect";
+        const FillMode modes[] = {FillMode::reflect, FillMode::wrap, FillMode::constant,
+                                  FillMode::nearest};
+        const char* names[] = {"reflect", "wrap", "constant", "nearest"};
+        s.fill_mode = -1;
+        for (int k = 0; k < 4; ++k)
+            if (fill == names[k]) s.fill_mode = static_cast<int>(modes[k]);
+        if (s.fill_mode < 0) fail(who + ": unknown fill_mode '" + fill + "'");
+        const json::Value* ip = cfg.find("interpolation");
+        const std::string interp = ip ? ip->as_string((who + " interpolation").c_str())
+                                      : "bilinear";
+        if (interp != "bilinear" && interp != "nearest")
+            fail(who + ": interpolation must be bilinear or nearest, got '" + interp + "'");
+        s.bilinear = interp == "bilinear";
+        if (const json::Value* fv = cfg.find("fill_value"))
+            s.fill_value = static_cast<float>(fv->as_number((who + " fill_value").c_str()));
+        s.kind = translation ? PlanOp::random_translation : PlanOp::random_rotation;
+        return output(shape);
+    }
+    if (cls == "RandomCrop") {
+        // Issue 19. Keras RandomCrop(height, width): a random window in training, the image
+        // resized to the window's size at inference (random_crop.h).
+        if (shape.size() != 3) fail(who + ": needs (H, W, C) input, got " + shape_str(shape));
+        const int64_t h = cfg.at("height", who.c_str()).as_int((who + " height").c_str(), 1,
+                                                               kMaxDim);
+        const int64_t w = cfg.at("width", who.c_str()).as_int((who + " width").c_str(), 1,
+                                                              kMaxDim);
+        if (h > shape[0] || w > shape[1])
+            fail(who + ": window " + std::to_string(h) + "x" + std::to_string(w) +
+                 " is larger than the input " + shape_str(shape));
+        s.kind = PlanOp::random_crop;
+        return output({h, w, shape[2]});
+    }
+    if (cls == "Rescaling") {
+        // Keras Rescaling(scale, offset=0.0): scalars, or one value per channel (last axis).
+        const int64_t last = shape.empty() ? 1 : shape.back();
+        auto read = [&](const char* key, double fallback) {
+            std::vector<float> v;
+            const json::Value* f = cfg.find(key);
+            const std::string what = who + " " + key;
+            if (!f) {
+                v.push_back(static_cast<float>(fallback));
+            } else if (f->is_array()) {
+                for (const json::Value& e : f->array)
+                    v.push_back(static_cast<float>(e.as_number(what.c_str())));
+            } else {
+                v.push_back(static_cast<float>(f->as_number(what.c_str())));
+            }
+            if (v.size() != 1 && static_cast<int64_t>(v.size()) != last)
+                fail(what + ": " + std::to_string(v.size()) + " values for input " +
+                     shape_str(shape) + " (need 1 or the last axis, " + std::to_string(last) +
+                     ")");
+            return v;
+        };
+        s.scale = read("scale", 1.0);
+        s.offset = read("offset", 0.0);
+        // Both repeat with one period: a scalar one is widened to the other's length.
+        if (s.scale.size() != s.offset.size()) {
+            const size_t n = std::max(s.scale.size(), s.offset.size());
+            s.scale.resize(n, s.scale[0]);
+            s.offset.resize(n, s.offset[0]);
+        }
+        s.kind = PlanOp::rescaling;
+        return output(shape);
+    }
+    if (cls == "LeakyReLU") {
+        // Keras 3 LeakyReLU(negative_slope=0.3); Keras 2 configs name it "alpha".
+        const json::Value* slope = cfg.find("negative_slope");
+        if (!slope) slope = cfg.find("alpha");
+        s.act = Activation::leaky_relu;
+        s.act_alpha = slope ? static_cast<float>(slope->as_number((who + " negative_slope").c_str()))
+                            : 0.3f;
+        if (!(s.act_alpha >= 0.0f)) fail(who + ": negative_slope must be >= 0");
+        s.kind = PlanOp::activation;
+        s.cols = shape.empty() ? 1 : shape.back();
+        return output(shape);
+    }
     if (merge_op_of(cls, &op) || cls == "Concatenate") {
         std::vector<int64_t> out = shape;
         if (cls == "Concatenate") {
@@ -355,12 +560,13 @@ Plan build_plan(const json::Value& arch) {
     // The plan's value for each call's output (value k + 1 of the order is call k's).
     std::vector<int> value_of{0};
     for (const LayerCall& call : order.calls) {
+        // One label per call, though a call may add several steps (SeparableConv2D).
+        plan.calls.push_back(label_of(*call.layer));
         std::vector<int> inputs;
         for (int v : call.inputs) inputs.push_back(value_of[v]);
         value_of.push_back(add_call(plan, *call.layer, inputs));
     }
     plan.output = value_of[order.output];
-    for (const PlanStep& s : plan.steps) plan.calls.push_back(s.label);
     mark_shared_calls(plan.steps);
     return plan;
 }
@@ -391,7 +597,8 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
         const Conv2dDims& c = conv.conv;
         const Pool2dDims& p = pool.pool;
         if (pool.kind != PlanOp::max_pool2d || pool.first_call >= 0 || pool.output == plan.output ||
-            c.groups != 1 || c.stride_h != 1 || c.stride_w != 1 || c.pad_top || c.pad_left ||
+            c.groups != 1 || conv2d_dilated(c) || c.stride_h != 1 || c.stride_w != 1 ||
+            c.pad_top || c.pad_left ||
             c.OH != c.H - c.KH + 1 || c.OW != c.W - c.KW + 1 || p.PH != 2 || p.PW != 2 ||
             p.stride_h != 2 || p.stride_w != 2 || p.pad_top || p.pad_left ||
             p.OH != (c.OH - 2) / 2 + 1 || p.OW != (c.OW - 2) / 2 + 1 ||
@@ -446,6 +653,7 @@ std::string activation_name(const PlanStep& s) {
         case Activation::tanh: return "tanh";
         case Activation::elu: return "elu";
         case Activation::swish: return "swish";
+        case Activation::leaky_relu: return "leaky_relu";
     }
     return "linear";
 }

@@ -27,7 +27,10 @@ enum class PlanOp : int {
     conv2d, conv2d_relu_maxpool, dense, max_pool2d, avg_pool2d, activation, softmax, dropout,
     prelu, lrn, merge, concat, view,
     // Normalization and spatial reshaping (issue 19); Reshape is a view.
-    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d
+    batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d,
+    // Activation, noise, convolution-variant and preprocessing layers (issue 19).
+    rescaling, gaussian_noise, spatial_dropout, random_flip, random_crop, random_translation,
+    random_rotation
 };
 
 // A weight a step reads: "layer/name" and its exact shape; an empty key when absent (no bias).
@@ -65,6 +68,17 @@ struct PlanStep {
     MergeOp merge_op = MergeOp::add;
     std::vector<int64_t> widths;  // concat: each input's last-axis width
     int64_t cols = 0;             // softmax: the last axis
+    // Rescaling: y = x * scale + offset, both of one length (1 or the last axis), repeating.
+    std::vector<float> scale, offset;
+    // The training-time random layers: GaussianNoise's stddev (in `rate`), RandomFlip's mode
+    // (random_flip.h). Like Dropout they draw one seed per step (train_plan.h draws_seed).
+    int flip_mode = 0;
+    // RandomTranslation ([h_lo, h_hi, w_lo, w_hi]) and RandomRotation ([lo, hi]) factors and
+    // their resampling (random_affine.h; fill_mode a FillMode).
+    std::vector<float> factors;
+    int fill_mode = 0;
+    bool bilinear = true;
+    float fill_value = 0.0f;
     std::vector<int> inputs;
     int output = 0;
     // BatchNormalization: kernel/bias are gamma/beta (absent without scale/center), and the
@@ -97,6 +111,14 @@ struct Plan {
     std::vector<std::string> calls;    // each layer call's label, in order (before any fusion)
     std::vector<std::string> fusions;  // what fuse_for_training decided, one line each
 };
+
+// Steps that draw one random seed per training step, in step order: Dropout and the
+// training-time random layers of issue 19 (the Python walk draws theirs in the same order).
+inline bool draws_seed(PlanOp k) {
+    return k == PlanOp::dropout || k == PlanOp::gaussian_noise || k == PlanOp::spatial_dropout ||
+           k == PlanOp::random_flip || k == PlanOp::random_crop ||
+           k == PlanOp::random_translation || k == PlanOp::random_rotation;
+}
 
 // Throws std::runtime_error naming the layer and the shapes when the config does not describe
 // a network this builder knows (unknown class, window larger than its input, shapes that do

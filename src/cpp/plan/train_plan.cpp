@@ -12,7 +12,12 @@
 #include "conv2d_pool.h"
 #include "batchnorm.h"
 #include "dropout.h"
+#include "noise.h"
 #include "optim.h"
+#include "random_affine.h"
+#include "random_crop.h"
+#include "random_flip.h"
+#include "rescaling.h"
 #include "softmax_xent.h"
 #include "spatial.h"
 
@@ -52,9 +57,9 @@ std::pair<int64_t, int64_t> weight_floats(const TrainStep& s) {
 
 int64_t aligned(int64_t floats) { return (floats + kAlign - 1) / kAlign * kAlign; }
 
-// Steps whose backward hands the gradient on unchanged.
+// Steps whose backward hands the gradient on unchanged (GaussianNoise adds a constant).
 bool identity_backward(const TrainStep& s) {
-    return s.kind == PlanOp::view ||
+    return s.kind == PlanOp::view || s.kind == PlanOp::gaussian_noise ||
            ((s.kind == PlanOp::activation || s.kind == PlanOp::softmax) &&
             s.act_backward_elsewhere);
 }
@@ -101,7 +106,7 @@ TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss l
 std::vector<std::string> TrainPlan::dropout_labels() const {
     std::vector<std::string> labels;
     for (const TrainStep& s : steps_)
-        if (s.kind == PlanOp::dropout) labels.push_back(s.label);
+        if (draws_seed(s.kind)) labels.push_back(s.label);
     return labels;
 }
 
@@ -130,8 +135,13 @@ void TrainPlan::layout(int64_t n) {
         // argmax / which are int32, the mask uint8, LRN's scale float: one float slot holds any.
         const bool aux = s.kind == PlanOp::max_pool2d ||
                          s.kind == PlanOp::conv2d_relu_maxpool ||
-                         s.kind == PlanOp::dropout || s.kind == PlanOp::lrn;
-        aux_at_[i] = aux ? take(out) : -1;
+                         s.kind == PlanOp::dropout || s.kind == PlanOp::lrn ||
+                         s.kind == PlanOp::spatial_dropout || s.kind == PlanOp::random_flip ||
+                         s.kind == PlanOp::random_crop;
+        // The per-image transforms (N, 8) of RandomTranslation and RandomRotation.
+        const bool transforms = s.kind == PlanOp::random_translation ||
+                                s.kind == PlanOp::random_rotation;
+        aux_at_[i] = aux ? take(out) : transforms ? take(8 * n) : -1;
         // BatchNormalization keeps the batch's mean and variance (2C floats) for its backward,
         // GlobalMaxPooling2D the int32 argmax of its (n, C) output.
         if (s.kind == PlanOp::batchnorm) aux_at_[i] = take(2 * s.bn.C);
@@ -253,6 +263,48 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                     merge_forward(out, ins.data(), k, count, s.merge_op);
                 else
                     concat_forward(out, ins.data(), s.widths.data(), k, count / s.cols);
+                break;
+            }
+            case PlanOp::rescaling:
+                rescaling_forward(out, in, s.scale.data(), s.offset.data(), count,
+                                  static_cast<int64_t>(s.scale.size()));
+                break;
+            case PlanOp::gaussian_noise:
+                gaussian_noise_forward(out, in, count, s.rate, seeds[seed_index++]);
+                break;
+            case PlanOp::spatial_dropout: {
+                const auto& sh = values_[s.output].shape;
+                spatial_dropout_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0] * sh[1],
+                                        sh[2], s.rate, seeds[seed_index++]);
+                break;
+            }
+            case PlanOp::random_translation:
+            case PlanOp::random_rotation: {
+                const auto& sh = values_[s.output].shape;
+                const AffineDims d{n, sh[0], sh[1], sh[2]};
+                float* t = static_cast<float*>(aux);
+                const float* f = s.factors.data();
+                if (s.kind == PlanOp::random_translation)
+                    random_translation_transforms(t, d, f[0], f[1], f[2], f[3],
+                                                  seeds[seed_index++]);
+                else
+                    random_rotation_transforms(t, d, f[0], f[1], seeds[seed_index++]);
+                affine_transform_forward(out, in, t, d, static_cast<FillMode>(s.fill_mode),
+                                         s.bilinear, s.fill_value);
+                break;
+            }
+            case PlanOp::random_crop: {
+                const auto& i = values_[s.inputs[0]].shape;
+                const auto& o = values_[s.output].shape;
+                random_crop_forward(out, static_cast<int32_t*>(aux), in,
+                                    CropDims{n, i[0], i[1], i[2], o[0], o[1]},
+                                    seeds[seed_index++]);
+                break;
+            }
+            case PlanOp::random_flip: {
+                const auto& sh = values_[s.output].shape;
+                random_flip_forward(out, static_cast<uint8_t*>(aux), in, n, sh[0], sh[1], sh[2],
+                                    s.flip_mode, seeds[seed_index++]);
                 break;
             }
             case PlanOp::view:
@@ -594,6 +646,37 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
             Upsample2dDims d = s.up;
             d.N = n;
             upsample2d_nearest_backward(t, dy, d);
+            break;
+        }
+        case PlanOp::rescaling:
+            rescaling_backward(t, dy, s.scale.data(), count,
+                               static_cast<int64_t>(s.scale.size()));
+            break;
+        case PlanOp::spatial_dropout: {
+            const auto& sh = values_[s.output].shape;
+            spatial_dropout_backward(t, dy, static_cast<const uint8_t*>(aux), n,
+                                     sh[0] * sh[1], sh[2], s.rate);
+            break;
+        }
+        case PlanOp::random_translation:
+        case PlanOp::random_rotation: {
+            const auto& sh = values_[s.output].shape;
+            affine_transform_backward(t, dy, static_cast<const float*>(aux),
+                                      AffineDims{n, sh[0], sh[1], sh[2]},
+                                      static_cast<FillMode>(s.fill_mode), s.bilinear);
+            break;
+        }
+        case PlanOp::random_crop: {
+            const auto& in_shape = values_[r].shape;
+            const auto& o = values_[s.output].shape;
+            random_crop_backward(t, dy, static_cast<const int32_t*>(aux),
+                                 CropDims{n, in_shape[0], in_shape[1], in_shape[2], o[0], o[1]});
+            break;
+        }
+        case PlanOp::random_flip: {
+            const auto& sh = values_[s.output].shape;
+            random_flip_backward(t, dy, static_cast<const uint8_t*>(aux), n, sh[0], sh[1],
+                                 sh[2]);
             break;
         }
         default:

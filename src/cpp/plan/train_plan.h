@@ -98,11 +98,12 @@ public:
     // The model's output of the last step() (its n rows, row-major), in the arena: valid until
     // the next step (metrics other than accuracy read it).
     const float* last_output() const { return fwd(output_); }
-    // Labels of the active Dropout steps (rate > 0), in the order step() reads their seeds.
+    // Labels of the steps that draw a seed (draws_seed: active Dropout, GaussianNoise,
+    // SpatialDropout2D, RandomFlip), in the order step() reads their seeds.
     std::vector<std::string> dropout_labels() const;
 
     // x (n, input_shape...); labels int32 (n,) for sparse cross-entropy, else float32 with the
-    // output's shape; sample_weight (n,) or null; dropout_seeds one per active Dropout step.
+    // output's shape; sample_weight (n,) or null; dropout_seeds one per dropout_labels() step.
     // A non-finite data loss returns before any backward or update.
     TrainStepResult step(const float* x, const void* labels, const double* sample_weight,
                          int64_t n, const uint64_t* dropout_seeds, const OptimizerUpdate& update,
