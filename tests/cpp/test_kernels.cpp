@@ -564,6 +564,8 @@ void test_optimizers() {
     for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(-g[i] / norm);
     optimizer_update(w.data(), g.data(), nullptr, nullptr, nullptr, n, nullptr, 0, sgd);
     expect_close("global_clipnorm", w, want, 1e-6f, 1e-9f);
+}
+
 // Issue 19's kernels against their naive loops (and the adjoint of the resampling).
 void test_issue19_kernels() {
     // Every depthwise table the CPU runs, against the naive loops: multipliers 1 and 3, a tail
