@@ -1,7 +1,7 @@
 """The Keras CIFAR-10 ResNet example (keras.io "cifar10_resnet", ResNet-20 v1), written against
-``cnnfast.keras``: only the imports differ from a Keras script, plus the two parts below that
-cnnfast does not have yet, which are switched on when their names exist (``AUGMENT``,
-``REDUCE_LR``), so the script runs unchanged once they land.
+``cnnfast.keras``: only the imports differ from a Keras script. Augmentation runs in the model
+(RandomFlip, RandomTranslation: Keras 3's preprocessing layers, active in training only), the
+learning rate drops on plateaus (ReduceLROnPlateau) and the best epoch is checkpointed.
 
 Run: ``python examples/keras_cifar10_resnet.py [--sample PATH] [--synthetic N] [--epochs E]``.
 """
@@ -17,19 +17,6 @@ import numpy as np
 
 from cnnfast import keras
 from cnnfast.keras import layers
-
-
-def _has(module, name: str) -> bool:
-    try:
-        getattr(module, name)
-    except (AttributeError, NotImplementedError):
-        return False
-    return True
-
-
-# Keras preprocessing layers and ReduceLROnPlateau (issue 19, built on another branch).
-AUGMENT = _has(layers, "RandomFlip") and _has(layers, "RandomTranslation")
-REDUCE_LR = _has(keras.callbacks, "ReduceLROnPlateau")
 
 
 def resnet_layer(inputs, num_filters=16, kernel_size=3, strides=1, activation="relu",
@@ -51,10 +38,8 @@ def resnet_v1(input_shape, depth, num_classes=10):
     num_filters = 16
     num_res_blocks = int((depth - 2) / 6)
     inputs = keras.Input(shape=input_shape)
-    x = inputs
-    if AUGMENT:
-        x = layers.RandomFlip("horizontal")(x)
-        x = layers.RandomTranslation(0.1, 0.1)(x)
+    x = layers.RandomFlip("horizontal")(inputs)
+    x = layers.RandomTranslation(0.1, 0.1)(x)
     x = resnet_layer(inputs=x)
     for stack in range(3):
         for res_block in range(num_res_blocks):
@@ -119,10 +104,9 @@ def main(argv=None) -> dict:
     filepath = os.path.join(args.save_dir, "cifar10_ResNet20v1_model.{epoch:03d}.cnnfast")
     checkpoint = keras.callbacks.ModelCheckpoint(filepath=filepath, monitor="val_accuracy",
                                                  verbose=0, save_best_only=True)
-    callbacks = [checkpoint]
-    if REDUCE_LR:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=np.sqrt(0.1), cooldown=0,
-                                                           patience=5, min_lr=0.5e-6))
+    lr_reducer = keras.callbacks.ReduceLROnPlateau(factor=np.sqrt(0.1), cooldown=0, patience=5,
+                                                   min_lr=0.5e-6)
+    callbacks = [checkpoint, lr_reducer]
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                         validation_data=(x_test, y_test), shuffle=True, callbacks=callbacks,
                         verbose=0)
