@@ -21,10 +21,16 @@ from cnnfast import layers as L
 
 def network_key(model: Any) -> tuple:
     """Identity of everything a built Network points to: the layers and their weight arrays."""
-    # Runs on every predict call, so it is kept to two flat tuples of ids (~1 us).
-    key = (model.input_shape_, tuple(map(id, model.layers)),
+    # Runs on every predict call, so it is kept to two flat tuples of ids (~1 us), and whether
+    # the model has a BatchNormalization is asked once per set of layers.
+    layer_ids = tuple(map(id, model.layers))
+    key = (model.input_shape_, layer_ids,
            tuple([id(w) for layer in model.layers for w in layer.weights_.values()]))
-    if any(type(layer) is L.BatchNormalization for layer in model.layers):
+    folds = model.__dict__.get("_folds_batchnorm")
+    if folds is None or folds[0] != layer_ids:
+        folds = (layer_ids, any(type(layer) is L.BatchNormalization for layer in model.layers))
+        model._folds_batchnorm = folds
+    if folds[1]:
         key += (_folded_weights_checksum(model),)
     return key
 
