@@ -91,14 +91,16 @@ def test_set_backend():
     ("gpu", "ValueError: CNNFAST_BACKEND must be one of ['cpu', 'cuda'], got 'gpu'"),
     ("cpu", None),
 ])
-def test_backend_from_the_environment(value, error):
+def test_backend_from_the_environment(value, error, tmp_path):
     if value == "cuda" and cf.cuda.is_available():
         pytest.skip("a CUDA device is usable here")
     env = dict(os.environ, CNNFAST_BACKEND=value,
                PYTHONPATH=os.pathsep.join([str(Path(cf.__file__).resolve().parents[1]),
                                            os.environ.get("PYTHONPATH", "")]))
+    # cwd: not the source tree, whose cnnfast/ (without its compiled core) would come first.
     done = subprocess.run([sys.executable, "-c", "import cnnfast; print(cnnfast.get_backend())"],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
     if error is None:
         assert done.returncode == 0 and done.stdout.strip() == "cpu", done.stderr
     else:
@@ -106,7 +108,8 @@ def test_backend_from_the_environment(value, error):
 
 
 def _configure(build: Path, *args: str, env: dict[str, str] | None = None):
-    import pybind11
+    pybind11 = pytest.importorskip("pybind11", reason="configuring needs pybind11 (the test "
+                                   "extra installs it)")
 
     return subprocess.run(
         ["cmake", "-S", str(ROOT), "-B", str(build), "-DCNNFAST_BUILD_CAPI=OFF",
