@@ -1707,6 +1707,10 @@ _PLAN_LOSSES = {
     losses_module.CategoricalCrossentropy: "categorical_crossentropy",
     losses_module.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
     losses_module.MeanSquaredError: "mean_squared_error",
+    losses_module.MeanAbsoluteError: "mean_absolute_error",
+    losses_module.Huber: "huber",  # delta 1 (other options train in Python)
+    losses_module.KLDivergence: "kl_divergence",
+    losses_module.CategoricalHinge: "categorical_hinge",
 }
 
 

@@ -18,6 +18,7 @@
 #include "random_crop.h"
 #include "random_flip.h"
 #include "rescaling.h"
+#include "losses.h"
 #include "softmax_xent.h"
 #include "spatial.h"
 
@@ -393,7 +394,22 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
                                                         size);
         if (logits) return softmax_xent_forward_backward(dg, nullptr, logits + at, targets + at,
                                                          rows, size);
-        if (loss_ == TrainLoss::mse) return mse(dg, out + at, targets + at, rows * size);
+        // The losses of kernels/losses.h: the same calls as cnnfast/losses.py makes.
+        const int64_t cols = values_[output_].shape.back();
+        switch (loss_) {
+            case TrainLoss::mse:
+                return mse(dg, out + at, targets + at, rows * size);
+            case TrainLoss::mean_absolute_error:
+                return mean_absolute_error(dg, out + at, targets + at, rows * size);
+            case TrainLoss::huber:
+                return huber(dg, out + at, targets + at, rows * size, 1.0);
+            case TrainLoss::kl_divergence:
+                return kl_divergence(dg, out + at, targets + at, rows * size / cols, cols);
+            case TrainLoss::categorical_hinge:
+                return categorical_hinge(dg, out + at, targets + at, rows * size / cols, cols);
+            default:
+                break;
+        }
         return categorical_xent(dg, out + at, (onehot ? onehot : targets) + at, rows, size);
     };
     const double loss = loss_of(g, 0, n);
@@ -740,7 +756,8 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
                                             float* weight_arena, float* grad_arena,
                                             int64_t trainable_floats) {
     Plan plan = build_plan(json::parse(architecture_json));
-    fuse_for_training(plan, loss != TrainLoss::mse);
+    fuse_for_training(plan, loss == TrainLoss::categorical_crossentropy ||
+                                loss == TrainLoss::sparse_categorical_crossentropy);
     std::vector<TrainStep> steps;
     for (const PlanStep& ps : plan.steps) {
         TrainStep s;
