@@ -90,6 +90,9 @@ class CategoricalCrossentropy(Loss):
     """
 
     name = "categorical_crossentropy"
+    # Class defaults too: a subclass whose __init__ skips ours keeps working.
+    from_logits = False
+    label_smoothing = 0.0
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = _check_flag(from_logits, f"{type(self).__name__}: from_logits")
@@ -193,6 +196,8 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
+    from_logits = False
+    label_smoothing = 0.0
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = _check_flag(from_logits, "BinaryCrossentropy: from_logits")
@@ -236,6 +241,7 @@ class Huber(Loss):
     """
 
     name = "huber"
+    delta = 1.0
 
     def __init__(self, delta: float = 1.0) -> None:
         if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating,
