@@ -1711,6 +1711,7 @@ _PLAN_LOSSES = {
     losses_module.Huber: "huber",  # delta 1 (other options train in Python)
     losses_module.KLDivergence: "kl_divergence",
     losses_module.CategoricalHinge: "categorical_hinge",
+    losses_module.BinaryCrossentropy: "binary_crossentropy",  # fused with a sigmoid output
 }
 
 

@@ -438,7 +438,9 @@ def test_default_losses_keep_the_cpp_train_plan():
     model.compile("sgd", LS.CategoricalCrossentropy(from_logits=True))
     assert "only its defaults" in model._train_plan_blocker()
     model.compile("sgd", "binary_crossentropy")
-    assert "BinaryCrossentropy has no C++ step" in model._train_plan_blocker()
+    assert model._train_plan_blocker() is None
+    model.compile("sgd", LS.BinaryCrossentropy(label_smoothing=0.1))
+    assert "only its defaults" in model._train_plan_blocker()
 
 
 def one_sgd_step(activation, loss, x, y, w=None):
@@ -457,6 +459,9 @@ def test_sigmoid_output_is_fused_with_binary_crossentropy(rng):
     y = (z > 0).astype(np.float32)
     fused_value, fused, model = one_sgd_step("sigmoid", LS.BinaryCrossentropy(), x, y)
     assert model._fused_softmax()
+    assert any("sigmoid + binary cross-entropy as one kernel" in line
+               for line in model._plan_lines())
+    model._force_python_training = True
     assert any("sigmoid + binary_crossentropy from the logits" in line
                for line in model._plan_lines())
     plain_value, plain, other = one_sgd_step("sigmoid", UnfusedBinaryCrossentropy(), x, y)
@@ -555,7 +560,8 @@ def test_loss_serialization_round_trips_and_rejects_bad_configs():
 
 PLAN_LOSSES = [("mae", None, LS.MeanAbsoluteError), ("huber", None, LS.Huber),
                ("kld", "softmax", LS.KLDivergence),
-               ("categorical_hinge", "softmax", LS.CategoricalHinge)]
+               ("categorical_hinge", "softmax", LS.CategoricalHinge),
+               ("bce", "sigmoid", LS.BinaryCrossentropy)]
 
 
 @pytest.mark.parametrize("name, activation, cls", PLAN_LOSSES, ids=[n for n, *_ in PLAN_LOSSES])
@@ -594,9 +600,44 @@ def test_plan_trains_bit_identically_to_the_python_walk(name, activation, cls, w
 
 def test_only_default_options_run_in_the_plan():
     model = tiny_model(None)
-    for loss in ("mae", "huber", "kld", "categorical_hinge"):
+    for loss in ("mae", "huber", "kld", "categorical_hinge", "binary_crossentropy"):
         model.compile("sgd", loss)
         assert model._train_plan_blocker() is None
     model.compile("sgd", LS.Huber(delta=2.0))
     assert "Huber({'delta': 2.0}) has no C++ step (only its defaults do)" in \
         model._train_plan_blocker()
+
+
+@pytest.mark.parametrize("head", ["dense", "activation", "conv"])
+def test_plan_fuses_the_sigmoid_output_with_binary_crossentropy_as_the_walk_does(head):
+    before = cf.get_num_threads()
+    cf.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal((10, 4, 4, 2)).astype(np.float32)
+        shape = (2, 2, 3) if head == "conv" else (3,)
+        y = (rng.random((10, *shape)) > 0.5).astype(np.float32)
+
+        def run(python: bool):
+            cf.set_seed(6)
+            tail = {"dense": [L.Flatten(), L.Dense(3, activation="sigmoid")],
+                    "activation": [L.Flatten(), L.Dense(3), L.Activation("sigmoid")],
+                    "conv": [L.Conv2D(3, 3, activation="sigmoid")]}[head]
+            model = cf.Sequential([L.Input((4, 4, 2)), L.Conv2D(4, 1, activation="relu"),
+                                   *tail])
+            model.compile(cf.optimizers.SGD(0.3), "binary_crossentropy", metrics=["accuracy"])
+            model._force_python_training = python
+            values = [model.train_on_batch(x, y) for _ in range(3)]
+            return values, model.get_weights(), model
+
+        (pv, pw, plan_model), (wv, ww, walk_model) = run(False), run(True)
+        plan = plan_model._train_plan
+        assert plan is not None
+        fused = any("sigmoid + binary cross-entropy" in f for f in plan.fusions)
+        # The convolution applies its sigmoid in its kernel: neither side has logits there.
+        assert fused == (head != "conv") == walk_model._fused_softmax()
+        assert pv == wv
+        for a, b in zip(pw, ww):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        cf.set_num_threads(before)

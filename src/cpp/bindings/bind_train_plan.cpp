@@ -50,6 +50,7 @@ TrainLoss loss_of(const std::string& name) {
     if (name == "huber") return TrainLoss::huber;
     if (name == "kl_divergence") return TrainLoss::kl_divergence;
     if (name == "categorical_hinge") return TrainLoss::categorical_hinge;
+    if (name == "binary_crossentropy") return TrainLoss::binary_crossentropy;
     throw std::invalid_argument("TrainPlan.from_config: unknown loss '" + name + "'");
 }
 

@@ -377,8 +377,9 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
     const float* logits = nullptr;
     if (logits_step_ >= 0) {
         const TrainStep& s = steps_[logits_step_];
-        logits = s.kind == PlanOp::softmax ? fwd(s.inputs[0])
-                                                  : arena_.get() + z_at_[logits_step_];
+        logits = s.kind == PlanOp::softmax || s.kind == PlanOp::activation
+                     ? fwd(s.inputs[0])
+                     : arena_.get() + z_at_[logits_step_];
     }
     float* onehot = nullptr;
     if (sparse && !logits) {
@@ -389,6 +390,10 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
     // The batch mean of rows [row, row + rows), with its gradient into dg when non-null.
     auto loss_of = [&](float* dg, int64_t row, int64_t rows) {
         const int64_t at = row * size;
+        if (loss_ == TrainLoss::binary_crossentropy)
+            return logits ? binary_xent_logits(dg, logits + at, targets + at, rows * size, 0.0,
+                                               true)
+                          : binary_xent(dg, out + at, targets + at, rows * size, 0.0);
         if (logits && sparse)
             return softmax_xent_sparse_forward_backward(dg, nullptr, logits + at, ids + row, rows,
                                                         size);
@@ -757,7 +762,8 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
                                             int64_t trainable_floats) {
     Plan plan = build_plan(json::parse(architecture_json));
     fuse_for_training(plan, loss == TrainLoss::categorical_crossentropy ||
-                                loss == TrainLoss::sparse_categorical_crossentropy);
+                                loss == TrainLoss::sparse_categorical_crossentropy,
+                      loss == TrainLoss::binary_crossentropy);
     std::vector<TrainStep> steps;
     for (const PlanStep& ps : plan.steps) {
         TrainStep s;

@@ -47,7 +47,7 @@ struct TrainRegularizer {
 };
 
 // The losses the plan runs, each with its Keras defaults (huber: delta 1); the cross-entropies
-// are fused with a softmax output.
+// are fused with a softmax output, binary cross-entropy with a sigmoid one.
 enum class TrainLoss : int {
     categorical_crossentropy,
     sparse_categorical_crossentropy,
@@ -56,6 +56,7 @@ enum class TrainLoss : int {
     huber,
     kl_divergence,
     categorical_hinge,
+    binary_crossentropy,  // from probabilities; fused with a sigmoid output
 };
 using TrainOptimizer = OptimizerKind;
 
