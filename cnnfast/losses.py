@@ -29,6 +29,9 @@ class Loss:
     fuses_softmax = False
     fuses_sigmoid = False
     sparse_labels = False
+    # Targets one axis short of an output whose last axis is 1 (y of shape (N,) for a
+    # Dense(1) output) gain that axis, as Keras's squeeze_or_expand_to_same_rank does.
+    expands_targets = False
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (Keras names) that rebuild this loss."""
@@ -47,7 +50,11 @@ class Loss:
         y = np.asarray(y)
         if y.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: targets must be numeric, got dtype {y.dtype}")
-        if y.shape[1:] != tuple(output_shape):
+        output_shape = tuple(output_shape)
+        if self.expands_targets and output_shape[-1:] == (1,) and y.ndim >= 1 \
+                and y.shape[1:] == output_shape[:-1]:
+            y = y[..., None]
+        if y.shape[1:] != output_shape:
             raise ValueError(
                 f"{self.name}: targets of shape {y.shape} do not match the model output "
                 f"(None, {', '.join(map(str, output_shape))})"
@@ -196,6 +203,7 @@ class BinaryCrossentropy(Loss):
     """
 
     name = "binary_crossentropy"
+    expands_targets = True
     from_logits = False
     label_smoothing = 0.0
 
@@ -225,6 +233,7 @@ class MeanAbsoluteError(Loss):
     """Mean over all elements of |pred - y|, Keras's ``MeanAbsoluteError``."""
 
     name = "mean_absolute_error"
+    expands_targets = True
 
     def compute(self, grad, pred, y):
         return _core.mean_absolute_error(grad, pred, y)
@@ -241,6 +250,7 @@ class Huber(Loss):
     """
 
     name = "huber"
+    expands_targets = True
     delta = 1.0
 
     def __init__(self, delta: float = 1.0) -> None:

@@ -641,3 +641,25 @@ def test_plan_fuses_the_sigmoid_output_with_binary_crossentropy_as_the_walk_does
             np.testing.assert_array_equal(a, b)
     finally:
         cf.set_num_threads(before)
+
+
+@pytest.mark.parametrize("loss", ["binary_crossentropy", "mae", "huber"])
+def test_targets_of_shape_n_fit_a_single_unit_output_as_in_keras(loss, rng):
+    # Keras expands y of shape (N,) to (N, 1) for a Dense(1) output (the IMDB-style script).
+    x = rng.standard_normal((12, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+
+    def run(targets):
+        cf.set_seed(2)
+        model = cf.Sequential([L.Input((6,)), L.Dense(1, activation="sigmoid")])
+        model.compile(cf.optimizers.SGD(0.5), loss, metrics=["accuracy"])
+        history = model.fit(x, targets, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        return history.history, model.get_weights()
+
+    (h1, w1), (h2, w2) = run(y), run(y[:, None])
+    assert h1 == h2
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+    # Only one missing unit axis is added: (N,) against (None, 3) still fails, naming both.
+    with pytest.raises(ValueError, match=r"targets of shape \(12,\) do not match .*\(None, 3\)"):
+        LS.get(loss)(y, np.zeros((12, 3), np.float32))
