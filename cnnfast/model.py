@@ -721,16 +721,24 @@ class Model:
         return self.layers[-1]
 
     def _fused_softmax(self) -> bool:
-        """Softmax + cross-entropy from the logits: the loss returns d(loss)/d(logits) and the
-        output layer's backward skips its softmax (its ``activation_done`` argument)."""
+        """Softmax + cross-entropy (or sigmoid + binary cross-entropy) from the logits: the loss
+        returns d(loss)/d(logits) and the output layer's backward skips its activation (its
+        ``activation_done`` argument)."""
         if not getattr(self, "compiled", False):
             return False
         last = self._output_layer()
         if self._calls.get(id(last), 1) > 1:
-            return False  # its softmax also feeds other calls
+            return False  # its activation also feeds other calls
         act = getattr(last, "act", None)
-        return (self.loss.fuses_softmax and act is not None and act.kind == "softmax"
-                and "activation_done" in inspect.signature(type(last).backward).parameters)
+        if act is None or \
+                "activation_done" not in inspect.signature(type(last).backward).parameters:
+            return False
+        if act.kind == "softmax":
+            return self.loss.fuses_softmax
+        # A convolution applies a sigmoid in its kernel and keeps no logits: only Dense and
+        # Activation keep act.z, the pre-activation.
+        return (act.kind == "sigmoid" and self.loss.fuses_sigmoid
+                and isinstance(last, (Dense, layers_module.Activation)))
 
     def _loss_and_gradient(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray | None) -> float:
         if self._fused_softmax():
@@ -864,6 +872,9 @@ class Model:
                     return f"{layer.describe()} weight '{name}' has a custom regularizer"
         if type(self.loss) not in _PLAN_LOSSES:
             return f"loss {type(self.loss).__name__} has no C++ step"
+        if not self.loss.has_default_config():
+            return (f"loss {type(self.loss).__name__}({self.loss.get_config()}) has no C++ step "
+                    "(only its defaults do)")
         if type(self.optimizer) not in optimizers_module._CLASSES:
             return f"optimizer {type(self.optimizer).__name__} has no C++ step"
         return None
@@ -1538,7 +1549,8 @@ class Model:
         if plan is not None:
             fusions = plan.fusions
         elif self._fused_softmax():
-            fusions = [(f"{self._output_layer().name}: softmax + {self.loss.name} from the "
+            fusions = [(f"{self._output_layer().name}: {self._output_layer().act.kind} + "
+                        f"{self.loss.name} from the "
                         "logits (the Python walk runs every other layer on its own)")]
         lines.append("Training fusions:" if fusions else "Training fusions: none")
         lines += [f"  - {f}" for f in fusions]
@@ -1695,6 +1707,11 @@ _PLAN_LOSSES = {
     losses_module.CategoricalCrossentropy: "categorical_crossentropy",
     losses_module.SparseCategoricalCrossentropy: "sparse_categorical_crossentropy",
     losses_module.MeanSquaredError: "mean_squared_error",
+    losses_module.MeanAbsoluteError: "mean_absolute_error",
+    losses_module.Huber: "huber",  # delta 1 (other options train in Python)
+    losses_module.KLDivergence: "kl_divergence",
+    losses_module.CategoricalHinge: "categorical_hinge",
+    losses_module.BinaryCrossentropy: "binary_crossentropy",  # fused with a sigmoid output
 }
 
 

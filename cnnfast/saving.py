@@ -166,7 +166,9 @@ def _dumps(obj: Any) -> str:
 def _compile_config(model: Sequential) -> dict[str, Any] | None:
     """Loss and metrics by name, or None (with a warning) when they cannot be stored by name."""
     loss, optimizer = model.loss, model.optimizer
-    if losses_module._BY_NAME.get(loss.name) is not type(loss):
+    try:
+        loss_record = losses_module.serialize(loss)
+    except ValueError:
         warnings.warn(f"save_model: loss {type(loss).__name__} cannot be stored by name; the "
                       "file will load as an uncompiled model", stacklevel=3)
         return None
@@ -180,7 +182,7 @@ def _compile_config(model: Sequential) -> dict[str, Any] | None:
         warnings.warn(f"save_model: {err}; the file will load as an uncompiled model",
                       stacklevel=3)
         return None
-    return {"loss": loss.name, "metrics": metrics}
+    return {"loss": loss_record, "metrics": metrics}
 
 
 def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
@@ -728,8 +730,11 @@ def _parse_training(header: FileHeader) -> dict[str, Any]:
     unknown = set(training) - {"loss", "metrics", "epoch", "step", "rng", "dropout_calls"}
     if unknown:
         _fail(f"training metadata has unknown keys {sorted(unknown)}")
-    if "loss" in training and training["loss"] not in losses_module._BY_NAME:
-        _fail(f"unknown loss {training['loss']!r}")
+    if "loss" in training:
+        try:
+            losses_module.deserialize(training["loss"])
+        except (TypeError, ValueError) as err:
+            _fail(f"invalid loss {training['loss']!r}: {err}")
     metrics = training.get("metrics", [])
     if not isinstance(metrics, list):
         _fail(f"metrics must be a list, got {metrics!r}")
@@ -814,7 +819,8 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
 
     model.saved_epoch = training.get("epoch") if "step" not in training else None
     if optimizer is not None:
-        model.compile(optimizer, training["loss"], training.get("metrics"))
+        model.compile(optimizer, losses_module.deserialize(training["loss"]),
+                      training.get("metrics"))
         optimizer.iterations = optimizer_config["iterations"]
         params = [layer.weights_[n] for layer in model.layers for n in layer.trainable_names()]
         names = [n for n, _ in _expected_trainable(model)]

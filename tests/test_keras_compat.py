@@ -218,7 +218,7 @@ def test_plotting_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     ("cnnfast.keras.layers", "LSTM"),
     ("cnnfast.keras.layers", "Conv2DTranspose"),
     ("cnnfast.keras.optimizers", "Ftrl"),
-    ("cnnfast.keras.losses", "BinaryCrossentropy"),
+    ("cnnfast.keras.losses", "BinaryFocalCrossentropy"),
     ("cnnfast.keras.callbacks", "TensorBoard"),
     ("cnnfast.keras.datasets", "cifar100"),
 ])

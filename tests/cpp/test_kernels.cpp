@@ -34,6 +34,7 @@
 #include "random_affine.h"
 #include "random_crop.h"
 #include "rescaling.h"
+#include "losses.h"
 #include "softmax_xent.h"
 #include "spatial.h"
 
@@ -648,6 +649,100 @@ void test_issue19_kernels() {
     }
 }
 
+// The Keras losses (losses.h) against naive double loops of their formulas, and the same
+// results for any thread count (n above the threading grain).
+void test_losses() {
+    for (int64_t rows : {int64_t(1), int64_t(7), int64_t(9000)}) {
+        const int64_t cols = 13, n = rows * cols;
+        std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+        std::vector<float> p(n), t(n), z = randn(n, 3.0f), y = randn(n), g(n), want(n);
+        for (int64_t i = 0; i < n; ++i) {
+            p[i] = unit(g_rng);
+            t[i] = unit(g_rng) < 0.3f ? 1.0f : 0.0f;
+        }
+        p[0] = 0.0f;  // clipped: no gradient, a finite loss
+        const double s = 0.1, delta = 0.5;
+        // Binary cross-entropy from probabilities, and from logits.
+        double ref = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+            const double ts = t[i] * (1 - s) + 0.5 * s;
+            const double c = std::min(std::max(double(p[i]), 1e-7), 1 - 1e-7);
+            ref += -(ts * std::log(c) + (1 - ts) * std::log(1 - c));
+            want[i] = (p[i] >= 1e-7 && p[i] <= 1 - 1e-7)
+                          ? float((c - ts) / (c * (1 - c)) / double(n)) : 0.0f;
+        }
+        double got = binary_xent(g.data(), p.data(), t.data(), n, s);
+        expect("binary_xent value", std::fabs(got - ref / n) <= 1e-12 * std::fabs(ref / n));
+        expect_close("binary_xent gradient", g, want, 1e-6f, 0.0f);
+        ref = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+            const double zi = z[i], ts = t[i] * (1 - s) + 0.5 * s;
+            ref += std::max(zi, 0.0) - zi * ts + std::log1p(std::exp(-std::fabs(zi)));
+            want[i] = float((1 / (1 + std::exp(-zi)) - ts) / double(n));
+        }
+        got = binary_xent_logits(g.data(), z.data(), t.data(), n, s, false);
+        expect("binary_xent_logits value", std::fabs(got - ref / n) <= 1e-12 * (ref / n));
+        expect_close("binary_xent_logits gradient", g, want, 1e-6f, 1e-12f);
+        // Mean absolute error and Huber.
+        double ref_mae = 0.0, ref_huber = 0.0;
+        std::vector<float> want_huber(n);
+        for (int64_t i = 0; i < n; ++i) {
+            const double e = double(z[i]) - double(y[i]), a = std::fabs(e);
+            ref_mae += a;
+            ref_huber += a <= delta ? 0.5 * e * e : delta * a - 0.5 * delta * delta;
+            want[i] = float((e > 0 ? 1.0 : e < 0 ? -1.0 : 0.0) / double(n));
+            want_huber[i] = float(std::min(std::max(e, -delta), delta) / double(n));
+        }
+        got = mean_absolute_error(g.data(), z.data(), y.data(), n);
+        expect("mean_absolute_error value", std::fabs(got - ref_mae / n) <= 1e-12 * (ref_mae / n));
+        expect_close("mean_absolute_error gradient", g, want, 1e-6f, 0.0f);
+        got = huber(g.data(), z.data(), y.data(), n, delta);
+        expect("huber value", std::fabs(got - ref_huber / n) <= 1e-12 * (ref_huber / n));
+        expect_close("huber gradient", g, want_huber, 1e-6f, 0.0f);
+        // KL divergence and categorical hinge, per row of `cols`.
+        double ref_kl = 0.0, ref_hinge = 0.0;
+        std::vector<float> want_hinge(n);
+        for (int64_t r = 0; r < rows; ++r) {
+            double pos = 0.0, neg = -1e300;
+            int64_t arg = 0;
+            for (int64_t j = 0; j < cols; ++j) {
+                const int64_t i = r * cols + j;
+                const double tc = std::min(std::max(double(p[i]), 1e-7), 1.0);
+                const double pc = std::min(std::max(double(t[i]), 1e-7), 1.0);
+                ref_kl += tc * std::log(tc / pc);  // target p, prediction t: both in [0, 1]
+                want[i] = (t[i] >= 1e-7f) ? float(-tc / pc / double(rows)) : 0.0f;
+                pos += double(t[i]) * z[i];
+                const double x = (1 - double(t[i])) * z[i];
+                if (x > neg) neg = x, arg = j;
+            }
+            const double margin = neg - pos + 1;
+            ref_hinge += std::max(margin, 0.0);
+            for (int64_t j = 0; j < cols; ++j) {
+                const double tj = t[r * cols + j];
+                want_hinge[r * cols + j] = margin >= 0
+                    ? float((-tj + (j == arg ? 1 - tj : 0.0)) / double(rows)) : 0.0f;
+            }
+        }
+        got = kl_divergence(g.data(), t.data(), p.data(), rows, cols);
+        expect("kl_divergence value", std::fabs(got - ref_kl / rows) <= 1e-12 * (ref_kl / rows));
+        expect_close("kl_divergence gradient", g, want, 1e-6f, 0.0f);
+        got = categorical_hinge(g.data(), z.data(), t.data(), rows, cols);
+        expect("categorical_hinge value",
+               std::fabs(got - ref_hinge / rows) <= 1e-12 * (1 + ref_hinge / rows));
+        expect_close("categorical_hinge gradient", g, want_hinge, 1e-6f, 0.0f);
+        // Bit-identical for 1 and 2 threads.
+        const int before = get_num_threads();
+        set_num_threads(1);
+        const double one = huber(nullptr, z.data(), y.data(), n, delta) +
+                           kl_divergence(nullptr, t.data(), p.data(), rows, cols);
+        set_num_threads(2);
+        const double two = huber(nullptr, z.data(), y.data(), n, delta) +
+                           kl_divergence(nullptr, t.data(), p.data(), rows, cols);
+        set_num_threads(before);
+        expect("losses independent of the thread count", one == two);
+    }
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -659,6 +754,7 @@ int main(int argc, char** argv) {
         test_pool();
         test_activations();
         test_softmax_and_losses();
+        test_losses();
         test_lrn();
         test_dense();
         test_network();

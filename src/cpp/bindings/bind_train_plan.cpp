@@ -46,6 +46,11 @@ TrainLoss loss_of(const std::string& name) {
     if (name == "sparse_categorical_crossentropy")
         return TrainLoss::sparse_categorical_crossentropy;
     if (name == "mean_squared_error") return TrainLoss::mse;
+    if (name == "mean_absolute_error") return TrainLoss::mean_absolute_error;
+    if (name == "huber") return TrainLoss::huber;
+    if (name == "kl_divergence") return TrainLoss::kl_divergence;
+    if (name == "categorical_hinge") return TrainLoss::categorical_hinge;
+    if (name == "binary_crossentropy") return TrainLoss::binary_crossentropy;
     throw std::invalid_argument("TrainPlan.from_config: unknown loss '" + name + "'");
 }
 

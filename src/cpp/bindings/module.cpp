@@ -21,6 +21,7 @@ void bind_batchnorm(py::module_& m);
 void bind_spatial(py::module_& m);
 void bind_rescaling(py::module_& m);
 void bind_noise(py::module_& m);
+void bind_losses(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -42,4 +43,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_spatial(m);
     cnnfast::bind::bind_rescaling(m);
     cnnfast::bind::bind_noise(m);
+    cnnfast::bind::bind_losses(m);
 }

@@ -571,7 +571,7 @@ Plan build_plan(const json::Value& arch) {
     return plan;
 }
 
-void fuse_for_training(Plan& plan, bool cross_entropy) {
+void fuse_for_training(Plan& plan, bool cross_entropy, bool binary_cross_entropy) {
     std::vector<PlanStep>& steps = plan.steps;
     // Softmax + cross-entropy: the loss kernel returns d(loss)/d(logits) from the logits,
     // unless the output layer is shared (its softmax then feeds other calls too).
@@ -581,6 +581,15 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
                 s.act_backward_elsewhere = true;
                 plan.fusions.push_back(s.label + ": softmax + cross-entropy as one kernel (the "
                                        "gradient with respect to the logits)");
+            }
+    if (binary_cross_entropy)
+        for (PlanStep& s : steps)
+            if (s.output == plan.output && !s.softmax && s.act == Activation::sigmoid &&
+                !s.kernel_act && s.first_call < 0 &&
+                (s.kind == PlanOp::dense || s.kind == PlanOp::activation)) {
+                s.act_backward_elsewhere = true;
+                plan.fusions.push_back(s.label + ": sigmoid + binary cross-entropy as one kernel "
+                                       "(the gradient with respect to the logits)");
             }
     // A Conv2D(relu, stride 1, no padding) on the network input whose only reader is a
     // MaxPooling2D(2, stride 2, no padding) runs as one kernel: the convolution's
@@ -638,7 +647,8 @@ void fuse_for_training(Plan& plan, bool cross_entropy) {
 int logits_step(const Plan& plan) {
     for (size_t i = 0; i < plan.steps.size(); ++i) {
         const PlanStep& s = plan.steps[i];
-        if (s.output == plan.output && s.softmax && s.act_backward_elsewhere)
+        if (s.output == plan.output && (s.softmax || s.act == Activation::sigmoid) &&
+            s.act_backward_elsewhere)
             return static_cast<int>(i);
     }
     return -1;

@@ -127,10 +127,13 @@ Plan build_plan(const json::Value& architecture);
 
 // The training fusions, decided once here: ReLU differentiated by the max pooling right after
 // it, the opening Conv2D(relu) + MaxPooling2D(2) as one kernel, and, when `cross_entropy`,
-// softmax with the loss (the loss kernel returns the gradient with respect to the logits).
-void fuse_for_training(Plan& plan, bool cross_entropy);
+// softmax with the loss (the loss kernel returns the gradient with respect to the logits);
+// when `binary_cross_entropy`, likewise the sigmoid of a Dense or Activation output (a
+// convolution applies its sigmoid in the kernel and keeps no logits; Model._fused_softmax).
+void fuse_for_training(Plan& plan, bool cross_entropy, bool binary_cross_entropy = false);
 
-// The plan's output step whose pre-activation the loss reads (softmax + cross-entropy), or -1.
+// The plan's output step whose pre-activation the loss reads (softmax + cross-entropy,
+// sigmoid + binary cross-entropy), or -1.
 int logits_step(const Plan& plan);
 
 // "relu", "softmax", ...: a step's activation by its Keras name.

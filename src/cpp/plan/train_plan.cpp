@@ -18,6 +18,7 @@
 #include "random_crop.h"
 #include "random_flip.h"
 #include "rescaling.h"
+#include "losses.h"
 #include "softmax_xent.h"
 #include "spatial.h"
 
@@ -376,8 +377,9 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
     const float* logits = nullptr;
     if (logits_step_ >= 0) {
         const TrainStep& s = steps_[logits_step_];
-        logits = s.kind == PlanOp::softmax ? fwd(s.inputs[0])
-                                                  : arena_.get() + z_at_[logits_step_];
+        logits = s.kind == PlanOp::softmax || s.kind == PlanOp::activation
+                     ? fwd(s.inputs[0])
+                     : arena_.get() + z_at_[logits_step_];
     }
     float* onehot = nullptr;
     if (sparse && !logits) {
@@ -388,12 +390,31 @@ double TrainPlan::loss_and_gradient(const void* labels, const double* sample_wei
     // The batch mean of rows [row, row + rows), with its gradient into dg when non-null.
     auto loss_of = [&](float* dg, int64_t row, int64_t rows) {
         const int64_t at = row * size;
+        if (loss_ == TrainLoss::binary_crossentropy)
+            return logits ? binary_xent_logits(dg, logits + at, targets + at, rows * size, 0.0,
+                                               true)
+                          : binary_xent(dg, out + at, targets + at, rows * size, 0.0);
         if (logits && sparse)
             return softmax_xent_sparse_forward_backward(dg, nullptr, logits + at, ids + row, rows,
                                                         size);
         if (logits) return softmax_xent_forward_backward(dg, nullptr, logits + at, targets + at,
                                                          rows, size);
-        if (loss_ == TrainLoss::mse) return mse(dg, out + at, targets + at, rows * size);
+        // The losses of kernels/losses.h: the same calls as cnnfast/losses.py makes.
+        const int64_t cols = values_[output_].shape.back();
+        switch (loss_) {
+            case TrainLoss::mse:
+                return mse(dg, out + at, targets + at, rows * size);
+            case TrainLoss::mean_absolute_error:
+                return mean_absolute_error(dg, out + at, targets + at, rows * size);
+            case TrainLoss::huber:
+                return huber(dg, out + at, targets + at, rows * size, 1.0);
+            case TrainLoss::kl_divergence:
+                return kl_divergence(dg, out + at, targets + at, rows * size / cols, cols);
+            case TrainLoss::categorical_hinge:
+                return categorical_hinge(dg, out + at, targets + at, rows * size / cols, cols);
+            default:
+                break;
+        }
         return categorical_xent(dg, out + at, (onehot ? onehot : targets) + at, rows, size);
     };
     const double loss = loss_of(g, 0, n);
@@ -740,7 +761,9 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
                                             float* weight_arena, float* grad_arena,
                                             int64_t trainable_floats) {
     Plan plan = build_plan(json::parse(architecture_json));
-    fuse_for_training(plan, loss != TrainLoss::mse);
+    fuse_for_training(plan, loss == TrainLoss::categorical_crossentropy ||
+                                loss == TrainLoss::sparse_categorical_crossentropy,
+                      loss == TrainLoss::binary_crossentropy);
     std::vector<TrainStep> steps;
     for (const PlanStep& ps : plan.steps) {
         TrainStep s;

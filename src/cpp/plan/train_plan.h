@@ -46,7 +46,18 @@ struct TrainRegularizer {
     double l1, l2;
 };
 
-enum class TrainLoss : int { categorical_crossentropy, sparse_categorical_crossentropy, mse };
+// The losses the plan runs, each with its Keras defaults (huber: delta 1); the cross-entropies
+// are fused with a softmax output, binary cross-entropy with a sigmoid one.
+enum class TrainLoss : int {
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+    mse,
+    mean_absolute_error,
+    huber,
+    kl_divergence,
+    categorical_hinge,
+    binary_crossentropy,  // from probabilities; fused with a sigmoid output
+};
 using TrainOptimizer = OptimizerKind;
 
 // The per-call optimizer update (optim.h; callbacks and schedules change it between steps), with
