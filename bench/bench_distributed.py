@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     # The machine may be shared: alternate 1 and 2 ranks over ROUNDS rounds and keep each
     # configuration's fastest round.
-    # 2 ranks run twice: reducing the whole gradient after the backward (the default on one
-    # machine), and in buckets started during the backward (MPIStrategy(overlap=True)).
+    # 2 ranks run twice: reducing the whole gradient after the backward (overlap=False), and in
+    # buckets started during the backward (the default, overlap="auto").
     configs = {"1": (1, False), "2": (2, False), "2, overlap": (2, True)}
     runs: dict[str, list[dict]] = {}
     for _ in range(ROUNDS):
@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         "cost taken as constant, optimistic for small shards). `efficiency`: the one-node time "
         "divided by p times the step time; `plain`: the whole gradient reduced after the "
         f"backward; `overlap`: {BUCKETS} gradient buckets started as the backward produces "
-        "them (cnnfast's MPIStrategy(overlap=True), its default when the ranks span several "
-        "machines), hiding all but the last behind the backward (2/3 of the step). ResNet-20 is "
+        "them (cnnfast's MPIStrategy default, overlap='auto'), hiding all but the last behind "
+        "the backward (2/3 of the step). ResNet-20 is "
         "estimated from its published counts at VGG16-CIFAR's measured FLOP rate."), "",
         _table(["model", "gradient MB", "ranks", "images/rank", "compute ms", "allreduce ms",
                 "efficiency plain", "efficiency overlap"], model), "",

@@ -7,6 +7,14 @@
 
 import os as _os
 
+# The CPUs this process may run on, read before the OpenMP runtime loads: with OMP_PROC_BIND set
+# it pins the initial thread to one CPU as it starts, after which the process's affinity reads
+# as that one CPU (cnnfast.distributed sizes its threads per rank from this).
+try:
+    _AFFINITY = frozenset(_os.sched_getaffinity(0))
+except AttributeError:  # not Linux
+    _AFFINITY = frozenset(range(_os.cpu_count() or 1))
+
 from cnnfast import (
     _core,
     backend,
