@@ -135,8 +135,8 @@ class MPIStrategy:
         self._synced_model: int | None = None
         # Reduce gradients while backward goes on (see _Buckets). "auto" does with two ranks or
         # more: measured here (bench/results/distributed.md), VGG16-CIFAR on 2 ranks of one
-        # machine waited 43 ms a step for the allreduce after backward and 15 ms with buckets
-        # (114 -> 123 images/s); a model whose gradients fit one bucket is reduced whole
+        # machine waited 44 ms a step for the allreduce after backward and 13 ms with buckets
+        # (111 -> 116 images/s); a model whose gradients fit one bucket is reduced whole
         # after backward either way. False reduces the whole buffer after backward.
         self.overlap = bool(overlap) and self.size > 1
         self.bucket_floats = max(1, int(bucket_mb * 2**20 / 4))
