@@ -21,21 +21,18 @@ from cnnfast import layers as L
 
 def network_key(model: Any) -> tuple:
     """Identity of everything a built Network points to: the layers and their weight arrays."""
-    # Runs on every predict call, so it is kept to two flat tuples of ids (~1 us), and whether
-    # the model has a BatchNormalization is asked once per set of layers.
-    layer_ids = tuple(map(id, model.layers))
-    key = (model.input_shape_, layer_ids,
-           tuple([id(w) for layer in model.layers for w in layer.weights_.values()]))
-    folds = model.__dict__.get("_folds_batchnorm")
-    if folds is None or folds[0] != layer_ids:
-        folds = (layer_ids, any(type(layer) is L.BatchNormalization for layer in model.layers))
-        model._folds_batchnorm = folds
-    if folds[1]:
-        key += (_folded_weights_checksum(model),)
-    return key
+    # Runs on every predict call, so it is kept to two flat tuples of ids (~1 us).
+    return (model.input_shape_, tuple(map(id, model.layers)),
+            tuple([id(w) for layer in model.layers for w in layer.weights_.values()]))
 
 
-def _folded_weights_checksum(model: Any) -> int:
+def folds_batchnorm(model: Any) -> bool:
+    """Whether the Network holds folded copies of weights (a BatchNormalization folded into the
+    convolution before it), whose values must then be watched (folded_weights_checksum)."""
+    return any(type(layer) is L.BatchNormalization for layer in model.layers)
+
+
+def folded_weights_checksum(model: Any) -> int:
     """A checksum of the weights the builder folds (Conv2D followed by BatchNormalization): the
     Network holds its own folded copies, so a change of their values (training, set_weights)
     must rebuild it. CRC-32 reads the arrays in place (~1 ms for ResNet-20's 1 MB)."""

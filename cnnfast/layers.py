@@ -1754,64 +1754,59 @@ def _two_sides(value: Any, what: str, who: str) -> tuple[tuple[int, int], tuple[
                      f"got {value!r}")
 
 
-class ZeroPadding2D(Layer):
+class _Edges2D(Layer):
+    """Rows and columns added at (ZeroPadding2D) or removed from (Cropping2D) the edges of each
+    feature map: ((top, bottom), (left, right)) in ``self.edges``. Padding's backward is
+    cropping and cropping's backward is padding, so the two layers differ only in the sign
+    of the change and in which kernel runs forward."""
+
+    _grows = True  # ZeroPadding2D; Cropping2D removes
+
+    def output_shape(self, input_shape):
+        h, w, c = _hwc(self, input_shape)
+        (t, b), (l_, r) = self.edges
+        sign = 1 if self._grows else -1
+        oh, ow = h + sign * (t + b), w + sign * (l_ + r)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.describe()}: cropping {self.edges} leaves nothing of "
+                             f"input {tuple(input_shape)}")
+        return (oh, ow, c)
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
+        (t, b), (l_, r) = self.edges
+        (_core.zero_pad2d if self._grows else _core.crop2d)(y, x, t, b, l_, r)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", self.x_shape)
+        (t, b), (l_, r) = self.edges
+        (_core.crop2d if self._grows else _core.zero_pad2d)(dx, dy, t, b, l_, r)
+        return dx
+
+
+class ZeroPadding2D(_Edges2D):
     """Zero rows and columns around each feature map (Keras ZeroPadding2D, channels-last)."""
 
     def __init__(self, padding=(1, 1), name=None, input_shape=None, **kwargs):
         super().__init__(name=name, input_shape=input_shape)
         _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
-        self.padding = _two_sides(padding, "padding", name or "ZeroPadding2D")
-
-    def output_shape(self, input_shape):
-        h, w, c = _hwc(self, input_shape)
-        (t, b), (l_, r) = self.padding
-        return (h + t + b, w + l_ + r, c)
-
-    def forward(self, x, training=False):
-        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
-        (t, b), (l_, r) = self.padding
-        _core.zero_pad2d(y, x, t, b, l_, r)
-        self.x_shape = x.shape
-        return y
-
-    def backward(self, dy):
-        dx = self._buffer("dx", self.x_shape)
-        (t, b), (l_, r) = self.padding
-        _core.crop2d(dx, dy, t, b, l_, r)
-        return dx
+        self.padding = self.edges = _two_sides(padding, "padding", name or "ZeroPadding2D")
 
     def get_config(self):
         return {**super().get_config(), "padding": [list(p) for p in self.padding]}
 
 
-class Cropping2D(Layer):
+class Cropping2D(_Edges2D):
     """Remove rows and columns at the edges of each feature map (Keras Cropping2D)."""
+
+    _grows = False
 
     def __init__(self, cropping=((0, 0), (0, 0)), name=None, input_shape=None, **kwargs):
         super().__init__(name=name, input_shape=input_shape)
         _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
-        self.cropping = _two_sides(cropping, "cropping", name or "Cropping2D")
-
-    def output_shape(self, input_shape):
-        h, w, c = _hwc(self, input_shape)
-        (t, b), (l_, r) = self.cropping
-        if h - t - b < 1 or w - l_ - r < 1:
-            raise ValueError(f"{self.describe()}: cropping {self.cropping} leaves nothing of "
-                             f"input {tuple(input_shape)}")
-        return (h - t - b, w - l_ - r, c)
-
-    def forward(self, x, training=False):
-        y = self._buffer("y", (x.shape[0],) + self.output_shape(x.shape[1:]))
-        (t, b), (l_, r) = self.cropping
-        _core.crop2d(y, x, t, b, l_, r)
-        self.x_shape = x.shape
-        return y
-
-    def backward(self, dy):
-        dx = self._buffer("dx", self.x_shape)
-        (t, b), (l_, r) = self.cropping
-        _core.zero_pad2d(dx, dy, t, b, l_, r)
-        return dx
+        self.cropping = self.edges = _two_sides(cropping, "cropping", name or "Cropping2D")
 
     def get_config(self):
         return {**super().get_config(), "cropping": [list(p) for p in self.cropping]}

@@ -1458,8 +1458,12 @@ class Model:
         C++ step (callers then walk the layers in Python)."""
         key = _executor.network_key(self)
         cached = self.__dict__.get("_inference_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, _executor.build_network(self))
+        # (key, network, checksum of the folded weights or None when nothing is folded).
+        if cached is None or cached[0] != key or (
+                cached[2] is not None and cached[2] != _executor.folded_weights_checksum(self)):
+            checksum = (_executor.folded_weights_checksum(self)
+                        if _executor.folds_batchnorm(self) else None)
+            cached = (key, _executor.build_network(self), checksum)
             self._inference_cache = cached
         return cached[1]
 

@@ -61,29 +61,36 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase`` the
-    exponent is floored (the rate drops every `decay_steps` steps)."""
+class _StepDecay(LearningRateSchedule):
+    """The schedules of ``initial_learning_rate``, ``decay_steps``, ``decay_rate`` and
+    ``staircase``: the rate is a function of ``step / decay_steps``, floored with
+    ``staircase``."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False, name: str = "ExponentialDecay") -> None:
+                 staircase: bool = False, name: str | None = None) -> None:
         owner = type(self).__name__
         self.initial_learning_rate = _finite(owner, "initial_learning_rate", initial_learning_rate)
         self.decay_steps = _positive(owner, "decay_steps", decay_steps)
         self.decay_rate = _finite(owner, "decay_rate", decay_rate)
         self.staircase = bool(staircase)
-        self.name = name
+        self.name = owner if name is None else name
 
-    def __call__(self, step: int) -> float:
+    def _progress(self, step: int) -> float:
         p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate ** p
+        return math.floor(p) if self.staircase else p
 
     def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StepDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase`` the
+    exponent is floored (the rate drops every `decay_steps` steps)."""
+
+    def __call__(self, step: int) -> float:
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -113,29 +120,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``; with ``staircase``
     ``step / decay_steps`` is floored."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False, name: str = "InverseTimeDecay") -> None:
-        owner = type(self).__name__
-        self.initial_learning_rate = _finite(owner, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _positive(owner, "decay_steps", decay_steps)
-        self.decay_rate = _finite(owner, "decay_rate", decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step))
 
 
 class PolynomialDecay(LearningRateSchedule):

@@ -58,8 +58,6 @@ enum class TrainLoss : int {
     categorical_hinge,
     binary_crossentropy,  // from probabilities; fused with a sigmoid output
 };
-using TrainOptimizer = OptimizerKind;
-
 // The per-call optimizer update (optim.h; callbacks and schedules change it between steps), with
 // the model's slot arenas (optimizer_missing_slot names which a kind reads) and, for clipnorm,
 // the trainable variables' offsets in the arena.
