@@ -20,6 +20,7 @@ import argparse
 import numpy as np
 
 import cnnfast as cf
+from bench.bench_train import torch_training_epoch
 from bench.common import SETTLE_SECONDS, environment, median, set_threads, time_rounds, torch
 from cnnfast import models
 
@@ -79,23 +80,7 @@ def training_epochs(batch: int, steps: int) -> dict:
         others = [p for n, p in tm.named_parameters() if p.ndim != 4]
         topt = torch.optim.SGD([{"params": kernels, "weight_decay": 2e-4},
                                 {"params": others, "weight_decay": 0.0}], lr=0.1, momentum=0.9)
-        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(
-            memory_format=torch.channels_last)
-        ty = torch.from_numpy(labels)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def torch_epoch():
-            tm.train()
-            perm = torch.randperm(len(tx))
-            for s in range(steps):
-                idx = perm[s * batch:(s + 1) * batch]
-                topt.zero_grad(set_to_none=True)
-                loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)),
-                               ty[idx])
-                loss.backward()
-                topt.step()
-
-        fns["torch"] = torch_epoch
+        fns["torch"] = torch_training_epoch(tm, topt, x, labels, batch, steps)
     return fns
 
 

@@ -75,6 +75,28 @@ def synthetic(model: cf.Sequential, n: int, seed: int = 0):
     return x, np.eye(model.output_shape_[-1], dtype=np.float32)[labels], labels
 
 
+def torch_training_epoch(tm, topt, x: np.ndarray, labels: np.ndarray, batch: int,
+                         steps: int):
+    """One shuffled epoch of `steps` batches of PyTorch training (channels-last, cross-entropy
+    on the logits), as a callable for time_rounds; x is NHWC, converted once."""
+    tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(
+        memory_format=torch.channels_last)
+    ty = torch.from_numpy(labels)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def torch_epoch():
+        tm.train()
+        perm = torch.randperm(len(tx))
+        for s in range(steps):
+            idx = perm[s * batch:(s + 1) * batch]
+            topt.zero_grad(set_to_none=True)
+            loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)), ty[idx])
+            loss.backward()
+            topt.step()
+
+    return torch_epoch
+
+
 def training_epochs(name: str, batch: int, steps: int) -> dict[str, Callable[[], object]]:
     """One epoch of `steps` batches for each contender, on the same synthetic data."""
     build, opt, _ = NETWORKS[name]
@@ -89,21 +111,7 @@ def training_epochs(name: str, batch: int, steps: int) -> dict[str, Callable[[],
         tm = torch_model(model)
         topt = (torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9) if opt == "sgd"
                 else torch.optim.Adam(tm.parameters(), lr=1e-3, eps=1e-7))
-        tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
-        ty = torch.from_numpy(labels)
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def torch_epoch():
-            tm.train()
-            perm = torch.randperm(len(tx))
-            for s in range(steps):
-                idx = perm[s * batch:(s + 1) * batch]
-                topt.zero_grad(set_to_none=True)
-                loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)), ty[idx])
-                loss.backward()
-                topt.step()
-
-        fns["torch"] = torch_epoch
+        fns["torch"] = torch_training_epoch(tm, topt, x, labels, batch, steps)
     if name == "keras_mnist_cnn":
         npm = NumpyCNN(NUMPY_SPEC, model.input_shape_)
 
