@@ -146,6 +146,48 @@ def test_batchnorm_inference_kernels(rng):
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 5, 5, 3), (16, 33, 33, 32)])
+def test_fused_relu_is_bit_identical_to_the_relu_kernels_apart(rng, shape):
+    """The train plan's batchnorm + relu fusion: relu applied inside the forward, and the
+    backward masking dy by the ReLU's output, give the same bits as activation_forward and
+    activation_backward run separately (training and inference mode)."""
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    gamma, beta = params(rng, shape[-1])
+    c = shape[-1]
+    z, y = np.empty_like(x), np.empty_like(x)
+    mean, var = np.empty(c, np.float32), np.empty(c, np.float32)
+    _core.batchnorm_forward_training(z, mean, var, x, gamma, beta, 1e-3)
+    relu = np.empty_like(x)
+    _core.activation_forward(relu, z, "relu")
+    m2, v2 = np.empty_like(mean), np.empty_like(var)
+    _core.batchnorm_forward_training(y, m2, v2, x, gamma, beta, 1e-3, relu=True)
+    np.testing.assert_array_equal(y, relu)
+    np.testing.assert_array_equal(m2, mean)
+    assert (y == 0).any() and (y > 0).any()
+    dy = rng.standard_normal(shape).astype(np.float32)
+    masked = np.empty_like(dy)
+    _core.activation_backward(masked, z, relu, dy, "relu")
+    want = [np.empty_like(x), np.empty(c, np.float32), np.empty(c, np.float32)]
+    _core.batchnorm_backward_training(*want, x, masked, mean, var, gamma, 1e-3)
+    got = [np.empty_like(x), np.empty(c, np.float32), np.empty(c, np.float32)]
+    _core.batchnorm_backward_training(*got, x, dy, mean, var, gamma, 1e-3, relu_y=y)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    # Inference mode (a frozen layer) with the moving statistics.
+    _core.batchnorm_forward_inference(z, x, gamma, beta, mean, var, 1e-3)
+    _core.activation_forward(relu, z, "relu")
+    _core.batchnorm_forward_inference(y, x, gamma, beta, mean, var, 1e-3, relu=True)
+    np.testing.assert_array_equal(y, relu)
+    _core.activation_backward(masked, z, relu, dy, "relu")
+    want_dx, got_dx = np.empty_like(x), np.empty_like(x)
+    _core.batchnorm_backward_inference(want_dx, masked, gamma, var, 1e-3)
+    _core.batchnorm_backward_inference(got_dx, dy, gamma, var, 1e-3, relu_y=y)
+    np.testing.assert_array_equal(got_dx, want_dx)
+    with pytest.raises(ValueError, match="relu_y"):
+        _core.batchnorm_backward_training(got[0], None, None, x, dy, mean, var, gamma, 1e-3,
+                                          relu_y=y[:1])
+
+
 def test_batchnorm_binding_rejects_bad_shapes():
     x = np.zeros((2, 3, 3, 4), np.float32)
     with pytest.raises(ValueError, match=r"gamma: expected shape \(4,\)"):

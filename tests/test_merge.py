@@ -95,3 +95,25 @@ def test_bad_merge_inputs_raise(call, message):
     x = np.zeros((3, 4), np.float32)
     with pytest.raises((ValueError, TypeError), match=message):
         call(x)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 33, 17, 40)])
+def test_add_with_fused_relu_is_bit_identical_to_the_relu_kernels_apart(shape, rng):
+    """The train plan's add + relu fusion (ResNet's join): the ReLU inside the join's forward,
+    and its mask applied while the join hands dy to both inputs."""
+    from cnnfast import _core
+    a, b = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    z, y, relu = np.empty_like(a), np.empty_like(a), np.empty_like(a)
+    _core.merge_forward(z, [a, b], "add")
+    _core.activation_forward(relu, z, "relu")
+    _core.merge_forward(y, [a, b], "add", relu=True)
+    np.testing.assert_array_equal(y, relu)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    masked = np.empty_like(dy)
+    _core.activation_backward(masked, z, relu, dy, "relu")
+    da, db = np.empty_like(a), np.empty_like(a)
+    _core.merge_backward([da, db], dy, [a, b], "add", relu_y=y)
+    np.testing.assert_array_equal(da, masked)
+    np.testing.assert_array_equal(db, masked)
+    with pytest.raises(ValueError, match="only for op 'add'"):
+        _core.merge_backward([da, db], dy, [a, b], "multiply", relu_y=y)

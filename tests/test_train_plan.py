@@ -190,6 +190,31 @@ def batchnorm_graph() -> cf.Model:
     return cf.Model(x, L.Dense(4, activation="softmax", name="out")(g))
 
 
+def relu_fusion_graph() -> cf.Model:
+    """The batchnorm + relu and add + relu fusions and the cases they must leave alone: a
+    frozen BatchNormalization + ReLU, a BatchNormalization whose output is also read by a
+    second layer, a ReLU after a normalization that a max pooling differentiates, and a
+    three-input Add."""
+    x = L.Input((6, 6, 2), name="x")
+    a = L.Conv2D(4, 3, padding="same", name="a")(x)
+    h = L.ReLU(name="r_frozen")(L.BatchNormalization(name="frozen")(a))
+    b = L.Conv2D(4, 3, padding="same", name="b")(h)
+    bn_b = L.BatchNormalization(name="bn_twice_read")(b)
+    j = L.Activation("relu", name="r_join")(L.Add(name="join")([bn_b, a]))
+    k = L.Add(name="three")([L.ReLU(name="r_b")(bn_b), j, a])
+    p = L.MaxPooling2D(2, name="pool")(L.ReLU(name="r_pool")(
+        L.BatchNormalization(name="bn_pool")(L.Activation("relu", name="r_three")(k))))
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten()(p)))
+
+
+def frozen_first_bn(factory: Callable[[], cf.Model]) -> Callable[[], cf.Model]:
+    def build() -> cf.Model:
+        model = factory()
+        model.get_layer("frozen").trainable = False
+        return model
+    return build
+
+
 # (name, model factory, input shape, targets kind)
 MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("lenet5", lambda: cf.models.lenet5((28, 28, 1)), (28, 28, 1), "sparse"),
@@ -210,6 +235,7 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("batchnorm_graph", batchnorm_graph, (6, 6, 2), "onehot"),
     ("resnet20", lambda: cf.models.resnet20(), (32, 32, 3), "sparse"),
     ("vgg_cifar_bn", lambda: cf.models.vgg_cifar_bn((8, 8, 3)), (8, 8, 3), "onehot"),
+    ("relu_fusion_graph", frozen_first_bn(relu_fusion_graph), (6, 6, 2), "sparse"),
 ]
 
 # Issue 19's layers (LeakyReLU, noise, convolution variants, preprocessing).
@@ -314,6 +340,25 @@ def test_graph_fusions():
         ("Activation 'r': relu differentiated by MaxPooling2D 'p2' after it, at the pooled "
          "resolution"),
         "Conv2D 'c1': relu in the convolution's epilogue"]
+
+
+def test_relu_fusions_into_normalization_and_join():
+    model = frozen_first_bn(relu_fusion_graph)()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    fusions = model._train_plan.fusions
+    assert ("BatchNormalization 'frozen' + ReLU 'r_frozen': the relu inside the normalization "
+            "(its input is never stored)") in fusions
+    assert ("Add 'join' + Activation 'r_join': the relu inside the join (its input is never "
+            "stored)") in fusions
+    # Left alone: a normalization read twice, a three-input join, a relu the pooling
+    # differentiates.
+    assert not any("'bn_twice_read' +" in f or "'three' +" in f for f in fusions)
+    assert ("ReLU 'r_pool': relu differentiated by MaxPooling2D 'pool' after it, at the pooled "
+            "resolution") in fusions
+    resnet = cf.models.resnet20()
+    resnet.compile("sgd", "sparse_categorical_crossentropy")
+    joined = [f for f in resnet._train_plan.fusions if "the relu inside" in f]
+    assert len(joined) == 19  # the stem's and 9 blocks' first BN + relu, the 9 joins + relu
 
 
 def test_keras_mnist_cnn_plan_steps_and_fusions():

@@ -55,6 +55,17 @@ float* channel_output(const std::string& op, const py::object& v, const char* wh
     return p;
 }
 
+// The output of a ReLU fused after the normalization (None: no ReLU), shaped like `like`.
+const float* relu_output(const std::string& op, const py::object& relu_y, const py::array& like) {
+    if (relu_y.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(relu_y))
+        throw std::invalid_argument(op + ": relu_y must be a numpy array or None");
+    py::array a = relu_y.cast<py::array>();
+    const float* p = in_f32(a, (op + " relu_y").c_str());
+    same_shape(op, a, "relu_y", like);
+    return p;
+}
+
 }  // namespace
 
 void bind_batchnorm(py::module_& m) {
@@ -62,7 +73,7 @@ void bind_batchnorm(py::module_& m) {
     m.def(
         "batchnorm_forward_training",
         [](py::array y, py::array mean, py::array var, const py::array& x, const py::object& gamma,
-           const py::object& beta, double epsilon, bool naive) {
+           const py::object& beta, double epsilon, bool naive, bool relu) {
             const std::string op = "batchnorm_forward_training";
             const float* px = in_f32(x, "batchnorm_forward_training x");
             float* py_ = out_f32(y, "batchnorm_forward_training y");
@@ -75,18 +86,23 @@ void bind_batchnorm(py::module_& m) {
             const float* pb = channel_vector(op, beta, "beta", d.C, true);
             if (naive && py_ == px)
                 throw std::invalid_argument(op + ": the naive kernel needs y apart from x");
-            auto fn = naive ? &batchnorm_forward_training_naive : &batchnorm_forward_training;
+            if (naive && relu)
+                throw std::invalid_argument(op + ": the naive kernel has no fused relu");
             py::gil_scoped_release release;
-            fn(py_, pm, pv, px, pg, pb, d);
+            if (naive)
+                batchnorm_forward_training_naive(py_, pm, pv, px, pg, pb, d);
+            else
+                batchnorm_forward_training(py_, pm, pv, px, pg, pb, d, relu);
         },
         py::arg("y"), py::arg("mean"), py::arg("var"), py::arg("x"), py::arg("gamma"),
-        py::arg("beta"), py::arg("epsilon") = 1e-3, py::kw_only(), py::arg("naive") = false);
+        py::arg("beta"), py::arg("epsilon") = 1e-3, py::kw_only(), py::arg("naive") = false,
+        py::arg("relu") = false);
 
     // x (..., C); y like x (may be x); mean, var (C,) the moving statistics.
     m.def(
         "batchnorm_forward_inference",
         [](py::array y, const py::array& x, const py::object& gamma, const py::object& beta,
-           const py::array& mean, const py::array& var, double epsilon) {
+           const py::array& mean, const py::array& var, double epsilon, bool relu) {
             const std::string op = "batchnorm_forward_inference";
             const float* px = in_f32(x, "batchnorm_forward_inference x");
             float* py_ = out_f32(y, "batchnorm_forward_inference y");
@@ -97,10 +113,10 @@ void bind_batchnorm(py::module_& m) {
             const float* pm = channel_vector(op, mean, "mean", d.C, false);
             const float* pv = channel_vector(op, var, "var", d.C, false);
             py::gil_scoped_release release;
-            batchnorm_forward_inference(py_, px, pg, pb, pm, pv, d);
+            batchnorm_forward_inference(py_, px, pg, pb, pm, pv, d, relu);
         },
         py::arg("y"), py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("mean"),
-        py::arg("var"), py::arg("epsilon") = 1e-3);
+        py::arg("var"), py::arg("epsilon") = 1e-3, py::kw_only(), py::arg("relu") = false);
 
     // moving_mean, moving_var (C,) updated in place from the batch's mean, var (C,).
     m.def(
@@ -124,7 +140,7 @@ void bind_batchnorm(py::module_& m) {
         "batchnorm_backward_training",
         [](const py::object& dx, const py::object& dgamma, const py::object& dbeta,
            const py::array& x, const py::array& dy, const py::array& mean, const py::array& var,
-           const py::object& gamma, double epsilon, bool naive) {
+           const py::object& gamma, double epsilon, bool naive, const py::object& relu_y) {
             const std::string op = "batchnorm_backward_training";
             const float* px = in_f32(x, "batchnorm_backward_training x");
             const float* pdy = in_f32(dy, "batchnorm_backward_training dy");
@@ -145,19 +161,24 @@ void bind_batchnorm(py::module_& m) {
             const float* pm = channel_vector(op, mean, "mean", d.C, false);
             const float* pv = channel_vector(op, var, "var", d.C, false);
             const float* pg = channel_vector(op, gamma, "gamma", d.C, true);
-            auto fn = naive ? &batchnorm_backward_training_naive : &batchnorm_backward_training;
+            const float* pr = relu_output(op, relu_y, x);
+            if (naive && pr)
+                throw std::invalid_argument(op + ": the naive kernel has no fused relu");
             py::gil_scoped_release release;
-            fn(pdx, pdg, pdb, px, pdy, pm, pv, pg, d);
+            if (naive)
+                batchnorm_backward_training_naive(pdx, pdg, pdb, px, pdy, pm, pv, pg, d);
+            else
+                batchnorm_backward_training(pdx, pdg, pdb, px, pdy, pm, pv, pg, d, pr);
         },
         py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"), py::arg("x"), py::arg("dy"),
         py::arg("mean"), py::arg("var"), py::arg("gamma"), py::arg("epsilon") = 1e-3,
-        py::kw_only(), py::arg("naive") = false);
+        py::kw_only(), py::arg("naive") = false, py::arg("relu_y") = py::none());
 
     // dy (..., C); dx like dy (may be dy); gamma (C,) or None, var (C,) the moving variance.
     m.def(
         "batchnorm_backward_inference",
         [](py::array dx, const py::array& dy, const py::object& gamma, const py::array& var,
-           double epsilon) {
+           double epsilon, const py::object& relu_y) {
             const std::string op = "batchnorm_backward_inference";
             const float* pdy = in_f32(dy, "batchnorm_backward_inference dy");
             float* pdx = out_f32(dx, "batchnorm_backward_inference dx");
@@ -165,10 +186,12 @@ void bind_batchnorm(py::module_& m) {
             same_shape(op, dx, "dx", dy);
             const float* pg = channel_vector(op, gamma, "gamma", d.C, true);
             const float* pv = channel_vector(op, var, "var", d.C, false);
+            const float* pr = relu_output(op, relu_y, dy);
             py::gil_scoped_release release;
-            batchnorm_backward_inference(pdx, pdy, pg, pv, d);
+            batchnorm_backward_inference(pdx, pdy, pg, pv, d, pr);
         },
-        py::arg("dx"), py::arg("dy"), py::arg("gamma"), py::arg("var"), py::arg("epsilon") = 1e-3);
+        py::arg("dx"), py::arg("dy"), py::arg("gamma"), py::arg("var"), py::arg("epsilon") = 1e-3,
+        py::kw_only(), py::arg("relu_y") = py::none());
 }
 
 }  // namespace cnnfast::bind

@@ -81,7 +81,8 @@ void bind_merge(py::module_& m) {
     // out = inputs[0] op inputs[1] op ..., all of one shape; out may be inputs[0].
     m.def(
         "merge_forward",
-        [](py::array out, const std::vector<py::array>& inputs, const std::string& op) {
+        [](py::array out, const std::vector<py::array>& inputs, const std::string& op,
+           bool relu) {
             const MergeOp kind = merge_op(op, "merge_forward");
             check_count(inputs.size(), kind, "merge_forward");
             float* po = out_f32(out, "merge_forward out");
@@ -90,14 +91,15 @@ void bind_merge(py::module_& m) {
                 expect_disjoint("merge_forward", out, "out", inputs[k], "inputs[k>0]");
             py::gil_scoped_release release;
             merge_forward(po, ptrs.data(), static_cast<int64_t>(ptrs.size()),
-                          static_cast<int64_t>(out.size()), kind);
+                          static_cast<int64_t>(out.size()), kind, relu);
         },
-        py::arg("out"), py::arg("inputs"), py::arg("op"));
+        py::arg("out"), py::arg("inputs"), py::arg("op"), py::kw_only(), py::arg("relu") = false);
     // dinputs[k] (shape of dy, or None) = d out / d inputs[k] * dy.
     m.def(
         "merge_backward",
         [](const std::vector<py::object>& dinputs, const py::array& dy,
-           const std::vector<py::array>& inputs, const std::string& op) {
+           const std::vector<py::array>& inputs, const std::string& op,
+           const py::object& relu_y) {
             const MergeOp kind = merge_op(op, "merge_backward");
             check_count(inputs.size(), kind, "merge_backward");
             if (dinputs.size() != inputs.size())
@@ -120,11 +122,22 @@ void bind_merge(py::module_& m) {
                                                 ", expected " + shape_str(dy));
                 for (const py::array& x : inputs) expect_disjoint(what, d, "dinput", x, "input");
             }
+            const float* pr = nullptr;
+            if (!relu_y.is_none()) {
+                if (kind != MergeOp::add)
+                    throw std::invalid_argument("merge_backward: relu_y only for op 'add'");
+                py::array r = relu_y.cast<py::array>();
+                pr = in_f32(r, "merge_backward relu_y");
+                if (!same_shape(r, dy))
+                    throw std::invalid_argument("merge_backward relu_y has shape " +
+                                                shape_str(r) + ", expected " + shape_str(dy));
+            }
             py::gil_scoped_release release;
             merge_backward(douts.data(), pdy, ptrs.data(), static_cast<int64_t>(ptrs.size()),
-                           static_cast<int64_t>(dy.size()), kind);
+                           static_cast<int64_t>(dy.size()), kind, pr);
         },
-        py::arg("dinputs"), py::arg("dy"), py::arg("inputs"), py::arg("op"));
+        py::arg("dinputs"), py::arg("dy"), py::arg("inputs"), py::arg("op"), py::kw_only(),
+        py::arg("relu_y") = py::none());
     // out (..., sum of widths) = the inputs (..., width_k) side by side on the last axis.
     m.def(
         "concat_forward",

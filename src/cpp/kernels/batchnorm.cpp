@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "parallel.h"
 #include "workspace.h"
@@ -45,11 +47,38 @@ void add_squared_deviations(double* __restrict s, const float* __restrict x,
         }
 }
 
-// sdy[c] += dy[r, c]; sdyx[c] += dy[r, c] * xhat[r, c], xhat = (x - mean) * istd in float32.
+// The gradient arriving at the normalization is dy, or with a ReLU after it (relu_y, that
+// ReLU's output, not null) dy where relu_y > 0 and 0 elsewhere: activation_backward's relu
+// mask, since relu_y > 0 exactly where the ReLU's input was. Each loop below is written twice,
+// with and without the mask, so that neither tests relu_y per element.
+
+// sdy[c] += g[r, c]; sdyx[c] += g[r, c] * xhat[r, c], xhat = (x - mean) * istd in float32,
+// g the arriving gradient.
+// v where relu_y > 0, else +0: written on the bits so that it vectorizes as an AND (GCC
+// keeps a float select in these loops as a branch, which mispredicts half the time).
+inline float masked(float v, float relu_y) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    bits &= relu_y > 0.0f ? 0xFFFFFFFFu : 0u;
+    std::memcpy(&v, &bits, sizeof bits);
+    return v;
+}
+
 CNNFAST_BN_CLONES
 void add_gradient_sums(double* __restrict sdy, double* __restrict sdyx, const float* __restrict x,
-                       const float* __restrict dy, const float* __restrict mean,
-                       const float* __restrict istd, int64_t rows, int64_t C) {
+                       const float* __restrict dy, const float* __restrict relu_y,
+                       const float* __restrict mean, const float* __restrict istd, int64_t rows,
+                       int64_t C) {
+    if (relu_y) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c) {
+                const float g = masked(dy[r * C + c], relu_y[r * C + c]);
+                sdy[c] += static_cast<double>(g);
+                sdyx[c] += static_cast<double>(g) *
+                           static_cast<double>((x[r * C + c] - mean[c]) * istd[c]);
+            }
+        return;
+    }
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < C; ++c) {
             const float g = dy[r * C + c];
@@ -59,25 +88,59 @@ void add_gradient_sums(double* __restrict sdy, double* __restrict sdyx, const fl
         }
 }
 
-// y = x * scale + shift per channel (y may alias x).
+// y = x * scale + shift per channel (y may alias x), then max(y, 0) when `relu` (the
+// activation kernel's relu: -0 and NaN pass through).
 CNNFAST_BN_CLONES
 void affine(float* y, const float* x, const float* __restrict scale,
-            const float* __restrict shift, int64_t rows, int64_t C) {
+            const float* __restrict shift, int64_t rows, int64_t C, bool relu) {
+    if (relu) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c) {
+                const float v = x[r * C + c] * scale[c] + shift[c];
+                y[r * C + c] = v < 0.0f ? 0.0f : v;
+            }
+        return;
+    }
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < C; ++c) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
 }
 
-// dx = k * (dy - a - xhat * b) per channel, xhat = (x - mean) * istd (dx may alias dy).
+// dx = k * (g - a - xhat * b) per channel, xhat = (x - mean) * istd, g the arriving gradient
+// (dx may alias dy).
 CNNFAST_BN_CLONES
-void data_gradient(float* dx, const float* dy, const float* __restrict x,
-                   const float* __restrict mean, const float* __restrict istd,
-                   const float* __restrict k, const float* __restrict a,
-                   const float* __restrict b, int64_t rows, int64_t C) {
+void data_gradient(float* dx, const float* dy, const float* __restrict relu_y,
+                   const float* __restrict x, const float* __restrict mean,
+                   const float* __restrict istd, const float* __restrict k,
+                   const float* __restrict a, const float* __restrict b, int64_t rows,
+                   int64_t C) {
+    if (relu_y) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c) {
+                const float xhat = (x[r * C + c] - mean[c]) * istd[c];
+                const float g = masked(dy[r * C + c], relu_y[r * C + c]);
+                dx[r * C + c] = k[c] * (g - a[c] - xhat * b[c]);
+            }
+        return;
+    }
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < C; ++c) {
             const float xhat = (x[r * C + c] - mean[c]) * istd[c];
             dx[r * C + c] = k[c] * (dy[r * C + c] - a[c] - xhat * b[c]);
         }
+}
+
+// dx = g * scale per channel, g the arriving gradient (dx may alias dy).
+CNNFAST_BN_CLONES
+void scaled_gradient(float* dx, const float* dy, const float* __restrict relu_y,
+                     const float* __restrict scale, int64_t rows, int64_t C) {
+    if (relu_y) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c)
+                dx[r * C + c] = masked(dy[r * C + c], relu_y[r * C + c]) * scale[c];
+        return;
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) dx[r * C + c] = dy[r * C + c] * scale[c];
 }
 
 // Per channel, float64 sums over the rows, each chunk of rows into its own partial (one or two
@@ -102,14 +165,23 @@ void channel_sums(double* sums_f, double* sums_g, const BatchNormDims& d, const 
         }
 }
 
-// y = x * scale + shift per channel, row blocks in parallel.
-void affine_rows(float* y, const float* x, const float* scale, const float* shift,
-                 const BatchNormDims& d) {
-    const int64_t C = d.C, blocks = chunks_of(d.rows);
-    const int T = threads_for(std::min(blocks, d.rows * C / (int64_t(1) << 16) + 1));
+// body(first_row, rows) over blocks of rows, in parallel.
+template <class Body>
+void for_row_blocks(const BatchNormDims& d, const Body& body) {
+    const int64_t blocks = chunks_of(d.rows);
+    const int T = threads_for(std::min(blocks, d.rows * d.C / (int64_t(1) << 16) + 1));
     parallel_for(T, blocks, [&](int64_t k) {
-        const int64_t first = k * kChunkRows, rows = std::min(d.rows, first + kChunkRows) - first;
-        affine(y + first * C, x + first * C, scale, shift, rows, C);
+        const int64_t first = k * kChunkRows;
+        body(first, std::min(d.rows, first + kChunkRows) - first);
+    });
+}
+
+// y = x * scale + shift per channel (then relu), row blocks in parallel.
+void affine_rows(float* y, const float* x, const float* scale, const float* shift,
+                 const BatchNormDims& d, bool relu) {
+    const int64_t C = d.C;
+    for_row_blocks(d, [&](int64_t first, int64_t rows) {
+        affine(y + first * C, x + first * C, scale, shift, rows, C, relu);
     });
 }
 
@@ -137,7 +209,8 @@ void batchnorm_scale_shift(float* scale, float* shift, const float* gamma, const
 }
 
 void batchnorm_forward_training(float* y, float* mean, float* var, const float* x,
-                                const float* gamma, const float* beta, const BatchNormDims& d) {
+                                const float* gamma, const float* beta, const BatchNormDims& d,
+                                bool relu) {
     const int64_t C = d.C;
     const ChannelScratch w = channel_scratch(C, 3, 2);
     double *s1 = w.d, *s2 = w.d + C, *m = w.d + 2 * C;
@@ -156,14 +229,15 @@ void batchnorm_forward_training(float* y, float* mean, float* var, const float* 
         var[c] = static_cast<float>(s2[c] * inv_rows);
     }
     batchnorm_scale_shift(scale, shift, gamma, beta, mean, var, C, d.epsilon);
-    affine_rows(y, x, scale, shift, d);
+    affine_rows(y, x, scale, shift, d, relu);
 }
 
 void batchnorm_forward_inference(float* y, const float* x, const float* gamma, const float* beta,
-                                 const float* mean, const float* var, const BatchNormDims& d) {
+                                 const float* mean, const float* var, const BatchNormDims& d,
+                                 bool relu) {
     const ChannelScratch w = channel_scratch(d.C, 0, 2);
     batchnorm_scale_shift(w.f, w.f + d.C, gamma, beta, mean, var, d.C, d.epsilon);
-    affine_rows(y, x, w.f, w.f + d.C, d);
+    affine_rows(y, x, w.f, w.f + d.C, d, relu);
 }
 
 void batchnorm_update_moving(float* moving_mean, float* moving_var, const float* mean,
@@ -176,14 +250,16 @@ void batchnorm_update_moving(float* moving_mean, float* moving_var, const float*
 
 void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const float* x,
                                  const float* dy, const float* mean, const float* var,
-                                 const float* gamma, const BatchNormDims& d) {
+                                 const float* gamma, const BatchNormDims& d,
+                                 const float* relu_y) {
     const int64_t C = d.C;
     const ChannelScratch w = channel_scratch(C, 2, 4);
     double *sdy = w.d, *sdyx = w.d + C;
     float *istd = w.f, *k = w.f + C, *a = w.f + 2 * C, *b = w.f + 3 * C;
     for (int64_t c = 0; c < C; ++c) istd[c] = inv_std(var[c], d.epsilon);
     channel_sums(sdy, sdyx, d, [&](double* pf, double* pg, int64_t first, int64_t rows) {
-        add_gradient_sums(pf, pg, x + first * C, dy + first * C, mean, istd, rows, C);
+        add_gradient_sums(pf, pg, x + first * C, dy + first * C,
+                          relu_y ? relu_y + first * C : nullptr, mean, istd, rows, C);
     });
     for (int64_t c = 0; c < C; ++c) {
         if (dbeta) dbeta[c] = static_cast<float>(sdy[c]);
@@ -197,24 +273,23 @@ void batchnorm_backward_training(float* dx, float* dgamma, float* dbeta, const f
         a[c] = static_cast<float>(sdy[c] * inv_rows);
         b[c] = static_cast<float>(sdyx[c] * inv_rows);
     }
-    const int64_t blocks = chunks_of(d.rows);
-    const int T = threads_for(std::min(blocks, d.rows * C / (int64_t(1) << 16) + 1));
-    parallel_for(T, blocks, [&](int64_t blk) {
-        const int64_t first = blk * kChunkRows, rows = std::min(d.rows, first + kChunkRows) - first;
-        data_gradient(dx + first * C, dy + first * C, x + first * C, mean, istd, k, a, b, rows,
-                      C);
+    for_row_blocks(d, [&](int64_t first, int64_t rows) {
+        data_gradient(dx + first * C, dy + first * C, relu_y ? relu_y + first * C : nullptr,
+                      x + first * C, mean, istd, k, a, b, rows, C);
     });
 }
 
 void batchnorm_backward_inference(float* dx, const float* dy, const float* gamma,
-                                  const float* var, const BatchNormDims& d) {
-    const ChannelScratch w = channel_scratch(d.C, 0, 2);
-    float *scale = w.f, *zero = w.f + d.C;
-    for (int64_t c = 0; c < d.C; ++c) {
-        scale[c] = (gamma ? gamma[c] : 1.0f) * inv_std(var[c], d.epsilon);
-        zero[c] = 0.0f;
-    }
-    affine_rows(dx, dy, scale, zero, d);
+                                  const float* var, const BatchNormDims& d,
+                                  const float* relu_y) {
+    const int64_t C = d.C;
+    const ChannelScratch w = channel_scratch(C, 0, 1);
+    float* scale = w.f;
+    for (int64_t c = 0; c < C; ++c) scale[c] = (gamma ? gamma[c] : 1.0f) * inv_std(var[c], d.epsilon);
+    for_row_blocks(d, [&](int64_t first, int64_t rows) {
+        scaled_gradient(dx + first * C, dy + first * C, relu_y ? relu_y + first * C : nullptr,
+                        scale, rows, C);
+    });
 }
 
 void batchnorm_forward_training_naive(float* y, float* mean, float* var, const float* x,

@@ -71,6 +71,14 @@ DirectGeometry direct_geometry(const Conv2dDims& d) {
     return {padded, Wp, Wp * d.C};
 }
 
+// dst[0, n) = src[0, n) for a pixel's few channels: an inline loop, where a memcpy call per
+// pixel costs more than the copy.
+inline void copy_floats(float* __restrict dst, const float* __restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 64);  // fixed size: inline moves
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
 // Input rows the output rows of a band of `rows` rows read.
 int64_t band_input_rows(const Conv2dDims& d, int64_t rows) { return (rows - 1) * d.stride_h + d.KH; }
 
@@ -212,10 +220,16 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
             ConvPixels pb = px;
             pb.base += r0 * px.row_step;
             const int64_t np = (std::min(rows, r0 + block_rows) - r0) * d.OW;
-            // The block's dy, copied to 64-byte-aligned rows: every tile reloads it.
-            float* dyp = workspace(Scratch::conv_columns, np * ldk);
-            for (int64_t p = 0; p < np; ++p)
-                std::memcpy(dyp + p * ldk, dyb + (r0 * d.OW + p) * d.K, sizeof(float) * d.K);
+            // The block's dy in rows of whole 64-byte vectors, which every tile reloads: dy
+            // itself when K is a multiple of 16 (measured: a memcpy call per pixel, 64 bytes
+            // each for ResNet's 16 channels, took 9% of a ResNet-20 training step), else a copy.
+            const float* dyp = dyb + r0 * d.OW * d.K;
+            if (ldk != d.K) {
+                float* padded = workspace(Scratch::conv_columns, np * ldk);
+                for (int64_t p = 0; p < np; ++p)
+                    copy_floats(padded + p * ldk, dyp + p * d.K, d.K);
+                dyp = padded;
+            }
             for (int64_t k0 = 0; k0 < d.K; k0 += 64) {
                 const int64_t nc = std::min<int64_t>(64, d.K - k0);
                 for_each_dw_tile(d.KH, seg, conv_bwdw_max_rows(nc), [&](int64_t q0, int64_t R) {
@@ -297,8 +311,8 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
             if (dyg) {  // this group's dy rows, consumed before the next group gathers its own
                 for (int64_t r = 0; r < d.OH; ++r)
                     for (int64_t j = 0; j < cols; ++j)
-                        std::memcpy(dyg + (r * cols + j) * d.K,
-                                    dyn + (r * d.OW + cm + j * apart) * d.K, sizeof(float) * d.K);
+                        copy_floats(dyg + (r * cols + j) * d.K,
+                                    dyn + (r * d.OW + cm + j * apart) * d.K, d.K);
                 dys = dyg;
             }
             for (int64_t s0 = 0; s0 < Q; s0 += span)

@@ -1,6 +1,7 @@
 #include "merge.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "parallel.h"
 
@@ -23,8 +24,18 @@ void for_chunks(int64_t n, Body body, int64_t unit = 1) {
 
 }  // namespace
 
-void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op) {
+void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op,
+                   bool relu) {
     for_chunks(n, [&](int64_t lo, int64_t hi) {
+        if (relu && op == MergeOp::add && count == 2) {
+            // The residual join: both inputs and the ReLU in one pass.
+            const float *a = inputs[0], *b = inputs[1];
+            for (int64_t i = lo; i < hi; ++i) {
+                const float v = a[i] + b[i];
+                out[i] = v < 0.0f ? 0.0f : v;
+            }
+            return;
+        }
         const float* a = inputs[0];
         if (op == MergeOp::subtract) {
             const float* b = inputs[1];
@@ -50,12 +61,29 @@ void merge_forward(float* out, const float* const* inputs, int64_t count, int64_
             const float scale = 1.0f / static_cast<float>(count);
             for (int64_t i = lo; i < hi; ++i) out[i] *= scale;
         }
+        if (relu)
+            for (int64_t i = lo; i < hi; ++i) out[i] = out[i] < 0.0f ? 0.0f : out[i];
     });
 }
 
 void merge_backward(float* const* dinputs, const float* dy, const float* const* inputs,
-                    int64_t count, int64_t n, MergeOp op) {
+                    int64_t count, int64_t n, MergeOp op, const float* relu_y) {
+    if (relu_y && op != MergeOp::add)
+        throw std::invalid_argument("merge_backward: a ReLU after the join only for add");
     for_chunks(n, [&](int64_t lo, int64_t hi) {
+        if (relu_y) {
+            // Each input's gradient is dy where the ReLU passed (relu_y > 0), else 0.
+            for (int64_t k = 0; k < count; ++k) {
+                float* dx = dinputs[k];
+                if (!dx) continue;
+#pragma omp simd
+                for (int64_t i = lo; i < hi; ++i) {
+                    const float v = dy[i];  // loaded unconditionally: a blend, no branch
+                    dx[i] = relu_y[i] > 0.0f ? v : 0.0f;
+                }
+            }
+            return;
+        }
         for (int64_t k = 0; k < count; ++k) {
             float* dx = dinputs[k];
             if (!dx) continue;

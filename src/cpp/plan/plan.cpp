@@ -637,6 +637,36 @@ void fuse_for_training(Plan& plan, bool cross_entropy, bool binary_cross_entropy
         plan.fusions.push_back(before.label + ": relu differentiated by " +
                                steps[readers[0]].label + " after it, at the pooled resolution");
     }
+    // A ReLU after a BatchNormalization or a two-input Add, the value's only reader, runs in
+    // that step's kernel: the forward applies it on the way out, and the backward masks the
+    // incoming gradient by the ReLU's output while it reads it. The pre-ReLU value is never
+    // stored (ResNet's conv-BN-ReLU and residual joins).
+    for (size_t i = 0; i < steps.size(); ++i) {
+        const PlanStep& relu = steps[i];
+        if (relu.kind != PlanOp::activation || relu.act != Activation::relu || relu.softmax ||
+            relu.first_call >= 0 || relu.act_backward_elsewhere)
+            continue;
+        const int v = relu.inputs[0];
+        if (v == 0 || v == plan.output || readers_of(plan, v).size() != 1) continue;
+        size_t p = 0;
+        while (p < i && steps[p].output != v) ++p;
+        if (p == i) continue;
+        PlanStep& before = steps[p];
+        const bool fits = before.first_call < 0 &&
+                          (before.kind == PlanOp::batchnorm ||
+                           (before.kind == PlanOp::merge && before.merge_op == MergeOp::add &&
+                            before.inputs.size() == 2));
+        if (!fits || before.kernel_act) continue;
+        before.act = Activation::relu;
+        before.kernel_act = true;
+        before.output = relu.output;
+        plan.fusions.push_back(before.label + " + " + relu.label + ": the relu inside the " +
+                               (before.kind == PlanOp::batchnorm ? "normalization" : "join") +
+                               " (its input is never stored)");
+        before.label += " + " + relu.label;
+        steps.erase(steps.begin() + static_cast<std::ptrdiff_t>(i));
+        --i;
+    }
     for (const PlanStep& s : steps)
         if (s.kind == PlanOp::conv2d && s.kernel_act)
             plan.fusions.push_back(s.label + ": " + activation_name(s) +

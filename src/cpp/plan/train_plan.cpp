@@ -261,7 +261,7 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 for (int r : s.inputs) ins.push_back(fwd(r));
                 const int64_t k = static_cast<int64_t>(ins.size());
                 if (s.kind == PlanOp::merge)
-                    merge_forward(out, ins.data(), k, count, s.merge_op);
+                    merge_forward(out, ins.data(), k, count, s.merge_op, s.kernel_act);
                 else
                     concat_forward(out, ins.data(), s.widths.data(), k, count / s.cols);
                 break;
@@ -317,11 +317,13 @@ void TrainPlan::forward(const float* x, int64_t n, const uint64_t* seeds) {
                 // a frozen layer normalizes with the moving statistics (Keras 3).
                 if (s.trainable) {
                     float* stats = static_cast<float*>(aux);
-                    batchnorm_forward_training(out, stats, stats + d.C, in, s.w, s.b, d);
+                    batchnorm_forward_training(out, stats, stats + d.C, in, s.w, s.b, d,
+                                               s.kernel_act);
                     batchnorm_update_moving(s.moving_mean, s.moving_var, stats, stats + d.C, d.C,
                                             s.momentum);
                 } else {
-                    batchnorm_forward_inference(out, in, s.w, s.b, s.moving_mean, s.moving_var, d);
+                    batchnorm_forward_inference(out, in, s.w, s.b, s.moving_mean, s.moving_var, d,
+                                                s.kernel_act);
                 }
                 break;
             }
@@ -539,7 +541,8 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
         }
         const int64_t k = static_cast<int64_t>(ins.size());
         if (s.kind == PlanOp::merge)
-            merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op);
+            merge_backward(dins.data(), dy, ins.data(), k, count, s.merge_op,
+                           s.kernel_act ? y : nullptr);
         else
             concat_backward(dins.data(), dy, s.widths.data(), k, count / s.cols);
         for (size_t j = 0; j < s.inputs.size(); ++j)
@@ -589,13 +592,14 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
         d.rows *= n;
         float* t = r != 0 ? target(r, part) : nullptr;
         const float* stats = arena_.get() + aux_at_[i];
+        const float* relu_y = s.kernel_act ? y : nullptr;  // the fused ReLU's output
         if (s.trainable) {
             // No gamma (scale=False): no dgamma, and the scratch's first C floats are db's.
             batchnorm_backward_training(t, s.dw ? dw : nullptr, db, x, dy, stats,
-                                        stats + d.C, s.w, d);
+                                        stats + d.C, s.w, d, relu_y);
             settle_weights();
         } else if (t) {
-            batchnorm_backward_inference(t, dy, s.w, s.moving_var, d);
+            batchnorm_backward_inference(t, dy, s.w, s.moving_var, d, relu_y);
         }
         if (t) settle(r, t);
         return;
