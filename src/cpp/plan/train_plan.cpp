@@ -504,8 +504,12 @@ void TrainPlan::backward_step(size_t i, int64_t n) {
     auto target = [&](int r, float* scratch) { return grad_set_[r] ? scratch : grad(r); };
     auto settle = [&](int r, const float* t) {
         float* g = grad(r);
-        if (t != g)
-            for (int64_t k = 0; k < n * values_[r].size; ++k) g[k] += t[k];
+        if (t != g) {
+            // g + t, on every thread (the merge kernel's add: the same float sums). A residual
+            // block's input gradient is one of these, up to 8 MB each in ResNet-20's first stage.
+            const float* both[2] = {g, t};
+            merge_forward(g, both, 2, n * values_[r].size, MergeOp::add);
+        }
         grad_set_[r] = 1;
     };
     const int r = s.inputs[0];
