@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.common import HEADER_ROW, environment, machine_name, markdown_table
+from bench.common import HEADER_ROW, environment, machine_name, markdown_table, require_bench_extra
 
 SECTIONS = {
     "gemm": ("bench.bench_gemm", "SGEMM"),
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 1,2")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    require_bench_extra()
     env_lines = environment()
     print("\n".join(env_lines), flush=True)
     names = list(SECTIONS) if args.what == "all" else [args.what]

@@ -13,13 +13,12 @@ import argparse
 import os
 import statistics
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import SETTLE_SECONDS, time_rounds
+from bench.common import SETTLE_SECONDS, require_bench_extra, time_rounds
 from cnnfast import _core
 
 try:
@@ -53,8 +52,8 @@ ROUNDS = 5
 
 
 def blas_limits(threads: int):
-    if threadpoolctl is None:
-        return nullcontext()
+    if threadpoolctl is None:  # NumPy would run on every core: stop (bench.common)
+        require_bench_extra()
     return threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
 
 

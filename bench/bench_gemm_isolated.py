@@ -63,6 +63,9 @@ print(json.dumps(out))
 
 def rows(threads: int, rounds: int = 3) -> list[list]:
     from bench.bench_gemm import CONV, SQUARES
+    from bench.common import require_bench_extra
+
+    require_bench_extra()  # the NumPy child limits its BLAS threads with threadpoolctl
 
     shapes = [list(s) for s in SQUARES + CONV]
     contenders = ["cnnfast", "numpy"]

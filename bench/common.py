@@ -7,6 +7,7 @@ machines). Threads are pinned by the caller's environment (OMP_PROC_BIND=close).
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import re
@@ -22,6 +23,26 @@ try:
     import torch
 except ImportError:  # the bench still runs cnnfast and NumPy
     torch = None
+
+
+# What the bench needs beyond cnnfast and NumPy (the `bench` extra): threadpoolctl holds NumPy's
+# BLAS to the row's thread count (without it the 1-thread NumPy rows ran on every core), and
+# torch is the reference every section compares with.
+BENCH_PREREQUISITES = ("threadpoolctl", "torch")
+
+
+def require_bench_extra() -> None:
+    """Stop with one line on stderr (exit status 2) naming what is missing and the extra."""
+    missing = []
+    for name in BENCH_PREREQUISITES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        sys.stderr.write(f"bench: {', '.join(missing)} not installed; install the bench extra: "
+                         f"pip install '.[bench]'\n")
+        raise SystemExit(2)
 
 
 # Idle threads of one contender's pool keep spinning on the cores after its call returns
