@@ -75,10 +75,13 @@ bool direct_applies(const Conv2dDims& d, ConvPass pass) {
 // than by the scatter-add of conv2d_backward_data_direct. Measured (Xeon AVX-512, 1 thread): 13%
 // faster for VGG's 128->128 3x3 16x16, equal for 64->64 32x32 and 256->256 8x8, but 1.2x slower
 // for 32->64 3x3 13x13 and 5x slower for LeNet's 6->16 5x5 (the forward kernel uses C/16 of its
-// lanes and falls off a cliff on some widths), so it is taken only for wide inputs.
+// lanes and falls off a cliff on some widths), so it is taken only for inputs of whole
+// vectors: from 16 channels since the forward tile addresses a row from one pointer (AMD EPYC,
+// ResNet-20's 16->16 32x32 at batch 128: 3.56 ms against the scatter's 3.9-4.0 at 1 thread,
+// 1.70 against 1.93 at 2; python -m bench.bench_conv_algorithms).
 bool backward_data_as_forward(const Conv2dDims& d) {
     return d.stride_h == 1 && d.stride_w == 1 && d.pad_top < d.KH && d.pad_left < d.KW &&
-           d.C >= 64 && d.C % 16 == 0;
+           d.C >= 16 && d.C % 16 == 0;
 }
 
 enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise };
