@@ -146,6 +146,19 @@ def test_batchnorm_inference_kernels(rng):
                                rtol=1e-6, atol=1e-6)
 
 
+def test_batchnorm_statistics_do_not_cancel_far_from_zero(rng):
+    """One pass over x (sums shifted by each channel's first value): a mean 1e5 times the
+    standard deviation still gives the variance to float32 precision, where E[x^2] - E[x]^2
+    in float64 would keep none of it (1e10 relative to a 1e-16 rounding)."""
+    x = (1000.0 + 0.01 * rng.standard_normal((64, 9, 9, 5))).astype(np.float32)
+    x[..., 1] = -x[..., 1]
+    _, mean, var = run_forward(x, None, None, 1e-3, False)
+    want = x.astype(np.float64).reshape(-1, 5)
+    np.testing.assert_allclose(mean, want.mean(0), rtol=1e-7)
+    # float32 rounding of the result, and of sums of 5184 rows in float64: ~1e-7 relative.
+    np.testing.assert_allclose(var, want.var(0), rtol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(4, 5, 5, 3), (16, 33, 33, 32)])
 def test_fused_relu_is_bit_identical_to_the_relu_kernels_apart(rng, shape):
     """The train plan's batchnorm + relu fusion: relu applied inside the forward, and the

@@ -29,21 +29,17 @@ int64_t chunks_of(int64_t rows) { return std::max<int64_t>(1, (rows + kChunkRows
 #define CNNFAST_BN_CLONES
 #endif
 
-// s[c] += x[r, c] over the rows.
+// e = x[r, c] - shift[c]: s[c] += e, q[c] += e * e over the rows. The statistics in one pass:
+// shifted by a value of the channel itself (its first row), the variance q/n - (s/n)^2 does
+// not cancel as the textbook E[x^2] - E[x]^2 can when the mean is far from zero.
 CNNFAST_BN_CLONES
-void add_rows(double* __restrict s, const float* __restrict x, int64_t rows, int64_t C) {
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < C; ++c) s[c] += static_cast<double>(x[r * C + c]);
-}
-
-// s[c] += (x[r, c] - mean[c])^2 over the rows.
-CNNFAST_BN_CLONES
-void add_squared_deviations(double* __restrict s, const float* __restrict x,
-                            const double* __restrict mean, int64_t rows, int64_t C) {
+void add_shifted_sums(double* __restrict s, double* __restrict q, const float* __restrict x,
+                      const double* __restrict shift, int64_t rows, int64_t C) {
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < C; ++c) {
-            const double e = static_cast<double>(x[r * C + c]) - mean[c];
-            s[c] += e * e;
+            const double e = static_cast<double>(x[r * C + c]) - shift[c];
+            s[c] += e;
+            q[c] += e * e;
         }
 }
 
@@ -213,20 +209,18 @@ void batchnorm_forward_training(float* y, float* mean, float* var, const float* 
                                 bool relu) {
     const int64_t C = d.C;
     const ChannelScratch w = channel_scratch(C, 3, 2);
-    double *s1 = w.d, *s2 = w.d + C, *m = w.d + 2 * C;
+    double *s1 = w.d, *s2 = w.d + C, *k = w.d + 2 * C;
     float *scale = w.f, *shift = w.f + C;
     const double inv_rows = d.rows ? 1.0 / static_cast<double>(d.rows) : 0.0;
-    // Two passes (mean, then squared deviations) for a variance without cancellation.
-    channel_sums(s1, s2, d, [&](double* pf, double*, int64_t first, int64_t rows) {
-        add_rows(pf, x + first * C, rows, C);
-    });
-    for (int64_t c = 0; c < C; ++c) m[c] = s1[c] * inv_rows;
-    channel_sums(s2, s1, d, [&](double* pf, double*, int64_t first, int64_t rows) {
-        add_squared_deviations(pf, x + first * C, m, rows, C);
+    // One pass over x (add_shifted_sums), then the affine pass.
+    for (int64_t c = 0; c < C; ++c) k[c] = d.rows ? static_cast<double>(x[c]) : 0.0;
+    channel_sums(s1, s2, d, [&](double* pf, double* pg, int64_t first, int64_t rows) {
+        add_shifted_sums(pf, pg, x + first * C, k, rows, C);
     });
     for (int64_t c = 0; c < C; ++c) {
-        mean[c] = static_cast<float>(m[c]);
-        var[c] = static_cast<float>(s2[c] * inv_rows);
+        const double dm = s1[c] * inv_rows;
+        mean[c] = static_cast<float>(k[c] + dm);
+        var[c] = static_cast<float>(std::max(0.0, s2[c] * inv_rows - dm * dm));
     }
     batchnorm_scale_shift(scale, shift, gamma, beta, mean, var, C, d.epsilon);
     affine_rows(y, x, scale, shift, d, relu);
