@@ -79,6 +79,12 @@ HAND_CASES = [
     (2, 13, 13, 64, 3, 3, 64, 1, "valid", 1),  # Keras-CNN conv2 shape, small batch
     (1, 1, 1, 3, 1, 1, 2, 1, "valid", 1),  # 1x1 image
     (2, 5, 5, 6, 5, 5, 4, 3, 2, 2),  # padding 2 on a 5x5 kernel with stride 3, groups 2
+    # The direct forward's one-pointer row tiles (16/32/64 floats between columns): rows of
+    # 12 + 12 + 8 pixels (ResNet-20's first stage; backward-data as a flipped forward too),
+    # 12 + 2 and 8 + 4 + 2 at 40 outputs (8-pixel tiles), 4 + 3 at 7 columns.
+    (2, 32, 32, 16, 3, 3, 16, 1, "same", 1),
+    (1, 9, 14, 32, 3, 3, 40, 1, "same", 1),
+    (2, 6, 7, 64, 3, 3, 20, 1, 1, 1),
 ]
 
 

@@ -26,7 +26,7 @@ inline void tile_pixels_from(T** src, const ConvPixels& px, int64_t i, int64_t n
     float* row = px.base + oh * px.row_step;
 #pragma GCC unroll 32
     for (int p = 0; p < P; ++p) {
-        if (p < np) {
+        if (p == 0 || p < np) {  // np >= 1: pixel 0 is always one of them
             src[p] = row + ow * px.col_step;
             if (++ow == px.OW) ow = 0, row += px.row_step;
         } else {
@@ -111,6 +111,33 @@ void fwd_tile(float* y, int64_t ldy, const float* const* src, int64_t np, int64_
 // tile of the range sweeps them; y tiles are re-read once per block.
 constexpr int64_t kFwdBlockFloats = 5120;
 
+// t pixels from src[0], t in {P, 8, 4} (8 and 4 only below P), at a column step of cs floats.
+template <int P, int KV, int CS>
+void fwd_row_tile_cs(int64_t t, float* y, int64_t ldy, const float* const* src, int64_t q0,
+                     int64_t q1, int64_t KH, int64_t rs, int64_t seg, const float* w, int64_t ldw,
+                     const float* bias, bool relu, __mmask16 ml) {
+    if (t == P)
+        fwd_tile<P, KV, CS>(y, ldy, src, P, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else if (P > 8 && t == 8)
+        fwd_tile<(P > 8 ? 8 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu,
+                                           ml);
+    else
+        fwd_tile<(P > 4 ? 4 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu,
+                                           ml);
+}
+
+template <int P, int KV>
+void fwd_row_tile(int64_t t, int cs, float* y, int64_t ldy, const float* const* src, int64_t q0,
+                  int64_t q1, int64_t KH, int64_t rs, int64_t seg, const float* w, int64_t ldw,
+                  const float* bias, bool relu, __mmask16 ml) {
+    if (cs == 16)
+        fwd_row_tile_cs<P, KV, 16>(t, y, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else if (cs == 32)
+        fwd_row_tile_cs<P, KV, 32>(t, y, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else
+        fwd_row_tile_cs<P, KV, 64>(t, y, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+}
+
 template <int KV>
 void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t p1, int64_t KH,
                int64_t rs, int64_t seg, const float* w, int64_t ldw, const float* bias, bool relu,
@@ -120,24 +147,31 @@ void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t 
     const int64_t Q = KH * seg;
     const int64_t blocks = (Q * 16 * KV + kFwdBlockFloats - 1) / kFwdBlockFloats;
     const float* src[P];
-    // Whole tiles within one row go to the one-pointer tile when the column step is one it
-    // is built for (16, 32 or 64 floats: 16-64 channels at stride 1, and Winograd's GEMMs).
+    // Tiles stay within one row when the column step is one the one-pointer tile is built for
+    // (16, 32 or 64 floats: 16-64 channels at stride 1, and Winograd's GEMMs, one long row):
+    // P pixels, or at a row's end 8 or 4 (a 32-wide row is 12 + 12 + 8), the last few through
+    // the general tile. Other layouts take P pixels at a time across rows.
     const int cs = px.col_step == 16 ? 16 : px.col_step == 32 ? 32 : px.col_step == 64 ? 64 : 0;
     for (int64_t b = 0; b < blocks; ++b) {
         const int64_t q0 = Q * b / blocks, q1 = Q * (b + 1) / blocks;
-        for (int64_t i = p0; i < p1; i += P) {
-            const int64_t np = p1 - i < P ? p1 - i : P;
-            tile_pixels_from<P>(src, px, i, np);
-            const bool one_row = np == P && src[P - 1] - src[0] == (P - 1) * px.col_step;
+        for (int64_t i = p0; i < p1;) {
+            int64_t np = p1 - i < P ? p1 - i : P;
             float* yt = y + i * ldy;
-            if (one_row && cs == 16)
-                fwd_tile<P, KV, 16>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
-            else if (one_row && cs == 32)
-                fwd_tile<P, KV, 32>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
-            else if (one_row && cs == 64)
-                fwd_tile<P, KV, 64>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
-            else
-                fwd_tile<P, KV>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+            if (cs) {
+                const int64_t oh = i / px.OW, ow = i - oh * px.OW;
+                if (px.OW - ow < np) np = px.OW - ow;
+                src[0] = px.base + oh * px.row_step + ow * px.col_step;
+                const int64_t t = np == P ? P : np >= 8 && P > 8 ? 8 : np >= 4 && P > 4 ? 4 : 0;
+                if (t) {
+                    fwd_row_tile<P, KV>(t, cs, yt, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias,
+                                        relu, ml);
+                    i += t;
+                    continue;
+                }
+            }
+            tile_pixels_from<P>(src, px, i, np);
+            fwd_tile<P, KV>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+            i += np;
         }
     }
 }
