@@ -64,49 +64,67 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
     }
 }
 
+// v[pos * ldpos] (16 lanes, m of them) = (B^T d B)[pos] for the patch d whose pixel (a, b)
+// load(a, b) returns.
+template <class Load>
+inline __attribute__((always_inline)) void transform_patch(float* v, int64_t ldpos, __mmask16 m,
+                                                           const Load& load) {
+    __m512 p[4][4], t[4][4];
+    for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) p[a][b] = load(a, b);
+    for (int b = 0; b < 4; ++b) {  // B^T d
+        t[0][b] = _mm512_sub_ps(p[0][b], p[2][b]);
+        t[1][b] = _mm512_add_ps(p[1][b], p[2][b]);
+        t[2][b] = _mm512_sub_ps(p[2][b], p[1][b]);
+        t[3][b] = _mm512_sub_ps(p[1][b], p[3][b]);
+    }
+    for (int a = 0; a < 4; ++a) {  // (B^T d) B
+        float* row = v + 4 * a * ldpos;
+        _mm512_mask_storeu_ps(row, m, _mm512_sub_ps(t[a][0], t[a][2]));
+        _mm512_mask_storeu_ps(row + ldpos, m, _mm512_add_ps(t[a][1], t[a][2]));
+        _mm512_mask_storeu_ps(row + 2 * ldpos, m, _mm512_sub_ps(t[a][2], t[a][1]));
+        _mm512_mask_storeu_ps(row + 3 * ldpos, m, _mm512_sub_ps(t[a][1], t[a][3]));
+    }
+}
+
 // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C); V's positions are
 // ldpos floats apart, its tiles C floats. Patch pixels outside the input read as zero.
 void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
                      const Conv2dDims& d, const TileGrid& g) {
-    const int64_t C = d.C;
+    const int64_t C = d.C, WC = d.W * C;
     for (int64_t i = 0; i < nt; ++i) {
         const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
         const int64_t ih0 = 2 * (r / g.TW) - d.pad_top, iw0 = 2 * (r % g.TW) - d.pad_left;
-        // An interior patch is 4 rows of 4 pixels from one pointer; a patch over the border
-        // masks off the pixels outside (masked-off loads never touch memory, so their
-        // pointers may be anything). The per-patch setup was a third of this loop's time
-        // at 32 channels (two vectors per pixel), so the interior skips it.
+        const int64_t patch = ((n * d.H + ih0) * d.W + iw0) * C;  // may lie before x
+        float* v = V + i * C;
+        if (ih0 >= 0 && ih0 + 4 <= d.H && iw0 >= 0 && iw0 + 4 <= d.W) {
+            // An interior patch: its pixels from one pointer and two strides. (16 pointers
+            // and masks per patch spilled in this loop: a third of its time at 32 channels.)
+            const float* base = x + patch;
+            for (int64_t c = 0; c < C; c += 16) {
+                const __mmask16 m = lanes(C - c);
+                transform_patch(v + c, ldpos, m, [&](int a, int b) {
+                    return _mm512_maskz_loadu_ps(m, base + a * WC + b * C + c);
+                });
+            }
+            continue;
+        }
+        // Over the border: pixels outside are masked off (masked-off loads never touch
+        // memory, so their pointers may be anything).
         const float* src[16];
         __mmask16 in[16];
-        const bool interior = ih0 >= 0 && ih0 + 4 <= d.H && iw0 >= 0 && iw0 + 4 <= d.W;
-        const int64_t patch = ((n * d.H + ih0) * d.W + iw0) * C;  // may lie before x
         for (int a = 0; a < 4; ++a)
             for (int b = 0; b < 4; ++b) {
                 const int64_t ih = ih0 + a, iw = iw0 + b;
-                const bool inside = interior || (ih >= 0 && ih < d.H && iw >= 0 && iw < d.W);
+                const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
                 in[4 * a + b] = inside ? __mmask16(0xFFFF) : __mmask16(0);
-                src[4 * a + b] = inside ? x + (patch + (a * d.W + b) * C) : x;
+                src[4 * a + b] = inside ? x + (patch + a * WC + b * C) : x;
             }
-        float* v = V + i * C;
         for (int64_t c = 0; c < C; c += 16) {
             const __mmask16 m = lanes(C - c);
-            __m512 p[4][4], t[4][4];
-            for (int a = 0; a < 4; ++a)
-                for (int b = 0; b < 4; ++b)
-                    p[a][b] = _mm512_maskz_loadu_ps(in[4 * a + b] & m, src[4 * a + b] + c);
-            for (int b = 0; b < 4; ++b) {  // B^T d
-                t[0][b] = _mm512_sub_ps(p[0][b], p[2][b]);
-                t[1][b] = _mm512_add_ps(p[1][b], p[2][b]);
-                t[2][b] = _mm512_sub_ps(p[2][b], p[1][b]);
-                t[3][b] = _mm512_sub_ps(p[1][b], p[3][b]);
-            }
-            for (int a = 0; a < 4; ++a) {  // (B^T d) B
-                float* row = v + 4 * a * ldpos + c;
-                _mm512_mask_storeu_ps(row, m, _mm512_sub_ps(t[a][0], t[a][2]));
-                _mm512_mask_storeu_ps(row + ldpos, m, _mm512_add_ps(t[a][1], t[a][2]));
-                _mm512_mask_storeu_ps(row + 2 * ldpos, m, _mm512_sub_ps(t[a][2], t[a][1]));
-                _mm512_mask_storeu_ps(row + 3 * ldpos, m, _mm512_sub_ps(t[a][1], t[a][3]));
-            }
+            transform_patch(v + c, ldpos, m, [&](int a, int b) {
+                return _mm512_maskz_loadu_ps(in[4 * a + b] & m, src[4 * a + b] + c);
+            });
         }
     }
 }
