@@ -84,10 +84,10 @@ def training_epochs(batch: int, steps: int) -> dict:
     return fns
 
 
-def rows(threads: int, rounds: int = 3, quick: bool = False) -> list[list]:
+def rows(threads: int, rounds: int = 5, quick: bool = False) -> list[list]:
     """Rows: [benchmark, unit, cnnfast, torch, numpy, cnnfast/torch, cnnfast/numpy]."""
     set_threads(threads)
-    batch, steps = 128, 2 if quick else 4
+    batch, steps = 128, 2 if quick else 8
     times = time_rounds(training_epochs(batch, steps), rounds=rounds, settle=SETTLE_SECONDS)
     res = {k: batch * steps / median(v) for k, v in times.items()}
     c, t = res["cnnfast"], res.get("torch")
@@ -100,7 +100,7 @@ def rows(threads: int, rounds: int = 3, quick: bool = False) -> list[list]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     print("\n".join(environment()))
