@@ -51,7 +51,9 @@ def _c_api_predict(model, path: str, x: np.ndarray):
     x_ptr, out_ptr = x.ctypes.data, out.ctypes.data
     lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
     np.testing.assert_array_equal(out, model.predict(x))  # same executor, same kernels
-    return lambda: lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
+    # The closure holds `out` itself, not only its address: freed, the next call wrote into the
+    # heap (VGG16 at 224x224 aborted in malloc; smaller outputs went unnoticed).
+    return lambda out=out: lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
 
 
 def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> list[list]:
