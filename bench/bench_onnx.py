@@ -56,6 +56,12 @@ def _c_api_predict(model, path: str, x: np.ndarray):
     return lambda out=out: lib.cnnfast_model_predict(handle, x_ptr, 1, out_ptr)
 
 
+# Models beyond the zoo's defaults: VGG16 on CIFAR-10 images, as bench_train trains it.
+EXTRA_MODELS = {
+    "vgg16_cifar": lambda: cf.models.vgg16(input_shape=(32, 32, 3), classes=10, fc_units=512),
+}
+
+
 def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> list[list]:
     try:
         import onnxruntime as ort
@@ -64,7 +70,7 @@ def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> lis
         return []
     cf.set_num_threads(threads)
     cf.set_seed(0)
-    model = cf.models.get(model_name)
+    model = EXTRA_MODELS[model_name]() if model_name in EXTRA_MODELS else cf.models.get(model_name)
     model.build()
     x = np.random.default_rng(0).standard_normal((1,) + model.input_shape_).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--model", default="lenet5", choices=cf.models.names())
+    parser.add_argument("--model", default="lenet5",
+                        choices=[*cf.models.names(), *EXTRA_MODELS])
     args = parser.parse_args(argv)
     print("\n".join(environment()))
     print(markdown_table(HEADER, rows(args.threads, args.rounds, args.model)))

@@ -326,6 +326,28 @@ def test_conv2d_direct_threads_match_reference(case, threads, algorithm, rng, re
     assert_backward_close(got, x, w, dy, strides, pads)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [
+    (1, 4, 4, 256, 3, 3, 256, 1, "same", 1),
+    (2, 2, 3, 128, 3, 3, 300, 1, "same", 1),
+], ids=str)
+def test_conv2d_forward_split_by_output_channels_matches_reference(case, threads, rng,
+                                                                   restore_threads):
+    """Weights larger than the input (batch-1 VGG's small maps): on two threads the direct
+    forward splits the output channels in 64-wide blocks (a masked last block: 300 = 4 x 64 +
+    44; two images), each thread reading its share of the weights."""
+    x, w, b = make_inputs(case, rng)
+    pads, strides, _, _ = geometry(case)
+    _core.set_num_threads(threads)
+    for activation in ("relu", "tanh"):
+        y = core_forward(x, w, b, case, False, activation)
+        z = ref.conv2d_forward(x, w, b, strides, pads)
+        want = np.maximum(z, 0.0) if activation == "relu" else np.tanh(z)
+        # tanh is 1-Lipschitz and the kernel's within ~2 ulps: the sum's bound carries over.
+        assert_sum_close(y, want, ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides,
+                                                     pads), factor=64)
+
+
 # Stride-1 backward-data of wide inputs (C >= 64) runs as a forward convolution of zero-padded
 # dy with the flipped, channel-transposed kernel: even kernels (asymmetric "same" padding),
 # rectangular kernels, explicit padding, a masked channel tail (C = 80 = 64 + 16, 72 = 64 + 8),
