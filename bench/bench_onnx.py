@@ -4,7 +4,8 @@
 
 Exports the zoo model with ``cnnfast.export_onnx``, checks that onnxruntime and
 ``model.predict`` agree, then times one-image inference, alternating the contenders each
-round (bench.common.time_rounds) and reporting medians and minima in microseconds:
+round in blocks of calls after a settle (bench.common.time_rounds) and reporting medians and
+minima in microseconds:
 
 - ``cnnfast predict``: ``model.predict(x)`` (the public API, input checks included)
 - ``cnnfast call``: ``model(x)``, the forward pass with less wrapping
@@ -25,7 +26,7 @@ import tempfile
 import numpy as np
 
 import cnnfast as cf
-from bench.common import environment, markdown_table, median, time_rounds
+from bench.common import SETTLE_SECONDS, environment, markdown_table, median, time_rounds
 
 HEADER = ["model", "contender", "threads", "median us", "min us", "x cnnfast predict"]
 
@@ -62,7 +63,7 @@ EXTRA_MODELS = {
 }
 
 
-def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> list[list]:
+def rows(threads: int = 1, rounds: int = 15, model_name: str = "lenet5") -> list[list]:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -92,7 +93,10 @@ def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> lis
     }
     if capi is not None:
         fns["C API"] = capi
-    times = time_rounds(fns, rounds=rounds)
+    # Turns are blocks of calls (0.05 s), each after a settle: an idle thread pool keeps
+    # spinning on the cores after its call returns (onnxruntime's, cnnfast's OpenMP), which on
+    # two threads made single timed calls read 1.5-3x their quiet time.
+    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS, block_seconds=0.05)
     base = median(times["cnnfast predict"])
     out = []
     for name, ts in times.items():
@@ -103,7 +107,7 @@ def rows(threads: int = 1, rounds: int = 200, model_name: str = "lenet5") -> lis
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--model", default="lenet5",
                         choices=[*cf.models.names(), *EXTRA_MODELS])
     args = parser.parse_args(argv)
