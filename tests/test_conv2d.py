@@ -311,6 +311,11 @@ def test_conv2d_fused_activation_equals_separate_pass(case, activation, algorith
         # Two images for two threads: forward and dw split images into bands of output rows.
         (2, 24, 24, 16, 3, 3, 32, 1, "same", 1),
         (1, 40, 40, 8, 5, 5, 16, 2, "same", 1),
+        # One image whose Winograd tiles make a single block: the threads split its transforms
+        # by tiles and its GEMMs by position (the Keras MNIST CNN's second convolution; 48
+        # outputs leave a masked vector).
+        (1, 13, 13, 64, 3, 3, 64, 1, "valid", 1),
+        (1, 16, 16, 48, 3, 3, 48, 1, "same", 1),
     ],
     ids=str,
 )

@@ -121,6 +121,30 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const TileGrid g = winograd_tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+    if (plan.blocks == 1 && T > 1) {
+        // One block of tiles (a single image: the Keras MNIST CNN's second convolution has 36)
+        // would leave the other threads idle. Its three phases split instead: tiles for the
+        // transforms, the 16 positions' GEMMs.
+        const int64_t nt = g.total, per = (nt + T - 1) / T;
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* M = workspace(Scratch::winograd_products, 16 * ldm);
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(nt, a + per) - a;
+            if (n > 0) tf.input(V + a * C, ldv, x, a, n, d, g);
+        });
+        parallel_for(T, 16, [&](int64_t pos) {
+            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
+            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                           nullptr, false, std::min<int64_t>(64, d.K - k0));
+        });
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(nt, a + per) - a;
+            if (n > 0) tf.output(y, M + a * Kp, ldm, Kp, a, n, bias, relu, d, g);
+        });
+        return;
+    }
     parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
         float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
