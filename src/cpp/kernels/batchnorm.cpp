@@ -45,14 +45,14 @@ void add_shifted_sums(double* __restrict s, double* __restrict q, const float* _
 
 // The gradient arriving at the normalization is dy, or with a ReLU after it (relu_y, that
 // ReLU's output, not null) dy where relu_y > 0 and 0 elsewhere: activation_backward's relu
-// mask, since relu_y > 0 exactly where the ReLU's input was. Each loop below is written twice,
-// with and without the mask, so that neither tests relu_y per element.
+// mask, since relu_y > 0 exactly where the ReLU's input was. The loops that read it are
+// instantiated with and without the mask, so that neither tests relu_y per element, and
+// inlined into each clone (CNNFAST_BN_INLINE), to be compiled for its ISA.
+#define CNNFAST_BN_INLINE inline __attribute__((always_inline))
 
-// sdy[c] += g[r, c]; sdyx[c] += g[r, c] * xhat[r, c], xhat = (x - mean) * istd in float32,
-// g the arriving gradient.
 // v where relu_y > 0, else +0: written on the bits so that it vectorizes as an AND (GCC
 // keeps a float select in these loops as a branch, which mispredicts half the time).
-inline float masked(float v, float relu_y) {
+CNNFAST_BN_INLINE float masked(float v, float relu_y) {
     uint32_t bits;
     std::memcpy(&bits, &v, sizeof bits);
     bits &= relu_y > 0.0f ? 0xFFFFFFFFu : 0u;
@@ -60,28 +60,37 @@ inline float masked(float v, float relu_y) {
     return v;
 }
 
+template <bool Masked>
+CNNFAST_BN_INLINE float arriving(const float* dy, const float* relu_y, int64_t i) {
+    return Masked ? masked(dy[i], relu_y[i]) : dy[i];
+}
+
+// sdy[c] += g[r, c]; sdyx[c] += g[r, c] * xhat[r, c], xhat = (x - mean) * istd in float32,
+// g the arriving gradient.
+template <bool Masked>
+CNNFAST_BN_INLINE void gradient_sums(double* __restrict sdy, double* __restrict sdyx,
+                                     const float* __restrict x, const float* __restrict dy,
+                                     const float* __restrict relu_y,
+                                     const float* __restrict mean, const float* __restrict istd,
+                                     int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+            const float g = arriving<Masked>(dy, relu_y, r * C + c);
+            sdy[c] += static_cast<double>(g);
+            sdyx[c] += static_cast<double>(g) *
+                       static_cast<double>((x[r * C + c] - mean[c]) * istd[c]);
+        }
+}
+
 CNNFAST_BN_CLONES
 void add_gradient_sums(double* __restrict sdy, double* __restrict sdyx, const float* __restrict x,
                        const float* __restrict dy, const float* __restrict relu_y,
                        const float* __restrict mean, const float* __restrict istd, int64_t rows,
                        int64_t C) {
-    if (relu_y) {
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < C; ++c) {
-                const float g = masked(dy[r * C + c], relu_y[r * C + c]);
-                sdy[c] += static_cast<double>(g);
-                sdyx[c] += static_cast<double>(g) *
-                           static_cast<double>((x[r * C + c] - mean[c]) * istd[c]);
-            }
-        return;
-    }
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < C; ++c) {
-            const float g = dy[r * C + c];
-            sdy[c] += static_cast<double>(g);
-            sdyx[c] += static_cast<double>(g) *
-                       static_cast<double>((x[r * C + c] - mean[c]) * istd[c]);
-        }
+    if (relu_y)
+        gradient_sums<true>(sdy, sdyx, x, dy, relu_y, mean, istd, rows, C);
+    else
+        gradient_sums<false>(sdy, sdyx, x, dy, relu_y, mean, istd, rows, C);
 }
 
 // y = x * scale + shift per channel (y may alias x), then max(y, 0) when `relu` (the
@@ -103,40 +112,50 @@ void affine(float* y, const float* x, const float* __restrict scale,
 
 // dx = k * (g - a - xhat * b) per channel, xhat = (x - mean) * istd, g the arriving gradient
 // (dx may alias dy).
+template <bool Masked>
+CNNFAST_BN_INLINE void data_gradient_rows(float* dx, const float* dy,
+                                          const float* __restrict relu_y,
+                                          const float* __restrict x, const float* __restrict mean,
+                                          const float* __restrict istd, const float* __restrict k,
+                                          const float* __restrict a, const float* __restrict b,
+                                          int64_t rows, int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+            const float xhat = (x[r * C + c] - mean[c]) * istd[c];
+            dx[r * C + c] = k[c] * (arriving<Masked>(dy, relu_y, r * C + c) - a[c] - xhat * b[c]);
+        }
+}
+
 CNNFAST_BN_CLONES
 void data_gradient(float* dx, const float* dy, const float* __restrict relu_y,
                    const float* __restrict x, const float* __restrict mean,
                    const float* __restrict istd, const float* __restrict k,
                    const float* __restrict a, const float* __restrict b, int64_t rows,
                    int64_t C) {
-    if (relu_y) {
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < C; ++c) {
-                const float xhat = (x[r * C + c] - mean[c]) * istd[c];
-                const float g = masked(dy[r * C + c], relu_y[r * C + c]);
-                dx[r * C + c] = k[c] * (g - a[c] - xhat * b[c]);
-            }
-        return;
-    }
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < C; ++c) {
-            const float xhat = (x[r * C + c] - mean[c]) * istd[c];
-            dx[r * C + c] = k[c] * (dy[r * C + c] - a[c] - xhat * b[c]);
-        }
+    if (relu_y)
+        data_gradient_rows<true>(dx, dy, relu_y, x, mean, istd, k, a, b, rows, C);
+    else
+        data_gradient_rows<false>(dx, dy, relu_y, x, mean, istd, k, a, b, rows, C);
 }
 
 // dx = g * scale per channel, g the arriving gradient (dx may alias dy).
+template <bool Masked>
+CNNFAST_BN_INLINE void scaled_gradient_rows(float* dx, const float* dy,
+                                            const float* __restrict relu_y,
+                                            const float* __restrict scale, int64_t rows,
+                                            int64_t C) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < C; ++c)
+            dx[r * C + c] = arriving<Masked>(dy, relu_y, r * C + c) * scale[c];
+}
+
 CNNFAST_BN_CLONES
 void scaled_gradient(float* dx, const float* dy, const float* __restrict relu_y,
                      const float* __restrict scale, int64_t rows, int64_t C) {
-    if (relu_y) {
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < C; ++c)
-                dx[r * C + c] = masked(dy[r * C + c], relu_y[r * C + c]) * scale[c];
-        return;
-    }
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < C; ++c) dx[r * C + c] = dy[r * C + c] * scale[c];
+    if (relu_y)
+        scaled_gradient_rows<true>(dx, dy, relu_y, scale, rows, C);
+    else
+        scaled_gradient_rows<false>(dx, dy, relu_y, scale, rows, C);
 }
 
 // Per channel, float64 sums over the rows, each chunk of rows into its own partial (one or two
