@@ -93,10 +93,12 @@ def rows(threads: int = 1, rounds: int = 15, model_name: str = "lenet5") -> list
     }
     if capi is not None:
         fns["C API"] = capi
-    # Turns are blocks of calls (0.05 s), each after a settle: an idle thread pool keeps
-    # spinning on the cores after its call returns (onnxruntime's, cnnfast's OpenMP), which on
-    # two threads made single timed calls read 1.5-3x their quiet time.
-    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS, block_seconds=0.05)
+    # Turns are blocks of calls (0.05 s), on several threads each after a settle: an idle
+    # thread pool keeps spinning on the cores after its call returns (onnxruntime's, cnnfast's
+    # OpenMP), which on two threads made single timed calls read 1.5-3x their quiet time. (On
+    # one thread there is no pool, and a pause only slows the first calls after it.)
+    times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS if threads > 1 else 0.0,
+                        block_seconds=0.05)
     base = median(times["cnnfast predict"])
     out = []
     for name, ts in times.items():
