@@ -800,7 +800,7 @@ class Dense(Layer):
 
 class RandomLayer(Layer):
     """Base of the layers that draw one seed per training call (Dropout, GaussianNoise,
-    SpatialDropout2D, RandomFlip): from cnnfast's generator (``cf.set_seed``), or, with a layer
+    SpatialDropout2D, RandomFlip, ...): from cnnfast's generator (``cf.set_seed``), or, with a layer
     ``seed``, a fresh but reproducible one per call. The C++ training plan draws them in the
     same order (Model._plan_step), so both walks see the same randomness."""
 
@@ -821,37 +821,53 @@ class RandomLayer(Layer):
         return mask_seed(seed)
 
 
-class Dropout(RandomLayer):
-    """Inverted dropout: in training, zero a `rate` fraction and scale the rest by 1/(1-rate)."""
+class _MaskDropout(RandomLayer):
+    """Dropout by a mask drawn each training call, the kept values scaled by 1/(1-rate); the
+    identity at inference. Subclasses name the mask's shape and its two kernels."""
+
+    _allowed_defaults: ClassVar[dict] = {}
+    # The _core kernels, as staticmethods: (y, mask, x, rate, seed) and (dx, dy, mask, rate).
+    _forward_kernel = _backward_kernel = None
 
     def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None, **kwargs):
         super().__init__(name=name, input_shape=input_shape)
-        _reject_unsupported(self, kwargs, {"noise_shape": None})
+        _reject_unsupported(self, kwargs, self._allowed_defaults)
         if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+            raise ValueError(f"{type(self).__name__}: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self._set_seed(seed)
 
     def _draws_seed(self) -> bool:
         return self.rate > 0.0
 
+    def _mask_shape(self, x_shape: tuple) -> tuple:
+        return x_shape
+
     def forward(self, x, training=False):
         self.active = training and self.rate > 0.0
         if not self.active:
             return x
         y = self._buffer("y", x.shape)
-        self.mask = self._buffer("mask", x.shape, np.uint8)
-        _core.dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
+        self.mask = self._buffer("mask", self._mask_shape(x.shape), np.uint8)
+        self._forward_kernel(y, self.mask, x, self.rate, self._draw_seed())
         return y
 
     def backward(self, dy):
         if not self.active:
             return dy
-        _core.dropout_backward(dy, dy, self.mask, self.rate)
+        self._backward_kernel(dy, dy, self.mask, self.rate)
         return dy
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Dropout(_MaskDropout):
+    """Inverted dropout: in training, zero a `rate` fraction and scale the rest by 1/(1-rate)."""
+
+    _allowed_defaults: ClassVar[dict] = {"noise_shape": None}
+    _forward_kernel = staticmethod(_core.dropout_forward)
+    _backward_kernel = staticmethod(_core.dropout_backward)
 
 
 class GaussianNoise(RandomLayer):
@@ -886,46 +902,28 @@ class GaussianNoise(RandomLayer):
         return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
 
 
-class SpatialDropout2D(RandomLayer):
+class SpatialDropout2D(_MaskDropout):
     """Dropout of whole feature maps (Keras ``SpatialDropout2D``): in training each channel of
     each image is zeroed with probability `rate` and the kept ones scaled by 1/(1-rate)."""
 
+    _allowed_defaults: ClassVar[dict] = {"data_format": "channels_last"}
+    _forward_kernel = staticmethod(_core.spatial_dropout_forward)
+    _backward_kernel = staticmethod(_core.spatial_dropout_backward)
+
     def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None,
                  **kwargs):
-        super().__init__(name=name, input_shape=input_shape)
-        _reject_unsupported(self, kwargs, {"data_format": "channels_last"})
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) \
-                or not 0.0 <= float(rate) < 1.0:
+        if isinstance(rate, bool):
             raise ValueError(f"SpatialDropout2D: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self._set_seed(seed)
+        super().__init__(rate, seed, name=name, input_shape=input_shape, **kwargs)
 
-    def _draws_seed(self) -> bool:
-        return self.rate > 0.0
+    def _mask_shape(self, x_shape: tuple) -> tuple:
+        return (x_shape[0], x_shape[-1])  # one per image and channel
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"{self.describe()}: expects input of shape (H, W, C) per sample, "
                              f"got {tuple(input_shape)}")
         return tuple(input_shape)
-
-    def forward(self, x, training=False):
-        self.active = training and self.rate > 0.0
-        if not self.active:
-            return x
-        y = self._buffer("y", x.shape)
-        self.mask = self._buffer("mask", (x.shape[0], x.shape[-1]), np.uint8)
-        _core.spatial_dropout_forward(y, self.mask, x, self.rate, self._draw_seed())
-        return y
-
-    def backward(self, dy):
-        if not self.active:
-            return dy
-        _core.spatial_dropout_backward(dy, dy, self.mask, self.rate)
-        return dy
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 class RandomFlip(RandomLayer):

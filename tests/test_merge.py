@@ -117,3 +117,7 @@ def test_add_with_fused_relu_is_bit_identical_to_the_relu_kernels_apart(shape, r
     np.testing.assert_array_equal(db, masked)
     with pytest.raises(ValueError, match="only for op 'add'"):
         _core.merge_backward([da, db], dy, [a, b], "multiply", relu_y=y)
+    with pytest.raises(ValueError, match="only for a 2-input add"):
+        _core.merge_forward(z, [a, b], "multiply", relu=True)
+    with pytest.raises(ValueError, match="only for a 2-input add"):
+        _core.merge_forward(z, [a, b, b], "add", relu=True)

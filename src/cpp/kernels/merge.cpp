@@ -26,8 +26,10 @@ void for_chunks(int64_t n, Body body, int64_t unit = 1) {
 
 void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op,
                    bool relu) {
+    if (relu && (op != MergeOp::add || count != 2))
+        throw std::invalid_argument("merge_forward: a ReLU after the join only for a 2-input add");
     for_chunks(n, [&](int64_t lo, int64_t hi) {
-        if (relu && op == MergeOp::add && count == 2) {
+        if (relu) {
             // The residual join: both inputs and the ReLU in one pass.
             const float *a = inputs[0], *b = inputs[1];
             for (int64_t i = lo; i < hi; ++i) {
@@ -61,8 +63,6 @@ void merge_forward(float* out, const float* const* inputs, int64_t count, int64_
             const float scale = 1.0f / static_cast<float>(count);
             for (int64_t i = lo; i < hi; ++i) out[i] *= scale;
         }
-        if (relu)
-            for (int64_t i = lo; i < hi; ++i) out[i] = out[i] < 0.0f ? 0.0f : out[i];
     });
 }
 

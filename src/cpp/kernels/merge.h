@@ -10,8 +10,8 @@ enum class MergeOp : int { add, subtract, multiply, average, maximum };
 
 // inputs[i] (n,), i < count; out (n,) = inputs[0] op inputs[1] op ... (subtract: count == 2,
 // average: the sum divided by count, maximum: elementwise max). out may alias inputs[0].
-// `relu`: then out = max(out, 0), the activation kernel's relu (the train plan's add + relu
-// fusion, ResNet's join).
+// `relu` (a 2-input add only; std::invalid_argument otherwise): then out = max(out, 0), the
+// activation kernel's relu (the train plan's add + relu fusion, ResNet's join).
 void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op,
                    bool relu = false);
 
