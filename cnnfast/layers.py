@@ -826,13 +826,15 @@ class _MaskDropout(RandomLayer):
     identity at inference. Subclasses name the mask's shape and its two kernels."""
 
     _allowed_defaults: ClassVar[dict] = {}
+    _bool_rate = True  # Dropout has always taken False as 0 (and refused True as 1)
     # The _core kernels, as staticmethods: (y, mask, x, rate, seed) and (dx, dy, mask, rate).
     _forward_kernel = _backward_kernel = None
 
     def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None, **kwargs):
         super().__init__(name=name, input_shape=input_shape)
         _reject_unsupported(self, kwargs, self._allowed_defaults)
-        if not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
+        if (isinstance(rate, bool) and not self._bool_rate) \
+                or not isinstance(rate, (int, float, np.floating)) or not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"{type(self).__name__}: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self._set_seed(seed)
@@ -907,14 +909,9 @@ class SpatialDropout2D(_MaskDropout):
     each image is zeroed with probability `rate` and the kept ones scaled by 1/(1-rate)."""
 
     _allowed_defaults: ClassVar[dict] = {"data_format": "channels_last"}
+    _bool_rate = False
     _forward_kernel = staticmethod(_core.spatial_dropout_forward)
     _backward_kernel = staticmethod(_core.spatial_dropout_backward)
-
-    def __init__(self, rate: float, seed: int | None = None, name=None, input_shape=None,
-                 **kwargs):
-        if isinstance(rate, bool):
-            raise ValueError(f"SpatialDropout2D: rate must be in [0, 1), got {rate!r}")
-        super().__init__(rate, seed, name=name, input_shape=input_shape, **kwargs)
 
     def _mask_shape(self, x_shape: tuple) -> tuple:
         return (x_shape[0], x_shape[-1])  # one per image and channel
