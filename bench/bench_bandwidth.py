@@ -2,7 +2,8 @@
 
     OMP_PROC_BIND=close python -m bench bandwidth
 
-For pooling, activations and softmax-cross-entropy on training-sized tensors, prints the
+For pooling, activations, batch normalization, the residual join and softmax-cross-entropy on
+training-sized tensors, prints the
 effective bandwidth (bytes each kernel must read and write / median time). The `numpy` column
 is a single-threaded `np.copyto` over the same number of bytes (one core's bandwidth ceiling
 for this working set), so at one thread `x numpy` is the fraction of that ceiling a kernel
@@ -20,6 +21,7 @@ from cnnfast import _core
 # (label, input shape NHWC) - the Keras MNIST CNN's first pooling and activation at batch 128.
 FEATURES = (128, 26, 26, 64)
 LOGITS = (4096, 1000)
+RESNET_STAGE1 = (128, 32, 32, 16)
 
 
 def _copy_bandwidth(nbytes: int, rounds: int) -> float:
@@ -86,6 +88,33 @@ def rows(threads: int, rounds: int = 15) -> list[list]:
     # ReLU backward: reads x and dy, writes dx.
     add(_case(f"relu backward {FEATURES} ({threads}T)", 3 * x.nbytes,
               lambda: _core.activation_backward(dx, x, y, y, "relu", 1.0), None, rounds))
+    # ResNet-20's first stage at batch 128: batch-norm training passes and the residual join,
+    # each with the ReLU the train plan fuses into it. Forward: the statistics pass and the
+    # affine pass read x, and y is written; backward: the sums pass and the data pass each read
+    # x, dy and the ReLU's output, and dx is written; the join reads two inputs and writes one,
+    # and backward reads dy and the ReLU's output and writes both inputs' gradients.
+    r = rng.standard_normal(RESNET_STAGE1, dtype=np.float32)
+    r2, ry, rdx, rdx2 = (np.empty_like(r) for _ in range(4))
+    ch = RESNET_STAGE1[-1]
+    gamma, beta = np.ones(ch, np.float32), np.zeros(ch, np.float32)
+    mean, var = np.empty(ch, np.float32), np.empty(ch, np.float32)
+    dgamma, dbeta = np.empty(ch, np.float32), np.empty(ch, np.float32)
+    _core.batchnorm_forward_training(ry, mean, var, r, gamma, beta, relu=True)
+    tr = torch.from_numpy(r).permute(0, 3, 1, 2) if torch is not None else None
+    theirs = ((lambda: torch.relu(torch.nn.functional.batch_norm(tr, None, None, training=True,
+                                                                  eps=1e-3)))
+              if tr is not None else None)
+    add(_case(f"batch-norm+relu training forward {RESNET_STAGE1} ({threads}T)", 3 * r.nbytes,
+              lambda: _core.batchnorm_forward_training(r2, mean, var, r, gamma, beta, relu=True),
+              theirs, rounds))
+    add(_case(f"batch-norm+relu training backward {RESNET_STAGE1} ({threads}T)", 7 * r.nbytes,
+              lambda: _core.batchnorm_backward_training(rdx, dgamma, dbeta, r, r2, mean, var,
+                                                        gamma, relu_y=ry), None, rounds))
+    add(_case(f"add+relu join forward {RESNET_STAGE1} ({threads}T)", 3 * r.nbytes,
+              lambda: _core.merge_forward(r2, [r, ry], "add", relu=True), None, rounds))
+    add(_case(f"add+relu join backward {RESNET_STAGE1} ({threads}T)", 4 * r.nbytes,
+              lambda: _core.merge_backward([rdx, rdx2], r2, [r, ry], "add", relu_y=ry), None,
+              rounds))
     # Fused softmax + cross-entropy with gradient: reads logits and one-hot labels, writes dlogits.
     # (Timed alternating with PyTorch, whose turn touches ~100 MB, even the bare traffic of this
     # op, np.subtract(logits, labels, out=dlogits), dropped from ~27 to ~14.6 GB/s on

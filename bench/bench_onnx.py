@@ -63,6 +63,16 @@ EXTRA_MODELS = {
 }
 
 
+def weights_read_floor(model) -> None:
+    """Prints the time one core takes to read the model's float32 weights once (np.sum over a
+    copy of them all, which a batch-1 forward must at least stream from memory when they do
+    not fit the caches): the floor under any contender's one-thread latency."""
+    flat = np.concatenate([np.ravel(w) for w in model.get_weights()]).astype(np.float32)
+    t = min(time_rounds({"read": lambda: np.sum(flat)}, rounds=20)["read"])
+    print(f"weights {flat.nbytes / 1e6:.1f} MB: one core reads them in {t * 1e3:.3f} ms "
+          f"({flat.nbytes / t / 1e9:.1f} GB/s)", flush=True)
+
+
 def rows(threads: int = 1, rounds: int = 15, model_name: str = "lenet5") -> list[list]:
     try:
         import onnxruntime as ort
@@ -99,6 +109,7 @@ def rows(threads: int = 1, rounds: int = 15, model_name: str = "lenet5") -> list
     # one thread there is no pool, and a pause only slows the first calls after it.)
     times = time_rounds(fns, rounds=rounds, settle=SETTLE_SECONDS if threads > 1 else 0.0,
                         block_seconds=0.05)
+    weights_read_floor(model)
     base = median(times["cnnfast predict"])
     out = []
     for name, ts in times.items():
