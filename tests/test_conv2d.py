@@ -85,6 +85,12 @@ HAND_CASES = [
     (2, 32, 32, 16, 3, 3, 16, 1, "same", 1),
     (1, 9, 14, 32, 3, 3, 40, 1, "same", 1),
     (2, 6, 7, 64, 3, 3, 20, 1, 1, 1),
+    # Backward-weights vectorised over the field (8 or 16 output channels, field rows of whole
+    # vectors): rows of 3, 2 and 1 vectors (48 = KW*16, 32 = 2*16, KW*C = 16), stride 2.
+    (2, 9, 7, 16, 3, 3, 8, 1, "same", 1),
+    (1, 10, 9, 16, 2, 2, 16, 1, "valid", 1),
+    (2, 7, 8, 16, 1, 1, 16, 2, "valid", 1),
+    (1, 9, 9, 48, 3, 3, 8, 2, "same", 1),
 ]
 
 

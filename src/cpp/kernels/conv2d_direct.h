@@ -57,6 +57,16 @@ using ConvFwdC1Ukernel = void (*)(float* y, const ConvPixels& px, int64_t rows, 
 using ConvBwdWC1Ukernel = void (*)(float* accv, const ConvPixels& px, int64_t rows, int64_t KH,
                                    int64_t KW, int64_t rs, const float* dy, float* dyt, int64_t K);
 
+// Few output channels (K = kConvNarrowK or 8 of them): vectorised over the field instead of over
+// K, whose single vector left the broadcast form one load per FMA. Pixels [0, npix):
+// dw[q*K + k] += sum_p src_p[q / seg * rs + q % seg] * dy[p*ldy + k] for q < KH*seg, k < K;
+// seg a multiple of 16. Each dw value is an FMA per pixel from zero, in pixel order, then one add
+// into dw, as in the broadcast form.
+constexpr int64_t kConvNarrowK = 16;
+using ConvBwdWNarrowUkernel = void (*)(float* dw, int64_t K, const ConvPixels& px, int64_t npix,
+                                       int64_t KH, int64_t rs, int64_t seg, const float* dy,
+                                       int64_t ldy);
+
 struct ConvDirectUkernels {
     const char* path;
     ConvFwdUkernel forward;
@@ -64,6 +74,7 @@ struct ConvDirectUkernels {
     ConvBwdDUkernel backward_data;
     ConvFwdC1Ukernel forward_c1;
     ConvBwdWC1Ukernel backward_weights_c1;
+    ConvBwdWNarrowUkernel backward_weights_narrow;
 };
 
 // Rows of dw one backward-weights call accumulates at most, for nc columns.

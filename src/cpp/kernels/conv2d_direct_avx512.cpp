@@ -7,6 +7,7 @@
 #if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "avx512_util.h"
@@ -111,13 +112,24 @@ void fwd_tile(float* y, int64_t ldy, const float* const* src, int64_t np, int64_
 // tile of the range sweeps them; y tiles are re-read once per block.
 constexpr int64_t kFwdBlockFloats = 5120;
 
-// t pixels from src[0], t in {P, 8, 4} (8 and 4 only below P), at a column step of cs floats.
+// Pixels per tile along one row (the one-pointer tiles): with one vector of output channels,
+// 16 rather than 12, so a 32-wide row of ResNet's 16-channel maps is two tiles, not 12 + 12 + 8,
+// and each weight vector serves 16 broadcasts (17 loads per 16 FMAs instead of 13 per 12; the
+// 8-pixel remainder tile took 9 per 8). 16 accumulators and the weight vector fit the 32
+// registers; the general tile's 16 pointers would not.
+constexpr int row_tile_pixels(int kv) { return kv == 1 ? 16 : tile_pixels(kv); }
+
+// t pixels from src[0], t in {P, 12, 8, 4} (12 only for P = 16; 8 and 4 only below P), at a
+// column step of cs floats.
 template <int P, int KV, int CS>
 void fwd_row_tile_cs(int64_t t, float* y, int64_t ldy, const float* const* src, int64_t q0,
                      int64_t q1, int64_t KH, int64_t rs, int64_t seg, const float* w, int64_t ldw,
                      const float* bias, bool relu, __mmask16 ml) {
     if (t == P)
         fwd_tile<P, KV, CS>(y, ldy, src, P, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else if (P > 12 && t == 12)
+        fwd_tile<(P > 12 ? 12 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias,
+                                             relu, ml);
     else if (P > 8 && t == 8)
         fwd_tile<(P > 8 ? 8 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu,
                                            ml);
@@ -142,7 +154,7 @@ template <int KV>
 void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t p1, int64_t KH,
                int64_t rs, int64_t seg, const float* w, int64_t ldw, const float* bias, bool relu,
                int64_t nc) {
-    constexpr int P = tile_pixels(KV);
+    constexpr int P = tile_pixels(KV), PR = row_tile_pixels(KV);
     const __mmask16 ml = lanes(nc - 16 * (KV - 1));
     const int64_t Q = KH * seg;
     const int64_t blocks = (Q * 16 * KV + kFwdBlockFloats - 1) / kFwdBlockFloats;
@@ -155,20 +167,25 @@ void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t 
     for (int64_t b = 0; b < blocks; ++b) {
         const int64_t q0 = Q * b / blocks, q1 = Q * (b + 1) / blocks;
         for (int64_t i = p0; i < p1;) {
-            int64_t np = p1 - i < P ? p1 - i : P;
             float* yt = y + i * ldy;
             if (cs) {
                 const int64_t oh = i / px.OW, ow = i - oh * px.OW;
-                if (px.OW - ow < np) np = px.OW - ow;
+                const int64_t nr = std::min<int64_t>({p1 - i, px.OW - ow, PR});
                 src[0] = px.base + oh * px.row_step + ow * px.col_step;
-                const int64_t t = np == P ? P : np >= 8 && P > 8 ? 8 : np >= 4 && P > 4 ? 4 : 0;
+                const int64_t t = nr == PR                 ? PR
+                                  : nr >= 12 && PR > 12    ? 12
+                                  : nr >= 8 && PR > 8      ? 8
+                                  : nr >= 4 && PR > 4      ? 4
+                                                           : 0;
                 if (t) {
-                    fwd_row_tile<P, KV>(t, cs, yt, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias,
-                                        relu, ml);
+                    fwd_row_tile<PR, KV>(t, cs, yt, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias,
+                                         relu, ml);
                     i += t;
                     continue;
                 }
             }
+            int64_t np = p1 - i < P ? p1 - i : P;
+            if (cs) np = std::min(np, px.OW - i % px.OW);  // the rest of this row
             tile_pixels_from<P>(src, px, i, np);
             fwd_tile<P, KV>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
             i += np;
@@ -267,6 +284,67 @@ void backward_weights(float* dw, int64_t lddw, const ConvPixels& px, int64_t npi
         case 3: return bwdw_dispatch<3>(dw, lddw, px, npix, off, R, dy, ldy, nc);
         default: return bwdw_dispatch<4>(dw, lddw, px, npix, off, R, dy, ldy, nc);
     }
+}
+
+// ---- backward-weights, few output channels ------------------------------------------------
+
+// dw rows [q0, q0 + 16 VQ) x channels [k0, k0 + 8): 8 broadcasts of dy and VQ vectors of the
+// field per pixel for 8 VQ FMAs (the broadcast form: 13 loads per 12). The field's q0 is at
+// src_p + o; q0 and o lie in one segment.
+template <int VQ>
+void bwdw_narrow_tile(float* dw, int64_t K, const ConvPixels& px, int64_t npix, int64_t o,
+                      int64_t q0, const float* dy, int64_t ldy, int64_t k0) {
+    constexpr int RK = 8;
+    __m512 acc[RK][VQ];
+#pragma GCC unroll 32
+    for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 32
+        for (int v = 0; v < VQ; ++v) acc[r][v] = _mm512_setzero_ps();
+    const int64_t rows = (npix + px.OW - 1) / px.OW;
+    for (int64_t oh = 0; oh < rows; ++oh) {
+        const int64_t n_ow = npix - oh * px.OW < px.OW ? npix - oh * px.OW : px.OW;
+        const float* s = px.base + oh * px.row_step + o;
+        const float* g = dy + oh * px.OW * ldy + k0;
+        for (int64_t ow = 0; ow < n_ow; ++ow, s += px.col_step, g += ldy) {
+            __m512 xv[VQ];
+#pragma GCC unroll 32
+            for (int v = 0; v < VQ; ++v) xv[v] = _mm512_loadu_ps(s + 16 * v);
+#pragma GCC unroll 32
+            for (int r = 0; r < RK; ++r) {
+                const __m512 a = _mm512_set1_ps(g[r]);
+#pragma GCC unroll 32
+                for (int v = 0; v < VQ; ++v) acc[r][v] = _mm512_fmadd_ps(a, xv[v], acc[r][v]);
+            }
+        }
+    }
+    // Transposed into dw (q, k): 8 x 16 VQ values, once per call.
+    alignas(64) float t[RK][16 * VQ];
+#pragma GCC unroll 32
+    for (int r = 0; r < RK; ++r)
+#pragma GCC unroll 32
+        for (int v = 0; v < VQ; ++v) _mm512_store_ps(t[r] + 16 * v, acc[r][v]);
+    for (int j = 0; j < 16 * VQ; ++j) {
+        float* d = dw + (q0 + j) * K + k0;
+        for (int r = 0; r < RK; ++r) d[r] += t[r][j];
+    }
+}
+
+void backward_weights_narrow(float* dw, int64_t K, const ConvPixels& px, int64_t npix,
+                             int64_t KH, int64_t rs, int64_t seg, const float* dy, int64_t ldy) {
+    if (npix <= 0) return;
+    for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t k0 = 0; k0 < K; k0 += 8)
+            for (int64_t j = 0; j < seg;) {
+                const int64_t vq = std::min<int64_t>(3, (seg - j) / 16);
+                const int64_t o = kh * rs + j, q0 = kh * seg + j;
+                if (vq == 3)
+                    bwdw_narrow_tile<3>(dw, K, px, npix, o, q0, dy, ldy, k0);
+                else if (vq == 2)
+                    bwdw_narrow_tile<2>(dw, K, px, npix, o, q0, dy, ldy, k0);
+                else
+                    bwdw_narrow_tile<1>(dw, K, px, npix, o, q0, dy, ldy, k0);
+                j += 16 * vq;
+            }
 }
 
 // ---- backward-data ------------------------------------------------------------------------
@@ -551,7 +629,8 @@ void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_
 
 const ConvDirectUkernels* conv2d_direct_avx512() {
     static const ConvDirectUkernels table = {
-        "avx512", &forward, &backward_weights, &backward_data, &forward_c1, &backward_weights_c1};
+        "avx512",           &forward,    &backward_weights,       &backward_data,
+        &forward_c1,        &backward_weights_c1, &backward_weights_narrow};
     return &table;
 }
 
