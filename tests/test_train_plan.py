@@ -207,6 +207,28 @@ def relu_fusion_graph() -> cf.Model:
     return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten()(p)))
 
 
+def join_sharing_graph() -> cf.Model:
+    """Two-input adds whose inputs may share one gradient buffer, and those that must not: a
+    batch-norm branch and linear convolutions (shared); a convolution with a ReLU (its backward
+    rewrites the gradient in place), a branch whose producer reads the add's other input
+    (reads_j2: left alone, conservatively), an add reading one value twice, and an input (j3)
+    whose last reader is not the add."""
+    x = L.Input((6, 6, 2), name="x")
+    h = L.Conv2D(3, 3, padding="same", name="h")(x)
+    bn = L.BatchNormalization(name="bn")(L.Conv2D(3, 3, padding="same", name="c1")(h))
+    j1 = L.Activation("relu", name="r1")(L.Add(name="shared_bn")([h, bn]))
+    lin = L.Conv2D(3, 1, name="lin")(x)
+    j2 = L.Add(name="shared_linear")([lin, j1])
+    relu_branch = L.Conv2D(3, 3, padding="same", activation="relu", name="relu_conv")(x)
+    j2 = L.Add(name="producer_reads")([L.Conv2D(3, 1, name="reads_j2")(j2), j2])
+    j3 = L.Add(name="relu_producer")([j2, relu_branch])
+    z = L.BatchNormalization(name="z")(L.Conv2D(3, 1, name="zc")(j3))
+    j4 = L.Add(name="read_twice")([j3, z])  # j3 is also read by zc: not the add's alone
+    j5 = L.Add(name="twice")([j4, j4])
+    out = L.Add(name="last")([j5, L.Conv2D(3, 1, name="side")(j3)])
+    return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten()(out)))
+
+
 def frozen_first_bn(factory: Callable[[], cf.Model]) -> Callable[[], cf.Model]:
     def build() -> cf.Model:
         model = factory()
@@ -224,6 +246,7 @@ MODELS: list[tuple[str, Callable[[], cf.Model], tuple[int, ...], str]] = [
     ("cifar10_simple", lambda: cf.models.cifar10_simple((12, 12, 3)), (12, 12, 3), "onehot"),
     ("resnet_cifar", lambda: cf.models.resnet_cifar((8, 8, 3), filters=4), (8, 8, 3), "sparse"),
     ("merge_graph", merge_graph, (6, 6, 2), "onehot"),
+    ("join_sharing_graph", join_sharing_graph, (6, 6, 2), "onehot"),
     ("merge_graph_seeded", lambda: merge_graph(7), (6, 6, 2), "sparse"),
     ("sequential_mix", sequential_mix, (9, 9, 4), "sparse"),
     ("alexnet_like", alexnet_like, (15, 15, 3), "sparse"),
@@ -359,6 +382,24 @@ def test_relu_fusions_into_normalization_and_join():
     resnet.compile("sgd", "sparse_categorical_crossentropy")
     joined = [f for f in resnet._train_plan.fusions if "the relu inside" in f]
     assert len(joined) == 19  # the stem's and 9 blocks' first BN + relu, the 9 joins + relu
+
+
+def test_join_inputs_share_one_gradient_where_safe():
+    model = join_sharing_graph()
+    model.compile("sgd", "categorical_crossentropy")
+    shared = [f for f in model._train_plan.fusions if "one gradient for both inputs" in f]
+    assert shared == [
+        ("Add 'shared_bn' + Activation 'r1': one gradient for both inputs (BatchNormalization "
+         "'bn' reads it where the add wrote it)"),
+        ("Add 'shared_linear': one gradient for both inputs (Conv2D 'lin' reads it where the add "
+         "wrote it)"),
+        ("Add 'last': one gradient for both inputs (Conv2D 'side' reads it where the add wrote "
+         "it)"),
+    ]
+    resnet = cf.models.resnet20()
+    resnet.compile("sgd", "sparse_categorical_crossentropy")
+    joins = [f for f in resnet._train_plan.fusions if "one gradient for both inputs" in f]
+    assert len(joins) == 9  # every block's join: its second batch norm reads the add's gradient
 
 
 def test_keras_mnist_cnn_plan_steps_and_fusions():

@@ -55,6 +55,14 @@ void relu_masked(float* dx, const float* dy, const float* relu_y, int64_t lo, in
     }
 }
 
+// Whether an add's input gradient k shares its buffer with an earlier one (train_plan.cpp's
+// share_join_gradients): the same values, written once.
+bool written_before(float* const* dinputs, int64_t k) {
+    for (int64_t j = 0; j < k; ++j)
+        if (dinputs[j] == dinputs[k]) return true;
+    return false;
+}
+
 }  // namespace
 
 void merge_forward(float* out, const float* const* inputs, int64_t count, int64_t n, MergeOp op,
@@ -104,7 +112,7 @@ void merge_backward(float* const* dinputs, const float* dy, const float* const* 
             // Each input's gradient is dy where the ReLU passed (relu_y > 0), else 0.
             for (int64_t k = 0; k < count; ++k) {
                 float* dx = dinputs[k];
-                if (dx) relu_masked(dx, dy, relu_y, lo, hi);
+                if (dx && !written_before(dinputs, k)) relu_masked(dx, dy, relu_y, lo, hi);
             }
             return;
         }
@@ -113,7 +121,8 @@ void merge_backward(float* const* dinputs, const float* dy, const float* const* 
             if (!dx) continue;
             switch (op) {
                 case MergeOp::add:
-                    if (dx != dy) std::copy(dy + lo, dy + hi, dx + lo);
+                    if (dx != dy && !written_before(dinputs, k))
+                        std::copy(dy + lo, dy + hi, dx + lo);
                     break;
                 case MergeOp::subtract:
                     if (k == 0) {

@@ -20,7 +20,8 @@ void merge_forward(float* out, const float* const* inputs, int64_t count, int64_
 // gradient to the first input holding the maximum (TensorFlow's rule for ties). dinputs[i]
 // may alias dy only for add, subtract and average. relu_y (add only; std::invalid_argument
 // otherwise): the output of a ReLU fused after the join (merge_forward's `relu`); dy is
-// masked where relu_y <= 0, as activation_backward's relu would.
+// masked where relu_y <= 0, as activation_backward's relu would. An add's dinputs may repeat a
+// buffer (two inputs sharing one gradient): it is written once.
 void merge_backward(float* const* dinputs, const float* dy, const float* const* inputs,
                     int64_t count, int64_t n, MergeOp op, const float* relu_y = nullptr);
 

@@ -69,6 +69,47 @@ bool identity_backward(const TrainStep& s) {
 
 void TrainPlan::Free::operator()(void* p) const { std::free(p); }
 
+// A two-input add hands both inputs the same gradient. Where input b is read by the add alone
+// and its producer reads its gradient without writing it (batch normalization, a linear
+// convolution or dense layer), b's gradient is the buffer of the other input a, which the add
+// writes once (a residual join: one 8 MB write fewer per block in ResNet-20's first stage).
+// The buffer is a's until a's other consumers add to it; the add reaches a first, and those
+// consumers all come before b's producer in the forward order, so their backward runs after it
+// has read b's gradient.
+void TrainPlan::share_join_gradients() {
+    std::vector<int> producer(values_.size(), -1), last_reader(values_.size(), -1);
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        producer[steps_[i].output] = static_cast<int>(i);
+        for (int r : steps_[i].inputs) last_reader[r] = static_cast<int>(i);
+    }
+    auto reads_gradient_only = [](const TrainStep& p) {
+        if (p.kind == PlanOp::batchnorm) return true;
+        return (p.kind == PlanOp::conv2d || p.kind == PlanOp::dense) &&
+               p.act == Activation::linear && !p.softmax;
+    };
+    for (size_t i = 0; i < steps_.size(); ++i) {
+        const TrainStep& s = steps_[i];
+        if (s.kind != PlanOp::merge || s.merge_op != MergeOp::add || s.inputs.size() != 2)
+            continue;
+        for (int side = 1; side >= 0; --side) {
+            const int a = s.inputs[1 - side], b = s.inputs[side];
+            if (a == b || a == 0 || b == 0 || a == output_ || b == output_) continue;
+            if (values_[a].grad_alias_of >= 0 || values_[b].grad_alias_of >= 0) continue;
+            if (values_[b].consumers != 1 || last_reader[a] != static_cast<int>(i)) continue;
+            const int pb = producer[b];
+            if (pb < 0 || !reads_gradient_only(steps_[pb])) continue;
+            bool a_read_between = false;  // by b's producer or a step after it
+            for (int j = pb; j < static_cast<int>(i) && !a_read_between; ++j)
+                for (int r : steps_[j].inputs) a_read_between = a_read_between || r == a;
+            if (a_read_between) continue;
+            values_[b].grad_alias_of = a;
+            fusions_.push_back(s.label + ": one gradient for both inputs (" +
+                               steps_[pb].label + " reads it where the add wrote it)");
+            break;
+        }
+    }
+}
+
 TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss loss,
                      float* weights, float* grads, int64_t trainable_floats)
     : steps_(std::move(steps)), fusions_(plan.fusions), calls_(plan.calls) {
@@ -95,6 +136,7 @@ TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss l
             values_[s.output].grad_alias_of = root;
         }
     }
+    share_join_gradients();
     fwd_at_.assign(values_.size(), -1);
     grad_at_.assign(values_.size(), -1);
     z_at_.assign(steps_.size(), -1);

@@ -33,7 +33,8 @@ struct TrainStep : PlanStep {
 };
 
 struct TrainValue : PlanValue {
-    int grad_alias_of = -1;     // gradient buffer shared with this value (identity backward)
+    int grad_alias_of = -1;     // gradient buffer shared with this value (identity backward,
+                                // or the other input of an add)
     int consumers = 0;          // reads by later steps
     bool produced = false;      // written by a step (else the input, or fused away)
 };
@@ -119,6 +120,7 @@ public:
                          const GradientsReady& ready = nullptr);
 
 private:
+    void share_join_gradients();
     void layout(int64_t n);
     double loss_and_gradient(const void* labels, const double* sample_weight, int64_t n);
     int64_t count_correct(const void* labels, int64_t n) const;
