@@ -21,6 +21,7 @@ enum class Scratch : int {
     winograd_weights,    // U, the transformed kernel
     winograd_inputs,     // V, transformed input patches (or dy tiles)
     winograd_products,   // M, position GEMM products (and the fused block's gradients)
+    winograd_padded_image,  // zero-padded input rows for the input transform
     gemm_pack_a,
     gemm_pack_b,
     gemm_kept_a,         // packed A kept across column blocks
