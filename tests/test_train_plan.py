@@ -226,6 +226,10 @@ def join_sharing_graph() -> cf.Model:
     j4 = L.Add(name="read_twice")([j3, z])  # j3 is also read by zc: not the add's alone
     j5 = L.Add(name="twice")([j4, j4])
     out = L.Add(name="last")([j5, L.Conv2D(3, 1, name="side")(j3)])
+    # A normalization whose input another layer also reads keeps its own input gradient.
+    c2 = L.Conv2D(3, 3, padding="same", name="c2")(x)
+    twice = L.Multiply(name="mul")([L.BatchNormalization(name="bn_input_read_twice")(c2), c2])
+    out = L.Add(name="final")([out, twice])
     return cf.Model(x, L.Dense(3, activation="softmax", name="out")(L.Flatten()(out)))
 
 
@@ -400,6 +404,27 @@ def test_join_inputs_share_one_gradient_where_safe():
     resnet.compile("sgd", "sparse_categorical_crossentropy")
     joins = [f for f in resnet._train_plan.fusions if "one gradient for both inputs" in f]
     assert len(joins) == 9  # every block's join: its second batch norm reads the add's gradient
+
+
+def test_normalization_writes_its_input_gradient_in_place():
+    def in_place(model):
+        return [f.split(":")[0] for f in model._train_plan.fusions if "written over" in f]
+
+    model = join_sharing_graph()
+    model.compile("sgd", "categorical_crossentropy")
+    # z: its input is zc's output, read by it alone; not bn (its output's gradient is the
+    # buffer of shared_bn's other input), not bn_input_read_twice (c2 is also multiplied).
+    assert in_place(model) == ["BatchNormalization 'z'"]
+    stack = batchnorm_stack()
+    stack.compile("sgd", "sparse_categorical_crossentropy")
+    # Not the one on the data, nor the frozen one right after another normalization (whose
+    # output gradient already holds that one's input gradient).
+    assert in_place(stack) == ["BatchNormalization 'batch_normalization_1' + ReLU 'relu'",
+                               "BatchNormalization 'batch_normalization_2'",
+                               "BatchNormalization 'batch_normalization_3'"]
+    resnet = cf.models.resnet20()
+    resnet.compile("sgd", "sparse_categorical_crossentropy")
+    assert len(in_place(resnet)) == 9  # every block's first (the stem's output is a join's)
 
 
 def test_keras_mnist_cnn_plan_steps_and_fusions():

@@ -69,6 +69,29 @@ bool identity_backward(const TrainStep& s) {
 
 void TrainPlan::Free::operator()(void* p) const { std::free(p); }
 
+// A batch normalization whose input is read by it alone writes its input's gradient over its
+// output's (its kernels allow dx == dy): the writes land on lines the same pass has just read
+// rather than on a fresh buffer's, and the arena holds one gradient fewer (ResNet-20: every
+// block's first normalization). Not where the output's gradient buffer is shared with another
+// value (a join's, share_join_gradients), which would still need it afterwards.
+void TrainPlan::normalize_gradients_in_place() {
+    std::vector<char> shared(values_.size(), 0);
+    for (const TrainValue& v : values_)
+        if (v.grad_alias_of >= 0) shared[v.grad_alias_of] = 1;
+    for (TrainStep& s : steps_) {
+        if (s.kind != PlanOp::batchnorm || s.inputs.size() != 1) continue;
+        const int r = s.inputs[0], o = s.output;
+        if (r == 0 || r == output_ || o == output_ || values_[r].consumers != 1) continue;
+        // One level of sharing (grad() resolves one): neither buffer already another's.
+        if (values_[r].grad_alias_of >= 0 || values_[o].grad_alias_of >= 0 || shared[o] ||
+            shared[r])
+            continue;
+        values_[r].grad_alias_of = o;
+        shared[o] = 1;
+        fusions_.push_back(s.label + ": its input's gradient written over its output's");
+    }
+}
+
 // A two-input add hands both inputs the same gradient. Where input b is read by the add alone
 // and its producer reads its gradient without writing it (batch normalization, a linear
 // convolution or dense layer), b's gradient is the buffer of the other input a, which the add
@@ -137,6 +160,7 @@ TrainPlan::TrainPlan(const Plan& plan, std::vector<TrainStep> steps, TrainLoss l
         }
     }
     share_join_gradients();
+    normalize_gradients_in_place();
     fwd_at_.assign(values_.size(), -1);
     grad_at_.assign(values_.size(), -1);
     z_at_.assign(steps_.size(), -1);
@@ -232,7 +256,7 @@ float* TrainPlan::fwd(int v) const {
 }
 
 float* TrainPlan::grad(int v) const {
-    if (values_[v].grad_alias_of >= 0) v = values_[v].grad_alias_of;
+    while (values_[v].grad_alias_of >= 0) v = values_[v].grad_alias_of;
     return arena_.get() + grad_at_[v];
 }
 

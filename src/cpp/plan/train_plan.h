@@ -34,7 +34,7 @@ struct TrainStep : PlanStep {
 
 struct TrainValue : PlanValue {
     int grad_alias_of = -1;     // gradient buffer shared with this value (identity backward,
-                                // or the other input of an add)
+                                // the other input of an add, a normalization's output)
     int consumers = 0;          // reads by later steps
     bool produced = false;      // written by a step (else the input, or fused away)
 };
@@ -121,6 +121,7 @@ public:
 
 private:
     void share_join_gradients();
+    void normalize_gradients_in_place();
     void layout(int64_t n);
     double loss_and_gradient(const void* labels, const double* sample_weight, int64_t n);
     int64_t count_correct(const void* labels, int64_t n) const;
