@@ -1,0 +1,90 @@
+// The element-wise parts of int8 inference (quantized.h): quantizing activations, the weight
+// sums of the zero-point correction, and the float epilogue. The convolution and dense drivers
+// (conv2d_int8.cpp, dense_int8.cpp) share this epilogue and the row-chunk loop of
+// int8_chunks.h.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "gemm_u8s8.h"
+#include "int8_chunks.h"
+#include "parallel.h"
+#include "quantized.h"
+
+namespace cnnfast {
+
+namespace {
+
+// Values per quantization task: ~10 us of one core.
+constexpr int64_t kQuantizeBlock = int64_t(1) << 15;
+
+// Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, half
+// to even (the default rounding mode), in two vectorisable additions: the same result as
+// std::nearbyint, which the baseline ISA (no SSE4.1 roundps) would call out of line.
+constexpr float kRoundMagic = 12582912.0f;
+
+}  // namespace
+
+Int8PackedKernel::Int8PackedKernel(const int8_t* w, int64_t rows, int64_t K)
+    : sums_(static_cast<size_t>(K)) {
+    // 15 spare values: room to start the packed panels on a 64-byte boundary.
+    storage_.resize(static_cast<size_t>(gemm_u8s8_packed_b_size(rows, K)) + 15);
+    offset_ = (64 - reinterpret_cast<uintptr_t>(storage_.data()) % 64) % 64 / sizeof(uint32_t);
+    gemm_u8s8_pack_b(storage_.data() + offset_, rows, K, w, K);
+    int8_weight_sums(sums_.data(), w, rows, K);
+}
+
+void quantize_u8(uint8_t* q, const float* x, int64_t n, float scale, int32_t zero_point) {
+    const float inv = 1.0f / scale;
+    const float lo = static_cast<float>(-zero_point), hi = static_cast<float>(255 - zero_point);
+    const float zp = static_cast<float>(zero_point);
+    const int64_t blocks = (n + kQuantizeBlock - 1) / kQuantizeBlock;
+    parallel_for(threads_for(blocks), blocks, [&](int64_t b) {
+        const int64_t end = std::min(n, (b + 1) * kQuantizeBlock);
+        for (int64_t i = b * kQuantizeBlock; i < end; ++i) {
+            // max(lo, min(t, hi)) sends NaN to lo, as the naive loop does.
+            const float t = std::max(lo, std::min(x[i] * inv, hi));
+            const float r = (t + kRoundMagic) - kRoundMagic;
+            q[i] = static_cast<uint8_t>(static_cast<int32_t>(r + zp));
+        }
+    });
+}
+
+void quantize_u8_naive(uint8_t* q, const float* x, int64_t n, float scale, int32_t zero_point) {
+    const float inv = 1.0f / scale;
+    const float lo = static_cast<float>(-zero_point), hi = static_cast<float>(255 - zero_point);
+    for (int64_t i = 0; i < n; ++i) {
+        const float t = std::max(lo, std::min(x[i] * inv, hi));
+        q[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(t)) + zero_point);
+    }
+}
+
+void int8_weight_sums(int32_t* sums, const int8_t* w, int64_t rows, int64_t K) {
+    std::fill(sums, sums + K, 0);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < K; ++k) sums[k] += w[r * K + k];
+}
+
+void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const Int8Epilogue& e) {
+    // The per-channel multiplier x_scale * w_scale[k] and zero-point share, once per call.
+    float* mult = workspace<float>(Scratch::int8_epilogue, 2 * K);
+    int32_t* shift = reinterpret_cast<int32_t*>(mult + K);
+    for (int64_t k = 0; k < K; ++k) {
+        mult[k] = e.x_scale * e.w_scale[k];
+        shift[k] = e.w_sums ? e.x_zero_point * e.w_sums[k] : 0;
+    }
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * K;
+        float* out = y + m * K;
+        if (e.bias)
+            for (int64_t k = 0; k < K; ++k)
+                out[k] = static_cast<float>(a[k] - shift[k]) * mult[k] + e.bias[k];
+        else
+            for (int64_t k = 0; k < K; ++k)
+                out[k] = static_cast<float>(a[k] - shift[k]) * mult[k];
+        if (e.relu)
+            for (int64_t k = 0; k < K; ++k) out[k] = std::max(out[k], 0.0f);
+    }
+}
+
+}  // namespace cnnfast
