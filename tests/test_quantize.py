@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cnnfast as cf
 from cnnfast import _core
+from cnnfast import layers as L
+from cnnfast.datasets import mnist as mnist_data
 
 PATHS = [p for p in ("portable", "avx512_vnni") if _core.set_gemm_u8s8_path(p)]
 _core.set_gemm_u8s8_path("auto")
@@ -203,3 +206,220 @@ def test_kernel_arguments_are_checked():
                                  np.zeros((4, 5), np.int8), np.ones(5, np.float32), None, 1.0, 0)
     with pytest.raises(ValueError, match=r"q \(3,\) and x \(4,\) differ in size"):
         _core.quantize_u8(np.zeros(3, np.uint8), np.zeros(4, np.float32), 1.0, 0)
+
+
+# -- cnnfast.quantize -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sample():
+    """The MNIST sample shipped in the package, scaled to [0, 1]."""
+    (x, y), (xt, yt) = mnist_data.load_data(sample=True)
+    scale = lambda a: (a.astype(np.float32) / 255.0)[..., None]
+    return scale(x), y.astype(np.int64), scale(xt), yt.astype(np.int64)
+
+
+def _train(model, x, y, epochs=1):
+    cf.set_seed(0)
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained(sample):
+    x, y, _, _ = sample
+    return {"keras_mnist_cnn": _train(cf.models.keras_mnist_cnn(), x[:4000], y[:4000]),
+            "lenet5": _train(cf.models.lenet5((28, 28, 1)), x[:4000], y[:4000])}
+
+
+def _int8_reference(qmodel, model, x):
+    """The quantized model walked in Python: the naive int8 kernels for the quantized layers,
+    the float layers' own forward for the rest (the spec the executor must follow)."""
+    h = x
+    for layer in model.layers:
+        q = qmodel.int8_layers.get(layer.name)
+        if q is None:
+            if layer.name not in {p.folded_batchnorm for p in qmodel.int8_layers.values()}:
+                h = layer.forward(h, False)
+            continue
+        xq = np.empty(h.shape, np.uint8)
+        _core.quantize_u8(xq, np.ascontiguousarray(h, np.float32), q.input_scale,
+                          q.input_zero_point, naive=True)
+        if type(layer) is L.Dense:
+            out = np.empty((len(h), q.kernel.shape[1]), np.float32)
+            _core.dense_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
+                                     q.input_zero_point, naive=True)
+        else:
+            _, in_shape, out_shape = next(r for r in model.shapes() if r[0] is layer)
+            pads = [(o - 1) * s + (k - 1) * d + 1 - n for o, s, k, d, n in zip(
+                out_shape[:2], layer.strides, layer.kernel_size, layer.dilation_rate,
+                in_shape[:2])]
+            out = np.empty((len(h), *out_shape), np.float32)
+            _core.conv2d_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
+                                      q.input_zero_point, *layer.strides,
+                                      *[max(p, 0) // 2 for p in pads], *layer.dilation_rate,
+                                      naive=True)
+        h = out
+        folded = q.folded_batchnorm
+        act = layer.act.kind
+        if folded is not None:  # the activation after the folded batch norm, if one follows
+            nxt = model.layers[[m.name for m in model.layers].index(folded) + 1:]
+            act = nxt[0].act.kind if nxt and type(nxt[0]) is L.Activation else \
+                "relu" if nxt and type(nxt[0]) is L.ReLU else "linear"
+        if act == "softmax":
+            h = np.exp(h - h.max(-1, keepdims=True))
+            h = h / h.sum(-1, keepdims=True)
+        elif act == "relu":
+            h = np.maximum(h, 0)
+        elif act == "tanh":
+            h = np.tanh(h)
+        elif act != "linear":
+            raise AssertionError(act)
+    return h
+
+
+def _assert_follows_int8_spec(got: np.ndarray, ref: np.ndarray) -> None:
+    """The executor against the Python walk of the same int8 layers: identical integer sums and
+    epilogues, but the float steps between them (pooling, tanh, softmax) are other kernels
+    (SIMD tanh and exp against NumPy's), a few float32 ulp apart on probabilities <= 1 (2e-5).
+    A value that lands within an ulp of a rounding boundary before the next quantization can
+    take the neighbouring uint8 level: one level of one activation moves the probabilities by
+    about x_scale * |w| (< 5e-3), in a handful of samples (1 in 1000 seen on LeNet-5's tanh)."""
+    diff = np.abs(got - ref)
+    exact = np.all(diff <= 2e-5, axis=1)
+    assert exact.mean() >= 0.99, exact.mean()
+    assert diff.max() < 5e-3, diff.max()
+
+
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "lenet5"])
+def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, name):
+    model = trained[name]
+    _, _, xt, _ = sample
+    q = cf.quantize(model, sample[0][:500])
+    assert set(q.int8_layers) == {layer.name for layer in model.layers
+                                  if type(layer) in (L.Conv2D, L.Dense)}
+    got = q.predict(xt[:1000], batch_size=128)
+    _assert_follows_int8_spec(got, _int8_reference(q, model, xt[:1000]))
+    want = model.predict(xt[:1000], batch_size=128)
+    agree = np.mean(got.argmax(1) == want.argmax(1))
+    # int8 noise (activations on 255 levels, weights on 255) moves only near-ties between the
+    # two most probable classes: 99.7% agreement here; 98% fails on a broken scale or zero
+    # point (which scramble far more) without catching on honest rounding.
+    assert agree >= 0.98, agree
+    # Probabilities move by at most a few percent on the same int8 noise.
+    assert np.abs(got - want).max() < 0.15
+
+
+def test_batchnorm_is_folded_into_the_int8_convolution(sample):
+    x, y, xt, _ = sample
+    cf.set_seed(1)
+    model = cf.Sequential([
+        L.Input((28, 28, 1)), L.Conv2D(8, 3, padding="same", use_bias=False, name="conv"),
+        L.BatchNormalization(name="bn"), L.ReLU(name="relu"), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, strides=2, padding="same", name="conv2"), L.BatchNormalization(name="bn2"),
+        L.Flatten(), L.Dense(10, activation="softmax", name="out")])
+    _train(model, x[:2000], y[:2000])
+    q = cf.quantize(model, x[:300])
+    assert q.int8_layers["conv"].folded_batchnorm == "bn"
+    assert q.int8_layers["conv2"].folded_batchnorm == "bn2"
+    assert q.int8_layers["out"].folded_batchnorm is None
+    plan = q.describe()
+    assert not any("batchnorm" in line for line in plan), plan
+    assert "relu in the kernel epilogue" in plan[0], plan
+    got = q.predict(xt[:500])
+    # As above: the executor follows the Python walk, and the top-1 stays that of fp32.
+    _assert_follows_int8_spec(got, _int8_reference(q, model, xt[:500]))
+    assert np.mean(got.argmax(1) == model.predict(xt[:500]).argmax(1)) >= 0.97
+
+
+class _Custom(L.Layer):
+    def forward(self, x, training=False):
+        return x
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+
+def test_bad_input_is_refused_naming_the_layer_and_shapes(trained, sample):
+    model = trained["keras_mnist_cnn"]
+    x = sample[0]
+    with pytest.raises(ValueError, match=r"calibration_x must be numeric of shape \(N, 28, 28, 1\)"
+                                         r".*got \(10, 32, 32, 1\).*layer 'conv2d'"):
+        cf.quantize(model, np.zeros((10, 32, 32, 1), np.float32))
+    with pytest.raises(ValueError, match=r"got \(0, 28, 28, 1\)"):
+        cf.quantize(model, x[:0])
+    with pytest.raises(ValueError, match="non-finite"):
+        cf.quantize(model, np.full((2, 28, 28, 1), np.nan, np.float32))
+    unbuilt = cf.Sequential([L.Conv2D(4, 3), L.Flatten(), L.Dense(2)])
+    with pytest.raises(ValueError, match="is not built"):
+        cf.quantize(unbuilt, x[:4])
+    grouped = cf.Sequential([L.Input((8, 8, 4)), L.Conv2D(4, 3, groups=2, name="g"),
+                             L.Flatten(), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"layer 'g' is a grouped Conv2D \(groups=2\)"):
+        cf.quantize(grouped, np.zeros((2, 8, 8, 4), np.float32))
+    custom = cf.Sequential([L.Input((4,)), _Custom(name="mine"), L.Dense(2)])
+    custom.build()
+    with pytest.raises(ValueError, match=r"layer 'mine' \(_Custom\) is not a built-in layer"):
+        cf.quantize(custom, np.zeros((2, 4), np.float32))
+    q = cf.quantize(model, x[:50])
+    with pytest.raises(ValueError, match=r"expected x of shape \(None, 28, 28, 1\), got \(3, 28, 28\)"):
+        q.predict(np.zeros((3, 28, 28), np.float32))
+
+
+def test_saved_quantized_model_loads_with_bit_identical_predictions(trained, sample, tmp_path):
+    from cnnfast import saving
+
+    _, _, xt, _ = sample
+    q = cf.quantize(trained["lenet5"], sample[0][:500])
+    path = tmp_path / "lenet5-int8.cnnfast"
+    q.save(path)
+    header = saving.read_header(path)
+    assert header.metadata["format_version"] == "2"
+    assert header.tensors["c1/kernel"].dtype == "I8"
+    assert header.tensors["c1/input_zero_point"].dtype == "I32"
+    # Every 4-byte tensor is 4-byte aligned in the file (the int8 kernels come last).
+    assert all(e.begin % 4 == 0 for e in header.tensors.values() if e.dtype != "I8")
+    loaded = cf.load_model(path)
+    assert isinstance(loaded, cf.QuantizedModel)
+    assert loaded.calibration == {"method": "minmax", "samples": 500}
+    for name, layer in q.int8_layers.items():
+        np.testing.assert_array_equal(loaded.int8_layers[name].kernel, layer.kernel)
+        assert loaded.int8_layers[name].input_scale == layer.input_scale
+    # Same tensors, same executor: equal to the bit.
+    np.testing.assert_array_equal(loaded.predict(xt[:300]), q.predict(xt[:300]))
+    # The int8 file holds a quarter of the float kernels' bytes.
+    float_path = tmp_path / "lenet5.cnnfast"
+    trained["lenet5"].save(float_path, include_optimizer=False)
+    assert path.stat().st_size < 0.4 * float_path.stat().st_size
+    model = cf.models.lenet5((28, 28, 1))
+    model.build()
+    with pytest.raises(ValueError, match="this is a quantized model"):
+        model.load_weights(path)
+
+
+def test_corrupt_quantized_files_are_refused(trained, sample, tmp_path):
+    q = cf.quantize(trained["keras_mnist_cnn"], sample[0][:100])
+    path = tmp_path / "q.cnnfast"
+    q.save(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8:8 + n].decode()
+
+    def write(text: str) -> str:
+        bad = tmp_path / "bad.cnnfast"
+        body = text.encode()
+        body += b" " * (len(header) - len(body))
+        bad.write_bytes(raw[:8] + body + raw[8 + n:])
+        return str(bad)
+
+    with pytest.raises(ValueError, match="format_version '1' does not allow a quantization"):
+        cf.load_model(write(header.replace('"format_version":"2"', '"format_version":"1"')))
+    with pytest.raises(ValueError, match=r"tensor 'dense/kernel' of shape \[576, 10\] needs "
+                                         "23040 bytes"):
+        cf.load_model(write(header.replace('"dense/kernel":{"dtype":"I8"',
+                                           '"dense/kernel":{"dtype":"F32"')))
+    with pytest.raises(ValueError, match="'dense/input_zero_point' has dtype F32, expected I32"):
+        cf.load_model(write(header.replace('"dense/input_zero_point":{"dtype":"I32"',
+                                           '"dense/input_zero_point":{"dtype":"F32"')))
+    with pytest.raises(ValueError, match="names layer 'zzzzz', which is not a Conv2D or Dense"):
+        cf.load_model(write(header.replace('\\"dense\\":{\\"folded', '\\"zzzzz\\":{\\"folded')))
