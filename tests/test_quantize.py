@@ -8,8 +8,13 @@ bounded below where it is checked."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
+import test_capi
+from test_capi import _scores
 
 import cnnfast as cf
 from cnnfast import _core
@@ -423,3 +428,58 @@ def test_corrupt_quantized_files_are_refused(trained, sample, tmp_path):
                                            '"dense/input_zero_point":{"dtype":"F32"')))
     with pytest.raises(ValueError, match="names layer 'zzzzz', which is not a Conv2D or Dense"):
         cf.load_model(write(header.replace('\\"dense\\":{\\"folded', '\\"zzzzz\\":{\\"folded')))
+
+
+# -- the C API ------------------------------------------------------------------------------
+
+# The C API tests' fixture: examples/classify.c built against libcnnfast (skips without it).
+capi_toolchain = test_capi.toolchain
+
+
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "lenet5", "batchnorm"])
+def test_c_api_runs_the_quantized_file_like_predict(capi_toolchain, trained, sample, tmp_path,
+                                                    name):
+    """examples/classify.c on a quantized model file: the same builder and int8 kernels as
+    QuantizedModel.predict, so the same scores to the bit (%.9g prints float32 exactly)."""
+    if name == "batchnorm":
+        model = cf.Sequential([L.Input((28, 28, 1)), L.Conv2D(8, 3, name="conv"),
+                               L.BatchNormalization(name="bn"), L.Activation("relu"),
+                               L.Flatten(), L.Dense(10, activation="softmax", name="out")])
+        model = _train(model, sample[0][:1000], sample[1][:1000])
+    else:
+        model = trained[name]
+    q = cf.quantize(model, sample[0][:200])
+    path = tmp_path / f"{name}-int8.cnnfast"
+    q.save(path)
+    x = sample[2][7:8]
+    raw = tmp_path / "input.f32"
+    x.tofile(raw)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(capi_toolchain["classify"]), str(path), str(raw), "--threads", "1"],
+                          capture_output=True, text=True, env=env, check=True)
+    cls, scores = _scores(proc.stdout)
+    cf.set_num_threads(1)
+    try:
+        expected = q.predict(x)[0]
+    finally:
+        cf.set_num_threads(0)
+    np.testing.assert_array_equal(scores, expected)
+    assert cls == int(np.argmax(expected))
+
+
+def test_c_api_refuses_a_broken_quantized_file(capi_toolchain, trained, sample, tmp_path):
+    q = cf.quantize(trained["keras_mnist_cnn"], sample[0][:100])
+    path = tmp_path / "q.cnnfast"
+    q.save(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8:8 + n].decode().replace('"dense/input_zero_point":{"dtype":"I32"',
+                                           '"dense/input_zero_point":{"dtype":"F32"')
+    bad = tmp_path / "bad.cnnfast"
+    bad.write_bytes(raw[:8] + header.encode() + raw[8 + n:])
+    x = tmp_path / "input.f32"
+    sample[2][:1].tofile(x)
+    proc = subprocess.run([str(capi_toolchain["classify"]), str(bad), str(x)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert 'tensor "dense/input_zero_point" has dtype F32, expected I32' in proc.stderr
