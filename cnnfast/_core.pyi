@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'affine_transform_backward', 'affine_transform_forward', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward_inference', 'batchnorm_backward_training', 'batchnorm_forward_inference', 'batchnorm_forward_training', 'batchnorm_update_moving', 'binary_xent', 'binary_xent_logits', 'build_flags', 'categorical_hinge', 'categorical_xent', 'compiler', 'concat_backward', 'concat_forward', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_forward_int8', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'crop2d', 'dense_backward', 'dense_forward', 'dense_forward_int8', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'gemm_u8s8_path', 'gemm_u8s8s32', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'global_max_pool2d_backward', 'global_max_pool2d_forward', 'huber', 'kl_divergence', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'mean_absolute_error', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'merge_backward', 'merge_forward', 'mse', 'optimizer_update', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'quantize_u8', 'random_affine_transforms', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'round_to_bf16', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_gemm_u8s8_path', 'set_num_threads', 'set_pool2d_simd_path', 'set_sgemm_bf16_path', 'sgd_update', 'sgemm', 'sgemm_bf16', 'sgemm_bf16_path', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward', 'upsample2d_nearest_backward', 'upsample2d_nearest_forward', 'zero_pad2d']
+__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'affine_transform_backward', 'affine_transform_forward', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward_inference', 'batchnorm_backward_training', 'batchnorm_forward_inference', 'batchnorm_forward_training', 'batchnorm_update_moving', 'binary_xent', 'binary_xent_logits', 'build_flags', 'categorical_hinge', 'categorical_xent', 'compiler', 'concat_backward', 'concat_forward', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_forward_int8', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'crop2d', 'dense_backward', 'dense_forward', 'dense_forward_int8', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'gemm_u8s8_path', 'gemm_u8s8s32', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'global_max_pool2d_backward', 'global_max_pool2d_forward', 'huber', 'int8_elementwise_path', 'kl_divergence', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'mean_absolute_error', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'merge_backward', 'merge_forward', 'mse', 'optimizer_update', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'quantize_u8', 'random_affine_transforms', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'round_to_bf16', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_gemm_u8s8_path', 'set_int8_elementwise_path', 'set_num_threads', 'set_pool2d_simd_path', 'set_sgemm_bf16_path', 'sgd_update', 'sgemm', 'sgemm_bf16', 'sgemm_bf16_path', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward', 'upsample2d_nearest_backward', 'upsample2d_nearest_forward', 'zero_pad2d']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -139,6 +139,8 @@ def global_max_pool2d_forward(y: numpy.ndarray, argmax: typing.Any, x: numpy.nda
     ...
 def huber(dpred: typing.Any, pred: numpy.ndarray, target: numpy.ndarray, delta: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
     ...
+def int8_elementwise_path() -> str:
+    ...
 def kl_divergence(dpred: typing.Any, pred: numpy.ndarray, target: numpy.ndarray) -> float:
     ...
 def lrn_backward(dx: numpy.ndarray, x: numpy.ndarray, y: numpy.ndarray, scale: numpy.ndarray, dy: numpy.ndarray, depth_radius: typing.SupportsInt | typing.SupportsIndex, bias: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex, naive: bool = False) -> None:
@@ -184,6 +186,8 @@ def round_to_bf16(out: numpy.ndarray, x: numpy.ndarray) -> None:
 def set_elementwise_simd_path(name: str) -> None:
     ...
 def set_gemm_u8s8_path(name: str) -> bool:
+    ...
+def set_int8_elementwise_path(name: str) -> bool:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

@@ -190,6 +190,37 @@ def test_vnni_and_portable_paths_agree_to_the_bit():
     np.testing.assert_array_equal(outs["portable"], outs["avx512_vnni"])
 
 
+ELEMENTWISE = [p for p in ("baseline", "avx512") if _core.set_int8_elementwise_path(p)]
+_core.set_int8_elementwise_path("auto")
+
+
+def test_elementwise_paths_agree_to_the_bit():
+    """quantize_u8 and the epilogue on every element-wise path (AVX-512 where the CPU has it,
+    the portable loops everywhere): the same float operations in the same order."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(100_003) * 4).astype(np.float32)
+    x[:4] = [np.nan, np.inf, -np.inf, 0.0]
+    xq, wq, out_hw = _conv_case(rng, 4, 12, 12, 16, 37, 3, 3, (1, 1), (1, 1))
+    args = (rng.uniform(1e-3, 1e-2, 37).astype(np.float32),
+            rng.standard_normal(37).astype(np.float32), 0.01, 31, 1, 1, 1, 1)
+    got = {}
+    try:
+        for p in ELEMENTWISE:
+            assert _core.set_int8_elementwise_path(p)
+            q = np.empty(x.shape, np.uint8)
+            _core.quantize_u8(q, x, 0.03, 77)
+            y = np.empty((4, *out_hw, 37), np.float32)
+            _core.conv2d_forward_int8(y, xq, wq, *args, relu=True)
+            got[p] = (q, y)
+    finally:
+        _core.set_int8_elementwise_path("auto")
+    np.testing.assert_array_equal(got[ELEMENTWISE[0]][0][1:], quantize_ref(x[1:], 0.03, 77))
+    assert got[ELEMENTWISE[0]][0][0] == 0  # NaN -> the lowest level, on every path
+    for p in ELEMENTWISE[1:]:
+        np.testing.assert_array_equal(got[p][0], got[ELEMENTWISE[0]][0])
+        np.testing.assert_array_equal(got[p][1], got[ELEMENTWISE[0]][1])
+
+
 def test_kernel_arguments_are_checked():
     xq = np.zeros((1, 5, 5, 3), np.uint8)
     wq = np.zeros((3, 3, 3, 4), np.int8)

@@ -7,6 +7,7 @@
 #include "bind_util.h"
 #include "bind_window.h"
 #include "quantized.h"
+#include "quantized_simd.h"
 
 namespace cnnfast::bind {
 
@@ -70,6 +71,12 @@ DenseDims int8_dense_dims(const std::string& op, const py::array& xq, const py::
 }  // namespace
 
 void bind_quantized(py::module_& m) {
+    // The element-wise loops of quantize_u8 and the int8 epilogue: "baseline" or "avx512"
+    // (quantized_simd.h); set_int8_elementwise_path("auto" | name) for tests, False if absent.
+    m.def("int8_elementwise_path", &int8_elementwise_path);
+    m.def("set_int8_elementwise_path",
+          [](const std::string& name) { return set_int8_elementwise_path(name.c_str()); },
+          py::arg("name"));
     // q = clamp(round_half_even(x * (1 / scale)), -zero_point, 255 - zero_point) + zero_point;
     // x float32 and q uint8 of one size.
     m.def(

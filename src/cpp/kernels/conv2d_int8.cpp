@@ -25,35 +25,61 @@ bool input_is_columns(const Conv2dDims& d) {
            d.pad_left == 0 && d.OH == d.H && d.OW == d.W;
 }
 
+// n bytes from src to dst: a plain loop for the short spans of few-channel inputs (a call to
+// memcpy costs more than copying 3 bytes).
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+    if (n <= 16) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    } else {
+        std::memcpy(dst, src, static_cast<size_t>(n));
+    }
+}
+
+inline void fill_bytes(uint8_t* dst, uint8_t v, int64_t n) {
+    if (n <= 16) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = v;
+    } else {
+        std::memset(dst, v, static_cast<size_t>(n));
+    }
+}
+
 // cols (rows, KH*KW*C) for output pixels [m0, m0 + rows) (pixel m = (n*OH + oh)*OW + ow) of xq
 // (N,H,W,C); taps outside the input read zero_point.
 void im2col_u8(uint8_t* cols, const uint8_t* xq, int64_t m0, int64_t rows, uint8_t zero_point,
                const Conv2dDims& d) {
     const int64_t Kc = d.KH * d.KW * d.C, C = d.C;
+    int64_t ow = m0 % d.OW, oh = (m0 / d.OW) % d.OH, n = m0 / (d.OW * d.OH);
     for (int64_t r = 0; r < rows; ++r) {
-        const int64_t m = m0 + r, ow = m % d.OW, oh = (m / d.OW) % d.OH, n = m / (d.OW * d.OH);
         const uint8_t* xn = xq + n * d.H * d.W * C;
         uint8_t* dst = cols + r * Kc;
         const int64_t iw0 = ow * d.stride_w - d.pad_left;
+        const bool row_inside = d.dilation_w == 1 && iw0 >= 0 && iw0 + d.KW <= d.W;
         for (int64_t kh = 0; kh < d.KH; ++kh) {
             const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
             uint8_t* out = dst + kh * d.KW * C;
             if (ih < 0 || ih >= d.H) {
-                std::memset(out, zero_point, static_cast<size_t>(d.KW * C));
+                fill_bytes(out, zero_point, d.KW * C);
                 continue;
             }
             const uint8_t* row = xn + ih * d.W * C;
-            if (d.dilation_w == 1 && iw0 >= 0 && iw0 + d.KW <= d.W) {
-                // The whole kernel row inside the input: one contiguous span.
-                std::memcpy(out, row + iw0 * C, static_cast<size_t>(d.KW * C));
+            if (row_inside) {  // the whole kernel row inside the input: one contiguous span
+                copy_bytes(out, row + iw0 * C, d.KW * C);
                 continue;
             }
             for (int64_t kw = 0; kw < d.KW; ++kw) {
                 const int64_t iw = iw0 + kw * d.dilation_w;
                 if (iw < 0 || iw >= d.W)
-                    std::memset(out + kw * C, zero_point, static_cast<size_t>(C));
+                    fill_bytes(out + kw * C, zero_point, C);
                 else
-                    std::memcpy(out + kw * C, row + iw * C, static_cast<size_t>(C));
+                    copy_bytes(out + kw * C, row + iw * C, C);
+            }
+        }
+        // The next output pixel.
+        if (++ow == d.OW) {
+            ow = 0;
+            if (++oh == d.OH) {
+                oh = 0;
+                ++n;
             }
         }
     }

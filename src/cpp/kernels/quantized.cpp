@@ -1,21 +1,25 @@
 // The element-wise parts of int8 inference (quantized.h): quantizing activations, the weight
-// sums of the zero-point correction, and the float epilogue. The convolution and dense drivers
+// sums of the zero-point correction, and the float epilogue, each a portable loop here or the
+// AVX-512 one (quantized_avx512.cpp) chosen at run time. The convolution and dense drivers
 // (conv2d_int8.cpp, dense_int8.cpp) share this epilogue and the row-chunk loop of
 // int8_chunks.h.
+#include "quantized.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "cpu_features.h"
 #include "gemm_u8s8.h"
-#include "int8_chunks.h"
 #include "parallel.h"
-#include "quantized.h"
+#include "quantized_simd.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
 namespace {
 
-// Values per quantization task: ~10 us of one core.
+// Values per quantization task: ~10 us of one core on the portable loop.
 constexpr int64_t kQuantizeBlock = int64_t(1) << 15;
 
 // Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, half
@@ -23,7 +27,42 @@ constexpr int64_t kQuantizeBlock = int64_t(1) << 15;
 // std::nearbyint, which the baseline ISA (no SSE4.1 roundps) would call out of line.
 constexpr float kRoundMagic = 12582912.0f;
 
+void quantize_portable(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
+                       float zp) {
+    for (int64_t i = 0; i < n; ++i) {
+        // max(lo, min(t, hi)) sends NaN to lo, as the naive loop does.
+        const float t = std::max(lo, std::min(x[i] * inv, hi));
+        const float r = (t + kRoundMagic) - kRoundMagic;
+        q[i] = static_cast<uint8_t>(static_cast<int32_t>(r + zp));
+    }
+}
+
+void requantize_portable(float* y, const int32_t* acc, int64_t M, int64_t K, const float* mult,
+                         const int32_t* shift, const float* bias, bool relu) {
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * K;
+        float* out = y + m * K;
+        if (bias)
+            for (int64_t k = 0; k < K; ++k)
+                out[k] = static_cast<float>(a[k] - shift[k]) * mult[k] + bias[k];
+        else
+            for (int64_t k = 0; k < K; ++k) out[k] = static_cast<float>(a[k] - shift[k]) * mult[k];
+        if (relu)
+            for (int64_t k = 0; k < K; ++k) out[k] = std::max(out[k], 0.0f);
+    }
+}
+
+const Int8Elementwise kPortable{"baseline", quantize_portable, requantize_portable};
+
+SimdTables<Int8Elementwise>& tables() {
+    static SimdTables<Int8Elementwise> t(&kPortable, nullptr, int8_elementwise_avx512());
+    return t;
+}
+
 }  // namespace
+
+const char* int8_elementwise_path() { return tables().current()->path; }
+bool set_int8_elementwise_path(const char* name) { return tables().select(name); }
 
 Int8PackedKernel::Int8PackedKernel(const int8_t* w, int64_t rows, int64_t K)
     : sums_(static_cast<size_t>(K)) {
@@ -38,15 +77,11 @@ void quantize_u8(uint8_t* q, const float* x, int64_t n, float scale, int32_t zer
     const float inv = 1.0f / scale;
     const float lo = static_cast<float>(-zero_point), hi = static_cast<float>(255 - zero_point);
     const float zp = static_cast<float>(zero_point);
+    const Int8Elementwise* t = tables().current();
     const int64_t blocks = (n + kQuantizeBlock - 1) / kQuantizeBlock;
     parallel_for(threads_for(blocks), blocks, [&](int64_t b) {
-        const int64_t end = std::min(n, (b + 1) * kQuantizeBlock);
-        for (int64_t i = b * kQuantizeBlock; i < end; ++i) {
-            // max(lo, min(t, hi)) sends NaN to lo, as the naive loop does.
-            const float t = std::max(lo, std::min(x[i] * inv, hi));
-            const float r = (t + kRoundMagic) - kRoundMagic;
-            q[i] = static_cast<uint8_t>(static_cast<int32_t>(r + zp));
-        }
+        const int64_t i = b * kQuantizeBlock;
+        t->quantize(q + i, x + i, std::min(n - i, kQuantizeBlock), inv, lo, hi, zp);
     });
 }
 
@@ -73,18 +108,7 @@ void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const I
         mult[k] = e.x_scale * e.w_scale[k];
         shift[k] = e.w_sums ? e.x_zero_point * e.w_sums[k] : 0;
     }
-    for (int64_t m = 0; m < M; ++m) {
-        const int32_t* a = acc + m * K;
-        float* out = y + m * K;
-        if (e.bias)
-            for (int64_t k = 0; k < K; ++k)
-                out[k] = static_cast<float>(a[k] - shift[k]) * mult[k] + e.bias[k];
-        else
-            for (int64_t k = 0; k < K; ++k)
-                out[k] = static_cast<float>(a[k] - shift[k]) * mult[k];
-        if (e.relu)
-            for (int64_t k = 0; k < K; ++k) out[k] = std::max(out[k], 0.0f);
-    }
+    tables().current()->requantize(y, acc, M, K, mult, shift, e.bias, e.relu);
 }
 
 }  // namespace cnnfast

@@ -12,6 +12,7 @@
 // rows * 255 * 127 < 2^31 for the rows the GEMM accepts), so every path gives the same int32
 // sums, and the float epilogue is the same code on every path: fast and naive kernels agree to
 // the bit. The naive loops beside each kernel are the spec and the test oracle.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
