@@ -62,9 +62,9 @@ DenseDims int8_dense_dims(const std::string& op, const py::array& xq, const py::
                           const py::array& out) {
     if (xq.ndim() != 2 || w.ndim() != 2 || out.ndim() != 2 || dim(w, 0) != dim(xq, 1) ||
         dim(out, 0) != dim(xq, 0) || dim(out, 1) != dim(w, 1))
-        throw std::invalid_argument(op + ": expected xq (N, IN), w (IN, OUT), out (N, OUT); got xq " +
-                                    shape_str(xq) + ", w " + shape_str(w) + ", out " +
-                                    shape_str(out));
+        throw std::invalid_argument(op + ": expected xq (N, IN), w (IN, OUT), out (N, OUT); " +
+                                    "got xq " + shape_str(xq) + ", w " + shape_str(w) +
+                                    ", out " + shape_str(out));
     return DenseDims{dim(xq, 0), dim(xq, 1), dim(w, 1)};
 }
 

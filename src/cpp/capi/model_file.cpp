@@ -211,7 +211,8 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
             }
             tensor.begin = static_cast<uint64_t>(offsets.array[0].as_int(what.c_str(), 0, int64_t(1) << 50));
             tensor.end = static_cast<uint64_t>(offsets.array[1].as_int(what.c_str(), 0, int64_t(1) << 50));
-            if (tensor.begin > tensor.end || tensor.end > data_size || tensor.end - tensor.begin != size * count)
+            if (tensor.begin > tensor.end || tensor.end > data_size ||
+                tensor.end - tensor.begin != size * count)
                 fail(what + ": data_offsets [" + std::to_string(tensor.begin) + ", " +
                      std::to_string(tensor.end) + "] do not match its shape or the data section of " +
                      std::to_string(data_size) + " bytes");

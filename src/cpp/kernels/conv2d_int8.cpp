@@ -1,6 +1,7 @@
-// The int8 convolution (quantized.h): im2col into uint8 columns, the int8 GEMM against the
-// packed (KH*KW*C, K) kernel, and the float epilogue, one L2-sized chunk of output pixels at a
-// time (int8_chunks.h). 1x1 stride-1 unpadded kernels read the quantized input as the columns.
+// The int8 convolution (quantized.h): im2col into uint8 columns laid out for the int8 GEMM's
+// micro-kernel, the micro-kernel against the packed (KH*KW*C, K) kernel, and the float epilogue
+// on each tile, one L2-sized chunk of output pixels per task (int8_chunks.h). 1x1 stride-1
+// unpadded kernels copy the quantized input's rows as the columns.
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 
 #include "int8_chunks.h"
 #include "quantized.h"
+#include "quantized_simd.h"
 
 namespace cnnfast {
 
@@ -25,59 +27,68 @@ bool input_is_columns(const Conv2dDims& d) {
            d.pad_left == 0 && d.OH == d.H && d.OW == d.W;
 }
 
-// n bytes from src to dst: a plain loop for the short spans of few-channel inputs (a call to
-// memcpy costs more than copying 3 bytes).
-inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
-    if (n <= 16) {
-        for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-    } else {
-        std::memcpy(dst, src, static_cast<size_t>(n));
-    }
+// Bytes of slack after the padded input and after the columns: the copies below move whole
+// 16-byte pieces, reading and writing up to 15 bytes past a span.
+constexpr int64_t kSlack = 64;
+
+// Moves n bytes in 16-byte pieces: dst and src must have 15 bytes of room past n (the bytes
+// written past n are rewritten later or are slack).
+inline void copy_pieces(uint8_t* dst, const uint8_t* src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) std::memcpy(dst + i, src + i, 16);
 }
 
-inline void fill_bytes(uint8_t* dst, uint8_t v, int64_t n) {
-    if (n <= 16) {
-        for (int64_t i = 0; i < n; ++i) dst[i] = v;
-    } else {
-        std::memset(dst, v, static_cast<size_t>(n));
-    }
-}
-
-// cols (rows, KH*KW*C) for output pixels [m0, m0 + rows) (pixel m = (n*OH + oh)*OW + ow) of xq
-// (N,H,W,C); taps outside the input read zero_point.
-void im2col_u8(uint8_t* cols, const uint8_t* xq, int64_t m0, int64_t rows, uint8_t zero_point,
+// xp (N, Hp, Wp, C): xq surrounded by d's padding, filled with zero_point (the quantized 0.0),
+// so that every tap of every output pixel lies inside xp.
+void pad_input(uint8_t* xp, int64_t Hp, int64_t Wp, const uint8_t* xq, uint8_t zero_point,
                const Conv2dDims& d) {
-    const int64_t Kc = d.KH * d.KW * d.C, C = d.C;
-    int64_t ow = m0 % d.OW, oh = (m0 / d.OW) % d.OH, n = m0 / (d.OW * d.OH);
+    const int64_t C = d.C;
+    const int64_t rows = std::min(d.H, Hp - d.pad_top), cols = std::min(d.W, Wp - d.pad_left);
+    const int T = threads_for(d.N * Hp * Wp * C / (int64_t(1) << 18) + 1);
+    parallel_for(T, d.N, [&](int64_t n) {
+        uint8_t* out = xp + n * Hp * Wp * C;
+        const uint8_t* in = xq + n * d.H * d.W * C;
+        std::memset(out, zero_point, static_cast<size_t>(d.pad_top * Wp * C));
+        for (int64_t h = 0; h < rows; ++h) {
+            uint8_t* row = out + (d.pad_top + h) * Wp * C;
+            std::memset(row, zero_point, static_cast<size_t>(d.pad_left * C));
+            std::memcpy(row + d.pad_left * C, in + h * d.W * C, static_cast<size_t>(cols * C));
+            std::memset(row + (d.pad_left + cols) * C, zero_point,
+                        static_cast<size_t>((Wp - d.pad_left - cols) * C));
+        }
+        std::memset(out + (d.pad_top + rows) * Wp * C, zero_point,
+                    static_cast<size_t>((Hp - d.pad_top - rows) * Wp * C));
+    });
+}
+
+// cols (rows, KH*KW*C), row stride ld bytes (zero past KH*KW*C), for output pixels
+// [m0, m0 + rows) (pixel m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap
+// (pad_input): each kernel row is one span of KW*C bytes (KW spans of C when dilated).
+void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t Wp,
+               int64_t m0, int64_t rows, const Conv2dDims& d) {
+    // Dims in locals: the byte stores below may alias anything, so fields read through `d`
+    // would be reloaded after every one.
+    const int64_t C = d.C, KH = d.KH, KW = d.KW, OH = d.OH, OW = d.OW;
+    const int64_t Kc = KH * KW * C, span = KW * C, tail = ld - Kc;
+    const int64_t row_step = d.dilation_h * Wp * C, tap_step = d.dilation_w * C;
+    const int64_t sh = d.stride_h, sw = d.stride_w;
+    const bool dense_row = d.dilation_w == 1;
+    int64_t ow = m0 % OW, oh = (m0 / OW) % OH, n = m0 / (OW * OH);
     for (int64_t r = 0; r < rows; ++r) {
-        const uint8_t* xn = xq + n * d.H * d.W * C;
-        uint8_t* dst = cols + r * Kc;
-        const int64_t iw0 = ow * d.stride_w - d.pad_left;
-        const bool row_inside = d.dilation_w == 1 && iw0 >= 0 && iw0 + d.KW <= d.W;
-        for (int64_t kh = 0; kh < d.KH; ++kh) {
-            const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
-            uint8_t* out = dst + kh * d.KW * C;
-            if (ih < 0 || ih >= d.H) {
-                fill_bytes(out, zero_point, d.KW * C);
-                continue;
-            }
-            const uint8_t* row = xn + ih * d.W * C;
-            if (row_inside) {  // the whole kernel row inside the input: one contiguous span
-                copy_bytes(out, row + iw0 * C, d.KW * C);
-                continue;
-            }
-            for (int64_t kw = 0; kw < d.KW; ++kw) {
-                const int64_t iw = iw0 + kw * d.dilation_w;
-                if (iw < 0 || iw >= d.W)
-                    fill_bytes(out + kw * C, zero_point, C);
-                else
-                    copy_bytes(out + kw * C, row + iw * C, C);
+        const uint8_t* src = xp + ((n * Hp + oh * sh) * Wp + ow * sw) * C;
+        uint8_t* dst = cols + r * ld;
+        for (int64_t kh = 0; kh < KH; ++kh, src += row_step, dst += span) {
+            if (dense_row) {
+                copy_pieces(dst, src, span);
+            } else {
+                for (int64_t kw = 0; kw < KW; ++kw)
+                    copy_pieces(dst + kw * C, src + kw * tap_step, C);
             }
         }
+        for (int64_t t = 0; t < tail; ++t) dst[t] = 0;
         // The next output pixel.
-        if (++ow == d.OW) {
+        if (++ow == OW) {
             ow = 0;
-            if (++oh == d.OH) {
+            if (++oh == OH) {
                 oh = 0;
                 ++n;
             }
@@ -85,20 +96,32 @@ void im2col_u8(uint8_t* cols, const uint8_t* xq, int64_t m0, int64_t rows, uint8
     }
 }
 
-// The chunk loop of both kernels: finish(m0, rows, acc) gets each chunk's raw sums.
+// The tile loop of both kernels: finish(m, rows, n0, cols, tile, ldt) gets each tile's raw sums.
 template <class Finish>
-void conv2d_int8_chunks(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
-                        const Conv2dDims& d, const Finish& finish) {
+void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
+                       const Conv2dDims& d, const Finish& finish) {
     const int64_t M = d.N * d.OH * d.OW, Kc = d.KH * d.KW * d.C;
-    const bool in_place = input_is_columns(d);
-    int8_product_chunks(
-        M, d.K, Kc, !in_place, w_packed,
-        [&](int64_t m0, int64_t rows, uint8_t* cols) -> const uint8_t* {
-            if (in_place) return xq + m0 * Kc;
-            im2col_u8(cols, xq, m0, rows, static_cast<uint8_t>(zero_point), d);
-            return cols;
+    if (input_is_columns(d)) {
+        int8_product(
+            M, d.K, Kc, w_packed,
+            [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
+                int8_copy_rows(a, lda, xq + m0 * Kc, rows, Kc);
+            },
+            finish, 0);
+        return;
+    }
+    // The input padded once (rows and columns a stride never reaches left out), shared by
+    // the threads; then every column row is a copy of whole spans.
+    const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
+    const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
+    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + kSlack);
+    pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
+    int8_product(
+        M, d.K, Kc, w_packed,
+        [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
+            im2col_u8(a, lda, xp, Hp, Wp, m0, rows, d);
         },
-        finish);
+        finish, kSlack);
 }
 
 }  // namespace
@@ -106,22 +129,29 @@ void conv2d_int8_chunks(const uint8_t* xq, const uint32_t* w_packed, int32_t zer
 void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                          const Int8Epilogue& e, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8");
-    conv2d_int8_chunks(xq, w_packed, e.x_zero_point, d,
-                       [&](int64_t m0, int64_t rows, const int32_t* acc) {
-                           int8_requantize(y + m0 * d.K, acc, rows, d.K, e);
-                       });
+    // The per-channel factors once, read by every thread.
+    const float* mult = int8_epilogue_factors(d.K, e);
+    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.K);
+    const Int8Elementwise* t = int8_elementwise();
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d,
+                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                          int64_t ldt) {
+                          t->requantize(y + m * d.K + n0, d.K, tile, ldt, rows, cols, mult + n0,
+                                        shift + n0, e.bias ? e.bias + n0 : nullptr, e.relu);
+                      });
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                       const int32_t* w_sums, int32_t x_zero_point, const Conv2dDims& d) {
     check_dims(d, "conv2d_sums_int8");
-    conv2d_int8_chunks(xq, w_packed, x_zero_point, d,
-                       [&](int64_t m0, int64_t rows, const int32_t* acc) {
-                           for (int64_t r = 0; r < rows; ++r)
-                               for (int64_t k = 0; k < d.K; ++k)
-                                   s[(m0 + r) * d.K + k] =
-                                       acc[r * d.K + k] - x_zero_point * w_sums[k];
-                       });
+    conv2d_int8_tiles(xq, w_packed, x_zero_point, d,
+                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                          int64_t ldt) {
+                          for (int64_t r = 0; r < rows; ++r)
+                              for (int64_t k = 0; k < cols; ++k)
+                                  s[(m + r) * d.K + n0 + k] =
+                                      tile[r * ldt + k] - x_zero_point * w_sums[n0 + k];
+                      });
 }
 
 void conv2d_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w,

@@ -52,6 +52,8 @@ constexpr int64_t kMaxK = (int64_t(1) << 31) / (255 * 128) - 1;
 
 const char* gemm_u8s8_path() { return tables().current()->path; }
 
+const U8Gemm* gemm_u8s8_table() { return tables().current(); }
+
 bool set_gemm_u8s8_path(const char* name) {
     if (std::strcmp(name, "avx512_vnni") == 0) name = "avx512";
     if (std::strcmp(name, "portable") == 0) name = "baseline";

@@ -37,11 +37,12 @@ void quantize_portable(uint8_t* q, const float* x, int64_t n, float inv, float l
     }
 }
 
-void requantize_portable(float* y, const int32_t* acc, int64_t M, int64_t K, const float* mult,
-                         const int32_t* shift, const float* bias, bool relu) {
+void requantize_portable(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                         int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                         bool relu) {
     for (int64_t m = 0; m < M; ++m) {
-        const int32_t* a = acc + m * K;
-        float* out = y + m * K;
+        const int32_t* a = acc + m * ldacc;
+        float* out = y + m * ldy;
         if (bias)
             for (int64_t k = 0; k < K; ++k)
                 out[k] = static_cast<float>(a[k] - shift[k]) * mult[k] + bias[k];
@@ -100,15 +101,22 @@ void int8_weight_sums(int32_t* sums, const int8_t* w, int64_t rows, int64_t K) {
         for (int64_t k = 0; k < K; ++k) sums[k] += w[r * K + k];
 }
 
-void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const Int8Epilogue& e) {
-    // The per-channel multiplier x_scale * w_scale[k] and zero-point share, once per call.
+float* int8_epilogue_factors(int64_t K, const Int8Epilogue& e) {
     float* mult = workspace<float>(Scratch::int8_epilogue, 2 * K);
     int32_t* shift = reinterpret_cast<int32_t*>(mult + K);
     for (int64_t k = 0; k < K; ++k) {
         mult[k] = e.x_scale * e.w_scale[k];
         shift[k] = e.w_sums ? e.x_zero_point * e.w_sums[k] : 0;
     }
-    tables().current()->requantize(y, acc, M, K, mult, shift, e.bias, e.relu);
+    return mult;
+}
+
+const Int8Elementwise* int8_elementwise() { return tables().current(); }
+
+void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const Int8Epilogue& e) {
+    const float* mult = int8_epilogue_factors(K, e);
+    const auto* shift = reinterpret_cast<const int32_t*>(mult + K);
+    tables().current()->requantize(y, K, acc, K, M, K, mult, shift, e.bias, e.relu);
 }
 
 }  // namespace cnnfast

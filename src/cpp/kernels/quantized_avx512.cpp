@@ -37,26 +37,53 @@ void quantize_avx512(uint8_t* q, const float* x, int64_t n, float inv, float lo,
     }
 }
 
-void requantize_avx512(float* y, const int32_t* acc, int64_t M, int64_t K, const float* mult,
-                       const int32_t* shift, const float* bias, bool relu) {
+// 16 outputs: float(acc - shift) * mult (+ bias), then max(., 0) when relu. The _round_ forms:
+// GCC would contract a plain _mm512_mul_ps + _mm512_add_ps into one FMA (one rounding instead
+// of the portable loop's two).
+template <bool kBias, bool kRelu>
+inline __m512 requantize16(__m512i acc, __m512i shift, __m512 mult, __m512 bias) {
+    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift)), mult,
+                                   kNearest);
+    if (kBias) v = _mm512_add_round_ps(v, bias, kNearest);
+    if (kRelu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    return v;
+}
+
+template <bool kBias, bool kRelu>
+void requantize_rows(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                     int64_t K, const float* mult, const int32_t* shift, const float* bias) {
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t m = 0; m < M; ++m) {
-        const int32_t* a = acc + m * K;
-        float* out = y + m * K;
-        for (int64_t k = 0; k < K; k += 16) {
-            const __mmask16 mk = K - k >= 16 ? __mmask16(0xFFFF)
-                                             : static_cast<__mmask16>((1u << (K - k)) - 1);
-            const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mk, a + k),
-                                               _mm512_maskz_loadu_epi32(mk, shift + k));
-            // The _round_ forms: GCC would contract a plain _mm512_mul_ps + _mm512_add_ps into
-            // one FMA (one rounding instead of the portable loop's two).
-            __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(s),
-                                           _mm512_maskz_loadu_ps(mk, mult + k), kNearest);
-            if (bias) v = _mm512_add_round_ps(v, _mm512_maskz_loadu_ps(mk, bias + k), kNearest);
-            if (relu) v = _mm512_max_ps(v, zero);
-            _mm512_mask_storeu_ps(out + k, mk, v);
+        const int32_t* a = acc + m * ldacc;
+        float* out = y + m * ldy;
+        int64_t k = 0;
+        // Whole vectors unmasked (masked stores are slower), the tail masked.
+        for (; k + 16 <= K; k += 16)
+            _mm512_storeu_ps(out + k, requantize16<kBias, kRelu>(
+                                          _mm512_loadu_si512(a + k), _mm512_loadu_si512(shift + k),
+                                          _mm512_loadu_ps(mult + k),
+                                          kBias ? _mm512_loadu_ps(bias + k) : zero));
+        if (k < K) {
+            const __mmask16 mk = static_cast<__mmask16>((1u << (K - k)) - 1);
+            _mm512_mask_storeu_ps(
+                out + k, mk,
+                requantize16<kBias, kRelu>(_mm512_maskz_loadu_epi32(mk, a + k),
+                                           _mm512_maskz_loadu_epi32(mk, shift + k),
+                                           _mm512_maskz_loadu_ps(mk, mult + k),
+                                           kBias ? _mm512_maskz_loadu_ps(mk, bias + k) : zero));
         }
     }
+}
+
+void requantize_avx512(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                       int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                       bool relu) {
+    if (bias)
+        (relu ? requantize_rows<true, true> : requantize_rows<true, false>)(y, ldy, acc, ldacc, M,
+                                                                          K, mult, shift, bias);
+    else
+        (relu ? requantize_rows<false, true> : requantize_rows<false, false>)(
+            y, ldy, acc, ldacc, M, K, mult, shift, bias);
 }
 
 const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512};

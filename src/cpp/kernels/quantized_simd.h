@@ -5,6 +5,8 @@
 // bit: the same float operations in the same order (no contraction into FMA).
 #include <cstdint>
 
+#include "quantized.h"
+
 namespace cnnfast {
 
 struct Int8Elementwise {
@@ -12,10 +14,19 @@ struct Int8Elementwise {
     // q[i] = (uint8) (round_half_even(max(lo, min(x[i] * inv, hi))) + zp), i < n; NaN -> lo.
     void (*quantize)(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
                      float zp);
-    // y (M,K) = float(acc - shift[k]) * mult[k] (+ bias[k]), then max(y, 0) when relu.
-    void (*requantize)(float* y, const int32_t* acc, int64_t M, int64_t K, const float* mult,
-                       const int32_t* shift, const float* bias, bool relu);
+    // y (M,K), row stride ldy, = float(acc - shift[k]) * mult[k] (+ bias[k]), then max(y, 0)
+    // when relu; acc (M,K) row stride ldacc.
+    void (*requantize)(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                       int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                       bool relu);
 };
+
+// The epilogue's per-channel factors of one call, in the calling thread's workspace: K
+// multipliers x_scale * w_scale[k], then K int32 zero-point shares x_zero_point * w_sums[k]
+// (0 when w_sums is null).
+float* int8_epilogue_factors(int64_t K, const Int8Epilogue& e);
+// The table in use.
+const Int8Elementwise* int8_elementwise();
 
 // Null when the build lacks AVX-512.
 const Int8Elementwise* int8_elementwise_avx512();
