@@ -8,6 +8,7 @@ bounded below where it is checked."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -190,6 +191,40 @@ def test_vnni_and_portable_paths_agree_to_the_bit():
     np.testing.assert_array_equal(outs["portable"], outs["avx512_vnni"])
 
 
+def test_uint8_outputs_equal_quantized_float_outputs():
+    """The kernels that write the next int8 layer's uint8 input directly, and max pooling on
+    uint8: the same bits as the float output quantized afterwards (same float operations;
+    quantization is non-decreasing, so it commutes with the maximum)."""
+    rng = np.random.default_rng(21)
+    xq, wq, out_hw = _conv_case(rng, 3, 14, 13, 9, 40, 3, 3, (1, 1), (1, 1))
+    args = (rng.uniform(1e-3, 1e-2, 40).astype(np.float32),
+            rng.standard_normal(40).astype(np.float32), 0.02, 11, 1, 1, 1, 1)
+    paths = [p for p in ("baseline", "avx512") if _core.set_int8_elementwise_path(p)]
+    try:
+        for p in paths:
+            assert _core.set_int8_elementwise_path(p)
+            y = np.empty((3, *out_hw, 40), np.float32)
+            _core.conv2d_forward_int8(y, xq, wq, *args, relu=True)
+            yq = np.empty(y.shape, np.uint8)
+            _core.conv2d_forward_int8(yq, xq, wq, *args, relu=True, y_scale=0.05, y_zero_point=0)
+            np.testing.assert_array_equal(yq, quantize_ref(y, 0.05, 0))
+            pooled = np.empty((3, 7, 7, 40), np.uint8)
+            _core.max_pool2d_u8_forward(pooled, yq, 2, 2, 2, 2, 0, 1)
+            y_pad = np.pad(y, ((0, 0), (0, 0), (1, 0), (0, 0)), constant_values=-np.inf)
+            want = y_pad[:, :14, :14].reshape(3, 7, 2, 7, 2, 40).max(axis=(2, 4))
+            np.testing.assert_array_equal(pooled, quantize_ref(want, 0.05, 0))
+            xd = rng.integers(0, 256, (33, 70), dtype=np.uint8)
+            wd = rng.integers(-127, 128, (70, 21), dtype=np.int8)
+            dargs = (rng.uniform(1e-3, 1e-2, 21).astype(np.float32), None, 0.03, 5)
+            yd = np.empty((33, 21), np.float32)
+            _core.dense_forward_int8(yd, xd, wd, *dargs)
+            yqd = np.empty((33, 21), np.uint8)
+            _core.dense_forward_int8(yqd, xd, wd, *dargs, y_scale=0.01, y_zero_point=128)
+            np.testing.assert_array_equal(yqd, quantize_ref(yd, 0.01, 128))
+    finally:
+        _core.set_int8_elementwise_path("auto")
+
+
 ELEMENTWISE = [p for p in ("baseline", "avx512") if _core.set_int8_elementwise_path(p)]
 _core.set_int8_elementwise_path("auto")
 
@@ -336,6 +371,17 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
                                   if type(layer) in (L.Conv2D, L.Dense)}
     got = q.predict(xt[:1000], batch_size=128)
     _assert_follows_int8_spec(got, _int8_reference(q, model, xt[:1000]))
+    # The executor joins int8 layers through max pooling (uint8 between them): the same bits as
+    # with float32 activations quantized by the next layer.
+    plain = cf._core.Network.from_config(
+        json.dumps(q.config), q.float_weights,
+        {n: layer.network_entry() for n, layer in q.int8_layers.items()}, int8_chains=False)
+    unchained = np.empty_like(got)
+    for start in range(0, 1000, 128):
+        plain.forward(unchained[start:start + 128], xt[start:min(start + 128, 1000)])
+    np.testing.assert_array_equal(got, unchained)
+    if name == "keras_mnist_cnn":
+        assert sum("max_pool2d_u8" in line for line in q.describe()) == 2, q.describe()
     want = model.predict(xt[:1000], batch_size=128)
     agree = np.mean(got.argmax(1) == want.argmax(1))
     # int8 noise (activations on 255 levels, weights on 255) moves only near-ties between the

@@ -48,7 +48,7 @@ void bind_network(py::module_& m) {
         .def_static(
             "from_config",
             [](const std::string& architecture, const py::dict& weights,
-               const py::object& quantization) {
+               const py::object& quantization, bool int8_chains) {
                 auto h = std::make_unique<NetworkHandle>();
                 std::map<std::string, py::array> arrays;
                 for (const auto& kv : weights) {
@@ -140,6 +140,8 @@ void bind_network(py::module_& m) {
                     if (!used.count(kv.first))
                         throw std::invalid_argument("Network.from_config: weight '" + kv.first +
                                                     "' is not used by the architecture");
+                // int8_chains=False keeps float32 between int8 steps (tests compare the two).
+                if (int8_chains && !int8_layers.empty()) h->net->fuse_int8_chains();
                 for (const auto& kv : int8_layers)
                     if (!int8_used.count(kv.first))
                         throw std::invalid_argument("Network.from_config: int8 layer '" +
@@ -148,7 +150,8 @@ void bind_network(py::module_& m) {
                                                     "architecture");
                 return h;
             },
-            py::arg("architecture"), py::arg("weights"), py::arg("quantization") = py::none())
+            py::arg("architecture"), py::arg("weights"), py::arg("quantization") = py::none(),
+            py::arg("int8_chains") = true)
         .def_property_readonly("input_shape",
                                [](const NetworkHandle& h) { return to_tuple(h.net->input_shape()); })
         .def_property_readonly("output_shape",

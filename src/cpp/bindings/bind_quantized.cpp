@@ -105,7 +105,8 @@ void bind_quantized(py::module_& m) {
         [](py::array out, const py::array& xq, const py::array& w, const py::array& w_scale,
            const py::object& b, float x_scale, int32_t x_zero_point, int64_t stride_h,
            int64_t stride_w, int64_t pad_top, int64_t pad_left, int64_t dilation_h,
-           int64_t dilation_w, bool relu, bool sums, bool naive) {
+           int64_t dilation_w, bool relu, bool sums, bool naive, const py::object& y_scale,
+           int32_t y_zero_point) {
             const std::string op = "conv2d_forward_int8";
             check_buffer<uint8_t>(xq, "conv2d_forward_int8 xq", 4, false);
             check_buffer<int8_t>(w, "conv2d_forward_int8 w", 4, false);
@@ -125,10 +126,23 @@ void bind_quantized(py::module_& m) {
                 }
                 return;
             }
-            float* py_ = out_f32(out, "conv2d_forward_int8 out", 4);
             const float* ps = in_f32(w_scale, "conv2d_forward_int8 w_scale", 1);
             expect_shape(w_scale, "conv2d_forward_int8 w_scale", {d.K});
             Int8Epilogue e{nullptr, ps, opt_bias(b, op, d.K), x_scale, x_zero_point, relu};
+            if (!y_scale.is_none()) {
+                // uint8 out in the next layer's quantization (y_scale, y_zero_point).
+                const Int8Output o{y_scale.cast<float>(), y_zero_point};
+                check_zero_point(op + " (output)", o.zero_point, o.scale);
+                check_buffer<uint8_t>(out, "conv2d_forward_int8 out", 4, true);
+                if (naive) throw std::invalid_argument(op + ": naive=True writes float32 only");
+                auto* pq = static_cast<uint8_t*>(out.mutable_data());
+                py::gil_scoped_release release;
+                const Int8PackedKernel packed(pw, d.KH * d.KW * d.C, d.K);
+                e.w_sums = packed.sums();
+                conv2d_forward_int8_u8(pq, px, packed.packed(), e, o, d);
+                return;
+            }
+            float* py_ = out_f32(out, "conv2d_forward_int8 out", 4);
             py::gil_scoped_release release;
             if (naive) {
                 conv2d_forward_int8_naive(py_, px, pw, e, d);
@@ -142,14 +156,15 @@ void bind_quantized(py::module_& m) {
         py::arg("x_scale"), py::arg("x_zero_point"), py::arg("stride_h") = 1,
         py::arg("stride_w") = 1, py::arg("pad_top") = 0, py::arg("pad_left") = 0,
         py::arg("dilation_h") = 1, py::arg("dilation_w") = 1, py::kw_only(),
-        py::arg("relu") = false, py::arg("sums") = false, py::arg("naive") = false);
+        py::arg("relu") = false, py::arg("sums") = false, py::arg("naive") = false,
+        py::arg("y_scale") = py::none(), py::arg("y_zero_point") = 0);
     // xq (N,IN) uint8; w (IN,OUT) int8; w_scale (OUT,); b (OUT,) or None; out (N,OUT) float32
     // by the epilogue, or int32 exact sums (sums=True), as conv2d_forward_int8.
     m.def(
         "dense_forward_int8",
         [](py::array out, const py::array& xq, const py::array& w, const py::array& w_scale,
            const py::object& b, float x_scale, int32_t x_zero_point, bool relu, bool sums,
-           bool naive) {
+           bool naive, const py::object& y_scale, int32_t y_zero_point) {
             const std::string op = "dense_forward_int8";
             check_buffer<uint8_t>(xq, "dense_forward_int8 xq", 2, false);
             check_buffer<int8_t>(w, "dense_forward_int8 w", 2, false);
@@ -168,10 +183,22 @@ void bind_quantized(py::module_& m) {
                 }
                 return;
             }
-            float* py_ = out_f32(out, "dense_forward_int8 out", 2);
             const float* ps = in_f32(w_scale, "dense_forward_int8 w_scale", 1);
             expect_shape(w_scale, "dense_forward_int8 w_scale", {d.OUT});
             Int8Epilogue e{nullptr, ps, opt_bias(b, op, d.OUT), x_scale, x_zero_point, relu};
+            if (!y_scale.is_none()) {
+                const Int8Output o{y_scale.cast<float>(), y_zero_point};
+                check_zero_point(op + " (output)", o.zero_point, o.scale);
+                check_buffer<uint8_t>(out, "dense_forward_int8 out", 2, true);
+                if (naive) throw std::invalid_argument(op + ": naive=True writes float32 only");
+                auto* pq = static_cast<uint8_t*>(out.mutable_data());
+                py::gil_scoped_release release;
+                const Int8PackedKernel packed(pw, d.IN, d.OUT);
+                e.w_sums = packed.sums();
+                dense_forward_int8_u8(pq, px, packed.packed(), e, o, d);
+                return;
+            }
+            float* py_ = out_f32(out, "dense_forward_int8 out", 2);
             py::gil_scoped_release release;
             if (naive) {
                 dense_forward_int8_naive(py_, px, pw, e, d);
@@ -183,7 +210,31 @@ void bind_quantized(py::module_& m) {
         },
         py::arg("out"), py::arg("xq"), py::arg("w"), py::arg("w_scale"), py::arg("b"),
         py::arg("x_scale"), py::arg("x_zero_point"), py::kw_only(), py::arg("relu") = false,
-        py::arg("sums") = false, py::arg("naive") = false);
+        py::arg("sums") = false, py::arg("naive") = false, py::arg("y_scale") = py::none(),
+        py::arg("y_zero_point") = 0);
+    // x (N,H,W,C) uint8 -> y (N,OH,OW,C) uint8: the maximum over each window.
+    m.def(
+        "max_pool2d_u8_forward",
+        [](py::array y, const py::array& x, int64_t pool_h, int64_t pool_w, int64_t stride_h,
+           int64_t stride_w, int64_t pad_top, int64_t pad_left) {
+            check_buffer<uint8_t>(x, "max_pool2d_u8_forward x", 4, false);
+            check_buffer<uint8_t>(y, "max_pool2d_u8_forward y", 4, true);
+            const std::string ctx = "max_pool2d_u8_forward with x " + shape_str(x) + ", y " +
+                                    shape_str(y);
+            if (dim(y, 0) != dim(x, 0) || dim(y, 3) != dim(x, 3))
+                throw std::invalid_argument(ctx + ": y must be (N, OH, OW, C) of x's N and C");
+            const Pool2dDims d{dim(x, 0), dim(x, 1), dim(x, 2), dim(x, 3), pool_h, pool_w,
+                               dim(y, 1), dim(y, 2), stride_h, stride_w, pad_top, pad_left};
+            check_window_axis(ctx, "height", d.H, pool_h, stride_h, pad_top, d.OH);
+            check_window_axis(ctx, "width", d.W, pool_w, stride_w, pad_left, d.OW);
+            auto* py_ = static_cast<uint8_t*>(y.mutable_data());
+            const auto* px = static_cast<const uint8_t*>(x.data());
+            py::gil_scoped_release release;
+            max_pool2d_u8_forward(py_, px, d);
+        },
+        py::arg("y"), py::arg("x"), py::arg("pool_h") = 2, py::arg("pool_w") = 2,
+        py::arg("stride_h") = 2, py::arg("stride_w") = 2, py::arg("pad_top") = 0,
+        py::arg("pad_left") = 0);
 }
 
 }  // namespace cnnfast::bind

@@ -246,6 +246,7 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
                 [&int8](const std::string& layer, const std::vector<int64_t>& shape,
                         Int8Layer* q) { return int8.lookup(layer, shape, q); });
             int8.check_all_used();
+            model->network->fuse_int8_chains();  // as QuantizedModel.predict runs it
         } else {
             model->network = build_network(architecture, lookup);
         }

@@ -37,6 +37,24 @@ void dense_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                      });
 }
 
+void dense_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                           const Int8Epilogue& e, const Int8Output& out, const DenseDims& d) {
+    const float* mult = int8_epilogue_factors(d.OUT, e);
+    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.OUT);
+    const Int8Elementwise* t = int8_elementwise();
+    const float inv = 1.0f / out.scale, lo = static_cast<float>(-out.zero_point);
+    const float hi = static_cast<float>(255 - out.zero_point);
+    const float zp = static_cast<float>(out.zero_point);
+    dense_int8_tiles(xq, w_packed, d,
+                     [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                         int64_t ldt) {
+                         t->requantize_u8(yq + m * d.OUT + n0, d.OUT, tile, ldt, rows, cols,
+                                          mult + n0, shift + n0,
+                                          e.bias ? e.bias + n0 : nullptr, e.relu, inv, lo, hi,
+                                          zp);
+                     });
+}
+
 void dense_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                      const int32_t* w_sums, int32_t x_zero_point, const DenseDims& d) {
     dense_int8_tiles(xq, w_packed, d,

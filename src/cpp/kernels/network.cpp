@@ -500,7 +500,9 @@ void Network::plan_buffers() {
             // First fit: the lowest gap between live buffers that holds this one.
             int64_t size = 0;
             for (int v = 0; v < nv; ++v)
-                if (find(root(v)) == b) size = std::max(size, values_[v].size);
+                if (find(root(v)) == b)
+                    size = std::max(size, values_[v].u8 ? (values_[v].size + 3) / 4
+                                                        : values_[v].size);
             size = (size + 15) / 16 * 16;  // keep every buffer 64-byte aligned
             std::sort(live.begin(), live.end());
             int64_t at = 0;
@@ -528,12 +530,58 @@ void Network::plan_buffers() {
     for (int v = 0; v < nv; ++v) offset_[v] = offset_[find(root(v))];
 }
 
+void Network::fuse_int8_chains() {
+    auto root = [&](int v) { return values_[v].view_of >= 0 ? values_[v].view_of : v; };
+    auto is_int8 = [](const NetworkStep& s) {
+        return s.kind == StepKind::conv2d_int8 || s.kind == StepKind::dense_int8;
+    };
+    // The steps reading each value (through its views).
+    std::vector<std::vector<size_t>> readers(values_.size());
+    for (size_t i : run_)
+        for (int v : steps_[i].inputs) readers[root(v)].push_back(i);
+    const int out = root(current_);
+    for (size_t i : run_) {
+        NetworkStep& a = steps_[i];
+        // Only an activation the epilogue applies (ReLU) or none may come before the
+        // quantization; tanh or softmax run on the float output.
+        if (!is_int8(a) || a.output_u8 || a.fused_softmax ||
+            (a.act != Activation::linear && a.act != Activation::relu))
+            continue;
+        std::vector<size_t> pools;
+        int v = a.output, target = -1;
+        while (root(v) != out && readers[root(v)].size() == 1) {
+            NetworkStep& r = steps_[readers[root(v)][0]];
+            if (r.kind == StepKind::max_pool2d) {
+                pools.push_back(readers[root(v)][0]);
+                v = r.output;
+                continue;
+            }
+            if (is_int8(r) && !r.input_u8) target = static_cast<int>(readers[root(v)][0]);
+            break;
+        }
+        if (target < 0) continue;
+        NetworkStep& b = steps_[target];
+        a.output_u8 = true;
+        a.out_q = Int8Output{b.x_scale, b.x_zero_point};
+        values_[a.output].u8 = true;
+        for (size_t j : pools) {
+            steps_[j].kind = StepKind::max_pool2d_u8;
+            values_[steps_[j].output].u8 = true;
+        }
+        b.input_u8 = true;
+    }
+    for (NetworkValue& value : values_)
+        if (value.view_of >= 0 && values_[value.view_of].u8) value.u8 = true;
+    plan_buffers();
+}
+
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
                                    "softmax", "prelu", "lrn", "merge", "concat",
                                    "batchnorm", "global_avg_pool2d", "global_max_pool2d",
                                    "zero_pad2d", "crop2d", "upsample2d", "rescaling",
-                                   "resize_bilinear", "conv2d_int8", "dense_int8"};
+                                   "resize_bilinear", "conv2d_int8", "dense_int8",
+                                   "max_pool2d_u8"};
     static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
                                   "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
@@ -547,9 +595,12 @@ std::vector<std::string> Network::describe() const {
         for (int v : s.inputs) ins += (ins.empty() ? "" : " + ") + dims_str(values_[v].shape);
         line += " " + ins + " -> " + dims_str(values_[s.output].shape);
         const bool int8 = s.kind == StepKind::conv2d_int8 || s.kind == StepKind::dense_int8;
-        if (int8)
+        if (int8 && s.input_u8)
+            line += ", reads the uint8 the int8 step before wrote";
+        else if (int8)
             line += ", input quantized to uint8 (scale " + std::to_string(s.x_scale) +
                     ", zero point " + std::to_string(s.x_zero_point) + ")";
+        if (s.output_u8) line += ", writes uint8 for the next int8 step";
         if (s.kind == StepKind::conv2d || s.kind == StepKind::dense || int8) {
             if (s.fused_softmax)
                 line += ", softmax on the output rows";
@@ -600,22 +651,41 @@ void Network::forward(float* out, const float* x, int64_t n) const {
             }
             case StepKind::conv2d_int8:
             case StepKind::dense_int8: {
-                // The input quantized into the calling thread's workspace, then the int8
-                // product with ReLU (not another activation) in its epilogue.
-                auto* xq = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
-                quantize_u8(xq, cur, n * s.in_size, s.x_scale, s.x_zero_point);
+                // The input quantized into the calling thread's workspace (unless the int8
+                // step before wrote it), then the int8 product with ReLU (not another
+                // activation) in its epilogue, writing float32 or the next step's uint8.
+                const uint8_t* xq = reinterpret_cast<const uint8_t*>(cur);
+                if (!s.input_u8) {
+                    auto* q = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
+                    quantize_u8(q, cur, n * s.in_size, s.x_scale, s.x_zero_point);
+                    xq = q;
+                }
                 const Int8Epilogue e{s.int8_kernel->sums(), s.w_scale, s.bias, s.x_scale,
                                      s.x_zero_point, kernel_relu(s)};
+                auto* yq = reinterpret_cast<uint8_t*>(dst);
                 if (s.kind == StepKind::conv2d_int8) {
                     Conv2dDims d = s.conv;
                     d.N = n;
-                    conv2d_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
+                    if (s.output_u8)
+                        conv2d_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
+                    else
+                        conv2d_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
                 } else {
                     DenseDims d = s.dense;
                     d.N = n * s.rows;
-                    dense_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
+                    if (s.output_u8)
+                        dense_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
+                    else
+                        dense_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
                 }
-                apply_activation(s, dst, n * s.out_size, n * s.rows);
+                if (!s.output_u8) apply_activation(s, dst, n * s.out_size, n * s.rows);
+                break;
+            }
+            case StepKind::max_pool2d_u8: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                max_pool2d_u8_forward(reinterpret_cast<uint8_t*>(dst),
+                                      reinterpret_cast<const uint8_t*>(cur), d);
                 break;
             }
             case StepKind::max_pool2d: {

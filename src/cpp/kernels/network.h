@@ -33,7 +33,9 @@ enum class StepKind : int {
     batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d,
     rescaling, resize_bilinear,
     // int8 inference (quantized.h): the input quantized per tensor, int8 weights packed once.
-    conv2d_int8, dense_int8
+    conv2d_int8, dense_int8,
+    // Max pooling on the uint8 values between two int8 steps (fuse_int8_chains).
+    max_pool2d_u8
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -70,6 +72,10 @@ struct NetworkStep {
     const float* w_scale = nullptr;
     float x_scale = 1.0f;
     int32_t x_zero_point = 0;
+    // fuse_int8_chains: the input is already uint8 (the previous int8 step's output), or the
+    // output is written as uint8 in the next int8 step's quantization (out_q).
+    bool input_u8 = false, output_u8 = false;
+    Int8Output out_q{};
 };
 
 // A value: the network input (id 0), a step's output, or a reshaped view of another value
@@ -78,6 +84,7 @@ struct NetworkValue {
     std::vector<int64_t> shape;
     int64_t size = 0;  // floats per sample
     int view_of = -1;  // the value whose buffer this one reads, or -1
+    bool u8 = false;   // holds uint8 values (size bytes per sample): fuse_int8_chains
 };
 
 class Network {
@@ -139,6 +146,13 @@ public:
     void add_dense_int8(const int8_t* w, const float* w_scale, const float* bias, float x_scale,
                         int32_t x_zero_point, int64_t IN, int64_t OUT,
                         const std::string& activation, float act_alpha);
+    // Joins chains of int8 steps: an int8 step whose output (ReLU or linear) reaches another
+    // int8 step through max poolings and views alone (nothing else reads it, and it is not the
+    // network's output) writes that step's uint8 input directly, the poolings run on uint8, and
+    // the next step skips its quantization. Quantization is non-decreasing, so the result is
+    // the same to the bit; the float activations between them are never written. Call once
+    // the network is complete (the builders' callers do).
+    void fuse_int8_chains();
     // Keeps `values` alive as long as the Network and returns them: weights made at build time
     // (a convolution with the batch normalization after it folded in).
     const float* own(std::vector<float> values);

@@ -29,8 +29,8 @@ constexpr float kRoundMagic = 12582912.0f;
 
 void quantize_portable(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
                        float zp) {
+    // max(lo, min(t, hi)) sends NaN to lo, as the naive loop does.
     for (int64_t i = 0; i < n; ++i) {
-        // max(lo, min(t, hi)) sends NaN to lo, as the naive loop does.
         const float t = std::max(lo, std::min(x[i] * inv, hi));
         const float r = (t + kRoundMagic) - kRoundMagic;
         q[i] = static_cast<uint8_t>(static_cast<int32_t>(r + zp));
@@ -53,7 +53,31 @@ void requantize_portable(float* y, int64_t ldy, const int32_t* acc, int64_t ldac
     }
 }
 
-const Int8Elementwise kPortable{"baseline", quantize_portable, requantize_portable};
+// One value as quantize_portable does it.
+inline uint8_t quantize_one(float x, float inv, float lo, float hi, float zp) {
+    const float t = std::max(lo, std::min(x * inv, hi));
+    const float r = (t + kRoundMagic) - kRoundMagic;
+    return static_cast<uint8_t>(static_cast<int32_t>(r + zp));
+}
+
+void requantize_u8_portable(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc,
+                            int64_t M, int64_t K, const float* mult, const int32_t* shift,
+                            const float* bias, bool relu, float inv, float lo, float hi,
+                            float zp) {
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * ldacc;
+        uint8_t* out = q + m * ldq;
+        for (int64_t k = 0; k < K; ++k) {
+            float y = static_cast<float>(a[k] - shift[k]) * mult[k];
+            if (bias) y = y + bias[k];
+            if (relu) y = std::max(y, 0.0f);
+            out[k] = quantize_one(y, inv, lo, hi, zp);
+        }
+    }
+}
+
+const Int8Elementwise kPortable{"baseline", quantize_portable, requantize_portable,
+                                requantize_u8_portable};
 
 SimdTables<Int8Elementwise>& tables() {
     static SimdTables<Int8Elementwise> t(&kPortable, nullptr, int8_elementwise_avx512());

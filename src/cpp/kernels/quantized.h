@@ -18,6 +18,7 @@
 
 #include "conv2d.h"
 #include "dense.h"
+#include "pool2d.h"
 
 namespace cnnfast {
 
@@ -75,10 +76,30 @@ void conv2d_forward_int8_naive(float* y, const uint8_t* xq, const int8_t* w,
 void conv2d_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w,
                             int32_t x_zero_point, const Conv2dDims& d);
 
+// The next int8 layer's input quantization, for the kernels below that write its uint8 input
+// directly (a chain of int8 layers, joined by max pooling or a flatten).
+struct Int8Output {
+    float scale = 1.0f;
+    int32_t zero_point = 0;
+};
+
+// The same convolution, each output value then quantized as quantize_u8(.., out.scale,
+// out.zero_point) does: yq (N,OH,OW,K) uint8 equals quantize_u8 of conv2d_forward_int8's y, to
+// the bit (the same float operations), without writing y.
+void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                            const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d);
+
+// x (N,H,W,C) uint8 -> y (N,OH,OW,C) uint8, the maximum over each window; padded cells are
+// ignored (pool2d_u8.cpp). Quantization is non-decreasing, so the maximum of quantized values
+// is the quantized maximum: max pooling runs on the uint8 values between two int8 layers.
+void max_pool2d_u8_forward(uint8_t* y, const uint8_t* x, const Pool2dDims& d);
+
 // xq (N,IN) uint8; w_packed: the (IN,OUT) kernel packed by gemm_u8s8_pack_b; y (N,OUT) float32
 // is overwritten.
 void dense_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                         const Int8Epilogue& e, const DenseDims& d);
+void dense_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                           const Int8Epilogue& e, const Int8Output& out, const DenseDims& d);
 void dense_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                      const int32_t* w_sums, int32_t x_zero_point, const DenseDims& d);
 // Plain loops on the unpacked kernel w (IN,OUT). Same contracts.

@@ -86,7 +86,47 @@ void requantize_avx512(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc,
             y, ldy, acc, ldacc, M, K, mult, shift, bias);
 }
 
-const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512};
+template <bool kBias, bool kRelu>
+void requantize_u8_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
+                        int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                        float inv, float lo, float hi, float zp) {
+    const __m512 zero = _mm512_setzero_ps(), vinv = _mm512_set1_ps(inv);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * ldacc;
+        uint8_t* out = q + m * ldq;
+        int64_t k = 0;
+        // Whole vectors unmasked (masked stores are slower), the tail masked.
+        for (; k + 16 <= K; k += 16) {
+            const __m512 y = requantize16<kBias, kRelu>(
+                _mm512_loadu_si512(a + k), _mm512_loadu_si512(shift + k),
+                _mm512_loadu_ps(mult + k), kBias ? _mm512_loadu_ps(bias + k) : zero);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k),
+                             _mm512_cvtepi32_epi8(quantize16(y, vinv, vlo, vhi, vzp)));
+        }
+        if (k < K) {
+            const __mmask16 mk = static_cast<__mmask16>((1u << (K - k)) - 1);
+            const __m512 y = requantize16<kBias, kRelu>(
+                _mm512_maskz_loadu_epi32(mk, a + k), _mm512_maskz_loadu_epi32(mk, shift + k),
+                _mm512_maskz_loadu_ps(mk, mult + k),
+                kBias ? _mm512_maskz_loadu_ps(mk, bias + k) : zero);
+            _mm512_mask_cvtepi32_storeu_epi8(out + k, mk, quantize16(y, vinv, vlo, vhi, vzp));
+        }
+    }
+}
+
+void requantize_u8_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
+                          int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                          bool relu, float inv, float lo, float hi, float zp) {
+    if (bias)
+        (relu ? requantize_u8_rows<true, true> : requantize_u8_rows<true, false>)(
+            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+    else
+        (relu ? requantize_u8_rows<false, true> : requantize_u8_rows<false, false>)(
+            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+}
+
+const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512};
 
 }  // namespace
 

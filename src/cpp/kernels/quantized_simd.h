@@ -19,6 +19,11 @@ struct Int8Elementwise {
     void (*requantize)(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
                        int64_t K, const float* mult, const int32_t* shift, const float* bias,
                        bool relu);
+    // The same, then each value quantized as `quantize` does (inv, lo, hi, zp of the next int8
+    // layer's input) into q (M,K), row stride ldq.
+    void (*requantize_u8)(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
+                          int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                          bool relu, float inv, float lo, float hi, float zp);
 };
 
 // The epilogue's per-channel factors of one call, in the calling thread's workspace: K
