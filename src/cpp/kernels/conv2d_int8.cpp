@@ -60,15 +60,15 @@ void pad_input(uint8_t* xp, int64_t Hp, int64_t Wp, const uint8_t* xq, uint8_t z
     });
 }
 
-// cols (rows, KH*KW*C), row stride ld bytes (zero past KH*KW*C), for output pixels
-// [m0, m0 + rows) (pixel m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap
-// (pad_input): each kernel row is one span of KW*C bytes (KW spans of C when dilated).
+// cols (rows, KH*KW*C), row stride ld bytes, for output pixels [m0, m0 + rows) (pixel
+// m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap (pad_input): each kernel
+// row is one span of KW*C bytes (KW spans of C when dilated).
 void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t Wp,
                int64_t m0, int64_t rows, const Conv2dDims& d) {
     // Dims in locals: the byte stores below may alias anything, so fields read through `d`
     // would be reloaded after every one.
     const int64_t C = d.C, KH = d.KH, KW = d.KW, OH = d.OH, OW = d.OW;
-    const int64_t Kc = KH * KW * C, span = KW * C, tail = ld - Kc;
+    const int64_t span = KW * C;
     const int64_t row_step = d.dilation_h * Wp * C, tap_step = d.dilation_w * C;
     const int64_t sh = d.stride_h, sw = d.stride_w;
     const bool dense_row = d.dilation_w == 1;
@@ -84,7 +84,9 @@ void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t
                     copy_pieces(dst + kw * C, src + kw * tap_step, C);
             }
         }
-        for (int64_t t = 0; t < tail; ++t) dst[t] = 0;
+        // Zeros past the columns (up to 3 bytes to the next quad): the packed kernel is zero
+        // there too, so any bytes would do, but defined ones keep the sums defined.
+        std::memset(dst, 0, 4);
         // The next output pixel.
         if (++ow == OW) {
             ow = 0;
@@ -107,7 +109,7 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
             [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
                 int8_copy_rows(a, lda, xq + m0 * Kc, rows, Kc);
             },
-            finish, 0);
+            finish);
         return;
     }
     // The input padded once (rows and columns a stride never reaches left out), shared by

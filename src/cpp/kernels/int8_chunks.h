@@ -20,13 +20,12 @@ constexpr int64_t kInt8ChunkBytes = int64_t(128) << 10;
 
 // Y (M,K) from A (M,Kc) x B, B packed by gemm_u8s8_pack_b:
 //  fill(m0, rows, a, lda) writes rows [m0, m0 + rows) of A into `a`, row stride lda bytes
-//    (4 * ceil(Kc / 4)), the bytes past Kc zero;
+//    (4 * ceil(Kc / 4)), zero past Kc, and may write up to `slack` bytes past the last row;
 //  finish(m, rows, n0, cols, tile, ldt) consumes the sums of rows [m, m + rows) and columns
 //    [n0, n0 + cols) (tile row stride ldt).
-// `slack` bytes of room follow the gathered rows (for fills that write past a row).
 template <class Fill, class Finish>
 void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, const Fill& fill,
-                  const Finish& finish, int64_t slack = 0) {
+                  const Finish& finish, int64_t slack = 64) {
     if (M <= 0 || K <= 0) return;
     const U8Gemm* g = gemm_u8s8_table();
     const int64_t kq = (Kc + 3) / 4, lda = 4 * kq, nb = (K + kU8NR - 1) / kU8NR;
@@ -46,7 +45,7 @@ void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, co
         auto* a = workspace<uint8_t>(Scratch::int8_columns, padded * lda + slack);
         int32_t* tile = workspace<int32_t>(Scratch::int8_sums, kU8MR * kU8NR);
         fill(m0, rows, a, lda);
-        // Rows past M read zeros (their sums are dropped).
+        // Rows past M read zeros (their sums are dropped; zeros keep them defined).
         std::memset(a + rows * lda, 0, static_cast<size_t>((padded - rows) * lda));
         for (int64_t b = 0; b < padded / kU8MR; ++b) {
             const auto* ab = reinterpret_cast<const uint32_t*>(a + b * kU8MR * lda);
@@ -64,7 +63,7 @@ void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, co
 inline void int8_copy_rows(uint8_t* a, int64_t lda, const uint8_t* x, int64_t rows, int64_t Kc) {
     for (int64_t r = 0; r < rows; ++r) {
         std::memcpy(a + r * lda, x + r * Kc, static_cast<size_t>(Kc));
-        std::memset(a + r * lda + Kc, 0, static_cast<size_t>(lda - Kc));
+        std::memset(a + r * lda + Kc, 0, 4);  // to the next quad (past lda: the next row)
     }
 }
 
