@@ -138,14 +138,6 @@ void gemm_u8s8_pack_b(uint32_t* packed_b, int64_t K, int64_t N, const int8_t* B,
     pack_b(threads_for(K * N / kMacsPerThread + 1), tables().current(), packed_b, K, N, B, ldb);
 }
 
-void gemm_u8s8s32_packed(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
-                         const uint32_t* packed_b, int32_t* C, int64_t ldc, bool accumulate) {
-    check_k("gemm_u8s8s32_packed", K);
-    if (M <= 0 || N <= 0) return;
-    multiply_packed(threads_for(M * N * K / kMacsPerThread + 1), tables().current(), M, N, K, A,
-                    lda, packed_b, C, ldc, accumulate);
-}
-
 void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
                   const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
     check_k("gemm_u8s8s32", K);
