@@ -30,7 +30,14 @@ import tempfile
 import numpy as np
 
 import cnnfast as cf
-from bench.common import environment, markdown_table, median, set_threads, time_rounds
+from bench.common import (
+    SETTLE_SECONDS,
+    environment,
+    markdown_table,
+    median,
+    set_threads,
+    time_rounds,
+)
 
 HEADER = ["benchmark", "unit", "value", "x cnnfast fp32", "x onnxruntime int8", "top-1 = fp32"]
 BATCH = 128
@@ -107,7 +114,11 @@ def bench(name: str, threads: int, rounds: int, block_seconds: float) -> list[li
         fns["onnxruntime fp32"] = lambda: ort_fp32.run(None, feed)
         fns["onnxruntime int8"] = lambda: ort_int8.run(None, feed)
         agree["onnxruntime int8"] = np.mean(ort_int8.run(None, feed)[0].argmax(1) == fp32_top)
-    times = time_rounds(fns, rounds=rounds, block_seconds=block_seconds)
+    # On several threads each turn starts after a settle: an idle pool (onnxruntime's, the
+    # OpenMP runtime's) keeps spinning on the cores after its call returns and would slow the
+    # next contender (bench_onnx measured 1.5-3x).
+    times = time_rounds(fns, rounds=rounds, block_seconds=block_seconds,
+                        settle=SETTLE_SECONDS if threads > 1 else 0.0)
     rate = {k: BATCH / median(v) for k, v in times.items()}
     rows = []
     for contender, r in rate.items():
