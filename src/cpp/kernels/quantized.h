@@ -1,8 +1,8 @@
 #pragma once
 // int8 inference (issue 23): activations quantized per tensor to uint8 with a scale and a zero
 // point, weights int8 symmetric per output channel, products summed exactly in int32 by the int8
-// GEMM (gemm_u8s8.h: vpdpbusd on AVX512-VNNI, the portable micro-kernel elsewhere), and the
-// float result recovered in the epilogue of each row chunk while its sums are in cache:
+// GEMM's micro-kernel (gemm_u8s8_ukernel.h: vpdpbusd on AVX512-VNNI, a portable one elsewhere),
+// and the float result recovered in the epilogue of each tile of sums while it is in L1:
 //
 //   y[m, k] = float(acc[m, k] - x_zero_point * w_sums[k]) * (x_scale * w_scale[k]) + bias[k]
 //
@@ -62,9 +62,10 @@ void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const I
 
 // xq (N,H,W,C) uint8; w_packed: the (KH*KW*C, K) kernel (Keras layout (KH,KW,C,K), flat)
 // packed by gemm_u8s8_pack_b; y (N,OH,OW,K) float32 is overwritten. One group; stride, padding
-// and dilation as Conv2dDims says. Padding reads x_zero_point (the quantized 0.0). Columns of
-// uint8 (im2col, none for 1x1 stride-1 unpadded kernels) and int32 sums come in row chunks that
-// stay in a core's L2 cache, one chunk per task of the one parallel region.
+// and dilation as Conv2dDims says. Padding reads x_zero_point (the quantized 0.0): the input is
+// padded with it once, then each L2-sized chunk of output pixels (one task of the one parallel
+// region) gathers its columns straight into the micro-kernel's layout (1x1 stride-1 unpadded
+// kernels copy the input's rows), and each 14x32 tile of sums goes through the epilogue.
 void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                          const Int8Epilogue& e, const Conv2dDims& d);
 // The exact integer part alone: s (N,OH,OW,K) = sum (xq - x_zero_point) * wq (for tests).
