@@ -392,6 +392,26 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
     assert np.abs(got - want).max() < 0.15
 
 
+def test_skipped_layers_stay_float32(trained, sample, tmp_path):
+    model = trained["lenet5"]
+    xt = sample[2][:300]
+    q = cf.quantize(model, sample[0][:300], skip=["c1"])
+    assert "c1" not in q.int8_layers and "c3" in q.int8_layers
+    assert q.describe()[0].startswith("conv2d (28, 28, 1)"), q.describe()
+    got = q.predict(xt)
+    # As the fully quantized model: int8 noise moves only near-ties.
+    assert np.mean(got.argmax(1) == model.predict(xt).argmax(1)) >= 0.97
+    q.save(tmp_path / "q.cnnfast")  # the float kernel of c1 is saved as F32
+    np.testing.assert_array_equal(cf.load_model(tmp_path / "q.cnnfast").predict(xt), got)
+    # A grouped convolution, which int8 does not take, can stay float32.
+    grouped = cf.Sequential([L.Input((8, 8, 4)), L.Conv2D(4, 3, groups=2, name="g"),
+                             L.Flatten(), L.Dense(2, name="d")])
+    grouped.build()
+    qg = cf.quantize(grouped, np.random.default_rng(0).random((8, 8, 8, 4), np.float32),
+                     skip=["g"])
+    assert list(qg.int8_layers) == ["d"]
+
+
 def test_batchnorm_is_folded_into_the_int8_convolution(sample):
     x, y, xt, _ = sample
     cf.set_seed(1)
@@ -443,6 +463,10 @@ def test_bad_input_is_refused_naming_the_layer_and_shapes(trained, sample):
     custom.build()
     with pytest.raises(ValueError, match=r"layer 'mine' \(_Custom\) is not a built-in layer"):
         cf.quantize(custom, np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="skip names 'max_pooling2d', which is not a Conv2D"):
+        cf.quantize(model, x[:4], skip=["max_pooling2d"])
+    with pytest.raises(ValueError, match="skip names 'nope'"):
+        cf.quantize(model, x[:4], skip="nope")
     q = cf.quantize(model, x[:50])
     with pytest.raises(ValueError, match=r"expected x of shape \(None, 28, 28, 1\), got \(3, 28, 28\)"):
         q.predict(np.zeros((3, 28, 28), np.float32))
