@@ -8,7 +8,8 @@ four contenders run the same batch of 128 images of the embedded MNIST sample, a
 round by round (bench.common.time_rounds, blocks of calls):
 
 - ``cnnfast fp32``: ``model.predict(x, batch_size=128)``;
-- ``cnnfast int8``: ``cnnfast.quantize(model, calibration)`` then ``predict`` the same way;
+- ``cnnfast int8``: ``cnnfast.quantize(model, calibration)`` then ``predict`` the same way
+  (for LeNet-5 also with ``skip=["c1"]``, its first convolution kept in float32);
 - ``onnxruntime fp32``: the model exported by ``cnnfast.export_onnx``;
 - ``onnxruntime int8``: that export, pre-processed (``quant_pre_process``), quantized by
   onnxruntime's own static quantization (``quantize_static``, QDQ format, per-channel int8 weights, uint8 activations, min/max
@@ -44,6 +45,9 @@ BATCH = 128
 CALIBRATION = 500
 MODELS = {"keras_mnist_cnn": lambda: cf.models.keras_mnist_cnn(),
           "lenet5": lambda: cf.models.lenet5((28, 28, 1))}
+# Layers an extra contender keeps in float32 (cnnfast.quantize(skip=...)): LeNet-5's first
+# convolution, one input channel and six filters, where int8 does not pay.
+SKIP = {"lenet5": ["c1"]}
 
 
 def _images() -> np.ndarray:
@@ -103,6 +107,11 @@ def bench(name: str, threads: int, rounds: int, block_seconds: float) -> list[li
            "cnnfast int8": lambda: q.predict(x, batch_size=BATCH)}
     fp32_top = model.predict(x, batch_size=BATCH).argmax(1)
     agree = {"cnnfast int8": np.mean(q.predict(x, batch_size=BATCH).argmax(1) == fp32_top)}
+    if name in SKIP:
+        label = f"cnnfast int8, {'+'.join(SKIP[name])} fp32"
+        qs = cf.quantize(model, calibration, skip=SKIP[name])
+        fns[label] = lambda: qs.predict(x, batch_size=BATCH)
+        agree[label] = np.mean(qs.predict(x, batch_size=BATCH).argmax(1) == fp32_top)
     with tempfile.TemporaryDirectory() as tmp:
         sessions = _onnxruntime_sessions(model, calibration, threads, tmp)
     if sessions is not None:
