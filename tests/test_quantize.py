@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 import test_capi
+from conftest import SHARED_DATASETS
 from test_capi import _scores
 
 import cnnfast as cf
@@ -529,6 +530,32 @@ def test_corrupt_quantized_files_are_refused(trained, sample, tmp_path):
                                            '"dense/input_zero_point":{"dtype":"F32"')))
     with pytest.raises(ValueError, match="names layer 'zzzzz', which is not a Conv2D or Dense"):
         cf.load_model(write(header.replace('\\"dense\\":{\\"folded', '\\"zzzzz\\":{\\"folded')))
+
+
+def test_int8_accuracy_on_fashion_mnist_within_0_3_points():
+    """The same goal on Fashion-MNIST (issue 23 names both), where a local copy exists
+    (shared/datasets, or the loader's places such as /usr/share/datasets/fashion-mnist; never
+    downloaded)."""
+    from cnnfast.datasets import fashion_mnist
+    from cnnfast.datasets.store import DatasetNotFoundError
+
+    shared = SHARED_DATASETS / "fashion-mnist"
+    try:
+        (x, y), (xt, yt) = fashion_mnist.load_data(shared if shared.exists() else None,
+                                                   download=False)
+    except DatasetNotFoundError as err:
+        pytest.skip(f"Fashion-MNIST not on this machine: {str(err).splitlines()[0]}")
+    scale = lambda a: (a.astype(np.float32) / 255.0)[..., None]
+    x, xt = scale(x[:12000]), scale(xt)
+    y, yt = y[:12000].astype(np.int64), yt.astype(np.int64)
+    model = _train(cf.models.keras_mnist_cnn(), x[:-500], y[:-500], epochs=2)
+    fp32 = np.mean(model.predict(xt, batch_size=256).argmax(1) == yt)
+    int8 = np.mean(cf.quantize(model, x[-500:]).predict(xt, batch_size=256).argmax(1) == yt)
+    print(f"fashion_mnist keras_mnist_cnn: fp32 {fp32:.2%}, int8 {int8:.2%}")
+    # Two epochs on 11.5k images reach 82.1% here (int8: 82.1% too); below 78% training is
+    # broken and the comparison would say nothing.
+    assert fp32 >= 0.78, fp32
+    assert int8 >= fp32 - 0.003, (fp32, int8)
 
 
 # -- the C API ------------------------------------------------------------------------------
