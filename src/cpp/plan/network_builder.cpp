@@ -145,12 +145,10 @@ void add_folded_conv2d(Network& net, const WeightLookup& weights, const PlanStep
 // "name" of a "name/kernel" key.
 std::string layer_of(const WeightRef& ref) { return ref.key.substr(0, ref.key.rfind('/')); }
 
-// A Conv2D or Dense run in int8 (`q`), with the folded batch normalization `bn` (or -1) and the
-// activation after it (`act`, or -1), which the step's epilogue then applies.
-void add_int8_step(Network& net, const Plan& plan, const PlanStep& s, const Int8Layer& q, int bn,
+// A Conv2D or Dense run in int8 (`q`), with the activation step `act` after a folded batch
+// normalization (or -1: the layer's own activation; a folded one follows a linear convolution).
+void add_int8_step(Network& net, const Plan& plan, const PlanStep& s, const Int8Layer& q,
                    int act) {
-    // A folded batch normalization follows a linear convolution: the activation is its reader's.
-    (void)bn;
     const PlanStep& a = act >= 0 ? plan.steps[act] : s;
     const std::string activation = activation_name(a);
     if (s.kind == PlanOp::dense) {
@@ -202,7 +200,7 @@ std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLook
                 const int folded_bn = q.folded_batchnorm.empty() ? -1 : bn;
                 const int act = folded_bn >= 0 ? folded_activation(plan, folded_bn) : -1;
                 net->select(inputs[0]);
-                add_int8_step(*net, plan, s, q, folded_bn, act);
+                add_int8_step(*net, plan, s, q, act);
                 value_of[s.output] = net->current();
                 if (folded_bn >= 0) {
                     folded[folded_bn] = 1;
