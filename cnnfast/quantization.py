@@ -238,9 +238,7 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
     if model.input_shape_ is None or not model.built:
         raise ValueError(f"quantize: model '{model.name}' is not built (it has no weights); "
                          "train it (or build it and load weights) first")
-    if isinstance(skip, str):
-        skip = (skip,)
-    chosen = _quantized_layers(model, set(skip))
+    chosen = _quantized_layers(model, {skip} if isinstance(skip, str) else set(skip))
     x = np.asarray(calibration_x)
     if x.dtype.kind not in "fiub" or x.ndim != len(model.input_shape_) + 1 or \
             x.shape[1:] != model.input_shape_ or len(x) == 0:
@@ -268,13 +266,14 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
 
     config = model.get_config()
     int8_layers: dict[str, Int8Layer] = {}
-    skip: set[str] = set()
+    # Layers whose float tensors the quantized model no longer needs.
+    replaced: set[str] = set()
     for i, bn in chosen:
         layer = model.layers[i]
         if bn is not None:
             norm = model.layers[bn]
             w, b = _fold_batchnorm(layer, norm)
-            skip.add(norm.name)
+            replaced.add(norm.name)
         else:
             w = layer.weights_["kernel"]
             b = layer.weights_.get("bias")
@@ -283,9 +282,9 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
         int8_layers[layer.name] = Int8Layer(
             wq, w_scale, None if b is None else np.asarray(b, np.float32).copy(),
             x_scale, x_zero_point, None if bn is None else model.layers[bn].name)
-        skip.add(layer.name)
+        replaced.add(layer.name)
     float_weights = {f"{layer.name}/{n}": np.array(w, np.float32)
-                     for layer in model.layers if layer.name not in skip
+                     for layer in model.layers if layer.name not in replaced
                      for n, w in layer.weights_.items()}
     calibration = {"method": "minmax", "samples": len(x)}
     return QuantizedModel(config, float_weights, int8_layers, model.input_shape_,
