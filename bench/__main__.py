@@ -31,6 +31,7 @@ SECTIONS = {
     "train": ("bench.bench_train", "Training and inference throughput"),
     "resnet": ("bench.bench_resnet", "ResNet-20 v1 training throughput (CIFAR-10 sized)"),
     "latency": ("bench.bench_latency", "Batch-1 latency"),
+    "quantize": ("bench.bench_quantize", "int8 inference throughput (batch 128, cnnfast.quantize)"),
 }
 HEADER = HEADER_ROW
 
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         for t in threads:
             print(f"\n== {title}, {t} thread(s) ==", flush=True)
             rows += module.rows(t)
-        table = markdown_table(HEADER, rows)
+        # A section with other columns than the common ones names them (bench_quantize).
+        table = markdown_table(getattr(module, "HEADER", HEADER), rows)
         print(table, flush=True)
         report += [f"## {title}", "", table, ""]
     if not args.no_write:

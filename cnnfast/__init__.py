@@ -41,6 +41,7 @@ from cnnfast.analyzer import analyze
 from cnnfast.backend import get_backend, set_backend
 from cnnfast.model import Model, Sequential
 from cnnfast.onnx_export import export_onnx
+from cnnfast.quantization import QuantizedModel, quantize
 from cnnfast.random import set_seed
 from cnnfast.saving import load_model
 from cnnfast.shapes import conv_output_size, pool_output_size
@@ -72,11 +73,11 @@ def show_config() -> None:
 
 
 __all__ = [
-    "Model", "Sequential", "analyze", "backend", "callbacks", "conv_output_size", "cuda",
-    "data", "datasets", "distributed", "export_onnx", "get_backend", "get_num_threads", "images",
-    "initializers", "inside", "layers", "load_model", "losses", "metrics", "models", "ops",
-    "optimizers", "pool_output_size", "regularizers", "report", "saving", "set_backend",
-    "set_num_threads", "set_seed", "show_config", "utils",
+    "Model", "QuantizedModel", "Sequential", "analyze", "backend", "callbacks", "conv_output_size",
+    "cuda", "data", "datasets", "distributed", "export_onnx", "get_backend", "get_num_threads",
+    "images", "initializers", "inside", "layers", "load_model", "losses", "metrics", "models",
+    "ops", "optimizers", "pool_output_size", "quantize", "regularizers", "report", "saving",
+    "set_backend", "set_num_threads", "set_seed", "show_config", "utils",
 ]
 
 backend._from_environment()

@@ -46,13 +46,20 @@ from cnnfast.model import Model, Sequential
 
 FORMAT = "cnnfast"
 FORMAT_VERSION = "1"
+# Quantized models (cnnfast.quantize; docs/model-format.md, section 8): int8 and int32 tensors
+# and the "quantization" metadata entry, which version-1 readers must refuse.
+QUANTIZED_FORMAT_VERSION = "2"
+# Bytes per element of each tensor dtype; version 1 has F32 only.
+DTYPE_SIZES = {"F32": 4, "I32": 4, "I8": 1}
+_NUMPY_DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4"), "I8": np.dtype("i1")}
 # The safetensors library's own limit; a real header (architecture + names) is a few kB.
 MAX_HEADER_BYTES = 100_000_000
 # Dimensions must fit the int32 sizes of the C++ kernels.
 MAX_DIM = 2**31 - 1
 OPTIMIZER_PREFIX = "optimizer/"
 # __metadata__ keys that save_model writes itself.
-RESERVED_METADATA = frozenset({"format", "format_version", "architecture", "optimizer", "training"})
+RESERVED_METADATA = frozenset({"format", "format_version", "architecture", "optimizer", "training",
+                               "quantization"})
 
 _OPTIMIZERS: dict[str, type[optimizers_module.Optimizer]] = {
     cls.__name__: cls for cls in optimizers_module._CLASSES
@@ -211,8 +218,13 @@ def _optimizer_state(model: Sequential) -> tuple[dict[str, Any], list[tuple[str,
     return config, tensors
 
 
+def _dtype_name(array: np.ndarray) -> str:
+    """The file dtype of an array: I8 and I32 for int8 and int32 arrays, F32 for the rest."""
+    return {np.dtype(np.int8): "I8", np.dtype(np.int32): "I32"}.get(array.dtype, "F32")
+
+
 def _write_array(f: BinaryIO, array: np.ndarray) -> None:
-    data = np.ascontiguousarray(array, "<f4")
+    data = np.ascontiguousarray(array, _NUMPY_DTYPES[_dtype_name(array)])
     f.write(memoryview(data).cast("B"))
 
 
@@ -221,8 +233,9 @@ def _write_safetensors(f: BinaryIO, metadata: dict[str, str],
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name, array in tensors:
-        end = offset + array.size * 4
-        header[name] = {"dtype": "F32", "shape": [int(s) for s in array.shape],
+        dtype = _dtype_name(array)
+        end = offset + array.size * DTYPE_SIZES[dtype]
+        header[name] = {"dtype": dtype, "shape": [int(s) for s in array.shape],
                         "data_offsets": [offset, end]}
         offset = end
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -280,6 +293,7 @@ class TensorEntry:
     shape: tuple[int, ...]
     begin: int  # byte offsets relative to the start of the data section
     end: int
+    dtype: str = "F32"
 
 
 @dataclass
@@ -411,15 +425,21 @@ def _read_header(f: BinaryIO, path: str) -> FileHeader:
             _fail(f"__metadata__[{key!r}] must be a string, got {type(value).__name__}")
     if metadata.get("format") != FORMAT:
         _fail(f"__metadata__ format is {metadata.get('format')!r}, expected {FORMAT!r}")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        _fail(f"unsupported format_version {metadata.get('format_version')!r} "
-              f"(this cnnfast reads version {FORMAT_VERSION!r})")
+    version = metadata.get("format_version")
+    if version not in (FORMAT_VERSION, QUANTIZED_FORMAT_VERSION):
+        _fail(f"unsupported format_version {version!r} "
+              f"(this cnnfast reads versions {FORMAT_VERSION!r} and {QUANTIZED_FORMAT_VERSION!r})")
+    if (version == QUANTIZED_FORMAT_VERSION) != ("quantization" in metadata):
+        _fail(f"format_version {version!r} " + ("needs" if version == QUANTIZED_FORMAT_VERSION
+                                                else "does not allow") +
+              " a quantization entry in __metadata__")
     if "architecture" not in metadata:
         _fail("__metadata__ has no architecture")
     data_size = size - 8 - n
     tensors: dict[str, TensorEntry] = {}
     for name, info in header.items():
-        tensors[name] = _tensor_entry(name, info, data_size)
+        tensors[name] = _tensor_entry(name, info, data_size,
+                                      quantized=version == QUANTIZED_FORMAT_VERSION)
     # The tensors must tile the data section exactly, as safetensors requires.
     position = 0
     for entry in sorted(tensors.values(), key=lambda e: (e.begin, e.end)):
@@ -434,13 +454,16 @@ def _read_header(f: BinaryIO, path: str) -> FileHeader:
     return FileHeader(path, metadata, tensors, 8 + n, size)
 
 
-def _tensor_entry(name: str, info: Any, data_size: int) -> TensorEntry:
+def _tensor_entry(name: str, info: Any, data_size: int, quantized: bool = False) -> TensorEntry:
     if not name:
         _fail("empty tensor name")
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         _fail(f"tensor {name!r} must have exactly dtype, shape and data_offsets, got {info!r:.200}")
-    if info["dtype"] != "F32":
-        _fail(f"tensor {name!r} has dtype {info['dtype']!r:.50}; only F32 is supported")
+    dtype = info["dtype"]
+    if dtype != "F32" and not (quantized and dtype in DTYPE_SIZES):
+        _fail(f"tensor {name!r} has dtype {dtype!r:.50}; only F32 is supported" +
+              (" (and I32, I8 in quantized files)" if not quantized else
+               ", I32 and I8 are supported"))
     shape = info["shape"]
     if not isinstance(shape, list) or not all(_is_int(s) and 0 <= s <= MAX_DIM for s in shape):
         _fail(f"tensor {name!r} shape must be a list of non-negative ints, got {shape!r:.200}")
@@ -452,10 +475,10 @@ def _tensor_entry(name: str, info: Any, data_size: int) -> TensorEntry:
         _fail(f"tensor {name!r} data_offsets [{begin}, {end}] are outside the "
               f"{data_size}-byte data section")
     count = math.prod(shape)
-    if (end - begin) != count * 4:
-        _fail(f"tensor {name!r} of shape {shape} needs {count * 4} bytes, "
+    if (end - begin) != count * DTYPE_SIZES[dtype]:
+        _fail(f"tensor {name!r} of shape {shape} needs {count * DTYPE_SIZES[dtype]} bytes, "
               f"data_offsets give {end - begin}")
-    return TensorEntry(name, tuple(shape), begin, end)
+    return TensorEntry(name, tuple(shape), begin, end, dtype)
 
 
 def _read_into(f: BinaryIO, header: FileHeader, entry: TensorEntry, out: np.ndarray) -> None:
@@ -769,6 +792,9 @@ def load_model(filepath: str | os.PathLike, compile: bool = True,
         uninterrupted run would have done. ``model.saved_epoch`` is the number of completed
         epochs (None when the file has no training position).
 
+    A file written by ``QuantizedModel.save`` gives a :class:`cnnfast.QuantizedModel`
+    (inference only; `compile` and `restore_training_state` do not apply).
+
     Raises
     ------
     ValueError
@@ -786,6 +812,10 @@ def load_model(filepath: str | os.PathLike, compile: bool = True,
 
 def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequential:
     header = _read_header(f, path)
+    if "quantization" in header.metadata:  # a cnnfast.quantize model: inference only
+        from cnnfast.quantization import _load_quantized
+
+        return _load_quantized(f, header)
     architecture = _loads(header.metadata["architecture"], "architecture")
     try:
         model = model_from_config(architecture)
@@ -856,6 +886,8 @@ def load_weights(model: Sequential, filepath: str | os.PathLike) -> None:
         _refuse_foreign(f, path)
         try:
             header = _read_header(f, path)
+            if "quantization" in header.metadata:
+                _fail("this is a quantized model (int8 weights); read it with load_model")
             _check_weights(header, expected, OPTIMIZER_PREFIX)
             values = {}
             for name, shape in expected.items():
@@ -868,6 +900,6 @@ def load_weights(model: Sequential, filepath: str | os.PathLike) -> None:
             np.copyto(w, values[f"{layer.name}/{n}"])
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FileHeader", "SavePathIsDirectory", "TensorEntry",
+__all__ = ["FORMAT", "FORMAT_VERSION", "QUANTIZED_FORMAT_VERSION", "FileHeader", "SavePathIsDirectory", "TensorEntry",
            "check_save_path", "load_model", "load_weights", "model_from_config", "model_from_json",
            "read_header", "save_model"]

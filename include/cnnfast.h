@@ -1,4 +1,6 @@
 /* cnnfast C API: run a model saved by cnnfast (Python: model.save(path)) without Python.
+ * Quantized models (Python: cnnfast.quantize(model, x).save(path)) load the same way and run
+ * their Conv2D and Dense layers on 8-bit integers; inputs and outputs stay float32.
  *
  * Inputs and outputs are float32, channels-last, batch first: an input batch is
  * (batch, H, W, C) or (batch, features) contiguous in row-major order.

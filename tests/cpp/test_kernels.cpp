@@ -24,6 +24,7 @@
 #include "cpu_features.h"
 #include "dense.h"
 #include "gemm.h"
+#include "gemm_u8s8.h"
 #include "lrn.h"
 #include "model_file.h"
 #include "network.h"
@@ -31,6 +32,8 @@
 #include "noise.h"
 #include "parallel.h"
 #include "pool2d.h"
+#include "quantized.h"
+#include "quantized_simd.h"
 #include "random_affine.h"
 #include "random_crop.h"
 #include "rescaling.h"
@@ -743,6 +746,70 @@ void test_losses() {
     }
 }
 
+// The int8 convolution and dense layers (quantized.h) against their naive loops on odd shapes
+// (padding, strides, dilation, 1x1, several row chunks), on every int8 GEMM path and every
+// element-wise path: the integer sums are exact and the epilogue is the same float operations,
+// so every output must be equal to the bit.
+void test_int8() {
+    std::mt19937 rng(77);
+    std::uniform_int_distribution<int> u8(0, 255), s8(-127, 127);
+    const Conv2dDims convs[] = {
+        {2, 7, 9, 3, 3, 3, 5, 7, 9, 1, 1, 1, 1, 1, 1, 1},
+        {3, 11, 10, 7, 2, 3, 33, 6, 3, 2, 3, 1, 2, 1, 1, 1},
+        {2, 9, 9, 5, 3, 3, 17, 9, 9, 1, 1, 2, 2, 1, 2, 2},
+        {4, 6, 5, 19, 1, 1, 40, 6, 5, 1, 1, 0, 0, 1, 1, 1},
+        {40, 8, 8, 16, 3, 3, 32, 8, 8, 1, 1, 1, 1, 1, 1, 1},
+    };
+    for (const char* gemm_path : {"portable", "avx512_vnni"}) {
+        if (!set_gemm_u8s8_path(gemm_path)) continue;
+        for (const char* ew_path : {"baseline", "avx512"}) {
+            if (!set_int8_elementwise_path(ew_path)) continue;
+            for (const Conv2dDims& d : convs) {
+                std::vector<uint8_t> xq(static_cast<size_t>(d.N * d.H * d.W * d.C));
+                std::vector<int8_t> w(static_cast<size_t>(d.KH * d.KW * d.C * d.K));
+                for (auto& v : xq) v = static_cast<uint8_t>(u8(rng));
+                for (auto& v : w) v = static_cast<int8_t>(s8(rng));
+                const std::vector<float> bias = randn(d.K), w_scale = randn(d.K, 0.01f);
+                const Int8PackedKernel packed(w.data(), d.KH * d.KW * d.C, d.K);
+                const Int8Epilogue e{packed.sums(), w_scale.data(), bias.data(), 0.013f, 97,
+                                     true};
+                const size_t out = static_cast<size_t>(d.N * d.OH * d.OW * d.K);
+                std::vector<int32_t> s(out), s_ref(out);
+                conv2d_sums_int8(s.data(), xq.data(), packed.packed(), packed.sums(), 97, d);
+                conv2d_sums_int8_naive(s_ref.data(), xq.data(), w.data(), 97, d);
+                expect("conv2d_sums_int8 equals the naive sums", s == s_ref);
+                std::vector<float> y(out), y_ref(out);
+                conv2d_forward_int8(y.data(), xq.data(), packed.packed(), e, d);
+                conv2d_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, d);
+                expect("conv2d_forward_int8 equals the naive loops", y == y_ref);
+            }
+            const DenseDims dd{37, 300, 45};
+            std::vector<uint8_t> xq(static_cast<size_t>(dd.N * dd.IN));
+            std::vector<int8_t> w(static_cast<size_t>(dd.IN * dd.OUT));
+            for (auto& v : xq) v = static_cast<uint8_t>(u8(rng));
+            for (auto& v : w) v = static_cast<int8_t>(s8(rng));
+            const std::vector<float> w_scale = randn(dd.OUT, 0.01f);
+            const Int8PackedKernel packed(w.data(), dd.IN, dd.OUT);
+            const Int8Epilogue e{packed.sums(), w_scale.data(), nullptr, 0.02f, 3, false};
+            std::vector<float> y(static_cast<size_t>(dd.N * dd.OUT)), y_ref(y.size());
+            dense_forward_int8(y.data(), xq.data(), packed.packed(), e, dd);
+            dense_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, dd);
+            expect("dense_forward_int8 equals the naive loops", y == y_ref);
+            // Quantization: every path against the naive loop, ties and clamps included.
+            std::vector<float> x = randn(5003, 3.0f);
+            x[0] = 0.5f * 0.04f;
+            x[1] = 1e30f;
+            x[2] = -1e30f;
+            std::vector<uint8_t> q(x.size()), q_ref(x.size());
+            quantize_u8(q.data(), x.data(), static_cast<int64_t>(x.size()), 0.04f, 128);
+            quantize_u8_naive(q_ref.data(), x.data(), static_cast<int64_t>(x.size()), 0.04f, 128);
+            expect("quantize_u8 equals the naive loop", q == q_ref);
+        }
+    }
+    set_gemm_u8s8_path("auto");
+    set_int8_elementwise_path("auto");
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -763,6 +830,7 @@ int main(int argc, char** argv) {
         test_spatial();
         test_network_batchnorm_step();
         test_issue19_kernels();
+        test_int8();
     }
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);

@@ -47,7 +47,8 @@ void bind_network(py::module_& m) {
         // updates by optimizers and set_weights are seen; every array must be used.
         .def_static(
             "from_config",
-            [](const std::string& architecture, const py::dict& weights) {
+            [](const std::string& architecture, const py::dict& weights,
+               const py::object& quantization, bool int8_chains) {
                 auto h = std::make_unique<NetworkHandle>();
                 std::map<std::string, py::array> arrays;
                 for (const auto& kv : weights) {
@@ -79,8 +80,59 @@ void bind_network(py::module_& m) {
                     used.insert(key);
                     return h->keep(a, what.c_str(), -1);
                 };
+                // quantization: {"layer": {"kernel": int8 array, "kernel_scale": float32 (K,),
+                // "bias": float32 (K,) or None, "input_scale": float, "input_zero_point": int,
+                // "folded_batchnorm": str or None}} for the layers run in int8.
+                std::map<std::string, py::dict> int8_layers;
+                if (!quantization.is_none())
+                    for (const auto& kv : quantization.cast<py::dict>())
+                        int8_layers.emplace(py::str(kv.first), kv.second.cast<py::dict>());
+                std::set<std::string> int8_used;
+                auto int8_lookup = [&](const std::string& layer,
+                                       const std::vector<int64_t>& kernel_shape, Int8Layer* q) {
+                    auto it = int8_layers.find(layer);
+                    if (it == int8_layers.end()) return false;
+                    const py::dict& d = it->second;
+                    const std::string what = "Network.from_config int8 layer '" + layer + "'";
+                    for (const char* key : {"kernel", "kernel_scale", "bias", "input_scale",
+                                            "input_zero_point", "folded_batchnorm"})
+                        if (!d.contains(key))
+                            throw std::invalid_argument(what + " has no '" + key + "'");
+                    const py::array kernel = d["kernel"].cast<py::array>();
+                    check_buffer<int8_t>(kernel, (what + " kernel").c_str(), -1, false);
+                    bool same = kernel.ndim() == static_cast<py::ssize_t>(kernel_shape.size());
+                    for (size_t i = 0; same && i < kernel_shape.size(); ++i)
+                        same = dim(kernel, static_cast<int>(i)) == kernel_shape[i];
+                    if (!same) {
+                        std::string want = "(";
+                        for (size_t i = 0; i < kernel_shape.size(); ++i)
+                            want += (i ? ", " : "") + std::to_string(kernel_shape[i]);
+                        throw std::invalid_argument(what + " kernel has shape " +
+                                                    shape_str(kernel) +
+                                                    ", the architecture needs " + want + ")");
+                    }
+                    const int64_t K = kernel_shape.back();
+                    const py::array scale = d["kernel_scale"].cast<py::array>();
+                    expect_shape(scale, (what + " kernel_scale").c_str(), {K});
+                    q->kernel = static_cast<const int8_t*>(kernel.data());
+                    h->keep_alive.push_back(kernel);
+                    q->kernel_scale = h->keep(scale, (what + " kernel_scale").c_str(), 1);
+                    if (!d["bias"].is_none()) {
+                        const py::array bias = d["bias"].cast<py::array>();
+                        expect_shape(bias, (what + " bias").c_str(), {K});
+                        q->bias = h->keep(bias, (what + " bias").c_str(), 1);
+                    }
+                    q->input_scale = d["input_scale"].cast<float>();
+                    q->input_zero_point = d["input_zero_point"].cast<int32_t>();
+                    if (!d["folded_batchnorm"].is_none())
+                        q->folded_batchnorm = d["folded_batchnorm"].cast<std::string>();
+                    int8_used.insert(layer);
+                    return true;
+                };
                 try {
-                    h->net = build_network(architecture, lookup);
+                    h->net = int8_layers.empty()
+                                 ? build_network(architecture, lookup)
+                                 : build_network(architecture, lookup, int8_lookup);
                 } catch (const std::runtime_error& e) {
                     throw std::invalid_argument(std::string("Network.from_config: ") + e.what());
                 }
@@ -88,9 +140,18 @@ void bind_network(py::module_& m) {
                     if (!used.count(kv.first))
                         throw std::invalid_argument("Network.from_config: weight '" + kv.first +
                                                     "' is not used by the architecture");
+                // int8_chains=False keeps float32 between int8 steps (tests compare the two).
+                if (int8_chains && !int8_layers.empty()) h->net->fuse_int8_chains();
+                for (const auto& kv : int8_layers)
+                    if (!int8_used.count(kv.first))
+                        throw std::invalid_argument("Network.from_config: int8 layer '" +
+                                                    kv.first +
+                                                    "' is not a Conv2D or Dense of the "
+                                                    "architecture");
                 return h;
             },
-            py::arg("architecture"), py::arg("weights"))
+            py::arg("architecture"), py::arg("weights"), py::arg("quantization") = py::none(),
+            py::arg("int8_chains") = true)
         .def_property_readonly("input_shape",
                                [](const NetworkHandle& h) { return to_tuple(h.net->input_shape()); })
         .def_property_readonly("output_shape",

@@ -22,6 +22,7 @@ void bind_spatial(py::module_& m);
 void bind_rescaling(py::module_& m);
 void bind_noise(py::module_& m);
 void bind_losses(py::module_& m);
+void bind_quantized(py::module_& m);
 }  // namespace cnnfast::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -44,4 +45,5 @@ PYBIND11_MODULE(_core, m) {
     cnnfast::bind::bind_rescaling(m);
     cnnfast::bind::bind_noise(m);
     cnnfast::bind::bind_losses(m);
+    cnnfast::bind::bind_quantized(m);
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <cmath>
 #include <map>
 #include <stdexcept>
 
@@ -20,7 +21,16 @@ constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
 struct Tensor {
     std::vector<int64_t> shape;
     uint64_t begin = 0, end = 0;
+    std::string dtype;  // "F32", or in quantized files (version 2) "I32" or "I8"
 };
+
+// Bytes per element of a dtype the format allows (0: not allowed).
+uint64_t dtype_size(const std::string& dtype, bool quantized) {
+    if (dtype == "F32") return 4;
+    if (quantized && dtype == "I32") return 4;
+    if (quantized && dtype == "I8") return 1;
+    return 0;
+}
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
 
@@ -30,22 +40,27 @@ std::string shape_str(const std::vector<int64_t>& s) {
     return out + (s.size() == 1 ? ",)" : ")");
 }
 
-// The file's tensors as the builder's weight lookup; remembers which ones the architecture used.
+// The file's tensors as the builder's weight lookups; remembers which ones the architecture used.
 class TensorTable {
 public:
-    TensorTable(const std::map<std::string, Tensor>& tensors, const float* data)
-        : tensors_(tensors), data_(data) {}
+    // data: the data section, 4-byte aligned; copies: where misaligned 4-byte tensors go.
+    TensorTable(const std::map<std::string, Tensor>& tensors, const char* data,
+                std::vector<std::vector<float>>& copies)
+        : tensors_(tensors), data_(data), copies_(copies) {}
 
-    // The weight `key` ("layer/name") with exactly `shape`; marks it used.
+    // The F32 weight `key` ("layer/name") with exactly `shape`; marks it used.
     const float* weight(const std::string& key, const std::vector<int64_t>& shape) {
-        auto it = tensors_.find(key);
-        if (it == tensors_.end()) fail("tensor \"" + key + "\" is missing");
-        if (it->second.shape != shape)
-            fail("tensor \"" + key + "\" has shape " + shape_str(it->second.shape) +
-                 ", the architecture needs " + shape_str(shape));
-        used_.push_back(key);
-        return data_ + it->second.begin / 4;
+        return static_cast<const float*>(typed(key, shape, "F32"));
     }
+    const int8_t* weight_i8(const std::string& key, const std::vector<int64_t>& shape) {
+        return static_cast<const int8_t*>(typed(key, shape, "I8"));
+    }
+    int32_t scalar_i32(const std::string& key) {
+        int32_t v;
+        std::memcpy(&v, typed(key, {}, "I32"), 4);
+        return v;
+    }
+    bool has(const std::string& key) const { return tensors_.count(key) != 0; }
 
     void check_all_used() const {
         for (const auto& kv : tensors_) {
@@ -56,8 +71,82 @@ public:
     }
 
 private:
+    const void* typed(const std::string& key, const std::vector<int64_t>& shape,
+                      const char* dtype) {
+        auto it = tensors_.find(key);
+        if (it == tensors_.end()) fail("tensor \"" + key + "\" is missing");
+        const Tensor& t = it->second;
+        if (t.shape != shape)
+            fail("tensor \"" + key + "\" has shape " + shape_str(t.shape) +
+                 ", the architecture needs " + shape_str(shape));
+        if (t.dtype != dtype)
+            fail("tensor \"" + key + "\" has dtype " + t.dtype + ", expected " + dtype);
+        used_.push_back(key);
+        const char* p = data_ + t.begin;
+        if (t.dtype == "I8" || t.begin % 4 == 0) return p;
+        // A 4-byte tensor at an unaligned offset (a file reordered by another writer): a copy.
+        copies_.emplace_back((t.end - t.begin) / 4);
+        std::memcpy(copies_.back().data(), p, t.end - t.begin);
+        return copies_.back().data();
+    }
+
     const std::map<std::string, Tensor>& tensors_;
-    const float* data_;
+    const char* data_;
+    std::vector<std::vector<float>>& copies_;
+    std::vector<std::string> used_;
+};
+
+// The int8 layers of a quantized file (docs/model-format.md, section 8): the "quantization"
+// metadata's layers, their tensors read from `table`.
+class Int8Tensors {
+public:
+    Int8Tensors(const json::Value& quantization, TensorTable& table) : table_(table) {
+        if (!quantization.is_object()) fail("quantization metadata is not a JSON object");
+        if (quantization.at("scheme", "quantization").as_string("quantization scheme") != "int8")
+            fail("quantization scheme must be \"int8\"");
+        const json::Value& layers = quantization.at("layers", "quantization");
+        if (!layers.is_object()) fail("quantization layers is not a JSON object");
+        for (const auto& kv : layers.object) {
+            const json::Value* folded = kv.second.find("folded_batchnorm");
+            if (!kv.second.is_object() || !folded || kv.second.object.size() != 1 ||
+                !(folded->is_string() || folded->kind == json::Value::Kind::Null))
+                fail("quantization layer \"" + kv.first +
+                     "\" must be {\"folded_batchnorm\": null or a name}");
+            folded_[kv.first] = folded->is_string() ? folded->string : "";
+        }
+    }
+
+    // The builder's Int8Lookup.
+    bool lookup(const std::string& layer, const std::vector<int64_t>& kernel_shape,
+                Int8Layer* q) {
+        auto it = folded_.find(layer);
+        if (it == folded_.end()) return false;
+        const int64_t K = kernel_shape.back();
+        q->kernel = table_.weight_i8(layer + "/kernel", kernel_shape);
+        q->kernel_scale = table_.weight(layer + "/kernel_scale", {K});
+        q->bias = table_.has(layer + "/bias") ? table_.weight(layer + "/bias", {K}) : nullptr;
+        q->input_scale = *table_.weight(layer + "/input_scale", {});
+        q->input_zero_point = table_.scalar_i32(layer + "/input_zero_point");
+        if (!(q->input_scale > 0.0f) || !std::isfinite(q->input_scale) ||
+            q->input_zero_point < 0 || q->input_zero_point > 255)
+            fail("layer \"" + layer + "\": input scale " + std::to_string(q->input_scale) +
+                 " and zero point " + std::to_string(q->input_zero_point) +
+                 " must be positive and finite, and in [0, 255]");
+        q->folded_batchnorm = it->second;
+        used_.push_back(layer);
+        return true;
+    }
+
+    void check_all_used() const {
+        for (const auto& kv : folded_)
+            if (std::find(used_.begin(), used_.end(), kv.first) == used_.end())
+                fail("quantization names layer \"" + kv.first +
+                     "\", which is not a Conv2D or Dense layer of the architecture");
+    }
+
+private:
+    TensorTable& table_;
+    std::map<std::string, std::string> folded_;  // layer -> folded batch norm (or empty)
     std::vector<std::string> used_;
 };
 
@@ -85,8 +174,14 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
         for (const auto& kv : meta.object)
             if (!kv.second.is_string()) fail("__metadata__ entry \"" + kv.first + "\" is not a string");
         if (meta.at("format", "__metadata__").string != "cnnfast") fail("not a cnnfast model file");
-        if (meta.at("format_version", "__metadata__").string != "1")
-            fail("unsupported format_version \"" + meta.at("format_version", "").string + "\"");
+        const std::string& version = meta.at("format_version", "__metadata__").string;
+        if (version != "1" && version != "2")
+            fail("unsupported format_version \"" + version + "\"");
+        // Version 2: a quantized model (int8 and int32 tensors, the quantization entry).
+        const bool quantized = version == "2";
+        if (quantized != (meta.find("quantization") != nullptr))
+            fail("format_version \"" + version + "\" " +
+                 (quantized ? "needs" : "does not allow") + " a quantization entry");
 
         std::map<std::string, Tensor> tensors;
         std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -96,13 +191,16 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
             const json::Value& t = kv.second;
             if (kv.first.empty() || !t.is_object() || t.object.size() != 3)
                 fail(what + ": expected {dtype, shape, data_offsets}");
-            if (t.at("dtype", what.c_str()).as_string(what.c_str()) != "F32")
-                fail(what + ": dtype must be F32");
+            const std::string& dtype = t.at("dtype", what.c_str()).as_string(what.c_str());
+            const uint64_t size = dtype_size(dtype, quantized);
+            if (!size)
+                fail(what + ": dtype must be F32" + (quantized ? ", I32 or I8" : ""));
             const json::Value& shape = t.at("shape", what.c_str());
             const json::Value& offsets = t.at("data_offsets", what.c_str());
             if (!shape.is_array() || !offsets.is_array() || offsets.array.size() != 2)
                 fail(what + ": bad shape or data_offsets");
             Tensor tensor;
+            tensor.dtype = dtype;
             uint64_t count = 1;
             for (const json::Value& d : shape.array) {
                 int64_t dim = d.as_int((what + " shape").c_str(), 0, kMaxDim);
@@ -113,7 +211,8 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
             }
             tensor.begin = static_cast<uint64_t>(offsets.array[0].as_int(what.c_str(), 0, int64_t(1) << 50));
             tensor.end = static_cast<uint64_t>(offsets.array[1].as_int(what.c_str(), 0, int64_t(1) << 50));
-            if (tensor.begin > tensor.end || tensor.end > data_size || tensor.end - tensor.begin != 4 * count)
+            if (tensor.begin > tensor.end || tensor.end > data_size ||
+                tensor.end - tensor.begin != size * count)
                 fail(what + ": data_offsets [" + std::to_string(tensor.begin) + ", " +
                      std::to_string(tensor.end) + "] do not match its shape or the data section of " +
                      std::to_string(data_size) + " bytes");
@@ -133,12 +232,24 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
         model->data.resize(data_size / 4 + 1);
         if (data_size) std::memcpy(model->data.data(), bytes.data() + 8 + n, data_size);
 
-        TensorTable weights(tensors, model->data.data());
-        model->network = build_network(
-            meta.at("architecture", "__metadata__").string,
-            [&weights](const std::string& key, const std::vector<int64_t>& shape) {
-                return weights.weight(key, shape);
-            });
+        TensorTable weights(tensors, reinterpret_cast<const char*>(model->data.data()),
+                            model->copies);
+        const WeightLookup lookup = [&weights](const std::string& key,
+                                               const std::vector<int64_t>& shape) {
+            return weights.weight(key, shape);
+        };
+        const std::string& architecture = meta.at("architecture", "__metadata__").string;
+        if (quantized) {
+            Int8Tensors int8(json::parse(meta.at("quantization", "__metadata__").string), weights);
+            model->network = build_network(
+                architecture, lookup,
+                [&int8](const std::string& layer, const std::vector<int64_t>& shape,
+                        Int8Layer* q) { return int8.lookup(layer, shape, q); });
+            int8.check_all_used();
+            model->network->fuse_int8_chains();  // as QuantizedModel.predict runs it
+        } else {
+            model->network = build_network(architecture, lookup);
+        }
         weights.check_all_used();
         return model;
     } catch (const std::exception& e) {

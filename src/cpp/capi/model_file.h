@@ -12,6 +12,7 @@ namespace cnnfast {
 
 struct LoadedModel {
     std::vector<float> data;  // the file's data section (all tensors), float-aligned
+    std::vector<std::vector<float>> copies;  // 4-byte tensors stored at unaligned offsets
     std::unique_ptr<Network> network;
 };
 

@@ -52,24 +52,27 @@ constexpr int64_t kMaxK = (int64_t(1) << 31) / (255 * 128) - 1;
 
 const char* gemm_u8s8_path() { return tables().current()->path; }
 
+const U8Gemm* gemm_u8s8_table() { return tables().current(); }
+
 bool set_gemm_u8s8_path(const char* name) {
     if (std::strcmp(name, "avx512_vnni") == 0) name = "avx512";
     if (std::strcmp(name, "portable") == 0) name = "baseline";
     return tables().select(name);
 }
 
-void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
-                  const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
+namespace {
+
+void check_k(const char* what, int64_t K) {
     if (K > kMaxK)
-        throw std::invalid_argument("gemm_u8s8s32: K = " + std::to_string(K) +
+        throw std::invalid_argument(std::string(what) + ": K = " + std::to_string(K) +
                                     " could overflow the int32 sums (at most " +
                                     std::to_string(kMaxK) + ")");
-    if (M <= 0 || N <= 0) return;
-    const int64_t kq = (K + 3) / 4, nb = (N + kU8NR - 1) / kU8NR, mb = (M + kU8MR - 1) / kU8MR;
-    const U8Gemm* g = tables().current();
-    const int T = threads_for(M * N * K / kMacsPerThread + 1);
-    // B packed once, column block by column block: quads of k per column, zero past K and N.
-    uint32_t* packed_b = workspace<uint32_t>(Scratch::gemm_int8_b, nb * kq * kU8NR);
+}
+
+// B packed column block by column block: quads of k per column, zero past K and N.
+void pack_b(int T, const U8Gemm* g, uint32_t* packed_b, int64_t K, int64_t N, const int8_t* B,
+            int64_t ldb) {
+    const int64_t kq = (K + 3) / 4, nb = (N + kU8NR - 1) / kU8NR;
     parallel_for(T, nb, [&](int64_t jb) {
         uint32_t* out = packed_b + jb * kq * kU8NR;
         const bool full_cols = (jb + 1) * kU8NR <= N;
@@ -87,6 +90,13 @@ void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda
             }
         }
     });
+}
+
+// C = A x packed B, one row block of kU8MR rows per task.
+void multiply_packed(int T, const U8Gemm* g, int64_t M, int64_t N, int64_t K, const uint8_t* A,
+                     int64_t lda, const uint32_t* packed_b, int32_t* C, int64_t ldc,
+                     bool accumulate) {
+    const int64_t kq = (K + 3) / 4, nb = (N + kU8NR - 1) / kU8NR, mb = (M + kU8MR - 1) / kU8MR;
     parallel_for(T, mb, [&](int64_t ib) {
         // Rows of kq quads (a row of A is already in quad order), the stride a cache line.
         const int64_t stride = (kq + 15) / 16 * 16;
@@ -114,6 +124,31 @@ void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda
                 }
         }
     });
+}
+
+}  // namespace
+
+int64_t gemm_u8s8_packed_b_size(int64_t K, int64_t N) {
+    return (N + kU8NR - 1) / kU8NR * ((K + 3) / 4) * kU8NR;
+}
+
+void gemm_u8s8_pack_b(uint32_t* packed_b, int64_t K, int64_t N, const int8_t* B, int64_t ldb) {
+    check_k("gemm_u8s8_pack_b", K);
+    if (K <= 0 || N <= 0) return;
+    pack_b(threads_for(K * N / kMacsPerThread + 1), tables().current(), packed_b, K, N, B, ldb);
+}
+
+void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
+                  const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
+    check_k("gemm_u8s8s32", K);
+    if (M <= 0 || N <= 0) return;
+    const U8Gemm* g = tables().current();
+    const int T = threads_for(M * N * K / kMacsPerThread + 1);
+    // B packed once (shared by the threads of this call), then the row blocks.
+    uint32_t* packed_b =
+        workspace<uint32_t>(Scratch::gemm_int8_b, gemm_u8s8_packed_b_size(K, N));
+    pack_b(T, g, packed_b, K, N, B, ldb);
+    multiply_packed(T, g, M, N, K, A, lda, packed_b, C, ldc, accumulate);
 }
 
 void gemm_u8s8s32_naive(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,

@@ -13,6 +13,13 @@ namespace cnnfast {
 void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
                   const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate);
 
+// B (K,N) int8, row stride ldb, packed once into gemm_u8s8_packed_b_size(K, N) uint32 values,
+// 64-byte aligned (every path reads the one layout, gemm_u8s8_ukernel.h): the int8 layers
+// (quantized.h) pack their kernels so and run the micro-kernel on their own tiles. Throws as
+// gemm_u8s8s32 for a K that could overflow.
+int64_t gemm_u8s8_packed_b_size(int64_t K, int64_t N);
+void gemm_u8s8_pack_b(uint32_t* packed_b, int64_t K, int64_t N, const int8_t* B, int64_t ldb);
+
 // The spec: the triple loop.
 void gemm_u8s8s32_naive(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
                         const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate);

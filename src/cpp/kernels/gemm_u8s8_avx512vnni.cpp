@@ -12,7 +12,11 @@ namespace {
 // a (14 rows of a_stride quads), b (kq x 32 quads); c (14 x 32 int32) = a * b (+ c).
 void ukernel_14x32_avx512vnni(int64_t kq, const uint32_t* a, int64_t a_stride, const uint32_t* b,
                               int32_t* c, int64_t ldc, bool accumulate) {
+    // Every loop over the rows fully unrolled, so that GCC keeps the 28 accumulators in zmm
+    // registers (with the first loop left rolled it kept the array on the stack and stored
+    // every accumulator after each vpdpbusd).
     __m512i acc[kU8MR][2];
+#pragma GCC unroll 14
     for (int i = 0; i < kU8MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
     for (int64_t q = 0; q < kq; ++q) {
         const __m512i b0 = _mm512_load_si512(b + q * kU8NR);
@@ -25,6 +29,7 @@ void ukernel_14x32_avx512vnni(int64_t kq, const uint32_t* a, int64_t a_stride, c
             acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
         }
     }
+#pragma GCC unroll 14
     for (int i = 0; i < kU8MR; ++i) {
         int32_t* row = c + i * ldc;
         if (accumulate) {

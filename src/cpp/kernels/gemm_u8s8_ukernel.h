@@ -1,6 +1,7 @@
 #pragma once
 // Internal to the int8 GEMM: the packed layout and the micro-kernel contract shared by
-// gemm_u8s8.cpp (packing, tiles, threading) and gemm_u8s8_avx512vnni.cpp.
+// gemm_u8s8.cpp (packing, tiles, threading), gemm_u8s8_avx512vnni.cpp and the int8 layers'
+// tile loop (int8_chunks.h).
 #include <cstdint>
 
 namespace cnnfast {
@@ -28,5 +29,9 @@ struct U8Gemm {
 
 // Null when the build lacks AVX512-VNNI.
 const U8Gemm* gemm_u8s8_avx512vnni();
+
+// The table in use (gemm_u8s8.cpp), for the int8 layers that tile their products themselves
+// (int8_chunks.h).
+const U8Gemm* gemm_u8s8_table();
 
 }  // namespace cnnfast

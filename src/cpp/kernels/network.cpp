@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -187,6 +188,76 @@ void Network::add_dense(const float* w, const float* bias, int64_t IN, int64_t O
     std::vector<int64_t> out = shape;
     out.back() = OUT;
     push(s, std::move(out));
+}
+
+namespace {
+
+void check_int8_inputs(const std::string& ctx, const int8_t* w, const float* w_scale,
+                       float x_scale, int32_t x_zero_point) {
+    if (!w || !w_scale) throw std::invalid_argument(ctx + ": kernel or kernel scale is null");
+    if (!(x_scale > 0.0f) || x_scale == std::numeric_limits<float>::infinity() ||
+        x_zero_point < 0 || x_zero_point > 255)
+        throw std::invalid_argument(ctx + ": input scale " + std::to_string(x_scale) +
+                                    " and zero point " + std::to_string(x_zero_point) +
+                                    " must be positive and finite, and in [0, 255]");
+}
+
+}  // namespace
+
+void Network::add_conv2d_int8(const int8_t* w, const float* w_scale, const float* bias,
+                              float x_scale, int32_t x_zero_point, int64_t KH, int64_t KW,
+                              int64_t K, int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                              int64_t pad_left, int64_t out_h, int64_t out_w,
+                              const std::string& activation, float act_alpha,
+                              int64_t dilation_h, int64_t dilation_w) {
+    const std::string ctx = "Network.add_conv2d_int8 on input " + shape_str();
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    const int64_t H = shape[0], W = shape[1], C = shape[2];
+    check_int8_inputs(ctx, w, w_scale, x_scale, x_zero_point);
+    if (K < 1 || KH < 1 || KW < 1 || dilation_h < 1 || dilation_w < 1)
+        throw std::invalid_argument(ctx + ": kernel sizes, filters and dilation must be >= 1");
+    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
+    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
+    NetworkStep s{};
+    s.kind = StepKind::conv2d_int8;
+    s.conv = Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top, pad_left,
+                        1, dilation_h, dilation_w};
+    s.int8_kernel = std::make_shared<const Int8PackedKernel>(w, KH * KW * C, K);
+    s.w_scale = w_scale;
+    s.bias = bias;
+    s.x_scale = x_scale;
+    s.x_zero_point = x_zero_point;
+    s.rows = out_h * out_w;
+    s.act_alpha = act_alpha;
+    parse_activation(ctx, activation, s);
+    push(std::move(s), {out_h, out_w, K});
+}
+
+void Network::add_dense_int8(const int8_t* w, const float* w_scale, const float* bias,
+                             float x_scale, int32_t x_zero_point, int64_t IN, int64_t OUT,
+                             const std::string& activation, float act_alpha) {
+    const std::string ctx = "Network.add_dense_int8 on input " + shape_str();
+    check_int8_inputs(ctx, w, w_scale, x_scale, x_zero_point);
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.back() != IN || OUT < 1)
+        throw std::invalid_argument(ctx + ": kernel (" + std::to_string(IN) + ", " +
+                                    std::to_string(OUT) + ") needs the last axis to be " +
+                                    std::to_string(IN));
+    NetworkStep s{};
+    s.kind = StepKind::dense_int8;
+    s.rows = size_of(shape) / IN;
+    s.dense = DenseDims{s.rows, IN, OUT};
+    s.int8_kernel = std::make_shared<const Int8PackedKernel>(w, IN, OUT);
+    s.w_scale = w_scale;
+    s.bias = bias;
+    s.x_scale = x_scale;
+    s.x_zero_point = x_zero_point;
+    s.act_alpha = act_alpha;
+    parse_activation(ctx, activation, s);
+    std::vector<int64_t> out = shape;
+    out.back() = OUT;
+    push(std::move(s), std::move(out));
 }
 
 void Network::add_activation(const std::string& activation, float act_alpha) {
@@ -429,7 +500,9 @@ void Network::plan_buffers() {
             // First fit: the lowest gap between live buffers that holds this one.
             int64_t size = 0;
             for (int v = 0; v < nv; ++v)
-                if (find(root(v)) == b) size = std::max(size, values_[v].size);
+                if (find(root(v)) == b)
+                    size = std::max(size, values_[v].u8 ? (values_[v].size + 3) / 4
+                                                        : values_[v].size);
             size = (size + 15) / 16 * 16;  // keep every buffer 64-byte aligned
             std::sort(live.begin(), live.end());
             int64_t at = 0;
@@ -457,12 +530,58 @@ void Network::plan_buffers() {
     for (int v = 0; v < nv; ++v) offset_[v] = offset_[find(root(v))];
 }
 
+void Network::fuse_int8_chains() {
+    auto root = [&](int v) { return values_[v].view_of >= 0 ? values_[v].view_of : v; };
+    auto is_int8 = [](const NetworkStep& s) {
+        return s.kind == StepKind::conv2d_int8 || s.kind == StepKind::dense_int8;
+    };
+    // The steps reading each value (through its views).
+    std::vector<std::vector<size_t>> readers(values_.size());
+    for (size_t i : run_)
+        for (int v : steps_[i].inputs) readers[root(v)].push_back(i);
+    const int out = root(current_);
+    for (size_t i : run_) {
+        NetworkStep& a = steps_[i];
+        // Only an activation the epilogue applies (ReLU) or none may come before the
+        // quantization; tanh or softmax run on the float output.
+        if (!is_int8(a) || a.output_u8 || a.fused_softmax ||
+            (a.act != Activation::linear && a.act != Activation::relu))
+            continue;
+        std::vector<size_t> pools;
+        int v = a.output, target = -1;
+        while (root(v) != out && readers[root(v)].size() == 1) {
+            NetworkStep& r = steps_[readers[root(v)][0]];
+            if (r.kind == StepKind::max_pool2d) {
+                pools.push_back(readers[root(v)][0]);
+                v = r.output;
+                continue;
+            }
+            if (is_int8(r) && !r.input_u8) target = static_cast<int>(readers[root(v)][0]);
+            break;
+        }
+        if (target < 0) continue;
+        NetworkStep& b = steps_[target];
+        a.output_u8 = true;
+        a.out_q = Int8Output{b.x_scale, b.x_zero_point};
+        values_[a.output].u8 = true;
+        for (size_t j : pools) {
+            steps_[j].kind = StepKind::max_pool2d_u8;
+            values_[steps_[j].output].u8 = true;
+        }
+        b.input_u8 = true;
+    }
+    for (NetworkValue& value : values_)
+        if (value.view_of >= 0 && values_[value.view_of].u8) value.u8 = true;
+    plan_buffers();
+}
+
 std::vector<std::string> Network::describe() const {
     static const char* kNames[] = {"conv2d", "max_pool2d", "avg_pool2d", "dense", "activation",
                                    "softmax", "prelu", "lrn", "merge", "concat",
                                    "batchnorm", "global_avg_pool2d", "global_max_pool2d",
                                    "zero_pad2d", "crop2d", "upsample2d", "rescaling",
-                                   "resize_bilinear"};
+                                   "resize_bilinear", "conv2d_int8", "dense_int8",
+                                   "max_pool2d_u8"};
     static const char* kActs[] = {"linear", "relu", "sigmoid", "tanh", "elu", "swish",
                                   "leaky_relu"};
     static const char* kOps[] = {"add", "subtract", "multiply", "average", "maximum"};
@@ -475,7 +594,14 @@ std::vector<std::string> Network::describe() const {
         std::string ins;
         for (int v : s.inputs) ins += (ins.empty() ? "" : " + ") + dims_str(values_[v].shape);
         line += " " + ins + " -> " + dims_str(values_[s.output].shape);
-        if (s.kind == StepKind::conv2d || s.kind == StepKind::dense) {
+        const bool int8 = s.kind == StepKind::conv2d_int8 || s.kind == StepKind::dense_int8;
+        if (int8 && s.input_u8)
+            line += ", reads the uint8 the int8 step before wrote";
+        else if (int8)
+            line += ", input quantized to uint8 (scale " + std::to_string(s.x_scale) +
+                    ", zero point " + std::to_string(s.x_zero_point) + ")";
+        if (s.output_u8) line += ", writes uint8 for the next int8 step";
+        if (s.kind == StepKind::conv2d || s.kind == StepKind::dense || int8) {
             if (s.fused_softmax)
                 line += ", softmax on the output rows";
             else if (s.act != Activation::linear)
@@ -521,6 +647,45 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 } else {  // the activation on each band of output while it is in cache
                     conv2d_forward(dst, cur, s.weight, s.bias, d, s.act, s.act_alpha);
                 }
+                break;
+            }
+            case StepKind::conv2d_int8:
+            case StepKind::dense_int8: {
+                // The input quantized into the calling thread's workspace (unless the int8
+                // step before wrote it), then the int8 product with ReLU (not another
+                // activation) in its epilogue, writing float32 or the next step's uint8.
+                const uint8_t* xq = reinterpret_cast<const uint8_t*>(cur);
+                if (!s.input_u8) {
+                    auto* q = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
+                    quantize_u8(q, cur, n * s.in_size, s.x_scale, s.x_zero_point);
+                    xq = q;
+                }
+                const Int8Epilogue e{s.int8_kernel->sums(), s.w_scale, s.bias, s.x_scale,
+                                     s.x_zero_point, kernel_relu(s)};
+                auto* yq = reinterpret_cast<uint8_t*>(dst);
+                if (s.kind == StepKind::conv2d_int8) {
+                    Conv2dDims d = s.conv;
+                    d.N = n;
+                    if (s.output_u8)
+                        conv2d_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
+                    else
+                        conv2d_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
+                } else {
+                    DenseDims d = s.dense;
+                    d.N = n * s.rows;
+                    if (s.output_u8)
+                        dense_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
+                    else
+                        dense_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
+                }
+                if (!s.output_u8) apply_activation(s, dst, n * s.out_size, n * s.rows);
+                break;
+            }
+            case StepKind::max_pool2d_u8: {
+                Pool2dDims d = s.pool;
+                d.N = n;
+                max_pool2d_u8_forward(reinterpret_cast<uint8_t*>(dst),
+                                      reinterpret_cast<const uint8_t*>(cur), d);
                 break;
             }
             case StepKind::max_pool2d: {

@@ -23,6 +23,7 @@
 #include "lrn.h"
 #include "merge.h"
 #include "pool2d.h"
+#include "quantized.h"
 #include "spatial.h"
 
 namespace cnnfast {
@@ -30,7 +31,11 @@ namespace cnnfast {
 enum class StepKind : int {
     conv2d, max_pool2d, avg_pool2d, dense, activation, softmax, prelu, lrn, merge, concat,
     batchnorm, global_avg_pool2d, global_max_pool2d, zero_pad2d, crop2d, upsample2d,
-    rescaling, resize_bilinear
+    rescaling, resize_bilinear,
+    // int8 inference (quantized.h): the input quantized per tensor, int8 weights packed once.
+    conv2d_int8, dense_int8,
+    // Max pooling on the uint8 values between two int8 steps (fuse_int8_chains).
+    max_pool2d_u8
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -61,6 +66,16 @@ struct NetworkStep {
     GlobalPoolDims gpool{};
     Pad2dDims pad{};
     Upsample2dDims up{};
+    // conv2d_int8 / dense_int8: the packed kernel (owned, shared by copies of the step), the
+    // per-channel weight scales (borrowed) and the input's quantization; `bias` as above.
+    std::shared_ptr<const Int8PackedKernel> int8_kernel;
+    const float* w_scale = nullptr;
+    float x_scale = 1.0f;
+    int32_t x_zero_point = 0;
+    // fuse_int8_chains: the input is already uint8 (the previous int8 step's output), or the
+    // output is written as uint8 in the next int8 step's quantization (out_q).
+    bool input_u8 = false, output_u8 = false;
+    Int8Output out_q{};
 };
 
 // A value: the network input (id 0), a step's output, or a reshaped view of another value
@@ -69,6 +84,7 @@ struct NetworkValue {
     std::vector<int64_t> shape;
     int64_t size = 0;  // floats per sample
     int view_of = -1;  // the value whose buffer this one reads, or -1
+    bool u8 = false;   // holds uint8 values (size bytes per sample): fuse_int8_chains
 };
 
 class Network {
@@ -117,6 +133,26 @@ public:
     void add_upsample2d(int64_t size_h, int64_t size_w);
     // Row-major reshape: a view of the current value with `shape` (same size).
     void add_reshape(std::vector<int64_t> shape);
+    // int8 steps (issue 23): the current value quantized to uint8 with x_scale and
+    // x_zero_point (in [0, 255]), then the int8 convolution or dense product and the fused float
+    // epilogue (quantized.h). w int8 (KH,KW,C,K) or (IN,OUT), symmetric per output channel with
+    // w_scale (K,) (borrowed); bias (K,) or null (borrowed). The kernel is packed into the step
+    // at this call (later changes to w are not seen). One group; activations as add_conv2d.
+    void add_conv2d_int8(const int8_t* w, const float* w_scale, const float* bias, float x_scale,
+                         int32_t x_zero_point, int64_t KH, int64_t KW, int64_t K,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
+                         int64_t out_h, int64_t out_w, const std::string& activation,
+                         float act_alpha, int64_t dilation_h = 1, int64_t dilation_w = 1);
+    void add_dense_int8(const int8_t* w, const float* w_scale, const float* bias, float x_scale,
+                        int32_t x_zero_point, int64_t IN, int64_t OUT,
+                        const std::string& activation, float act_alpha);
+    // Joins chains of int8 steps: an int8 step whose output (ReLU or linear) reaches another
+    // int8 step through max poolings and views alone (nothing else reads it, and it is not the
+    // network's output) writes that step's uint8 input directly, the poolings run on uint8, and
+    // the next step skips its quantization. Quantization is non-decreasing, so the result is
+    // the same to the bit; the float activations between them are never written. Call once
+    // the network is complete (the builders' callers do).
+    void fuse_int8_chains();
     // Keeps `values` alive as long as the Network and returns them: weights made at build time
     // (a convolution with the batch normalization after it folded in).
     const float* own(std::vector<float> values);

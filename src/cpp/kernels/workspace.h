@@ -39,6 +39,11 @@ enum class Scratch : int {
     global_pool_sums,    // global average pooling's per-channel double sums (per thread)
     softmax_row,         // one row of exp(x - max)
     network_values,      // Network::forward's activation arena (every planned buffer)
+    int8_input,          // an int8 step's input quantized to uint8 (quantized.h)
+    int8_padded,         // the int8 convolution's input with its padding, in uint8
+    int8_columns,        // the int8 convolution's uint8 im2col columns of one row chunk
+    int8_sums,           // the int8 kernels' int32 sums of one row chunk
+    int8_epilogue,       // the int8 epilogue's per-channel multipliers and zero-point shares
     count
 };
 

@@ -142,9 +142,37 @@ void add_folded_conv2d(Network& net, const WeightLookup& weights, const PlanStep
                    act ? activation_name(*act) : "linear", act ? act->act_alpha : 1.0f);
 }
 
+// "name" of a "name/kernel" key.
+std::string layer_of(const WeightRef& ref) { return ref.key.substr(0, ref.key.rfind('/')); }
+
+// A Conv2D or Dense run in int8 (`q`), with the activation step `act` after a folded batch
+// normalization (or -1: the layer's own activation; a folded one follows a linear convolution).
+void add_int8_step(Network& net, const Plan& plan, const PlanStep& s, const Int8Layer& q,
+                   int act) {
+    const PlanStep& a = act >= 0 ? plan.steps[act] : s;
+    const std::string activation = activation_name(a);
+    if (s.kind == PlanOp::dense) {
+        net.add_dense_int8(q.kernel, q.kernel_scale, q.bias, q.input_scale, q.input_zero_point,
+                           s.dense.IN, s.dense.OUT, activation, a.act_alpha);
+        return;
+    }
+    const Conv2dDims& d = s.conv;
+    if (d.groups != 1)
+        config::fail(s.label + ": groups = " + std::to_string(d.groups) +
+                     "; the int8 convolution takes one group");
+    net.add_conv2d_int8(q.kernel, q.kernel_scale, q.bias, q.input_scale, q.input_zero_point, d.KH,
+                        d.KW, d.K, d.stride_h, d.stride_w, d.pad_top, d.pad_left, d.OH, d.OW,
+                        activation, a.act_alpha, d.dilation_h, d.dilation_w);
+}
+
 }  // namespace
 
 std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLookup& weight) {
+    return build_network(arch, weight, nullptr);
+}
+
+std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLookup& weight,
+                                       const Int8Lookup& int8) {
     const Plan plan = build_plan(arch);
     auto net = std::make_unique<Network>(plan.values[0].shape);
     // The Network's value for each plan value.
@@ -157,6 +185,33 @@ std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLook
         std::vector<int> inputs;
         for (int v : s.inputs) inputs.push_back(value_of[v]);
         try {
+            Int8Layer q;
+            if (int8 && (s.kind == PlanOp::conv2d || s.kind == PlanOp::dense) &&
+                int8(layer_of(s.kernel), s.kernel.shape, &q)) {
+                // The quantizer folded this batch normalization (and so its activation) into
+                // the int8 weights and bias exactly when the float build folds it.
+                const int bn = s.kind == PlanOp::conv2d ? folded_batchnorm(plan, i) : -1;
+                const std::string bn_name = bn >= 0 ? layer_of(plan.steps[bn].moving_mean) : "";
+                if (!q.folded_batchnorm.empty() && q.folded_batchnorm != bn_name)
+                    config::fail(s.label + ": the int8 weights fold BatchNormalization '" +
+                                 q.folded_batchnorm + "', which is not the one that alone " +
+                                 "reads this linear convolution" +
+                                 (bn_name.empty() ? "" : " ('" + bn_name + "')"));
+                const int folded_bn = q.folded_batchnorm.empty() ? -1 : bn;
+                const int act = folded_bn >= 0 ? folded_activation(plan, folded_bn) : -1;
+                net->select(inputs[0]);
+                add_int8_step(*net, plan, s, q, act);
+                value_of[s.output] = net->current();
+                if (folded_bn >= 0) {
+                    folded[folded_bn] = 1;
+                    value_of[plan.steps[folded_bn].output] = net->current();
+                }
+                if (act >= 0) {
+                    folded[act] = 1;
+                    value_of[plan.steps[act].output] = net->current();
+                }
+                continue;
+            }
             const int bn = folded_batchnorm(plan, i);
             if (bn >= 0) {
                 // Conv2D + BatchNormalization (+ its activation) as one convolution step.
@@ -183,8 +238,8 @@ std::unique_ptr<Network> build_network(const json::Value& arch, const WeightLook
 }
 
 std::unique_ptr<Network> build_network(const std::string& architecture_json,
-                                       const WeightLookup& weight) {
-    return build_network(json::parse(architecture_json), weight);
+                                       const WeightLookup& weight, const Int8Lookup& int8) {
+    return build_network(json::parse(architecture_json), weight, int8);
 }
 
 }  // namespace cnnfast

@@ -1,0 +1,213 @@
+// The int8 convolution (quantized.h): im2col into uint8 columns laid out for the int8 GEMM's
+// micro-kernel, the micro-kernel against the packed (KH*KW*C, K) kernel, and the float epilogue
+// on each tile, one L2-sized chunk of output pixels per task (int8_chunks.h). 1x1 stride-1
+// unpadded kernels copy the quantized input's rows as the columns.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "int8_chunks.h"
+#include "quantized.h"
+#include "quantized_simd.h"
+
+namespace cnnfast {
+
+namespace {
+
+void check_dims(const Conv2dDims& d, const char* what) {
+    if (d.groups != 1)
+        throw std::invalid_argument(std::string(what) + ": groups = " +
+                                    std::to_string(d.groups) + "; the int8 convolution takes one");
+}
+
+bool input_is_columns(const Conv2dDims& d) {
+    return d.KH == 1 && d.KW == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_top == 0 &&
+           d.pad_left == 0 && d.OH == d.H && d.OW == d.W;
+}
+
+// Bytes of slack after the padded input and after the columns: the copies below move whole
+// 16-byte pieces, reading and writing up to 15 bytes past a span.
+constexpr int64_t kSlack = 64;
+
+// Moves n bytes in 16-byte pieces: dst and src must have 15 bytes of room past n (the bytes
+// written past n are rewritten later or are slack).
+inline void copy_pieces(uint8_t* dst, const uint8_t* src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) std::memcpy(dst + i, src + i, 16);
+}
+
+// xp (N, Hp, Wp, C): xq surrounded by d's padding, filled with zero_point (the quantized 0.0),
+// so that every tap of every output pixel lies inside xp.
+void pad_input(uint8_t* xp, int64_t Hp, int64_t Wp, const uint8_t* xq, uint8_t zero_point,
+               const Conv2dDims& d) {
+    const int64_t C = d.C;
+    const int64_t rows = std::min(d.H, Hp - d.pad_top), cols = std::min(d.W, Wp - d.pad_left);
+    const int T = threads_for(d.N * Hp * Wp * C / (int64_t(1) << 18) + 1);
+    parallel_for(T, d.N, [&](int64_t n) {
+        uint8_t* out = xp + n * Hp * Wp * C;
+        const uint8_t* in = xq + n * d.H * d.W * C;
+        std::memset(out, zero_point, static_cast<size_t>(d.pad_top * Wp * C));
+        for (int64_t h = 0; h < rows; ++h) {
+            uint8_t* row = out + (d.pad_top + h) * Wp * C;
+            std::memset(row, zero_point, static_cast<size_t>(d.pad_left * C));
+            std::memcpy(row + d.pad_left * C, in + h * d.W * C, static_cast<size_t>(cols * C));
+            std::memset(row + (d.pad_left + cols) * C, zero_point,
+                        static_cast<size_t>((Wp - d.pad_left - cols) * C));
+        }
+        std::memset(out + (d.pad_top + rows) * Wp * C, zero_point,
+                    static_cast<size_t>((Hp - d.pad_top - rows) * Wp * C));
+    });
+}
+
+// cols (rows, KH*KW*C), row stride ld bytes, for output pixels [m0, m0 + rows) (pixel
+// m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap (pad_input): each kernel
+// row is one span of KW*C bytes (KW spans of C when dilated).
+void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t Wp,
+               int64_t m0, int64_t rows, const Conv2dDims& d) {
+    // Dims in locals: the byte stores below may alias anything, so fields read through `d`
+    // would be reloaded after every one.
+    const int64_t C = d.C, KH = d.KH, KW = d.KW, OH = d.OH, OW = d.OW;
+    const int64_t span = KW * C;
+    const int64_t row_step = d.dilation_h * Wp * C, tap_step = d.dilation_w * C;
+    const int64_t sh = d.stride_h, sw = d.stride_w;
+    const bool dense_row = d.dilation_w == 1;
+    int64_t ow = m0 % OW, oh = (m0 / OW) % OH, n = m0 / (OW * OH);
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* src = xp + ((n * Hp + oh * sh) * Wp + ow * sw) * C;
+        uint8_t* dst = cols + r * ld;
+        for (int64_t kh = 0; kh < KH; ++kh, src += row_step, dst += span) {
+            if (dense_row) {
+                copy_pieces(dst, src, span);
+            } else {
+                for (int64_t kw = 0; kw < KW; ++kw)
+                    copy_pieces(dst + kw * C, src + kw * tap_step, C);
+            }
+        }
+        // Zeros past the columns (up to 3 bytes to the next quad): the packed kernel is zero
+        // there too, so any bytes would do, but defined ones keep the sums defined.
+        std::memset(dst, 0, 4);
+        // The next output pixel.
+        if (++ow == OW) {
+            ow = 0;
+            if (++oh == OH) {
+                oh = 0;
+                ++n;
+            }
+        }
+    }
+}
+
+// The tile loop of both kernels: finish(m, rows, n0, cols, tile, ldt) gets each tile's raw sums.
+template <class Finish>
+void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
+                       const Conv2dDims& d, const Finish& finish) {
+    const int64_t M = d.N * d.OH * d.OW, Kc = d.KH * d.KW * d.C;
+    if (input_is_columns(d)) {
+        int8_product(
+            M, d.K, Kc, w_packed,
+            [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
+                int8_copy_rows(a, lda, xq + m0 * Kc, rows, Kc);
+            },
+            finish);
+        return;
+    }
+    // The input padded once (rows and columns a stride never reaches left out), shared by
+    // the threads; then every column row is a copy of whole spans.
+    const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
+    const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
+    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + kSlack);
+    pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
+    int8_product(
+        M, d.K, Kc, w_packed,
+        [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
+            im2col_u8(a, lda, xp, Hp, Wp, m0, rows, d);
+        },
+        finish, kSlack);
+}
+
+}  // namespace
+
+void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
+                         const Int8Epilogue& e, const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8");
+    // The per-channel factors once, read by every thread.
+    const float* mult = int8_epilogue_factors(d.K, e);
+    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.K);
+    const Int8Elementwise* t = int8_elementwise();
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d,
+                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                          int64_t ldt) {
+                          t->requantize(y + m * d.K + n0, d.K, tile, ldt, rows, cols, mult + n0,
+                                        shift + n0, e.bias ? e.bias + n0 : nullptr, e.relu);
+                      });
+}
+
+void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                            const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8_u8");
+    const float* mult = int8_epilogue_factors(d.K, e);
+    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.K);
+    const Int8Elementwise* t = int8_elementwise();
+    const float inv = 1.0f / out.scale, lo = static_cast<float>(-out.zero_point);
+    const float hi = static_cast<float>(255 - out.zero_point);
+    const float zp = static_cast<float>(out.zero_point);
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d,
+                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                          int64_t ldt) {
+                          t->requantize_u8(yq + m * d.K + n0, d.K, tile, ldt, rows, cols,
+                                           mult + n0, shift + n0,
+                                           e.bias ? e.bias + n0 : nullptr, e.relu, inv, lo, hi,
+                                           zp);
+                      });
+}
+
+void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
+                      const int32_t* w_sums, int32_t x_zero_point, const Conv2dDims& d) {
+    check_dims(d, "conv2d_sums_int8");
+    conv2d_int8_tiles(xq, w_packed, x_zero_point, d,
+                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                          int64_t ldt) {
+                          for (int64_t r = 0; r < rows; ++r)
+                              for (int64_t k = 0; k < cols; ++k)
+                                  s[(m + r) * d.K + n0 + k] =
+                                      tile[r * ldt + k] - x_zero_point * w_sums[n0 + k];
+                      });
+}
+
+void conv2d_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w,
+                            int32_t x_zero_point, const Conv2dDims& d) {
+    check_dims(d, "conv2d_sums_int8_naive");
+    for (int64_t n = 0; n < d.N; ++n)
+        for (int64_t oh = 0; oh < d.OH; ++oh)
+            for (int64_t ow = 0; ow < d.OW; ++ow)
+                for (int64_t k = 0; k < d.K; ++k) {
+                    int64_t sum = 0;  // taps outside the input read the zero point: add 0
+                    for (int64_t kh = 0; kh < d.KH; ++kh) {
+                        const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
+                        if (ih < 0 || ih >= d.H) continue;
+                        for (int64_t kw = 0; kw < d.KW; ++kw) {
+                            const int64_t iw = ow * d.stride_w - d.pad_left + kw * d.dilation_w;
+                            if (iw < 0 || iw >= d.W) continue;
+                            const uint8_t* xp = xq + ((n * d.H + ih) * d.W + iw) * d.C;
+                            const int8_t* wp = w + (kh * d.KW + kw) * d.C * d.K + k;
+                            for (int64_t c = 0; c < d.C; ++c)
+                                sum += (static_cast<int64_t>(xp[c]) - x_zero_point) * wp[c * d.K];
+                        }
+                    }
+                    s[((n * d.OH + oh) * d.OW + ow) * d.K + k] = static_cast<int32_t>(sum);
+                }
+}
+
+void conv2d_forward_int8_naive(float* y, const uint8_t* xq, const int8_t* w,
+                               const Int8Epilogue& e, const Conv2dDims& d) {
+    const int64_t M = d.N * d.OH * d.OW;
+    std::vector<int32_t> s(static_cast<size_t>(M * d.K));
+    conv2d_sums_int8_naive(s.data(), xq, w, e.x_zero_point, d);
+    // The sums already have the zero point taken out.
+    Int8Epilogue exact = e;
+    exact.w_sums = nullptr;
+    int8_requantize(y, s.data(), M, d.K, exact);
+}
+
+}  // namespace cnnfast

@@ -1,0 +1,143 @@
+// The int8 element-wise loops (quantized_simd.h) on AVX-512: 16 values per instruction, masked
+// tails. Compiled with -mavx512f -mavx512bw ...; chosen at run time only on CPUs that have them.
+#include "quantized_simd.h"
+
+#if defined(CNNFAST_BUILD_AVX512)
+#include <immintrin.h>
+
+namespace cnnfast {
+
+namespace {
+
+constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+// min(hi, t) then max(., lo), operands in this order: a NaN t passes the min (the second
+// operand is returned when one is NaN) and becomes lo at the max, as the portable loop does.
+inline __m512i quantize16(__m512 x, __m512 inv, __m512 lo, __m512 hi, __m512 zp) {
+    __m512 t = _mm512_mul_round_ps(x, inv, kNearest);
+    t = _mm512_max_ps(_mm512_min_ps(hi, t), lo);
+    // Round half to even (the default rounding mode), as std::nearbyint.
+    t = _mm512_roundscale_ps(t, kNearest);
+    return _mm512_cvttps_epi32(_mm512_add_round_ps(t, zp, kNearest));
+}
+
+void quantize_avx512(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
+                     float zp) {
+    const __m512 vinv = _mm512_set1_ps(inv), vlo = _mm512_set1_ps(lo);
+    const __m512 vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i v = quantize16(_mm512_loadu_ps(x + i), vinv, vlo, vhi, vzp);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(v));
+    }
+    if (i < n) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+        const __m512i v = quantize16(_mm512_maskz_loadu_ps(m, x + i), vinv, vlo, vhi, vzp);
+        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
+    }
+}
+
+// 16 outputs: float(acc - shift) * mult (+ bias), then max(., 0) when relu. The _round_ forms:
+// GCC would contract a plain _mm512_mul_ps + _mm512_add_ps into one FMA (one rounding instead
+// of the portable loop's two).
+template <bool kBias, bool kRelu>
+inline __m512 requantize16(__m512i acc, __m512i shift, __m512 mult, __m512 bias) {
+    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift)), mult,
+                                   kNearest);
+    if (kBias) v = _mm512_add_round_ps(v, bias, kNearest);
+    if (kRelu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    return v;
+}
+
+template <bool kBias, bool kRelu>
+void requantize_rows(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                     int64_t K, const float* mult, const int32_t* shift, const float* bias) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * ldacc;
+        float* out = y + m * ldy;
+        int64_t k = 0;
+        // Whole vectors unmasked (masked stores are slower), the tail masked.
+        for (; k + 16 <= K; k += 16)
+            _mm512_storeu_ps(out + k, requantize16<kBias, kRelu>(
+                                          _mm512_loadu_si512(a + k), _mm512_loadu_si512(shift + k),
+                                          _mm512_loadu_ps(mult + k),
+                                          kBias ? _mm512_loadu_ps(bias + k) : zero));
+        if (k < K) {
+            const __mmask16 mk = static_cast<__mmask16>((1u << (K - k)) - 1);
+            _mm512_mask_storeu_ps(
+                out + k, mk,
+                requantize16<kBias, kRelu>(_mm512_maskz_loadu_epi32(mk, a + k),
+                                           _mm512_maskz_loadu_epi32(mk, shift + k),
+                                           _mm512_maskz_loadu_ps(mk, mult + k),
+                                           kBias ? _mm512_maskz_loadu_ps(mk, bias + k) : zero));
+        }
+    }
+}
+
+void requantize_avx512(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
+                       int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                       bool relu) {
+    if (bias)
+        (relu ? requantize_rows<true, true> : requantize_rows<true, false>)(y, ldy, acc, ldacc, M,
+                                                                          K, mult, shift, bias);
+    else
+        (relu ? requantize_rows<false, true> : requantize_rows<false, false>)(
+            y, ldy, acc, ldacc, M, K, mult, shift, bias);
+}
+
+template <bool kBias, bool kRelu>
+void requantize_u8_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
+                        int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                        float inv, float lo, float hi, float zp) {
+    const __m512 zero = _mm512_setzero_ps(), vinv = _mm512_set1_ps(inv);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
+    for (int64_t m = 0; m < M; ++m) {
+        const int32_t* a = acc + m * ldacc;
+        uint8_t* out = q + m * ldq;
+        int64_t k = 0;
+        // Whole vectors unmasked (masked stores are slower), the tail masked.
+        for (; k + 16 <= K; k += 16) {
+            const __m512 y = requantize16<kBias, kRelu>(
+                _mm512_loadu_si512(a + k), _mm512_loadu_si512(shift + k),
+                _mm512_loadu_ps(mult + k), kBias ? _mm512_loadu_ps(bias + k) : zero);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k),
+                             _mm512_cvtepi32_epi8(quantize16(y, vinv, vlo, vhi, vzp)));
+        }
+        if (k < K) {
+            const __mmask16 mk = static_cast<__mmask16>((1u << (K - k)) - 1);
+            const __m512 y = requantize16<kBias, kRelu>(
+                _mm512_maskz_loadu_epi32(mk, a + k), _mm512_maskz_loadu_epi32(mk, shift + k),
+                _mm512_maskz_loadu_ps(mk, mult + k),
+                kBias ? _mm512_maskz_loadu_ps(mk, bias + k) : zero);
+            _mm512_mask_cvtepi32_storeu_epi8(out + k, mk, quantize16(y, vinv, vlo, vhi, vzp));
+        }
+    }
+}
+
+void requantize_u8_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
+                          int64_t K, const float* mult, const int32_t* shift, const float* bias,
+                          bool relu, float inv, float lo, float hi, float zp) {
+    if (bias)
+        (relu ? requantize_u8_rows<true, true> : requantize_u8_rows<true, false>)(
+            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+    else
+        (relu ? requantize_u8_rows<false, true> : requantize_u8_rows<false, false>)(
+            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+}
+
+const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512};
+
+}  // namespace
+
+const Int8Elementwise* int8_elementwise_avx512() { return &kTable; }
+
+}  // namespace cnnfast
+
+#else
+
+namespace cnnfast {
+const Int8Elementwise* int8_elementwise_avx512() { return nullptr; }
+}  // namespace cnnfast
+
+#endif
