@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench all` (or gemm / conv / train / latency).
+"""Run the benchmarks: `python -m bench all` (or gemm / conv / train / latency / ...; `beyond`:
+issue 23's int8, batch-1 latency and bfloat16 report, bench/bench_beyond.py).
 
 Runs cnnfast, PyTorch and NumPy in one process on the same shapes and networks, prints a
 table of medians with ratios (> 1 means cnnfast is faster), and writes it to
@@ -38,11 +39,18 @@ HEADER = HEADER_ROW
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", default="all", choices=["all", *SECTIONS])
-    parser.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 1,2")
+    parser.add_argument("what", nargs="?", default="all", choices=["all", *SECTIONS, "beyond"])
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated thread counts, e.g. 1,2 (default 2; beyond: 1,2)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     require_bench_extra()
+    if args.what == "beyond":  # issue 23's report, its own tables (bench/bench_beyond.py)
+        from bench import bench_beyond
+
+        return bench_beyond.main(["--threads", args.threads or "1,2"] +
+                                 (["--no-write"] if args.no_write else []))
+    args.threads = args.threads or "2"
     env_lines = environment()
     print("\n".join(env_lines), flush=True)
     names = list(SECTIONS) if args.what == "all" else [args.what]
