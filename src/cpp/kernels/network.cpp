@@ -168,15 +168,22 @@ void Network::add_pool2d(bool max, int64_t PH, int64_t PW, int64_t stride_h, int
     push(s, {out_h, out_w, C});
 }
 
-void Network::add_dense(const float* w, const float* bias, int64_t IN, int64_t OUT,
-                        const std::string& activation, float act_alpha) {
-    const std::string ctx = "Network.add_dense on input " + shape_str();
-    if (!w) throw std::invalid_argument(ctx + ": kernel is null");
+// The current shape, whose last axis a dense kernel (IN, OUT) must take.
+const std::vector<int64_t>& Network::dense_input_shape(const std::string& ctx, int64_t IN,
+                                                       int64_t OUT) const {
     const std::vector<int64_t>& shape = cur_shape();
     if (shape.back() != IN || OUT < 1)
         throw std::invalid_argument(ctx + ": kernel (" + std::to_string(IN) + ", " +
                                     std::to_string(OUT) + ") needs the last axis to be " +
                                     std::to_string(IN));
+    return shape;
+}
+
+void Network::add_dense(const float* w, const float* bias, int64_t IN, int64_t OUT,
+                        const std::string& activation, float act_alpha) {
+    const std::string ctx = "Network.add_dense on input " + shape_str();
+    if (!w) throw std::invalid_argument(ctx + ": kernel is null");
+    const std::vector<int64_t>& shape = dense_input_shape(ctx, IN, OUT);
     NetworkStep s{};
     s.kind = StepKind::dense;
     s.rows = size_of(shape) / IN;
@@ -239,11 +246,7 @@ void Network::add_dense_int8(const int8_t* w, const float* w_scale, const float*
                              const std::string& activation, float act_alpha) {
     const std::string ctx = "Network.add_dense_int8 on input " + shape_str();
     check_int8_inputs(ctx, w, w_scale, x_scale, x_zero_point);
-    const std::vector<int64_t>& shape = cur_shape();
-    if (shape.back() != IN || OUT < 1)
-        throw std::invalid_argument(ctx + ": kernel (" + std::to_string(IN) + ", " +
-                                    std::to_string(OUT) + ") needs the last axis to be " +
-                                    std::to_string(IN));
+    const std::vector<int64_t>& shape = dense_input_shape(ctx, IN, OUT);
     NetworkStep s{};
     s.kind = StepKind::dense_int8;
     s.rows = size_of(shape) / IN;

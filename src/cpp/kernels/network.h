@@ -180,6 +180,8 @@ private:
     int add_value(std::vector<int64_t> shape, int view_of);
     void plan_buffers();
     std::string shape_str() const;
+    const std::vector<int64_t>& dense_input_shape(const std::string& ctx, int64_t IN,
+                                                  int64_t OUT) const;
 
     const std::vector<int64_t>& cur_shape() const { return values_[current_].shape; }
 
