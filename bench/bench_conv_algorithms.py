@@ -1,6 +1,6 @@
 """Each conv2d algorithm on the shapes that set conv2d.cpp's automatic choice.
 
-    OMP_PROC_BIND=close PYTHONPATH=. python -m bench.bench_conv_algorithms [--threads 1 2]
+    OMP_PROC_BIND=close PYTHONPATH=. python -m bench.bench_conv_algorithms [--threads 1 2] [--only resnet]
 
 For every shape, pass (forward, backward-data, backward-weights) and thread count, prints the
 milliseconds per call of Winograd, the direct kernels and im2col + GEMM, forced one at a time,
@@ -65,6 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.05)
+    parser.add_argument("--only", default="", help="the shapes whose label contains this text")
     args = parser.parse_args(argv)
     if not _core.set_conv2d_algorithm("winograd"):
         sys.exit("Winograd needs the AVX-512 kernels, which this CPU or build lacks")
@@ -75,6 +76,8 @@ def main(argv=None) -> None:
         for threads in args.threads:
             _core.set_num_threads(threads)
             for label, (n, h, w_, c), k, pad in SHAPES:
+                if args.only not in label:
+                    continue
                 o = h + 2 * pad - 2
                 x = rng.standard_normal((n, h, w_, c)).astype(np.float32)
                 w = rng.standard_normal((3, 3, c, k)).astype(np.float32)
