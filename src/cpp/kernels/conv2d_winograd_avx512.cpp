@@ -121,6 +121,7 @@ void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_
     // Tiles per image whose patch lies inside the input: tile rows (columns) t with
     // 0 <= 2t - pad and 2t - pad + 4 <= H (W).
     auto inside_tiles = [](int64_t tiles, int64_t pad, int64_t size) {
+        if (size + pad < 4) return int64_t{0};  // (the division below truncates toward zero)
         const int64_t first = (pad + 1) / 2, last = (size + pad - 4) / 2;
         return std::max<int64_t>(0, std::min(tiles - 1, last) - first + 1);
     };
