@@ -41,7 +41,8 @@ BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
     return {T, tiles, (g.total + tiles - 1) / tiles};
 }
 
-// U (16, Cin, ldu) = G g G^T of every pair of input and output channels (conv2d_winograd.h),
+// U (16, Cin, ldu) = G g G^T of every pair of input and output channels, its positions
+// winograd_kernel_stride(Cin, ldu) floats apart (conv2d_winograd.h),
 // split over threads by input channel, or by 16 output channels when those are s_co floats apart
 // (gathered: then each block's cache lines serve 16 consecutive input channels).
 void transform_kernel(const WinogradTransforms& tf, float* U, int64_t ldu, const float* w,
@@ -98,7 +99,7 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
                             const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const TileGrid g = winograd_tile_grid(d);
-    const int64_t C = d.C;
+    const int64_t C = d.C, us = winograd_kernel_stride(C, Kp);
     const int T = pass_threads(g, C, Kp);
     for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
         const int64_t ldv = nt * C, ldm = nt * Kp;
@@ -110,7 +111,7 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
 #pragma omp for schedule(static)
             for (int64_t pos = 0; pos < 16; ++pos)
                 sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
-                                    U + pos * C * Kp, Kp, 0.0f, M + pos * ldm, Kp);
+                                    U + pos * us, Kp, 0.0f, M + pos * ldm, Kp);
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < nt; i += 12)
                 tf.output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
@@ -119,7 +120,8 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
     });
 }
 
-// The forward pass with the kernel already transformed: U (16, C, Kp).
+// The forward pass with the kernel already transformed: U (16, C, Kp), positions
+// winograd_kernel_stride(C, Kp) floats apart.
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
                          int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
@@ -127,6 +129,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const TileGrid g = winograd_tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    const int64_t us = winograd_kernel_stride(C, Kp);
     const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
     if (plan.blocks == 1 && T > 1) {
         // One block of tiles (a single image: the Keras MNIST CNN's second convolution has 36)
@@ -142,7 +145,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         parallel_for(T, 16, [&](int64_t pos) {
             const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
             for (int64_t k0 = 0; k0 < d.K; k0 += 64)
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * us + k0, Kp,
                            nullptr, false, std::min<int64_t>(64, d.K - k0));
         });
         parallel_for(T, T, [&](int64_t t) {
@@ -160,7 +163,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
             // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
             const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
             for (int64_t k0 = 0; k0 < d.K; k0 += 64)
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * C * Kp + k0, Kp,
+                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * us + k0, Kp,
                            nullptr, false, std::min<int64_t>(64, d.K - k0));
         }
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
@@ -186,7 +189,7 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
                              const float* w, const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const int64_t Kp = round_up(d.K, 16);
-    float* U = workspace(Scratch::winograd_weights, 16 * d.C * Kp);
+    float* U = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(d.C, Kp));
     transform_kernel(tf, U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
 }
@@ -199,7 +202,7 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const TileGrid g = winograd_tile_grid(d);
     const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
-    float* UT = workspace(Scratch::winograd_weights, 16 * K * Cp);
+    float* UT = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(K, Cp));
     transform_kernel(tf, UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
     const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
     BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
@@ -216,7 +219,7 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         for (int pos = 0; pos < 16; ++pos) {
             const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
             for (int64_t c0 = 0; c0 < C; c0 += 64)
-                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * K * Cp + c0, Cp,
+                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * winograd_kernel_stride(K, Cp) + c0, Cp,
                            nullptr, false, std::min<int64_t>(64, C - c0));
         }
         tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
@@ -233,7 +236,7 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
         return backward_data_transposed(uk, dx, dy, w, d);
     const Conv2dDims f = backward_data_as_forward_dims(d);
     const int64_t Cp = round_up(d.C, 16);
-    float* U = workspace(Scratch::winograd_weights, 16 * d.K * Cp);
+    float* U = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(d.K, Cp));
     transform_kernel(tf, U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
     forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
 }

@@ -47,12 +47,19 @@ inline TileGrid winograd_tile_grid(const Conv2dDims& d) {
     return {TH, TW, TH * TW, d.N * TH * TW};
 }
 
+// Floats between the 16 positions of a transformed kernel U of `rows` rows of ld floats: one
+// vector more than the rows, so that the positions' rows do not all fall in one L1 set (at
+// 64x64 channels they were 16 KiB apart, and the kernel transform's 16 stores per pair of
+// channels missed the L1).
+inline int64_t winograd_kernel_stride(int64_t rows, int64_t ld) { return rows * ld + 16; }
+
 // The ISA-specific half of the algorithm: the transforms, each single-threaded (the drivers split
 // the work). Positions of V, M, D and dV lie ldpos floats apart; within a position, tile i's row
 // starts at i * (its channel count, or the padded ldk / ldc).
 struct WinogradTransforms {
     const char* path;
-    // U (16, Cin, ldu) = G g G^T for input channels [ci0, ci1) x output channels [co0, co1)
+    // U (16, Cin, ldu), positions winograd_kernel_stride(Cin, ldu) floats apart, = G g G^T for
+    // input channels [ci0, ci1) x output channels [co0, co1)
     // (multiples of 16), tap (i, j) of g at w[tap * taps + ci * s_ci + co * s_co], tap = 3i + j
     // (8 - that when flipped); lanes co >= Cout zeroed.
     void (*kernel)(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout, bool flipped,

@@ -28,6 +28,7 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
                       bool flipped, int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0,
                       int64_t ci1, int64_t co0, int64_t co1) {
     const __m512 half = _mm512_set1_ps(0.5f);
+    const int64_t pos_stride = winograd_kernel_stride(Cin, ldu);
     // Output channels s_co floats apart (backward-data's transposed kernels) are gathered; with
     // ci inner, a block of 16 channels' cache lines serves 16 consecutive ci from L1.
     const __m512i gather_index = _mm512_mullo_epi32(
@@ -56,7 +57,7 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
             const __m512 outer = _mm512_add_ps(t[a][0], t[a][2]);
             const __m512 r[4] = {t[a][0], _mm512_mul_ps(half, _mm512_add_ps(outer, t[a][1])),
                                  _mm512_mul_ps(half, _mm512_sub_ps(outer, t[a][1])), t[a][2]};
-            for (int b = 0; b < 4; ++b) _mm512_storeu_ps(u + (4 * a + b) * Cin * ldu + co, r[b]);
+            for (int b = 0; b < 4; ++b) _mm512_storeu_ps(u + (4 * a + b) * pos_stride + co, r[b]);
         }
     };
     if (s_co == 1) {  // rows of w and of U[pos] read and written in order
