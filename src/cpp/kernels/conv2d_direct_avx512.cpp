@@ -184,8 +184,9 @@ void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t 
                     continue;
                 }
             }
-            int64_t np = p1 - i < P ? p1 - i : P;
-            if (cs) np = std::min(np, px.OW - i % px.OW);  // the rest of this row
+            // The general tile, which steps across row ends: a row's last few pixels share it
+            // with the next row's first (3x3 maps: 6 + 3 pixels, not 3 tiles of 3).
+            const int64_t np = p1 - i < P ? p1 - i : P;
             tile_pixels_from<P>(src, px, i, np);
             fwd_tile<P, KV>(yt, ldy, src, np, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
             i += np;
