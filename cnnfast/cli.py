@@ -450,18 +450,49 @@ def _train(args, strategy) -> int:
     return 0
 
 
+def _is_quantized(model) -> bool:
+    from cnnfast.quantization import QuantizedModel
+
+    return isinstance(model, QuantizedModel)
+
+
+def _last_activation(model) -> str | None:
+    if _is_quantized(model):
+        return model.config["layers"][-1]["config"].get("activation")
+    return model.layers[-1].get_config().get("activation")
+
+
+def _probabilities(model, out: np.ndarray) -> np.ndarray:
+    """The model's outputs as class probabilities (softmax of logits or other activations)."""
+    if _last_activation(model) == "softmax":
+        return out
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def cmd_evaluate(args) -> int:
     info, model = _load(args.model_file, compile=True)
     data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
                         if args.data == "auto" else "mnist")
     _check_fits(model, data, args.model_file)
     recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+    if args.batch_size <= 0:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    if _is_quantized(model):
+        # An int8 model has no loss of its own: the cross-entropy of its probabilities.
+        probs = _probabilities(model, model.predict(apply_preprocessing(data.x_test, recipe),
+                                                    batch_size=args.batch_size))
+        picked = probs[np.arange(len(probs)), data.y_test]
+        loss = float(-np.mean(np.log(np.maximum(picked, 1e-7))))
+        accuracy = float(np.mean(probs.argmax(axis=1) == data.y_test))
+        print(f"{data.description}: {len(data.x_test):,} test images (int8 model)")
+        print(f"loss: {loss:.4f}")
+        print(f"accuracy: {100 * accuracy:.2f}%")
+        return 0
     if not model.compiled:
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     elif "accuracy" not in model.metrics:
         model.compile(model.optimizer, model.loss, metrics=["accuracy"])
-    if args.batch_size <= 0:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     loss, accuracy = model.evaluate(apply_preprocessing(data.x_test, recipe),
                                     _targets_for(model, data.y_test),
                                     batch_size=args.batch_size, verbose=0)
@@ -504,6 +535,38 @@ def _read_inputs(path: str, shape: tuple[int, int, int], resize: bool) -> list[t
     return [(label, images.to_model_input(a, shape, resize, what=label)) for label, a in batch]
 
 
+def cmd_quantize(args) -> int:
+    import cnnfast as cf
+
+    info, model = _load(args.model_file, compile=False)
+    if _is_quantized(model):
+        raise UsageError(f"{args.model_file} is already an int8 model")
+    if args.calibration <= 0:
+        raise UsageError(f"--calibration must be positive, got {args.calibration}")
+    data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
+                        if args.data == "auto" else "mnist")
+    _check_fits(model, data, args.model_file)
+    recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+    # Calibration on training images, preprocessed as in training; the test images judge it.
+    calibration = apply_preprocessing(data.x_train[:args.calibration], recipe)
+    try:
+        qmodel = cf.quantize(model, calibration, skip=args.skip or ())
+    except ValueError as err:
+        raise UsageError(f"{args.model_file}: {err}") from None
+    x_test = apply_preprocessing(data.x_test, recipe)
+    float_top = model.predict(x_test, batch_size=256).argmax(axis=1)
+    int8_top = qmodel.predict(x_test, batch_size=256).argmax(axis=1)
+    out = args.out or Path(args.model_file).stem + "-int8.cnnfast"
+    # The float file's class names, input scaling and dataset, for predict and evaluate.
+    keep = (META_PREPROCESSING, META_CLASSES, META_DATASET)
+    qmodel.save(out, metadata={k: v for k, v in info.metadata.items() if k in keep})
+    print(f"calibrated on {len(calibration):,} training images of {data.description}")
+    print(f"test accuracy: float32 {100 * np.mean(float_top == data.y_test):.2f}%, int8 "
+          f"{100 * np.mean(int8_top == data.y_test):.2f}% ({len(x_test):,} test images)")
+    print(f"saved to {out}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     info, model = _load(args.model_file, compile=False)
     shape = tuple(model.input_shape_)
@@ -516,11 +579,8 @@ def cmd_predict(args) -> int:
     class_names = info.recorded(META_CLASSES)
     inputs = [item for path in args.inputs for item in _read_inputs(path, shape, args.resize)]
     x = apply_preprocessing(np.stack([a for _, a in inputs]), recipe)
-    out = model.predict(x, batch_size=128).reshape(len(inputs), -1)
-    last = model.layers[-1].get_config().get("activation")
-    if last != "softmax":  # logits or another activation: report softmax probabilities
-        shifted = np.exp(out - out.max(axis=1, keepdims=True))
-        out = shifted / shifted.sum(axis=1, keepdims=True)
+    # Logits or another activation: reported as softmax probabilities.
+    out = _probabilities(model, model.predict(x, batch_size=128).reshape(len(inputs), -1))
     k = min(args.top, out.shape[1])
     results = []
     for (label, _), probs in zip(inputs, out):
@@ -680,6 +740,20 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--resize", action="store_true",
                    help="resize (bilinear) images whose size differs from the model's input")
     p.set_defaults(run=cmd_predict)
+
+    q = sub.add_parser("quantize", parents=[common], help="an int8 copy of a saved model",
+                       description="Quantize a saved model to int8 (cnnfast.quantize: int8 "
+                                   "weights per output channel, uint8 activations calibrated "
+                                   "on training images) and save it; prints the test accuracy "
+                                   "of both. predict, evaluate and the C API run the result.")
+    q.add_argument("model_file", help="a saved (float32) model file")
+    q.add_argument("--data", default="auto", metavar="DATA",
+                   help="as for train; default: the dataset the model was trained on")
+    q.add_argument("--calibration", type=int, default=500, metavar="N",
+                   help="training images to calibrate the activation ranges on (default 500)")
+    q.add_argument("--skip", nargs="+", metavar="LAYER", help="layers to keep in float32")
+    q.add_argument("--out", help="where to save (default MODEL-int8.cnnfast here)")
+    q.set_defaults(run=cmd_quantize)
 
     s = sub.add_parser("summary", parents=[common], help="shape/parameter/FLOP/memory analysis",
                        description="Analyse a model from its shapes alone (no weights are "

@@ -123,10 +123,12 @@ class QuantizedModel:
         for line in self.describe():
             show(f"  {line}")
 
-    def save(self, filepath: str | os.PathLike) -> None:
+    def save(self, filepath: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
         """Write the quantized model to one file (docs/model-format.md, section 8), atomically;
-        :func:`cnnfast.load_model` and the C API read it."""
-        save_quantized_model(self, filepath)
+        :func:`cnnfast.load_model` and the C API read it. `metadata`: extra header entries, as
+        :func:`cnnfast.save_model` takes them (``cnnfast quantize`` carries the float file's
+        class names and input scaling over)."""
+        save_quantized_model(self, filepath, metadata)
 
 
 def _fold_batchnorm(conv: L.Layer, bn: L.Layer) -> tuple[np.ndarray, np.ndarray]:
@@ -296,13 +298,21 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
 QUANTIZATION_SCHEME = "int8"
 
 
-def save_quantized_model(qmodel: QuantizedModel, filepath: str | os.PathLike) -> None:
+def save_quantized_model(qmodel: QuantizedModel, filepath: str | os.PathLike,
+                         metadata: dict[str, str] | None = None) -> None:
     """Write `qmodel` to `filepath` atomically (format_version 2: float tensors, then the int8
-    kernels last so that every 4-byte tensor stays 4-byte aligned)."""
+    kernels last so that every 4-byte tensor stays 4-byte aligned), with `metadata`'s extra
+    header entries (str to str, not the keys cnnfast writes)."""
     from cnnfast import saving
 
     saving.check_save_path(filepath, "save_quantized_model")
-    meta = {"format": saving.FORMAT, "format_version": saving.QUANTIZED_FORMAT_VERSION,
+    reserved = saving.RESERVED_METADATA
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or key in reserved:
+            raise ValueError(f"save_quantized_model: metadata must map str to str, without the "
+                             f"keys {sorted(reserved)}; got {key!r}: {type(value).__name__}")
+    meta = {**(metadata or {}),
+            "format": saving.FORMAT, "format_version": saving.QUANTIZED_FORMAT_VERSION,
             "architecture": saving._dumps(qmodel.config),
             "quantization": saving._dumps({
                 "scheme": QUANTIZATION_SCHEME, "calibration": qmodel.calibration,

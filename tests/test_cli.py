@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,29 @@ def test_predict_pgm_png_and_npy_match_the_labels(workdir, trained):
     for line in lines:
         probability = float(line.split("(")[1].rstrip(")"))
         assert 0.0 <= probability <= 1.0
+
+
+def test_quantize_then_predict_and_evaluate_the_int8_file(workdir, trained):
+    proc = cnnfast(workdir, "quantize", str(trained), "--out", "lenet5-int8.cnnfast")
+    assert "calibrated on 500 training images of the MNIST sample" in proc.stdout
+    fp32, int8 = map(float, re.search(r"test accuracy: float32 ([\d.]+)%, int8 ([\d.]+)%",
+                                      proc.stdout).groups())
+    assert abs(fp32 - int8) <= 1.0  # 2,000 test images; int8 LeNet-5 tracks float32 closely
+    assert "saved to lenet5-int8.cnnfast" in proc.stdout
+    # The float file's input scaling travels with the int8 one: the same answers on the digits.
+    (_, _), (x_test, _) = mnist.load_data(sample=True)
+    np.save(workdir / "q.npy", x_test[:8])
+    answers = {path: [line.split(": ")[1].split()[0] for line in
+                      cnnfast(workdir, "predict", path, "q.npy").stdout.strip().splitlines()]
+               for path in (str(trained), "lenet5-int8.cnnfast")}
+    assert sum(a == b for a, b in zip(*answers.values())) >= 7
+    evaluated = cnnfast(workdir, "evaluate", "lenet5-int8.cnnfast").stdout
+    assert "(int8 model)" in evaluated
+    assert float(evaluated.split("accuracy: ")[1].split("%")[0]) == pytest.approx(int8, abs=0.01)
+    assert_one_line_error(cnnfast(workdir, "quantize", "lenet5-int8.cnnfast", check=None),
+                          "already an int8 model")
+    assert_one_line_error(cnnfast(workdir, "quantize", str(trained), "--skip", "nosuch",
+                                  check=None), "nosuch", "Conv2D or Dense")
 
 
 def test_predict_json_and_top_k(workdir, trained):

@@ -479,9 +479,13 @@ def test_saved_quantized_model_loads_with_bit_identical_predictions(trained, sam
     _, _, xt, _ = sample
     q = cf.quantize(trained["lenet5"], sample[0][:500])
     path = tmp_path / "lenet5-int8.cnnfast"
-    q.save(path)
+    q.save(path, metadata={"class_names": '["zero"]'})
     header = saving.read_header(path)
     assert header.metadata["format_version"] == "2"
+    assert header.metadata["class_names"] == '["zero"]'  # extra entries travel, as save_model's
+    with pytest.raises(ValueError, match="without the keys"):
+        q.save(tmp_path / "bad.cnnfast", metadata={"quantization": "{}"})
+    assert not (tmp_path / "bad.cnnfast").exists()
     assert header.tensors["c1/kernel"].dtype == "I8"
     assert header.tensors["c1/input_zero_point"].dtype == "I32"
     # Every 4-byte tensor is 4-byte aligned in the file (the int8 kernels come last).
