@@ -252,10 +252,15 @@ def _open_model_file(path: str) -> ModelFile:
     return ModelFile(path, dict(read_header(path).metadata))
 
 
-def _load(path: str, compile: bool):
+def _load(path: str, compile: bool, float_for: str | None = None):
+    """(the file's header, its model); `float_for`: the command, which refuses int8 files."""
     from cnnfast.saving import load_model
 
-    return _open_model_file(path), load_model(path, compile=compile)
+    info, model = _open_model_file(path), load_model(path, compile=compile)
+    if float_for and _is_quantized(model):
+        raise UsageError(f"{path} is an int8 model (cnnfast quantize); {float_for} takes a "
+                         f"float32 model file")
+    return info, model
 
 
 def _zoo_builder(name: str, fc_units: int | None) -> tuple[str, Any, dict[str, Any]]:
@@ -380,7 +385,7 @@ def _train(args, strategy) -> int:
         if args.fc_units is not None:
             raise UsageError("--fc-units does not apply to a saved model file (its architecture "
                              "is stored in it)")
-        info, model = _load(args.model, compile=True)
+        info, model = _load(args.model, compile=True, float_for="train")
         data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
                             if args.data == "auto" else "mnist")
         recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
@@ -633,7 +638,7 @@ def cmd_report(args) -> int:
     from cnnfast.inside import load_diagnostics
     from cnnfast.report import write_report
 
-    info, model = _load(args.model_file, compile=False)
+    info, model = _load(args.model_file, compile=False, float_for="report")
     if len(model.input_shape_) != 3:
         raise UsageError(f"{args.model_file}: report takes image models (H, W, C), this one "
                          f"takes {model.input_shape_}")

@@ -125,6 +125,9 @@ def test_quantize_then_predict_and_evaluate_the_int8_file(workdir, trained):
     assert float(evaluated.split("accuracy: ")[1].split("%")[0]) == pytest.approx(int8, abs=0.01)
     assert_one_line_error(cnnfast(workdir, "quantize", "lenet5-int8.cnnfast", check=None),
                           "already an int8 model")
+    for command in (("train", "lenet5-int8.cnnfast"), ("report", "lenet5-int8.cnnfast")):
+        assert_one_line_error(cnnfast(workdir, *command, check=None), "int8 model",
+                              f"{command[0]} takes a float32 model file")
     assert_one_line_error(cnnfast(workdir, "quantize", str(trained), "--skip", "nosuch",
                                   check=None), "nosuch", "Conv2D or Dense")
 
