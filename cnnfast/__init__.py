@@ -64,6 +64,8 @@ def show_config() -> None:
     print(f"  SIMD path (GEMM):         {_core.sgemm_simd_path()}")
     print(f"  SIMD path (elementwise):  {_core.elementwise_simd_path()}")
     print(f"  SIMD path (pooling):      {_core.pool2d_simd_path()}")
+    print(f"  bfloat16 GEMM path:       {_core.sgemm_bf16_path()}")
+    print(f"  int8 GEMM path:           {_core.gemm_u8s8_path()}")
     print(f"  conv2d algorithm:         {_core.conv2d_algorithm()}")
     print(f"  threads:                  {_core.get_num_threads()}")
     for var in ("CNNFAST_SIMD", "OMP_NUM_THREADS", "OMP_PROC_BIND"):

@@ -55,6 +55,8 @@ def test_show_config_reports_every_family_and_the_real_flags(capsys):
     assert lines["SIMD path (GEMM)"] == _core.sgemm_simd_path()
     assert lines["SIMD path (elementwise)"] == _core.elementwise_simd_path()
     assert lines["SIMD path (pooling)"] == _core.pool2d_simd_path()
+    assert lines["bfloat16 GEMM path"] == _core.sgemm_bf16_path()
+    assert lines["int8 GEMM path"] == _core.gemm_u8s8_path()  # cnnfast.quantize's products
     assert lines["threads"] == str(_core.get_num_threads())
     flags = lines["build flags"]
     # The kernels' own flags, each once, and an ISA kernel set whenever its path can run.
