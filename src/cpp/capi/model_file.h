@@ -11,8 +11,7 @@
 namespace cnnfast {
 
 struct LoadedModel {
-    std::vector<float> data;  // the file's data section (all tensors), float-aligned
-    std::vector<std::vector<float>> copies;  // 4-byte tensors stored at unaligned offsets
+    std::vector<float> data;  // the file's tensors, each from a 64-byte boundary
     std::unique_ptr<Network> network;
 };
 
