@@ -131,48 +131,19 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
 void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                          const Int8Epilogue& e, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8");
-    // The per-channel factors once, read by every thread.
-    const float* mult = int8_epilogue_factors(d.K, e);
-    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.K);
-    const Int8Elementwise* t = int8_elementwise();
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d,
-                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                          int64_t ldt) {
-                          t->requantize(y + m * d.K + n0, d.K, tile, ldt, rows, cols, mult + n0,
-                                        shift + n0, e.bias ? e.bias + n0 : nullptr, e.relu);
-                      });
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8FloatTiles(y, d.K, e));
 }
 
 void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
                             const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8_u8");
-    const float* mult = int8_epilogue_factors(d.K, e);
-    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.K);
-    const Int8Elementwise* t = int8_elementwise();
-    const float inv = 1.0f / out.scale, lo = static_cast<float>(-out.zero_point);
-    const float hi = static_cast<float>(255 - out.zero_point);
-    const float zp = static_cast<float>(out.zero_point);
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d,
-                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                          int64_t ldt) {
-                          t->requantize_u8(yq + m * d.K + n0, d.K, tile, ldt, rows, cols,
-                                           mult + n0, shift + n0,
-                                           e.bias ? e.bias + n0 : nullptr, e.relu, inv, lo, hi,
-                                           zp);
-                      });
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8U8Tiles(yq, d.K, e, out));
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                       const int32_t* w_sums, int32_t x_zero_point, const Conv2dDims& d) {
     check_dims(d, "conv2d_sums_int8");
-    conv2d_int8_tiles(xq, w_packed, x_zero_point, d,
-                      [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                          int64_t ldt) {
-                          for (int64_t r = 0; r < rows; ++r)
-                              for (int64_t k = 0; k < cols; ++k)
-                                  s[(m + r) * d.K + n0 + k] =
-                                      tile[r * ldt + k] - x_zero_point * w_sums[n0 + k];
-                      });
+    conv2d_int8_tiles(xq, w_packed, x_zero_point, d, Int8SumTiles{s, d.K, w_sums, x_zero_point});
 }
 
 void conv2d_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w,

@@ -26,45 +26,17 @@ void dense_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, const DenseDi
 
 void dense_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                         const Int8Epilogue& e, const DenseDims& d) {
-    const float* mult = int8_epilogue_factors(d.OUT, e);
-    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.OUT);
-    const Int8Elementwise* t = int8_elementwise();
-    dense_int8_tiles(xq, w_packed, d,
-                     [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                         int64_t ldt) {
-                         t->requantize(y + m * d.OUT + n0, d.OUT, tile, ldt, rows, cols, mult + n0,
-                                       shift + n0, e.bias ? e.bias + n0 : nullptr, e.relu);
-                     });
+    dense_int8_tiles(xq, w_packed, d, Int8FloatTiles(y, d.OUT, e));
 }
 
 void dense_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
                            const Int8Epilogue& e, const Int8Output& out, const DenseDims& d) {
-    const float* mult = int8_epilogue_factors(d.OUT, e);
-    const auto* shift = reinterpret_cast<const int32_t*>(mult + d.OUT);
-    const Int8Elementwise* t = int8_elementwise();
-    const float inv = 1.0f / out.scale, lo = static_cast<float>(-out.zero_point);
-    const float hi = static_cast<float>(255 - out.zero_point);
-    const float zp = static_cast<float>(out.zero_point);
-    dense_int8_tiles(xq, w_packed, d,
-                     [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                         int64_t ldt) {
-                         t->requantize_u8(yq + m * d.OUT + n0, d.OUT, tile, ldt, rows, cols,
-                                          mult + n0, shift + n0,
-                                          e.bias ? e.bias + n0 : nullptr, e.relu, inv, lo, hi,
-                                          zp);
-                     });
+    dense_int8_tiles(xq, w_packed, d, Int8U8Tiles(yq, d.OUT, e, out));
 }
 
 void dense_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                      const int32_t* w_sums, int32_t x_zero_point, const DenseDims& d) {
-    dense_int8_tiles(xq, w_packed, d,
-                     [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
-                         int64_t ldt) {
-                         for (int64_t r = 0; r < rows; ++r)
-                             for (int64_t k = 0; k < cols; ++k)
-                                 s[(m + r) * d.OUT + n0 + k] =
-                                     tile[r * ldt + k] - x_zero_point * w_sums[n0 + k];
-                     });
+    dense_int8_tiles(xq, w_packed, d, Int8SumTiles{s, d.OUT, w_sums, x_zero_point});
 }
 
 void dense_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w, int32_t x_zero_point,

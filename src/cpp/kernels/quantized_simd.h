@@ -33,6 +33,55 @@ float* int8_epilogue_factors(int64_t K, const Int8Epilogue& e);
 // The table in use.
 const Int8Elementwise* int8_elementwise();
 
+// The finishers of int8_product (int8_chunks.h) shared by the int8 convolution and dense
+// layer: each writes rows [m, m + rows) x columns [n0, n0 + cols) of an output of K columns
+// from a tile of int32 sums. The factors are taken once per call, read by every thread.
+struct Int8FloatTiles {  // y (M,K) float32: the requantize epilogue
+    Int8FloatTiles(float* y, int64_t K, const Int8Epilogue& e)
+        : y(y), K(K), bias(e.bias), relu(e.relu), mult(int8_epilogue_factors(K, e)),
+          shift(reinterpret_cast<const int32_t*>(mult + K)), t(int8_elementwise()) {}
+    void operator()(int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                    int64_t ldt) const {
+        t->requantize(y + m * K + n0, K, tile, ldt, rows, cols, mult + n0, shift + n0,
+                      bias ? bias + n0 : nullptr, relu);
+    }
+    float* y;
+    int64_t K;
+    const float* bias;
+    bool relu;
+    const float* mult;
+    const int32_t* shift;
+    const Int8Elementwise* t;
+};
+
+struct Int8U8Tiles {  // yq (M,K) uint8: the same, quantized to the next layer's grid `out`
+    Int8U8Tiles(uint8_t* yq, int64_t K, const Int8Epilogue& e, const Int8Output& out)
+        : f(nullptr, K, e), yq(yq), inv(1.0f / out.scale),
+          lo(static_cast<float>(-out.zero_point)), hi(static_cast<float>(255 - out.zero_point)),
+          zp(static_cast<float>(out.zero_point)) {}
+    void operator()(int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                    int64_t ldt) const {
+        f.t->requantize_u8(yq + m * f.K + n0, f.K, tile, ldt, rows, cols, f.mult + n0,
+                           f.shift + n0, f.bias ? f.bias + n0 : nullptr, f.relu, inv, lo, hi, zp);
+    }
+    Int8FloatTiles f;
+    uint8_t* yq;
+    float inv, lo, hi, zp;
+};
+
+struct Int8SumTiles {  // s (M,K) int32: the sums less the zero point's share
+    void operator()(int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile,
+                    int64_t ldt) const {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t k = 0; k < cols; ++k)
+                s[(m + r) * K + n0 + k] = tile[r * ldt + k] - x_zero_point * w_sums[n0 + k];
+    }
+    int32_t* s;
+    int64_t K;
+    const int32_t* w_sums;
+    int32_t x_zero_point;
+};
+
 // Null when the build lacks AVX-512.
 const Int8Elementwise* int8_elementwise_avx512();
 
