@@ -122,15 +122,34 @@ void Network::push(NetworkStep step, std::vector<int64_t> out_shape) {
     plan_buffers();
 }
 
+// The current shape, which a convolution needs to be (H, W, C).
+const std::vector<int64_t>& Network::image_input(const std::string& ctx) const {
+    const std::vector<int64_t>& shape = cur_shape();
+    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
+    return shape;
+}
+
+// A convolution's dims on the current (H, W, C) input, its output size checked on both axes.
+Conv2dDims Network::conv_dims(const std::string& ctx, int64_t KH, int64_t KW, int64_t K,
+                              int64_t stride_h, int64_t stride_w, int64_t pad_top,
+                              int64_t pad_left, int64_t out_h, int64_t out_w, int64_t groups,
+                              int64_t dilation_h, int64_t dilation_w) const {
+    const std::vector<int64_t>& shape = image_input(ctx);
+    const int64_t H = shape[0], W = shape[1], C = shape[2];
+    // A dilated kernel spans (K - 1) * dilation + 1 input positions.
+    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
+    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
+    return Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top,
+                      pad_left, groups, dilation_h, dilation_w};
+}
+
 void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,
                          int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
                          int64_t out_h, int64_t out_w, int64_t groups,
                          const std::string& activation, float act_alpha, int64_t dilation_h,
                          int64_t dilation_w) {
     const std::string ctx = "Network.add_conv2d on input " + shape_str();
-    const std::vector<int64_t>& shape = cur_shape();
-    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
-    const int64_t H = shape[0], W = shape[1], C = shape[2];
+    const int64_t C = image_input(ctx)[2];
     if (!w) throw std::invalid_argument(ctx + ": kernel is null");
     if (groups < 1 || C % groups || K < 1 || K % groups)
         throw std::invalid_argument(ctx + ": groups " + std::to_string(groups) +
@@ -138,13 +157,10 @@ void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t 
                                     " and filters " + std::to_string(K));
     if (dilation_h < 1 || dilation_w < 1)
         throw std::invalid_argument(ctx + ": dilation must be >= 1");
-    // A dilated kernel spans (K - 1) * dilation + 1 input positions.
-    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
-    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
     NetworkStep s{};
     s.kind = StepKind::conv2d;
-    s.conv = Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top, pad_left,
-                        groups, dilation_h, dilation_w};
+    s.conv = conv_dims(ctx, KH, KW, K, stride_h, stride_w, pad_top, pad_left, out_h, out_w, groups,
+                       dilation_h, dilation_w);
     s.weight = w;
     s.bias = bias;
     s.rows = out_h * out_w;
@@ -218,18 +234,14 @@ void Network::add_conv2d_int8(const int8_t* w, const float* w_scale, const float
                               const std::string& activation, float act_alpha,
                               int64_t dilation_h, int64_t dilation_w) {
     const std::string ctx = "Network.add_conv2d_int8 on input " + shape_str();
-    const std::vector<int64_t>& shape = cur_shape();
-    if (shape.size() != 3) throw std::invalid_argument(ctx + ": needs an (H, W, C) input");
-    const int64_t H = shape[0], W = shape[1], C = shape[2];
+    const int64_t C = image_input(ctx)[2];
     check_int8_inputs(ctx, w, w_scale, x_scale, x_zero_point);
     if (K < 1 || KH < 1 || KW < 1 || dilation_h < 1 || dilation_w < 1)
         throw std::invalid_argument(ctx + ": kernel sizes, filters and dilation must be >= 1");
-    check_axis(ctx, "height", H, (KH - 1) * dilation_h + 1, stride_h, pad_top, out_h);
-    check_axis(ctx, "width", W, (KW - 1) * dilation_w + 1, stride_w, pad_left, out_w);
     NetworkStep s{};
     s.kind = StepKind::conv2d_int8;
-    s.conv = Conv2dDims{1, H, W, C, KH, KW, K, out_h, out_w, stride_h, stride_w, pad_top, pad_left,
-                        1, dilation_h, dilation_w};
+    s.conv = conv_dims(ctx, KH, KW, K, stride_h, stride_w, pad_top, pad_left, out_h, out_w, 1,
+                       dilation_h, dilation_w);
     s.int8_kernel = std::make_shared<const Int8PackedKernel>(w, KH * KW * C, K);
     s.w_scale = w_scale;
     s.bias = bias;

@@ -182,6 +182,11 @@ private:
     std::string shape_str() const;
     const std::vector<int64_t>& dense_input_shape(const std::string& ctx, int64_t IN,
                                                   int64_t OUT) const;
+    const std::vector<int64_t>& image_input(const std::string& ctx) const;
+    Conv2dDims conv_dims(const std::string& ctx, int64_t KH, int64_t KW, int64_t K,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_top, int64_t pad_left,
+                         int64_t out_h, int64_t out_w, int64_t groups, int64_t dilation_h,
+                         int64_t dilation_w) const;
 
     const std::vector<int64_t>& cur_shape() const { return values_[current_].shape; }
 
