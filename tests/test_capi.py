@@ -73,27 +73,33 @@ def _scores(stdout: str) -> tuple[int, np.ndarray]:
     return int(lines[0].split()[1]), np.array(values, np.float32)
 
 
+def assert_classify_equals_predict(exe, path, x, predict, tmp_path, check_class=True):
+    """examples/classify (`exe`) on the one image x against predict(x)[0] on one thread: the
+    same executor and kernels, so the same scores bit for bit (%.9g prints float32 exactly)."""
+    raw = tmp_path / "input.f32"
+    x.tofile(raw)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(exe), str(path), str(raw), "--threads", "1"],
+                          capture_output=True, text=True, env=env, check=True)
+    cls, scores = _scores(proc.stdout)
+    cf.set_num_threads(1)
+    try:
+        expected = predict(x)[0]
+    finally:
+        cf.set_num_threads(0)
+    np.testing.assert_array_equal(scores, expected)
+    if check_class:
+        assert cls == int(np.argmax(expected))
+
+
 @pytest.mark.parametrize("exe", ["classify", "classify_static"])
 @pytest.mark.parametrize("zoo", ["lenet5", "keras_mnist_cnn", "resnet_cifar"])  # a stack and a graph
 def test_classify_raw_input_matches_python_predict(toolchain, tmp_path, exe, zoo):
     cf.set_seed(3)
     model = getattr(models, zoo)()
     x = np.random.default_rng(0).random((1,) + model.input_shape_, dtype=np.float32)
-    raw = tmp_path / "input.f32"
-    x.tofile(raw)
-    path = _saved(tmp_path, model)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(toolchain[exe]), str(path), str(raw), "--threads", "1"],
-                          capture_output=True, text=True, env=env, check=True)
-    cls, scores = _scores(proc.stdout)
-    cf.set_num_threads(1)
-    try:
-        expected = model.predict(x)[0]
-    finally:
-        cf.set_num_threads(0)
-    # %.9g prints every float32 exactly, so identical kernels give identical numbers.
-    np.testing.assert_array_equal(scores, expected)
-    assert cls == int(np.argmax(expected))
+    assert_classify_equals_predict(toolchain[exe], _saved(tmp_path, model), x, model.predict,
+                                   tmp_path)
 
 
 @pytest.mark.parametrize("name", list(MORE_LAYER_MODELS))
@@ -104,18 +110,8 @@ def test_classify_issue19_layers_matches_python_predict(toolchain, tmp_path, nam
     model = factory()
     model.build()
     x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
-    raw = tmp_path / "input.f32"
-    x.tofile(raw)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(toolchain["classify"]), str(_saved(tmp_path, model)), str(raw),
-                           "--threads", "1"], capture_output=True, text=True, env=env, check=True)
-    _, scores = _scores(proc.stdout)
-    cf.set_num_threads(1)
-    try:
-        expected = model.predict(x)[0]
-    finally:
-        cf.set_num_threads(0)
-    np.testing.assert_array_equal(scores, expected)  # same executor, same kernels
+    assert_classify_equals_predict(toolchain["classify"], _saved(tmp_path, model), x,
+                                   model.predict, tmp_path, check_class=False)
 
 
 def test_classify_pgm_image(toolchain, tmp_path):
@@ -209,17 +205,6 @@ def test_classify_batchnorm_models_match_python_predict(toolchain, tmp_path, nam
     rng = np.random.default_rng(1)
     xs = rng.random((8,) + model.input_shape_, dtype=np.float32)
     model.train_on_batch(xs, rng.integers(0, model.output_shape_[-1], 8))  # moving statistics
-    x = xs[:1]
-    raw = tmp_path / "input.f32"
-    x.tofile(raw)
-    path = _saved(tmp_path, model)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(toolchain["classify"]), str(path), str(raw), "--threads", "1"],
-                          capture_output=True, text=True, env=env, check=True)
-    _, scores = _scores(proc.stdout)
-    cf.set_num_threads(1)
-    try:
-        expected = model.predict(x, verbose=0)[0]
-    finally:
-        cf.set_num_threads(0)
-    np.testing.assert_array_equal(scores, expected)
+    assert_classify_equals_predict(toolchain["classify"], _saved(tmp_path, model), xs[:1],
+                                   lambda x: model.predict(x, verbose=0), tmp_path,
+                                   check_class=False)

@@ -9,14 +9,12 @@ bounded below where it is checked."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import numpy as np
 import pytest
 import test_capi
 from conftest import SHARED_DATASETS
-from test_capi import _scores
 
 import cnnfast as cf
 from cnnfast import _core
@@ -583,20 +581,8 @@ def test_c_api_runs_the_quantized_file_like_predict(capi_toolchain, trained, sam
     q = cf.quantize(model, sample[0][:200])
     path = tmp_path / f"{name}-int8.cnnfast"
     q.save(path)
-    x = sample[2][7:8]
-    raw = tmp_path / "input.f32"
-    x.tofile(raw)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(capi_toolchain["classify"]), str(path), str(raw), "--threads", "1"],
-                          capture_output=True, text=True, env=env, check=True)
-    cls, scores = _scores(proc.stdout)
-    cf.set_num_threads(1)
-    try:
-        expected = q.predict(x)[0]
-    finally:
-        cf.set_num_threads(0)
-    np.testing.assert_array_equal(scores, expected)
-    assert cls == int(np.argmax(expected))
+    test_capi.assert_classify_equals_predict(capi_toolchain["classify"], path, sample[2][7:8],
+                                             q.predict, tmp_path)
 
 
 def test_c_api_refuses_a_broken_quantized_file(capi_toolchain, trained, sample, tmp_path):
