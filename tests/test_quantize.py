@@ -14,6 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 import test_capi
+import test_gemm_u8s8
 from conftest import SHARED_DATASETS
 
 import cnnfast as cf
@@ -21,15 +22,9 @@ from cnnfast import _core
 from cnnfast import layers as L
 from cnnfast.datasets import mnist as mnist_data
 
-PATHS = [p for p in ("portable", "avx512_vnni") if _core.set_gemm_u8s8_path(p)]
-_core.set_gemm_u8s8_path("auto")
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    assert _core.set_gemm_u8s8_path(request.param)
-    yield request.param
-    _core.set_gemm_u8s8_path("auto")
+# The int8 GEMM paths this CPU runs, and the fixture running a test on each (test_gemm_u8s8).
+PATHS = test_gemm_u8s8.PATHS
+path = test_gemm_u8s8.path
 
 
 # -- references -----------------------------------------------------------------------------
