@@ -339,6 +339,15 @@ def _check_fits(model, data: Dataset, what: str) -> None:
                          f"{data.classes} classes")
 
 
+def _recorded_data(data_arg: str, info: ModelFile, model, path: str):
+    """The dataset a saved model is run on (DATA, or with "auto" the one its file records),
+    checked against the model's input and classes, and the input scaling the file records."""
+    data = load_dataset(data_arg, info.recorded(META_DATASET, "mnist")
+                        if data_arg == "auto" else "mnist")
+    _check_fits(model, data, path)
+    return data, info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+
+
 # -- commands -------------------------------------------------------------------------------
 
 def _say(args, text: str) -> None:
@@ -386,11 +395,8 @@ def _train(args, strategy) -> int:
             raise UsageError("--fc-units does not apply to a saved model file (its architecture "
                              "is stored in it)")
         info, model = _load(args.model, compile=True, float_for="train")
-        data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
-                            if args.data == "auto" else "mnist")
-        recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+        data, recipe = _recorded_data(args.data, info, model, args.model)
         class_names = info.recorded(META_CLASSES) or data.class_names
-        _check_fits(model, data, args.model)
         if not model.compiled or args.optimizer or args.lr is not None:
             if model.compiled:
                 _say(args, "note: --optimizer/--lr given: the optimizer starts afresh")
@@ -477,10 +483,7 @@ def _probabilities(model, out: np.ndarray) -> np.ndarray:
 
 def cmd_evaluate(args) -> int:
     info, model = _load(args.model_file, compile=True)
-    data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
-                        if args.data == "auto" else "mnist")
-    _check_fits(model, data, args.model_file)
-    recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+    data, recipe = _recorded_data(args.data, info, model, args.model_file)
     if args.batch_size <= 0:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     if _is_quantized(model):
@@ -548,10 +551,7 @@ def cmd_quantize(args) -> int:
         raise UsageError(f"{args.model_file} is already an int8 model")
     if args.calibration <= 0:
         raise UsageError(f"--calibration must be positive, got {args.calibration}")
-    data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
-                        if args.data == "auto" else "mnist")
-    _check_fits(model, data, args.model_file)
-    recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
+    data, recipe = _recorded_data(args.data, info, model, args.model_file)
     # Calibration on training images, preprocessed as in training; the test images judge it.
     calibration = apply_preprocessing(data.x_train[:args.calibration], recipe)
     try:
@@ -642,9 +642,7 @@ def cmd_report(args) -> int:
     if len(model.input_shape_) != 3:
         raise UsageError(f"{args.model_file}: report takes image models (H, W, C), this one "
                          f"takes {model.input_shape_}")
-    data = load_dataset(args.data, info.recorded(META_DATASET, "mnist")
-                        if args.data == "auto" else "mnist")
-    _check_fits(model, data, args.model_file)
+    data, recipe = _recorded_data(args.data, info, model, args.model_file)
     if args.samples < 1:
         raise UsageError(f"--samples must be positive, got {args.samples}")
     log = None
@@ -655,7 +653,6 @@ def cmd_report(args) -> int:
         if log.get("model") != model.name:
             print(f"note: {args.log} is the log of a model named {log.get('model')!r}, "
                   f"{args.model_file} holds {model.name!r}", file=sys.stderr)
-    recipe = info.recorded(META_PREPROCESSING, PLAIN_PREPROCESSING)
     class_names = info.recorded(META_CLASSES) or data.class_names
     out = write_report(model, args.out, apply_preprocessing(data.x_test, recipe), data.y_test,
                        images=data.x_test, class_names=class_names, log=log,
@@ -682,6 +679,12 @@ def _shape(text: str) -> tuple[int, ...]:
     if len(dims) != 3 or min(dims) <= 0:
         raise argparse.ArgumentTypeError(f"expected three positive sizes H,W,C, got {text!r}")
     return dims
+
+
+def _saved_data_option(command) -> None:
+    """--data of the commands that run a saved model (evaluate, quantize, report)."""
+    command.add_argument("--data", default="auto", metavar="DATA",
+                         help="as for train; default: the dataset the model was trained on")
 
 
 def build_parser() -> ArgumentParser:
@@ -727,8 +730,7 @@ def build_parser() -> ArgumentParser:
     e = sub.add_parser("evaluate", parents=[common], help="loss and accuracy of a saved model",
                        description="Loss and accuracy of a saved model on a test set.")
     e.add_argument("model_file", help="a saved model file")
-    e.add_argument("--data", default="auto", metavar="DATA",
-                   help="as for train; default: the dataset the model was trained on")
+    _saved_data_option(e)
     e.add_argument("--batch-size", type=int, default=256)
     e.set_defaults(run=cmd_evaluate)
 
@@ -752,8 +754,7 @@ def build_parser() -> ArgumentParser:
                                    "on training images) and save it; prints the test accuracy "
                                    "of both. predict, evaluate and the C API run the result.")
     q.add_argument("model_file", help="a saved (float32) model file")
-    q.add_argument("--data", default="auto", metavar="DATA",
-                   help="as for train; default: the dataset the model was trained on")
+    _saved_data_option(q)
     q.add_argument("--calibration", type=int, default=500, metavar="N",
                    help="training images to calibrate the activation ranges on (default 500)")
     q.add_argument("--skip", nargs="+", metavar="LAYER", help="layers to keep in float32")
@@ -779,8 +780,7 @@ def build_parser() -> ArgumentParser:
                                    "maps, saliency maps, the confusion matrix with its "
                                    "mistakes, and (with --log) training curves and histograms.")
     r.add_argument("model_file", help="a saved model file")
-    r.add_argument("--data", default="auto", metavar="DATA",
-                   help="as for train; default: the dataset the model was trained on")
+    _saved_data_option(r)
     r.add_argument("--log", metavar="RUN_FILE", help="a training log from 'cnnfast train --log'")
     r.add_argument("-o", "--out", default="report.html", help="the page to write "
                                                               "(default report.html)")
