@@ -25,4 +25,20 @@ inline void store_c_vector(float* c, __mmask16 m, __m512 s, float beta, const fl
     _mm512_mask_storeu_ps(c, m, s);
 }
 
+// acc += the R x (16 V) outer product of R values ak[0..R) and V vectors from bk (the rank-1
+// step of a register-tiled product; bk need not be aligned).
+template <int R, int V>
+__attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], const float* ak,
+                                                        const float* bk) {
+    __m512 bv[V];
+#pragma GCC unroll 64
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+#pragma GCC unroll 64
+    for (int r = 0; r < R; ++r) {
+        const __m512 ar = _mm512_set1_ps(ak[r]);
+#pragma GCC unroll 64
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+}
+
 }  // namespace cnnfast

@@ -306,17 +306,8 @@ void bwdw_narrow_tile(float* dw, int64_t K, const ConvPixels& px, int64_t npix, 
         const int64_t n_ow = npix - oh * px.OW < px.OW ? npix - oh * px.OW : px.OW;
         const float* s = px.base + oh * px.row_step + o;
         const float* g = dy + oh * px.OW * ldy + k0;
-        for (int64_t ow = 0; ow < n_ow; ++ow, s += px.col_step, g += ldy) {
-            __m512 xv[VQ];
-#pragma GCC unroll 32
-            for (int v = 0; v < VQ; ++v) xv[v] = _mm512_loadu_ps(s + 16 * v);
-#pragma GCC unroll 32
-            for (int r = 0; r < RK; ++r) {
-                const __m512 a = _mm512_set1_ps(g[r]);
-#pragma GCC unroll 32
-                for (int v = 0; v < VQ; ++v) acc[r][v] = _mm512_fmadd_ps(a, xv[v], acc[r][v]);
-            }
-        }
+        for (int64_t ow = 0; ow < n_ow; ++ow, s += px.col_step, g += ldy)
+            rank1_update<RK, VQ>(acc, g, s);
     }
     // Transposed into dw (q, k): 8 x 16 VQ values, once per call.
     alignas(64) float t[RK][16 * VQ];

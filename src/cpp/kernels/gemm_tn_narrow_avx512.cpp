@@ -26,21 +26,6 @@ constexpr int kRows = kGemmNarrowRows, kVecs = 4;
 // threads); shorter chunks pay the C update more often.
 constexpr int64_t kKChunk = 64;
 
-// acc += the R x (16 V) outer product of one k: R values of A's row ak, V vectors of B's row bk.
-template <int R, int V>
-__attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], const float* ak,
-                                                        const float* bk) {
-    __m512 bv[V];
-#pragma GCC unroll 64
-    for (int v = 0; v < V; ++v) bv[v] = _mm512_load_ps(bk + 16 * v);
-#pragma GCC unroll 64
-    for (int r = 0; r < R; ++r) {
-        const __m512 ar = _mm512_set1_ps(ak[r]);
-#pragma GCC unroll 64
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
-    }
-}
-
 // One R x (16 V) tile of C over kc rows of K. a: A + k0*lda + i0 (R adjacent values per row);
 // b: the packed chunk, row stride ldb_pack; c: C + i0*ldc + j0. first: this is K's first chunk
 // (apply beta); last: add bias / ReLU. ml masks the last vector's columns. pf: the same R values
