@@ -18,11 +18,16 @@ import numpy  # noqa: F401  isort: skip
 import argparse
 import datetime
 import importlib
-import os
 import sys
-from pathlib import Path
 
-from bench.common import HEADER_ROW, environment, machine_name, markdown_table, require_bench_extra
+from bench.common import (
+    HEADER_ROW,
+    environment,
+    machine_name,
+    markdown_table,
+    require_bench_extra,
+    write_results,
+)
 
 SECTIONS = {
     "gemm": ("bench.bench_gemm", "SGEMM"),
@@ -78,13 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         report += [f"## {title}", "", table, ""]
     if not args.no_write:
         # `all` writes <machine>.md; a single section writes <machine>-<section>.md beside it.
-        suffix = "" if args.what == "all" else f"-{args.what}"
-        out = Path(__file__).resolve().parent / "results" / f"{machine_name()}{suffix}.md"
-        out.parent.mkdir(exist_ok=True)
-        tmp = out.with_suffix(".md.tmp")
-        tmp.write_text("\n".join(report) + "\n")
-        os.replace(tmp, out)
-        print(f"\nwrote {out}")
+        write_results("" if args.what == "all" else f"-{args.what}", report)
 
 
 if __name__ == "__main__":

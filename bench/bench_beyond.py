@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
-from pathlib import Path
 
 from bench.common import (
     SETTLE_SECONDS,
@@ -36,6 +34,7 @@ from bench.common import (
     set_threads,
     time_rounds,
     torch,
+    write_results,
 )
 
 FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -179,11 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n## {title}\n\n{table}", flush=True)
         report += [f"## {title}", "", table, ""]
     if not args.no_write:
-        out = Path(__file__).resolve().parent / "results" / f"{machine_name()}-beyond.md"
-        tmp = out.with_suffix(".md.tmp")
-        tmp.write_text("\n".join(report) + "\n")
-        os.replace(tmp, out)
-        print(f"\nwrote {out}")
+        write_results("-beyond", report)
 
 
 if __name__ == "__main__":

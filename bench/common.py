@@ -160,3 +160,13 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def write_results(name: str, lines: list[str]) -> None:
+    """bench/results/<machine><name>.md from `lines`, replaced whole (never half-written)."""
+    out = Path(__file__).resolve().parent / "results" / f"{machine_name()}{name}.md"
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out)
+    print(f"\nwrote {out}")
