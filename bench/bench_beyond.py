@@ -64,11 +64,9 @@ def cpu_lines() -> list[str]:
 
 
 def torch_training(name: str, batch: int, steps: int, autocast: bool):
-    """One epoch of PyTorch training of the zoo model `name` (bench.bench_train's translation),
-    in float32 or under torch.autocast("cpu", dtype=torch.bfloat16)."""
-    import numpy as np
-
-    from bench.bench_train import NETWORKS, synthetic, torch_model
+    """One epoch of PyTorch training of the zoo model `name` (bench.bench_train's translation
+    and optimizer), in float32 or under bfloat16 autocast."""
+    from bench.bench_train import NETWORKS, synthetic, torch_model, torch_training_epoch
 
     build, opt, _ = NETWORKS[name]
     model = build()
@@ -77,22 +75,7 @@ def torch_training(name: str, batch: int, steps: int, autocast: bool):
     tm = torch_model(model)
     topt = (torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9) if opt == "sgd"
             else torch.optim.Adam(tm.parameters()))
-    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
-        memory_format=torch.channels_last)
-    ty = torch.from_numpy(labels)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def epoch():
-        tm.train()
-        for s in range(steps):
-            xb, yb = tx[s * batch:(s + 1) * batch], ty[s * batch:(s + 1) * batch]
-            topt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = loss_fn(tm(xb), yb)
-            loss.backward()
-            topt.step()
-
-    return epoch
+    return torch_training_epoch(tm, topt, x, labels, batch, steps, autocast=autocast)
 
 
 def training_rows(threads: int, rounds: int) -> list[list]:

@@ -76,9 +76,10 @@ def synthetic(model: cf.Sequential, n: int, seed: int = 0):
 
 
 def torch_training_epoch(tm, topt, x: np.ndarray, labels: np.ndarray, batch: int,
-                         steps: int):
+                         steps: int, autocast: bool = False):
     """One shuffled epoch of `steps` batches of PyTorch training (channels-last, cross-entropy
-    on the logits), as a callable for time_rounds; x is NHWC, converted once."""
+    on the logits), as a callable for time_rounds; x is NHWC, converted once. `autocast`: the
+    forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)."""
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(
         memory_format=torch.channels_last)
     ty = torch.from_numpy(labels)
@@ -90,7 +91,9 @@ def torch_training_epoch(tm, topt, x: np.ndarray, labels: np.ndarray, batch: int
         for s in range(steps):
             idx = perm[s * batch:(s + 1) * batch]
             topt.zero_grad(set_to_none=True)
-            loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)), ty[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = loss_fn(tm(tx[idx].contiguous(memory_format=torch.channels_last)),
+                               ty[idx])
             loss.backward()
             topt.step()
 

@@ -261,8 +261,8 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
     // 8 or 16 output channels over fields whose rows are whole vectors (ResNet's 16 -> 16):
     // the kernel vectorised over the field (ResNet-20's 16-channel backward-weights at one
     // thread, batch 128, `bench.bench_conv_algorithms --only resnet`: 4.7-4.8 -> 3.4-3.5 ms).
-    const bool narrow = uk.backward_weights_narrow != nullptr &&
-                        (d.K == kConvNarrowK || d.K == 8) && seg % 16 == 0;
+    const bool narrow = uk.backward_weights_narrow != nullptr && d.K % 8 == 0 &&
+                        d.K <= kConvNarrowK && seg % 16 == 0;
     auto unit = [&](float* part, float* dbp, int64_t u) {
         const int64_t n = u / plan.bands, oh0 = u % plan.bands * plan.band_rows;
         const int64_t rows = std::min(plan.band_rows, d.OH - oh0), npix = rows * d.OW;

@@ -57,8 +57,9 @@ using ConvFwdC1Ukernel = void (*)(float* y, const ConvPixels& px, int64_t rows, 
 using ConvBwdWC1Ukernel = void (*)(float* accv, const ConvPixels& px, int64_t rows, int64_t KH,
                                    int64_t KW, int64_t rs, const float* dy, float* dyt, int64_t K);
 
-// Few output channels (K = kConvNarrowK or 8 of them): vectorised over the field instead of over
-// K, whose single vector left the broadcast form one load per FMA. Pixels [0, npix):
+// Few output channels (a multiple of 8, at most kConvNarrowK; the kernel takes 8 at a time):
+// vectorised over the field instead of over K, whose single vector left the broadcast form one
+// load per FMA. Pixels [0, npix):
 // dw[q*K + k] += sum_p src_p[q / seg * rs + q % seg] * dy[p*ldy + k] for q < KH*seg, k < K;
 // seg a multiple of 16. Each dw value is an FMA per pixel from zero, in pixel order, then one add
 // into dw, as in the broadcast form.
