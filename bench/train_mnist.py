@@ -3,6 +3,7 @@
     OMP_PROC_BIND=close python bench/train_mnist.py                  # all runs, full length
     python bench/train_mnist.py --runs lenet5-mnist --epochs 20
     python bench/train_mnist.py --quick                               # smoke test: 1 epoch, 2000 images
+    python bench/train_mnist.py --runs keras-cnn-mnist --precision bfloat16   # mixed precision
 
 Runs (targets from the literature):
   lenet5-mnist        LeNet-5 (zoo.lenet5, 28x28 zero-padded to 32x32, inputs standardised),
@@ -113,15 +114,17 @@ def run(name: str, args, out: Path) -> None:
     cf.set_seed(args.seed)
     model = BUILDERS[model_name](input_shape=x_train.shape[1:], classes=10)
     optimizer = cf.optimizers.Adam(1e-3)
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
+                  precision=args.precision)
     timer = TrainTimer(len(x_train))
     callbacks = [timer, TimeBudget(args.budget)]
-    opt_text = "Adam 1e-3"
+    opt_text = "Adam 1e-3" + (", bfloat16 products" if args.precision == "bfloat16" else "")
     if model_name == "lenet5" and not args.quick:
         callbacks.append(step_decay(1e-3, {10: 0.3, 15: 0.3}))
         opt_text = "Adam 1e-3, x0.3 at 10, 15"
     print(f"== {name}: {model_name} on {data_name}, {len(x_train)}/{len(x_test)} images, "
-          f"{epochs} epochs, batch {batch}, {cf.get_num_threads()} threads", flush=True)
+          f"{epochs} epochs, batch {batch}, {cf.get_num_threads()} threads, {args.precision}",
+          flush=True)
     start = time.perf_counter()
     history = model.fit(x_train, y_train_1h, batch_size=batch, epochs=epochs,
                         validation_data=(x_test, y_test_1h), callbacks=callbacks,
@@ -130,7 +133,8 @@ def run(name: str, args, out: Path) -> None:
     wall = time.perf_counter() - start
     print(f"   test accuracy {100 * accuracy:.2f}% (target {100 * target:.1f}%), loss {loss:.4f}, "
           f"{wall:.0f} s", flush=True)
-    run_name = name + ("-quick" if args.quick else "")
+    run_name = (name + ("-bf16" if args.precision == "bfloat16" else "")
+                + ("-quick" if args.quick else ""))
     row = result_row(run_name, model_name, f"{data_name} {len(x_train)}/{len(x_test)}",
                      len(history.epoch), batch, opt_text, accuracy,
                      None if args.quick else target, wall, timer)
@@ -145,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, help="stop each run after this many seconds")
     parser.add_argument("--threads", type=int, help="cnnfast threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="compile(precision=...): bfloat16 is mixed-precision training "
+                             "(runs are recorded as <run>-bf16)")
     parser.add_argument("--data-dir", help="directory holding mnist/ and fashion-mnist/ "
                         "(default: the cnnfast.datasets lookup, then ../shared/datasets)")
     parser.add_argument("--out", help="results directory (default bench/results; --quick: a temp dir)")

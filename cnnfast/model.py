@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _core, _executor, graph, regularizers
+from cnnfast import _core, _executor, graph, mixed_precision, regularizers
 from cnnfast import callbacks as callbacks_module
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
@@ -268,6 +268,8 @@ class Model:
     layer last, in an order where every layer comes after the layers it reads.
     """
 
+    precision = "float32"  # the products' precision in training (compile)
+
     def __init__(self, inputs: SymbolicTensor | None = None,
                  outputs: SymbolicTensor | None = None, name: str | None = None) -> None:
         self._init_state(name or "functional")
@@ -508,14 +510,27 @@ class Model:
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer: str | optimizers_module.Optimizer = "rmsprop",
                 loss: str | losses_module.Loss = "categorical_crossentropy",
-                metrics: Iterable[str] | None = None) -> None:
-        """Choose optimizer (default RMSprop, as in Keras), loss and metrics.
+                metrics: Iterable[str] | None = None, precision: str | None = None) -> None:
+        """Choose optimizer (default RMSprop, as in Keras), loss, metrics and the precision of
+        training's products.
+
+        Parameters
+        ----------
+        precision
+            ``"float32"`` (the default), or ``"bfloat16"`` (also spelled ``"mixed_bfloat16"``,
+            Keras' policy name) for mixed-precision training: in each training step the
+            convolutions' and dense layers' products (forward, and the gradients of inputs and
+            weights) take bfloat16 operands with float32 sums, on the CPU's AVX512-BF16
+            instructions where it has them (a portable kernel giving the same bits elsewhere);
+            the weights, their gradients, the optimizer state, every other layer, the loss and
+            softmax stay float32. ``predict`` and ``evaluate`` run float32. None takes
+            ``cnnfast.keras.mixed_precision.global_policy()`` (float32 unless set).
 
         Raises
         ------
         ValueError
-            An unknown metric name (the message lists the valid ones), or a cross-entropy loss
-            on a model whose output is not (None, classes).
+            An unknown metric name (the message lists the valid ones), an unknown precision, or
+            a cross-entropy loss on a model whose output is not (None, classes).
         NotImplementedError
             A Keras metric that cnnfast does not compute.
         """
@@ -541,6 +556,7 @@ class Model:
         names = [m.name for m in objs]
         if len(set(names)) != len(names):
             raise ValueError(f"compile: metrics must have distinct names, got {names}")
+        self.precision = mixed_precision.resolve(precision, "compile")
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
         self.metrics = names
@@ -780,14 +796,16 @@ class Model:
         if plan is not None:
             return self._plan_step(plan, xb, yb, where, weights)
         dist = self.__dict__.get("_distributed")
-        out = self._forward(xb, training=True)
+        with mixed_precision.products_in(self.precision):
+            out = self._forward(xb, training=True)
         grad = self._grad_buffer(out.shape)
         loss = self._weighted_loss(out, yb, grad, weights)
         if not math.isfinite(loss) and dist is None:
             _raise_non_finite(where, loss, len(xb))
         reg = 0.0
         if math.isfinite(loss):
-            self._backward(grad)
+            with mixed_precision.products_in(self.precision):
+                self._backward(grad)
             for layer in self.layers:
                 if layer.regularizers_:
                     reg += layer.regularization_loss()
@@ -845,7 +863,7 @@ class Model:
                      for name, reg in layer.regularizers_.items()
                      if isinstance(reg, regularizers.L1L2))
         key = (self._packed_key, id(self.loss), type(self.optimizer), regs,
-               self.__dict__.get("_force_python_training", False))
+               self.__dict__.get("_force_python_training", False), self.precision)
         cached = self.__dict__.get("_train_plan_cache")
         if cached is None or cached[0] != key:
             plan, dropouts = None, []
@@ -889,7 +907,8 @@ class Model:
         plan = _core.TrainPlan.from_config(
             json.dumps(self.get_config()), {k: w for k, w, _ in views},
             {k: g for k, _, g in views}, self._weight_arena, self._grad_arena,
-            self._trainable_floats, list(regs), _PLAN_LOSSES[type(self.loss)])
+            self._trainable_floats, list(regs), _PLAN_LOSSES[type(self.loss)],
+            bf16_products=self.precision == "bfloat16")
         # A graph's calls in the order of _forward; the plan orders them likewise
         # (layer_config.h order_calls), and dropout seeds and gradient sums depend on it.
         calls = [node.layer for node in self._nodes[1:]] if self._nodes else self.layers

@@ -40,6 +40,7 @@ import numpy as np
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
 from cnnfast import metrics as metrics_module
+from cnnfast import mixed_precision
 from cnnfast import optimizers as optimizers_module
 from cnnfast import random as random_module
 from cnnfast.model import Model, Sequential
@@ -189,7 +190,10 @@ def _compile_config(model: Sequential) -> dict[str, Any] | None:
         warnings.warn(f"save_model: {err}; the file will load as an uncompiled model",
                       stacklevel=3)
         return None
-    return {"loss": loss_record, "metrics": metrics}
+    record = {"loss": loss_record, "metrics": metrics}
+    if model.precision != "float32":  # files of float32 models stay as they were
+        record["precision"] = model.precision
+    return record
 
 
 def _trainable_names(model: Sequential) -> list[tuple[str, np.ndarray]]:
@@ -750,7 +754,8 @@ def _parse_training(header: FileHeader) -> dict[str, Any]:
     training = _loads(header.metadata["training"], "training metadata")
     if not isinstance(training, dict):
         _fail("training metadata must be an object")
-    unknown = set(training) - {"loss", "metrics", "epoch", "step", "rng", "dropout_calls"}
+    unknown = set(training) - {"loss", "metrics", "precision", "epoch", "step", "rng",
+                                "dropout_calls"}
     if unknown:
         _fail(f"training metadata has unknown keys {sorted(unknown)}")
     if "loss" in training:
@@ -849,8 +854,12 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
 
     model.saved_epoch = training.get("epoch") if "step" not in training else None
     if optimizer is not None:
+        precision = training.get("precision", "float32")
+        if precision not in mixed_precision.PRECISIONS:
+            _fail(f"unknown training precision {precision!r}; known: "
+                  f"{list(mixed_precision.PRECISIONS)}")
         model.compile(optimizer, losses_module.deserialize(training["loss"]),
-                      training.get("metrics"))
+                      training.get("metrics"), precision=precision)
         optimizer.iterations = optimizer_config["iterations"]
         params = [layer.weights_[n] for layer in model.layers for n in layer.trainable_names()]
         names = [n for n, _ in _expected_trainable(model)]

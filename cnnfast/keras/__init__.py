@@ -18,6 +18,7 @@ from cnnfast.keras import (
     layers,
     losses,
     metrics,
+    mixed_precision,
     models,
     optimizers,
     regularizers,
@@ -29,7 +30,7 @@ from cnnfast.model import Model, Sequential
 from cnnfast.saving import load_model
 
 __getattr__ = unsupported(__name__, {
-    "applications": "no pretrained models", "mixed_precision": "cnnfast computes in float32",
+    "applications": "no pretrained models",
     "ops": "no tensor ops API; layers run on NumPy arrays",
     "preprocessing": "use cnnfast.data (BatchIterator, augmentation)",
 })
@@ -46,6 +47,7 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "mixed_precision",
     "models",
     "optimizers",
     "regularizers",

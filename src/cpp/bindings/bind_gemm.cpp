@@ -93,6 +93,16 @@ void bind_gemm(py::module_& m) {
           [](const std::string& name) { return set_gemm_u8s8_path(name.c_str()); },
           py::arg("name"));
     m.def("sgemm_bf16_path", &sgemm_bf16_path);
+    // Mixed-precision training's process-wide switch (gemm_bf16.h); returns the previous state.
+    m.def(
+        "set_bf16_products",
+        [](bool on) {
+            const bool previous = bf16_products();
+            set_bf16_products(on);
+            return previous;
+        },
+        py::arg("on"));
+    m.def("bf16_products", &bf16_products);
     m.def("set_sgemm_bf16_path",
           [](const std::string& name) { return set_sgemm_bf16_path(name.c_str()); },
           py::arg("name"));

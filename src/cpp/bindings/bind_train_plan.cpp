@@ -67,7 +67,7 @@ void bind_train_plan(py::module_& m) {
             [](const std::string& architecture, const py::dict& weights, const py::dict& grads,
                py::array weight_arena, py::array grad_arena, int64_t trainable_floats,
                const std::vector<std::tuple<std::string, double, double>>& regularizers,
-               const std::string& loss) {
+               const std::string& loss, bool bf16_products) {
                 auto h = std::make_unique<TrainPlanHandle>();
                 float* pw = out_f32(weight_arena, "TrainPlan.from_config weight_arena", 1);
                 float* pg = out_f32(grad_arena, "TrainPlan.from_config grad_arena", 1);
@@ -102,7 +102,7 @@ void bind_train_plan(py::module_& m) {
                 try {
                     h->plan = build_train_plan(architecture, lookup(weights, "weight"),
                                                lookup(grads, "gradient"), loss_of(loss), pw, pg,
-                                               trainable_floats);
+                                               trainable_floats, bf16_products);
                 } catch (const std::runtime_error& e) {
                     throw std::invalid_argument(std::string("TrainPlan.from_config: ") + e.what());
                 }
@@ -125,7 +125,9 @@ void bind_train_plan(py::module_& m) {
             },
             py::arg("architecture"), py::arg("weights"), py::arg("grads"),
             py::arg("weight_arena"), py::arg("grad_arena"), py::arg("trainable_floats"),
-            py::arg("regularizers"), py::arg("loss"))
+            py::arg("regularizers"), py::arg("loss"), py::arg("bf16_products") = false)
+        .def_property_readonly(
+            "bf16_products", [](const TrainPlanHandle& h) { return h.plan->bf16_products(); })
         .def_property_readonly(
             "input_shape", [](const TrainPlanHandle& h) { return h.plan->input_shape(); })
         .def_property_readonly(

@@ -10,6 +10,9 @@
 
 #include "conv2d_direct.h"
 #include "conv2d_winograd.h"
+#include "dense.h"
+#include "gemm_bf16.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -87,15 +90,78 @@ bool backward_data_as_forward(const Conv2dDims& d) {
 enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise };
 
 // The algorithm that computes this pass of a convolution (every choice above, in one place).
-ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass) {
+// bf16_gemms: mixed-precision training's products on bfloat16 operands (gemm_bf16.h), which
+// im2col's GEMM and Winograd's position GEMMs compute, and the direct kernels do not.
+ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass, bool bf16_gemms) {
     // Depthwise: im2col would run C GEMMs of width M (forced "im2col" still does, for tests).
     if (conv2d_is_depthwise(d) && g_conv_algorithm.load(std::memory_order_relaxed) != 1)
         return ConvAlgorithm::depthwise;
     if (!direct_applies(d, pass)) return ConvAlgorithm::im2col;
     if (use_winograd(d, pass)) return ConvAlgorithm::winograd;
+    if (bf16_gemms) return ConvAlgorithm::im2col;
     if (pass == ConvPass::backward_data && backward_data_as_forward(d))
         return ConvAlgorithm::direct_gather;
     return ConvAlgorithm::direct;
+}
+
+// Mixed-precision training with sums too short for the bfloat16 GEMMs to pay (fewer than 16
+// input channels per group: a network's first convolution, of 1 or 3 channels, and depthwise
+// ones), where their packing cost more than the float32 kernels' whole pass (the Keras MNIST
+// CNN's first convolution, 1 -> 64 channels at batch 128, one thread: backward-weights 6.2 ms
+// through the bfloat16 im2col GEMM against 0.8 ms direct). Such a convolution keeps its float32
+// algorithm, run on operands rounded to bfloat16 first: the products bfloat16 hardware makes
+// (exact in float32), summed in float32.
+bool bf16_by_rounding(const Conv2dDims& d) { return d.C / d.groups < 16; }
+
+// x (n,) rounded to bfloat16, in the calling thread's `slot`.
+const float* rounded(const float* x, int64_t n, Scratch slot) {
+    float* out = workspace(slot, n);
+    round_to_bf16(out, x, n);
+    return out;
+}
+
+int64_t input_floats(const Conv2dDims& d) { return d.N * d.H * d.W * d.C; }
+int64_t output_floats(const Conv2dDims& d) { return d.N * d.OH * d.OW * d.K; }
+int64_t kernel_floats(const Conv2dDims& d) { return d.KH * d.KW * (d.C / d.groups) * d.K; }
+
+void forward_by(ConvAlgorithm algorithm, float* y, const float* x, const float* w,
+                const float* bias, const Conv2dDims& d, Activation act, float alpha) {
+    const bool relu = act == Activation::relu;
+    const BandActivation band{relu ? Activation::linear : act, alpha};
+    if (algorithm == ConvAlgorithm::direct)
+        return conv2d_forward_direct(*conv2d_direct_ukernels(), y, x, w, bias, d, relu, band);
+    if (algorithm == ConvAlgorithm::depthwise)
+        conv2d_forward_depthwise(y, x, w, bias, d, relu);
+    else if (algorithm == ConvAlgorithm::winograd)
+        conv2d_forward_winograd(*conv2d_direct_ukernels(), y, x, w, bias, d, relu);
+    else
+        conv2d_forward_im2col(y, x, w, bias, d, relu);
+    band(y, output_floats(d));
+}
+
+void backward_data_by(ConvAlgorithm algorithm, float* dx, const float* dy, const float* w,
+                      const Conv2dDims& d) {
+    switch (algorithm) {
+        case ConvAlgorithm::im2col: return conv2d_backward_data_im2col(dx, dy, w, d);
+        case ConvAlgorithm::depthwise: return conv2d_backward_data_depthwise(dx, dy, w, d);
+        case ConvAlgorithm::direct:
+            return conv2d_backward_data_direct(*conv2d_direct_ukernels(), dx, dy, w, d);
+        case ConvAlgorithm::direct_gather:
+            return conv2d_backward_data_flipped(*conv2d_direct_ukernels(), dx, dy, w, d);
+        case ConvAlgorithm::winograd:
+            return conv2d_backward_data_winograd(*conv2d_direct_ukernels(), dx, dy, w, d);
+    }
+}
+
+void backward_weights_by(ConvAlgorithm algorithm, float* dw, float* db, const float* x,
+                         const float* dy, const Conv2dDims& d) {
+    if (algorithm == ConvAlgorithm::winograd)
+        return conv2d_backward_weights_winograd(*conv2d_direct_ukernels(), dw, db, x, dy, d);
+    if (algorithm == ConvAlgorithm::direct)
+        return conv2d_backward_weights_direct(*conv2d_direct_ukernels(), dw, db, x, dy, d);
+    if (algorithm == ConvAlgorithm::depthwise)
+        return conv2d_backward_weights_depthwise(dw, db, x, dy, d);
+    conv2d_backward_weights_im2col(dw, db, x, dy, d);
 }
 
 }  // namespace
@@ -126,43 +192,35 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha) {
-    const bool relu = act == Activation::relu;
-    const BandActivation band{relu ? Activation::linear : act, alpha};
-    const ConvAlgorithm algorithm = choose_algorithm(d, ConvPass::forward);
-    if (algorithm == ConvAlgorithm::direct)
-        return conv2d_forward_direct(*conv2d_direct_ukernels(), y, x, w, bias, d, relu, band);
-    if (algorithm == ConvAlgorithm::depthwise)
-        conv2d_forward_depthwise(y, x, w, bias, d, relu);
-    else if (algorithm == ConvAlgorithm::winograd)
-        conv2d_forward_winograd(*conv2d_direct_ukernels(), y, x, w, bias, d, relu);
-    else
-        conv2d_forward_im2col(y, x, w, bias, d, relu);
-    band(y, d.N * d.OH * d.OW * d.K);
+    const bool bf16 = bf16_products();
+    if (bf16 && bf16_by_rounding(d))
+        return forward_by(choose_algorithm(d, ConvPass::forward, false), y,
+                          rounded(x, input_floats(d), Scratch::conv_bf16_input),
+                          rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), bias, d, act,
+                          alpha);
+    forward_by(choose_algorithm(d, ConvPass::forward, bf16), y, x, w, bias, d, act, alpha);
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
-    switch (choose_algorithm(d, ConvPass::backward_data)) {
-        case ConvAlgorithm::im2col: return conv2d_backward_data_im2col(dx, dy, w, d);
-        case ConvAlgorithm::depthwise: return conv2d_backward_data_depthwise(dx, dy, w, d);
-        case ConvAlgorithm::direct:
-            return conv2d_backward_data_direct(*conv2d_direct_ukernels(), dx, dy, w, d);
-        case ConvAlgorithm::direct_gather:
-            return conv2d_backward_data_flipped(*conv2d_direct_ukernels(), dx, dy, w, d);
-        case ConvAlgorithm::winograd:
-            return conv2d_backward_data_winograd(*conv2d_direct_ukernels(), dx, dy, w, d);
-    }
+    const bool bf16 = bf16_products();
+    if (bf16 && bf16_by_rounding(d))
+        return backward_data_by(choose_algorithm(d, ConvPass::backward_data, false), dx,
+                                rounded(dy, output_floats(d), Scratch::conv_bf16_input),
+                                rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), d);
+    backward_data_by(choose_algorithm(d, ConvPass::backward_data, bf16), dx, dy, w, d);
 }
 
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
-    const ConvAlgorithm algorithm = choose_algorithm(d, ConvPass::backward_weights);
-    if (algorithm == ConvAlgorithm::winograd)
-        return conv2d_backward_weights_winograd(*conv2d_direct_ukernels(), dw, db, x, dy, d);
-    if (algorithm == ConvAlgorithm::direct)
-        return conv2d_backward_weights_direct(*conv2d_direct_ukernels(), dw, db, x, dy, d);
-    if (algorithm == ConvAlgorithm::depthwise)
-        return conv2d_backward_weights_depthwise(dw, db, x, dy, d);
-    conv2d_backward_weights_im2col(dw, db, x, dy, d);
+    const bool bf16 = bf16_products();
+    if (bf16 && bf16_by_rounding(d)) {
+        // The bias gradient is a sum, not a product: from dy as it is.
+        if (db) dense_bias_grad(db, dy, d.N * d.OH * d.OW, d.K);
+        return backward_weights_by(choose_algorithm(d, ConvPass::backward_weights, false), dw,
+                                   nullptr, rounded(x, input_floats(d), Scratch::conv_bf16_input),
+                                   rounded(dy, output_floats(d), Scratch::conv_bf16_gradient), d);
+    }
+    backward_weights_by(choose_algorithm(d, ConvPass::backward_weights, bf16), dw, db, x, dy, d);
 }
 
 }  // namespace cnnfast

@@ -12,6 +12,7 @@
 #include "conv2d_direct.h"
 #include "conv2d_pool_ukernels.h"
 #include "cpu_features.h"
+#include "gemm_bf16.h"
 #include "parallel.h"
 #include "workspace.h"
 
@@ -29,9 +30,25 @@ bool conv2d_relu_maxpool_supported(const Conv2dDims& d) {
            d.OW == d.W - d.KW + 1 && d.OH >= 2 && d.OW >= 2 && d.N > 0 && d.C > 0 && d.K > 0;
 }
 
-void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const float* w,
+namespace {
+
+// Mixed-precision training (gemm_bf16.h): these kernels keep float32 multiply-adds, run on
+// operands rounded to bfloat16 (as conv2d.cpp does for convolutions of few input channels, which
+// this fused head of a network's input mostly is).
+const float* maybe_rounded(const float* x, int64_t n, Scratch slot) {
+    if (!bf16_products()) return x;
+    float* out = workspace(slot, n);
+    round_to_bf16(out, x, n);
+    return out;
+}
+
+}  // namespace
+
+void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x_in, const float* w_in,
                                  const float* bias, const Conv2dDims& d) {
     const ConvPoolUkernels& uk = *conv2d_pool_ukernels();
+    const float* x = maybe_rounded(x_in, d.N * d.H * d.W * d.C, Scratch::conv_bf16_input);
+    const float* w = maybe_rounded(w_in, d.KH * d.KW * d.C * d.K, Scratch::conv_bf16_weights);
     const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, seg = d.KW * d.C, rs = d.W * d.C;
     int64_t ldw;
     const float* wp = aligned_weight_rows(w, d.KH * seg, K, &ldw, Scratch::conv_weights);
@@ -52,9 +69,11 @@ void conv2d_relu_maxpool_forward(float* y, int32_t* which, const float* x, const
     parallel_for(T, units, row);
 }
 
-void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, const float* dy,
-                                          const float* y, const int32_t* which,
+void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x_in,
+                                          const float* dy, const float* y, const int32_t* which,
                                           const Conv2dDims& d) {
+    const bool bf16 = bf16_products();
+    const float* x = maybe_rounded(x_in, d.N * d.H * d.W * d.C, Scratch::conv_bf16_input);
     const ConvDirectUkernels& direct = *conv2d_direct_ukernels();
     const ConvPoolUkernels& uk = *conv2d_pool_ukernels();
     const int64_t PH = d.OH / 2, PW = d.OW / 2, K = d.K, ldk = (K + 15) / 16 * 16;
@@ -71,7 +90,8 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x, 
         const float* dyn = dy + n * npix * K;
         const float* yn = y + n * npix * K;
         const int32_t* wn = which + n * npix * K;
-        uk.expand_gradient(g, dbp, dyn, yn, wn, npix, K);
+        uk.expand_gradient(g, dbp, dyn, yn, wn, npix, K);  // db from dy as it is
+        if (bf16) round_to_bf16(g, g, 4 * npix * ldk);
         const float* img = x + n * d.H * rs;
         for (int j = 0; j < 4; ++j) {
             // Position j of every window: fields at (2 ph + j / 2, 2 pw + j % 2).

@@ -12,6 +12,7 @@
 
 #include "cpu_features.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "parallel.h"
 #include "workspace.h"
 
@@ -120,6 +121,22 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
     });
 }
 
+// out (nt, cols; row stride ldo) = rows (nt, inner; row stride ldr) x U (inner, cols; row stride
+// ldu): one position's GEMM of the tile-block schedules, on the direct convolution's
+// micro-kernels (a "pixel" per tile), or, in mixed-precision training (gemm_bf16.h), on
+// bfloat16 operands. Single-threaded.
+void position_product(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* rows,
+                      int64_t ldr, int64_t nt, int64_t inner, const float* U, int64_t ldu,
+                      int64_t cols) {
+    if (bf16_products())
+        return sgemm_bf16_bias_relu(false, false, nt, cols, inner, rows, ldr, U, ldu, 0.0f, out,
+                                    ldo, nullptr, false, false);
+    const ConvPixels px{const_cast<float*>(rows), 0, ldr, nt};
+    for (int64_t k0 = 0; k0 < cols; k0 += 64)
+        uk.forward(out + k0, ldo, px, 0, nt, 1, 0, inner, U + k0, ldu, nullptr, false,
+                   std::min<int64_t>(64, cols - k0));
+}
+
 // The forward pass with the kernel already transformed: U (16, C, Kp), positions
 // winograd_kernel_stride(C, Kp) floats apart.
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
@@ -143,10 +160,8 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
             if (n > 0) tf.input(V + a * C, ldv, x, a, n, d, g);
         });
         parallel_for(T, 16, [&](int64_t pos) {
-            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
-            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * us + k0, Kp,
-                           nullptr, false, std::min<int64_t>(64, d.K - k0));
+            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
+                             d.K);
         });
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
@@ -159,13 +174,9 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
         tf.input(V, ldv, x, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos) {
-            // Tile i of the GEMM's A operand is row i of V[pos]: one "pixel" per tile.
-            const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
-            for (int64_t k0 = 0; k0 < d.K; k0 += 64)
-                uk.forward(M + pos * ldm + k0, Kp, px, 0, nt, 1, 0, C, U + pos * us + k0, Kp,
-                           nullptr, false, std::min<int64_t>(64, d.K - k0));
-        }
+        for (int pos = 0; pos < 16; ++pos)
+            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
+                             d.K);
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
     });
 }
@@ -216,12 +227,9 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         float* D = workspace(Scratch::winograd_inputs, 16 * ldd);
         float* dV = workspace(Scratch::winograd_products, 16 * ldv);
         tf.gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos) {
-            const ConvPixels px{D + pos * ldd, 0, Kp, plan.tiles};
-            for (int64_t c0 = 0; c0 < C; c0 += 64)
-                uk.forward(dV + pos * ldv + c0, Cp, px, 0, nt, 1, 0, K, UT + pos * winograd_kernel_stride(K, Cp) + c0, Cp,
-                           nullptr, false, std::min<int64_t>(64, C - c0));
-        }
+        for (int pos = 0; pos < 16; ++pos)
+            position_product(uk, dV + pos * ldv, Cp, D + pos * ldd, Kp, nt, K,
+                             UT + pos * winograd_kernel_stride(K, Cp), Cp, C);
         tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
     });
 }
@@ -306,6 +314,11 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
         tf.input(V, ldv, x, t0, nt, d, g);
         tf.gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos) {
+            if (bf16_products()) {  // part[pos] (C, Kp) += V[pos]^T D[pos] on bfloat16 operands
+                sgemm_bf16_bias_relu(true, false, C, K, nt, V + pos * ldv, C, D + pos * ldm, Kp,
+                                     1.0f, part + pos * C * Kp, Kp, nullptr, false, false);
+                continue;
+            }
             const ConvPixels px{V + pos * ldv, 0, C, plan.tiles};
             for (int64_t k0 = 0; k0 < K; k0 += 64) {
                 const int64_t nc = std::min<int64_t>(64, K - k0), R = conv_bwdw_max_rows(nc);

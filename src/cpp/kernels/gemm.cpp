@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "cpu_features.h"
 #include "gemm_ukernel.h"
 #include "parallel.h"
@@ -360,6 +361,10 @@ Route choose_route(const GemmConfig& cfg, bool trans_a, bool trans_b, int64_t M,
 void sgemm_impl(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc, const Epilogue& ep, bool allow_threads) {
+    // Mixed-precision training (gemm_bf16.h): the same product on bfloat16 operands.
+    if (alpha == 1.0f && bf16_products())
+        return sgemm_bf16_bias_relu(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
+                                    ep.bias, ep.relu, allow_threads);
     const GemmConfig& cfg = config();
     const Route route = choose_route(cfg, trans_a, trans_b, M, N, K, lda, alpha);
     if (route == Route::empty) return;

@@ -1,5 +1,7 @@
 #include "gemm_bf16.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -31,12 +33,12 @@ float bf16_value(uint32_t h) {
 }
 
 // The portable micro-kernel: vdpbf16ps's operations, lane by lane, in its order (k + 1, then k).
-void ukernel_14x32_portable(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
-                            float* c, int64_t ldc, float beta) {
+void ukernel_14x32_portable(int64_t kp, const uint32_t* a, int64_t a_stride, bool a_panel,
+                            const uint32_t* b, float* c, int64_t ldc, float beta) {
     float acc[kBf16MR][kBf16NR] = {};
     for (int64_t p = 0; p < kp; ++p) {
         for (int64_t i = 0; i < kBf16MR; ++i) {
-            const uint32_t ai = a[i * a_stride + p];
+            const uint32_t ai = a_panel ? a[p * kBf16NR + i] : a[i * a_stride + p];
             const float a_hi = bf16_value(ai >> 16), a_lo = bf16_value(ai & 0xffffu);
             const uint32_t* bp = b + p * kBf16NR;
             // Products of two bfloat16 values are exact in float32: a fused or a separate
@@ -79,66 +81,172 @@ bool set_sgemm_bf16_path(const char* name) {
     return tables().select(name);
 }
 
-void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-    if (M <= 0 || N <= 0) return;
-    const int64_t kp = (K + 1) / 2, nb = (N + kBf16NR - 1) / kBf16NR;
-    const int64_t mb = (M + kBf16MR - 1) / kBf16MR;
-    const Bf16Gemm* g = tables().current();
-    auto a_at = [&](int64_t m, int64_t k) {
-        return m < M && k < K ? (trans_a ? A[k * lda + m] : A[m * lda + k]) : 0.0f;
-    };
+namespace {
+
+std::atomic<bool> g_bf16_products{false};
+
+// Rows of op(A) one thread packs at a time: two register tiles (an A^T panel holds 32 columns).
+constexpr int64_t kBlockRows = 2 * kBf16MR;
+
+// Panel of op(B) columns [n0, n0 + 32) as kp x 32 pairs (zero past N and K).
+void pack_b_panel(const Bf16Gemm& g, bool trans_b, const float* B, int64_t ldb, int64_t K,
+                  int64_t N, int64_t kp, int64_t n0, uint32_t* out) {
+    const int64_t cols = std::min(kBf16NR, N - n0);
+    if (!trans_b && g.pack_b) {
+        for (int64_t p = 0; p < kp; ++p) g.pack_b(B, ldb, K, N, p, n0, out + p * kBf16NR);
+        return;
+    }
+    if (trans_b && g.pack_row) {
+        // op(B) = B^T, B stored (N,K): each column of the panel is a row of B, converted in
+        // place order into its pairs, then transposed into the panel.
+        uint32_t* rows = workspace<uint32_t>(Scratch::gemm_bf16_rows, kBf16NR * kp);
+        for (int64_t j = 0; j < cols; ++j) g.pack_row(B + (n0 + j) * ldb, K, rows + j * kp);
+        for (int64_t p = 0; p < kp; ++p) {
+            uint32_t* o = out + p * kBf16NR;
+            for (int64_t j = 0; j < cols; ++j) o[j] = rows[j * kp + p];
+            for (int64_t j = cols; j < kBf16NR; ++j) o[j] = 0;
+        }
+        return;
+    }
     auto b_at = [&](int64_t k, int64_t n) {
         return n < N && k < K ? (trans_b ? B[n * ldb + k] : B[k * ldb + n]) : 0.0f;
     };
-    const int T = threads_for(M * N * K / kMacsPerThread + 1);
-    // op(B) packed once, column block by column block (zero beyond N and K), shared read-only.
+    for (int64_t p = 0; p < kp; ++p)
+        for (int64_t j = 0; j < kBf16NR; ++j)
+            out[p * kBf16NR + j] = pair(b_at(2 * p, n0 + j), b_at(2 * p + 1, n0 + j));
+}
+
+// Rows [m0, m0 + kBlockRows) of op(A), zero past M and K: as rows of `stride` pairs (A stored
+// (M,K)), or as one 32-column panel (op(A) = A^T: A's rows 2p and 2p + 1 interleaved, as B's).
+void pack_a_block(const Bf16Gemm& g, bool trans_a, const float* A, int64_t lda, int64_t M,
+                  int64_t K, int64_t kp, int64_t stride, int64_t m0, uint32_t* out) {
+    if (trans_a) {
+        for (int64_t p = 0; p < kp; ++p) {
+            uint32_t* o = out + p * kBf16NR;
+            if (g.pack_b) {
+                g.pack_b(A, lda, K, M, p, m0, o);
+                continue;
+            }
+            for (int64_t j = 0; j < kBf16NR; ++j) {
+                const int64_t m = m0 + j;
+                o[j] = m < M ? pair(A[2 * p * lda + m], 2 * p + 1 < K ? A[(2 * p + 1) * lda + m]
+                                                                       : 0.0f)
+                             : 0;
+            }
+        }
+        return;
+    }
+    for (int64_t i = 0; i < kBlockRows; ++i) {
+        uint32_t* o = out + i * stride;
+        const int64_t m = m0 + i;
+        if (m >= M) {
+            std::fill(o, o + kp, 0u);
+        } else if (g.pack_row) {
+            g.pack_row(A + m * lda, K, o);
+        } else {
+            for (int64_t p = 0; p < kp; ++p)
+                o[p] = pair(A[m * lda + 2 * p], 2 * p + 1 < K ? A[m * lda + 2 * p + 1] : 0.0f);
+        }
+    }
+}
+
+// c (rows x cols) = act(t + beta * c + bias) from the kernel's scratch tile t (ldt), or, with
+// t null, act(c + bias) on a tile the kernel already wrote. Cloned so that the loop is vectors
+// and std::fma an instruction (a call to libm's fmaf took a twentieth of a small GEMM's time).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void finish_tile(float* c, int64_t ldc, const float* t, int64_t ldt, int64_t rows, int64_t cols,
+                 float beta, const float* bias, bool relu) {
+    if (!t && !bias && !relu) return;
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) {
+            float v = c[i * ldc + j];
+            if (t) v = beta == 0.0f ? t[i * ldt + j] : std::fma(beta, v, t[i * ldt + j]);
+            if (bias) v += bias[j];
+            c[i * ldc + j] = relu && v < 0.0f ? 0.0f : v;
+        }
+}
+
+}  // namespace
+
+namespace {
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void round_range(float* out, const float* x, int64_t n) {
+    // bf16_bits' cases as selects, so that the loop vectorizes.
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        std::memcpy(&u, &x[i], sizeof u);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        r = (u & 0x7f800000u) == 0 ? (u & 0x80000000u) : r;
+        r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+        std::memcpy(&out[i], &r, sizeof r);
+    }
+}
+
+}  // namespace
+
+void round_to_bf16(float* out, const float* x, int64_t n) {
+    constexpr int64_t kChunk = 1 << 16;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    parallel_for(threads_for(chunks), chunks, [&](int64_t c) {
+        const int64_t i0 = c * kChunk;
+        round_range(out + i0, x + i0, std::min(kChunk, n - i0));
+    });
+}
+
+void set_bf16_products(bool on) { g_bf16_products.store(on, std::memory_order_relaxed); }
+bool bf16_products() { return g_bf16_products.load(std::memory_order_relaxed); }
+
+void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                          float* C, int64_t ldc, const float* bias, bool relu,
+                          bool allow_threads) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t kp = (K + 1) / 2, nb = (N + kBf16NR - 1) / kBf16NR;
+    const int64_t mb = (M + kBlockRows - 1) / kBlockRows;
+    const Bf16Gemm& g = *tables().current();
+    const int T = allow_threads ? threads_for(std::min(M * N * K / kMacsPerThread + 1, mb)) : 1;
+    // op(B) packed once, column block by column block, shared read-only.
     uint32_t* packed_b = workspace<uint32_t>(Scratch::gemm_bf16_b, nb * kp * kBf16NR);
     parallel_for(T, nb, [&](int64_t jb) {
-        uint32_t* out = packed_b + jb * kp * kBf16NR;
-        for (int64_t p = 0; p < kp; ++p) {
-            if (g->pack_b && !trans_b) {
-                g->pack_b(B, ldb, K, N, p, jb * kBf16NR, out + p * kBf16NR);
-                continue;
-            }
-            for (int64_t j = 0; j < kBf16NR; ++j)
-                out[p * kBf16NR + j] =
-                    pair(b_at(2 * p, jb * kBf16NR + j), b_at(2 * p + 1, jb * kBf16NR + j));
-        }
+        pack_b_panel(g, trans_b, B, ldb, K, N, kp, jb * kBf16NR, packed_b + jb * kp * kBf16NR);
     });
-    // Row blocks across threads: each packs its 14 rows of op(A), then sweeps every column
-    // block; edge tiles go through a scratch tile.
+    // Row blocks across threads: each packs its rows of op(A), then sweeps every column block a
+    // register tile at a time; edge tiles go through a scratch tile.
+    const int64_t stride = (kp + 15) / 16 * 16;  // rows of pairs padded to a cache line
+    const int64_t a_floats = std::max(kBlockRows * stride, kp * kBf16NR);
     parallel_for(T, mb, [&](int64_t ib) {
-        // Rows of kp pairs, the stride padded to a cache line.
-        const int64_t stride = (kp + 15) / 16 * 16;
         uint32_t* packed_a =
-            workspace<uint32_t>(Scratch::gemm_bf16_a, stride * kBf16MR + kBf16MR * kBf16NR);
-        float* tile = reinterpret_cast<float*>(packed_a + stride * kBf16MR);
-        const int64_t m0 = ib * kBf16MR, rows = std::min(kBf16MR, M - m0);
-        for (int64_t i = 0; i < kBf16MR; ++i) {
-            uint32_t* out = packed_a + i * stride;
-            if (g->pack_row && !trans_a && i < rows) {
-                g->pack_row(A + (m0 + i) * lda, K, out);
-                continue;
-            }
-            for (int64_t p = 0; p < kp; ++p)
-                out[p] = pair(a_at(m0 + i, 2 * p), a_at(m0 + i, 2 * p + 1));
-        }
-        for (int64_t jb = 0; jb < nb; ++jb) {
-            const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
-            const uint32_t* pb = packed_b + jb * kp * kBf16NR;
-            if (rows == kBf16MR && cols == kBf16NR) {
-                g->ukernel(kp, packed_a, stride, pb, C + m0 * ldc + n0, ldc, beta);
-                continue;
-            }
-            g->ukernel(kp, packed_a, stride, pb, tile, kBf16NR, 0.0f);
-            for (int64_t i = 0; i < rows; ++i)
-                for (int64_t j = 0; j < cols; ++j) {
-                    float& c = C[(m0 + i) * ldc + n0 + j];
-                    c = beta == 0.0f ? tile[i * kBf16NR + j] : std::fma(beta, c, tile[i * kBf16NR + j]);
+            workspace<uint32_t>(Scratch::gemm_bf16_a, a_floats + kBf16MR * kBf16NR);
+        float* tile = reinterpret_cast<float*>(packed_a + a_floats);
+        const int64_t m0 = ib * kBlockRows, rows = std::min(kBlockRows, M - m0);
+        pack_a_block(g, trans_a, A, lda, M, K, kp, stride, m0, packed_a);
+        for (int64_t i0 = 0; i0 < rows; i0 += kBf16MR) {
+            const uint32_t* a = trans_a ? packed_a + i0 : packed_a + i0 * stride;
+            const int64_t tile_rows = std::min(kBf16MR, rows - i0);
+            float* c_rows = C + (m0 + i0) * ldc;
+            for (int64_t jb = 0; jb < nb; ++jb) {
+                const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
+                const uint32_t* pb = packed_b + jb * kp * kBf16NR;
+                const float* tile_bias = bias ? bias + n0 : nullptr;
+                if (tile_rows == kBf16MR && cols == kBf16NR) {
+                    g.ukernel(kp, a, stride, trans_a, pb, c_rows + n0, ldc, beta);
+                    finish_tile(c_rows + n0, ldc, nullptr, 0, tile_rows, cols, beta, tile_bias,
+                                relu);
+                    continue;
                 }
+                g.ukernel(kp, a, stride, trans_a, pb, tile, kBf16NR, 0.0f);
+                finish_tile(c_rows + n0, ldc, tile, kBf16NR, tile_rows, cols, beta, tile_bias,
+                            relu);
+            }
         }
     });
+}
+
+void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    sgemm_bf16_bias_relu(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, nullptr, false,
+                         true);
 }
 
 void sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

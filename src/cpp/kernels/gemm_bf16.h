@@ -16,6 +16,31 @@ namespace cnnfast {
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same with an epilogue on each finished tile, as sgemm_bias_relu (gemm.h) has:
+// C = act(op(A) op(B) + beta * C + bias), bias (N,) or null, act ReLU when relu. With
+// allow_threads false it runs on the calling thread only (sgemm_single_thread's contract).
+void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                          float* C, int64_t ldc, const float* bias, bool relu, bool allow_threads);
+
+// Mixed-precision training's switch, process-wide as Keras' global dtype policy is: while on,
+// sgemm, sgemm_single_thread and sgemm_bias_relu with alpha 1 (gemm.h) compute their products
+// as sgemm_bf16 does, and the convolutions take the algorithms whose products are GEMMs
+// (conv2d.h). Off by default; Bf16ProductsScope turns it on for one training step.
+void set_bf16_products(bool on);
+bool bf16_products();
+
+class Bf16ProductsScope {
+public:
+    explicit Bf16ProductsScope(bool on) : previous_(bf16_products()) { set_bf16_products(on); }
+    ~Bf16ProductsScope() { set_bf16_products(previous_); }
+    Bf16ProductsScope(const Bf16ProductsScope&) = delete;
+    Bf16ProductsScope& operator=(const Bf16ProductsScope&) = delete;
+
+private:
+    bool previous_;
+};
+
 // The spec: the triple loop over the same rounded operands, summing k in pairs as the
 // micro-kernels do (odd k first within a pair, the vdpbf16ps order).
 void sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -25,6 +50,11 @@ void sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 // x rounded to bfloat16 (nearest even; float32 subnormals to signed zero; NaN stays NaN), as
 // float32.
 float round_to_bf16(float x);
+// out (n,) = x (n,) rounded so (out may be x). Threaded. A float32 kernel run on operands so
+// rounded computes exactly the products bfloat16 hardware does (a product of two bfloat16 values
+// is exact in float32), summed in float32: the mixed-precision path of kernels whose sums are too
+// short for the bfloat16 GEMM to pay (conv2d.cpp).
+void round_to_bf16(float* out, const float* x, int64_t n);
 
 // "avx512_bf16" (vdpbf16ps) or "portable"; select one by name ("auto" included) for tests.
 const char* sgemm_bf16_path();

@@ -11,18 +11,22 @@ namespace cnnfast {
 
 namespace {
 
-// a (14 rows of a_stride pairs), b (kp x 32 pairs); c (14 x 32) = a * b + beta * c.
-void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
-                              float* c, int64_t ldc, float beta) {
+// a (14 rows: of a_stride pairs, or 14 columns of a 32-wide panel), b (kp x 32 pairs);
+// c (14 x 32) = a * b + beta * c. The layout is a template argument so that each broadcast's
+// address is a constant offset.
+template <bool kPanel>
+void ukernel_14x32(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b, float* c,
+                   int64_t ldc, float beta) {
     __m512 acc[kBf16MR][2];
     for (int i = 0; i < kBf16MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < kp; ++p) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(b + p * kBf16NR);
         const __m512bh b1 = (__m512bh)_mm512_load_si512(b + p * kBf16NR + 16);
-        const uint32_t* ap = a + p;
+        const uint32_t* ap = kPanel ? a + p * kBf16NR : a + p;
 #pragma GCC unroll 14
         for (int i = 0; i < kBf16MR; ++i) {
-            const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[i * a_stride]));
+            const uint32_t pair = kPanel ? ap[i] : ap[i * a_stride];
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
@@ -38,6 +42,12 @@ void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, int64_t a_stride, c
             _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16), acc[i][1]));
         }
     }
+}
+
+void ukernel_14x32_avx512bf16(int64_t kp, const uint32_t* a, int64_t a_stride, bool a_panel,
+                              const uint32_t* b, float* c, int64_t ldc, float beta) {
+    if (a_panel) return ukernel_14x32<true>(kp, a, a_stride, b, c, ldc, beta);
+    ukernel_14x32<false>(kp, a, a_stride, b, c, ldc, beta);
 }
 
 // 32 floats of a row as 16 pairs: vcvtne2ps2bf16 puts the second operand's 16 bfloat16 in the

@@ -10,16 +10,20 @@ constexpr int64_t kBf16MR = 14, kBf16NR = 32;
 
 // Packed operands hold k in pairs: one uint32 = bfloat16 of k (low half) | of k + 1 (high half),
 // the layout vdpbf16ps multiplies lane by lane.
-//  a: kBf16MR rows of a_stride pairs, a[i * a_stride + p] (row i of the tile, pair p): a row of
-//     A stored (M,K) packs by converting it in place order;
+//  a, in one of two layouts:
+//   rows   (a_panel false): a[i * a_stride + p], row i of the tile, pair p; a row of A stored
+//          (M,K) packs by converting it in place order;
+//   panel  (a_panel true): a[p * kBf16NR + i]: the layout of b below, for op(A) = A^T (A stored
+//          (K,M)): two rows of A interleaved, so no transpose is needed; the tile's rows are
+//          kBf16MR consecutive columns of a 32-column panel;
 //  b: kp x kBf16NR pairs, b[p * kBf16NR + j], 64-byte aligned.
 // c (kBf16MR x kBf16NR, row stride ldc) = sum + beta * c; beta == 0 never reads c.
-using Bf16UkernelFn = void (*)(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b,
-                               float* c, int64_t ldc, float beta);
+using Bf16UkernelFn = void (*)(int64_t kp, const uint32_t* a, int64_t a_stride, bool a_panel,
+                               const uint32_t* b, float* c, int64_t ldc, float beta);
 // One row of A stored (M,K) (K floats) as kp = ceil(K/2) pairs (zero past K).
 using Bf16PackRowFn = void (*)(const float* row, int64_t K, uint32_t* out);
 // Rows 2p and 2p + 1 of B stored (K,N), columns [n0, n0 + kBf16NR), as kBf16NR pairs (zero past
-// K and past N): one pair p of a packed B panel.
+// K and past N): one pair p of a packed B panel (and of an A^T panel).
 using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t p,
                              int64_t n0, uint32_t* out);
 

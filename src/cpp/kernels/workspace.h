@@ -18,6 +18,9 @@ enum class Scratch : int {
     conv_offsets,        // receptive-field offsets (int64)
     conv_weights,        // flipped or 64-byte-aligned weight copies
     conv_lane_partials,  // single-channel backward-weights lane partials
+    conv_bf16_input,     // mixed precision: a convolution's input (or dy) rounded to bfloat16
+    conv_bf16_weights,   // mixed precision: its kernel rounded to bfloat16
+    conv_bf16_gradient,  // mixed precision: its dy rounded to bfloat16 (backward-weights)
     winograd_weights,    // U, the transformed kernel
     winograd_inputs,     // V, transformed input patches (or dy tiles)
     winograd_products,   // M, position GEMM products (and the fused block's gradients)
@@ -28,6 +31,7 @@ enum class Scratch : int {
     gemm_narrow_b,       // the unpacked A^T B route's chunk of B
     gemm_bf16_a,         // the bfloat16 GEMM's packed row block of A and its edge tile
     gemm_bf16_b,         // the bfloat16 GEMM's packed B (shared by the threads of one call)
+    gemm_bf16_rows,      // the bfloat16 GEMM's rows of B converted before their transpose
     gemm_int8_a,         // the int8 GEMM's packed row block of A and its edge tile
     gemm_int8_b,         // the int8 GEMM's packed B (shared by the threads of one call)
     gemm_measure_c,      // the micro-kernel measurement's C tiles

@@ -12,6 +12,7 @@
 #include "conv2d_pool.h"
 #include "batchnorm.h"
 #include "dropout.h"
+#include "gemm_bf16.h"
 #include "noise.h"
 #include "optim.h"
 #include "random_affine.h"
@@ -799,6 +800,7 @@ TrainStepResult TrainPlan::step(const float* x, const void* labels, const double
                                 int64_t n, const uint64_t* dropout_seeds,
                                 const OptimizerUpdate& update, const GradientsReady& ready) {
     if (n != laid_out_for_) layout(n);
+    const Bf16ProductsScope products(bf16_products_);
     TrainStepResult result;
     forward(x, n, dropout_seeds);
     result.loss = loss_and_gradient(labels, sample_weight, n);
@@ -833,7 +835,7 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
                                             const TrainTensorLookup& weight,
                                             const TrainTensorLookup& grad, TrainLoss loss,
                                             float* weight_arena, float* grad_arena,
-                                            int64_t trainable_floats) {
+                                            int64_t trainable_floats, bool bf16_products) {
     Plan plan = build_plan(json::parse(architecture_json));
     fuse_for_training(plan, loss == TrainLoss::categorical_crossentropy ||
                                 loss == TrainLoss::sparse_categorical_crossentropy,
@@ -856,8 +858,10 @@ std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json
         }
         steps.push_back(std::move(s));
     }
-    return std::make_unique<TrainPlan>(plan, std::move(steps), loss, weight_arena, grad_arena,
-                                       trainable_floats);
+    auto train_plan = std::make_unique<TrainPlan>(plan, std::move(steps), loss, weight_arena,
+                                                  grad_arena, trainable_floats);
+    train_plan->set_bf16_products(bf16_products);
+    return train_plan;
 }
 
 }  // namespace cnnfast

@@ -105,6 +105,11 @@ public:
     // Each layer call's label in the order the steps run them (Plan::calls).
     const std::vector<std::string>& calls() const { return calls_; }
     TrainLoss loss() const { return loss_; }
+    // Mixed-precision training: step() runs with bf16_products() on (gemm_bf16.h): the
+    // convolutions' and dense layers' products take bfloat16 operands, with float32 sums, while
+    // the weights, their gradients, the optimizer state and the loss stay float32.
+    void set_bf16_products(bool on) { bf16_products_ = on; }
+    bool bf16_products() const { return bf16_products_; }
     // The model's output of the last step() (its n rows, row-major), in the arena: valid until
     // the next step (metrics other than accuracy read it).
     const float* last_output() const { return fwd(output_); }
@@ -140,7 +145,8 @@ private:
     std::vector<std::string> fusions_, calls_;
     int output_ = 0;
     TrainLoss loss_ = TrainLoss::categorical_crossentropy;
-    int logits_step_ = -1;           // the output step whose pre-activation the loss reads
+    int logits_step_ = -1;
+    bool bf16_products_ = false;           // the output step whose pre-activation the loss reads
     float* weights_ = nullptr;
     float* grads_ = nullptr;
     int64_t trainable_floats_ = 0;
@@ -168,13 +174,14 @@ using TrainTensorLookup =
     std::function<float*(const std::string& key, const std::vector<int64_t>& shape)>;
 
 // architecture: Model.get_config() JSON (stack or graph); weight/grad: views into the model's
-// arenas, borrowed; w/g arenas (trainable_floats,): what the optimizer updates. Regularizers are
+// arenas, borrowed; w/g arenas (trainable_floats,): what the optimizer updates. bf16_products:
+// mixed-precision training (TrainPlan::set_bf16_products). Regularizers are
 // added afterwards (add_regularizer). Throws std::runtime_error naming the layer for anything the
 // plan does not run (cnnfast/model.py decides which models come here; this is the backstop).
 std::unique_ptr<TrainPlan> build_train_plan(const std::string& architecture_json,
                                             const TrainTensorLookup& weight,
                                             const TrainTensorLookup& grad, TrainLoss loss,
                                             float* weight_arena, float* grad_arena,
-                                            int64_t trainable_floats);
+                                            int64_t trainable_floats, bool bf16_products = false);
 
 }  // namespace cnnfast
