@@ -100,14 +100,16 @@ def torch_training_epoch(tm, topt, x: np.ndarray, labels: np.ndarray, batch: int
     return torch_epoch
 
 
-def training_epochs(name: str, batch: int, steps: int) -> dict[str, Callable[[], object]]:
-    """One epoch of `steps` batches for each contender, on the same synthetic data."""
+def training_epochs(name: str, batch: int, steps: int,
+                    precision: str = "float32") -> dict[str, Callable[[], object]]:
+    """One epoch of `steps` batches for each contender, on the same synthetic data (cnnfast
+    compiled with `precision`)."""
     build, opt, _ = NETWORKS[name]
     cf.set_seed(0)
     model = build()
     model.build()
     model.compile(optimizer=cf.optimizers.SGD(0.01, momentum=0.9) if opt == "sgd" else "adam",
-                  loss="categorical_crossentropy")
+                  loss="categorical_crossentropy", precision=precision)
     x, y, labels = synthetic(model, batch * steps)
     fns = {"cnnfast": lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0)}
     if torch is not None:

@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("model", choices=sorted(MODELS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="compile(precision=...) for train")
     args = parser.parse_args()
     cf.set_num_threads(args.threads)
     cf.set_seed(0)
@@ -41,7 +43,7 @@ def main() -> None:
     model = build()
     model.build()
     model.compile(cf.optimizers.SGD(0.01, momentum=0.9) if opt == "sgd" else "adam",
-                  "sparse_categorical_crossentropy")
+                  "sparse_categorical_crossentropy", precision=args.precision)
     rng = np.random.default_rng(0)
     n = batch if args.what == "train" else 1
     x = rng.random((n,) + model.input_shape_, dtype=np.float32)
@@ -54,7 +56,8 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     ms = (time.perf_counter() - start) / args.steps * 1e3
-    print(f"{args.what} {args.model} batch {n}, {args.threads} thread(s): {ms:.3f} ms per call")
+    print(f"{args.what} {args.model} batch {n}, {args.threads} thread(s), {args.precision}: "
+          f"{ms:.3f} ms per call")
 
 
 if __name__ == "__main__":

@@ -121,16 +121,29 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
     });
 }
 
+// In mixed-precision training (gemm_bf16.h), U's 16 positions (inner x cols, row stride ldu,
+// us floats apart) packed once per call for the bfloat16 GEMMs of every block of tiles (packed
+// per block, they took a quarter of the 128 -> 128 forward's GEMM time); else null.
+const uint32_t* packed_positions(const float* U, int64_t us, int64_t ldu, int64_t inner,
+                                 int64_t cols, int T) {
+    if (!bf16_products()) return nullptr;
+    const int64_t size = sgemm_bf16_packed_b_size(cols, inner);
+    uint32_t* packed = workspace<uint32_t>(Scratch::winograd_weights_bf16, 16 * size);
+    parallel_for(T, 16, [&](int64_t pos) {
+        sgemm_bf16_pack_b(false, cols, inner, U + pos * us, ldu, packed + pos * size);
+    });
+    return packed;
+}
+
 // out (nt, cols; row stride ldo) = rows (nt, inner; row stride ldr) x U (inner, cols; row stride
 // ldu): one position's GEMM of the tile-block schedules, on the direct convolution's
 // micro-kernels (a "pixel" per tile), or, in mixed-precision training (gemm_bf16.h), on
 // bfloat16 operands. Single-threaded.
+// packed_u: U packed for the bfloat16 GEMM (packed_positions) in mixed-precision training.
 void position_product(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* rows,
                       int64_t ldr, int64_t nt, int64_t inner, const float* U, int64_t ldu,
-                      int64_t cols) {
-    if (bf16_products())
-        return sgemm_bf16_bias_relu(false, false, nt, cols, inner, rows, ldr, U, ldu, 0.0f, out,
-                                    ldo, nullptr, false, false);
+                      int64_t cols, const uint32_t* packed_u) {
+    if (packed_u) return sgemm_bf16_packed(nt, cols, inner, rows, ldr, packed_u, 0.0f, out, ldo);
     const ConvPixels px{const_cast<float*>(rows), 0, ldr, nt};
     for (int64_t k0 = 0; k0 < cols; k0 += 64)
         uk.forward(out + k0, ldo, px, 0, nt, 1, 0, inner, U + k0, ldu, nullptr, false,
@@ -148,6 +161,8 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
     const int64_t us = winograd_kernel_stride(C, Kp);
     const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
+    const uint32_t* pu = packed_positions(U, us, Kp, C, d.K, T);
+    const int64_t pu_size = sgemm_bf16_packed_b_size(d.K, C);
     if (plan.blocks == 1 && T > 1) {
         // One block of tiles (a single image: the Keras MNIST CNN's second convolution has 36)
         // would leave the other threads idle. Its three phases split instead: tiles for the
@@ -161,7 +176,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         });
         parallel_for(T, 16, [&](int64_t pos) {
             position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
-                             d.K);
+                             d.K, pu ? pu + pos * pu_size : nullptr);
         });
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
@@ -176,7 +191,7 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         tf.input(V, ldv, x, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos)
             position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
-                             d.K);
+                             d.K, pu ? pu + pos * pu_size : nullptr);
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
     });
 }
@@ -219,6 +234,9 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
     BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
     plan.T = static_cast<int>(std::min<int64_t>(
         threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
+    const uint32_t* pu =
+        packed_positions(UT, winograd_kernel_stride(K, Cp), Cp, K, C, std::max(plan.T, 1));
+    const int64_t pu_size = sgemm_bf16_packed_b_size(C, K);
     const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
     parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t n0 = b * images, t0 = n0 * g.per_image;
@@ -229,7 +247,8 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         tf.gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos)
             position_product(uk, dV + pos * ldv, Cp, D + pos * ldd, Kp, nt, K,
-                             UT + pos * winograd_kernel_stride(K, Cp), Cp, C);
+                             UT + pos * winograd_kernel_stride(K, Cp), Cp, C,
+                             pu ? pu + pos * pu_size : nullptr);
         tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
     });
 }

@@ -92,10 +92,7 @@ constexpr int64_t kBlockRows = 2 * kBf16MR;
 void pack_b_panel(const Bf16Gemm& g, bool trans_b, const float* B, int64_t ldb, int64_t K,
                   int64_t N, int64_t kp, int64_t n0, uint32_t* out) {
     const int64_t cols = std::min(kBf16NR, N - n0);
-    if (!trans_b && g.pack_b) {
-        for (int64_t p = 0; p < kp; ++p) g.pack_b(B, ldb, K, N, p, n0, out + p * kBf16NR);
-        return;
-    }
+    if (!trans_b && g.pack_b) return g.pack_b(B, ldb, K, N, n0, kp, out);
     if (trans_b && g.pack_row) {
         // op(B) = B^T, B stored (N,K): each column of the panel is a row of B, converted in
         // place order into its pairs, then transposed into the panel.
@@ -121,12 +118,9 @@ void pack_b_panel(const Bf16Gemm& g, bool trans_b, const float* B, int64_t ldb, 
 void pack_a_block(const Bf16Gemm& g, bool trans_a, const float* A, int64_t lda, int64_t M,
                   int64_t K, int64_t kp, int64_t stride, int64_t m0, uint32_t* out) {
     if (trans_a) {
+        if (g.pack_b) return g.pack_b(A, lda, K, M, m0, kp, out);
         for (int64_t p = 0; p < kp; ++p) {
             uint32_t* o = out + p * kBf16NR;
-            if (g.pack_b) {
-                g.pack_b(A, lda, K, M, p, m0, o);
-                continue;
-            }
             for (int64_t j = 0; j < kBf16NR; ++j) {
                 const int64_t m = m0 + j;
                 o[j] = m < M ? pair(A[2 * p * lda + m], 2 * p + 1 < K ? A[(2 * p + 1) * lda + m]
@@ -197,6 +191,69 @@ void round_to_bf16(float* out, const float* x, int64_t n) {
 void set_bf16_products(bool on) { g_bf16_products.store(on, std::memory_order_relaxed); }
 bool bf16_products() { return g_bf16_products.load(std::memory_order_relaxed); }
 
+namespace {
+
+// C = act(op(A) * B + beta * C + bias) with B packed (pack_b_panel, panel after panel): row
+// blocks across T threads; each packs its rows of op(A), then sweeps every column block a
+// register tile at a time; edge tiles go through a scratch tile.
+void multiply_packed(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int64_t N, int64_t K,
+                     const float* A, int64_t lda, const uint32_t* packed_b, float beta, float* C,
+                     int64_t ldc, const float* bias, bool relu) {
+    const int64_t kp = (K + 1) / 2, nb = (N + kBf16NR - 1) / kBf16NR;
+    const int64_t mb = (M + kBlockRows - 1) / kBlockRows;
+    const int64_t stride = (kp + 15) / 16 * 16;  // rows of pairs padded to a cache line
+    const int64_t a_floats = std::max(kBlockRows * stride, kp * kBf16NR);
+    parallel_for(T, mb, [&](int64_t ib) {
+        uint32_t* packed_a =
+            workspace<uint32_t>(Scratch::gemm_bf16_a, a_floats + kBf16MR * kBf16NR);
+        float* tile = reinterpret_cast<float*>(packed_a + a_floats);
+        const int64_t m0 = ib * kBlockRows, rows = std::min(kBlockRows, M - m0);
+        pack_a_block(g, trans_a, A, lda, M, K, kp, stride, m0, packed_a);
+        // Each B panel serves the block's tiles one after the other, so that the second reads it
+        // from L1.
+        for (int64_t jb = 0; jb < nb; ++jb) {
+            const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
+            const uint32_t* pb = packed_b + jb * kp * kBf16NR;
+            const float* tile_bias = bias ? bias + n0 : nullptr;
+            for (int64_t i0 = 0; i0 < rows; i0 += kBf16MR) {
+                const uint32_t* a = trans_a ? packed_a + i0 : packed_a + i0 * stride;
+                const int64_t tile_rows = std::min(kBf16MR, rows - i0);
+                float* c_rows = C + (m0 + i0) * ldc;
+                if (tile_rows == kBf16MR && cols == kBf16NR) {
+                    g.ukernel(kp, a, stride, trans_a, pb, c_rows + n0, ldc, beta);
+                    finish_tile(c_rows + n0, ldc, nullptr, 0, tile_rows, cols, beta, tile_bias,
+                                relu);
+                    continue;
+                }
+                g.ukernel(kp, a, stride, trans_a, pb, tile, kBf16NR, 0.0f);
+                finish_tile(c_rows + n0, ldc, tile, kBf16NR, tile_rows, cols, beta, tile_bias,
+                            relu);
+            }
+        }
+    });
+}
+
+}  // namespace
+
+int64_t sgemm_bf16_packed_b_size(int64_t N, int64_t K) {
+    return (N + kBf16NR - 1) / kBf16NR * ((K + 1) / 2) * kBf16NR;
+}
+
+void sgemm_bf16_pack_b(bool trans_b, int64_t N, int64_t K, const float* B, int64_t ldb,
+                       uint32_t* packed) {
+    const int64_t kp = (K + 1) / 2;
+    const Bf16Gemm& g = *tables().current();
+    for (int64_t n0 = 0; n0 < N; n0 += kBf16NR)
+        pack_b_panel(g, trans_b, B, ldb, K, N, kp, n0, packed + n0 / kBf16NR * kp * kBf16NR);
+}
+
+void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                       const uint32_t* packed_b, float beta, float* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    multiply_packed(*tables().current(), 1, false, M, N, K, A, lda, packed_b, beta, C, ldc,
+                    nullptr, false);
+}
+
 void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                           float* C, int64_t ldc, const float* bias, bool relu,
@@ -211,36 +268,7 @@ void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     parallel_for(T, nb, [&](int64_t jb) {
         pack_b_panel(g, trans_b, B, ldb, K, N, kp, jb * kBf16NR, packed_b + jb * kp * kBf16NR);
     });
-    // Row blocks across threads: each packs its rows of op(A), then sweeps every column block a
-    // register tile at a time; edge tiles go through a scratch tile.
-    const int64_t stride = (kp + 15) / 16 * 16;  // rows of pairs padded to a cache line
-    const int64_t a_floats = std::max(kBlockRows * stride, kp * kBf16NR);
-    parallel_for(T, mb, [&](int64_t ib) {
-        uint32_t* packed_a =
-            workspace<uint32_t>(Scratch::gemm_bf16_a, a_floats + kBf16MR * kBf16NR);
-        float* tile = reinterpret_cast<float*>(packed_a + a_floats);
-        const int64_t m0 = ib * kBlockRows, rows = std::min(kBlockRows, M - m0);
-        pack_a_block(g, trans_a, A, lda, M, K, kp, stride, m0, packed_a);
-        for (int64_t i0 = 0; i0 < rows; i0 += kBf16MR) {
-            const uint32_t* a = trans_a ? packed_a + i0 : packed_a + i0 * stride;
-            const int64_t tile_rows = std::min(kBf16MR, rows - i0);
-            float* c_rows = C + (m0 + i0) * ldc;
-            for (int64_t jb = 0; jb < nb; ++jb) {
-                const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
-                const uint32_t* pb = packed_b + jb * kp * kBf16NR;
-                const float* tile_bias = bias ? bias + n0 : nullptr;
-                if (tile_rows == kBf16MR && cols == kBf16NR) {
-                    g.ukernel(kp, a, stride, trans_a, pb, c_rows + n0, ldc, beta);
-                    finish_tile(c_rows + n0, ldc, nullptr, 0, tile_rows, cols, beta, tile_bias,
-                                relu);
-                    continue;
-                }
-                g.ukernel(kp, a, stride, trans_a, pb, tile, kBf16NR, 0.0f);
-                finish_tile(c_rows + n0, ldc, tile, kBf16NR, tile_rows, cols, beta, tile_bias,
-                            relu);
-            }
-        }
-    });
+    multiply_packed(g, T, trans_a, M, N, K, A, lda, packed_b, beta, C, ldc, bias, relu);
 }
 
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,

@@ -23,6 +23,15 @@ void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
                           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                           float* C, int64_t ldc, const float* bias, bool relu, bool allow_threads);
 
+// For several products with one B (Winograd's transformed kernel, over blocks of tiles): op(B)
+// (K,N) packed once into sgemm_bf16_packed_b_size(N, K) uint32 (64-byte aligned), then
+// C (M,N) = A (M,K, row stride lda) * B + beta * C on the calling thread. Same bits as sgemm_bf16.
+int64_t sgemm_bf16_packed_b_size(int64_t N, int64_t K);
+void sgemm_bf16_pack_b(bool trans_b, int64_t N, int64_t K, const float* B, int64_t ldb,
+                       uint32_t* packed);
+void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                       const uint32_t* packed_b, float beta, float* C, int64_t ldc);
+
 // Mixed-precision training's switch, process-wide as Keras' global dtype policy is: while on,
 // sgemm, sgemm_single_thread and sgemm_bias_relu with alpha 1 (gemm.h) compute their products
 // as sgemm_bf16 does, and the convolutions take the algorithms whose products are GEMMs

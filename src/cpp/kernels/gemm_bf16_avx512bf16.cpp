@@ -72,22 +72,30 @@ void pack_row_avx512bf16(const float* row, int64_t K, uint32_t* out) {
     }
 }
 
-// Columns n0.. of rows 2p, 2p + 1: convert both rows (row 2p in the low half), then interleave
-// them column by column into pairs.
-void pack_b_avx512bf16(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t p, int64_t n0,
+// Columns n0.. of rows 2p, 2p + 1, for every pair p: convert both rows (row 2p in the low half),
+// then interleave them column by column into pairs. The masks are the panel's, made once.
+void pack_b_avx512bf16(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t n0, int64_t kp,
                        uint32_t* out) {
     static const __m512i interleave = _mm512_set_epi16(
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const float* r0 = B + 2 * p * ldb;
-    const bool has_r1 = 2 * p + 1 < K;
-    for (int64_t h = 0; h < kBf16NR; h += 16) {
-        const int64_t cols = std::min<int64_t>(16, std::max<int64_t>(0, N - n0 - h));
-        const __mmask16 m = static_cast<__mmask16>(cols >= 16 ? 0xffff : (1u << cols) - 1);
-        const __m512 lo = _mm512_maskz_loadu_ps(m, r0 + n0 + h);
-        const __m512 hi = has_r1 ? _mm512_maskz_loadu_ps(m, r0 + ldb + n0 + h) : _mm512_setzero_ps();
-        const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-        _mm512_store_si512(out + h, _mm512_permutexvar_epi16(interleave, both));
+    __mmask16 mask[2];
+    for (int h = 0; h < 2; ++h) {
+        const int64_t cols = std::min<int64_t>(16, std::max<int64_t>(0, N - n0 - 16 * h));
+        mask[h] = static_cast<__mmask16>(cols >= 16 ? 0xffff : (1u << cols) - 1);
+    }
+    const float* col = B + n0;
+    for (int64_t p = 0; p < kp; ++p) {
+        const float* r0 = col + 2 * p * ldb;
+        const bool has_r1 = 2 * p + 1 < K;
+        for (int h = 0; h < 2; ++h) {
+            const __m512 lo = _mm512_maskz_loadu_ps(mask[h], r0 + 16 * h);
+            const __m512 hi =
+                has_r1 ? _mm512_maskz_loadu_ps(mask[h], r0 + ldb + 16 * h) : _mm512_setzero_ps();
+            const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            _mm512_store_si512(out + p * kBf16NR + 16 * h,
+                               _mm512_permutexvar_epi16(interleave, both));
+        }
     }
 }
 

@@ -22,10 +22,10 @@ using Bf16UkernelFn = void (*)(int64_t kp, const uint32_t* a, int64_t a_stride, 
                                const uint32_t* b, float* c, int64_t ldc, float beta);
 // One row of A stored (M,K) (K floats) as kp = ceil(K/2) pairs (zero past K).
 using Bf16PackRowFn = void (*)(const float* row, int64_t K, uint32_t* out);
-// Rows 2p and 2p + 1 of B stored (K,N), columns [n0, n0 + kBf16NR), as kBf16NR pairs (zero past
-// K and past N): one pair p of a packed B panel (and of an A^T panel).
-using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t p,
-                             int64_t n0, uint32_t* out);
+// Columns [n0, n0 + kBf16NR) of B stored (K,N) as a packed panel of kp pairs (out[p * kBf16NR
+// + j] from rows 2p and 2p + 1; zero past K and past N): a B panel, or an A^T panel.
+using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t n0,
+                             int64_t kp, uint32_t* out);
 
 struct Bf16Gemm {
     const char* path;

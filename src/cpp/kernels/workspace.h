@@ -22,6 +22,7 @@ enum class Scratch : int {
     conv_bf16_weights,   // mixed precision: its kernel rounded to bfloat16
     conv_bf16_gradient,  // mixed precision: its dy rounded to bfloat16 (backward-weights)
     winograd_weights,    // U, the transformed kernel
+    winograd_weights_bf16,  // U's positions packed for the bfloat16 GEMM (mixed precision)
     winograd_inputs,     // V, transformed input patches (or dy tiles)
     winograd_products,   // M, position GEMM products (and the fused block's gradients)
     winograd_padded_image,  // zero-padded input rows for the input transform
