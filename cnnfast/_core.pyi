@@ -9,7 +9,7 @@ import typing
 
 import numpy
 
-__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'affine_transform_backward', 'affine_transform_forward', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward_inference', 'batchnorm_backward_training', 'batchnorm_forward_inference', 'batchnorm_forward_training', 'batchnorm_update_moving', 'binary_xent', 'binary_xent_logits', 'build_flags', 'categorical_hinge', 'categorical_xent', 'compiler', 'concat_backward', 'concat_forward', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_forward_int8', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'crop2d', 'dense_backward', 'dense_forward', 'dense_forward_int8', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'gemm_u8s8_path', 'gemm_u8s8s32', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'global_max_pool2d_backward', 'global_max_pool2d_forward', 'huber', 'int8_elementwise_path', 'kl_divergence', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'max_pool2d_u8_forward', 'mean_absolute_error', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'merge_backward', 'merge_forward', 'mse', 'optimizer_update', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'quantize_u8', 'random_affine_transforms', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'round_to_bf16', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_gemm_u8s8_path', 'set_int8_elementwise_path', 'set_num_threads', 'set_pool2d_simd_path', 'set_sgemm_bf16_path', 'sgd_update', 'sgemm', 'sgemm_bf16', 'sgemm_bf16_path', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward', 'upsample2d_nearest_backward', 'upsample2d_nearest_forward', 'zero_pad2d']
+__all__: list[str] = ['Network', 'TrainPlan', 'activation_backward', 'activation_forward', 'adam_update', 'affine_transform_backward', 'affine_transform_forward', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward_inference', 'batchnorm_backward_training', 'batchnorm_forward_inference', 'batchnorm_forward_training', 'batchnorm_update_moving', 'bf16_products', 'binary_xent', 'binary_xent_logits', 'build_flags', 'categorical_hinge', 'categorical_xent', 'compiler', 'concat_backward', 'concat_forward', 'conv2d_algorithm', 'conv2d_backward_data', 'conv2d_backward_weights', 'conv2d_forward', 'conv2d_forward_int8', 'conv2d_relu_maxpool_backward_weights', 'conv2d_relu_maxpool_forward', 'conv2d_relu_maxpool_supported', 'conv2d_workspace_size', 'crop2d', 'dense_backward', 'dense_forward', 'dense_forward_int8', 'dropout_backward', 'dropout_forward', 'elementwise_simd_path', 'gaussian_noise_forward', 'gemm_u8s8_path', 'gemm_u8s8s32', 'get_num_threads', 'global_avg_pool2d_backward', 'global_avg_pool2d_forward', 'global_max_pool2d_backward', 'global_max_pool2d_forward', 'huber', 'int8_elementwise_path', 'kl_divergence', 'lrn_backward', 'lrn_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'max_pool2d_u8_forward', 'mean_absolute_error', 'measure_fma_peak_gflops', 'measure_sgemm_ukernel_gflops', 'merge_backward', 'merge_forward', 'mse', 'optimizer_update', 'pool2d_simd_path', 'prelu_backward', 'prelu_forward', 'quantize_u8', 'random_affine_transforms', 'random_crop_backward', 'random_crop_forward', 'random_flip_backward', 'random_flip_forward', 'rescaling_backward', 'rescaling_forward', 'resize_bilinear_forward', 'round_to_bf16', 'set_bf16_products', 'set_conv2d_algorithm', 'set_elementwise_simd_path', 'set_gemm_u8s8_path', 'set_int8_elementwise_path', 'set_num_threads', 'set_pool2d_simd_path', 'set_sgemm_bf16_path', 'sgd_update', 'sgemm', 'sgemm_bf16', 'sgemm_bf16_path', 'sgemm_route', 'sgemm_simd_path', 'softmax_backward', 'softmax_forward', 'softmax_xent', 'spatial_dropout_backward', 'spatial_dropout_forward', 'upsample2d_nearest_backward', 'upsample2d_nearest_forward', 'zero_pad2d']
 class Network:
     """
     Inference executor: layer steps run in one C++ call (network.h).
@@ -35,11 +35,14 @@ class TrainPlan:
     One training step in one C++ call (train_plan.h).
     """
     @staticmethod
-    def from_config(architecture: str, weights: dict, grads: dict, weight_arena: numpy.ndarray, grad_arena: numpy.ndarray, trainable_floats: typing.SupportsInt | typing.SupportsIndex, regularizers: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], loss: str) -> TrainPlan:
+    def from_config(architecture: str, weights: dict, grads: dict, weight_arena: numpy.ndarray, grad_arena: numpy.ndarray, trainable_floats: typing.SupportsInt | typing.SupportsIndex, regularizers: collections.abc.Sequence[tuple[str, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], loss: str, bf16_products: bool = False) -> TrainPlan:
         ...
     def last_output(self, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.ndarray:
         ...
     def step(self, x: numpy.ndarray, y: numpy.ndarray, sample_weight: typing.Any, dropout_seeds: numpy.ndarray, slot0: typing.Any = None, slot1: typing.Any = None, slot2: typing.Any = None, optimizer: str = 'sgd', lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, iteration: typing.SupportsInt | typing.SupportsIndex = 1, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, beta_1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta_2: typing.SupportsFloat | typing.SupportsIndex = 0.999, epsilon: typing.SupportsFloat | typing.SupportsIndex = 1e-07, rho: typing.SupportsFloat | typing.SupportsIndex = 0.9, centered: bool = False, u_product: typing.SupportsFloat | typing.SupportsIndex = 1.0, clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clipvalue: typing.SupportsFloat | typing.SupportsIndex = 0.0, global_clipnorm: typing.SupportsFloat | typing.SupportsIndex = 0.0, clip_bounds: typing.Any = None, update: bool = True, on_gradients: typing.Any = None) -> tuple[float, int, bool]:
+        ...
+    @property
+    def bf16_products(self) -> bool:
         ...
     @property
     def calls(self) -> list[str]:
@@ -78,6 +81,8 @@ def batchnorm_forward_inference(y: numpy.ndarray, x: numpy.ndarray, gamma: typin
 def batchnorm_forward_training(y: numpy.ndarray, mean: numpy.ndarray, var: numpy.ndarray, x: numpy.ndarray, gamma: typing.Any, beta: typing.Any, epsilon: typing.SupportsFloat | typing.SupportsIndex = 0.001, *, naive: bool = False, relu: bool = False) -> None:
     ...
 def batchnorm_update_moving(moving_mean: numpy.ndarray, moving_var: numpy.ndarray, mean: numpy.ndarray, var: numpy.ndarray, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.99) -> None:
+    ...
+def bf16_products() -> bool:
     ...
 def binary_xent(dpred: typing.Any, pred: numpy.ndarray, target: numpy.ndarray, label_smoothing: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
     ...
@@ -180,6 +185,8 @@ def prelu_forward(y: numpy.ndarray, x: numpy.ndarray, alpha: numpy.ndarray) -> N
 def rescaling_backward(dx: numpy.ndarray, dy: numpy.ndarray, scale: numpy.ndarray, naive: bool = False) -> None:
     ...
 def rescaling_forward(y: numpy.ndarray, x: numpy.ndarray, scale: numpy.ndarray, offset: numpy.ndarray, naive: bool = False) -> None:
+    ...
+def set_bf16_products(on: bool) -> bool:
     ...
 def set_conv2d_algorithm(name: str) -> bool:
     ...
