@@ -402,8 +402,10 @@ def _train(args, strategy) -> int:
                 _say(args, "note: --optimizer/--lr given: the optimizer starts afresh")
             model.compile(_optimizer(args.optimizer, args.lr), "sparse_categorical_crossentropy",
                           metrics=["accuracy"])
-        if "accuracy" not in model.metrics:
-            model.compile(model.optimizer, model.loss, metrics=["accuracy"])
+        if "accuracy" not in model.metrics or (args.precision or model.precision) != \
+                model.precision:
+            model.compile(model.optimizer, model.loss, metrics=["accuracy"],
+                          precision=args.precision or model.precision)
         out = args.out or Path(args.model).stem + ".cnnfast"
     else:
         data = load_dataset(args.data, _natural_dataset(args.model))
@@ -411,7 +413,7 @@ def _train(args, strategy) -> int:
         recipe = preprocessing_of(data.x_train)
         class_names = data.class_names
         model.compile(_optimizer(args.optimizer, args.lr), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+                      metrics=["accuracy"], precision=args.precision or "float32")
         out = args.out or model.name + ".cnnfast"
 
     _say(args, f"data: {data.description}, {len(data.x_train):,} training and "
@@ -720,6 +722,9 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of the training images held out for validation")
     t.add_argument("--fc-units", type=int, help="width of the VGG fully connected layers")
+    t.add_argument("--precision", choices=["float32", "bfloat16"],
+                   help="bfloat16: mixed-precision training, bfloat16 products with float32 "
+                        "weights (default: float32, or a saved model's own)")
     t.add_argument("--out", help="where to save the model (default MODEL.cnnfast here)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--log", metavar="RUN_FILE",

@@ -197,6 +197,25 @@ def test_train_on_a_npz_path_with_options(workdir):
     assert "32 test images" in evaluated and "loss:" in evaluated
 
 
+def test_train_in_mixed_precision_and_continue(workdir):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (80, 12, 12, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 80).astype(np.uint8)
+    np.savez(workdir / "tiny.npz", x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    cnnfast(workdir, "train", "cifar10_simple", "--data", "tiny.npz", "--epochs", "1",
+            "--batch-size", "16", "--precision", "bfloat16", "--out", "mixed.cnnfast")
+    assert cnnfast_module.load_model(workdir / "mixed.cnnfast").precision == "bfloat16"
+    # A saved model trains on in its own precision unless told otherwise.
+    cnnfast(workdir, "train", "mixed.cnnfast", "--data", "tiny.npz", "--epochs", "1",
+            "--batch-size", "16", "--out", "again.cnnfast")
+    assert cnnfast_module.load_model(workdir / "again.cnnfast").precision == "bfloat16"
+    cnnfast(workdir, "train", "mixed.cnnfast", "--data", "tiny.npz", "--epochs", "1",
+            "--batch-size", "16", "--precision", "float32", "--out", "f32.cnnfast")
+    assert cnnfast_module.load_model(workdir / "f32.cnnfast").precision == "float32"
+    assert_one_line_error(cnnfast(workdir, "train", "lenet5", "--precision", "float16",
+                                  check=None), "--precision", "float16")
+
+
 def test_info_and_help(workdir):
     assert "SIMD path" in cnnfast(workdir, "info").stdout
     for args in ((), ("--help",)):
