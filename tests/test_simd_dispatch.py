@@ -43,6 +43,24 @@ def test_avx2_cap_reaches_every_family():
     assert gemm == elementwise == pool == "avx2"
 
 
+@pytest.mark.parametrize("cap", ["scalar", "avx2"])
+def test_mixed_precision_runs_on_the_portable_kernels(cap):
+    """compile(precision="bfloat16") on a CPU without AVX512-BF16 (or AVX-512): the portable
+    bfloat16 GEMM and im2col everywhere; tests/test_mixed_precision.py checks the numbers."""
+    if cap == "avx2" and _core.sgemm_simd_path() == "scalar":
+        pytest.skip("CPU without AVX2")
+    env = dict(os.environ, CNNFAST_SIMD=cap)
+    package_root = pathlib.Path(cnnfast.__file__).resolve().parents[1]
+    tests = pathlib.Path(__file__).resolve().parent
+    env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tests / "test_mixed_precision.py"), "-k", "not avx512"],
+                          env=env, capture_output=True, text=True, check=False,
+                          cwd=package_root, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
 def test_default_is_the_same_level_everywhere():
     gemm, elementwise, pool, _ = _paths(None)
     assert gemm == elementwise.replace("baseline", "scalar") == pool.replace("baseline", "scalar")
