@@ -1,12 +1,15 @@
 """Each conv2d algorithm on the shapes that set conv2d.cpp's automatic choice.
 
     OMP_PROC_BIND=close PYTHONPATH=. python -m bench.bench_conv_algorithms [--threads 1 2] [--only resnet]
+        [--precision bfloat16]
 
 For every shape, pass (forward, backward-data, backward-weights) and thread count, prints the
 milliseconds per call of Winograd, the direct kernels and im2col + GEMM, forced one at a time,
 and of "auto", with the ratio winograd / (the faster of direct and im2col). The algorithms
 alternate in blocks of calls, round after round (bench.common.time_rounds), and the medians are
-reported. Needs the AVX-512 kernels (Winograd and direct run on them).
+reported. Needs the AVX-512 kernels (Winograd and direct run on them). With --precision
+bfloat16 every call has mixed-precision training's bfloat16 products (gemm_bf16.h), where the
+direct kernels do not apply: "direct" then runs im2col too.
 """
 
 from __future__ import annotations
@@ -66,12 +69,14 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.05)
     parser.add_argument("--only", default="", help="the shapes whose label contains this text")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args(argv)
     if not _core.set_conv2d_algorithm("winograd"):
         sys.exit("Winograd needs the AVX-512 kernels, which this CPU or build lacks")
     rng = np.random.default_rng(0)
     print(f"{'shape':<28}{'pass':<18}{'T':>2}" + "".join(f"{a + ' ms':>13}" for a in ALGORITHMS)
           + f"{'wino/best':>11}")
+    previous = _core.set_bf16_products(args.precision == "bfloat16")
     try:
         for threads in args.threads:
             _core.set_num_threads(threads)
@@ -92,6 +97,7 @@ def main(argv=None) -> None:
                           + "".join(f"{ms[a]:13.3f}" for a in ALGORITHMS)
                           + f"{ms['winograd'] / best_other:11.2f}", flush=True)
     finally:
+        _core.set_bf16_products(previous)
         _core.set_conv2d_algorithm("auto")
         _core.set_num_threads(0)
 

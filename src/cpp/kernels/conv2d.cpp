@@ -30,7 +30,14 @@ int64_t winograd_tiles(const Conv2dDims& d) { return d.N * ((d.OH + 1) / 2) * ((
 // batch 64, but 1.25x / 1.85x / 1.13x on 2x2 maps at batch 16, where the per-call kernel
 // transform (16 C K floats) outweighs the saved multiplies (python -m bench.bench_conv_algorithms;
 // at 1 thread backward-data took 1.3x im2col's time on the first two).
+// In mixed-precision training (gemm_bf16.h) maps of one tile per image go to im2col, whose
+// bfloat16 GEMM over the batch then beats Winograd's (the per-call kernel transform is
+// float32): VGG16-CIFAR's 512 -> 512 2x2 maps at batch 64, forward / backward-data /
+// backward-weights 3.1 / 3.1 / 2.7 ms against Winograd's 2.6 / 4.8 / 2.8 on one thread, 1.8 /
+// 1.9 / 1.6 against 1.8 / 2.5 / 1.8 on two (python -m bench.bench_conv_algorithms --threads 1 2
+// --only 2x2 --precision bfloat16).
 bool winograd_on_small_map(const Conv2dDims& d) {
+    if (bf16_products() && d.OH * d.OW <= 4) return false;
     return d.OH % 2 == 0 && d.OW % 2 == 0 && d.C >= 32 && winograd_tiles(d) >= 64;
 }
 
