@@ -116,7 +116,7 @@ void bind_gemm(py::module_& m) {
                 throw std::invalid_argument("round_to_bf16: out " + shape_str(out) +
                                             " and x " + shape_str(x) + " differ in size");
             py::gil_scoped_release release;
-            for (py::ssize_t i = 0; i < x.size(); ++i) po[i] = round_to_bf16(px[i]);
+            round_to_bf16(po, px, x.size());  // the vectorized loop mixed precision runs
         },
         py::arg("out"), py::arg("x"));
     m.def(
