@@ -29,6 +29,7 @@ _core.set_sgemm_bf16_path("auto")
 CONVS = {
     "winograd_same": (2, 10, 10, 32, 32, 3, 1, 1),       # Winograd, border tiles
     "winograd_valid": (3, 13, 13, 64, 48, 3, 1, 0),      # the transposed backward-data
+    "winograd_wide": (4, 6, 6, 128, 144, 3, 1, 1),       # position-major (16 C K > 2^18)
     "im2col_5x5": (2, 9, 9, 16, 24, 5, 1, 2),            # bfloat16 im2col GEMM
     "im2col_strided": (2, 11, 11, 20, 16, 3, 2, 1),
     "rounded_one_channel": (2, 12, 12, 1, 16, 3, 1, 0),  # float32 kernel, rounded operands
