@@ -42,16 +42,58 @@ BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
     return {T, tiles, (g.total + tiles - 1) / tiles};
 }
 
-// U (16, Cin, ldu) = G g G^T of every pair of input and output channels, its positions
-// winograd_kernel_stride(Cin, ldu) floats apart (conv2d_winograd.h),
-// split over threads by input channel, or by 16 output channels when those are s_co floats apart
-// (gathered: then each block's cache lines serve 16 consecutive input channels).
-void transform_kernel(const WinogradTransforms& tf, float* U, int64_t ldu, const float* w,
-                      int64_t Cin, int64_t Cout, bool flipped, int64_t taps, int64_t s_ci,
-                      int64_t s_co) {
+// The transformed kernel of one call: U (16, Cin, ldu) in float32, its positions us floats
+// apart, or, in mixed-precision training (gemm_bf16.h), U's positions as the bfloat16 GEMM's
+// packed B (Cin x Cout each), pos_size uint32 apart, written by the transform itself.
+struct TransformedKernel {
+    const float* U = nullptr;
+    int64_t us = 0;
+    const uint32_t* packed = nullptr;
+    int64_t pos_size = 0;
+
+    const float* position(int64_t pos) const { return U ? U + pos * us : nullptr; }
+    const uint32_t* packed_position(int64_t pos) const {
+        return packed ? packed + pos * pos_size : nullptr;
+    }
+};
+
+// G g G^T of every pair of input and output channels (U's rows ldu >= Cout floats wide, a
+// multiple of 16), split over threads by input channel, or by 16 output channels when those are
+// s_co floats apart (gathered: then each block's cache lines serve 16 consecutive input
+// channels). Packed for bfloat16, the transform writes the GEMM's operand directly: a float32 U
+// packed afterwards cost a third more than the transform (VGG16-CIFAR's 512 -> 512 kernels are
+// 16 MiB as float32 U).
+TransformedKernel transform_kernel(const WinogradTransforms& tf, int64_t ldu, const float* w,
+                                   int64_t Cin, int64_t Cout, bool flipped, int64_t taps,
+                                   int64_t s_ci, int64_t s_co) {
     // A thread per 2048 kernel pairs (about 2 us of transforms): the Keras MNIST CNN's 64x64
     // kernel, transformed on every batch-1 call, took a tenth of its time on one thread.
     const int T = threads_for(Cin * ldu / 2048);
+    TransformedKernel k;
+    if (bf16_products()) {
+        k.pos_size = sgemm_bf16_packed_b_size(Cout, Cin);
+        uint32_t* P = workspace<uint32_t>(Scratch::winograd_weights_bf16, 16 * k.pos_size);
+        k.packed = P;
+        const int64_t pairs = (Cin + 1) / 2;
+        if (s_co == 1) {
+            parallel_for(T, T, [&](int64_t t) {  // whole pairs of input channels per thread
+                const int64_t ci0 = 2 * (pairs * t / T);
+                const int64_t ci1 = std::min(Cin, 2 * (pairs * (t + 1) / T));
+                if (ci0 < ci1)
+                    tf.kernel_bf16(P, k.pos_size, w, Cin, Cout, flipped, taps, s_ci, s_co, ci0,
+                                   ci1, 0, ldu);
+            });
+        } else {
+            parallel_for(T, ldu / 16, [&](int64_t b) {
+                tf.kernel_bf16(P, k.pos_size, w, Cin, Cout, flipped, taps, s_ci, s_co, 0, Cin,
+                               16 * b, 16 * b + 16);
+            });
+        }
+        return k;
+    }
+    k.us = winograd_kernel_stride(Cin, ldu);
+    float* U = workspace(Scratch::winograd_weights, 16 * k.us);
+    k.U = U;
     if (s_co == 1) {  // rows of w and of U[pos] read and written in order
         // One call per thread's range of input channels (a call per channel, 13 arguments
         // each, was a third of this transform's time for the Keras MNIST CNN's 64x64 kernel).
@@ -65,6 +107,7 @@ void transform_kernel(const WinogradTransforms& tf, float* U, int64_t ldu, const
             tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, 0, Cin, 16 * b, 16 * b + 16);
         });
     }
+    return k;
 }
 
 // Wide layers: U (16 C Kp floats) above this many floats (1 MiB, 128 -> 128 channels) no longer
@@ -96,11 +139,11 @@ int pass_threads(const TileGrid& g, int64_t C, int64_t Kp) {
 // into V, then runs each position's GEMM over all of them (the threads take whole positions, as
 // packed single-thread sgemm calls whose blocks of U[pos] stay in L2 while every tile streams
 // past), then transforms M back. Each product is one call whatever the thread count.
-void forward_position_major(float* y, const float* x, const float* U, int64_t Kp,
+void forward_position_major(float* y, const float* x, const TransformedKernel& U, int64_t Kp,
                             const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const TileGrid g = winograd_tile_grid(d);
-    const int64_t C = d.C, us = winograd_kernel_stride(C, Kp);
+    const int64_t C = d.C;
     const int T = pass_threads(g, C, Kp);
     for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
         const int64_t ldv = nt * C, ldm = nt * Kp;
@@ -110,9 +153,14 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
             for (int64_t i = 0; i < nt; i += 12)
                 tf.input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
 #pragma omp for schedule(static)
-            for (int64_t pos = 0; pos < 16; ++pos)
-                sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
-                                    U + pos * us, Kp, 0.0f, M + pos * ldm, Kp);
+            for (int64_t pos = 0; pos < 16; ++pos) {
+                if (U.packed)
+                    sgemm_bf16_packed(nt, d.K, C, V + pos * ldv, C, U.packed_position(pos), 0.0f,
+                                      M + pos * ldm, Kp);
+                else
+                    sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
+                                        U.position(pos), Kp, 0.0f, M + pos * ldm, Kp);
+            }
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < nt; i += 12)
                 tf.output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
@@ -121,25 +169,11 @@ void forward_position_major(float* y, const float* x, const float* U, int64_t Kp
     });
 }
 
-// In mixed-precision training (gemm_bf16.h), U's 16 positions (inner x cols, row stride ldu,
-// us floats apart) packed once per call for the bfloat16 GEMMs of every block of tiles (packed
-// per block, they took a quarter of the 128 -> 128 forward's GEMM time); else null.
-const uint32_t* packed_positions(const float* U, int64_t us, int64_t ldu, int64_t inner,
-                                 int64_t cols, int T) {
-    if (!bf16_products()) return nullptr;
-    const int64_t size = sgemm_bf16_packed_b_size(cols, inner);
-    uint32_t* packed = workspace<uint32_t>(Scratch::winograd_weights_bf16, 16 * size);
-    parallel_for(T, 16, [&](int64_t pos) {
-        sgemm_bf16_pack_b(false, cols, inner, U + pos * us, ldu, packed + pos * size);
-    });
-    return packed;
-}
-
 // out (nt, cols; row stride ldo) = rows (nt, inner; row stride ldr) x U (inner, cols; row stride
 // ldu): one position's GEMM of the tile-block schedules, on the direct convolution's
 // micro-kernels (a "pixel" per tile), or, in mixed-precision training (gemm_bf16.h), on
 // bfloat16 operands. Single-threaded.
-// packed_u: U packed for the bfloat16 GEMM (packed_positions) in mixed-precision training.
+// packed_u: U packed for the bfloat16 GEMM in mixed-precision training (TransformedKernel).
 void position_product(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* rows,
                       int64_t ldr, int64_t nt, int64_t inner, const float* U, int64_t ldu,
                       int64_t cols, const uint32_t* packed_u) {
@@ -150,19 +184,16 @@ void position_product(const ConvDirectUkernels& uk, float* out, int64_t ldo, con
                    std::min<int64_t>(64, cols - k0));
 }
 
-// The forward pass with the kernel already transformed: U (16, C, Kp), positions
-// winograd_kernel_stride(C, Kp) floats apart.
-void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x, const float* U,
-                         int64_t Kp, const float* bias, const Conv2dDims& d, bool relu) {
+// The forward pass with the kernel already transformed: U (16, C, Kp).
+void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
+                         const TransformedKernel& U, int64_t Kp, const float* bias,
+                         const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     if (is_wide(d.C, Kp)) return forward_position_major(y, x, U, Kp, bias, d, relu);
     const TileGrid g = winograd_tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    const int64_t us = winograd_kernel_stride(C, Kp);
     const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
-    const uint32_t* pu = packed_positions(U, us, Kp, C, d.K, T);
-    const int64_t pu_size = sgemm_bf16_packed_b_size(d.K, C);
     if (plan.blocks == 1 && T > 1) {
         // One block of tiles (a single image: the Keras MNIST CNN's second convolution has 36)
         // would leave the other threads idle. Its three phases split instead: tiles for the
@@ -175,8 +206,8 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
             if (n > 0) tf.input(V + a * C, ldv, x, a, n, d, g);
         });
         parallel_for(T, 16, [&](int64_t pos) {
-            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
-                             d.K, pu ? pu + pos * pu_size : nullptr);
+            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
+                             Kp, d.K, U.packed_position(pos));
         });
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
@@ -190,8 +221,8 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
         tf.input(V, ldv, x, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos)
-            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U + pos * us, Kp,
-                             d.K, pu ? pu + pos * pu_size : nullptr);
+            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
+                             Kp, d.K, U.packed_position(pos));
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
     });
 }
@@ -215,8 +246,7 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
                              const float* w, const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const int64_t Kp = round_up(d.K, 16);
-    float* U = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(d.C, Kp));
-    transform_kernel(tf, U, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
+    const TransformedKernel U = transform_kernel(tf, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
 }
 
@@ -228,15 +258,12 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     const TileGrid g = winograd_tile_grid(d);
     const int64_t C = d.C, K = d.K, Cp = round_up(C, 16), Kp = round_up(K, 16);
-    float* UT = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(K, Cp));
-    transform_kernel(tf, UT, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
+    const TransformedKernel UT =
+        transform_kernel(tf, Cp, w, K, C, false, C * K, 1, K);  // UT[pos][k][c]
     const int64_t images = std::max<int64_t>(1, kBlockFloats / (16 * (Cp + Kp)) / g.per_image);
     BlockPlan plan{1, images * g.per_image, (d.N + images - 1) / images};
     plan.T = static_cast<int>(std::min<int64_t>(
         threads_for(g.total * 16 * C * Kp / kMacsPerThread), plan.blocks));
-    const uint32_t* pu =
-        packed_positions(UT, winograd_kernel_stride(K, Cp), Cp, K, C, std::max(plan.T, 1));
-    const int64_t pu_size = sgemm_bf16_packed_b_size(C, K);
     const int64_t ldd = plan.tiles * Kp, ldv = plan.tiles * Cp;
     parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t n0 = b * images, t0 = n0 * g.per_image;
@@ -246,9 +273,8 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         float* dV = workspace(Scratch::winograd_products, 16 * ldv);
         tf.gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos)
-            position_product(uk, dV + pos * ldv, Cp, D + pos * ldd, Kp, nt, K,
-                             UT + pos * winograd_kernel_stride(K, Cp), Cp, C,
-                             pu ? pu + pos * pu_size : nullptr);
+            position_product(uk, dV + pos * ldv, Cp, D + pos * ldd, Kp, nt, K, UT.position(pos),
+                             Cp, C, UT.packed_position(pos));
         tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
     });
 }
@@ -263,8 +289,7 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
         return backward_data_transposed(uk, dx, dy, w, d);
     const Conv2dDims f = backward_data_as_forward_dims(d);
     const int64_t Cp = round_up(d.C, 16);
-    float* U = workspace(Scratch::winograd_weights, 16 * winograd_kernel_stride(d.K, Cp));
-    transform_kernel(tf, U, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
+    const TransformedKernel U = transform_kernel(tf, Cp, w, d.K, d.C, true, d.C * d.K, 1, d.K);
     forward_transformed(uk, dx, dy, U, Cp, nullptr, f, false);
 }
 

@@ -65,6 +65,12 @@ struct WinogradTransforms {
     void (*kernel)(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout, bool flipped,
                    int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0, int64_t ci1, int64_t co0,
                    int64_t co1);
+    // The same U for mixed-precision training, written as the bfloat16 GEMM's packed B
+    // (sgemm_bf16_pack_b of each U[pos], Cin x Cout; positions pos_size uint32 apart) for input
+    // channels [ci0, ci1), ci0 even, and output channels [co0, co1), multiples of 16.
+    void (*kernel_bf16)(uint32_t* P, int64_t pos_size, const float* w, int64_t Cin, int64_t Cout,
+                        bool flipped, int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0,
+                        int64_t ci1, int64_t co0, int64_t co1);
     // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C).
     void (*input)(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
                   const Conv2dDims& d, const TileGrid& g);

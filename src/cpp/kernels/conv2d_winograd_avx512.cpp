@@ -24,41 +24,57 @@ namespace {
 // Cin * ldu floats apart, a multiple of 4 KiB for 64 or more channels, so they share one L1 set,
 // and a scalar loop's one-float stores to them missed the L1 nearly every time (about 50 ns per
 // (ci, co) pair: 0.25 ms per call at 64x64 channels, 3.5 ms at 256x256).
+// r[pos] = (G g G^T)[pos] of input channel ci and output channels [co, co + 16) (lanes past
+// Cout zero), tap (i, j) of g at w[tap(i, j) * taps + ci * s_ci + co * s_co] (gathered when
+// s_co != 1, with gather_index the lanes' offsets).
+inline __attribute__((always_inline)) void kernel_positions(
+    __m512 r[16], const float* w, int64_t Cout, bool flipped, int64_t taps, int64_t s_ci,
+    int64_t s_co, const __m512i& gather_index, int64_t ci, int64_t co) {
+    const __m512 half = _mm512_set1_ps(0.5f);
+    const __mmask16 m = lanes(Cout - co);
+    __m512 g[3][3], t[4][3];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) {
+            const int tap = flipped ? 8 - (3 * i + j) : 3 * i + j;
+            const float* src = w + tap * taps + ci * s_ci + co * s_co;
+            g[i][j] = s_co == 1 ? _mm512_maskz_loadu_ps(m, src)
+                                : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, gather_index,
+                                                           src, 4);
+        }
+    for (int j = 0; j < 3; ++j) {  // G g
+        const __m512 outer = _mm512_add_ps(g[0][j], g[2][j]);
+        t[0][j] = g[0][j];
+        t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(outer, g[1][j]));
+        t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(outer, g[1][j]));
+        t[3][j] = g[2][j];
+    }
+    for (int a = 0; a < 4; ++a) {  // (G g) G^T
+        const __m512 outer = _mm512_add_ps(t[a][0], t[a][2]);
+        r[4 * a] = t[a][0];
+        r[4 * a + 1] = _mm512_mul_ps(half, _mm512_add_ps(outer, t[a][1]));
+        r[4 * a + 2] = _mm512_mul_ps(half, _mm512_sub_ps(outer, t[a][1]));
+        r[4 * a + 3] = t[a][2];
+    }
+}
+
+inline __m512i gather_offsets(int64_t s_co) {
+    return _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(static_cast<int>(s_co)));
+}
+
 void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
                       bool flipped, int64_t taps, int64_t s_ci, int64_t s_co, int64_t ci0,
                       int64_t ci1, int64_t co0, int64_t co1) {
-    const __m512 half = _mm512_set1_ps(0.5f);
     const int64_t pos_stride = winograd_kernel_stride(Cin, ldu);
     // Output channels s_co floats apart (backward-data's transposed kernels) are gathered; with
     // ci inner, a block of 16 channels' cache lines serves 16 consecutive ci from L1.
-    const __m512i gather_index = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(static_cast<int>(s_co)));
+    const __m512i gather_index = gather_offsets(s_co);
     auto transform = [&](int64_t ci, int64_t co) {
-        float* u = U + ci * ldu;
-        const __mmask16 m = lanes(Cout - co);
-        __m512 g[3][3], t[4][3];
-        for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j) {
-                const int tap = flipped ? 8 - (3 * i + j) : 3 * i + j;
-                const float* src = w + tap * taps + ci * s_ci + co * s_co;
-                g[i][j] = s_co == 1 ? _mm512_maskz_loadu_ps(m, src)
-                                    : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
-                                                               gather_index, src, 4);
-            }
-        for (int j = 0; j < 3; ++j) {  // G g
-            const __m512 outer = _mm512_add_ps(g[0][j], g[2][j]);
-            t[0][j] = g[0][j];
-            t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(outer, g[1][j]));
-            t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(outer, g[1][j]));
-            t[3][j] = g[2][j];
-        }
-        for (int a = 0; a < 4; ++a) {  // (G g) G^T
-            const __m512 outer = _mm512_add_ps(t[a][0], t[a][2]);
-            const __m512 r[4] = {t[a][0], _mm512_mul_ps(half, _mm512_add_ps(outer, t[a][1])),
-                                 _mm512_mul_ps(half, _mm512_sub_ps(outer, t[a][1])), t[a][2]};
-            for (int b = 0; b < 4; ++b) _mm512_storeu_ps(u + (4 * a + b) * pos_stride + co, r[b]);
-        }
+        __m512 r[16];
+        kernel_positions(r, w, Cout, flipped, taps, s_ci, s_co, gather_index, ci, co);
+        float* u = U + ci * ldu + co;
+        for (int pos = 0; pos < 16; ++pos) _mm512_storeu_ps(u + pos * pos_stride, r[pos]);
     };
     if (s_co == 1) {  // rows of w and of U[pos] read and written in order
         for (int64_t ci = ci0; ci < ci1; ++ci)
@@ -66,6 +82,61 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
     } else {
         for (int64_t co = co0; co < co1; co += 16)
             for (int64_t ci = ci0; ci < ci1; ++ci) transform(ci, co);
+    }
+}
+
+// The bfloat16 bits of 16 floats, round to nearest even in the upper half of each lane (the
+// lower half zero): bf16_bits of gemm_bf16.cpp, lane by lane (subnormals to signed zero, NaN
+// kept quiet), on AVX-512F alone.
+inline __m512i bf16_upper(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i rounded = _mm512_add_epi32(
+        u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                            _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+    __m512i r = _mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+    const __m512i exponent = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
+    const __mmask16 subnormal = _mm512_cmpeq_epi32_mask(exponent, _mm512_setzero_si512());
+    r = _mm512_mask_and_epi32(r, subnormal, u, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
+        _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_and_epi32(
+        r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)),
+        _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+// transform_kernel's U written as the bfloat16 GEMM's packed B (gemm_bf16.h): position pos at
+// P + pos * pos_size, each U[pos] (Cin x Cout) in panels of 32 output channels holding ceil(Cin/2)
+// pairs of input channels: P[pos][co / 32][ci / 2][co % 32] = bf16(U[ci]) | bf16(U[ci + 1]) << 16
+// (zero past Cin and Cout). ci0 is even; co0, co1 multiples of 16.
+void transform_kernel_bf16(uint32_t* P, int64_t pos_size, const float* w, int64_t Cin,
+                           int64_t Cout, bool flipped, int64_t taps, int64_t s_ci, int64_t s_co,
+                           int64_t ci0, int64_t ci1, int64_t co0, int64_t co1) {
+    const int64_t kp = (Cin + 1) / 2, cout16 = (Cout + 15) / 16 * 16;
+    const __m512i gather_index = gather_offsets(s_co);
+    auto transform = [&](int64_t ci, int64_t co) {  // channels ci, ci + 1
+        __m512 lo[16], hi[16];
+        kernel_positions(lo, w, Cout, flipped, taps, s_ci, s_co, gather_index, ci, co);
+        if (ci + 1 < Cin)
+            kernel_positions(hi, w, Cout, flipped, taps, s_ci, s_co, gather_index, ci + 1, co);
+        else
+            for (auto& h : hi) h = _mm512_setzero_ps();
+        uint32_t* out = P + (co / 32) * kp * 32 + (ci / 2) * 32 + co % 32;
+        // The last panel's columns past the 16-channel block that holds Cout stay zero.
+        const bool zero_next = co % 32 == 0 && co + 16 == cout16;
+        for (int pos = 0; pos < 16; ++pos) {
+            const __m512i pairs = _mm512_or_si512(_mm512_srli_epi32(bf16_upper(lo[pos]), 16),
+                                                  bf16_upper(hi[pos]));
+            _mm512_storeu_si512(out + pos * pos_size, pairs);
+            if (zero_next) _mm512_storeu_si512(out + pos * pos_size + 16, _mm512_setzero_si512());
+        }
+    };
+    if (s_co == 1) {
+        for (int64_t ci = ci0; ci < ci1; ci += 2)
+            for (int64_t co = co0; co < co1; co += 16) transform(ci, co);
+    } else {
+        for (int64_t co = co0; co < co1; co += 16)
+            for (int64_t ci = ci0; ci < ci1; ci += 2) transform(ci, co);
     }
 }
 
@@ -370,6 +441,7 @@ void bias_gradient_block(float* db, const float* dy, int64_t pixels, int64_t K, 
 const WinogradTransforms* conv2d_winograd_avx512() {
     static const WinogradTransforms table = {"avx512",
                                              &transform_kernel,
+                                             &transform_kernel_bf16,
                                              &transform_input,
                                              &transform_output,
                                              &transform_gradient,
