@@ -24,6 +24,7 @@
 #include "cpu_features.h"
 #include "dense.h"
 #include "gemm.h"
+#include "gemm_bf16.h"
 #include "gemm_u8s8.h"
 #include "lrn.h"
 #include "model_file.h"
@@ -116,8 +117,21 @@ void test_gemm() {
     expect("sgemm micro-kernel rate in L1", measure_sgemm_ukernel_gflops(1, true) > 0.0);
 }
 
-void test_conv(const char* algorithm) {
+std::vector<float> small_integers(size_t n) {
+    std::uniform_int_distribution<int> d(-4, 4);
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(d(g_rng));
+    return v;
+}
+
+// bf16: mixed-precision training's products (gemm_bf16.h), on small integers, which bfloat16
+// and Winograd's transforms of them hold exactly and float32 sums add exactly: every path must
+// then give the naive loops' values to the bit.
+void test_conv(const char* algorithm, bool bf16 = false) {
     if (!set_conv2d_algorithm(algorithm)) return;
+    const Bf16ProductsScope products(bf16);
+    auto values = [&](size_t n) { return bf16 ? small_integers(n) : randn(n); };
+    const float rtol = bf16 ? 0.0f : 1e-4f, atol = bf16 ? 0.0f : 1e-3f;
     struct Case { int64_t N, H, W, C, KH, KW, K, sh, sw, pt, pl, g, dh = 1, dw = 1; };
     const Case cases[] = {{2, 7, 6, 3, 3, 3, 5, 1, 1, 1, 1, 1},  {1, 9, 9, 4, 1, 1, 8, 1, 1, 0, 0, 1},
                           {2, 8, 11, 6, 3, 2, 4, 2, 1, 1, 0, 2}, {1, 5, 5, 16, 5, 5, 32, 2, 2, 2, 2, 1},
@@ -135,29 +149,33 @@ void test_conv(const char* algorithm) {
                           // forced): multiplier 2, and 20 channels (a block of 16 and a tail)
                           // with a stride and dilation.
                           {2, 9, 8, 6, 3, 3, 12, 1, 1, 1, 1, 6},
-                          {1, 10, 10, 20, 3, 3, 20, 2, 2, 2, 2, 20, 2, 2}};
+                          {1, 10, 10, 20, 3, 3, 20, 2, 2, 2, 2, 20, 2, 2},
+                          // Winograd's position-major schedule (16 C K > 2^18), 144 = 4.5
+                          // panels of the bfloat16 GEMM.
+                          {4, 6, 6, 128, 3, 3, 144, 1, 1, 1, 1, 1}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g,
                      c.dh, c.dw};
         d.OH = (c.H + 2 * c.pt - ((c.KH - 1) * c.dh + 1)) / c.sh + 1;
         d.OW = (c.W + 2 * c.pl - ((c.KW - 1) * c.dw + 1)) / c.sw + 1;
-        auto x = randn(c.N * c.H * c.W * c.C), w = randn(c.KH * c.KW * (c.C / c.g) * c.K), b = randn(c.K);
+        auto x = values(c.N * c.H * c.W * c.C), w = values(c.KH * c.KW * (c.C / c.g) * c.K);
+        auto b = values(c.K);
         const size_t ysz = c.N * d.OH * d.OW * c.K;
         std::vector<float> y1(ysz), y2(ysz);
         for (int relu = 0; relu < 2; ++relu) {
             conv2d_forward(y1.data(), x.data(), w.data(), b.data(), d, relu);
             conv2d_forward_naive(y2.data(), x.data(), w.data(), b.data(), d, relu);
-            expect_close("conv2d forward vs naive", y1, y2, 1e-4f, 1e-3f);
+            expect_close("conv2d forward vs naive", y1, y2, rtol, atol);
         }
-        auto dy = randn(ysz);
+        auto dy = values(ysz);
         std::vector<float> dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size()), db1(c.K), db2(c.K);
         conv2d_backward_data(dx1.data(), dy.data(), w.data(), d);
         conv2d_backward_data_naive(dx2.data(), dy.data(), w.data(), d);
-        expect_close("conv2d backward data vs naive", dx1, dx2, 1e-4f, 1e-3f);
+        expect_close("conv2d backward data vs naive", dx1, dx2, rtol, atol);
         conv2d_backward_weights(dw1.data(), db1.data(), x.data(), dy.data(), d);
         conv2d_backward_weights_naive(dw2.data(), db2.data(), x.data(), dy.data(), d);
-        expect_close("conv2d backward weights vs naive", dw1, dw2, 1e-4f, 1e-3f);
-        expect_close("conv2d bias gradient vs naive", db1, db2, 1e-4f, 1e-3f);
+        expect_close("conv2d backward weights vs naive", dw1, dw2, rtol, atol);
+        expect_close("conv2d bias gradient vs naive", db1, db2, rtol, atol);
     }
     set_conv2d_algorithm("auto");
 }
@@ -817,6 +835,7 @@ int main(int argc, char** argv) {
         test_conv("im2col");
         test_conv("direct");
         test_conv("winograd");
+        for (const char* algorithm : {"auto", "im2col", "winograd"}) test_conv(algorithm, true);
         test_conv_relu_maxpool();
         test_pool();
         test_activations();
