@@ -13,8 +13,9 @@ float models (and, from a saved file, the C API):
   ``y = (acc - x_zero_point * sum(wq[:, k])) * x_scale * w_scale[k] + bias[k]`` (then ReLU
   when the layer has it);
 - everything else (pooling, flatten, other activations, dropout as the identity) stays float32
-  between the int8 layers. A BatchNormalization right after a linear Conv2D is folded into the
-  convolution's weights and bias before they are quantized.
+  between the int8 layers (in a functional model the joins, such as a residual Add, too). A
+  BatchNormalization that alone reads a linear Conv2D is folded into the convolution's weights
+  and bias before they are quantized.
 
 Calibration: the activation range of each quantized layer is the minimum and maximum of its
 input over ``calibration_x`` run through the float model (per-tensor min/max, widened to
@@ -168,32 +169,54 @@ def activation_params(lo: float, hi: float) -> tuple[float, int]:
     return float(scale), zero_point
 
 
-def _quantized_layers(model: Sequential, skip: set[str]) -> list[tuple[int, int | None]]:
-    """(index of each Conv2D and Dense not in `skip`, index of the BatchNormalization folded
-    into it or None). Raises ValueError naming the first layer the int8 executor cannot run."""
-    layers = model.layers
+def _readers(model: Model) -> tuple[dict[int, int], dict[int, list[L.Layer]]]:
+    """Per layer (by id): how many times the model calls it, and the layers that read its
+    output (a Sequential's next layer; a graph's calls that take it as an input)."""
+    if isinstance(model, Sequential):
+        layers = model.layers
+        return ({id(layer): 1 for layer in layers},
+                {id(layer): layers[i + 1:i + 2] for i, layer in enumerate(layers)})
+    calls: dict[int, int] = {}
+    readers: dict[int, list[L.Layer]] = {}
+    for node in model._nodes[1:]:
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+        readers.setdefault(id(node.layer), [])
+        for t in node.inputs:
+            readers.setdefault(id(t.node.layer), []).append(node.layer)
+    return calls, readers
+
+
+def _quantized_layers(model: Model, skip: set[str]) -> list[tuple[L.Layer, L.Layer | None]]:
+    """(each Conv2D and Dense not in `skip`, the BatchNormalization folded into it or None):
+    a batch normalization is folded where the inference plan folds it, after a linear Conv2D
+    whose only reader it is (network_builder.cpp folded_batchnorm). Raises ValueError naming
+    the first layer the int8 executor cannot run."""
+    layers = [layer for layer in model.layers if type(layer) is not L.InputLayer]
     names = {layer.name: layer for layer in layers}
     for name in sorted(skip):
         if name not in names or type(names[name]) not in (L.Conv2D, L.Dense):
             raise ValueError(f"quantize: skip names {name!r}, which is not a Conv2D or Dense "
                              f"layer of model '{model.name}'")
+    calls, readers = _readers(model)
     chosen = []
-    for i, layer in enumerate(layers):
+    for layer in layers:
         if type(layer) not in L.BUILTIN_LAYERS:
             raise ValueError(f"quantize: layer '{layer.name}' ({type(layer).__name__}) is not a "
                              "built-in layer; the int8 executor cannot run it")
-        if layer.name in skip:
+        if layer.name in skip or type(layer) not in (L.Conv2D, L.Dense):
             continue
-        if type(layer) is L.Conv2D:
-            if layer.groups != 1:
-                raise ValueError(f"quantize: layer '{layer.name}' is a grouped Conv2D "
-                                 f"(groups={layer.groups}); int8 convolutions take one group "
-                                 "(skip it to keep it in float32)")
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            folds = (type(nxt) is L.BatchNormalization and layer.act.kind == "linear")
-            chosen.append((i, i + 1 if folds else None))
-        elif type(layer) is L.Dense:
-            chosen.append((i, None))
+        if calls[id(layer)] > 1:
+            raise ValueError(f"quantize: layer '{layer.name}' is called {calls[id(layer)]} "
+                             "times (shared weights); quantize takes layers called once (skip "
+                             "it to keep it in float32)")
+        if type(layer) is L.Conv2D and layer.groups != 1:
+            raise ValueError(f"quantize: layer '{layer.name}' is a grouped Conv2D "
+                             f"(groups={layer.groups}); int8 convolutions take one group "
+                             "(skip it to keep it in float32)")
+        reads = readers[id(layer)]
+        folds = (type(layer) is L.Conv2D and layer.act.kind == "linear" and len(reads) == 1
+                 and type(reads[0]) is L.BatchNormalization and calls[id(reads[0])] == 1)
+        chosen.append((layer, reads[0] if folds else None))
     if not chosen:
         raise ValueError(f"quantize: model '{model.name}' has no Conv2D or Dense layer to "
                          "quantize")
@@ -206,9 +229,10 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
 
     Parameters
     ----------
-    model : Sequential
-        A built (trained) Sequential model of built-in layers; its Conv2D layers must have
-        one group. The model itself is not changed.
+    model : Model
+        A built (trained) model of built-in layers, Sequential or functional (ResNets too);
+        its Conv2D layers must have one group and each quantized layer be called once. The
+        model itself is not changed.
     calibration_x : array (N, *input_shape)
         Representative inputs (a few hundred training images), preprocessed as for
         ``predict``; each quantized layer's input range is their min/max.
@@ -228,15 +252,12 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
     Raises
     ------
     ValueError
-        The model is not a built Sequential, a layer cannot run in the int8 executor, or
+        The model is not built, a layer cannot run in the int8 executor, or
         calibration_x has another per-sample shape, no samples or non-finite values; the message
         names the layer or the shapes.
     """
     if not isinstance(model, Model):
-        raise TypeError(f"quantize: expected a cnnfast Sequential, got {type(model).__name__}")
-    if not isinstance(model, Sequential):  # a Model, but a graph: its layers are the problem
-        raise ValueError(f"quantize: model '{model.name}' is a functional model; quantize "  # noqa: TRY004
-                         "takes Sequential models")
+        raise TypeError(f"quantize: expected a cnnfast Model, got {type(model).__name__}")
     if model.input_shape_ is None or not model.built:
         raise ValueError(f"quantize: model '{model.name}' is not built (it has no weights); "
                          "train it (or build it and load weights) first")
@@ -254,36 +275,44 @@ def quantize(model: Model, calibration_x: Any, batch_size: int = 128,
     if int(batch_size) < 1:
         raise ValueError(f"quantize: batch_size must be >= 1, got {batch_size!r}")
 
-    # Min/max of each quantized layer's input, from the float model's forward.
-    wanted = {i for i, _ in chosen}
-    lo = {i: math.inf for i in wanted}
-    hi = {i: -math.inf for i in wanted}
-    for start in range(0, len(x), int(batch_size)):
-        h = x[start:start + int(batch_size)]
-        for i, layer in enumerate(model.layers):
-            if i in wanted:
-                lo[i] = min(lo[i], float(h.min()))
-                hi[i] = max(hi[i], float(h.max()))
-            h = layer.forward(h, False)
+    # Min/max of each quantized layer's input, from the float model's forward (each layer's
+    # forward wrapped for the calibration only).
+    ranges = {layer.name: [math.inf, -math.inf] for layer, _ in chosen}
+
+    def recording(layer: L.Layer) -> Callable[..., Any]:
+        forward = layer.forward
+
+        def record(h: np.ndarray, training: bool) -> Any:
+            r = ranges[layer.name]
+            r[0], r[1] = min(r[0], float(h.min())), max(r[1], float(h.max()))
+            return forward(h, training)
+        return record
+
+    for layer, _ in chosen:
+        layer.forward = recording(layer)
+    try:
+        for start in range(0, len(x), int(batch_size)):
+            model._forward(x[start:start + int(batch_size)], False)
+    finally:
+        for layer, _ in chosen:
+            del layer.forward  # the class's method again
 
     config = model.get_config()
     int8_layers: dict[str, Int8Layer] = {}
     # Layers whose float tensors the quantized model no longer needs.
     replaced: set[str] = set()
-    for i, bn in chosen:
-        layer = model.layers[i]
-        if bn is not None:
-            norm = model.layers[bn]
+    for layer, norm in chosen:
+        if norm is not None:
             w, b = _fold_batchnorm(layer, norm)
             replaced.add(norm.name)
         else:
             w = layer.weights_["kernel"]
             b = layer.weights_.get("bias")
         wq, w_scale = quantize_weights(w)
-        x_scale, x_zero_point = activation_params(lo[i], hi[i])
+        x_scale, x_zero_point = activation_params(*ranges[layer.name])
         int8_layers[layer.name] = Int8Layer(
             wq, w_scale, None if b is None else np.asarray(b, np.float32).copy(),
-            x_scale, x_zero_point, None if bn is None else model.layers[bn].name)
+            x_scale, x_zero_point, None if norm is None else norm.name)
         replaced.add(layer.name)
     float_weights = {f"{layer.name}/{n}": np.array(w, np.float32)
                      for layer in model.layers if layer.name not in replaced
@@ -342,8 +371,6 @@ def _load_quantized(f: Any, header: Any) -> QuantizedModel:
         shapes = model.shapes()
     except Exception as err:  # noqa: BLE001 - whatever a bad config makes a constructor raise
         fail(f"invalid architecture: {type(err).__name__}: {err}")
-    if not isinstance(model, Sequential):
-        fail("a quantized model must be Sequential")
     quant = saving._loads(header.metadata["quantization"], "quantization metadata")
     if not isinstance(quant, dict) or quant.get("scheme") != QUANTIZATION_SCHEME or \
             not isinstance(quant.get("layers"), dict):

@@ -297,6 +297,38 @@ def trained(sample):
             "lenet5": _train(cf.models.lenet5((28, 28, 1)), x[:4000], y[:4000])}
 
 
+def _int8_layer_reference(q, layer, h: np.ndarray, act: str) -> np.ndarray:
+    """One int8 layer on the naive kernels: h quantized by its input scale and zero point, the
+    int32 sums and epilogue, then `act`."""
+    xq = np.empty(h.shape, np.uint8)
+    _core.quantize_u8(xq, np.ascontiguousarray(h, np.float32), q.input_scale,
+                      q.input_zero_point, naive=True)
+    if type(layer) is L.Dense:
+        out = np.empty((len(h), q.kernel.shape[1]), np.float32)
+        _core.dense_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
+                                 q.input_zero_point, naive=True)
+    else:
+        in_shape = h.shape[1:]
+        out_shape = layer.output_shape(in_shape)
+        pads = [(o - 1) * s + (k - 1) * d + 1 - n for o, s, k, d, n in zip(
+            out_shape[:2], layer.strides, layer.kernel_size, layer.dilation_rate, in_shape[:2])]
+        out = np.empty((len(h), *out_shape), np.float32)
+        _core.conv2d_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
+                                  q.input_zero_point, *layer.strides,
+                                  *[max(p, 0) // 2 for p in pads], *layer.dilation_rate,
+                                  naive=True)
+    if act == "softmax":
+        out = np.exp(out - out.max(-1, keepdims=True))
+        return out / out.sum(-1, keepdims=True)
+    if act == "relu":
+        return np.maximum(out, 0)
+    if act == "tanh":
+        return np.tanh(out)
+    if act != "linear":
+        raise AssertionError(act)
+    return out
+
+
 def _int8_reference(qmodel, model, x):
     """The quantized model walked in Python: the naive int8 kernels for the quantized layers,
     the float layers' own forward for the rest (the spec the executor must follow)."""
@@ -307,39 +339,14 @@ def _int8_reference(qmodel, model, x):
             if layer.name not in {p.folded_batchnorm for p in qmodel.int8_layers.values()}:
                 h = layer.forward(h, False)
             continue
-        xq = np.empty(h.shape, np.uint8)
-        _core.quantize_u8(xq, np.ascontiguousarray(h, np.float32), q.input_scale,
-                          q.input_zero_point, naive=True)
-        if type(layer) is L.Dense:
-            out = np.empty((len(h), q.kernel.shape[1]), np.float32)
-            _core.dense_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
-                                     q.input_zero_point, naive=True)
-        else:
-            _, in_shape, out_shape = next(r for r in model.shapes() if r[0] is layer)
-            pads = [(o - 1) * s + (k - 1) * d + 1 - n for o, s, k, d, n in zip(
-                out_shape[:2], layer.strides, layer.kernel_size, layer.dilation_rate,
-                in_shape[:2])]
-            out = np.empty((len(h), *out_shape), np.float32)
-            _core.conv2d_forward_int8(out, xq, q.kernel, q.kernel_scale, q.bias, q.input_scale,
-                                      q.input_zero_point, *layer.strides,
-                                      *[max(p, 0) // 2 for p in pads], *layer.dilation_rate,
-                                      naive=True)
-        h = out
         folded = q.folded_batchnorm
         act = layer.act.kind
         if folded is not None:  # the activation after the folded batch norm, if one follows
             nxt = model.layers[[m.name for m in model.layers].index(folded) + 1:]
             act = nxt[0].act.kind if nxt and type(nxt[0]) is L.Activation else \
                 "relu" if nxt and type(nxt[0]) is L.ReLU else "linear"
-        if act == "softmax":
-            h = np.exp(h - h.max(-1, keepdims=True))
-            h = h / h.sum(-1, keepdims=True)
-        elif act == "relu":
-            h = np.maximum(h, 0)
-        elif act == "tanh":
-            h = np.tanh(h)
-        elif act != "linear":
-            raise AssertionError(act)
+        # (The activation layer after a folded batch norm then runs again: ReLU is idempotent.)
+        h = _int8_layer_reference(q, layer, h, act)
     return h
 
 
@@ -557,11 +564,90 @@ def test_int8_accuracy_on_fashion_mnist_within_0_3_points():
 
 # -- the C API ------------------------------------------------------------------------------
 
+def residual_graph() -> cf.Model:
+    """A functional model with ResNet's pieces: Conv2D -> BatchNormalization -> ReLU stems, a
+    residual Add whose branch ends in a batch normalization, pooling and a dense head."""
+    x = L.Input((28, 28, 1))
+    h = L.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+    h = L.ReLU(name="stem_relu")(L.BatchNormalization(name="stem_bn")(h))
+    r = L.Conv2D(8, 3, padding="same", name="branch")(h)
+    r = L.BatchNormalization(name="branch_bn")(r)
+    h = L.ReLU(name="join_relu")(L.Add(name="join")([h, r]))
+    h = L.MaxPooling2D(2)(h)
+    h = L.Conv2D(16, 3, strides=2, activation="relu", name="down")(h)
+    y = L.Dense(10, activation="softmax", name="out")(L.Flatten()(h))
+    return cf.Model(x, y, name="residual_graph")
+
+
+def _int8_reference_walk(qmodel, model, x):
+    """The quantized model walked by the float model's own forward (any graph), with each int8
+    layer's forward replaced by the naive int8 kernels (and its own activation: linear where a
+    batch normalization is folded, whose following layers then run as they are) and each
+    folded batch normalization by the identity: the spec the executor must follow."""
+    folded = {q.folded_batchnorm for q in qmodel.int8_layers.values()} - {None}
+    patched = [layer for layer in model.layers
+               if layer.name in qmodel.int8_layers or layer.name in folded]
+
+    def int8_forward(layer):
+        q = qmodel.int8_layers[layer.name]
+        return lambda h, training=False: _int8_layer_reference(q, layer, h, layer.act.kind)
+
+    for layer in patched:
+        layer.forward = (int8_forward(layer) if layer.name in qmodel.int8_layers
+                         else (lambda h, training=False: h))
+    try:
+        return model._forward(np.ascontiguousarray(x, np.float32), False)
+    finally:
+        for layer in patched:
+            del layer.forward
+
+
+def test_functional_models_are_quantized_like_sequential_ones(sample, tmp_path):
+    x, y, xt, _ = sample
+    model = _train(residual_graph(), x[:2000], y[:2000])
+    q = cf.quantize(model, x[:300])
+    assert set(q.int8_layers) == {"stem", "branch", "down", "out"}
+    assert q.int8_layers["stem"].folded_batchnorm == "stem_bn"
+    assert q.int8_layers["branch"].folded_batchnorm == "branch_bn"
+    plan = q.describe()
+    assert not any("batchnorm" in line for line in plan), plan
+    assert any("merge add" in line for line in plan), plan
+    got = q.predict(xt[:500])
+    _assert_follows_int8_spec(got, _int8_reference_walk(q, model, xt[:500]))
+    assert np.mean(got.argmax(1) == model.predict(xt[:500]).argmax(1)) >= 0.97
+    q.save(tmp_path / "graph-int8.cnnfast")
+    np.testing.assert_array_equal(cf.load_model(tmp_path / "graph-int8.cnnfast").predict(xt[:500]),
+                                  got)
+
+
+def test_resnet20_quantizes_and_shared_layers_are_refused():
+    cf.set_seed(0)
+    model = cf.models.resnet20()
+    model.build()
+    q = cf.quantize(model, np.random.default_rng(0).standard_normal((16, 32, 32, 3),
+                                                                    ).astype(np.float32))
+    convs = [layer.name for layer in model.layers if type(layer) is L.Conv2D]
+    assert set(q.int8_layers) == set(convs) | {"predictions"}
+    # Every Conv2D -> BatchNormalization pair folds (the stem and both of each block's); the
+    # 1x1 projection shortcuts have no batch normalization.
+    unfolded = {c for c in convs if not q.int8_layers[c].folded_batchnorm}
+    assert unfolded == {"stage2_block1_shortcut_conv", "stage3_block1_shortcut_conv"}
+    assert not any("batchnorm" in line for line in q.describe())
+    x = L.Input((6, 6, 2))
+    shared = L.Conv2D(2, 3, padding="same", name="shared")
+    y = L.Dense(3, name="d")(L.Flatten()(shared(shared(x))))
+    twice = cf.Model(x, y)
+    with pytest.raises(ValueError, match=r"layer 'shared' is called 2 times \(shared weights\)"):
+        cf.quantize(twice, np.zeros((2, 6, 6, 2), np.float32))
+    assert list(cf.quantize(twice, np.ones((2, 6, 6, 2), np.float32),
+                            skip=["shared"]).int8_layers) == ["d"]
+
+
 # The C API tests' fixture: examples/classify.c built against libcnnfast (skips without it).
 capi_toolchain = test_capi.toolchain
 
 
-@pytest.mark.parametrize("name", ["keras_mnist_cnn", "lenet5", "batchnorm"])
+@pytest.mark.parametrize("name", ["keras_mnist_cnn", "lenet5", "batchnorm", "residual_graph"])
 def test_c_api_runs_the_quantized_file_like_predict(capi_toolchain, trained, sample, tmp_path,
                                                     name):
     """examples/classify.c on a quantized model file: the same builder and int8 kernels as
@@ -571,6 +657,8 @@ def test_c_api_runs_the_quantized_file_like_predict(capi_toolchain, trained, sam
                                L.BatchNormalization(name="bn"), L.Activation("relu"),
                                L.Flatten(), L.Dense(10, activation="softmax", name="out")])
         model = _train(model, sample[0][:1000], sample[1][:1000])
+    elif name == "residual_graph":
+        model = _train(residual_graph(), sample[0][:1000], sample[1][:1000])
     else:
         model = trained[name]
     q = cf.quantize(model, sample[0][:200])
