@@ -157,6 +157,12 @@ def load_dataset(spec: str, natural: str = "mnist") -> Dataset:
     if key == "auto":
         if natural == "sample":
             return _sample()
+        if natural not in ("mnist", "fashion_mnist", "cifar10"):
+            # A saved model records the path it was trained on (a .npz or a directory).
+            if Path(natural).expanduser().exists():
+                return load_dataset(natural)
+            raise UsageError(f"the model was trained on {natural}, which is not there; name "
+                             "its data with --data")
         try:
             arrays = _loader(natural).load_data(download=False)
         except DatasetNotFoundError:

@@ -216,6 +216,24 @@ def test_train_in_mixed_precision_and_continue(workdir):
                                   check=None), "--precision", "float16")
 
 
+def test_saved_models_run_on_the_npz_they_were_trained_on(workdir):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (80, 12, 12, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 80).astype(np.uint8)
+    np.savez(workdir / "own.npz", x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    cnnfast(workdir, "train", "cifar10_simple", "--data", "own.npz", "--epochs", "1",
+            "--batch-size", "16", "--out", "own.cnnfast")
+    # Without --data, evaluate and quantize take the recorded own.npz (they stopped with
+    # "error: 'own.npz'", a KeyError, before).
+    assert "16 test images" in cnnfast(workdir, "evaluate", "own.cnnfast").stdout
+    cnnfast(workdir, "quantize", "own.cnnfast", "--out", "own-int8.cnnfast")
+    assert "16 test images" in cnnfast(workdir, "evaluate", "own-int8.cnnfast").stdout
+    (workdir / "moved.npz").write_bytes((workdir / "own.npz").read_bytes())
+    (workdir / "own.npz").unlink()
+    assert_one_line_error(cnnfast(workdir, "evaluate", "own.cnnfast", check=None),
+                          "trained on own.npz, which is not there", "--data")
+
+
 def test_info_and_help(workdir):
     assert "SIMD path" in cnnfast(workdir, "info").stdout
     for args in ((), ("--help",)):
