@@ -57,6 +57,23 @@ struct TransformedKernel {
     }
 };
 
+// Mixed-precision training's input transform: with the kernel packed for bfloat16 and an even
+// channel count, the input transform writes bfloat16 pairs of channels, which the GEMM reads in
+// place (no float32 V, no packing of its rows).
+bool bf16_inputs(const TransformedKernel& U, int64_t C) { return U.packed && C % 2 == 0; }
+
+// The rows past a block's last tile that sgemm_bf16_packed_rows may read (gemm_bf16.h).
+constexpr int64_t kBf16RowSlack = 14;
+
+// M[pos] (nt, K; positions ldm floats apart, tiles Kp) = V[pos] x U[pos], from bfloat16
+// inputs Vb (positions ldv values apart, tiles C) and the packed kernel.
+void bf16_position_product(float* M, int64_t ldm, int64_t Kp, const uint16_t* Vb, int64_t ldv,
+                           int64_t nt, int64_t C, int64_t K, const TransformedKernel& U,
+                           int64_t pos) {
+    sgemm_bf16_packed_rows(nt, K, C, reinterpret_cast<const uint32_t*>(Vb + pos * ldv), C / 2,
+                           U.packed_position(pos), 0.0f, M + pos * ldm, Kp);
+}
+
 // G g G^T of every pair of input and output channels (U's rows ldu >= Cout floats wide, a
 // multiple of 16), split over threads by input channel, or by 16 output channels when those are
 // s_co floats apart (gathered: then each block's cache lines serve 16 consecutive input
@@ -145,16 +162,26 @@ void forward_position_major(float* y, const float* x, const TransformedKernel& U
     const TileGrid g = winograd_tile_grid(d);
     const int64_t C = d.C;
     const int T = pass_threads(g, C, Kp);
+    const bool bf16 = bf16_inputs(U, C);
     for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
         const int64_t ldv = nt * C, ldm = nt * Kp;
+        // bfloat16 inputs take half of V's float32 room (with the slack rows to spare).
+        uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
 #pragma omp parallel num_threads(T)
         {
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < nt; i += 12)
-                tf.input(V + i * C, ldv, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
+            for (int64_t i = 0; i < nt; i += 12) {
+                const int64_t n = std::min<int64_t>(12, nt - i);
+                if (bf16)
+                    tf.input_bf16(Vb + i * C, ldv, x, t0 + i, n, d, g);
+                else
+                    tf.input(V + i * C, ldv, x, t0 + i, n, d, g);
+            }
 #pragma omp for schedule(static)
             for (int64_t pos = 0; pos < 16; ++pos) {
-                if (U.packed)
+                if (bf16)
+                    bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
+                else if (U.packed)
                     sgemm_bf16_packed(nt, d.K, C, V + pos * ldv, C, U.packed_position(pos), 0.0f,
                                       M + pos * ldm, Kp);
                 else
@@ -199,13 +226,20 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         // would leave the other threads idle. Its three phases split instead: tiles for the
         // transforms, the 16 positions' GEMMs.
         const int64_t nt = g.total, per = (nt + T - 1) / T;
-        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        const bool bf16 = bf16_inputs(U, C);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C);
+        uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n > 0) tf.input(V + a * C, ldv, x, a, n, d, g);
+            if (n <= 0) return;
+            if (bf16)
+                tf.input_bf16(Vb + a * C, ldv, x, a, n, d, g);
+            else
+                tf.input(V + a * C, ldv, x, a, n, d, g);
         });
         parallel_for(T, 16, [&](int64_t pos) {
+            if (bf16) return bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
             position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
                              Kp, d.K, U.packed_position(pos));
         });
@@ -215,14 +249,22 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         });
         return;
     }
+    const bool bf16 = bf16_inputs(U, C);
     parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
+        float* V = workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C);
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
-        tf.input(V, ldv, x, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos)
-            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
-                             Kp, d.K, U.packed_position(pos));
+        if (bf16) {
+            uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
+            tf.input_bf16(Vb, ldv, x, t0, nt, d, g);
+            for (int pos = 0; pos < 16; ++pos)
+                bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
+        } else {
+            tf.input(V, ldv, x, t0, nt, d, g);
+            for (int pos = 0; pos < 16; ++pos)
+                position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
+                                 Kp, d.K, U.packed_position(pos));
+        }
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
     });
 }

@@ -74,6 +74,10 @@ struct WinogradTransforms {
     // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C).
     void (*input)(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
                   const Conv2dDims& d, const TileGrid& g);
+    // The same V in bfloat16 (gemm_bf16.h's rounding), for mixed-precision training: with C
+    // even, each tile's row is C / 2 pairs of channels, the bfloat16 GEMM's A rows in place.
+    void (*input_bf16)(uint16_t* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                       const Conv2dDims& d, const TileGrid& g);
     // y (N,OH,OW,K) of tiles t0 + i = act(bias + A^T M A), M's tiles ldk floats apart.
     void (*output)(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0, int64_t nt,
                    const float* bias, bool relu, const Conv2dDims& d, const TileGrid& g);

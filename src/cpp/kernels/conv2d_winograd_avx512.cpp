@@ -140,10 +140,18 @@ void transform_kernel_bf16(uint32_t* P, int64_t pos_size, const float* w, int64_
     }
 }
 
+// 16 lanes (m of them) of a transformed patch stored as float32, or, for mixed-precision
+// training, as bfloat16 (gemm_bf16.h's rounding, bf16_upper), which the bfloat16 GEMM reads in
+// place as pairs of channels.
+inline void store_lanes(float* at, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(at, m, v); }
+inline void store_lanes(uint16_t* at, __mmask16 m, __m512 v) {
+    _mm512_mask_cvtepi32_storeu_epi16(at, m, _mm512_srli_epi32(bf16_upper(v), 16));
+}
+
 // v[pos * ldpos] (16 lanes, m of them) = (B^T d B)[pos] for the patch d whose pixel (a, b)
 // load(a, b) returns.
-template <class Load>
-inline __attribute__((always_inline)) void transform_patch(float* v, int64_t ldpos, __mmask16 m,
+template <class T, class Load>
+inline __attribute__((always_inline)) void transform_patch(T* v, int64_t ldpos, __mmask16 m,
                                                            const Load& load) {
     __m512 p[4][4], t[4][4];
     for (int a = 0; a < 4; ++a)
@@ -155,11 +163,11 @@ inline __attribute__((always_inline)) void transform_patch(float* v, int64_t ldp
         t[3][b] = _mm512_sub_ps(p[1][b], p[3][b]);
     }
     for (int a = 0; a < 4; ++a) {  // (B^T d) B
-        float* row = v + 4 * a * ldpos;
-        _mm512_mask_storeu_ps(row, m, _mm512_sub_ps(t[a][0], t[a][2]));
-        _mm512_mask_storeu_ps(row + ldpos, m, _mm512_add_ps(t[a][1], t[a][2]));
-        _mm512_mask_storeu_ps(row + 2 * ldpos, m, _mm512_sub_ps(t[a][2], t[a][1]));
-        _mm512_mask_storeu_ps(row + 3 * ldpos, m, _mm512_sub_ps(t[a][1], t[a][3]));
+        T* row = v + 4 * a * ldpos;
+        store_lanes(row, m, _mm512_sub_ps(t[a][0], t[a][2]));
+        store_lanes(row + ldpos, m, _mm512_add_ps(t[a][1], t[a][2]));
+        store_lanes(row + 2 * ldpos, m, _mm512_sub_ps(t[a][2], t[a][1]));
+        store_lanes(row + 3 * ldpos, m, _mm512_sub_ps(t[a][1], t[a][3]));
     }
 }
 
@@ -186,9 +194,10 @@ const float* padded_band(const float* x, int64_t n, int64_t tr0, int64_t tr1,
 }
 
 // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C); V's positions are
-// ldpos floats apart, its tiles C floats. Patch pixels outside the input read as zero.
-void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
-                     const Conv2dDims& d, const TileGrid& g) {
+// ldpos values apart, its tiles C values. Patch pixels outside the input read as zero.
+template <class T>
+void transform_input_to(T* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                        const Conv2dDims& d, const TileGrid& g) {
     const int64_t C = d.C, WC = d.W * C;
     // Tiles per image whose patch lies inside the input: tile rows (columns) t with
     // 0 <= 2t - pad and 2t - pad + 4 <= H (W).
@@ -203,7 +212,7 @@ void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_
     // 8x8 maps: 44% and 75%); at the Keras MNIST CNN's 13x13 "valid" map (31%) the masked
     // patches cost less than the copy (batch-1 predict 1.5 us slower with it).
     const bool copy = 10 * (g.per_image - interior_tiles) >= 4 * g.per_image;
-    auto interior = [&](float* v, const float* base, int64_t row_floats) {
+    auto interior = [&](T* v, const float* base, int64_t row_floats) {
         for (int64_t c = 0; c < C; c += 16) {
             const __mmask16 m = lanes(C - c);
             transform_patch(v + c, ldpos, m, [&](int a, int b) {
@@ -235,7 +244,7 @@ void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_
             const int64_t r = (t0 + i) % g.per_image;
             const int64_t ih0 = 2 * (r / g.TW) - d.pad_top, iw0 = 2 * (r % g.TW) - d.pad_left;
             const int64_t patch = ((n * d.H + ih0) * d.W + iw0) * C;  // may lie before x
-            float* v = V + i * C;
+            T* v = V + i * C;
             if (ih0 >= 0 && ih0 + 4 <= d.H && iw0 >= 0 && iw0 + 4 <= d.W) {
                 // An interior patch: its pixels from one pointer and two strides. (16 pointers
                 // and masks per patch spilled in this loop: a third of its time at 32 channels.)
@@ -262,6 +271,16 @@ void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_
         }
         i0 = i1;
     }
+}
+
+void transform_input(float* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                     const Conv2dDims& d, const TileGrid& g) {
+    transform_input_to(V, ldpos, x, t0, nt, d, g);
+}
+
+void transform_input_bf16(uint16_t* V, int64_t ldpos, const float* x, int64_t t0, int64_t nt,
+                          const Conv2dDims& d, const TileGrid& g) {
+    transform_input_to(V, ldpos, x, t0, nt, d, g);
 }
 
 // y (N,OH,OW,K) for tiles t0 + i, i < nt: act(bias + A^T M A), M[pos][i][k] with positions ldpos
@@ -443,6 +462,7 @@ const WinogradTransforms* conv2d_winograd_avx512() {
                                              &transform_kernel,
                                              &transform_kernel_bf16,
                                              &transform_input,
+                                             &transform_input_bf16,
                                              &transform_output,
                                              &transform_gradient,
                                              &scatter_input_gradient,

@@ -196,19 +196,27 @@ namespace {
 // C = act(op(A) * B + beta * C + bias) with B packed (pack_b_panel, panel after panel): row
 // blocks across T threads; each packs its rows of op(A), then sweeps every column block a
 // register tile at a time; edge tiles go through a scratch tile.
+// a_rows: A already as rows of pairs (a_stride apart; op(A) not transposed), or null to pack A.
 void multiply_packed(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int64_t N, int64_t K,
                      const float* A, int64_t lda, const uint32_t* packed_b, float beta, float* C,
-                     int64_t ldc, const float* bias, bool relu) {
+                     int64_t ldc, const float* bias, bool relu, const uint32_t* a_rows = nullptr,
+                     int64_t a_stride = 0) {
     const int64_t kp = (K + 1) / 2, nb = (N + kBf16NR - 1) / kBf16NR;
     const int64_t mb = (M + kBlockRows - 1) / kBlockRows;
     const int64_t stride = (kp + 15) / 16 * 16;  // rows of pairs padded to a cache line
     const int64_t a_floats = std::max(kBlockRows * stride, kp * kBf16NR);
     parallel_for(T, mb, [&](int64_t ib) {
-        uint32_t* packed_a =
+        uint32_t* scratch =
             workspace<uint32_t>(Scratch::gemm_bf16_a, a_floats + kBf16MR * kBf16NR);
-        float* tile = reinterpret_cast<float*>(packed_a + a_floats);
+        float* tile = reinterpret_cast<float*>(scratch + a_floats);
         const int64_t m0 = ib * kBlockRows, rows = std::min(kBlockRows, M - m0);
-        pack_a_block(g, trans_a, A, lda, M, K, kp, stride, m0, packed_a);
+        const uint32_t* packed_a = scratch;
+        if (a_rows) {
+            packed_a = a_rows + m0 * a_stride;
+        } else {
+            pack_a_block(g, trans_a, A, lda, M, K, kp, stride, m0, scratch);
+        }
+        const int64_t row_stride = a_rows ? a_stride : stride;
         // Each B panel serves the block's tiles one after the other, so that the second reads it
         // from L1.
         for (int64_t jb = 0; jb < nb; ++jb) {
@@ -216,16 +224,16 @@ void multiply_packed(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int64_t 
             const uint32_t* pb = packed_b + jb * kp * kBf16NR;
             const float* tile_bias = bias ? bias + n0 : nullptr;
             for (int64_t i0 = 0; i0 < rows; i0 += kBf16MR) {
-                const uint32_t* a = trans_a ? packed_a + i0 : packed_a + i0 * stride;
+                const uint32_t* a = trans_a ? packed_a + i0 : packed_a + i0 * row_stride;
                 const int64_t tile_rows = std::min(kBf16MR, rows - i0);
                 float* c_rows = C + (m0 + i0) * ldc;
                 if (tile_rows == kBf16MR && cols == kBf16NR) {
-                    g.ukernel(kp, a, stride, trans_a, pb, c_rows + n0, ldc, beta);
+                    g.ukernel(kp, a, row_stride, trans_a, pb, c_rows + n0, ldc, beta);
                     finish_tile(c_rows + n0, ldc, nullptr, 0, tile_rows, cols, beta, tile_bias,
                                 relu);
                     continue;
                 }
-                g.ukernel(kp, a, stride, trans_a, pb, tile, kBf16NR, 0.0f);
+                g.ukernel(kp, a, row_stride, trans_a, pb, tile, kBf16NR, 0.0f);
                 finish_tile(c_rows + n0, ldc, tile, kBf16NR, tile_rows, cols, beta, tile_bias,
                             relu);
             }
@@ -252,6 +260,14 @@ void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
     if (M <= 0 || N <= 0) return;
     multiply_packed(*tables().current(), 1, false, M, N, K, A, lda, packed_b, beta, C, ldc,
                     nullptr, false);
+}
+
+void sgemm_bf16_packed_rows(int64_t M, int64_t N, int64_t K, const uint32_t* a_rows,
+                            int64_t a_stride, const uint32_t* packed_b, float beta, float* C,
+                            int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    multiply_packed(*tables().current(), 1, false, M, N, K, nullptr, 0, packed_b, beta, C, ldc,
+                    nullptr, false, a_rows, a_stride);
 }
 
 void sgemm_bf16_bias_relu(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
