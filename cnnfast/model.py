@@ -524,7 +524,9 @@ class Model:
             instructions where it has them (a portable kernel giving the same bits elsewhere);
             the weights, their gradients, the optimizer state, every other layer, the loss and
             softmax stay float32. ``predict`` and ``evaluate`` run float32. None takes
-            ``cnnfast.keras.mixed_precision.global_policy()`` (float32 unless set).
+            ``cnnfast.keras.mixed_precision.global_policy()`` (float32 unless set). On a CPU
+            without AVX512-BF16 a portable kernel gives the same products, several times
+            slower than float32 (a RuntimeWarning says so).
 
         Raises
         ------
@@ -557,6 +559,11 @@ class Model:
         if len(set(names)) != len(names):
             raise ValueError(f"compile: metrics must have distinct names, got {names}")
         self.precision = mixed_precision.resolve(precision, "compile")
+        if self.precision == "bfloat16" and _core.sgemm_bf16_path() != "avx512_bf16":
+            warnings.warn("compile: this CPU has no AVX512-BF16 (or CNNFAST_SIMD caps it): "
+                          "precision='bfloat16' computes the same products on a portable "
+                          "kernel, several times slower than float32 training", RuntimeWarning,
+                          stacklevel=2)
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
         self.metrics = names

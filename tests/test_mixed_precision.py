@@ -11,6 +11,7 @@ values lies within 2u + u^2 = 2^-7 + 2^-16 of the exact one.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,10 @@ from cnnfast import _core
 from cnnfast.keras import mixed_precision
 
 PRODUCT_ERROR = 2.0**-7 + 2.0**-16  # |rounded a * rounded b - a b| / |a b|
+
+# On CPUs without AVX512-BF16 (and under CNNFAST_SIMD caps) compile warns that the portable
+# kernel is slow; the numbers checked here are the same.
+pytestmark = pytest.mark.filterwarnings("ignore:compile. this CPU has no AVX512-BF16")
 
 PATHS = [p for p in ("portable", "avx512_bf16") if _core.set_sgemm_bf16_path(p)]
 _core.set_sgemm_bf16_path("auto")
@@ -249,6 +254,20 @@ def test_precision_names_and_the_global_policy():
         mixed_precision.set_global_policy("float32")
     with pytest.raises(ValueError, match="set_global_policy: unknown precision 'mixed_float16'"):
         mixed_precision.set_global_policy("mixed_float16")
+
+
+def test_compile_warns_where_the_products_run_on_the_portable_kernel():
+    model = small_cnn()
+    assert _core.set_sgemm_bf16_path("portable")
+    try:
+        with pytest.warns(RuntimeWarning, match="portable kernel, several times slower"):
+            model.compile("adam", "mse", precision="bfloat16")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.compile("adam", "mse")  # float32: nothing to say
+        assert not caught
+    finally:
+        _core.set_sgemm_bf16_path("auto")
 
 
 def test_saved_model_keeps_its_precision(tmp_path):
