@@ -197,11 +197,16 @@ def test_train_on_a_npz_path_with_options(workdir):
     assert "32 test images" in evaluated and "loss:" in evaluated
 
 
-def test_train_in_mixed_precision_and_continue(workdir):
-    rng = np.random.default_rng(1)
+def write_colour_npz(path: Path, seed: int) -> None:
+    """64 training and 16 test 12x12 colour images of 3 classes, as a dataset .npz."""
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (80, 12, 12, 3), dtype=np.uint8)
     y = rng.integers(0, 3, 80).astype(np.uint8)
-    np.savez(workdir / "tiny.npz", x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    np.savez(path, x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+
+
+def test_train_in_mixed_precision_and_continue(workdir):
+    write_colour_npz(workdir / "tiny.npz", 1)
     cnnfast(workdir, "train", "cifar10_simple", "--data", "tiny.npz", "--epochs", "1",
             "--batch-size", "16", "--precision", "bfloat16", "--out", "mixed.cnnfast")
     assert cnnfast_module.load_model(workdir / "mixed.cnnfast").precision == "bfloat16"
@@ -217,10 +222,7 @@ def test_train_in_mixed_precision_and_continue(workdir):
 
 
 def test_saved_models_run_on_the_npz_they_were_trained_on(workdir):
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (80, 12, 12, 3), dtype=np.uint8)
-    y = rng.integers(0, 3, 80).astype(np.uint8)
-    np.savez(workdir / "own.npz", x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    write_colour_npz(workdir / "own.npz", 2)
     cnnfast(workdir, "train", "cifar10_simple", "--data", "own.npz", "--epochs", "1",
             "--batch-size", "16", "--out", "own.cnnfast")
     # Without --data, evaluate and quantize take the recorded own.npz (they stopped with
