@@ -35,10 +35,12 @@ CONVS = {
     "winograd_same": (2, 10, 10, 32, 32, 3, 1, 1),       # Winograd, border tiles
     "winograd_valid": (3, 13, 13, 64, 48, 3, 1, 0),      # the transposed backward-data
     "winograd_wide": (4, 6, 6, 128, 144, 3, 1, 1),       # position-major (16 C K > 2^18)
-    "im2col_5x5": (2, 9, 9, 16, 24, 5, 1, 2),            # bfloat16 im2col GEMM
-    "im2col_strided": (2, 11, 11, 20, 16, 3, 2, 1),
+    "im2col_small_map": (8, 5, 5, 32, 24, 3, 1, 0),      # bfloat16 im2col GEMM (3x3 maps)
+    "gemm_pointwise": (2, 7, 7, 24, 40, 1, 1, 0),        # a 1x1 convolution: one GEMM
     "rounded_one_channel": (2, 12, 12, 1, 16, 3, 1, 0),  # float32 kernel, rounded operands
     "rounded_three_channels": (2, 9, 9, 3, 8, 3, 1, 1),
+    "rounded_direct_5x5": (2, 9, 9, 16, 24, 5, 1, 2),    # the direct kernels' convolutions
+    "rounded_direct_strided": (2, 11, 11, 20, 16, 3, 2, 1),
 }
 
 
@@ -123,7 +125,7 @@ def test_conv_error_within_bfloat16_bounds(name, rng):
 
 @pytest.mark.skipif(len(PATHS) < 2, reason="this CPU has no AVX512-BF16 to compare against the "
                                            "portable kernel")
-@pytest.mark.parametrize("name", ["winograd_valid", "im2col_5x5"])
+@pytest.mark.parametrize("name", ["winograd_valid", "im2col_small_map", "gemm_pointwise"])
 def test_portable_and_avx512_bf16_conv_give_the_same_bits(name, rng):
     (x, w, b, dy), stride, pads = conv_case(name, rng, integers=False)
     results = []

@@ -111,14 +111,22 @@ ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass, bool bf16_gem
     return ConvAlgorithm::direct;
 }
 
-// Mixed-precision training with sums too short for the bfloat16 GEMMs to pay (fewer than 16
-// input channels per group: a network's first convolution, of 1 or 3 channels, and depthwise
-// ones), where their packing cost more than the float32 kernels' whole pass (the Keras MNIST
-// CNN's first convolution, 1 -> 64 channels at batch 128, one thread: backward-weights 6.2 ms
-// through the bfloat16 im2col GEMM against 0.8 ms direct). Such a convolution keeps its float32
-// algorithm, run on operands rounded to bfloat16 first: the products bfloat16 hardware makes
-// (exact in float32), summed in float32.
-bool bf16_by_rounding(const Conv2dDims& d) { return d.C / d.groups < 16; }
+// Mixed-precision training where the bfloat16 GEMMs do not pay, the convolution keeps its
+// float32 algorithm, run on operands rounded to bfloat16 first: the products bfloat16 hardware
+// makes (exact in float32), summed in float32. That is
+//  - sums too short (fewer than 16 input channels per group: a network's first convolution, of
+//    1 or 3 channels, and depthwise ones): the Keras MNIST CNN's first convolution, 1 -> 64
+//    channels at batch 128, one thread, took 6.2 ms for backward-weights through the bfloat16
+//    im2col GEMM against 0.8 ms direct;
+//  - convolutions whose float32 algorithm is the direct kernels (fewer than 32 input channels
+//    for Winograd, strided ones, maps or batches too small for it), where im2col's bfloat16
+//    GEMM (9 copies of each input value, products 16 or 32 wide) ran ResNet-20's training step
+//    at 0.67x float32's, now level with it (dev/profile_step.py train resnet20).
+bool bf16_by_rounding(const Conv2dDims& d, ConvPass pass) {
+    if (d.C / d.groups < 16) return true;
+    const ConvAlgorithm float32 = choose_algorithm(d, pass, false);
+    return float32 == ConvAlgorithm::direct || float32 == ConvAlgorithm::direct_gather;
+}
 
 // x (n,) rounded to bfloat16, in the calling thread's `slot`.
 const float* rounded(const float* x, int64_t n, Scratch slot) {
@@ -200,7 +208,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha) {
     const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d))
+    if (bf16 && bf16_by_rounding(d, ConvPass::forward))
         return forward_by(choose_algorithm(d, ConvPass::forward, false), y,
                           rounded(x, input_floats(d), Scratch::conv_bf16_input),
                           rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), bias, d, act,
@@ -210,7 +218,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
     const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d))
+    if (bf16 && bf16_by_rounding(d, ConvPass::backward_data))
         return backward_data_by(choose_algorithm(d, ConvPass::backward_data, false), dx,
                                 rounded(dy, output_floats(d), Scratch::conv_bf16_input),
                                 rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), d);
@@ -220,7 +228,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
     const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d)) {
+    if (bf16 && bf16_by_rounding(d, ConvPass::backward_weights)) {
         // The bias gradient is a sum, not a product: from dy as it is.
         if (db) dense_bias_grad(db, dy, d.N * d.OH * d.OW, d.K);
         return backward_weights_by(choose_algorithm(d, ConvPass::backward_weights, false), dw,
