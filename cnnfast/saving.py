@@ -858,8 +858,13 @@ def _load_model(f: BinaryIO, path: str, compile: bool, restore: bool) -> Sequent
         if precision not in mixed_precision.PRECISIONS:
             _fail(f"unknown training precision {precision!r}; known: "
                   f"{list(mixed_precision.PRECISIONS)}")
-        model.compile(optimizer, losses_module.deserialize(training["loss"]),
-                      training.get("metrics"), precision=precision)
+        with warnings.catch_warnings():
+            # Loading (perhaps only to predict) is no place for compile's warning that
+            # bfloat16 training would be slow on this CPU; compiling again gives it.
+            warnings.filterwarnings("ignore", "compile: this CPU has no AVX512-BF16",
+                                    RuntimeWarning)
+            model.compile(optimizer, losses_module.deserialize(training["loss"]),
+                          training.get("metrics"), precision=precision)
         optimizer.iterations = optimizer_config["iterations"]
         params = [layer.weights_[n] for layer in model.layers for n in layer.trainable_names()]
         names = [n for n, _ in _expected_trainable(model)]

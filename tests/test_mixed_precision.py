@@ -277,6 +277,15 @@ def test_saved_model_keeps_its_precision(tmp_path):
     model.save(tmp_path / "m.cnnfast")
     loaded = cf.load_model(tmp_path / "m.cnnfast")
     assert loaded.precision == "bfloat16"
+    # Loading does not warn, even where bfloat16 training would run on the portable kernel.
+    assert _core.set_sgemm_bf16_path("portable")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert cf.load_model(tmp_path / "m.cnnfast").precision == "bfloat16"
+        assert not caught, [str(w.message) for w in caught]
+    finally:
+        _core.set_sgemm_bf16_path("auto")
     f32, _ = train("float32", python=False, steps=1)
     f32.save(tmp_path / "f.cnnfast")
     assert cf.load_model(tmp_path / "f.cnnfast").precision == "float32"
