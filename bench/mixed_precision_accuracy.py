@@ -7,7 +7,7 @@ Each (seed, precision) is one ``bench/train_mnist.py --runs keras-cnn-mnist`` ru
 process (two at a time on machines with two or more cores, each on --threads threads); the table
 gives both test accuracies and their difference per seed, then the mean. Issue 23 asks for at
 least 99.1% and at most 0.1 point below float32 on the same seed. Needs MNIST (cnnfast.datasets
-or ../shared/datasets). Writes bench/results/<machine>-mixed-precision-accuracy.md. Not run in
+or ../shared/datasets). Writes bench/results/<machine>-mixed-precision-accuracy-<T>t.md. Not run in
 CI (each run takes a minute or two).
 """
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         "(the Keras MNIST CNN, Adam 1e-3, batch 128, 10 epochs, inputs x/255; test accuracy "
         "on the 10,000 test images)."), "", table]
     print("\n" + table)
-    write_results("-mixed-precision-accuracy", lines)
+    write_results(f"-mixed-precision-accuracy-{args.threads}t", lines)
 
 
 if __name__ == "__main__":
