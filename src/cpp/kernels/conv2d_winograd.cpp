@@ -65,13 +65,60 @@ bool bf16_inputs(const TransformedKernel& U, int64_t C) { return U.packed && C %
 // The rows past a block's last tile that sgemm_bf16_packed_rows may read (gemm_bf16.h).
 constexpr int64_t kBf16RowSlack = 14;
 
-// M[pos] (nt, K; positions ldm floats apart, tiles Kp) = V[pos] x U[pos], from bfloat16
-// inputs Vb (positions ldv values apart, tiles C) and the packed kernel.
-void bf16_position_product(float* M, int64_t ldm, int64_t Kp, const uint16_t* Vb, int64_t ldv,
-                           int64_t nt, int64_t C, int64_t K, const TransformedKernel& U,
-                           int64_t pos) {
-    sgemm_bf16_packed_rows(nt, K, C, reinterpret_cast<const uint32_t*>(Vb + pos * ldv), C / 2,
-                           U.packed_position(pos), 0.0f, M + pos * ldm, Kp);
+// A block's transformed tiles, the left operand of the 16 position products: float32 rows, or
+// bfloat16 pairs of channels that the bfloat16 GEMM reads in place (bf16_inputs). Position pos
+// starts ldpos values in, each tile ld values after the one before.
+struct TileRows {
+    float* f = nullptr;
+    uint16_t* b = nullptr;
+    int64_t ldpos = 0, ld = 0;
+};
+
+// Rows in the float32 scratch V (bfloat16 ones take half its room).
+TileRows tile_rows(float* V, bool bf16, int64_t ldpos, int64_t ld) {
+    if (bf16) return {nullptr, reinterpret_cast<uint16_t*>(V), ldpos, ld};
+    return {V, nullptr, ldpos, ld};
+}
+
+// A tile-block's V in the calling thread's scratch: 16 positions of ldv values, tiles C apart,
+// and the slack rows sgemm_bf16_packed_rows may read past the last tile.
+TileRows block_rows(int64_t ldv, int64_t C, bool bf16) {
+    return tile_rows(workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C), bf16, ldv,
+                     C);
+}
+
+// Rows i .. i + n of V = the input transform of tiles t0 .. t0 + n of x.
+void transform_tiles(const WinogradTransforms& tf, const TileRows& V, int64_t i, const float* x,
+                     int64_t t0, int64_t n, const Conv2dDims& d, const TileGrid& g) {
+    if (V.b)
+        tf.input_bf16(V.b + i * V.ld, V.ldpos, x, t0, n, d, g);
+    else
+        tf.input(V.f + i * V.ld, V.ldpos, x, t0, n, d, g);
+}
+
+// out (nt, cols; row stride ldo) = V[pos] (nt, inner) x U[pos] (inner, cols; row stride ldu):
+// one position's GEMM, single-threaded. In mixed-precision training (gemm_bf16.h) on bfloat16
+// operands (the rows read in place when V holds bfloat16); else on the direct convolution's
+// micro-kernels (a "pixel" per tile; the tile-block schedules), or, with uk null, as a packed
+// sgemm (the position-major ones, whose U[pos] blocks stay in L2 while the tiles stream past).
+void position_product(const ConvDirectUkernels* uk, float* out, int64_t ldo, const TileRows& V,
+                      int64_t pos, int64_t nt, int64_t inner, const TransformedKernel& U,
+                      int64_t ldu, int64_t cols) {
+    if (V.b)
+        return sgemm_bf16_packed_rows(nt, cols, inner,
+                                      reinterpret_cast<const uint32_t*>(V.b + pos * V.ldpos),
+                                      V.ld / 2, U.packed_position(pos), 0.0f, out, ldo);
+    const float* rows = V.f + pos * V.ldpos;
+    if (U.packed)
+        return sgemm_bf16_packed(nt, cols, inner, rows, V.ld, U.packed_position(pos), 0.0f, out,
+                                 ldo);
+    if (!uk)
+        return sgemm_single_thread(false, false, nt, cols, inner, 1.0f, rows, V.ld,
+                                   U.position(pos), ldu, 0.0f, out, ldo);
+    const ConvPixels px{const_cast<float*>(rows), 0, V.ld, nt};
+    for (int64_t k0 = 0; k0 < cols; k0 += 64)
+        uk->forward(out + k0, ldo, px, 0, nt, 1, 0, inner, U.position(pos) + k0, ldu, nullptr,
+                    false, std::min<int64_t>(64, cols - k0));
 }
 
 // G g G^T of every pair of input and output channels (U's rows ldu >= Cout floats wide, a
@@ -162,53 +209,24 @@ void forward_position_major(float* y, const float* x, const TransformedKernel& U
     const TileGrid g = winograd_tile_grid(d);
     const int64_t C = d.C;
     const int T = pass_threads(g, C, Kp);
-    const bool bf16 = bf16_inputs(U, C);
-    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* V, float* M) {
-        const int64_t ldv = nt * C, ldm = nt * Kp;
-        // bfloat16 inputs take half of V's float32 room (with the slack rows to spare).
-        uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
+    for_each_pass(g, C, Kp, [&](int64_t t0, int64_t nt, float* Vf, float* M) {
+        const int64_t ldm = nt * Kp;
+        // (bfloat16 rows take half of Vf, the slack rows included.)
+        const TileRows V = tile_rows(Vf, bf16_inputs(U, C), nt * C, C);
 #pragma omp parallel num_threads(T)
         {
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < nt; i += 12) {
-                const int64_t n = std::min<int64_t>(12, nt - i);
-                if (bf16)
-                    tf.input_bf16(Vb + i * C, ldv, x, t0 + i, n, d, g);
-                else
-                    tf.input(V + i * C, ldv, x, t0 + i, n, d, g);
-            }
+            for (int64_t i = 0; i < nt; i += 12)
+                transform_tiles(tf, V, i, x, t0 + i, std::min<int64_t>(12, nt - i), d, g);
 #pragma omp for schedule(static)
-            for (int64_t pos = 0; pos < 16; ++pos) {
-                if (bf16)
-                    bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
-                else if (U.packed)
-                    sgemm_bf16_packed(nt, d.K, C, V + pos * ldv, C, U.packed_position(pos), 0.0f,
-                                      M + pos * ldm, Kp);
-                else
-                    sgemm_single_thread(false, false, nt, d.K, C, 1.0f, V + pos * ldv, C,
-                                        U.position(pos), Kp, 0.0f, M + pos * ldm, Kp);
-            }
+            for (int64_t pos = 0; pos < 16; ++pos)
+                position_product(nullptr, M + pos * ldm, Kp, V, pos, nt, C, U, Kp, d.K);
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < nt; i += 12)
                 tf.output(y, M + i * Kp, ldm, Kp, t0 + i, std::min<int64_t>(12, nt - i),
                                  bias, relu, d, g);
         }
     });
-}
-
-// out (nt, cols; row stride ldo) = rows (nt, inner; row stride ldr) x U (inner, cols; row stride
-// ldu): one position's GEMM of the tile-block schedules, on the direct convolution's
-// micro-kernels (a "pixel" per tile), or, in mixed-precision training (gemm_bf16.h), on
-// bfloat16 operands. Single-threaded.
-// packed_u: U packed for the bfloat16 GEMM in mixed-precision training (TransformedKernel).
-void position_product(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* rows,
-                      int64_t ldr, int64_t nt, int64_t inner, const float* U, int64_t ldu,
-                      int64_t cols, const uint32_t* packed_u) {
-    if (packed_u) return sgemm_bf16_packed(nt, cols, inner, rows, ldr, packed_u, 0.0f, out, ldo);
-    const ConvPixels px{const_cast<float*>(rows), 0, ldr, nt};
-    for (int64_t k0 = 0; k0 < cols; k0 += 64)
-        uk.forward(out + k0, ldo, px, 0, nt, 1, 0, inner, U + k0, ldu, nullptr, false,
-                   std::min<int64_t>(64, cols - k0));
 }
 
 // The forward pass with the kernel already transformed: U (16, C, Kp).
@@ -226,22 +244,14 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
         // would leave the other threads idle. Its three phases split instead: tiles for the
         // transforms, the 16 positions' GEMMs.
         const int64_t nt = g.total, per = (nt + T - 1) / T;
-        const bool bf16 = bf16_inputs(U, C);
-        float* V = workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C);
-        uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
+        const TileRows V = block_rows(ldv, C, bf16_inputs(U, C));
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n <= 0) return;
-            if (bf16)
-                tf.input_bf16(Vb + a * C, ldv, x, a, n, d, g);
-            else
-                tf.input(V + a * C, ldv, x, a, n, d, g);
+            if (n > 0) transform_tiles(tf, V, a, x, a, n, d, g);
         });
         parallel_for(T, 16, [&](int64_t pos) {
-            if (bf16) return bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
-            position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
-                             Kp, d.K, U.packed_position(pos));
+            position_product(&uk, M + pos * ldm, Kp, V, pos, nt, C, U, Kp, d.K);
         });
         parallel_for(T, T, [&](int64_t t) {
             const int64_t a = t * per, n = std::min(nt, a + per) - a;
@@ -252,19 +262,11 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const bool bf16 = bf16_inputs(U, C);
     parallel_for(plan.T, plan.blocks, [&](int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C);
+        const TileRows V = block_rows(ldv, C, bf16);
         float* M = workspace(Scratch::winograd_products, 16 * ldm);
-        if (bf16) {
-            uint16_t* Vb = reinterpret_cast<uint16_t*>(V);
-            tf.input_bf16(Vb, ldv, x, t0, nt, d, g);
-            for (int pos = 0; pos < 16; ++pos)
-                bf16_position_product(M, ldm, Kp, Vb, ldv, nt, C, d.K, U, pos);
-        } else {
-            tf.input(V, ldv, x, t0, nt, d, g);
-            for (int pos = 0; pos < 16; ++pos)
-                position_product(uk, M + pos * ldm, Kp, V + pos * ldv, C, nt, C, U.position(pos),
-                                 Kp, d.K, U.packed_position(pos));
-        }
+        transform_tiles(tf, V, 0, x, t0, nt, d, g);
+        for (int pos = 0; pos < 16; ++pos)
+            position_product(&uk, M + pos * ldm, Kp, V, pos, nt, C, U, Kp, d.K);
         tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
     });
 }
@@ -314,9 +316,9 @@ void backward_data_transposed(const ConvDirectUkernels& uk, float* dx, const flo
         float* D = workspace(Scratch::winograd_inputs, 16 * ldd);
         float* dV = workspace(Scratch::winograd_products, 16 * ldv);
         tf.gradient(D, ldd, Kp, nullptr, dy, t0, nt, d, g);
+        const TileRows rows = tile_rows(D, false, ldd, Kp);
         for (int pos = 0; pos < 16; ++pos)
-            position_product(uk, dV + pos * ldv, Cp, D + pos * ldd, Kp, nt, K, UT.position(pos),
-                             Cp, C, UT.packed_position(pos));
+            position_product(&uk, dV + pos * ldv, Cp, rows, pos, nt, K, UT, Cp, C);
         tf.scatter_input_gradient(dx, dV, ldv, Cp, t0, nt, d, g);
     });
 }
@@ -393,6 +395,7 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
     float* parts = workspace(Scratch::conv_shared, std::max(plan.T, 1) * part_floats);
     int64_t* off = workspace<int64_t>(Scratch::conv_offsets, C);
     for (int64_t c = 0; c < C; ++c) off[c] = c;
+    const bool bf16 = bf16_products();
     auto accumulate = [&](float* part, int64_t b) {
         const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
         float* V = workspace(Scratch::winograd_inputs, 16 * ldv);
@@ -400,7 +403,7 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
         tf.input(V, ldv, x, t0, nt, d, g);
         tf.gradient(D, ldm, Kp, part + UF, dy, t0, nt, d, g);
         for (int pos = 0; pos < 16; ++pos) {
-            if (bf16_products()) {  // part[pos] (C, Kp) += V[pos]^T D[pos] on bfloat16 operands
+            if (bf16) {  // part[pos] (C, Kp) += V[pos]^T D[pos] on bfloat16 operands
                 sgemm_bf16_bias_relu(true, false, C, K, nt, V + pos * ldv, C, D + pos * ldm, Kp,
                                      1.0f, part + pos * C * Kp, Kp, nullptr, false, false);
                 continue;

@@ -14,15 +14,17 @@ namespace cnnfast {
 
 namespace {
 
-uint16_t bf16_bits(float x) {
+// Written as selects, not branches, so that loops over it (round_range) vectorize.
+inline uint16_t bf16_bits(float x) {
     uint32_t u;
     std::memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN
+    // Round to nearest even (overflow goes to infinity).
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     // Subnormal inputs become signed zero, as vcvtne2ps2bf16 makes them and as vdpbf16ps reads
     // bfloat16 subnormals; a normal float32 never rounds to a subnormal bfloat16.
-    if ((u & 0x7f800000u) == 0) return static_cast<uint16_t>((u >> 16) & 0x8000u);
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (overflow goes to infinity)
-    return static_cast<uint16_t>(u >> 16);
+    r = (u & 0x7f800000u) == 0 ? (u >> 16) & 0x8000u : r;
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x0040u : r;  // NaN stays quiet NaN
+    return static_cast<uint16_t>(r);
 }
 
 float bf16_value(uint32_t h) {
@@ -117,19 +119,7 @@ void pack_b_panel(const Bf16Gemm& g, bool trans_b, const float* B, int64_t ldb, 
 // (M,K)), or as one 32-column panel (op(A) = A^T: A's rows 2p and 2p + 1 interleaved, as B's).
 void pack_a_block(const Bf16Gemm& g, bool trans_a, const float* A, int64_t lda, int64_t M,
                   int64_t K, int64_t kp, int64_t stride, int64_t m0, uint32_t* out) {
-    if (trans_a) {
-        if (g.pack_b) return g.pack_b(A, lda, K, M, m0, kp, out);
-        for (int64_t p = 0; p < kp; ++p) {
-            uint32_t* o = out + p * kBf16NR;
-            for (int64_t j = 0; j < kBf16NR; ++j) {
-                const int64_t m = m0 + j;
-                o[j] = m < M ? pair(A[2 * p * lda + m], 2 * p + 1 < K ? A[(2 * p + 1) * lda + m]
-                                                                       : 0.0f)
-                             : 0;
-            }
-        }
-        return;
-    }
+    if (trans_a) return pack_b_panel(g, false, A, lda, K, M, kp, m0, out);  // A stored (K,M)
     for (int64_t i = 0; i < kBlockRows; ++i) {
         uint32_t* o = out + i * stride;
         const int64_t m = m0 + i;
@@ -166,15 +156,7 @@ namespace {
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void round_range(float* out, const float* x, int64_t n) {
-    // bf16_bits' cases as selects, so that the loop vectorizes.
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t u;
-        std::memcpy(&u, &x[i], sizeof u);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-        r = (u & 0x7f800000u) == 0 ? (u & 0x80000000u) : r;
-        r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
-        std::memcpy(&out[i], &r, sizeof r);
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16_value(bf16_bits(x[i]));
 }
 
 }  // namespace
