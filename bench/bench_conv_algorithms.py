@@ -8,8 +8,8 @@ milliseconds per call of Winograd, the direct kernels and im2col + GEMM, forced 
 and of "auto", with the ratio winograd / (the faster of direct and im2col). The algorithms
 alternate in blocks of calls, round after round (bench.common.time_rounds), and the medians are
 reported. Needs the AVX-512 kernels (Winograd and direct run on them). With --precision
-bfloat16 every call has mixed-precision training's bfloat16 products (gemm_bf16.h), where the
-direct kernels do not apply: "direct" then runs im2col too.
+bfloat16 every call has mixed-precision training's bfloat16 products (gemm_bf16.h): Winograd and
+im2col on the bfloat16 GEMM, the direct kernels on operands rounded to bfloat16.
 """
 
 from __future__ import annotations

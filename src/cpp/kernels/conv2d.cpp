@@ -97,23 +97,27 @@ bool backward_data_as_forward(const Conv2dDims& d) {
 enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise };
 
 // The algorithm that computes this pass of a convolution (every choice above, in one place).
-// bf16_gemms: mixed-precision training's products on bfloat16 operands (gemm_bf16.h), which
-// im2col's GEMM and Winograd's position GEMMs compute, and the direct kernels do not.
-ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass, bool bf16_gemms) {
+ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass) {
     // Depthwise: im2col would run C GEMMs of width M (forced "im2col" still does, for tests).
     if (conv2d_is_depthwise(d) && g_conv_algorithm.load(std::memory_order_relaxed) != 1)
         return ConvAlgorithm::depthwise;
     if (!direct_applies(d, pass)) return ConvAlgorithm::im2col;
     if (use_winograd(d, pass)) return ConvAlgorithm::winograd;
-    if (bf16_gemms) return ConvAlgorithm::im2col;
     if (pass == ConvPass::backward_data && backward_data_as_forward(d))
         return ConvAlgorithm::direct_gather;
     return ConvAlgorithm::direct;
 }
 
-// Mixed-precision training where the bfloat16 GEMMs do not pay, the convolution keeps its
-// float32 algorithm, run on operands rounded to bfloat16 first: the products bfloat16 hardware
-// makes (exact in float32), summed in float32. That is
+// A pass's algorithm, and whether it runs on operands rounded to bfloat16 first.
+struct PassPlan {
+    ConvAlgorithm algorithm;
+    bool round_operands;
+};
+
+// In mixed-precision training (gemm_bf16.h) Winograd's and im2col's products run on the
+// bfloat16 GEMM. Elsewhere the convolution keeps its float32 kernels, run on operands rounded to
+// bfloat16 first: the products bfloat16 hardware makes (exact in float32), summed in float32.
+// That is
 //  - sums too short (fewer than 16 input channels per group: a network's first convolution, of
 //    1 or 3 channels, and depthwise ones): the Keras MNIST CNN's first convolution, 1 -> 64
 //    channels at batch 128, one thread, took 6.2 ms for backward-weights through the bfloat16
@@ -122,17 +126,11 @@ ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass, bool bf16_gem
 //    for Winograd, strided ones, maps or batches too small for it), where im2col's bfloat16
 //    GEMM (9 copies of each input value, products 16 or 32 wide) ran ResNet-20's training step
 //    at 0.67x float32's, now level with it (dev/profile_step.py train resnet20).
-bool bf16_by_rounding(const Conv2dDims& d, ConvPass pass) {
-    if (d.C / d.groups < 16) return true;
-    const ConvAlgorithm float32 = choose_algorithm(d, pass, false);
-    return float32 == ConvAlgorithm::direct || float32 == ConvAlgorithm::direct_gather;
-}
-
-// x (n,) rounded to bfloat16, in the calling thread's `slot`.
-const float* rounded(const float* x, int64_t n, Scratch slot) {
-    float* out = workspace(slot, n);
-    round_to_bf16(out, x, n);
-    return out;
+PassPlan plan_pass(const Conv2dDims& d, ConvPass pass) {
+    const ConvAlgorithm algorithm = choose_algorithm(d, pass);
+    const bool direct =
+        algorithm == ConvAlgorithm::direct || algorithm == ConvAlgorithm::direct_gather;
+    return {algorithm, bf16_products() && (d.C / d.groups < 16 || direct)};
 }
 
 int64_t input_floats(const Conv2dDims& d) { return d.N * d.H * d.W * d.C; }
@@ -207,35 +205,34 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha) {
-    const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d, ConvPass::forward))
-        return forward_by(choose_algorithm(d, ConvPass::forward, false), y,
-                          rounded(x, input_floats(d), Scratch::conv_bf16_input),
-                          rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), bias, d, act,
-                          alpha);
-    forward_by(choose_algorithm(d, ConvPass::forward, bf16), y, x, w, bias, d, act, alpha);
+    const PassPlan p = plan_pass(d, ConvPass::forward);
+    if (p.round_operands) {
+        x = bf16_rounded_copy(x, input_floats(d), Scratch::conv_bf16_input);
+        w = bf16_rounded_copy(w, kernel_floats(d), Scratch::conv_bf16_weights);
+    }
+    forward_by(p.algorithm, y, x, w, bias, d, act, alpha);
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
-    const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d, ConvPass::backward_data))
-        return backward_data_by(choose_algorithm(d, ConvPass::backward_data, false), dx,
-                                rounded(dy, output_floats(d), Scratch::conv_bf16_input),
-                                rounded(w, kernel_floats(d), Scratch::conv_bf16_weights), d);
-    backward_data_by(choose_algorithm(d, ConvPass::backward_data, bf16), dx, dy, w, d);
+    const PassPlan p = plan_pass(d, ConvPass::backward_data);
+    if (p.round_operands) {
+        dy = bf16_rounded_copy(dy, output_floats(d), Scratch::conv_bf16_input);
+        w = bf16_rounded_copy(w, kernel_floats(d), Scratch::conv_bf16_weights);
+    }
+    backward_data_by(p.algorithm, dx, dy, w, d);
 }
 
 void conv2d_backward_weights(float* dw, float* db, const float* x, const float* dy,
                              const Conv2dDims& d) {
-    const bool bf16 = bf16_products();
-    if (bf16 && bf16_by_rounding(d, ConvPass::backward_weights)) {
+    const PassPlan p = plan_pass(d, ConvPass::backward_weights);
+    if (p.round_operands) {
         // The bias gradient is a sum, not a product: from dy as it is.
         if (db) dense_bias_grad(db, dy, d.N * d.OH * d.OW, d.K);
-        return backward_weights_by(choose_algorithm(d, ConvPass::backward_weights, false), dw,
-                                   nullptr, rounded(x, input_floats(d), Scratch::conv_bf16_input),
-                                   rounded(dy, output_floats(d), Scratch::conv_bf16_gradient), d);
+        db = nullptr;
+        x = bf16_rounded_copy(x, input_floats(d), Scratch::conv_bf16_input);
+        dy = bf16_rounded_copy(dy, output_floats(d), Scratch::conv_bf16_gradient);
     }
-    backward_weights_by(choose_algorithm(d, ConvPass::backward_weights, bf16), dw, db, x, dy, d);
+    backward_weights_by(p.algorithm, dw, db, x, dy, d);
 }
 
 }  // namespace cnnfast

@@ -58,9 +58,9 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
 //  - im2col + sgemm (+ col2im, conv2d_im2col.cpp): everything else, and every convolution on
 //    other CPUs.
 // In mixed-precision training (bf16_products(), gemm_bf16.h) the products take bfloat16 operands:
-// Winograd's position GEMMs and im2col's GEMM run the bfloat16 GEMM, the direct kernels give way
-// to im2col, and convolutions of fewer than 16 input channels per group (and depthwise ones)
-// keep their float32 algorithm on operands rounded to bfloat16 (conv2d.cpp).
+// Winograd's position GEMMs and im2col's GEMM run the bfloat16 GEMM, while the direct kernels'
+// convolutions and those of fewer than 16 input channels per group (depthwise ones too) keep
+// their float32 algorithm on operands rounded to bfloat16 (conv2d.cpp plan_pass).
 // set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
 // benchmarks ("direct" never uses Winograd; "winograd" takes every 3x3 stride-1 convolution of
 // one group, whatever its size; both use im2col where direct does not apply); false if unknown

@@ -36,10 +36,7 @@ namespace {
 // operands rounded to bfloat16 (as conv2d.cpp does for convolutions of few input channels, which
 // this fused head of a network's input mostly is).
 const float* maybe_rounded(const float* x, int64_t n, Scratch slot) {
-    if (!bf16_products()) return x;
-    float* out = workspace(slot, n);
-    round_to_bf16(out, x, n);
-    return out;
+    return bf16_products() ? bf16_rounded_copy(x, n, slot) : x;
 }
 
 }  // namespace

@@ -170,6 +170,12 @@ void round_to_bf16(float* out, const float* x, int64_t n) {
     });
 }
 
+const float* bf16_rounded_copy(const float* x, int64_t n, Scratch slot) {
+    float* out = workspace(slot, n);
+    round_to_bf16(out, x, n);
+    return out;
+}
+
 void set_bf16_products(bool on) { g_bf16_products.store(on, std::memory_order_relaxed); }
 bool bf16_products() { return g_bf16_products.load(std::memory_order_relaxed); }
 

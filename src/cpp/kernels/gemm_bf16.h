@@ -8,6 +8,8 @@
 // float32 subnormal sums, which vdpbf16ps flushes to zero).
 #include <cstdint>
 
+#include "workspace.h"
+
 namespace cnnfast {
 
 // C (M,N) = op(A) * op(B) + beta * C, row-major; op(A) (M,K): A (M,K) with row stride lda, or
@@ -70,6 +72,8 @@ float round_to_bf16(float x);
 // is exact in float32), summed in float32: the mixed-precision path of kernels whose sums are too
 // short for the bfloat16 GEMM to pay (conv2d.cpp).
 void round_to_bf16(float* out, const float* x, int64_t n);
+// x (n,) so rounded into the calling thread's workspace `slot` (workspace.h).
+const float* bf16_rounded_copy(const float* x, int64_t n, Scratch slot);
 
 // "avx512_bf16" (vdpbf16ps) or "portable"; select one by name ("auto" included) for tests.
 const char* sgemm_bf16_path();
