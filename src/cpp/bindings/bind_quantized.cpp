@@ -3,6 +3,7 @@
 // kernels here take the unpacked int8 weights and pack them per call (Int8PackedKernel); the
 // Network's int8 steps pack theirs once.
 #include <cmath>
+#include <functional>
 
 #include "bind_util.h"
 #include "bind_window.h"
@@ -68,6 +69,54 @@ DenseDims int8_dense_dims(const std::string& op, const py::array& xq, const py::
     return DenseDims{dim(xq, 0), dim(xq, 1), dim(w, 1)};
 }
 
+// The kernels of one int8 layer on its checked dims, for run_int8_layer.
+struct Int8LayerCalls {
+    std::function<void(int32_t*)> sums_naive;
+    std::function<void(int32_t*, const Int8PackedKernel&)> sums;
+    std::function<void(float*, const Int8Epilogue&)> forward_naive;
+    std::function<void(float*, const Int8PackedKernel&, const Int8Epilogue&)> forward;
+    std::function<void(uint8_t*, const Int8PackedKernel&, const Int8Epilogue&,
+                       const Int8Output&)> forward_u8;
+};
+
+// What conv2d_forward_int8 and dense_forward_int8 share once their dims are checked: out
+// (ndim-D) gets the exact int32 sums (sums), uint8 in the next layer's quantization (y_scale
+// given), or float32 by the epilogue; the weights w (rows = KH*KW*C or IN, cols = K or OUT) are
+// packed per call.
+void run_int8_layer(const std::string& op, py::array& out, int ndim, const int8_t* pw,
+                    int64_t rows, int64_t cols, const py::array& w_scale, const py::object& b,
+                    float x_scale, int32_t x_zero_point, bool relu, bool sums, bool naive,
+                    const py::object& y_scale, int32_t y_zero_point, const Int8LayerCalls& k) {
+    const std::string out_name = op + " out";
+    if (sums) {
+        int32_t* ps = out_i32(out, out_name.c_str(), ndim);
+        py::gil_scoped_release release;
+        if (naive) return k.sums_naive(ps);
+        return k.sums(ps, Int8PackedKernel(pw, rows, cols));
+    }
+    const float* pscale = in_f32(w_scale, (op + " w_scale").c_str(), 1);
+    expect_shape(w_scale, (op + " w_scale").c_str(), {cols});
+    Int8Epilogue e{nullptr, pscale, opt_bias(b, op, cols), x_scale, x_zero_point, relu};
+    if (!y_scale.is_none()) {
+        // uint8 out in the next layer's quantization (y_scale, y_zero_point).
+        const Int8Output o{y_scale.cast<float>(), y_zero_point};
+        check_zero_point(op + " (output)", o.zero_point, o.scale);
+        check_buffer<uint8_t>(out, out_name.c_str(), ndim, true);
+        if (naive) throw std::invalid_argument(op + ": naive=True writes float32 only");
+        auto* pq = static_cast<uint8_t*>(out.mutable_data());
+        py::gil_scoped_release release;
+        const Int8PackedKernel packed(pw, rows, cols);
+        e.w_sums = packed.sums();
+        return k.forward_u8(pq, packed, e, o);
+    }
+    float* py_ = out_f32(out, out_name.c_str(), ndim);
+    py::gil_scoped_release release;
+    if (naive) return k.forward_naive(py_, e);
+    const Int8PackedKernel packed(pw, rows, cols);
+    e.w_sums = packed.sums();
+    k.forward(py_, packed, e);
+}
+
 }  // namespace
 
 void bind_quantized(py::module_& m) {
@@ -115,42 +164,21 @@ void bind_quantized(py::module_& m) {
             check_zero_point(op, x_zero_point, x_scale);
             const auto* px = static_cast<const uint8_t*>(xq.data());
             const auto* pw = static_cast<const int8_t*>(w.data());
-            if (sums) {
-                int32_t* ps = out_i32(out, "conv2d_forward_int8 out", 4);
-                py::gil_scoped_release release;
-                if (naive) {
-                    conv2d_sums_int8_naive(ps, px, pw, x_zero_point, d);
-                } else {
-                    const Int8PackedKernel packed(pw, d.KH * d.KW * d.C, d.K);
-                    conv2d_sums_int8(ps, px, packed.packed(), packed.sums(), x_zero_point, d);
-                }
-                return;
-            }
-            const float* ps = in_f32(w_scale, "conv2d_forward_int8 w_scale", 1);
-            expect_shape(w_scale, "conv2d_forward_int8 w_scale", {d.K});
-            Int8Epilogue e{nullptr, ps, opt_bias(b, op, d.K), x_scale, x_zero_point, relu};
-            if (!y_scale.is_none()) {
-                // uint8 out in the next layer's quantization (y_scale, y_zero_point).
-                const Int8Output o{y_scale.cast<float>(), y_zero_point};
-                check_zero_point(op + " (output)", o.zero_point, o.scale);
-                check_buffer<uint8_t>(out, "conv2d_forward_int8 out", 4, true);
-                if (naive) throw std::invalid_argument(op + ": naive=True writes float32 only");
-                auto* pq = static_cast<uint8_t*>(out.mutable_data());
-                py::gil_scoped_release release;
-                const Int8PackedKernel packed(pw, d.KH * d.KW * d.C, d.K);
-                e.w_sums = packed.sums();
-                conv2d_forward_int8_u8(pq, px, packed.packed(), e, o, d);
-                return;
-            }
-            float* py_ = out_f32(out, "conv2d_forward_int8 out", 4);
-            py::gil_scoped_release release;
-            if (naive) {
-                conv2d_forward_int8_naive(py_, px, pw, e, d);
-            } else {
-                const Int8PackedKernel packed(pw, d.KH * d.KW * d.C, d.K);
-                e.w_sums = packed.sums();
-                conv2d_forward_int8(py_, px, packed.packed(), e, d);
-            }
+            run_int8_layer(
+                op, out, 4, pw, d.KH * d.KW * d.C, d.K, w_scale, b, x_scale, x_zero_point, relu,
+                sums, naive, y_scale, y_zero_point,
+                {[&](int32_t* s) { conv2d_sums_int8_naive(s, px, pw, x_zero_point, d); },
+                 [&](int32_t* s, const Int8PackedKernel& p) {
+                     conv2d_sums_int8(s, px, p.packed(), p.sums(), x_zero_point, d);
+                 },
+                 [&](float* y, const Int8Epilogue& e) {
+                     conv2d_forward_int8_naive(y, px, pw, e, d);
+                 },
+                 [&](float* y, const Int8PackedKernel& p, const Int8Epilogue& e) {
+                     conv2d_forward_int8(y, px, p.packed(), e, d);
+                 },
+                 [&](uint8_t* y, const Int8PackedKernel& p, const Int8Epilogue& e,
+                     const Int8Output& o) { conv2d_forward_int8_u8(y, px, p.packed(), e, o, d); }});
         },
         py::arg("out"), py::arg("xq"), py::arg("w"), py::arg("w_scale"), py::arg("b"),
         py::arg("x_scale"), py::arg("x_zero_point"), py::arg("stride_h") = 1,
@@ -172,41 +200,21 @@ void bind_quantized(py::module_& m) {
             check_zero_point(op, x_zero_point, x_scale);
             const auto* px = static_cast<const uint8_t*>(xq.data());
             const auto* pw = static_cast<const int8_t*>(w.data());
-            if (sums) {
-                int32_t* ps = out_i32(out, "dense_forward_int8 out", 2);
-                py::gil_scoped_release release;
-                if (naive) {
-                    dense_sums_int8_naive(ps, px, pw, x_zero_point, d);
-                } else {
-                    const Int8PackedKernel packed(pw, d.IN, d.OUT);
-                    dense_sums_int8(ps, px, packed.packed(), packed.sums(), x_zero_point, d);
-                }
-                return;
-            }
-            const float* ps = in_f32(w_scale, "dense_forward_int8 w_scale", 1);
-            expect_shape(w_scale, "dense_forward_int8 w_scale", {d.OUT});
-            Int8Epilogue e{nullptr, ps, opt_bias(b, op, d.OUT), x_scale, x_zero_point, relu};
-            if (!y_scale.is_none()) {
-                const Int8Output o{y_scale.cast<float>(), y_zero_point};
-                check_zero_point(op + " (output)", o.zero_point, o.scale);
-                check_buffer<uint8_t>(out, "dense_forward_int8 out", 2, true);
-                if (naive) throw std::invalid_argument(op + ": naive=True writes float32 only");
-                auto* pq = static_cast<uint8_t*>(out.mutable_data());
-                py::gil_scoped_release release;
-                const Int8PackedKernel packed(pw, d.IN, d.OUT);
-                e.w_sums = packed.sums();
-                dense_forward_int8_u8(pq, px, packed.packed(), e, o, d);
-                return;
-            }
-            float* py_ = out_f32(out, "dense_forward_int8 out", 2);
-            py::gil_scoped_release release;
-            if (naive) {
-                dense_forward_int8_naive(py_, px, pw, e, d);
-            } else {
-                const Int8PackedKernel packed(pw, d.IN, d.OUT);
-                e.w_sums = packed.sums();
-                dense_forward_int8(py_, px, packed.packed(), e, d);
-            }
+            run_int8_layer(
+                op, out, 2, pw, d.IN, d.OUT, w_scale, b, x_scale, x_zero_point, relu, sums,
+                naive, y_scale, y_zero_point,
+                {[&](int32_t* s) { dense_sums_int8_naive(s, px, pw, x_zero_point, d); },
+                 [&](int32_t* s, const Int8PackedKernel& p) {
+                     dense_sums_int8(s, px, p.packed(), p.sums(), x_zero_point, d);
+                 },
+                 [&](float* y, const Int8Epilogue& e) {
+                     dense_forward_int8_naive(y, px, pw, e, d);
+                 },
+                 [&](float* y, const Int8PackedKernel& p, const Int8Epilogue& e) {
+                     dense_forward_int8(y, px, p.packed(), e, d);
+                 },
+                 [&](uint8_t* y, const Int8PackedKernel& p, const Int8Epilogue& e,
+                     const Int8Output& o) { dense_forward_int8_u8(y, px, p.packed(), e, o, d); }});
         },
         py::arg("out"), py::arg("xq"), py::arg("w"), py::arg("w_scale"), py::arg("b"),
         py::arg("x_scale"), py::arg("x_zero_point"), py::kw_only(), py::arg("relu") = false,
