@@ -236,9 +236,15 @@ def test_bfloat16_plan_and_python_walk_agree():
 def test_predict_runs_float32_after_bfloat16_training():
     model, _ = train("bfloat16", python=False, steps=1)
     x = np.random.default_rng(5).standard_normal((4, 14, 14, 1)).astype(np.float32)
-    twin = small_cnn()
+    twin = small_cnn()  # never compiled for bfloat16
     twin.set_weights(model.get_weights())
-    np.testing.assert_array_equal(model.predict(x, verbose=0), twin.predict(x, verbose=0))
+    out = model.predict(x, verbose=0)
+    assert _core.bf16_products() is False  # the training step turned the switch off again
+    # The switch would show in predict's outputs (so the equality below can fail) ...
+    with bf16_products():
+        assert not np.array_equal(twin.predict(x, verbose=0), out)
+    # ... and the bfloat16-trained model predicts in float32, as its float32 twin does.
+    np.testing.assert_array_equal(out, twin.predict(x, verbose=0))
 
 
 def test_precision_names_and_the_global_policy():
