@@ -62,9 +62,6 @@ struct TransformedKernel {
 // place (no float32 V, no packing of its rows).
 bool bf16_inputs(const TransformedKernel& U, int64_t C) { return U.packed && C % 2 == 0; }
 
-// The rows past a block's last tile that sgemm_bf16_packed_rows may read (gemm_bf16.h).
-constexpr int64_t kBf16RowSlack = 14;
-
 // A block's transformed tiles, the left operand of the 16 position products: float32 rows, or
 // bfloat16 pairs of channels that the bfloat16 GEMM reads in place (bf16_inputs). Position pos
 // starts ldpos values in, each tile ld values after the one before.
@@ -83,8 +80,8 @@ TileRows tile_rows(float* V, bool bf16, int64_t ldpos, int64_t ld) {
 // A tile-block's V in the calling thread's scratch: 16 positions of ldv values, tiles C apart,
 // and the slack rows sgemm_bf16_packed_rows may read past the last tile.
 TileRows block_rows(int64_t ldv, int64_t C, bool bf16) {
-    return tile_rows(workspace(Scratch::winograd_inputs, 16 * ldv + kBf16RowSlack * C), bf16, ldv,
-                     C);
+    float* V = workspace(Scratch::winograd_inputs, 16 * ldv + kSgemmBf16RowSlack * C);
+    return tile_rows(V, bf16, ldv, C);
 }
 
 // Rows i .. i + n of V = the input transform of tiles t0 .. t0 + n of x.

@@ -87,6 +87,8 @@ namespace {
 
 std::atomic<bool> g_bf16_products{false};
 
+static_assert(kSgemmBf16RowSlack >= kBf16MR - 1, "sgemm_bf16_packed_rows reads whole tiles");
+
 // Rows of op(A) one thread packs at a time: two register tiles (an A^T panel holds 32 columns).
 constexpr int64_t kBlockRows = 2 * kBf16MR;
 

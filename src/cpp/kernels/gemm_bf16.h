@@ -34,8 +34,9 @@ void sgemm_bf16_pack_b(bool trans_b, int64_t N, int64_t K, const float* B, int64
 void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                        const uint32_t* packed_b, float beta, float* C, int64_t ldc);
 // The same with A already in bfloat16 (K even): row m is K / 2 pairs (bfloat16 of k in the low
-// half, of k + 1 in the high) at a_rows + m * a_stride; the micro-kernel reads tiles of 14
-// rows, so rows up to the next multiple of 14 past M must be readable (their sums are dropped).
+// half, of k + 1 in the high) at a_rows + m * a_stride; the micro-kernel reads whole tiles of
+// rows, so kSgemmBf16RowSlack rows past M must be readable (their sums are dropped).
+constexpr int64_t kSgemmBf16RowSlack = 14;
 void sgemm_bf16_packed_rows(int64_t M, int64_t N, int64_t K, const uint32_t* a_rows,
                             int64_t a_stride, const uint32_t* packed_b, float beta, float* C,
                             int64_t ldc);
