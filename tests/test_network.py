@@ -95,6 +95,30 @@ def test_network_sees_in_place_weight_updates(rng):
     assert_same(model.predict(x), python_forward(model, x))
 
 
+@pytest.mark.parametrize("edit", ["one value", "negate", "zero"])
+def test_kept_winograd_kernel_follows_edits_in_place(edit, rng):
+    # 32 -> 20 channels on 12x12 outputs: 36 Winograd tiles at batch 1, so (on AVX-512) the
+    # network keeps the transformed kernel (20 filters: padded to 32 in it) from call to call.
+    model = cf.Sequential([L.Input((14, 14, 32)), L.Conv2D(20, 3, activation="relu"),
+                           L.Conv2D(16, 3, padding="same"), L.Flatten(), L.Dense(3)])
+    model.build()
+    x = rng.standard_normal((1,) + model.input_shape_).astype(np.float32)
+    before = model.predict(x)
+    assert_same(before, python_forward(model, x))
+    kernel = model.layers[0].weights_["kernel"]
+    if edit == "one value":
+        kernel[1, 2, 31, 19] += 0.5
+    elif edit == "negate":  # every sign bit: sums of the bits alone would not see it
+        kernel *= -1.0
+    else:
+        kernel[...] = 0.0
+    after = model.predict(x)
+    assert not np.array_equal(after, before)
+    assert_same(after, python_forward(model, x))
+    x5 = rng.standard_normal((5,) + model.input_shape_).astype(np.float32)
+    assert_same(model.predict(x5), python_forward(model, x5))
+
+
 def test_network_rebuilt_when_weight_arrays_are_replaced(rng):
     model = make("cifar10_simple")
     net = model._inference_network()

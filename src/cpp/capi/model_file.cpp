@@ -257,6 +257,7 @@ std::unique_ptr<LoadedModel> parse_model_bytes(const std::string& bytes, const s
             model->network = build_network(architecture, lookup);
         }
         weights.check_all_used();
+        model->network->fix_weights();  // its weights live in model->data, which nothing writes
         return model;
     } catch (const std::exception& e) {
         throw std::runtime_error(source + ": " + e.what());

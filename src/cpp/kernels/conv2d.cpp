@@ -213,6 +213,23 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     forward_by(p.algorithm, y, x, w, bias, d, act, alpha);
 }
 
+bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d) {
+    const PassPlan p = plan_pass(d, ConvPass::forward);
+    return p.algorithm == ConvAlgorithm::winograd && !bf16_products() &&
+           winograd_kernel_fits_l2(d.C, d.K);
+}
+
+std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d) {
+    return winograd_kernel(w, d);
+}
+
+void conv2d_forward(float* y, const float* x, const WinogradKernel& U, const float* bias,
+                    const Conv2dDims& d, Activation act, float alpha) {
+    const bool relu = act == Activation::relu;
+    conv2d_forward_winograd(*conv2d_direct_ukernels(), y, x, U, bias, d, relu);
+    BandActivation{relu ? Activation::linear : act, alpha}(y, output_floats(d));
+}
+
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d) {
     const PassPlan p = plan_pass(d, ConvPass::backward_data);
     if (p.round_operands) {

@@ -3,6 +3,7 @@
 // conv2d.cpp chooses an algorithm per call and pass (see below); each lives in its own file, with
 // the naive loops (conv2d_naive.cpp) kept beside as the spec and test oracle.
 #include <cstdint>
+#include <memory>
 
 #include "activation.h"
 
@@ -40,6 +41,19 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 // The same followed by any activation (alpha: ELU's), applied to each band of output while it is
 // in cache (ReLU inside the micro-kernels).
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const Conv2dDims& d, Activation act, float alpha);
+
+// Inference on fixed weights (network.h) keeps a kernel in the form its algorithm reads instead
+// of transforming it on every call: Winograd's float32 U (conv2d_winograd.h), which the Keras
+// MNIST CNN's second convolution (64 -> 64 channels) spent a tenth of its batch-1 forward
+// making. conv2d_forward_reads_winograd_kernel(d): whether conv2d_forward of d (N the batch)
+// runs Winograd on a float32 kernel (auto's choice, not in mixed-precision training) whose U is
+// small enough to keep (winograd_kernel_fits_l2). Then conv2d_winograd_kernel(w, d) makes U
+// (any N), and the forward below runs on it; U must come from w's current values.
+struct WinogradKernel;
+bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d);
+std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d);
+void conv2d_forward(float* y, const float* x, const WinogradKernel& U, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha);
 // dy (N,OH,OW,K); w (KH,KW,C/g,K); dx (N,H,W,C) is overwritten.
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDims& d);

@@ -118,6 +118,26 @@ void position_product(const ConvDirectUkernels* uk, float* out, int64_t ldo, con
                     false, std::min<int64_t>(64, cols - k0));
 }
 
+// U (16, Cin, ldu), positions winograd_kernel_stride(Cin, ldu) floats apart = G g G^T of every
+// pair of channels in float32, on T threads.
+void transform_kernel_f32(float* U, const WinogradTransforms& tf, int64_t ldu, const float* w,
+                          int64_t Cin, int64_t Cout, bool flipped, int64_t taps, int64_t s_ci,
+                          int64_t s_co, int T) {
+    if (s_co == 1) {  // rows of w and of U[pos] read and written in order
+        // One call per thread's range of input channels (a call per channel, 13 arguments
+        // each, was a third of this transform's time for the Keras MNIST CNN's 64x64 kernel).
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t ci0 = Cin * t / T, ci1 = Cin * (t + 1) / T;
+            if (ci0 < ci1)
+                tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, ci0, ci1, 0, ldu);
+        });
+    } else {
+        parallel_for(T, ldu / 16, [&](int64_t b) {
+            tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, 0, Cin, 16 * b, 16 * b + 16);
+        });
+    }
+}
+
 // G g G^T of every pair of input and output channels (U's rows ldu >= Cout floats wide, a
 // multiple of 16), split over threads by input channel, or by 16 output channels when those are
 // s_co floats apart (gathered: then each block's cache lines serve 16 consecutive input
@@ -156,19 +176,7 @@ TransformedKernel transform_kernel(const WinogradTransforms& tf, int64_t ldu, co
     k.us = winograd_kernel_stride(Cin, ldu);
     float* U = workspace(Scratch::winograd_weights, 16 * k.us);
     k.U = U;
-    if (s_co == 1) {  // rows of w and of U[pos] read and written in order
-        // One call per thread's range of input channels (a call per channel, 13 arguments
-        // each, was a third of this transform's time for the Keras MNIST CNN's 64x64 kernel).
-        parallel_for(T, T, [&](int64_t t) {
-            const int64_t ci0 = Cin * t / T, ci1 = Cin * (t + 1) / T;
-            if (ci0 < ci1)
-                tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, ci0, ci1, 0, ldu);
-        });
-    } else {
-        parallel_for(T, ldu / 16, [&](int64_t b) {
-            tf.kernel(U, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, 0, Cin, 16 * b, 16 * b + 16);
-        });
-    }
+    transform_kernel_f32(U, tf, ldu, w, Cin, Cout, flipped, taps, s_ci, s_co, T);
     return k;
 }
 
@@ -290,6 +298,31 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
     const int64_t Kp = round_up(d.K, 16);
     const TransformedKernel U = transform_kernel(tf, Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1);
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
+}
+
+const float* WinogradKernel::U() const {
+    const auto at = reinterpret_cast<uintptr_t>(storage.data());
+    return storage.data() + (64 - at % 64) % 64 / sizeof(float);
+}
+
+bool winograd_kernel_fits_l2(int64_t C, int64_t K) { return !is_wide(C, round_up(K, 16)); }
+
+std::shared_ptr<const WinogradKernel> winograd_kernel(const float* w, const Conv2dDims& d) {
+    auto k = std::make_shared<WinogradKernel>();
+    k->C = d.C, k->K = d.K, k->Kp = round_up(d.K, 16);
+    k->us = winograd_kernel_stride(d.C, k->Kp);
+    k->storage.resize(16 * k->us + 64 / sizeof(float));
+    transform_kernel_f32(const_cast<float*>(k->U()), *conv2d_winograd_transforms(), k->Kp, w,
+                         d.C, d.K, false, d.C * d.K, d.K, 1, threads_for(d.C * k->Kp / 2048));
+    return k;
+}
+
+void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const WinogradKernel& U, const float* bias, const Conv2dDims& d,
+                             bool relu) {
+    TransformedKernel k;
+    k.U = U.U(), k.us = U.us;
+    forward_transformed(uk, y, x, k, U.Kp, bias, d, relu);
 }
 
 // Backward-data over the forward's own tiles: per tile, dV = (A dy A^T) x U^T per position,

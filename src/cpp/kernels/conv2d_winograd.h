@@ -17,6 +17,8 @@
 // layers, and the transforms of this CPU's table (conv2d_winograd_avx512.cpp); this path exists
 // where both do.
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "conv2d.h"
 #include "conv2d_direct.h"
@@ -36,6 +38,24 @@ void conv2d_backward_data_winograd(const ConvDirectUkernels& uk, float* dx, cons
                                    const float* w, const Conv2dDims& d);
 void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, float* db,
                                       const float* x, const float* dy, const Conv2dDims& d);
+
+// A kernel's float32 transform U kept for many forward calls (inference on fixed weights,
+// conv2d.h's conv2d_winograd_kernel): U (16, C, Kp), positions us floats apart.
+struct WinogradKernel {
+    int64_t C = 0, K = 0, Kp = 0, us = 0;
+    std::vector<float> storage;  // U at the first 64-byte boundary in it
+    const float* U() const;
+};
+// U of w (3,3,C,K) as conv2d_forward_winograd transforms it on each call.
+std::shared_ptr<const WinogradKernel> winograd_kernel(const float* w, const Conv2dDims& d);
+// conv2d_forward_winograd on that U (made from d's C and K).
+void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const WinogradKernel& U, const float* bias, const Conv2dDims& d,
+                             bool relu);
+// Whether U (16 C Kp floats) is small enough to keep: at most the 1 MiB (128 -> 128 channels)
+// that stays in a core's L2 beside a block's tiles (wider kernels take the position-major
+// schedule, whose transform the batches big enough for Winograd amortise).
+bool winograd_kernel_fits_l2(int64_t C, int64_t K);
 
 // The 2x2 output tiles of an OH x OW output, numbered image by image, row by row.
 struct TileGrid {

@@ -13,6 +13,7 @@
 // run forward on one Network at once. Adding steps is not thread-safe.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,23 @@ enum class StepKind : int {
     conv2d_int8, dense_int8,
     // Max pooling on the uint8 values between two int8 steps (fuse_int8_chains).
     max_pool2d_u8
+};
+
+// A conv step's Winograd kernel (conv2d.h's conv2d_winograd_kernel), made on first use and kept
+// while the borrowed weights keep their values: each use compares them with the copy it was made
+// from and makes it again when they changed (training, set_weights, an edit in place), so the
+// network still always sees the current weights. Thread-safe; shared by copies of the step.
+class KeptWinogradKernel {
+public:
+    // U of w (3,3,C,K) as its values are now; with fixed (Network::fix_weights), as they were
+    // at the first call.
+    std::shared_ptr<const WinogradKernel> get(const float* w, const Conv2dDims& d,
+                                              bool fixed) const;
+
+private:
+    mutable std::mutex mutex_;
+    mutable std::vector<float> made_from_;
+    mutable std::shared_ptr<const WinogradKernel> kernel_;
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
@@ -69,6 +87,8 @@ struct NetworkStep {
     // conv2d_int8 / dense_int8: the packed kernel (owned, shared by copies of the step), the
     // per-channel weight scales (borrowed) and the input's quantization; `bias` as above.
     std::shared_ptr<const Int8PackedKernel> int8_kernel;
+    // conv2d: its Winograd kernel, where a forward runs Winograd (made on first use).
+    std::shared_ptr<KeptWinogradKernel> winograd;
     const float* w_scale = nullptr;
     float x_scale = 1.0f;
     int32_t x_zero_point = 0;
@@ -153,6 +173,9 @@ public:
     // the same to the bit; the float activations between them are never written. Call once
     // the network is complete (the builders' callers do).
     void fuse_int8_chains();
+    // Promises that the weights keep their values (the C API's, which its model owns and never
+    // changes): the kept Winograd kernels are then made once and not compared on each use.
+    void fix_weights() { weights_fixed_ = true; }
     // Keeps `values` alive as long as the Network and returns them: weights made at build time
     // (a convolution with the batch normalization after it folded in).
     const float* own(std::vector<float> values);
@@ -202,6 +225,7 @@ private:
     std::vector<size_t> run_;
     std::vector<int64_t> offset_;
     int64_t arena_size_ = 0;  // floats per sample
+    bool weights_fixed_ = false;
 };
 
 }  // namespace cnnfast
