@@ -78,6 +78,40 @@ def conv2d_backward(x, w, dy, strides=(1, 1), pads=((0, 0), (0, 0)), groups=1):
     return dx, dw.reshape(KH, KW, Cg, K), dy.sum(axis=(0, 1, 2))
 
 
+# Winograd F(4x4, 3x3)'s matrices (src/cpp/kernels/conv2d_winograd_avx512.cpp).
+WINOGRAD_F4_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float)
+WINOGRAD_F4_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                          [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+WINOGRAD_F4_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                           [0, 1, -1, 8, -8, 1]], float)
+
+
+def winograd_f4_abs(x, w, b=None, pads=((0, 0), (0, 0))):
+    """F(4x4, 3x3) on absolute values, float64: |A^T| [sum_c (|G||g||G^T|) (.) (|B^T||d||B|)] |A|
+    + |b| per output of a 3x3 stride-1 convolution, 4x4 tiles from output (0, 0). What rounding
+    errors of the algorithm scale with (each value's error is at most its chain of roundings
+    times its absolute-value term), as sum |x||w| is for the direct sums."""
+    x = np.abs(np.asarray(x, np.float64))
+    w = np.abs(np.asarray(w, np.float64))
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    N, H, W, C = xp.shape
+    OH, OW = H - 2, W - 2
+    TH, TW = -(-OH // 4), -(-OW // 4)
+    d = np.zeros((N, 4 * TH + 2, 4 * TW + 2, C))
+    d[:, :H, :W] = xp
+    BT, G, AT = np.abs(WINOGRAD_F4_BT), np.abs(WINOGRAD_F4_G), np.abs(WINOGRAD_F4_AT)
+    U = np.einsum("ai,ijck,bj->abck", G, w, G)
+    y = np.zeros((N, 4 * TH, 4 * TW, w.shape[-1]))
+    for th in range(TH):
+        for tw in range(TW):
+            V = np.einsum("ai,nijc,bj->nabc", BT, d[:, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6], BT)
+            M = np.einsum("nabc,abck->nabk", V, U)
+            y[:, 4 * th:4 * th + 4, 4 * tw:4 * tw + 4] = np.einsum("pa,nabk,qb->npqk", AT, M, AT)
+    y = y[:, :OH, :OW]
+    return y if b is None else y + np.abs(np.asarray(b, np.float64))
+
+
 def dense_forward(x, w, b=None):
     """x (N,IN), w (IN,OUT), b (OUT,) -> y (N,OUT), float64."""
     y = np.asarray(x, np.float64) @ np.asarray(w, np.float64)

@@ -357,6 +357,37 @@ void test_network() {
     expect_close("network forward vs kernels", out, ref, 1e-4f, 1e-5f);
 }
 
+void test_network_kept_winograd_kernels() {
+    // 13x13x64 -> 11x11x40 (F(4x4, 3x3) kept: 9 tiles per image) and 10x10x128 -> 10x10x128
+    // "same" (F(2x2, 3x3) kept), each followed by an edit of its weights in place: a network
+    // sees it, a network with fixed weights (the C API's) keeps the kernel it made first.
+    struct Case {
+        int64_t hw, C, K, pad;
+    };
+    for (const Case c : {Case{13, 64, 40, 0}, Case{10, 128, 128, 1}}) {
+        const int64_t o = c.hw + 2 * c.pad - 2, n = 2;
+        const Conv2dDims d{n, c.hw, c.hw, c.C, 3, 3, c.K, o, o, 1, 1, c.pad, c.pad, 1};
+        auto w = randn(9 * c.C * c.K, 0.1f), b = randn(c.K), x = randn(n * c.hw * c.hw * c.C);
+        Network net({c.hw, c.hw, c.C}), fixed({c.hw, c.hw, c.C});
+        for (Network* m : {&net, &fixed})
+            m->add_conv2d(w.data(), b.data(), 3, 3, c.K, 1, 1, c.pad, c.pad, o, o, 1, "relu", 1.0f);
+        fixed.fix_weights();
+        std::vector<float> out(n * o * o * c.K), ref(out.size()), first(out.size());
+        for (int edit = 0; edit < 2; ++edit) {
+            conv2d_forward_naive(ref.data(), x.data(), w.data(), b.data(), d, true);
+            for (int call = 0; call < 2; ++call) {
+                net.forward(out.data(), x.data(), n);
+                expect_close("network kept Winograd kernel vs naive", out, ref, 1e-4f, 1e-4f);
+            }
+            fixed.forward(out.data(), x.data(), n);
+            if (edit == 0) first = out;
+            expect_close("fixed weights: the kernel made at the first call", out, first, 0.0f,
+                         0.0f);
+            for (float& v : w) v = -v;  // in place, as training or set_weights write
+        }
+    }
+}
+
 void test_batchnorm() {
     for (int64_t rows : {int64_t(1), int64_t(7), int64_t(1500)})
         for (int64_t C : {int64_t(1), int64_t(16)}) {
@@ -844,6 +875,7 @@ int main(int argc, char** argv) {
         test_lrn();
         test_dense();
         test_network();
+        test_network_kept_winograd_kernels();
         test_optimizers();
         test_batchnorm();
         test_spatial();

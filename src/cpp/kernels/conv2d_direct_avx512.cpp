@@ -119,12 +119,13 @@ constexpr int64_t kFwdBlockFloats = 5120;
 // registers; the general tile's 16 pointers would not.
 constexpr int row_tile_pixels(int kv) { return kv == 1 ? 16 : tile_pixels(kv); }
 
-// t pixels from src[0], t in {P, 12, 8, 4} (12 only for P = 16; 8 and 4 only below P), at a
-// column step of cs floats.
+// t pixels from src[0], t in {P, 12, 8, 4} (12 only for P = 16; 8 and 4 only below P) or, for
+// the last pixels of a range, 1-3, at a column step of cs floats.
 template <int P, int KV, int CS>
 void fwd_row_tile_cs(int64_t t, float* y, int64_t ldy, const float* const* src, int64_t q0,
                      int64_t q1, int64_t KH, int64_t rs, int64_t seg, const float* w, int64_t ldw,
                      const float* bias, bool relu, __mmask16 ml) {
+    static_assert(P > 4, "the 1-3 pixel tiles below are narrower than P");
     if (t == P)
         fwd_tile<P, KV, CS>(y, ldy, src, P, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
     else if (P > 12 && t == 12)
@@ -133,9 +134,14 @@ void fwd_row_tile_cs(int64_t t, float* y, int64_t ldy, const float* const* src, 
     else if (P > 8 && t == 8)
         fwd_tile<(P > 8 ? 8 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu,
                                            ml);
+    else if (t == 4)
+        fwd_tile<4, KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else if (t == 3)
+        fwd_tile<3, KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
+    else if (t == 2)
+        fwd_tile<2, KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
     else
-        fwd_tile<(P > 4 ? 4 : P), KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu,
-                                           ml);
+        fwd_tile<1, KV, CS>(y, ldy, src, t, q0, q1, KH, rs, seg, w, ldw, bias, relu, ml);
 }
 
 template <int P, int KV>
@@ -172,10 +178,14 @@ void fwd_range(float* y, int64_t ldy, const ConvPixels& px, int64_t p0, int64_t 
                 const int64_t oh = i / px.OW, ow = i - oh * px.OW;
                 const int64_t nr = std::min<int64_t>({p1 - i, px.OW - ow, PR});
                 src[0] = px.base + oh * px.row_step + ow * px.col_step;
+                // The range's last 1-3 pixels, when they lie in one row, take a tile of just
+                // them: the general tile computes all P rows (Winograd F(4x4)'s 9 tiles of a
+                // batch-1 Keras MNIST CNN were 6 + a 6-row tile for 3).
                 const int64_t t = nr == PR                 ? PR
                                   : nr >= 12 && PR > 12    ? 12
                                   : nr >= 8 && PR > 8      ? 8
                                   : nr >= 4 && PR > 4      ? 4
+                                  : nr == p1 - i           ? nr
                                                            : 0;
                 if (t) {
                     fwd_row_tile<PR, KV>(t, cs, yt, ldy, src, q0, q1, KH, rs, seg, w, ldw, bias,

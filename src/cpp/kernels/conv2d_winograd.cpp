@@ -31,10 +31,10 @@ struct BlockPlan {
     int64_t tiles, blocks;
 };
 
-BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp) {
+BlockPlan block_plan(const TileGrid& g, int64_t C, int64_t Kp, int64_t positions = 16) {
     // Multiples of 24 tiles fill the micro-kernels' 6-, 8- and 12-row register tiles.
-    const int64_t most = std::max<int64_t>(24, kBlockFloats / (16 * (C + Kp)) / 24 * 24);
-    const int64_t macs = g.total * 16 * C * Kp;
+    const int64_t most = std::max<int64_t>(24, kBlockFloats / (positions * (C + Kp)) / 24 * 24);
+    const int64_t macs = g.total * positions * C * Kp;
     int64_t blocks = (g.total + most - 1) / most;
     const int T = static_cast<int>(std::min<int64_t>(threads_for(macs / kMacsPerThread), blocks));
     blocks = round_up(blocks, T);
@@ -300,6 +300,94 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
     forward_transformed(uk, y, x, U, Kp, bias, d, relu);
 }
 
+namespace {
+
+// F(4x4, 3x3): out (nt, K; rows ldo) = V[pos] (nt, C) x U[pos] on the direct micro-kernels.
+void position_product_f4(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* V,
+                         int64_t nt, const WinogradKernel& U, int64_t pos) {
+    const ConvPixels px{const_cast<float*>(V), 0, U.C, nt};
+    const float* u = U.U() + pos * U.us;
+    for (int64_t k0 = 0; k0 < U.K; k0 += 64)
+        uk.forward(out + k0, ldo, px, 0, nt, 1, 0, U.C, u + k0, U.Kp, nullptr, false,
+                   std::min<int64_t>(64, U.K - k0));
+}
+
+// F(4x4, 3x3): V rows i .. i + n (positions ldv floats apart) = the input transform of tiles
+// t0 + i .. of x. Each tile row's 6 input rows are read in place where they lie inside x and
+// reach 4 TW + 2 columns unpadded, else from a zero-padded copy (the Keras MNIST CNN's 13x13
+// "valid" map: its last tiles reach column 14).
+void transform_tiles_f4(const WinogradTransforms& tf, float* V, int64_t ldv, int64_t i,
+                        const float* x, int64_t t0, int64_t n, const Conv2dDims& d,
+                        const TileGrid& g) {
+    const int64_t C = d.C, Wp = 4 * g.TW + 2;
+    for (int64_t t = t0 + i, end = t0 + i + n; t < end;) {
+        const int64_t img = t / g.per_image, r = t % g.per_image;
+        const int64_t tr = r / g.TW, tc = r % g.TW, run = std::min(g.TW - tc, end - t);
+        const int64_t ih0 = 4 * tr - d.pad_top;
+        const float* rows;
+        int64_t row_floats;
+        if (ih0 >= 0 && ih0 + 6 <= d.H && d.pad_left == 0 && Wp <= d.W) {
+            rows = x + (img * d.H + ih0) * d.W * C;
+            row_floats = d.W * C;
+        } else {
+            float* band = workspace(Scratch::winograd_padded_image, 6 * Wp * C);
+            const int64_t cols = std::min(d.W, Wp - d.pad_left);
+            for (int64_t a = 0; a < 6; ++a) {
+                float* row = band + a * Wp * C;
+                const int64_t ih = ih0 + a;
+                std::memset(row, 0, sizeof(float) * Wp * C);
+                if (ih >= 0 && ih < d.H)
+                    std::memcpy(row + d.pad_left * C, x + (img * d.H + ih) * d.W * C,
+                                sizeof(float) * cols * C);
+            }
+            rows = band;
+            row_floats = Wp * C;
+        }
+        tf.input_f4(V + (t - t0) * C, ldv, rows + 4 * tc * C, row_floats, 4 * C, run, C);
+        t += run;
+    }
+}
+
+// The forward pass of F(4x4, 3x3) on a kept kernel, in blocks of tiles as forward_transformed
+// runs F(2x2, 3x3)'s (the kernel fits in L2 by construction: winograd_kernel).
+void forward_f4(const ConvDirectUkernels& uk, float* y, const float* x, const WinogradKernel& U,
+                const float* bias, const Conv2dDims& d, bool relu) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
+    const TileGrid g = winograd_tile_grid(d, 4);
+    const int64_t C = d.C, Kp = U.Kp;
+    const BlockPlan plan = block_plan(g, C, Kp, 36);
+    const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    const int T = threads_for(g.total * 36 * C * Kp / kMacsPerThread);
+    if (plan.blocks == 1 && T > 1) {  // one image: tiles, then positions, then tiles split
+        const int64_t nt = g.total, per = (nt + T - 1) / T;
+        float* V = workspace(Scratch::winograd_inputs, 36 * ldv);
+        float* M = workspace(Scratch::winograd_products, 36 * ldm);
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(nt, a + per) - a;
+            if (n > 0) transform_tiles_f4(tf, V, ldv, a, x, 0, n, d, g);
+        });
+        parallel_for(T, 36, [&](int64_t pos) {
+            position_product_f4(uk, M + pos * ldm, Kp, V + pos * ldv, nt, U, pos);
+        });
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(nt, a + per) - a;
+            if (n > 0) tf.output_f4(y, M + a * Kp, ldm, Kp, a, n, bias, relu, d, g);
+        });
+        return;
+    }
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
+        float* V = workspace(Scratch::winograd_inputs, 36 * ldv);
+        float* M = workspace(Scratch::winograd_products, 36 * ldm);
+        transform_tiles_f4(tf, V, ldv, 0, x, t0, nt, d, g);
+        for (int64_t pos = 0; pos < 36; ++pos)
+            position_product_f4(uk, M + pos * ldm, Kp, V + pos * ldv, nt, U, pos);
+        tf.output_f4(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
+    });
+}
+
+}  // namespace
+
 const float* WinogradKernel::U() const {
     const auto at = reinterpret_cast<uintptr_t>(storage.data());
     return storage.data() + (64 - at % 64) % 64 / sizeof(float);
@@ -308,18 +396,30 @@ const float* WinogradKernel::U() const {
 bool winograd_kernel_fits_l2(int64_t C, int64_t K) { return !is_wide(C, round_up(K, 16)); }
 
 std::shared_ptr<const WinogradKernel> winograd_kernel(const float* w, const Conv2dDims& d) {
+    const WinogradTransforms& tf = *conv2d_winograd_transforms();
     auto k = std::make_shared<WinogradKernel>();
     k->C = d.C, k->K = d.K, k->Kp = round_up(d.K, 16);
+    k->tile = tf.kernel_f4 && 36 * d.C * k->Kp <= kWideKernelFloats ? 4 : 2;
     k->us = winograd_kernel_stride(d.C, k->Kp);
-    k->storage.resize(16 * k->us + 64 / sizeof(float));
-    transform_kernel_f32(const_cast<float*>(k->U()), *conv2d_winograd_transforms(), k->Kp, w,
-                         d.C, d.K, false, d.C * d.K, d.K, 1, threads_for(d.C * k->Kp / 2048));
+    const int64_t positions = k->tile == 4 ? 36 : 16;
+    k->storage.resize(positions * k->us + 64 / sizeof(float));
+    float* U = const_cast<float*>(k->U());
+    const int T = threads_for(d.C * k->Kp / 2048);
+    if (k->tile == 2) {
+        transform_kernel_f32(U, tf, k->Kp, w, d.C, d.K, false, d.C * d.K, d.K, 1, T);
+        return k;
+    }
+    parallel_for(T, T, [&](int64_t t) {
+        const int64_t ci0 = d.C * t / T, ci1 = d.C * (t + 1) / T;
+        if (ci0 < ci1) tf.kernel_f4(U, k->Kp, w, d.C, d.K, ci0, ci1);
+    });
     return k;
 }
 
 void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
                              const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                              bool relu) {
+    if (U.tile == 4) return forward_f4(uk, y, x, U, bias, d, relu);
     TransformedKernel k;
     k.U = U.U(), k.us = U.us;
     forward_transformed(uk, y, x, k, U.Kp, bias, d, relu);

@@ -40,8 +40,14 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
                                       const float* x, const float* dy, const Conv2dDims& d);
 
 // A kernel's float32 transform U kept for many forward calls (inference on fixed weights,
-// conv2d.h's conv2d_winograd_kernel): U (16, C, Kp), positions us floats apart.
+// conv2d.h's conv2d_winograd_kernel): U (16, C, Kp) of F(2x2, 3x3), or, where U (36, C, Kp) of
+// F(4x4, 3x3) fits in a core's L2 (up to 64 -> 64 channels), that: 36 multiplies per 4x4 outputs
+// instead of 64 (1.78x fewer), for transforms of 6x6 patches whose coefficients (up to 8, and
+// 1/6, 1/24 in G) cost more rounding: float32's error grows to a few times F(2x2)'s (test bound
+// in tests/test_network.py), still far below what a classifier can tell. Positions us floats
+// apart.
 struct WinogradKernel {
+    int tile = 2;  // outputs per tile side: F(2x2, 3x3), 16 positions, or F(4x4, 3x3), 36
     int64_t C = 0, K = 0, Kp = 0, us = 0;
     std::vector<float> storage;  // U at the first 64-byte boundary in it
     const float* U() const;
@@ -57,13 +63,14 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
 // schedule, whose transform the batches big enough for Winograd amortise).
 bool winograd_kernel_fits_l2(int64_t C, int64_t K);
 
-// The 2x2 output tiles of an OH x OW output, numbered image by image, row by row.
+// The m x m output tiles (F(2x2, 3x3)'s 2, F(4x4, 3x3)'s 4) of an OH x OW output, numbered image
+// by image, row by row.
 struct TileGrid {
     int64_t TH, TW, per_image, total;
 };
 
-inline TileGrid winograd_tile_grid(const Conv2dDims& d) {
-    const int64_t TH = (d.OH + 1) / 2, TW = (d.OW + 1) / 2;
+inline TileGrid winograd_tile_grid(const Conv2dDims& d, int64_t m = 2) {
+    const int64_t TH = (d.OH + m - 1) / m, TW = (d.OW + m - 1) / m;
     return {TH, TW, TH * TW, d.N * TH * TW};
 }
 
@@ -114,6 +121,20 @@ struct WinogradTransforms {
                                 int64_t C, int64_t K, int64_t Kp, int64_t c);
     // db[k, k + 16) (below K) = the sum of the `pixels` rows of dy (pixels, K).
     void (*bias_gradient_block)(float* db, const float* dy, int64_t pixels, int64_t K, int64_t k);
+
+    // F(4x4, 3x3), the forward pass on a kept kernel (WinogradKernel): 36 positions.
+    // U (36, Cin, ldu), positions winograd_kernel_stride(Cin, ldu) apart, = G g G^T of w
+    // (3,3,Cin,Cout) for input channels [ci0, ci1); lanes co >= Cout zeroed.
+    void (*kernel_f4)(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
+                      int64_t ci0, int64_t ci1);
+    // V[pos][i][c] = (B^T d B)[pos] for the nt 6x6 patches d at patch0 + i * step (rows
+    // row_floats apart, C channels per pixel, all inside the buffer); tiles C floats apart.
+    void (*input_f4)(float* V, int64_t ldpos, const float* patch0, int64_t row_floats,
+                     int64_t step, int64_t nt, int64_t C);
+    // y (N,OH,OW,K) of the 4x4-output tiles t0 + i (grid g) = act(bias + A^T M A).
+    void (*output_f4)(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0,
+                      int64_t nt, const float* bias, bool relu, const Conv2dDims& d,
+                      const TileGrid& g);
 };
 
 // The transforms this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.

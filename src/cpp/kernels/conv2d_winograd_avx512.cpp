@@ -446,6 +446,143 @@ void weight_gradient_row(float* dw, const float* parts, int64_t part_floats, int
 }
 
 
+// Winograd F(4x4, 3x3), for the forward pass on a kept kernel (conv2d_winograd.h):
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+//          0 4 0 -5 0 1]                                          (input, 6x6 -> 6x6)
+//   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1] (output, 6x6 -> 4x4)
+
+// r[0..5] = G g for the 3 values g[0..2] (one column or row of a kernel).
+inline void kernel_column_f4(__m512 r[6], const __m512 g[3]) {
+    const __m512 sixth = _mm512_set1_ps(1.0f / 6.0f);
+    const __m512 outer = _mm512_add_ps(g[0], g[2]);
+    r[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), g[0]);
+    r[1] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6.0f), _mm512_add_ps(outer, g[1]));
+    r[2] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6.0f), _mm512_sub_ps(outer, g[1]));
+    const __m512 even = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24.0f), g[0],
+                                        _mm512_mul_ps(sixth, g[2]));
+    const __m512 odd = _mm512_mul_ps(_mm512_set1_ps(1.0f / 12.0f), g[1]);
+    r[3] = _mm512_add_ps(even, odd);
+    r[4] = _mm512_sub_ps(even, odd);
+    r[5] = g[2];
+}
+
+// U (36, Cin, ldu), positions winograd_kernel_stride(Cin, ldu) floats apart, = G g G^T of the
+// kernel w (3,3,Cin,Cout) for input channels [ci0, ci1); lanes co >= Cout zeroed.
+void transform_kernel_f4(float* U, int64_t ldu, const float* w, int64_t Cin, int64_t Cout,
+                         int64_t ci0, int64_t ci1) {
+    const int64_t pos_stride = winograd_kernel_stride(Cin, ldu);
+    for (int64_t ci = ci0; ci < ci1; ++ci)
+        for (int64_t co = 0; co < ldu; co += 16) {
+            const __mmask16 m = lanes(Cout - co);
+            __m512 g[3][3], t[6][3];
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < 3; ++j)
+                    g[i][j] = _mm512_maskz_loadu_ps(m, w + ((3 * i + j) * Cin + ci) * Cout + co);
+            for (int j = 0; j < 3; ++j) {  // G g, column by column
+                const __m512 col[3] = {g[0][j], g[1][j], g[2][j]};
+                __m512 r[6];
+                kernel_column_f4(r, col);
+                for (int a = 0; a < 6; ++a) t[a][j] = r[a];
+            }
+            float* u = U + ci * ldu + co;
+            for (int a = 0; a < 6; ++a) {  // (G g) G^T, row by row
+                __m512 r[6];
+                kernel_column_f4(r, t[a]);
+                for (int b = 0; b < 6; ++b) _mm512_storeu_ps(u + (6 * a + b) * pos_stride, r[b]);
+            }
+        }
+}
+
+// r[0..5] = B^T d for 6 values d[0..5].
+inline __attribute__((always_inline)) void input_column_f4(__m512 r[6], const __m512 d[6]) {
+    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f);
+    const __m512 two = _mm512_set1_ps(2.0f);
+    r[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
+    const __m512 a = _mm512_fnmadd_ps(four, d[2], d[4]), b = _mm512_fnmadd_ps(four, d[1], d[3]);
+    r[1] = _mm512_add_ps(a, b);
+    r[2] = _mm512_sub_ps(a, b);
+    const __m512 c = _mm512_sub_ps(d[4], d[2]), e = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+    r[3] = _mm512_add_ps(c, e);
+    r[4] = _mm512_sub_ps(c, e);
+    r[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+}
+
+// V[pos][i][c] = (B^T d B)[pos] for the nt patches d (6x6 pixels of C channels) starting at
+// patch0 + i * step, their rows row_floats apart, all inside the (padded) image; V's positions
+// ldpos floats apart, its tiles C.
+void transform_input_f4(float* V, int64_t ldpos, const float* patch0, int64_t row_floats,
+                        int64_t step, int64_t nt, int64_t C) {
+    for (int64_t i = 0; i < nt; ++i) {
+        const float* patch = patch0 + i * step;
+        float* v = V + i * C;
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = lanes(C - c);
+            __m512 t[6][6];
+            for (int a = 0; a < 6; ++a) {  // each row d B
+                __m512 row[6], r[6];
+                for (int b = 0; b < 6; ++b)
+                    row[b] = _mm512_maskz_loadu_ps(m, patch + a * row_floats + b * C + c);
+                input_column_f4(r, row);
+                for (int b = 0; b < 6; ++b) t[b][a] = r[b];
+            }
+            for (int b = 0; b < 6; ++b) {  // B^T (d B), column by column
+                __m512 r[6];
+                input_column_f4(r, t[b]);
+                for (int a = 0; a < 6; ++a) _mm512_mask_storeu_ps(v + (6 * a + b) * ldpos + c, m, r[a]);
+            }
+        }
+    }
+}
+
+// o[0..3] = A^T m for 6 values m[0..5].
+inline __attribute__((always_inline)) void output_column_f4(__m512 o[4], const __m512 m[6]) {
+    const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
+    const __m512 s34 = _mm512_add_ps(m[3], m[4]), d34 = _mm512_sub_ps(m[3], m[4]);
+    o[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), s34);
+    o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34, d12);
+    o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34, s12);
+    o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+// y (N,OH,OW,K) for tiles t0 + i, i < nt (4x4 outputs each, numbered as g says): act(bias +
+// A^T M A), M[pos][i][k] with positions ldpos and tiles ldk floats apart. Outputs beyond OH or
+// OW are dropped.
+void transform_output_f4(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0,
+                         int64_t nt, const float* bias, bool relu, const Conv2dDims& d,
+                         const TileGrid& g) {
+    const int64_t K = d.K;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nt; ++i) {
+        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
+        const int64_t oh0 = 4 * (r / g.TW), ow0 = 4 * (r % g.TW);
+        const int rows = static_cast<int>(std::min<int64_t>(4, d.OH - oh0));
+        const int cols = static_cast<int>(std::min<int64_t>(4, d.OW - ow0));
+        float* out = y + ((n * d.OH + oh0) * d.OW + ow0) * K;
+        const float* mt = M + i * ldk;
+        for (int64_t k = 0; k < K; k += 16) {
+            const __mmask16 m = lanes(K - k);
+            const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + k) : zero;
+            __m512 t[4][6];
+            for (int col = 0; col < 6; ++col) {  // A^T M, column by column
+                __m512 mc[6], o[4];
+                for (int a = 0; a < 6; ++a) mc[a] = _mm512_loadu_ps(mt + (6 * a + col) * ldpos + k);
+                output_column_f4(o, mc);
+                for (int a = 0; a < 4; ++a) t[a][col] = o[a];
+            }
+            for (int a = 0; a < rows; ++a) {  // (A^T M) A, row by row
+                __m512 o[4];
+                output_column_f4(o, t[a]);
+                for (int c = 0; c < cols; ++c) {
+                    __m512 v = _mm512_add_ps(o[c], b);
+                    if (relu) v = _mm512_max_ps(zero, v);  // NaN survives (second operand)
+                    _mm512_mask_storeu_ps(out + (a * d.OW + c) * K + k, m, v);
+                }
+            }
+        }
+    }
+}
+
 // db[k, k + 16) (lanes below K) = the sum over `pixels` rows of dy (pixels, K), row by row.
 void bias_gradient_block(float* db, const float* dy, int64_t pixels, int64_t K, int64_t k) {
     const __mmask16 m = lanes(K - k);
@@ -467,7 +604,10 @@ const WinogradTransforms* conv2d_winograd_avx512() {
                                              &transform_gradient,
                                              &scatter_input_gradient,
                                              &weight_gradient_row,
-                                             &bias_gradient_block};
+                                             &bias_gradient_block,
+                                             &transform_kernel_f4,
+                                             &transform_input_f4,
+                                             &transform_output_f4};
     return &table;
 }
 

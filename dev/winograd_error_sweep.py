@@ -1,0 +1,39 @@
+"""The largest error of inference's kept Winograd F(4x4, 3x3) kernels over random shapes.
+
+    PYTHONPATH=.:tests python dev/winograd_error_sweep.py [--shapes 200]
+
+One-Conv2D models (3x3, "same" or "valid", 32-64 input channels, 16-64 filters, batch 1-3,
+normal or uniform inputs) predict against the float64 convolution; prints the largest
+|error| / (u S), u = 2^-24 and S reference.winograd_f4_abs, which tests/test_network.py bounds
+by C + 19.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from test_network import error_over_scale, single_conv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", type=int, default=200)
+    args = parser.parse_args()
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for trial in range(args.shapes):
+        hw = int(rng.integers(6, 20))
+        c = int(rng.choice([32, 40, 48, 64]))
+        k = int(rng.choice([16, 20, 33, 48, 64]))
+        padding = str(rng.choice(["same", "valid"]))
+        n = int(rng.integers(1, 4))
+        model = single_conv(hw, c, k, padding)
+        shape = (n, hw, hw, c)
+        x = rng.random(shape) if trial % 2 else rng.standard_normal(shape)
+        worst = max(worst, error_over_scale(model, x.astype(np.float32)).max() / 2.0**-24)
+    print(f"{args.shapes} shapes: largest |error| = {worst:.3f} u S")
+
+
+if __name__ == "__main__":
+    main()
