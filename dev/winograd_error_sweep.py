@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from test_network import error_over_scale, single_conv
+import reference
+from test_network import error_over_scale, python_forward, single_conv
+
+import cnnfast as cf
 
 
 def main() -> None:
@@ -21,7 +24,8 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, default=200)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
-    worst = 0.0
+    cf.set_seed(7)  # the models' Glorot weights
+    worst = worst_f4 = worst_walk = 0.0
     for trial in range(args.shapes):
         hw = int(rng.integers(6, 20))
         c = int(rng.choice([32, 40, 48, 64]))
@@ -31,8 +35,17 @@ def main() -> None:
         model = single_conv(hw, c, k, padding)
         shape = (n, hw, hw, c)
         x = rng.random(shape) if trial % 2 else rng.standard_normal(shape)
-        worst = max(worst, error_over_scale(model, x.astype(np.float32)).max() / 2.0**-24)
-    print(f"{args.shapes} shapes: largest |error| = {worst:.3f} u S")
+        x = x.astype(np.float32)
+        worst = max(worst, error_over_scale(model, x).max() / 2.0**-24)
+        layer = model.layers[0]
+        w, b = layer.weights_["kernel"], layer.weights_["bias"]
+        pads = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
+        want = reference.conv2d_forward(x, w, b, pads=pads)
+        scale = reference.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), pads=pads) * 2.0**-24
+        worst_f4 = max(worst_f4, (np.abs(model.predict(x) - want) / scale).max())
+        worst_walk = max(worst_walk, (np.abs(python_forward(model, x) - want) / scale).max())
+    print(f"{args.shapes} shapes: largest |error| = {worst:.3f} u S; against u sum |x||w|: "
+          f"predict {worst_f4:.1f}, the layer walk {worst_walk:.1f}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def test_network_sees_in_place_weight_updates(rng):
 # in the kernel's, 1 product, C - 1 sums over channels and 6 in the output transform, so
 # |error| <= (C + 19) u S with u = 2^-24 and S the same algorithm on absolute values
 # (reference.winograd_f4_abs; not sum |x||w|: an output's error comes from its tile's whole
-# 6x6 patch, not only from its own window). Measured: at most 0.38 u S over 200 random shapes
+# 6x6 patch, not only from its own window). Measured: at most 0.35 u S over 200 random shapes
 # (dev/winograd_error_sweep.py). A wrong coefficient or tile is off by about S itself.
 def f4_bound(c):
     return (c + 19) * 2.0**-24
