@@ -313,38 +313,51 @@ void position_product_f4(const ConvDirectUkernels& uk, float* out, int64_t ldo, 
 }
 
 // F(4x4, 3x3): V rows i .. i + n (positions ldv floats apart) = the input transform of tiles
-// t0 + i .. of x. Each tile row's 6 input rows are read in place where they lie inside x and
-// reach 4 TW + 2 columns unpadded, else from a zero-padded copy (the Keras MNIST CNN's 13x13
-// "valid" map: its last tiles reach column 14).
+// t0 + i .. of x, image by image. The input rows an image's tiles read are read in place where
+// they lie inside x and reach the 4 TW + 2 columns the tiles span unpadded, else from one
+// zero-padded copy of those rows (the Keras MNIST CNN's 13x13 "valid" map: its last tiles reach
+// column 14; "same" maps), made once per image rather than per tile row (whose 6 rows overlap
+// the next one's by 2).
 void transform_tiles_f4(const WinogradTransforms& tf, float* V, int64_t ldv, int64_t i,
                         const float* x, int64_t t0, int64_t n, const Conv2dDims& d,
                         const TileGrid& g) {
     const int64_t C = d.C, Wp = 4 * g.TW + 2;
     for (int64_t t = t0 + i, end = t0 + i + n; t < end;) {
-        const int64_t img = t / g.per_image, r = t % g.per_image;
-        const int64_t tr = r / g.TW, tc = r % g.TW, run = std::min(g.TW - tc, end - t);
-        const int64_t ih0 = 4 * tr - d.pad_top;
-        const float* rows;
-        int64_t row_floats;
-        if (ih0 >= 0 && ih0 + 6 <= d.H && d.pad_left == 0 && Wp <= d.W) {
-            rows = x + (img * d.H + ih0) * d.W * C;
-            row_floats = d.W * C;
+        const int64_t img = t / g.per_image, first = img * g.per_image;
+        const int64_t img_end = std::min(end, first + g.per_image);
+        const int64_t tr0 = (t - first) / g.TW, tr1 = (img_end - 1 - first) / g.TW;
+        const int64_t ih0 = 4 * tr0 - d.pad_top, rows = 4 * (tr1 - tr0) + 6;
+        const float* band;
+        int64_t row_floats = d.W * C;
+        if (ih0 >= 0 && ih0 + rows <= d.H && d.pad_left == 0 && Wp <= d.W) {
+            band = x + (img * d.H + ih0) * d.W * C;
         } else {
-            float* band = workspace(Scratch::winograd_padded_image, 6 * Wp * C);
-            const int64_t cols = std::min(d.W, Wp - d.pad_left);
-            for (int64_t a = 0; a < 6; ++a) {
-                float* row = band + a * Wp * C;
+            float* copy = workspace(Scratch::winograd_padded_image, rows * Wp * C);
+            const int64_t cols = std::min(d.W, Wp - d.pad_left);  // input columns the tiles reach
+            for (int64_t a = 0; a < rows; ++a) {
+                float* row = copy + a * Wp * C;
                 const int64_t ih = ih0 + a;
-                std::memset(row, 0, sizeof(float) * Wp * C);
-                if (ih >= 0 && ih < d.H)
-                    std::memcpy(row + d.pad_left * C, x + (img * d.H + ih) * d.W * C,
-                                sizeof(float) * cols * C);
+                if (ih < 0 || ih >= d.H) {
+                    std::memset(row, 0, sizeof(float) * Wp * C);
+                    continue;
+                }
+                std::memset(row, 0, sizeof(float) * d.pad_left * C);
+                std::memcpy(row + d.pad_left * C, x + (img * d.H + ih) * d.W * C,
+                            sizeof(float) * cols * C);
+                std::memset(row + (d.pad_left + cols) * C, 0,
+                            sizeof(float) * (Wp - d.pad_left - cols) * C);
             }
-            rows = band;
+            band = copy;
             row_floats = Wp * C;
         }
-        tf.input_f4(V + (t - t0) * C, ldv, rows + 4 * tc * C, row_floats, 4 * C, run, C);
-        t += run;
+        for (int64_t u = t; u < img_end;) {  // one call per run of tiles in a tile row
+            const int64_t tr = (u - first) / g.TW, tc = (u - first) % g.TW;
+            const int64_t run = std::min(g.TW - tc, img_end - u);
+            tf.input_f4(V + (u - t0) * C, ldv, band + 4 * (tr - tr0) * row_floats + 4 * tc * C,
+                        row_floats, 4 * C, run, C);
+            u += run;
+        }
+        t = img_end;
     }
 }
 
