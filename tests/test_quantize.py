@@ -372,7 +372,8 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
                                   if type(layer) in (L.Conv2D, L.Dense)}
     got = q.predict(xt[:1000], batch_size=128)
     _assert_follows_int8_spec(got, _int8_reference(q, model, xt[:1000]))
-    # The executor joins int8 layers through max pooling (uint8 between them): the same bits as
+    # The executor joins int8 layers through max pooling (uint8 between them; a 2x2 pooling
+    # inside the convolution before it, on the largest sums of each window): the same bits as
     # with float32 activations quantized by the next layer.
     plain = cf._core.Network.from_config(
         json.dumps(q.config), q.float_weights,
@@ -382,7 +383,9 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
         plain.forward(unchained[start:start + 128], xt[start:min(start + 128, 1000)])
     np.testing.assert_array_equal(got, unchained)
     if name == "keras_mnist_cnn":
-        assert sum("max_pool2d_u8" in line for line in q.describe()) == 2, q.describe()
+        lines = q.describe()
+        assert sum("2x2 max pooling fused in" in line for line in lines) == 2, lines
+        assert not any(line.startswith("max_pool2d") for line in lines), lines
     want = model.predict(xt[:1000], batch_size=128)
     agree = np.mean(got.argmax(1) == want.argmax(1))
     # int8 noise (activations on 255 levels, weights on 255) moves only near-ties between the
@@ -391,6 +394,30 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
     assert agree >= 0.98, agree
     # Probabilities move by at most a few percent on the same int8 noise.
     assert np.abs(got - want).max() < 0.15
+
+
+def test_only_2x2_stride_2_poolings_run_inside_the_int8_convolution(sample):
+    # 26x26 -> 2x2 pooling (fused), 11x11 -> 3x3 stride-2 pooling (a uint8 step), 5x5 "same"
+    # 2x2 pooling after a "same" convolution: padded windows, a uint8 step too.
+    cf.set_seed(5)
+    model = cf.Sequential([
+        L.Input((28, 28, 1)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(12, 3, activation="relu"), L.MaxPooling2D(3, strides=2),
+        L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(2, padding="same"),
+        L.Conv2D(6, 3), L.Flatten(), L.Dense(10)])
+    model.build()
+    xt = sample[2][:200]
+    q = cf.quantize(model, sample[0][:200])
+    lines = q.describe()
+    assert [("2x2 max pooling fused in" in line) for line in lines if "conv2d_int8" in line] == \
+        [True, False, False, False], lines
+    assert sum(line.startswith("max_pool2d_u8") for line in lines) == 2, lines
+    plain = cf._core.Network.from_config(
+        json.dumps(q.config), q.float_weights,
+        {n: layer.network_entry() for n, layer in q.int8_layers.items()}, int8_chains=False)
+    want = np.empty((len(xt), 10), np.float32)
+    plain.forward(want, xt)
+    np.testing.assert_array_equal(q.predict(xt), want)
 
 
 def test_skipped_layers_stay_float32(trained, sample, tmp_path):

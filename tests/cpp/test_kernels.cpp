@@ -812,6 +812,7 @@ void test_int8() {
         {2, 9, 9, 5, 3, 3, 17, 9, 9, 1, 1, 2, 2, 1, 2, 2},
         {4, 6, 5, 19, 1, 1, 40, 6, 5, 1, 1, 0, 0, 1, 1, 1},
         {40, 8, 8, 16, 3, 3, 32, 8, 8, 1, 1, 1, 1, 1, 1, 1},
+        {3, 28, 28, 1, 3, 3, 64, 26, 26, 1, 1, 0, 0, 1, 1, 1},  // the Keras MNIST CNN's first
     };
     for (const char* gemm_path : {"portable", "avx512_vnni"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;
@@ -835,6 +836,23 @@ void test_int8() {
                 conv2d_forward_int8(y.data(), xq.data(), packed.packed(), e, d);
                 conv2d_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, d);
                 expect("conv2d_forward_int8 equals the naive loops", y == y_ref);
+                // 2x2 max pooling fused into the uint8 output: the bytes of the two steps, for
+                // both signs of the scales (randn) and with or without ReLU.
+                const Int8Output oq{0.02f, 5};
+                const Pool2dDims pd{d.N, d.OH, d.OW, d.K, 2, 2, d.OH / 2, d.OW / 2, 2, 2, 0, 0};
+                for (bool relu : {true, false}) {
+                    Int8Epilogue ep = e;
+                    ep.relu = relu;
+                    std::vector<uint8_t> full(out), pooled(static_cast<size_t>(
+                                                        d.N * pd.OH * pd.OW * d.K)),
+                        pooled_ref(pooled.size());
+                    conv2d_forward_int8_u8(full.data(), xq.data(), packed.packed(), ep, oq, d);
+                    max_pool2d_u8_forward(pooled_ref.data(), full.data(), pd);
+                    conv2d_forward_int8_u8_maxpool2(pooled.data(), xq.data(), packed.packed(), ep,
+                                                    oq, d);
+                    expect("conv2d_forward_int8_u8_maxpool2 equals the two steps",
+                           pooled == pooled_ref);
+                }
             }
             const DenseDims dd{37, 300, 45};
             std::vector<uint8_t> xq(static_cast<size_t>(dd.N * dd.IN));

@@ -60,22 +60,21 @@ void pad_input(uint8_t* xp, int64_t Hp, int64_t Wp, const uint8_t* xq, uint8_t z
     });
 }
 
-// cols (rows, KH*KW*C), row stride ld bytes, for output pixels [m0, m0 + rows) (pixel
-// m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap (pad_input): each kernel
-// row is one span of KW*C bytes (KW spans of C when dilated).
-void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t Wp,
-               int64_t m0, int64_t rows, const Conv2dDims& d) {
-    // Dims in locals: the byte stores below may alias anything, so fields read through `d`
-    // would be reloaded after every one.
-    const int64_t C = d.C, KH = d.KH, KW = d.KW, OH = d.OH, OW = d.OW;
-    const int64_t span = KW * C;
-    const int64_t row_step = d.dilation_h * Wp * C, tap_step = d.dilation_w * C;
-    const int64_t sh = d.stride_h, sw = d.stride_w;
-    const bool dense_row = d.dilation_w == 1;
-    int64_t ow = m0 % OW, oh = (m0 / OW) % OH, n = m0 / (OW * OH);
-    for (int64_t r = 0; r < rows; ++r) {
-        const uint8_t* src = xp + ((n * Hp + oh * sh) * Wp + ow * sw) * C;
-        uint8_t* dst = cols + r * ld;
+// Where one output pixel's receptive field lies in the padded input xp (N,Hp,Wp,C): KH spans of
+// KW*C bytes, row_step apart (KW spans of C bytes, tap_step apart, when dilated).
+struct ColumnGeometry {
+    int64_t C, KH, KW, span, row_step, tap_step, pixel_step;  // pixel_step: one output column
+    bool dense_row;
+
+    ColumnGeometry(const Conv2dDims& d, int64_t Wp)
+        : C(d.C), KH(d.KH), KW(d.KW), span(d.KW * d.C), row_step(d.dilation_h * Wp * d.C),
+          tap_step(d.dilation_w * d.C), pixel_step(d.stride_w * d.C),
+          dense_row(d.dilation_w == 1) {}
+
+    // The pixel's columns from src (its first tap) into dst, then zeros up to the next quad
+    // (the packed kernel is zero there too, so any bytes would do, but defined ones keep the
+    // sums defined). Writes up to 15 bytes past the columns.
+    void copy(uint8_t* dst, const uint8_t* src) const {
         for (int64_t kh = 0; kh < KH; ++kh, src += row_step, dst += span) {
             if (dense_row) {
                 copy_pieces(dst, src, span);
@@ -84,11 +83,22 @@ void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t
                     copy_pieces(dst + kw * C, src + kw * tap_step, C);
             }
         }
-        // Zeros past the columns (up to 3 bytes to the next quad): the packed kernel is zero
-        // there too, so any bytes would do, but defined ones keep the sums defined.
         std::memset(dst, 0, 4);
-        // The next output pixel.
-        if (++ow == OW) {
+    }
+};
+
+// cols (rows, KH*KW*C), row stride ld bytes, for output pixels [m0, m0 + rows) (pixel
+// m = (n*OH + oh)*OW + ow) of xp (N,Hp,Wp,C), which holds every tap (pad_input).
+void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t Wp,
+               int64_t m0, int64_t rows, const Conv2dDims& d) {
+    // Dims in locals: the byte stores below may alias anything, so fields read through `d`
+    // would be reloaded after every one.
+    const ColumnGeometry g(d, Wp);
+    const int64_t OH = d.OH, OW = d.OW, sh = d.stride_h, C = d.C;
+    int64_t ow = m0 % OW, oh = (m0 / OW) % OH, n = m0 / (OW * OH);
+    for (int64_t r = 0; r < rows; ++r) {
+        g.copy(cols + r * ld, xp + ((n * Hp + oh * sh) * Wp + ow * d.stride_w) * C);
+        if (++ow == OW) {  // the next output pixel
             ow = 0;
             if (++oh == OH) {
                 oh = 0;
@@ -96,6 +106,21 @@ void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t
             }
         }
     }
+}
+
+// The input padded once (rows and columns a stride never reaches left out), shared by the
+// threads, so that every column row is a copy of whole spans: xp (N, Hp, Wp, C).
+struct PaddedInput {
+    const uint8_t* xp;
+    int64_t Hp, Wp;
+};
+
+PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims& d) {
+    const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
+    const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
+    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + kSlack);
+    pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
+    return {xp, Hp, Wp};
 }
 
 // The tile loop of both kernels: finish(m, rows, n0, cols, tile, ldt) gets each tile's raw sums.
@@ -112,16 +137,11 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
             finish);
         return;
     }
-    // The input padded once (rows and columns a stride never reaches left out), shared by
-    // the threads; then every column row is a copy of whole spans.
-    const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
-    const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
-    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + kSlack);
-    pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
+    const PaddedInput p = padded_input(xq, zero_point, d);
     int8_product(
         M, d.K, Kc, w_packed,
         [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
-            im2col_u8(a, lda, xp, Hp, Wp, m0, rows, d);
+            im2col_u8(a, lda, p.xp, p.Hp, p.Wp, m0, rows, d);
         },
         finish, kSlack);
 }
@@ -138,6 +158,55 @@ void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_pa
                             const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8_u8");
     conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8U8Tiles(yq, d.K, e, out));
+}
+
+void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                                     const Int8Epilogue& e, const Int8Output& out,
+                                     const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8_u8_maxpool2");
+    // GEMM rows window by window: tile b's rows 4i .. 4i + 3 are the pixels (row-major) of
+    // pooled pixel b * per_tile + i, its last kU8MR - 4 per_tile rows zeros (2 of 14: the
+    // micro-kernel's work on them is small beside the epilogues the pooling saves).
+    constexpr int64_t per_tile = kU8MR / 4;
+    const int64_t PH = d.OH / 2, PW = d.OW / 2, windows = d.N * PH * PW;
+    const int64_t M = (windows + per_tile - 1) / per_tile * kU8MR;
+    const PaddedInput p = padded_input(xq, e.x_zero_point, d);
+    const ColumnGeometry cg(d, p.Wp);
+    // In xp: one image, one output row down, one window down and one window right.
+    const int64_t image = p.Hp * p.Wp * d.C, out_row = d.stride_h * p.Wp * d.C;
+    const int64_t window_row = 2 * out_row, window_col = 2 * cg.pixel_step;
+    int8_product(
+        M, d.K, d.KH * d.KW * d.C, w_packed,
+        [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
+            // Rows in order (a row's spill past its columns lands on the next row); windows
+            // stepped along their rows, one division per chunk.
+            int64_t w = m0 / kU8MR * per_tile, n = w / (PH * PW), ph = w / PW % PH, pw = w % PW;
+            for (int64_t r = 0; r < rows; r += kU8MR) {
+                uint8_t* tile = a + r * lda;
+                for (int64_t i = 0; i < per_tile; ++i, ++w) {
+                    uint8_t* dst = tile + 4 * i * lda;
+                    if (w >= windows) {
+                        std::memset(dst, 0, static_cast<size_t>(4 * lda));
+                        continue;
+                    }
+                    const uint8_t* src = p.xp + n * image + ph * window_row + pw * window_col;
+                    cg.copy(dst, src);
+                    cg.copy(dst + lda, src + cg.pixel_step);
+                    cg.copy(dst + 2 * lda, src + out_row);
+                    cg.copy(dst + 3 * lda, src + out_row + cg.pixel_step);
+                    if (++pw == PW) {
+                        pw = 0;
+                        if (++ph == PH) {
+                            ph = 0;
+                            ++n;
+                        }
+                    }
+                }
+                std::memset(tile + 4 * per_tile * lda, 0,
+                            static_cast<size_t>((kU8MR - 4 * per_tile) * lda));
+            }
+        },
+        Int8U8PoolTiles(yq, d.K, e, out, windows), kSlack);
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,

@@ -571,6 +571,7 @@ void Network::fuse_int8_chains() {
     for (size_t i : run_)
         for (int v : steps_[i].inputs) readers[root(v)].push_back(i);
     const int out = root(current_);
+    std::vector<size_t> fused_pools;
     for (size_t i : run_) {
         NetworkStep& a = steps_[i];
         // Only an activation the epilogue applies (ReLU) or none may come before the
@@ -600,7 +601,22 @@ void Network::fuse_int8_chains() {
             values_[steps_[j].output].u8 = true;
         }
         b.input_u8 = true;
+        if (a.kind == StepKind::conv2d_int8 && !pools.empty()) {
+            NetworkStep& p = steps_[pools[0]];
+            const Pool2dDims& q = p.pool;
+            if (q.PH == 2 && q.PW == 2 && q.stride_h == 2 && q.stride_w == 2 && q.pad_top == 0 &&
+                q.pad_left == 0 && q.OH == a.conv.OH / 2 && q.OW == a.conv.OW / 2) {
+                a.maxpool2_fused = true;
+                a.output = p.output;
+                a.out_size = p.out_size;
+                fused_pools.push_back(pools[0]);
+            }
+        }
     }
+    // The fused poolings' steps go (their outputs are the convolutions' now).
+    std::sort(fused_pools.begin(), fused_pools.end());
+    for (auto it = fused_pools.rbegin(); it != fused_pools.rend(); ++it)
+        steps_.erase(steps_.begin() + static_cast<std::ptrdiff_t>(*it));
     for (NetworkValue& value : values_)
         if (value.view_of >= 0 && values_[value.view_of].u8) value.u8 = true;
     plan_buffers();
@@ -631,6 +647,7 @@ std::vector<std::string> Network::describe() const {
         else if (int8)
             line += ", input quantized to uint8 (scale " + std::to_string(s.x_scale) +
                     ", zero point " + std::to_string(s.x_zero_point) + ")";
+        if (s.maxpool2_fused) line += ", 2x2 max pooling fused in";
         if (s.output_u8) line += ", writes uint8 for the next int8 step";
         if (s.kind == StepKind::conv2d || s.kind == StepKind::dense || int8) {
             if (s.fused_softmax)
@@ -699,7 +716,10 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 if (s.kind == StepKind::conv2d_int8) {
                     Conv2dDims d = s.conv;
                     d.N = n;
-                    if (s.output_u8)
+                    if (s.maxpool2_fused)
+                        conv2d_forward_int8_u8_maxpool2(yq, xq, s.int8_kernel->packed(), e,
+                                                        s.out_q, d);
+                    else if (s.output_u8)
                         conv2d_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
                     else
                         conv2d_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);

@@ -96,6 +96,9 @@ struct NetworkStep {
     // output is written as uint8 in the next int8 step's quantization (out_q).
     bool input_u8 = false, output_u8 = false;
     Int8Output out_q{};
+    // conv2d_int8 writing uint8: the 2x2 stride-2 max pooling after it is fused in (its output
+    // is the pooling's; conv2d_forward_int8_u8_maxpool2).
+    bool maxpool2_fused = false;
 };
 
 // A value: the network input (id 0), a step's output, or a reshaped view of another value
@@ -169,9 +172,10 @@ public:
     // Joins chains of int8 steps: an int8 step whose output (ReLU or linear) reaches another
     // int8 step through max poolings and views alone (nothing else reads it, and it is not the
     // network's output) writes that step's uint8 input directly, the poolings run on uint8, and
-    // the next step skips its quantization. Quantization is non-decreasing, so the result is
-    // the same to the bit; the float activations between them are never written. Call once
-    // the network is complete (the builders' callers do).
+    // the next step skips its quantization; a first pooling of 2x2 windows, stride 2, unpadded,
+    // after a convolution runs inside it (maxpool2_fused). Quantization is monotonic, so the
+    // result is the same to the bit; the float activations between them are never written.
+    // Call once the network is complete (the builders' callers do).
     void fuse_int8_chains();
     // Promises that the weights keep their values (the C API's, which its model owns and never
     // changes): the kept Winograd kernels are then made once and not compared on each use.

@@ -76,8 +76,29 @@ void requantize_u8_portable(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t
     }
 }
 
+void requantize_u8_pool4_portable(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc,
+                                  int64_t windows, int64_t K, const float* mult,
+                                  const int32_t* shift, const float* bias, bool relu, float inv,
+                                  float lo, float hi, float zp) {
+    int32_t pooled[64];
+    for (int64_t i = 0; i < windows; ++i) {
+        const int32_t* r = acc + 4 * i * ldacc;
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {
+            const int64_t n = std::min<int64_t>(64, K - k0);
+            for (int64_t k = k0; k < k0 + n; ++k) {
+                const int32_t a = r[k], b = r[ldacc + k], c = r[2 * ldacc + k];
+                const int32_t d = r[3 * ldacc + k];
+                pooled[k - k0] = mult[k] < 0.0f ? std::min(std::min(a, b), std::min(c, d))
+                                                : std::max(std::max(a, b), std::max(c, d));
+            }
+            requantize_u8_portable(q + i * ldq + k0, ldq, pooled, n, 1, n, mult + k0, shift + k0,
+                                   bias ? bias + k0 : nullptr, relu, inv, lo, hi, zp);
+        }
+    }
+}
+
 const Int8Elementwise kPortable{"baseline", quantize_portable, requantize_portable,
-                                requantize_u8_portable};
+                                requantize_u8_portable, requantize_u8_pool4_portable};
 
 SimdTables<Int8Elementwise>& tables() {
     static SimdTables<Int8Elementwise> t(&kPortable, nullptr, int8_elementwise_avx512());

@@ -90,6 +90,16 @@ struct Int8Output {
 void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
                             const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d);
 
+// conv2d_forward_int8_u8 then 2x2 stride-2 max pooling of its uint8 output ("valid": an odd
+// last row or column dropped), in one pass: yq (N,OH/2,OW/2,K). The requantization is monotonic
+// in the int32 sums (non-decreasing for a channel whose x_scale * w_scale >= 0, non-increasing
+// otherwise), so each window's largest (smallest) sum gives its largest uint8: the bytes of the
+// two steps, with a quarter of the epilogues and no full-size output (the sums of a window's
+// four pixels are rows of one GEMM tile).
+void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                                     const Int8Epilogue& e, const Int8Output& out,
+                                     const Conv2dDims& d);
+
 // x (N,H,W,C) uint8 -> y (N,OH,OW,C) uint8, the maximum over each window; padded cells are
 // ignored (pool2d_u8.cpp). Quantization is non-decreasing, so the maximum of quantized values
 // is the quantized maximum: max pooling runs on the uint8 values between two int8 layers.

@@ -5,6 +5,8 @@
 #if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
+#include "avx512_util.h"
+
 namespace cnnfast {
 
 namespace {
@@ -126,7 +128,51 @@ void requantize_u8_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t l
             q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
 }
 
-const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512};
+// 16 columns' pooled sums: the largest of four rows, the smallest where decreasing (mult < 0).
+inline __m512i pool4(const int32_t* r, int64_t ld, __mmask16 m, __mmask16 decreasing) {
+    const __m512i a = _mm512_maskz_loadu_epi32(m, r), b = _mm512_maskz_loadu_epi32(m, r + ld);
+    const __m512i c = _mm512_maskz_loadu_epi32(m, r + 2 * ld);
+    const __m512i d = _mm512_maskz_loadu_epi32(m, r + 3 * ld);
+    const __m512i hi = _mm512_max_epi32(_mm512_max_epi32(a, b), _mm512_max_epi32(c, d));
+    const __m512i lo = _mm512_min_epi32(_mm512_min_epi32(a, b), _mm512_min_epi32(c, d));
+    return _mm512_mask_blend_epi32(decreasing, hi, lo);
+}
+
+template <bool kBias, bool kRelu>
+void requantize_u8_pool4_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc,
+                              int64_t windows, int64_t K, const float* mult, const int32_t* shift,
+                              const float* bias, float inv, float lo, float hi, float zp) {
+    const __m512 zero = _mm512_setzero_ps(), vinv = _mm512_set1_ps(inv);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
+    for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        const __m512 vm = _mm512_maskz_loadu_ps(m, mult + k);
+        const __mmask16 decreasing = _mm512_cmp_ps_mask(vm, zero, _CMP_LT_OQ);
+        const __m512i vs = _mm512_maskz_loadu_epi32(m, shift + k);
+        const __m512 vb = kBias ? _mm512_maskz_loadu_ps(m, bias + k) : zero;
+        for (int64_t i = 0; i < windows; ++i) {
+            const __m512 y = requantize16<kBias, kRelu>(
+                pool4(acc + 4 * i * ldacc + k, ldacc, m, decreasing), vs, vm, vb);
+            _mm512_mask_cvtepi32_storeu_epi8(q + i * ldq + k, m,
+                                             quantize16(y, vinv, vlo, vhi, vzp));
+        }
+    }
+}
+
+void requantize_u8_pool4_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc,
+                                int64_t windows, int64_t K, const float* mult,
+                                const int32_t* shift, const float* bias, bool relu, float inv,
+                                float lo, float hi, float zp) {
+    if (bias)
+        (relu ? requantize_u8_pool4_rows<true, true> : requantize_u8_pool4_rows<true, false>)(
+            q, ldq, acc, ldacc, windows, K, mult, shift, bias, inv, lo, hi, zp);
+    else
+        (relu ? requantize_u8_pool4_rows<false, true> : requantize_u8_pool4_rows<false, false>)(
+            q, ldq, acc, ldacc, windows, K, mult, shift, bias, inv, lo, hi, zp);
+}
+
+const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512,
+                             requantize_u8_pool4_avx512};
 
 }  // namespace
 

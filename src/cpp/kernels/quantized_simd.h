@@ -5,6 +5,7 @@
 // bit: the same float operations in the same order (no contraction into FMA).
 #include <cstdint>
 
+#include "gemm_u8s8_ukernel.h"
 #include "quantized.h"
 
 namespace cnnfast {
@@ -24,6 +25,13 @@ struct Int8Elementwise {
     void (*requantize_u8)(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
                           int64_t K, const float* mult, const int32_t* shift, const float* bias,
                           bool relu, float inv, float lo, float hi, float zp);
+    // requantize_u8 of `windows` rows of pooled sums: row i of q from rows 4i .. 4i + 3 of acc,
+    // per column the largest of the four (the smallest where mult[k] < 0, whose requantization
+    // decreases), so row i is the largest of the four rows requantize_u8 would write.
+    void (*requantize_u8_pool4)(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc,
+                                int64_t windows, int64_t K, const float* mult,
+                                const int32_t* shift, const float* bias, bool relu, float inv,
+                                float lo, float hi, float zp);
 };
 
 // The epilogue's per-channel factors of one call, in the calling thread's workspace: K
@@ -67,6 +75,26 @@ struct Int8U8Tiles {  // yq (M,K) uint8: the same, quantized to the next layer's
     Int8FloatTiles f;
     uint8_t* yq;
     float inv, lo, hi, zp;
+};
+
+// Int8U8Tiles for conv2d_forward_int8_u8_maxpool2: tile rows 4i .. 4i + 3 (i < kU8MR / 4) are
+// the four pixels of pooled output pixel m / kU8MR * (kU8MR / 4) + i (below `windows`); each
+// column's largest sum (smallest where its factor is negative) goes through the epilogue.
+struct Int8U8PoolTiles {
+    Int8U8PoolTiles(uint8_t* yq, int64_t K, const Int8Epilogue& e, const Int8Output& out,
+                    int64_t windows)
+        : u(yq, K, e, out), windows(windows) {}
+    void operator()(int64_t m, int64_t, int64_t n0, int64_t cols, const int32_t* tile,
+                    int64_t ldt) const {
+        constexpr int64_t per_tile = kU8MR / 4;
+        const int64_t w0 = m / kU8MR * per_tile, n = std::min(per_tile, windows - w0);
+        const Int8FloatTiles& f = u.f;
+        f.t->requantize_u8_pool4(u.yq + w0 * f.K + n0, f.K, tile, ldt, n, cols, f.mult + n0,
+                                 f.shift + n0, f.bias ? f.bias + n0 : nullptr, f.relu, u.inv,
+                                 u.lo, u.hi, u.zp);
+    }
+    Int8U8Tiles u;
+    int64_t windows;
 };
 
 struct Int8SumTiles {  // s (M,K) int32: the sums less the zero point's share
