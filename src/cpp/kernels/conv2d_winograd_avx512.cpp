@@ -283,6 +283,21 @@ void transform_input_bf16(uint16_t* V, int64_t ldpos, const float* x, int64_t t0
     transform_input_to(V, ldpos, x, t0, nt, d, g);
 }
 
+// Where tile `tile` of m x m outputs (grid g) writes in y (N,OH,OW,K): its first output, and
+// how many of its rows and columns lie inside OH x OW.
+struct TileOutputs {
+    float* out;
+    int rows, cols;
+};
+
+inline TileOutputs tile_outputs(float* y, int64_t tile, int64_t m, const Conv2dDims& d,
+                                const TileGrid& g) {
+    const int64_t n = tile / g.per_image, r = tile % g.per_image;
+    const int64_t oh0 = m * (r / g.TW), ow0 = m * (r % g.TW);
+    return {y + ((n * d.OH + oh0) * d.OW + ow0) * d.K,
+            static_cast<int>(std::min(m, d.OH - oh0)), static_cast<int>(std::min(m, d.OW - ow0))};
+}
+
 // y (N,OH,OW,K) for tiles t0 + i, i < nt: act(bias + A^T M A), M[pos][i][k] with positions ldpos
 // and tiles ldk floats apart. Tile outputs beyond OH or OW are dropped.
 void transform_output(float* y, const float* M, int64_t ldpos, int64_t ldk, int64_t t0,
@@ -291,10 +306,7 @@ void transform_output(float* y, const float* M, int64_t ldpos, int64_t ldk, int6
     const int64_t K = d.K;
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t i = 0; i < nt; ++i) {
-        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
-        const int64_t oh0 = 2 * (r / g.TW), ow0 = 2 * (r % g.TW);
-        const int rows = d.OH - oh0 >= 2 ? 2 : 1, cols = d.OW - ow0 >= 2 ? 2 : 1;
-        float* out = y + ((n * d.OH + oh0) * d.OW + ow0) * K;
+        const auto [out, rows, cols] = tile_outputs(y, t0 + i, 2, d, g);
         const float* mt = M + i * ldk;
         for (int64_t k = 0; k < K; k += 16) {
             const __mmask16 m = lanes(K - k);
@@ -554,11 +566,7 @@ void transform_output_f4(float* y, const float* M, int64_t ldpos, int64_t ldk, i
     const int64_t K = d.K;
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t i = 0; i < nt; ++i) {
-        const int64_t tile = t0 + i, n = tile / g.per_image, r = tile % g.per_image;
-        const int64_t oh0 = 4 * (r / g.TW), ow0 = 4 * (r % g.TW);
-        const int rows = static_cast<int>(std::min<int64_t>(4, d.OH - oh0));
-        const int cols = static_cast<int>(std::min<int64_t>(4, d.OW - ow0));
-        float* out = y + ((n * d.OH + oh0) * d.OW + ow0) * K;
+        const auto [out, rows, cols] = tile_outputs(y, t0 + i, 4, d, g);
         const float* mt = M + i * ldk;
         for (int64_t k = 0; k < K; k += 16) {
             const __mmask16 m = lanes(K - k);
