@@ -541,7 +541,8 @@ void transform_input_f4(float* V, int64_t ldpos, const float* patch0, int64_t ro
             for (int b = 0; b < 6; ++b) {  // B^T (d B), column by column
                 __m512 r[6];
                 input_column_f4(r, t[b]);
-                for (int a = 0; a < 6; ++a) _mm512_mask_storeu_ps(v + (6 * a + b) * ldpos + c, m, r[a]);
+                for (int a = 0; a < 6; ++a)
+                    _mm512_mask_storeu_ps(v + (6 * a + b) * ldpos + c, m, r[a]);
             }
         }
     }
