@@ -122,7 +122,9 @@ def error_over_scale(model, x):
     """|predict - float64 conv| / reference.winograd_f4_abs per output (a one-Conv2D model)."""
     layer = model.layers[0]
     w, b = layer.weights_["kernel"], layer.weights_["bias"]
-    pads = ((1, 1), (1, 1)) if layer.padding == "same" else ((0, 0), (0, 0))
+    ph, pw = (1, 1) if layer.padding == "same" else (0, 0) if layer.padding == "valid" else \
+        layer.padding
+    pads = ((ph, ph), (pw, pw))
     want = reference.conv2d_forward(x, w, b, pads=pads)
     scale = reference.winograd_f4_abs(x, w, b, pads=pads)
     return np.abs(model.predict(x).astype(np.float64) - want) / scale
@@ -134,6 +136,8 @@ def error_over_scale(model, x):
     (12, 32, 20, "same", 1),    # 20 filters padded to 32 in the kept transform
     (9, 48, 40, "same", 2),     # 9x9 outputs: partial tiles on two sides
     (16, 64, 64, "same", 1),
+    (9, 32, 16, (2, 2), 1),     # explicit padding: 2 rows and columns each side
+    (8, 48, 33, (1, 0), 3),
 ])
 def test_kept_f4_winograd_kernel_is_within_its_bound(hw, c, k, padding, n, rng):
     model = single_conv(hw, c, k, padding)
