@@ -64,11 +64,14 @@ EXTRA_MODELS = {
 
 
 def weights_read_floor(model) -> None:
-    """Prints the time one core takes to read the model's float32 weights once (np.sum over a
+    """Prints the time one core takes to read the model's float32 weights once (np.max over a
     copy of them all, which a batch-1 forward must at least stream from memory when they do
-    not fit the caches): the floor under any contender's one-thread latency."""
+    not fit the caches): a floor under any contender's one-thread latency. np.max streams
+    faster than np.sum's pairwise additions did (which gave stop 26 a floor too high), and a
+    sequential AVX-512 read faster still (dev/weight_streaming.cpp), so the rate printed is a
+    lower bound on what one core can read."""
     flat = np.concatenate([np.ravel(w) for w in model.get_weights()]).astype(np.float32)
-    t = min(time_rounds({"read": lambda: np.sum(flat)}, rounds=20)["read"])
+    t = min(time_rounds({"read": lambda: np.max(flat)}, rounds=20)["read"])
     print(f"weights {flat.nbytes / 1e6:.1f} MB: one core reads them in {t * 1e3:.3f} ms "
           f"({flat.nbytes / t / 1e9:.1f} GB/s)", flush=True)
 
