@@ -10,7 +10,9 @@
 //   1 column blocks: 64 floats (256 bytes) of every 2 KB row, block after block, as the direct
 //     convolution kernels read a 64-channel block's weights;
 //   2 chunked: 80 rows at a time, each chunk's 8 column blocks in turn;
-//   3 chunked with the next chunk prefetched to L2, one line per load.
+//   3 chunked with the next chunk prefetched to L2, one line per load;
+//   4, 5 column blocks of 128 and 256 floats (512 bytes, 1 KB of every row): what a micro-
+//     kernel with fewer pixels and more channels per tile would read.
 // Then y (P, K) = X (P, Q) W read row by row, R rows at a time, into accumulators kept in L1.
 #include <immintrin.h>
 
@@ -37,6 +39,11 @@ __m512 read_pattern(const float* p, int mode) {
         for (long kb = 0; kb < kK; kb += 64)
             for (long q = 0; q < kQ; ++q)
                 for (int v = 0; v < 4; ++v) add(q * kK + kb + 16 * v);
+    } else if (mode >= 4) {
+        const long width = mode == 4 ? 128 : 256;
+        for (long kb = 0; kb < kK; kb += width)
+            for (long q = 0; q < kQ; ++q)
+                for (long v = 0; v < width; v += 16) add(q * kK + kb + v);
     } else {
         for (long q0 = 0; q0 < kQ; q0 += 80) {
             const char* next = reinterpret_cast<const char*>(p + (q0 + 80) * kK);
@@ -82,7 +89,7 @@ int main() {
     const double mb = kQ * kK * 4 / 1e6;
     float sink = 0.0f;
     for (int round = 0; round < 2; ++round)
-        for (int mode = 0; mode < 4; ++mode) {
+        for (int mode = 0; mode < 6; ++mode) {
             __m512 acc = _mm512_setzero_ps();
             const auto t0 = std::chrono::steady_clock::now();
             for (int rep = 0; rep < 12; ++rep)
