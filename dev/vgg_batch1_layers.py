@@ -10,24 +10,11 @@ core reads by access pattern).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import cnnfast as cf
+from bench.common import median, time_rounds
 from cnnfast import _core
-
-
-def median_ms(f, calls: int) -> float:
-    for _ in range(3):
-        f()
-    times = []
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        times.append((time.perf_counter() - start) / calls * 1e3)
-    return sorted(times)[3]
 
 
 def layer_call(y, x, kernels, bias):
@@ -49,7 +36,8 @@ def main() -> None:
         kernels = [rng.random((3, 3, c, k), dtype=np.float32) - 0.5 for _ in range(6)]
         x = rng.random((1, hw, hw, c), dtype=np.float32)
         y = np.empty((1, hw, hw, k), np.float32)
-        ms = median_ms(layer_call(y, x, kernels, np.zeros(k, np.float32)), 30)
+        call = layer_call(y, x, kernels, np.zeros(k, np.float32))
+        ms = median(time_rounds({"layer": call}, rounds=7, block_calls=30)["layer"]) * 1e3
         mb = 9 * c * k * 4 / 1e6
         print(f"{hw}x{hw} {c}->{k}: {ms:.3f} ms, weights {mb:.1f} MB at {mb / ms:.1f} GB/s, "
               f"{hw * hw * 9 * c * k / ms / 1e6:.1f} GMAC/s")

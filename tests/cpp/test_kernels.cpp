@@ -380,13 +380,18 @@ void test_network_kept_winograd_kernels() {
                 net.forward(out.data(), x.data(), n);
                 expect_close("network kept Winograd kernel vs naive", out, ref, 1e-4f, 1e-4f);
             }
+            const std::vector<float> seen = out;  // net's output on these weights
             fixed.forward(out.data(), x.data(), n);
-            if (edit == 0) first = out;
-            if (conv2d_forward_reads_winograd_kernel(d))
+            if (edit == 0) {  // the same kernel as net's, made the same way: the same bits
+                expect_close("fixed weights: as the network that compares", out, seen, 0.0f,
+                             0.0f);
+                first = out;
+            } else if (conv2d_forward_reads_winograd_kernel(d)) {
                 expect_close("fixed weights: the kernel made at the first call", out, first,
                              0.0f, 0.0f);
-            else  // no kept kernel (no AVX-512, or CNNFAST_SIMD caps it): the weights as they are
+            } else {  // no kept kernel (no AVX-512, or CNNFAST_SIMD caps it): current weights
                 expect_close("fixed weights without a kept kernel", out, ref, 1e-4f, 1e-4f);
+            }
             for (float& v : w) v = -v;  // in place, as training or set_weights write
         }
     }

@@ -219,10 +219,6 @@ bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d) {
            winograd_kernel_fits_l2(d.C, d.K);
 }
 
-std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d) {
-    return winograd_kernel(w, d);
-}
-
 void conv2d_forward(float* y, const float* x, const WinogradKernel& U, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha) {
     const bool relu = act == Activation::relu;

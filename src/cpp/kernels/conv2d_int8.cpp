@@ -97,7 +97,7 @@ void im2col_u8(uint8_t* cols, int64_t ld, const uint8_t* xp, int64_t Hp, int64_t
     const int64_t OH = d.OH, OW = d.OW, sh = d.stride_h, C = d.C;
     int64_t ow = m0 % OW, oh = (m0 / OW) % OH, n = m0 / (OW * OH);
     for (int64_t r = 0; r < rows; ++r) {
-        g.copy(cols + r * ld, xp + ((n * Hp + oh * sh) * Wp + ow * d.stride_w) * C);
+        g.copy(cols + r * ld, xp + (n * Hp + oh * sh) * Wp * C + ow * g.pixel_step);
         if (++ow == OW) {  // the next output pixel
             ow = 0;
             if (++oh == OH) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "cpu_features.h"
 #include "gemm.h"
@@ -235,6 +236,43 @@ void forward_position_major(float* y, const float* x, const TransformedKernel& U
     });
 }
 
+// The tile-block schedule of a forward pass with `positions` position products (F(2x2, 3x3)'s
+// 16, F(4x4, 3x3)'s 36): each block of plan.tiles tiles is transformed into the calling thread's
+// rows (rows(); input(V, i, t0, n): rows i .. i + n from tiles t0 ..), multiplied position by
+// position into M (product(V, M[pos], pos, nt)) and transformed back (output(M, t0, n): M's
+// tiles from t0, ldm floats between positions, Kp between tiles). One block on more threads (a
+// single image: the Keras MNIST CNN's second convolution has 36 tiles of 2x2, 9 of 4x4) would
+// leave the others idle: its three phases split instead, tiles for the transforms, positions
+// for the products.
+template <class Rows, class Input, class Product, class Output>
+void forward_in_tile_blocks(const BlockPlan& plan, int T, int64_t total, int64_t positions,
+                            int64_t ldm, int64_t Kp, const Rows& rows, const Input& input,
+                            const Product& product, const Output& output) {
+    if (plan.blocks == 1 && T > 1) {
+        const int64_t per = (total + T - 1) / T;
+        const auto V = rows();
+        float* M = workspace(Scratch::winograd_products, positions * ldm);
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(total, a + per) - a;
+            if (n > 0) input(V, a, a, n);
+        });
+        parallel_for(T, positions, [&](int64_t pos) { product(V, M + pos * ldm, pos, total); });
+        parallel_for(T, T, [&](int64_t t) {
+            const int64_t a = t * per, n = std::min(total, a + per) - a;
+            if (n > 0) output(M + a * Kp, a, n);
+        });
+        return;
+    }
+    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
+        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, total - t0);
+        const auto V = rows();
+        float* M = workspace(Scratch::winograd_products, positions * ldm);
+        input(V, 0, t0, nt);
+        for (int64_t pos = 0; pos < positions; ++pos) product(V, M + pos * ldm, pos, nt);
+        output(M, t0, nt);
+    });
+}
+
 // The forward pass with the kernel already transformed: U (16, C, Kp).
 void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
                          const TransformedKernel& U, int64_t Kp, const float* bias,
@@ -244,37 +282,19 @@ void forward_transformed(const ConvDirectUkernels& uk, float* y, const float* x,
     const TileGrid g = winograd_tile_grid(d);
     const BlockPlan plan = block_plan(g, d.C, Kp);
     const int64_t C = d.C, ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    const int T = threads_for(g.total * 16 * C * Kp / kMacsPerThread);
-    if (plan.blocks == 1 && T > 1) {
-        // One block of tiles (a single image: the Keras MNIST CNN's second convolution has 36)
-        // would leave the other threads idle. Its three phases split instead: tiles for the
-        // transforms, the 16 positions' GEMMs.
-        const int64_t nt = g.total, per = (nt + T - 1) / T;
-        const TileRows V = block_rows(ldv, C, bf16_inputs(U, C));
-        float* M = workspace(Scratch::winograd_products, 16 * ldm);
-        parallel_for(T, T, [&](int64_t t) {
-            const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n > 0) transform_tiles(tf, V, a, x, a, n, d, g);
-        });
-        parallel_for(T, 16, [&](int64_t pos) {
-            position_product(&uk, M + pos * ldm, Kp, V, pos, nt, C, U, Kp, d.K);
-        });
-        parallel_for(T, T, [&](int64_t t) {
-            const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n > 0) tf.output(y, M + a * Kp, ldm, Kp, a, n, bias, relu, d, g);
-        });
-        return;
-    }
     const bool bf16 = bf16_inputs(U, C);
-    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
-        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        const TileRows V = block_rows(ldv, C, bf16);
-        float* M = workspace(Scratch::winograd_products, 16 * ldm);
-        transform_tiles(tf, V, 0, x, t0, nt, d, g);
-        for (int pos = 0; pos < 16; ++pos)
-            position_product(&uk, M + pos * ldm, Kp, V, pos, nt, C, U, Kp, d.K);
-        tf.output(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
-    });
+    forward_in_tile_blocks(
+        plan, threads_for(g.total * 16 * C * Kp / kMacsPerThread), g.total, 16, ldm, Kp,
+        [&] { return block_rows(ldv, C, bf16); },
+        [&](const TileRows& V, int64_t i, int64_t t0, int64_t n) {
+            transform_tiles(tf, V, i, x, t0, n, d, g);
+        },
+        [&](const TileRows& V, float* M, int64_t pos, int64_t nt) {
+            position_product(&uk, M, Kp, V, pos, nt, C, U, Kp, d.K);
+        },
+        [&](const float* M, int64_t t0, int64_t n) {
+            tf.output(y, M, ldm, Kp, t0, n, bias, relu, d, g);
+        });
 }
 
 }  // namespace
@@ -306,54 +326,36 @@ namespace {
 void position_product_f4(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* V,
                          int64_t nt, const WinogradKernel& U, int64_t pos) {
     const ConvPixels px{const_cast<float*>(V), 0, U.C, nt};
-    const float* u = U.U() + pos * U.us;
+    const float* u = U.U() + pos * U.position_stride();
     for (int64_t k0 = 0; k0 < U.K; k0 += 64)
         uk.forward(out + k0, ldo, px, 0, nt, 1, 0, U.C, u + k0, U.Kp, nullptr, false,
                    std::min<int64_t>(64, U.K - k0));
 }
 
 // F(4x4, 3x3): V rows i .. i + n (positions ldv floats apart) = the input transform of tiles
-// t0 + i .. of x, image by image. The input rows an image's tiles read are read in place where
-// they lie inside x and reach the 4 TW + 2 columns the tiles span unpadded, else from one
-// zero-padded copy of those rows (the Keras MNIST CNN's 13x13 "valid" map: its last tiles reach
-// column 14; "same" maps), made once per image rather than per tile row (whose 6 rows overlap
-// the next one's by 2).
+// t0 .. t0 + n of x (transform_tiles' contract), image by image. The input rows an image's
+// tiles read are read in place where they lie inside x and reach the 4 TW + 2 columns the tiles
+// span unpadded, else from one zero-padded copy of those rows (winograd_padded_rows: the Keras
+// MNIST CNN's 13x13 "valid" map, whose last tiles reach column 14; "same" maps), made once per
+// image rather than per tile row (whose 6 rows overlap the next one's by 2).
 void transform_tiles_f4(const WinogradTransforms& tf, float* V, int64_t ldv, int64_t i,
                         const float* x, int64_t t0, int64_t n, const Conv2dDims& d,
                         const TileGrid& g) {
     const int64_t C = d.C, Wp = 4 * g.TW + 2;
-    for (int64_t t = t0 + i, end = t0 + i + n; t < end;) {
+    for (int64_t t = t0, end = t0 + n; t < end;) {
         const int64_t img = t / g.per_image, first = img * g.per_image;
         const int64_t img_end = std::min(end, first + g.per_image);
         const int64_t tr0 = (t - first) / g.TW, tr1 = (img_end - 1 - first) / g.TW;
         const int64_t ih0 = 4 * tr0 - d.pad_top, rows = 4 * (tr1 - tr0) + 6;
-        const float* band;
-        int64_t row_floats = d.W * C;
-        if (ih0 >= 0 && ih0 + rows <= d.H && d.pad_left == 0 && Wp <= d.W) {
-            band = x + (img * d.H + ih0) * d.W * C;
-        } else {
-            float* copy = workspace(Scratch::winograd_padded_image, rows * Wp * C);
-            const int64_t cols = std::min(d.W, Wp - d.pad_left);  // input columns the tiles reach
-            for (int64_t a = 0; a < rows; ++a) {
-                float* row = copy + a * Wp * C;
-                const int64_t ih = ih0 + a;
-                if (ih < 0 || ih >= d.H) {
-                    std::memset(row, 0, sizeof(float) * Wp * C);
-                    continue;
-                }
-                std::memset(row, 0, sizeof(float) * d.pad_left * C);
-                std::memcpy(row + d.pad_left * C, x + (img * d.H + ih) * d.W * C,
-                            sizeof(float) * cols * C);
-                std::memset(row + (d.pad_left + cols) * C, 0,
-                            sizeof(float) * (Wp - d.pad_left - cols) * C);
-            }
-            band = copy;
-            row_floats = Wp * C;
-        }
+        const bool inside = ih0 >= 0 && ih0 + rows <= d.H && d.pad_left == 0 && Wp <= d.W;
+        const float* band = inside ? x + (img * d.H + ih0) * d.W * C
+                                   : winograd_padded_rows(x, img, ih0, rows, Wp, d);
+        const int64_t row_floats = (inside ? d.W : Wp) * C;
         for (int64_t u = t; u < img_end;) {  // one call per run of tiles in a tile row
             const int64_t tr = (u - first) / g.TW, tc = (u - first) % g.TW;
             const int64_t run = std::min(g.TW - tc, img_end - u);
-            tf.input_f4(V + (u - t0) * C, ldv, band + 4 * (tr - tr0) * row_floats + 4 * tc * C,
+            tf.input_f4(V + (i + u - t0) * C, ldv,
+                        band + 4 * (tr - tr0) * row_floats + 4 * tc * C,
                         row_floats, 4 * C, run, C);
             u += run;
         }
@@ -362,7 +364,7 @@ void transform_tiles_f4(const WinogradTransforms& tf, float* V, int64_t ldv, int
 }
 
 // The forward pass of F(4x4, 3x3) on a kept kernel, in blocks of tiles as forward_transformed
-// runs F(2x2, 3x3)'s (the kernel fits in L2 by construction: winograd_kernel).
+// runs F(2x2, 3x3)'s (the kernel fits in L2 by construction: conv2d_winograd_kernel).
 void forward_f4(const ConvDirectUkernels& uk, float* y, const float* x, const WinogradKernel& U,
                 const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
@@ -370,39 +372,44 @@ void forward_f4(const ConvDirectUkernels& uk, float* y, const float* x, const Wi
     const int64_t C = d.C, Kp = U.Kp;
     const BlockPlan plan = block_plan(g, C, Kp, 36);
     const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
-    // A thread per half kMacsPerThread: the Keras MNIST CNN's batch-1 second convolution, 1.3 M
-    // multiply-adds, made its predict 29.6 us on two threads against 34.1 us on one (medians of
-    // alternating rounds); at kMacsPerThread it ran on one.
-    const int T = threads_for(2 * g.total * 36 * C * Kp / kMacsPerThread);
-    if (plan.blocks == 1 && T > 1) {  // one image: tiles, then positions, then tiles split
-        const int64_t nt = g.total, per = (nt + T - 1) / T;
-        float* V = workspace(Scratch::winograd_inputs, 36 * ldv);
-        float* M = workspace(Scratch::winograd_products, 36 * ldm);
-        parallel_for(T, T, [&](int64_t t) {
-            const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n > 0) transform_tiles_f4(tf, V, ldv, a, x, 0, n, d, g);
+    // A thread per half kMacsPerThread: at kMacsPerThread the Keras MNIST CNN's batch-1 second
+    // convolution (1.3 M multiply-adds) ran on one thread, and `python -m bench beyond` on
+    // 6e18841 timed its predict at 32.7 us on two threads against 32.4 on one; on 4a2e09e's
+    // results, 30.3 against 32.5.
+    forward_in_tile_blocks(
+        plan, threads_for(2 * g.total * 36 * C * Kp / kMacsPerThread), g.total, 36, ldm, Kp,
+        [&] { return workspace(Scratch::winograd_inputs, 36 * ldv); },
+        [&](float* V, int64_t i, int64_t t0, int64_t n) {
+            transform_tiles_f4(tf, V, ldv, i, x, t0, n, d, g);
+        },
+        [&](float* V, float* M, int64_t pos, int64_t nt) {
+            position_product_f4(uk, M, Kp, V + pos * ldv, nt, U, pos);
+        },
+        [&](const float* M, int64_t t0, int64_t n) {
+            tf.output_f4(y, M, ldm, Kp, t0, n, bias, relu, d, g);
         });
-        parallel_for(T, 36, [&](int64_t pos) {
-            position_product_f4(uk, M + pos * ldm, Kp, V + pos * ldv, nt, U, pos);
-        });
-        parallel_for(T, T, [&](int64_t t) {
-            const int64_t a = t * per, n = std::min(nt, a + per) - a;
-            if (n > 0) tf.output_f4(y, M + a * Kp, ldm, Kp, a, n, bias, relu, d, g);
-        });
-        return;
-    }
-    parallel_for(plan.T, plan.blocks, [&](int64_t b) {
-        const int64_t t0 = b * plan.tiles, nt = std::min(plan.tiles, g.total - t0);
-        float* V = workspace(Scratch::winograd_inputs, 36 * ldv);
-        float* M = workspace(Scratch::winograd_products, 36 * ldm);
-        transform_tiles_f4(tf, V, ldv, 0, x, t0, nt, d, g);
-        for (int64_t pos = 0; pos < 36; ++pos)
-            position_product_f4(uk, M + pos * ldm, Kp, V + pos * ldv, nt, U, pos);
-        tf.output_f4(y, M, ldm, Kp, t0, nt, bias, relu, d, g);
-    });
 }
 
 }  // namespace
+
+const float* winograd_padded_rows(const float* x, int64_t n, int64_t ih0, int64_t rows,
+                                  int64_t Wp, const Conv2dDims& d) {
+    const int64_t C = d.C;
+    float* band = workspace(Scratch::winograd_padded_image, rows * Wp * C);
+    const int64_t cols = std::min(d.W, Wp - d.pad_left);  // input columns the tiles reach
+    for (int64_t r = 0; r < rows; ++r) {
+        float* row = band + r * Wp * C;
+        const int64_t ih = ih0 + r;
+        if (ih < 0 || ih >= d.H) {
+            std::memset(row, 0, sizeof(float) * Wp * C);
+            continue;
+        }
+        std::memset(row, 0, sizeof(float) * d.pad_left * C);
+        std::memcpy(row + d.pad_left * C, x + (n * d.H + ih) * d.W * C, sizeof(float) * cols * C);
+        std::memset(row + (d.pad_left + cols) * C, 0, sizeof(float) * (Wp - d.pad_left - cols) * C);
+    }
+    return band;
+}
 
 const float* WinogradKernel::U() const {
     const auto at = reinterpret_cast<uintptr_t>(storage.data());
@@ -411,14 +418,15 @@ const float* WinogradKernel::U() const {
 
 bool winograd_kernel_fits_l2(int64_t C, int64_t K) { return !is_wide(C, round_up(K, 16)); }
 
-std::shared_ptr<const WinogradKernel> winograd_kernel(const float* w, const Conv2dDims& d) {
+int64_t WinogradKernel::position_stride() const { return winograd_kernel_stride(C, Kp); }
+
+std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     auto k = std::make_shared<WinogradKernel>();
     k->C = d.C, k->K = d.K, k->Kp = round_up(d.K, 16);
     k->tile = tf.kernel_f4 && 36 * d.C * k->Kp <= kWideKernelFloats ? 4 : 2;
-    k->us = winograd_kernel_stride(d.C, k->Kp);
     const int64_t positions = k->tile == 4 ? 36 : 16;
-    k->storage.resize(positions * k->us + 64 / sizeof(float));
+    k->storage.resize(positions * k->position_stride() + 64 / sizeof(float));
     float* U = const_cast<float*>(k->U());
     const int T = threads_for(d.C * k->Kp / 2048);
     if (k->tile == 2) {
@@ -437,7 +445,7 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
                              bool relu) {
     if (U.tile == 4) return forward_f4(uk, y, x, U, bias, d, relu);
     TransformedKernel k;
-    k.U = U.U(), k.us = U.us;
+    k.U = U.U(), k.us = U.position_stride();
     forward_transformed(uk, y, x, k, U.Kp, bias, d, relu);
 }
 

@@ -17,7 +17,6 @@
 // layers, and the transforms of this CPU's table (conv2d_winograd_avx512.cpp); this path exists
 // where both do.
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "conv2d.h"
@@ -46,16 +45,16 @@ void conv2d_backward_weights_winograd(const ConvDirectUkernels& uk, float* dw, f
 // 1/6, 1/24 in G) cost more rounding: against sum |x||w| its float32 error reached 44 u over
 // 200 random shapes where the per-call F(2x2) or direct sums reached 5 u (u = 2^-24;
 // dev/winograd_error_sweep.py; the bound it is tested to: tests/test_network.py), far below
-// what a classifier can tell. Positions us floats apart.
+// what a classifier can tell. Made by conv2d.h's conv2d_winograd_kernel.
 struct WinogradKernel {
     int tile = 2;  // outputs per tile side: F(2x2, 3x3), 16 positions, or F(4x4, 3x3), 36
-    int64_t C = 0, K = 0, Kp = 0, us = 0;
+    int64_t C = 0, K = 0, Kp = 0;
     std::vector<float> storage;  // U at the first 64-byte boundary in it
     const float* U() const;
+    // Floats between U's positions (winograd_kernel_stride).
+    int64_t position_stride() const;
 };
-// U of w (3,3,C,K) as conv2d_forward_winograd transforms it on each call.
-std::shared_ptr<const WinogradKernel> winograd_kernel(const float* w, const Conv2dDims& d);
-// conv2d_forward_winograd on that U (made from d's C and K).
+// conv2d_forward_winograd on a kept U (made from d's C and K).
 void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
                              const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                              bool relu);
@@ -74,6 +73,12 @@ inline TileGrid winograd_tile_grid(const Conv2dDims& d, int64_t m = 2) {
     const int64_t TH = (d.OH + m - 1) / m, TW = (d.OW + m - 1) / m;
     return {TH, TW, TH * TW, d.N * TH * TW};
 }
+
+// Input rows ih0 .. ih0 + rows of image n of x (N,H,W,C), zero-padded: each Wp pixels wide
+// from column -pad_left, rows outside the image zeros, in the calling thread's scratch
+// (Scratch::winograd_padded_image). What the input transforms read where tiles reach past x.
+const float* winograd_padded_rows(const float* x, int64_t n, int64_t ih0, int64_t rows,
+                                  int64_t Wp, const Conv2dDims& d);
 
 // Floats between the 16 positions of a transformed kernel U of `rows` rows of ld floats: one
 // vector more than the rows, so that the positions' rows do not all fall in one L1 set (at

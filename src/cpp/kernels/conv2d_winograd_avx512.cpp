@@ -171,28 +171,6 @@ inline __attribute__((always_inline)) void transform_patch(T* v, int64_t ldpos, 
     }
 }
 
-// Tile rows [tr0, tr1] of image n of x (N,H,W,C), zero-padded: the input rows 2 tr0 - pad_top
-// to 2 tr1 + 3 - pad_top, each Wp = 2 TW + 2 pixels wide from column -pad_left, in the calling
-// thread's scratch.
-const float* padded_band(const float* x, int64_t n, int64_t tr0, int64_t tr1,
-                         const Conv2dDims& d, const TileGrid& g) {
-    const int64_t C = d.C, rows = 2 * (tr1 - tr0) + 4, Wp = 2 * g.TW + 2;
-    float* band = workspace(Scratch::winograd_padded_image, rows * Wp * C);
-    const int64_t cols = std::min(d.W, Wp - d.pad_left);  // input columns the tiles reach
-    for (int64_t r = 0; r < rows; ++r) {
-        float* row = band + r * Wp * C;
-        const int64_t ih = 2 * tr0 - d.pad_top + r;
-        if (ih < 0 || ih >= d.H) {
-            std::memset(row, 0, sizeof(float) * Wp * C);
-            continue;
-        }
-        std::memset(row, 0, sizeof(float) * d.pad_left * C);
-        std::memcpy(row + d.pad_left * C, x + (n * d.H + ih) * d.W * C, sizeof(float) * cols * C);
-        std::memset(row + (d.pad_left + cols) * C, 0, sizeof(float) * (Wp - d.pad_left - cols) * C);
-    }
-    return band;
-}
-
 // V[pos][i][c] = (B^T d B)[pos] for tiles t0 + i, i < nt, of x (N,H,W,C); V's positions are
 // ldpos values apart, its tiles C values. Patch pixels outside the input read as zero.
 template <class T>
@@ -231,7 +209,9 @@ void transform_input_to(T* V, int64_t ldpos, const float* x, int64_t t0, int64_t
         // ResNet-20's 16x16 and 8x8 maps.
         if (copy && 2 * (i1 - i0) >= (tr1 - tr0 + 1) * g.TW) {
             const int64_t Wp = 2 * g.TW + 2;
-            const float* band = padded_band(x, n, tr0, tr1, d, g);
+            // Tile rows tr0 .. tr1: input rows 2 tr0 - pad_top .. 2 tr1 + 3 - pad_top.
+            const float* band = winograd_padded_rows(x, n, 2 * tr0 - d.pad_top,
+                                                     2 * (tr1 - tr0) + 4, Wp, d);
             for (int64_t i = i0; i < i1; ++i) {
                 const int64_t r = (t0 + i) % g.per_image;
                 interior(V + i * C, band + (2 * (r / g.TW - tr0) * Wp + 2 * (r % g.TW)) * C,

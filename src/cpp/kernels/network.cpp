@@ -146,9 +146,9 @@ Conv2dDims Network::conv_dims(const std::string& ctx, int64_t KH, int64_t KW, in
 std::shared_ptr<const WinogradKernel> KeptWinogradKernel::get(const float* w,
                                                                const Conv2dDims& d,
                                                                bool fixed) const {
-    // Comparing the 37K floats of the Keras MNIST CNN's 64 -> 64 kernel costs its batch-1
-    // forward about 1.2 us of 29; transforming them on every call took a tenth of it (perf,
-    // dev/profile_step.py predict keras_mnist_cnn, F(2x2, 3x3)).
+    // Comparing the 37K floats of the Keras MNIST CNN's 64 -> 64 kernel took 5-7% of its batch-1
+    // predict, transforming them on every call 10% (F(2x2, 3x3)), by perf on
+    // dev/profile_step.py predict keras_mnist_cnn (dev/README.md, "Profiling a step").
     const size_t count = static_cast<size_t>(d.KH * d.KW * d.C * d.K);
     std::lock_guard<std::mutex> lock(mutex_);
     if (kernel_ && fixed) return kernel_;
