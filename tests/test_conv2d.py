@@ -130,7 +130,7 @@ def _algorithms():
     other cases then run the direct kernels), whatever its size or channel counts.
     """
     algos = ["im2col"]
-    for name in ("direct", "winograd"):
+    for name in ("direct", "winograd", "streamed"):
         if _core.set_conv2d_algorithm(name):
             algos.append(name)
     _core.set_conv2d_algorithm("auto")

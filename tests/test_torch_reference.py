@@ -80,7 +80,7 @@ def vjp(fn, inputs: list[np.ndarray], dy: np.ndarray):
 def available_conv_algorithms() -> list[str]:
     algos = ["im2col"]
     previous = _core.conv2d_algorithm()
-    for name in ("direct", "winograd"):
+    for name in ("direct", "winograd", "streamed"):
         if _core.set_conv2d_algorithm(name) and _core.conv2d_algorithm() == name:
             algos.append(name)
     _core.set_conv2d_algorithm("auto" if previous not in algos else previous)

@@ -18,7 +18,7 @@ namespace cnnfast {
 
 namespace {
 
-std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd
+std::atomic<int> g_conv_algorithm{0};  // 0 auto, 1 im2col, 2 direct, 3 winograd, 4 streamed
 
 int64_t winograd_tiles(const Conv2dDims& d) { return d.N * ((d.OH + 1) / 2) * ((d.OW + 1) / 2); }
 
@@ -94,13 +94,27 @@ bool backward_data_as_forward(const Conv2dDims& d) {
            d.C >= 16 && d.C % 16 == 0;
 }
 
-enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise };
+// Whether the weight-streaming forward (conv2d_streamed.cpp) computes this forward: under "auto"
+// for at most 16 output pixels in all (a single image's 4x4 or 2x2 maps) and a kernel of more
+// than 1 MiB (one core's L2), which comes from memory or L3 on every call. VGG16-CIFAR's batch-1
+// 4x4 and 2x2 512 -> 512 layers (9.4 MB): see dev/vgg_batch1_layers.py. Forcing "streamed"
+// runs it on every forward of one group (backward passes as under "direct").
+bool use_streamed(const Conv2dDims& d) {
+    const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
+    if (d.groups != 1 || d.N == 0 || !conv2d_direct_ukernels()) return false;
+    if (algorithm == 4) return true;
+    return algorithm == 0 && !conv2d_input_is_columns(d) && d.N * d.OH * d.OW <= 16 &&
+           d.KH * d.KW * d.C * d.K > (int64_t(1) << 18);
+}
+
+enum class ConvAlgorithm { im2col, direct, direct_gather, winograd, depthwise, streamed };
 
 // The algorithm that computes this pass of a convolution (every choice above, in one place).
 ConvAlgorithm choose_algorithm(const Conv2dDims& d, ConvPass pass) {
     // Depthwise: im2col would run C GEMMs of width M (forced "im2col" still does, for tests).
     if (conv2d_is_depthwise(d) && g_conv_algorithm.load(std::memory_order_relaxed) != 1)
         return ConvAlgorithm::depthwise;
+    if (pass == ConvPass::forward && use_streamed(d)) return ConvAlgorithm::streamed;
     if (!direct_applies(d, pass)) return ConvAlgorithm::im2col;
     if (use_winograd(d, pass)) return ConvAlgorithm::winograd;
     if (pass == ConvPass::backward_data && backward_data_as_forward(d))
@@ -128,8 +142,9 @@ struct PassPlan {
 //    at 0.67x float32's, now level with it (dev/profile_step.py train resnet20).
 PassPlan plan_pass(const Conv2dDims& d, ConvPass pass) {
     const ConvAlgorithm algorithm = choose_algorithm(d, pass);
-    const bool direct =
-        algorithm == ConvAlgorithm::direct || algorithm == ConvAlgorithm::direct_gather;
+    const bool direct = algorithm == ConvAlgorithm::direct ||
+                        algorithm == ConvAlgorithm::direct_gather ||
+                        algorithm == ConvAlgorithm::streamed;
     return {algorithm, bf16_products() && (d.C / d.groups < 16 || direct)};
 }
 
@@ -143,6 +158,8 @@ void forward_by(ConvAlgorithm algorithm, float* y, const float* x, const float* 
     const BandActivation band{relu ? Activation::linear : act, alpha};
     if (algorithm == ConvAlgorithm::direct)
         return conv2d_forward_direct(*conv2d_direct_ukernels(), y, x, w, bias, d, relu, band);
+    if (algorithm == ConvAlgorithm::streamed)
+        return conv2d_forward_streamed(*conv2d_direct_ukernels(), y, x, w, bias, d, relu, band);
     if (algorithm == ConvAlgorithm::depthwise)
         conv2d_forward_depthwise(y, x, w, bias, d, relu);
     else if (algorithm == ConvAlgorithm::winograd)
@@ -158,6 +175,7 @@ void backward_data_by(ConvAlgorithm algorithm, float* dx, const float* dy, const
         case ConvAlgorithm::im2col: return conv2d_backward_data_im2col(dx, dy, w, d);
         case ConvAlgorithm::depthwise: return conv2d_backward_data_depthwise(dx, dy, w, d);
         case ConvAlgorithm::direct:
+        case ConvAlgorithm::streamed:  // forward only (choose_algorithm)
             return conv2d_backward_data_direct(*conv2d_direct_ukernels(), dx, dy, w, d);
         case ConvAlgorithm::direct_gather:
             return conv2d_backward_data_flipped(*conv2d_direct_ukernels(), dx, dy, w, d);
@@ -187,6 +205,7 @@ bool set_conv2d_algorithm(const char* name) {
     if (std::strcmp(name, "winograd") == 0 && conv2d_direct_ukernels() &&
         conv2d_winograd_transforms())
         a = 3;
+    if (std::strcmp(name, "streamed") == 0 && conv2d_direct_ukernels()) a = 4;
     if (a < 0) return false;
     g_conv_algorithm.store(a, std::memory_order_relaxed);
     return true;
@@ -195,7 +214,7 @@ bool set_conv2d_algorithm(const char* name) {
 const char* conv2d_algorithm() {
     const int a = g_conv_algorithm.load(std::memory_order_relaxed);
     if (a == 1 || !conv2d_direct_ukernels()) return "im2col";
-    return a == 2 ? "direct" : a == 3 ? "winograd" : "auto";
+    return a == 2 ? "direct" : a == 3 ? "winograd" : a == 4 ? "streamed" : "auto";
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias,

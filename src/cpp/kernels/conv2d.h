@@ -76,12 +76,13 @@ void conv2d_backward_weights(float* dw, float* db, const float* x, const float* 
 // Winograd's position GEMMs and im2col's GEMM run the bfloat16 GEMM, while the direct kernels'
 // convolutions and those of fewer than 16 input channels per group (depthwise ones too) keep
 // their float32 algorithm on operands rounded to bfloat16 (conv2d.cpp plan_pass).
-// set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd") forces one for tests and
-// benchmarks ("direct" never uses Winograd; "winograd" takes every 3x3 stride-1 convolution of
-// one group, whatever its size; both use im2col where direct does not apply); false if unknown
-// or unavailable.
+// set_conv2d_algorithm("auto" | "im2col" | "direct" | "winograd" | "streamed") forces one for
+// tests and benchmarks ("direct" never uses Winograd; "winograd" takes every 3x3 stride-1
+// convolution of one group, whatever its size; "streamed" every forward of one group through the
+// weight-streaming kernel, conv2d_streamed.cpp, and other passes as "direct"; all use im2col
+// where direct does not apply); false if unknown or unavailable.
 bool set_conv2d_algorithm(const char* name);
-// "auto", "im2col" (forced, or direct unavailable), "direct" or "winograd".
+// "auto", "im2col" (forced, or direct unavailable), "direct", "winograd" or "streamed".
 const char* conv2d_algorithm();
 
 // The im2col + sgemm path (conv2d_im2col.cpp). Same contracts.

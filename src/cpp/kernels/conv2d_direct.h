@@ -68,6 +68,14 @@ using ConvBwdWNarrowUkernel = void (*)(float* dw, int64_t K, const ConvPixels& p
                                        int64_t KH, int64_t rs, int64_t seg, const float* dy,
                                        int64_t ldy);
 
+// Weight streaming (conv2d_streamed.cpp): for g < G <= kConvStreamPixels and j < nc <= 64,
+// y[g][j] += sum_{r < R} a[g][r] * w[r*ldw + j]. The G accumulator rows are read from y and
+// written back, so the driver can walk a kernel whose weights come from memory a few rows at a
+// time, each row read once.
+constexpr int64_t kConvStreamPixels = 6;
+using ConvFwdStreamUkernel = void (*)(float* const* y, const float* const* a, int64_t G,
+                                      const float* w, int64_t ldw, int64_t R, int64_t nc);
+
 struct ConvDirectUkernels {
     const char* path;
     ConvFwdUkernel forward;
@@ -76,6 +84,7 @@ struct ConvDirectUkernels {
     ConvFwdC1Ukernel forward_c1;
     ConvBwdWC1Ukernel backward_weights_c1;
     ConvBwdWNarrowUkernel backward_weights_narrow;
+    ConvFwdStreamUkernel forward_streamed;
 };
 
 // Rows of dw one backward-weights call accumulates at most, for nc columns.
@@ -158,6 +167,12 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
 // Backward-data as a scatter-add: every pixel's products added into its receptive field of dx.
 void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const float* dy,
                                  const float* w, const Conv2dDims& d);
+// Forward for a few output pixels whose weights come from memory (conv2d_streamed.cpp): the
+// kernel read once, in address order, instead of once per 64-channel block. Any stride, padding
+// and dilation; groups == 1.
+void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const float* w, const float* bias, const Conv2dDims& d, bool relu,
+                             const BandActivation& act = {});
 // Stride-1 backward-data as a forward convolution (a gather): dx = conv(dy zero-padded by
 // KH-1-pad_top rows and KW-1-pad_left columns, wf), wf[kh][kw][k][c] = w[KH-1-kh][KW-1-kw][c][k].
 // Needs stride 1, pad_top < KH and pad_left < KW.

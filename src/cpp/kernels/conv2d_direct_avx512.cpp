@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 #include "avx512_util.h"
@@ -627,12 +628,65 @@ void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_
     }
 }
 
+// G pixels x KV vectors over R weight rows, the accumulators from and back to y: each row's KV
+// weight vectors serve G broadcasts (KV + G loads per G * KV FMAs, as the direct tile).
+template <int G, int KV>
+void stream_tile(float* const* y, const float* const* a, const float* w, int64_t ldw, int64_t R,
+                 __mmask16 ml) {
+    __m512 acc[G][KV];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v)
+            acc[g][v] = v < KV - 1 ? _mm512_loadu_ps(y[g] + 16 * v)
+                                   : _mm512_maskz_loadu_ps(ml, y[g] + 16 * v);
+    for (int64_t r = 0; r < R; ++r) {
+        const float* wr = w + r * ldw;
+        __m512 b[KV];
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v)
+            b[v] = v < KV - 1 ? _mm512_loadu_ps(wr + 16 * v) : _mm512_maskz_loadu_ps(ml, wr + 16 * v);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; ++g) {
+            const __m512 av = _mm512_set1_ps(a[g][r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < KV; ++v) acc[g][v] = _mm512_fmadd_ps(av, b[v], acc[g][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) {
+            if (v < KV - 1)
+                _mm512_storeu_ps(y[g] + 16 * v, acc[g][v]);
+            else
+                _mm512_mask_storeu_ps(y[g] + 16 * v, ml, acc[g][v]);
+        }
+}
+
+using StreamTileFn = void (*)(float* const*, const float* const*, const float*, int64_t, int64_t,
+                              __mmask16);
+
+template <int... Gs>
+constexpr std::array<std::array<StreamTileFn, 4>, sizeof...(Gs)> stream_table(
+    std::integer_sequence<int, Gs...>) {
+    return {{{&stream_tile<Gs + 1, 1>, &stream_tile<Gs + 1, 2>, &stream_tile<Gs + 1, 3>,
+              &stream_tile<Gs + 1, 4>}...}};
+}
+
+void forward_streamed(float* const* y, const float* const* a, int64_t G, const float* w,
+                      int64_t ldw, int64_t R, int64_t nc) {
+    static constexpr auto table = stream_table(std::make_integer_sequence<int, kConvStreamPixels>());
+    const int64_t kv = (nc + 15) / 16;
+    table[G - 1][kv - 1](y, a, w, ldw, R, lanes(nc - 16 * (kv - 1)));
+}
+
 }  // namespace
 
 const ConvDirectUkernels* conv2d_direct_avx512() {
     static const ConvDirectUkernels table = {
         "avx512",           &forward,    &backward_weights,       &backward_data,
-        &forward_c1,        &backward_weights_c1, &backward_weights_narrow};
+        &forward_c1,        &backward_weights_c1, &backward_weights_narrow, &forward_streamed};
     return &table;
 }
 

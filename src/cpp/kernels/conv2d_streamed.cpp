@@ -1,0 +1,122 @@
+// Weight-streaming forward convolution: for a few output pixels (a single image's 4x4 or 2x2
+// maps) whose kernel does not fit in the caches (VGG16-CIFAR's last two blocks: 4.7-9.4 MB of
+// weights per layer, 61 MB in all, more than the L3), the layer's time is the time to read its
+// weights. The direct kernels read them one 64-channel block at a time (256 bytes of every
+// 2 KB row of a 512-channel kernel), which one core streams at about half the rate of a read in
+// address order (dev/weight_streaming.cpp). Here the kernel is walked a few rows at a time in
+// address order, every 64-channel block of those rows is applied to every pixel that reads them
+// while they are in L1, and the next rows are prefetched meanwhile; the pixels' partial sums
+// live in y (P x K floats, in L1 or L2) between chunks. A tap no pixel reads (padding) is not
+// read at all; pixels are paired with the taps their receptive field holds, so the padding's
+// zeros cost no multiply-adds either.
+#include <algorithm>
+#include <vector>
+
+#include "conv2d_direct.h"
+
+namespace cnnfast {
+
+namespace {
+
+// Weight rows per chunk: their 64-channel blocks stay in L1 while every pixel group sweeps them,
+// and prefetching the next chunk's rows in address order, spread over the current chunk's blocks,
+// keeps the memory stream going (dev/weight_streaming.cpp measured 8-16 rows fastest for 4 and
+// 16 pixels).
+constexpr int64_t kStreamRows = 8;
+
+// The pixels that read one tap of the kernel: output pixel p (of N*OH*OW) reads input offset
+// source (floats into x) for it.
+struct TapReaders {
+    std::vector<int64_t> pixel, source;
+    std::vector<int64_t> begin;  // tap t's readers are [begin[t], begin[t + 1])
+};
+
+TapReaders tap_readers(const Conv2dDims& d) {
+    TapReaders r;
+    r.begin.push_back(0);
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+        for (int64_t kw = 0; kw < d.KW; ++kw) {
+            for (int64_t n = 0; n < d.N; ++n)
+                for (int64_t oh = 0; oh < d.OH; ++oh) {
+                    const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
+                    if (ih < 0 || ih >= d.H) continue;
+                    for (int64_t ow = 0; ow < d.OW; ++ow) {
+                        const int64_t iw = ow * d.stride_w - d.pad_left + kw * d.dilation_w;
+                        if (iw < 0 || iw >= d.W) continue;
+                        r.pixel.push_back((n * d.OH + oh) * d.OW + ow);
+                        r.source.push_back(((n * d.H + ih) * d.W + iw) * d.C);
+                    }
+                }
+            r.begin.push_back(static_cast<int64_t>(r.pixel.size()));
+        }
+    return r;
+}
+
+// Rows [row, row + rows) of the kernel (row = tap * C + c0), all read by the same pixels.
+struct Chunk {
+    int64_t tap, c0, rows;
+};
+
+}  // namespace
+
+void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const float* w, const float* bias, const Conv2dDims& d, bool relu,
+                             const BandActivation& act) {
+    const int64_t P = d.N * d.OH * d.OW, K = d.K, C = d.C;
+    const TapReaders readers = tap_readers(d);
+    std::vector<Chunk> chunks;
+    int64_t macs = 0;
+    for (int64_t t = 0; t < d.KH * d.KW; ++t) {
+        const int64_t n = readers.begin[t + 1] - readers.begin[t];
+        if (n == 0) continue;
+        for (int64_t c0 = 0; c0 < C; c0 += kStreamRows)
+            chunks.push_back({t, c0, std::min(kStreamRows, C - c0)});
+        macs += n * C * K;
+    }
+    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    // Threads take contiguous runs of 64-channel blocks: every thread walks all the chunks, the
+    // threads' reads together still in address order, and each sum is the same at any T.
+    const int64_t k_blocks = (K + 63) / 64;
+    const int T = std::min<int64_t>(threads_for(macs / kMacsPerThread), k_blocks);
+    for (int64_t p = 0; p < P; ++p) {
+        if (bias)
+            std::copy(bias, bias + K, y + p * K);
+        else
+            std::fill(y + p * K, y + (p + 1) * K, 0.0f);
+    }
+    parallel_for(T, T, [&](int64_t t) {
+        const int64_t b0 = k_blocks * t / T, b1 = k_blocks * (t + 1) / T;
+        const int64_t k_lo = 64 * b0, k_hi = std::min(K, 64 * b1);
+        float* ys[kConvStreamPixels];
+        const float* as[kConvStreamPixels];
+        for (int64_t i = 0; i < n_chunks; ++i) {
+            const Chunk& c = chunks[i];
+            const float* wc = w + (c.tap * C + c.c0) * K;
+            // The next chunk's rows (this thread's columns of them), a share before each block.
+            const Chunk* next = i + 1 < n_chunks ? &chunks[i + 1] : nullptr;
+            const int64_t r0 = readers.begin[c.tap], r1 = readers.begin[c.tap + 1];
+            for (int64_t b = b0; b < b1; ++b) {
+                if (next) {
+                    const float* wn = w + (next->tap * C + next->c0) * K;
+                    const int64_t n_b = b1 - b0;
+                    for (int64_t r = next->rows * (b - b0) / n_b; r < next->rows * (b - b0 + 1) / n_b;
+                         ++r)
+                        for (int64_t k = k_lo; k < k_hi; k += 16) __builtin_prefetch(wn + r * K + k, 0, 3);
+                }
+                const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
+                for (int64_t g0 = r0; g0 < r1; g0 += kConvStreamPixels) {
+                    const int64_t G = std::min(kConvStreamPixels, r1 - g0);
+                    for (int64_t j = 0; j < G; ++j) {
+                        ys[j] = y + readers.pixel[g0 + j] * K + k0;
+                        as[j] = x + readers.source[g0 + j] + c.c0;
+                    }
+                    uk.forward_streamed(ys, as, G, wc + k0, K, c.rows, nc);
+                }
+            }
+        }
+    });
+    if (relu) activation_forward(y, y, P * K, Activation::relu, 0.0f);
+    act(y, P * K);
+}
+
+}  // namespace cnnfast
