@@ -95,15 +95,18 @@ bool backward_data_as_forward(const Conv2dDims& d) {
 }
 
 // Whether the weight-streaming forward (conv2d_streamed.cpp) computes this forward: under "auto"
-// for at most 16 output pixels in all (a single image's 4x4 or 2x2 maps) and a kernel of more
-// than 1 MiB (one core's L2), which comes from memory or L3 on every call. VGG16-CIFAR's batch-1
-// 4x4 and 2x2 512 -> 512 layers (9.4 MB): see dev/vgg_batch1_layers.py. Forcing "streamed"
-// runs it on every forward of one group (backward passes as under "direct").
+// for at most 64 output pixels in all (a single image's maps of up to 8x8) and a kernel of more
+// than 1 MiB (one core's L2), which then comes from L3 or memory on every call. One thread,
+// weights from memory (OMP_PROC_BIND=close PYTHONPATH=. python dev/vgg_batch1_layers.py),
+// against the direct kernels: VGG16-CIFAR's 2x2 512 -> 512 0.30 ms against 1.15, 4x4 512 -> 512
+// 0.48 against 1.10, 4x4 256 -> 512 0.25 against 0.46; 8x8 128 -> 256 0.20 against 0.24, and
+// 8x8 256 -> 256 level (0.50 against 0.49). Forcing "streamed" runs it on every forward of one
+// group (backward passes as under "direct").
 bool use_streamed(const Conv2dDims& d) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);
     if (d.groups != 1 || d.N == 0 || !conv2d_direct_ukernels()) return false;
     if (algorithm == 4) return true;
-    return algorithm == 0 && !conv2d_input_is_columns(d) && d.N * d.OH * d.OW <= 16 &&
+    return algorithm == 0 && !conv2d_input_is_columns(d) && d.N * d.OH * d.OW <= 64 &&
            d.KH * d.KW * d.C * d.K > (int64_t(1) << 18);
 }
 
