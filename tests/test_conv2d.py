@@ -428,6 +428,44 @@ def test_conv2d_winograd_matches_reference(case, threads, rng):
         assert np.array_equal(g, h)
 
 
+# A single image's small maps with kernels over 1 MiB (2^18 floats) take the weight-streaming
+# forward under "auto" (VGG16-CIFAR's batch-1 last blocks; dev/vgg_batch1_layers.py times "auto"
+# against both): a 2x2 map whose taps are read by 1, 2 or 4 pixels, 4x4 and 8x8 "same" maps, a
+# strided "valid" one, 520 channels (a masked tail).
+STREAMED_CASES = [
+    (1, 2, 2, 64, 3, 3, 520, 1, "same", 1),
+    (1, 4, 4, 128, 3, 3, 256, 1, "same", 1),
+    (1, 8, 8, 96, 3, 3, 320, 1, "same", 1),
+    (1, 9, 9, 160, 3, 3, 200, 2, "valid", 1),
+]
+
+
+@pytest.mark.parametrize("case", STREAMED_CASES, ids=str)
+def test_conv2d_streamed_forward_gives_the_direct_kernels_bits(case, rng, restore_threads):
+    # Each output starts from its bias and adds the taps' products in (kh, kw, c) order, one FMA
+    # chain, as the direct micro-kernels do (their padding taps add exact zeros), so the sums are
+    # the same bits, at any thread count (threads split the output channels).
+    if not _core.set_conv2d_algorithm("streamed"):
+        pytest.skip("the weight-streaming kernel needs AVX-512, which this CPU or build lacks")
+    x, w, b = make_inputs(case, rng)
+    assert w.size > 1 << 18
+    pads, strides, _, _ = geometry(case)
+    results = {}
+    try:
+        for algorithm in ("streamed", "direct", "auto"):
+            assert _core.set_conv2d_algorithm(algorithm)
+            for threads in (1, 2):
+                _core.set_num_threads(threads)
+                results[algorithm, threads] = core_forward(x, w, b, case, False, "relu")
+    finally:
+        _core.set_conv2d_algorithm("auto")
+    want = np.maximum(ref.conv2d_forward(x, w, b, strides, pads), 0.0)
+    assert_sum_close(results["streamed", 1], want,
+                     ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), strides, pads))
+    for got in results.values():
+        np.testing.assert_array_equal(got, results["streamed", 1])
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv2d_winograd_wide_layer_in_several_passes_matches_direct(threads, rng, restore_threads):
     """Wide layers (16 C K > 2^18 floats) run Winograd position by position over passes of at

@@ -152,7 +152,10 @@ void test_conv(const char* algorithm, bool bf16 = false) {
                           {1, 10, 10, 20, 3, 3, 20, 2, 2, 2, 2, 20, 2, 2},
                           // Winograd's position-major schedule (16 C K > 2^18), 144 = 4.5
                           // panels of the bfloat16 GEMM.
-                          {4, 6, 6, 128, 3, 3, 144, 1, 1, 1, 1, 1}};
+                          {4, 6, 6, 128, 3, 3, 144, 1, 1, 1, 1, 1},
+                          // A single image's 2x2 map (every tap read by 1, 2 or 4 pixels), 200
+                          // channels: three whole 64-channel blocks and a masked one of 8.
+                          {1, 2, 2, 40, 3, 3, 200, 1, 1, 1, 1, 1}};
     for (const Case& c : cases) {
         Conv2dDims d{c.N, c.H, c.W, c.C, c.KH, c.KW, c.K, 0, 0, c.sh, c.sw, c.pt, c.pl, c.g,
                      c.dh, c.dw};
@@ -893,6 +896,7 @@ int main(int argc, char** argv) {
         test_conv("im2col");
         test_conv("direct");
         test_conv("winograd");
+        test_conv("streamed");
         for (const char* algorithm : {"auto", "im2col", "winograd"}) test_conv(algorithm, true);
         test_conv_relu_maxpool();
         test_pool();

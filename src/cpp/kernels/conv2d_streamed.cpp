@@ -8,7 +8,9 @@
 // while they are in L1, and the next rows are prefetched meanwhile; the pixels' partial sums
 // live in y (P x K floats, in L1 or L2) between chunks. A tap no pixel reads (padding) is not
 // read at all; pixels are paired with the taps their receptive field holds, so the padding's
-// zeros cost no multiply-adds either.
+// zeros cost no multiply-adds either. Each output starts from its bias and adds its products in
+// (kh, kw, c) order in one FMA chain, as the direct micro-kernels do (whose padding taps add
+// exact zeros): the same bits, at any thread count.
 #include <algorithm>
 #include <vector>
 
