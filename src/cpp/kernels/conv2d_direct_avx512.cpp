@@ -645,7 +645,8 @@ void stream_tile(float* const* y, const float* const* a, const float* w, int64_t
         __m512 b[KV];
 #pragma GCC unroll 4
         for (int v = 0; v < KV; ++v)
-            b[v] = v < KV - 1 ? _mm512_loadu_ps(wr + 16 * v) : _mm512_maskz_loadu_ps(ml, wr + 16 * v);
+            b[v] = v < KV - 1 ? _mm512_loadu_ps(wr + 16 * v)
+                              : _mm512_maskz_loadu_ps(ml, wr + 16 * v);
 #pragma GCC unroll 8
         for (int g = 0; g < G; ++g) {
             const __m512 av = _mm512_set1_ps(a[g][r]);
@@ -676,7 +677,8 @@ constexpr std::array<std::array<StreamTileFn, 4>, sizeof...(Gs)> stream_table(
 
 void forward_streamed(float* const* y, const float* const* a, int64_t G, const float* w,
                       int64_t ldw, int64_t R, int64_t nc) {
-    static constexpr auto table = stream_table(std::make_integer_sequence<int, kConvStreamPixels>());
+    static constexpr auto table =
+        stream_table(std::make_integer_sequence<int, kConvStreamPixels>());
     const int64_t kv = (nc + 15) / 16;
     table[G - 1][kv - 1](y, a, w, ldw, R, lanes(nc - 16 * (kv - 1)));
 }

@@ -20,10 +20,11 @@ namespace cnnfast {
 
 namespace {
 
-// Weight rows per chunk: their 64-channel blocks stay in L1 while every pixel group sweeps them,
-// and prefetching the next chunk's rows in address order, spread over the current chunk's blocks,
-// keeps the memory stream going (dev/weight_streaming.cpp measured 8-16 rows fastest for 4 and
-// 16 pixels).
+// Weight rows per chunk: 8 rows of a 512-channel kernel (16 KB) and the next 8 being prefetched
+// leave L1 room for the pixel groups' accumulator rows; each 64-channel block of a chunk is
+// applied to every pixel group while it is in L1. Prefetching the next chunk's rows in address
+// order, a share before each block, keeps the memory stream going (without it, or with chunks of
+// 4, 10 or 16 rows, VGG16-CIFAR's predict was slower; trials not kept on main).
 constexpr int64_t kStreamRows = 8;
 
 // The pixels that read one tap of the kernel: output pixel p (of N*OH*OW) reads input offset
@@ -100,10 +101,10 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
             for (int64_t b = b0; b < b1; ++b) {
                 if (next) {
                     const float* wn = w + (next->tap * C + next->c0) * K;
-                    const int64_t n_b = b1 - b0;
-                    for (int64_t r = next->rows * (b - b0) / n_b; r < next->rows * (b - b0 + 1) / n_b;
-                         ++r)
-                        for (int64_t k = k_lo; k < k_hi; k += 16) __builtin_prefetch(wn + r * K + k, 0, 3);
+                    const int64_t n_b = b1 - b0, rows = next->rows;
+                    for (int64_t r = rows * (b - b0) / n_b; r < rows * (b - b0 + 1) / n_b; ++r)
+                        for (int64_t k = k_lo; k < k_hi; k += 16)
+                            __builtin_prefetch(wn + r * K + k, 0, 3);
                 }
                 const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
                 for (int64_t g0 = r0; g0 < r1; g0 += kConvStreamPixels) {
