@@ -98,9 +98,9 @@ bool backward_data_as_forward(const Conv2dDims& d) {
 // for at most 64 output pixels in all (a single image's maps of up to 8x8) and a kernel of more
 // than 1 MiB (one core's L2), which then comes from L3 or memory on every call. One thread,
 // weights from memory (OMP_PROC_BIND=close PYTHONPATH=. python dev/vgg_batch1_layers.py),
-// against the direct kernels: VGG16-CIFAR's 2x2 512 -> 512 0.30 ms against 1.15, 4x4 512 -> 512
-// 0.48 against 1.10, 4x4 256 -> 512 0.25 against 0.46; 8x8 128 -> 256 0.20 against 0.24, and
-// 8x8 256 -> 256 level (0.50 against 0.49). Forcing "streamed" runs it on every forward of one
+// against the direct kernels: VGG16-CIFAR's 2x2 512 -> 512 0.27-0.31 ms against 0.75, 4x4
+// 512 -> 512 0.53 against 1.02, 4x4 256 -> 512 0.27 against 0.49, 8x8 256 -> 256 0.40 against
+// 0.49, 8x8 128 -> 256 0.20 against 0.24. Forcing "streamed" runs it on every forward of one
 // group (backward passes as under "direct").
 bool use_streamed(const Conv2dDims& d) {
     const int algorithm = g_conv_algorithm.load(std::memory_order_relaxed);

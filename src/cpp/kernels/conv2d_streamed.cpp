@@ -1,16 +1,17 @@
-// Weight-streaming forward convolution: for a few output pixels (a single image's 4x4 or 2x2
-// maps) whose kernel does not fit in the caches (VGG16-CIFAR's last two blocks: 4.7-9.4 MB of
-// weights per layer, 61 MB in all, more than the L3), the layer's time is the time to read its
-// weights. The direct kernels read them one 64-channel block at a time (256 bytes of every
-// 2 KB row of a 512-channel kernel), which one core streams at about half the rate of a read in
-// address order (dev/weight_streaming.cpp). Here the kernel is walked a few rows at a time in
-// address order, every 64-channel block of those rows is applied to every pixel that reads them
-// while they are in L1, and the next rows are prefetched meanwhile; the pixels' partial sums
-// live in y (P x K floats, in L1 or L2) between chunks. A tap no pixel reads (padding) is not
-// read at all; pixels are paired with the taps their receptive field holds, so the padding's
-// zeros cost no multiply-adds either. Each output starts from its bias and adds its products in
-// (kh, kw, c) order in one FMA chain, as the direct micro-kernels do (whose padding taps add
-// exact zeros): the same bits, at any thread count.
+// Weight-streaming forward convolution: for a few output pixels (a single image's maps of up to
+// 8x8) whose kernel does not fit in the caches (VGG16-CIFAR's last three blocks: 1.2-9.4 MB of
+// weights per layer, 58 MB in all, more than the L3), reading the weights is most of the layer's
+// time (4x4 and 2x2 maps) or a large part of it (8x8). The direct kernels read them one
+// 64-channel block at a time (256 bytes of every 2 KB row of a 512-channel kernel), which one
+// core streams at about half the rate of a read in address order (dev/weight_streaming.cpp).
+// Here the kernel is walked a chunk of rows at a time, in address order, every 64-channel block
+// of a chunk is applied to every pixel that reads it while it is in L1, and the next chunk is
+// prefetched meanwhile; the pixels' partial sums live in y (P x K floats, in L1 or L2) between
+// chunks. A tap no pixel reads (padding) is not read at all; pixels are paired with the taps
+// their receptive field holds, so the padding's zeros cost no multiply-adds either. Each output
+// starts from its bias and adds its products in (kh, kw, c) order in one FMA chain, as the
+// direct micro-kernels do (whose padding taps add exact zeros): the same bits, at any thread
+// count.
 #include <algorithm>
 #include <vector>
 
@@ -20,12 +21,20 @@ namespace cnnfast {
 
 namespace {
 
-// Weight rows per chunk: 8 rows of a 512-channel kernel (16 KB) and the next 8 being prefetched
-// leave L1 room for the pixel groups' accumulator rows; each 64-channel block of a chunk is
-// applied to every pixel group while it is in L1. Prefetching the next chunk's rows in address
-// order, a share before each block, keeps the memory stream going (without it, or with chunks of
-// 4, 10 or 16 rows, VGG16-CIFAR's predict was slower; trials not kept on main).
-constexpr int64_t kStreamRows = 8;
+// Two schedules, by how many multiply-adds each weight row carries.
+// - At most kFewPixels output pixels (4x4 and 2x2 maps), the layer's time is the read of its
+//   weights: chunks of 8 rows (16 KB of a 512-channel kernel, and the next 8 being prefetched,
+//   leave L1 room for the accumulator rows), the next chunk prefetched in address order, a share
+//   of its rows before each 64-channel block.
+// - More pixels (8x8 maps), the multiply-adds outweigh the read: chunks of 32 rows, so each
+//   accumulator goes through memory a quarter as often, and each block's slice of the next chunk
+//   is prefetched, spread over the pixel groups (256-byte pieces of each row, which stream at
+//   about half the address-order rate: still well above the rate these layers need).
+// Each was slower where the other runs, on VGG16-CIFAR's layers with their weights from memory
+// as `python dev/vgg_batch1_layers.py` reads them, and so were other chunk sizes (trials with a
+// temporary switch, not kept on main).
+constexpr int64_t kFewPixels = 16;
+constexpr int64_t kStreamRowsFewPixels = 8, kStreamRowsManyPixels = 32;
 
 // The pixels that read one tap of the kernel: output pixel p (of N*OH*OW) reads input offset
 // source (floats into x) for it.
@@ -67,13 +76,15 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
                              const BandActivation& act) {
     const int64_t P = d.N * d.OH * d.OW, K = d.K, C = d.C;
     const TapReaders readers = tap_readers(d);
+    const bool few_pixels = P <= kFewPixels;
+    const int64_t rows = few_pixels ? kStreamRowsFewPixels : kStreamRowsManyPixels;
     std::vector<Chunk> chunks;
     int64_t macs = 0;
     for (int64_t t = 0; t < d.KH * d.KW; ++t) {
         const int64_t n = readers.begin[t + 1] - readers.begin[t];
         if (n == 0) continue;
-        for (int64_t c0 = 0; c0 < C; c0 += kStreamRows)
-            chunks.push_back({t, c0, std::min(kStreamRows, C - c0)});
+        for (int64_t c0 = 0; c0 < C; c0 += rows)
+            chunks.push_back({t, c0, std::min(rows, C - c0)});
         macs += n * C * K;
     }
     const int64_t n_chunks = static_cast<int64_t>(chunks.size());
@@ -95,19 +106,26 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
         for (int64_t i = 0; i < n_chunks; ++i) {
             const Chunk& c = chunks[i];
             const float* wc = w + (c.tap * C + c.c0) * K;
-            // The next chunk's rows (this thread's columns of them), a share before each block.
             const Chunk* next = i + 1 < n_chunks ? &chunks[i + 1] : nullptr;
+            const float* wn = next ? w + (next->tap * C + next->c0) * K : nullptr;
             const int64_t r0 = readers.begin[c.tap], r1 = readers.begin[c.tap + 1];
+            const int64_t groups = (r1 - r0 + kConvStreamPixels - 1) / kConvStreamPixels;
             for (int64_t b = b0; b < b1; ++b) {
-                if (next) {
-                    const float* wn = w + (next->tap * C + next->c0) * K;
-                    const int64_t n_b = b1 - b0, rows = next->rows;
-                    for (int64_t r = rows * (b - b0) / n_b; r < rows * (b - b0 + 1) / n_b; ++r)
+                const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
+                if (next && few_pixels) {  // rows of the next chunk, this thread's columns
+                    const int64_t n_b = b1 - b0, nr = next->rows;
+                    for (int64_t r = nr * (b - b0) / n_b; r < nr * (b - b0 + 1) / n_b; ++r)
                         for (int64_t k = k_lo; k < k_hi; k += 16)
                             __builtin_prefetch(wn + r * K + k, 0, 3);
                 }
-                const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
-                for (int64_t g0 = r0; g0 < r1; g0 += kConvStreamPixels) {
+                const int64_t lines_per_row = (nc + 15) / 16;
+                const int64_t lines = next ? next->rows * lines_per_row : 0;
+                for (int64_t gi = 0; gi < groups; ++gi) {
+                    if (next && !few_pixels)  // a share of the next chunk's slice of block b
+                        for (int64_t l = lines * gi / groups; l < lines * (gi + 1) / groups; ++l)
+                            __builtin_prefetch(
+                                wn + l / lines_per_row * K + k0 + 16 * (l % lines_per_row), 0, 3);
+                    const int64_t g0 = r0 + gi * kConvStreamPixels;
                     const int64_t G = std::min(kConvStreamPixels, r1 - g0);
                     for (int64_t j = 0; j < G; ++j) {
                         ys[j] = y + readers.pixel[g0 + j] * K + k0;
