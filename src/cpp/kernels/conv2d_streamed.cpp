@@ -125,8 +125,10 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
                         for (int64_t l = lines * gi / groups; l < lines * (gi + 1) / groups; ++l)
                             __builtin_prefetch(
                                 wn + l / lines_per_row * K + k0 + 16 * (l % lines_per_row), 0, 3);
-                    const int64_t g0 = r0 + gi * kConvStreamPixels;
-                    const int64_t G = std::min(kConvStreamPixels, r1 - g0);
+                    // Balanced groups: 9 readers as 5 + 4, not 6 + 3 (a 3-pixel tile loads 7
+                    // vectors per 12 FMAs).
+                    const int64_t g0 = r0 + (r1 - r0) * gi / groups;
+                    const int64_t G = r0 + (r1 - r0) * (gi + 1) / groups - g0;
                     for (int64_t j = 0; j < G; ++j) {
                         ys[j] = y + readers.pixel[g0 + j] * K + k0;
                         as[j] = x + readers.source[g0 + j] + c.c0;
