@@ -113,9 +113,8 @@ def test_conv_error_within_bfloat16_bounds(name, rng):
         # (gamma_n, n up to the longest sum: taps x channels, or pixels for dw). Winograd
         # multiplies transformed values: an input transform adds up to 4 inputs and a kernel
         # transform 9/4 of the taps, and the output transform 9 positions, so its rounding
-        # error can reach 81 / 9 = 9 times the direct bound (measured: at most 0.47 of the
-        # direct bound here, as every path's error is; the exact test above catches wrong
-        # values, this one wrong precision).
+        # error can reach 81 / 9 = 9 times the direct bound (the exact test above catches
+        # wrong values, this one wrong precision).
         n = max(sums, x.shape[0] * dy.shape[1] * dy.shape[2])
         bound = (PRODUCT_ERROR * (9 if winograd else 1) + n * 2.0**-24) * m
         assert np.all(np.abs(g - r) <= bound + 1e-30), f"{name} {what}"
@@ -222,9 +221,8 @@ def test_bfloat16_plan_and_python_walk_agree():
     # convolution output in its own order (as in float32: tests/test_train_plan.py). An ulp of
     # difference there can move a value downstream across a bfloat16 rounding boundary, which
     # changes that product by up to PRODUCT_ERROR, diluted among the many products each
-    # gradient sums: the two SGD updates agree to well within a bfloat16 ulp of the largest
-    # update (measured 1.4e-6 of it with the fused head, 0 without; 2^-10 leaves the margin
-    # for such flips), not to the bit.
+    # gradient sums: the two SGD updates agree to well within a bfloat16 ulp (2^-8) of the
+    # largest update, not to the bit; 2^-10 leaves room for a few such flips in one sum.
     for w0, a, b in zip(start, plan_model.get_weights(), walk_model.get_weights()):
         step_a, step_b = a - w0, b - w0
         scale = float(np.abs(step_b).max())

@@ -105,8 +105,8 @@ void bind_conv2d(py::module_& m) {
         py::kw_only(), py::arg("naive") = false, py::arg("activation") = "linear",
         py::arg("alpha") = 1.0f);
 
-    // Force the convolution algorithm ("auto", "im2col", "direct", "winograd", "streamed"); False if
-    // unknown or unavailable.
+    // Force the convolution algorithm ("auto", "im2col", "direct", "winograd", "streamed");
+    // False if unknown or unavailable.
     m.def("set_conv2d_algorithm",
           [](const std::string& name) { return set_conv2d_algorithm(name.c_str()); },
           py::arg("name"));

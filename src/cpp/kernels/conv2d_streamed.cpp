@@ -13,9 +13,9 @@
 // direct micro-kernels do (whose padding taps add exact zeros): the same bits, at any thread
 // count.
 #include <algorithm>
-#include <vector>
 
 #include "conv2d_direct.h"
+#include "workspace.h"
 
 namespace cnnfast {
 
@@ -36,35 +36,41 @@ namespace {
 constexpr int64_t kFewPixels = 16;
 constexpr int64_t kStreamRowsFewPixels = 8, kStreamRowsManyPixels = 32;
 
-// The pixels that read one tap of the kernel: output pixel p (of N*OH*OW) reads input offset
-// source (floats into x) for it.
+// The pixels that read each tap of the kernel, in the calling thread's scratch: tap t's readers
+// are [begin[t], begin[t + 1]); reader i is output pixel pixel[i] (of N*OH*OW), reading input
+// offset source[i] (floats into x). used[0 .. n_used) are the taps some pixel reads, in order.
 struct TapReaders {
-    std::vector<int64_t> pixel, source;
-    std::vector<int64_t> begin;  // tap t's readers are [begin[t], begin[t + 1])
+    const int64_t *begin, *pixel, *source, *used;
+    int64_t n_used;
 };
 
 TapReaders tap_readers(const Conv2dDims& d) {
-    TapReaders r;
-    r.begin.push_back(0);
+    const int64_t taps = d.KH * d.KW, most = taps * d.N * d.OH * d.OW;
+    int64_t* begin = workspace<int64_t>(Scratch::conv_stream_readers, 2 * taps + 1 + 2 * most);
+    int64_t *used = begin + taps + 1, *pixel = used + taps, *source = pixel + most;
+    int64_t n = 0, n_used = 0;
+    begin[0] = 0;
     for (int64_t kh = 0; kh < d.KH; ++kh)
         for (int64_t kw = 0; kw < d.KW; ++kw) {
-            for (int64_t n = 0; n < d.N; ++n)
+            for (int64_t img = 0; img < d.N; ++img)
                 for (int64_t oh = 0; oh < d.OH; ++oh) {
                     const int64_t ih = oh * d.stride_h - d.pad_top + kh * d.dilation_h;
                     if (ih < 0 || ih >= d.H) continue;
                     for (int64_t ow = 0; ow < d.OW; ++ow) {
                         const int64_t iw = ow * d.stride_w - d.pad_left + kw * d.dilation_w;
                         if (iw < 0 || iw >= d.W) continue;
-                        r.pixel.push_back((n * d.OH + oh) * d.OW + ow);
-                        r.source.push_back(((n * d.H + ih) * d.W + iw) * d.C);
+                        pixel[n] = (img * d.OH + oh) * d.OW + ow;
+                        source[n++] = ((img * d.H + ih) * d.W + iw) * d.C;
                     }
                 }
-            r.begin.push_back(static_cast<int64_t>(r.pixel.size()));
+            const int64_t t = kh * d.KW + kw;
+            begin[t + 1] = n;
+            if (n > begin[t]) used[n_used++] = t;
         }
-    return r;
+    return {begin, pixel, source, used, n_used};
 }
 
-// Rows [row, row + rows) of the kernel (row = tap * C + c0), all read by the same pixels.
+// Rows [tap * C + c0, + rows) of the kernel, all read by the same pixels.
 struct Chunk {
     int64_t tap, c0, rows;
 };
@@ -78,16 +84,13 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
     const TapReaders readers = tap_readers(d);
     const bool few_pixels = P <= kFewPixels;
     const int64_t rows = few_pixels ? kStreamRowsFewPixels : kStreamRowsManyPixels;
-    std::vector<Chunk> chunks;
-    int64_t macs = 0;
-    for (int64_t t = 0; t < d.KH * d.KW; ++t) {
-        const int64_t n = readers.begin[t + 1] - readers.begin[t];
-        if (n == 0) continue;
-        for (int64_t c0 = 0; c0 < C; c0 += rows)
-            chunks.push_back({t, c0, std::min(rows, C - c0)});
-        macs += n * C * K;
-    }
-    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    // The walk: each tap some pixel reads, in chunks of `rows` input channels.
+    const int64_t per_tap = (C + rows - 1) / rows, n_chunks = readers.n_used * per_tap;
+    auto chunk = [&](int64_t i) {
+        const int64_t c0 = i % per_tap * rows;
+        return Chunk{readers.used[i / per_tap], c0, std::min(rows, C - c0)};
+    };
+    const int64_t macs = readers.begin[d.KH * d.KW] * C * K;
     // Threads take contiguous runs of 64-channel blocks: every thread walks all the chunks, the
     // threads' reads together still in address order, and each sum is the same at any T.
     const int64_t k_blocks = (K + 63) / 64;
@@ -104,24 +107,25 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
         float* ys[kConvStreamPixels];
         const float* as[kConvStreamPixels];
         for (int64_t i = 0; i < n_chunks; ++i) {
-            const Chunk& c = chunks[i];
+            const Chunk c = chunk(i);
             const float* wc = w + (c.tap * C + c.c0) * K;
-            const Chunk* next = i + 1 < n_chunks ? &chunks[i + 1] : nullptr;
-            const float* wn = next ? w + (next->tap * C + next->c0) * K : nullptr;
+            // The chunk whose rows are prefetched meanwhile (none after the last).
+            const Chunk nx = i + 1 < n_chunks ? chunk(i + 1) : Chunk{0, 0, 0};
+            const float* wn = w + (nx.tap * C + nx.c0) * K;
             const int64_t r0 = readers.begin[c.tap], r1 = readers.begin[c.tap + 1];
             const int64_t groups = (r1 - r0 + kConvStreamPixels - 1) / kConvStreamPixels;
             for (int64_t b = b0; b < b1; ++b) {
                 const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
-                if (next && few_pixels) {  // rows of the next chunk, this thread's columns
-                    const int64_t n_b = b1 - b0, nr = next->rows;
+                if (few_pixels) {  // rows of the next chunk, this thread's columns
+                    const int64_t n_b = b1 - b0, nr = nx.rows;
                     for (int64_t r = nr * (b - b0) / n_b; r < nr * (b - b0 + 1) / n_b; ++r)
                         for (int64_t k = k_lo; k < k_hi; k += 16)
                             __builtin_prefetch(wn + r * K + k, 0, 3);
                 }
                 const int64_t lines_per_row = (nc + 15) / 16;
-                const int64_t lines = next ? next->rows * lines_per_row : 0;
+                const int64_t lines = nx.rows * lines_per_row;
                 for (int64_t gi = 0; gi < groups; ++gi) {
-                    if (next && !few_pixels)  // a share of the next chunk's slice of block b
+                    if (!few_pixels)  // a share of the next chunk's slice of block b
                         for (int64_t l = lines * gi / groups; l < lines * (gi + 1) / groups; ++l)
                             __builtin_prefetch(
                                 wn + l / lines_per_row * K + k0 + 16 * (l % lines_per_row), 0, 3);

@@ -63,7 +63,7 @@ struct TransformedKernel {
 // place (no float32 V, no packing of its rows).
 bool bf16_inputs(const TransformedKernel& U, int64_t C) { return U.packed && C % 2 == 0; }
 
-// A block's transformed tiles, the left operand of the 16 position products: float32 rows, or
+// A block's transformed tiles, the left operand of the position products: float32 rows, or
 // bfloat16 pairs of channels that the bfloat16 GEMM reads in place (bf16_inputs). Position pos
 // starts ldpos values in, each tile ld values after the one before.
 struct TileRows {
@@ -322,14 +322,11 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
 
 namespace {
 
-// F(4x4, 3x3): out (nt, K; rows ldo) = V[pos] (nt, C) x U[pos] on the direct micro-kernels.
-void position_product_f4(const ConvDirectUkernels& uk, float* out, int64_t ldo, const float* V,
-                         int64_t nt, const WinogradKernel& U, int64_t pos) {
-    const ConvPixels px{const_cast<float*>(V), 0, U.C, nt};
-    const float* u = U.U() + pos * U.position_stride();
-    for (int64_t k0 = 0; k0 < U.K; k0 += 64)
-        uk.forward(out + k0, ldo, px, 0, nt, 1, 0, U.C, u + k0, U.Kp, nullptr, false,
-                   std::min<int64_t>(64, U.K - k0));
+// A kept kernel's U as the position products read it.
+TransformedKernel kept_transform(const WinogradKernel& U) {
+    TransformedKernel k;
+    k.U = U.U(), k.us = U.position_stride();
+    return k;
 }
 
 // F(4x4, 3x3): V rows i .. i + n (positions ldv floats apart) = the input transform of tiles
@@ -372,18 +369,19 @@ void forward_f4(const ConvDirectUkernels& uk, float* y, const float* x, const Wi
     const int64_t C = d.C, Kp = U.Kp;
     const BlockPlan plan = block_plan(g, C, Kp, 36);
     const int64_t ldv = plan.tiles * C, ldm = plan.tiles * Kp;
+    const TransformedKernel k = kept_transform(U);
     // A thread per half kMacsPerThread: at kMacsPerThread the Keras MNIST CNN's batch-1 second
     // convolution (1.3 M multiply-adds) ran on one thread, and `python -m bench beyond` on
     // 6e18841 timed its predict at 32.7 us on two threads against 32.4 on one; on 4a2e09e's
     // results, 30.3 against 32.5.
     forward_in_tile_blocks(
         plan, threads_for(2 * g.total * 36 * C * Kp / kMacsPerThread), g.total, 36, ldm, Kp,
-        [&] { return workspace(Scratch::winograd_inputs, 36 * ldv); },
-        [&](float* V, int64_t i, int64_t t0, int64_t n) {
-            transform_tiles_f4(tf, V, ldv, i, x, t0, n, d, g);
+        [&] { return tile_rows(workspace(Scratch::winograd_inputs, 36 * ldv), false, ldv, C); },
+        [&](const TileRows& V, int64_t i, int64_t t0, int64_t n) {
+            transform_tiles_f4(tf, V.f, ldv, i, x, t0, n, d, g);
         },
-        [&](float* V, float* M, int64_t pos, int64_t nt) {
-            position_product_f4(uk, M, Kp, V + pos * ldv, nt, U, pos);
+        [&](const TileRows& V, float* M, int64_t pos, int64_t nt) {
+            position_product(&uk, M, Kp, V, pos, nt, C, k, Kp, d.K);
         },
         [&](const float* M, int64_t t0, int64_t n) {
             tf.output_f4(y, M, ldm, Kp, t0, n, bias, relu, d, g);
@@ -444,9 +442,7 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
                              const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                              bool relu) {
     if (U.tile == 4) return forward_f4(uk, y, x, U, bias, d, relu);
-    TransformedKernel k;
-    k.U = U.U(), k.us = U.position_stride();
-    forward_transformed(uk, y, x, k, U.Kp, bias, d, relu);
+    forward_transformed(uk, y, x, kept_transform(U), U.Kp, bias, d, relu);
 }
 
 // Backward-data over the forward's own tiles: per tile, dV = (A dy A^T) x U^T per position,
