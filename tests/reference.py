@@ -87,27 +87,43 @@ WINOGRAD_F4_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4
                            [0, 1, -1, 8, -8, 1]], float)
 
 
+# Winograd F(2x2, 3x3)'s matrices (the same file's F(2x2) transforms).
+WINOGRAD_F2_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
+WINOGRAD_F2_G = np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]])
+WINOGRAD_F2_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+
+
 def winograd_f4_abs(x, w, b=None, pads=((0, 0), (0, 0))):
     """F(4x4, 3x3) on absolute values, float64: |A^T| [sum_c (|G||g||G^T|) (.) (|B^T||d||B|)] |A|
     + |b| per output of a 3x3 stride-1 convolution, 4x4 tiles from output (0, 0). What rounding
     errors of the algorithm scale with (each value's error is at most its chain of roundings
     times its absolute-value term), as sum |x||w| is for the direct sums."""
+    return _winograd_abs(x, w, b, pads, 4, WINOGRAD_F4_BT, WINOGRAD_F4_G, WINOGRAD_F4_AT)
+
+
+def winograd_f2_abs(x, w, b=None, pads=((0, 0), (0, 0))):
+    """winograd_f4_abs for F(2x2, 3x3): 2x2 tiles of 4x4 patches."""
+    return _winograd_abs(x, w, b, pads, 2, WINOGRAD_F2_BT, WINOGRAD_F2_G, WINOGRAD_F2_AT)
+
+
+def _winograd_abs(x, w, b, pads, m, BT, G, AT):
     x = np.abs(np.asarray(x, np.float64))
     w = np.abs(np.asarray(w, np.float64))
     xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     N, H, W, C = xp.shape
     OH, OW = H - 2, W - 2
-    TH, TW = -(-OH // 4), -(-OW // 4)
-    d = np.zeros((N, 4 * TH + 2, 4 * TW + 2, C))
+    TH, TW = -(-OH // m), -(-OW // m)
+    d = np.zeros((N, m * TH + 2, m * TW + 2, C))
     d[:, :H, :W] = xp
-    BT, G, AT = np.abs(WINOGRAD_F4_BT), np.abs(WINOGRAD_F4_G), np.abs(WINOGRAD_F4_AT)
+    BT, G, AT = np.abs(BT), np.abs(G), np.abs(AT)
     U = np.einsum("ai,ijck,bj->abck", G, w, G)
-    y = np.zeros((N, 4 * TH, 4 * TW, w.shape[-1]))
+    y = np.zeros((N, m * TH, m * TW, w.shape[-1]))
     for th in range(TH):
         for tw in range(TW):
-            V = np.einsum("ai,nijc,bj->nabc", BT, d[:, 4 * th:4 * th + 6, 4 * tw:4 * tw + 6], BT)
+            V = np.einsum("ai,nijc,bj->nabc", BT, d[:, m * th:m * th + m + 2,
+                                                   m * tw:m * tw + m + 2], BT)
             M = np.einsum("nabc,abck->nabk", V, U)
-            y[:, 4 * th:4 * th + 4, 4 * tw:4 * tw + 4] = np.einsum("pa,nabk,qb->npqk", AT, M, AT)
+            y[:, m * th:m * th + m, m * tw:m * tw + m] = np.einsum("pa,nabk,qb->npqk", AT, M, AT)
     y = y[:, :OH, :OW]
     return y if b is None else y + np.abs(np.asarray(b, np.float64))
 

@@ -236,9 +236,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 }
 
 bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d) {
+    if (bf16_products()) return false;
+    if (g_conv_algorithm.load(std::memory_order_relaxed) == 0 && conv2d_direct_ukernels() &&
+        winograd_streams_kept_kernel(d))
+        return true;
     const PassPlan p = plan_pass(d, ConvPass::forward);
-    return p.algorithm == ConvAlgorithm::winograd && !bf16_products() &&
-           winograd_kernel_fits_l2(d.C, d.K);
+    return p.algorithm == ConvAlgorithm::winograd && winograd_kernel_fits_l2(d.C, d.K);
 }
 
 void conv2d_forward(float* y, const float* x, const WinogradKernel& U, const float* bias,

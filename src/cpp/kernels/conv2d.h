@@ -49,8 +49,10 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 // making; kept, it is F(4x4, 3x3)'s where that fits in L2 (1.78x fewer multiplies).
 // conv2d_forward_reads_winograd_kernel(d): whether conv2d_forward of d (N the batch) runs
 // Winograd on a float32 kernel (auto's choice, not in mixed-precision training) whose U is small
-// enough to keep (winograd_kernel_fits_l2). Then conv2d_winograd_kernel(w, d) makes U (any N;
-// conv2d_winograd.cpp), and the forward below runs on it; U must come from w's current values.
+// enough to keep (winograd_kernel_fits_l2), or whose U the forward streams from memory
+// (winograd_streams_kept_kernel: a single image's 8x8 maps of wide layers). Then
+// conv2d_winograd_kernel(w, d) makes U (any N; conv2d_winograd.cpp), and the forward below runs
+// on it; U must come from w's current values.
 struct WinogradKernel;
 bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d);
 std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d);

@@ -167,6 +167,22 @@ void conv2d_backward_weights_direct(const ConvDirectUkernels& uk, float* dw, flo
 // Backward-data as a scatter-add: every pixel's products added into its receptive field of dx.
 void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const float* dy,
                                  const float* w, const Conv2dDims& d);
+// Weight streaming's core (conv2d_streamed.cpp), for products whose weights come from memory:
+// taps t (K columns, ldw floats between rows; tap t's rows start t * tap_stride floats into w),
+// each read by a few readers, reader i of tap t (begin[t] <= i < begin[t + 1]) adding
+// y[y_at[i] + k] += sum_{c < C} x[x_at[i] + c] * w[t * tap_stride + c * ldw + k] for k < K.
+// The used taps' rows are read once, a chunk of rows at a time in address order, every reader
+// of the chunk served while it is in L1, the next chunk prefetched meanwhile. Each y element
+// adds its products in tap order, then c order, in one FMA chain from the value it held: the
+// same bits at any thread count (threads split the columns).
+struct StreamReaders {
+    const int64_t *begin, *y_at, *x_at;
+    const int64_t* used;  // the taps with readers, in order
+    int64_t n_used;
+};
+void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
+                       int64_t tap_stride, int64_t ldw, int64_t C, int64_t K,
+                       const StreamReaders& readers);
 // Forward for a few output pixels whose weights come from memory (conv2d_streamed.cpp): the
 // kernel read once, in address order, instead of once per 64-channel block. Any stride, padding
 // and dilation; groups == 1.

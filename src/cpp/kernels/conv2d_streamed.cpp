@@ -11,7 +11,9 @@
 // their receptive field holds, so the padding's zeros cost no multiply-adds either. Each output
 // starts from its bias and adds its products in (kh, kw, c) order in one FMA chain, as the
 // direct micro-kernels do (whose padding taps add exact zeros): the same bits, at any thread
-// count.
+// count. The walk itself (streamed_products) also runs a kept Winograd kernel's position
+// products on a single image's 8x8 maps (conv2d_winograd.h's winograd_streams_kept_kernel),
+// each position a tap that every tile reads.
 #include <algorithm>
 
 #include "conv2d_direct.h"
@@ -22,7 +24,7 @@ namespace cnnfast {
 namespace {
 
 // Two schedules, by how many multiply-adds each weight row carries.
-// - At most kFewPixels output pixels (4x4 and 2x2 maps), the layer's time is the read of its
+// - At most kFewPixels readers per tap (4x4 and 2x2 maps), the layer's time is the read of its
 //   weights: chunks of 8 rows (16 KB of a 512-channel kernel, and the next 8 being prefetched,
 //   leave L1 room for the accumulator rows), the next chunk prefetched in address order, a share
 //   of its rows before each 64-channel block.
@@ -36,18 +38,13 @@ namespace {
 constexpr int64_t kFewPixels = 16;
 constexpr int64_t kStreamRowsFewPixels = 8, kStreamRowsManyPixels = 32;
 
-// The pixels that read each tap of the kernel, in the calling thread's scratch: tap t's readers
-// are [begin[t], begin[t + 1]); reader i is output pixel pixel[i] (of N*OH*OW), reading input
-// offset source[i] (floats into x). used[0 .. n_used) are the taps some pixel reads, in order.
-struct TapReaders {
-    const int64_t *begin, *pixel, *source, *used;
-    int64_t n_used;
-};
-
-TapReaders tap_readers(const Conv2dDims& d) {
+// The pixels that read each tap of the kernel, in the calling thread's scratch, as streamed
+// products' readers: tap t's readers are [begin[t], begin[t + 1]); a reader writes output pixel
+// y_at / K of N*OH*OW and reads input offset x_at (floats into x).
+StreamReaders tap_readers(const Conv2dDims& d) {
     const int64_t taps = d.KH * d.KW, most = taps * d.N * d.OH * d.OW;
     int64_t* begin = workspace<int64_t>(Scratch::conv_stream_readers, 2 * taps + 1 + 2 * most);
-    int64_t *used = begin + taps + 1, *pixel = used + taps, *source = pixel + most;
+    int64_t *used = begin + taps + 1, *y_at = used + taps, *x_at = y_at + most;
     int64_t n = 0, n_used = 0;
     begin[0] = 0;
     for (int64_t kh = 0; kh < d.KH; ++kh)
@@ -59,48 +56,47 @@ TapReaders tap_readers(const Conv2dDims& d) {
                     for (int64_t ow = 0; ow < d.OW; ++ow) {
                         const int64_t iw = ow * d.stride_w - d.pad_left + kw * d.dilation_w;
                         if (iw < 0 || iw >= d.W) continue;
-                        pixel[n] = (img * d.OH + oh) * d.OW + ow;
-                        source[n++] = ((img * d.H + ih) * d.W + iw) * d.C;
+                        y_at[n] = ((img * d.OH + oh) * d.OW + ow) * d.K;
+                        x_at[n++] = ((img * d.H + ih) * d.W + iw) * d.C;
                     }
                 }
             const int64_t t = kh * d.KW + kw;
             begin[t + 1] = n;
             if (n > begin[t]) used[n_used++] = t;
         }
-    return {begin, pixel, source, used, n_used};
+    return {begin, y_at, x_at, used, n_used};
 }
 
-// Rows [tap * C + c0, + rows) of the kernel, all read by the same pixels.
+// Rows [c0, c0 + rows) of tap `tap`'s rows, all read by the same readers.
 struct Chunk {
     int64_t tap, c0, rows;
 };
 
 }  // namespace
 
-void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float* x,
-                             const float* w, const float* bias, const Conv2dDims& d, bool relu,
-                             const BandActivation& act) {
-    const int64_t P = d.N * d.OH * d.OW, K = d.K, C = d.C;
-    const TapReaders readers = tap_readers(d);
-    const bool few_pixels = P <= kFewPixels;
+void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
+                       int64_t tap_stride, int64_t ldw, int64_t C, int64_t K,
+                       const StreamReaders& readers) {
+    int64_t most = 0;
+    for (int64_t u = 0; u < readers.n_used; ++u) {
+        const int64_t t = readers.used[u];
+        most = std::max(most, readers.begin[t + 1] - readers.begin[t]);
+    }
+    const bool few_pixels = most <= kFewPixels;
     const int64_t rows = few_pixels ? kStreamRowsFewPixels : kStreamRowsManyPixels;
-    // The walk: each tap some pixel reads, in chunks of `rows` input channels.
+    // The walk: each tap some reader reads, in chunks of `rows` input channels.
     const int64_t per_tap = (C + rows - 1) / rows, n_chunks = readers.n_used * per_tap;
     auto chunk = [&](int64_t i) {
         const int64_t c0 = i % per_tap * rows;
         return Chunk{readers.used[i / per_tap], c0, std::min(rows, C - c0)};
     };
-    const int64_t macs = readers.begin[d.KH * d.KW] * C * K;
+    int64_t reads = 0;
+    for (int64_t u = 0; u < readers.n_used; ++u)
+        reads += readers.begin[readers.used[u] + 1] - readers.begin[readers.used[u]];
     // Threads take contiguous runs of 64-channel blocks: every thread walks all the chunks, the
     // threads' reads together still in address order, and each sum is the same at any T.
     const int64_t k_blocks = (K + 63) / 64;
-    const int T = std::min<int64_t>(threads_for(macs / kMacsPerThread), k_blocks);
-    for (int64_t p = 0; p < P; ++p) {
-        if (bias)
-            std::copy(bias, bias + K, y + p * K);
-        else
-            std::fill(y + p * K, y + (p + 1) * K, 0.0f);
-    }
+    const int T = std::min<int64_t>(threads_for(reads * C * K / kMacsPerThread), k_blocks);
     parallel_for(T, T, [&](int64_t t) {
         const int64_t b0 = k_blocks * t / T, b1 = k_blocks * (t + 1) / T;
         const int64_t k_lo = 64 * b0, k_hi = std::min(K, 64 * b1);
@@ -108,10 +104,10 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
         const float* as[kConvStreamPixels];
         for (int64_t i = 0; i < n_chunks; ++i) {
             const Chunk c = chunk(i);
-            const float* wc = w + (c.tap * C + c.c0) * K;
+            const float* wc = w + c.tap * tap_stride + c.c0 * ldw;
             // The chunk whose rows are prefetched meanwhile (none after the last).
             const Chunk nx = i + 1 < n_chunks ? chunk(i + 1) : Chunk{0, 0, 0};
-            const float* wn = w + (nx.tap * C + nx.c0) * K;
+            const float* wn = w + nx.tap * tap_stride + nx.c0 * ldw;
             const int64_t r0 = readers.begin[c.tap], r1 = readers.begin[c.tap + 1];
             const int64_t groups = (r1 - r0 + kConvStreamPixels - 1) / kConvStreamPixels;
             for (int64_t b = b0; b < b1; ++b) {
@@ -120,7 +116,7 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
                     const int64_t n_b = b1 - b0, nr = nx.rows;
                     for (int64_t r = nr * (b - b0) / n_b; r < nr * (b - b0 + 1) / n_b; ++r)
                         for (int64_t k = k_lo; k < k_hi; k += 16)
-                            __builtin_prefetch(wn + r * K + k, 0, 3);
+                            __builtin_prefetch(wn + r * ldw + k, 0, 3);
                 }
                 const int64_t lines_per_row = (nc + 15) / 16;
                 const int64_t lines = nx.rows * lines_per_row;
@@ -128,20 +124,34 @@ void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float
                     if (!few_pixels)  // a share of the next chunk's slice of block b
                         for (int64_t l = lines * gi / groups; l < lines * (gi + 1) / groups; ++l)
                             __builtin_prefetch(
-                                wn + l / lines_per_row * K + k0 + 16 * (l % lines_per_row), 0, 3);
+                                wn + l / lines_per_row * ldw + k0 + 16 * (l % lines_per_row), 0,
+                                3);
                     // Balanced groups: 9 readers as 5 + 4, not 6 + 3 (a 3-pixel tile loads 7
                     // vectors per 12 FMAs).
                     const int64_t g0 = r0 + (r1 - r0) * gi / groups;
                     const int64_t G = r0 + (r1 - r0) * (gi + 1) / groups - g0;
                     for (int64_t j = 0; j < G; ++j) {
-                        ys[j] = y + readers.pixel[g0 + j] * K + k0;
-                        as[j] = x + readers.source[g0 + j] + c.c0;
+                        ys[j] = y + readers.y_at[g0 + j] + k0;
+                        as[j] = x + readers.x_at[g0 + j] + c.c0;
                     }
-                    uk.forward_streamed(ys, as, G, wc + k0, K, c.rows, nc);
+                    uk.forward_streamed(ys, as, G, wc + k0, ldw, c.rows, nc);
                 }
             }
         }
     });
+}
+
+void conv2d_forward_streamed(const ConvDirectUkernels& uk, float* y, const float* x,
+                             const float* w, const float* bias, const Conv2dDims& d, bool relu,
+                             const BandActivation& act) {
+    const int64_t P = d.N * d.OH * d.OW, K = d.K;
+    for (int64_t p = 0; p < P; ++p) {
+        if (bias)
+            std::copy(bias, bias + K, y + p * K);
+        else
+            std::fill(y + p * K, y + (p + 1) * K, 0.0f);
+    }
+    streamed_products(uk, y, x, w, d.C * K, K, d.C, K, tap_readers(d));
     if (relu) activation_forward(y, y, P * K, Activation::relu, 0.0f);
     act(y, P * K);
 }
