@@ -146,42 +146,52 @@ def test_kept_f4_winograd_kernel_is_within_its_bound(hw, c, k, padding, n, rng):
     assert ratio.max() <= f4_bound(c), ratio.max() / 2.0**-24
 
 
-# A single image's 8x8 maps of a kernel too large for L2 (128 -> 200 channels: 1.6 MiB of U)
-# keep F(2x2, 3x3)'s U too, streamed from memory (conv2d_winograd.h's
-# winograd_streams_kept_kernel), where the layer walk runs the weight-streaming direct forward:
-# the error is held to F(2x2)'s first-order bound, as F(4x4)'s above: at most 2 roundings in the
-# input transform (two stages of one add), 4 in the kernel's (two of two adds; halving is exact),
-# 1 product, C - 1 sums over channels and 4 in the output transform, so |error| <= (C + 10) u S
-# with S = reference.winograd_f2_abs. Two threads split the output channels: the same bits.
-def test_streamed_kept_f2_kernel_is_within_its_bound_and_follows_edits(rng):
-    model = single_conv(8, 128, 200, "same")
+# A single image's maps of 9-16 tiles whose kernel's U exceeds L2 keep it too, streamed from
+# memory (conv2d_winograd.h's winograd_streams_kept_kernel): F(4x4, 3x3)'s on 16x16 maps (64 ->
+# 128 channels: 1.1 MiB of U), F(2x2, 3x3)'s on 8x8 maps (128 -> 200: 1.6 MiB), where the layer
+# walk runs F(2x2) per call or the weight-streaming direct forward. F(4x4)'s error is held to
+# the bound above; F(2x2)'s to its own first-order bound: at most 2 roundings in the input
+# transform (two stages of one add), 4 in the kernel's (two of two adds; halving is exact), 1
+# product, C - 1 sums over channels and 4 in the output transform, so |error| <= (C + 10) u S
+# with S = reference.winograd_f2_abs. Two threads split the output channels: the same bits. A
+# batch of 2 (not streamed) keeps its own kernel beside it.
+@pytest.mark.parametrize("hw, c, k, tile", [(16, 64, 128, 4), (8, 128, 200, 2)])
+def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, tile, rng):
+    model = single_conv(hw, c, k, "same")
     layer = model.layers[0]
-    x = rng.standard_normal((1, 8, 8, 128)).astype(np.float32)
 
-    def ratio():
+    def ratio(x):
         w, b = layer.weights_["kernel"], layer.weights_["bias"]
-        want = reference.conv2d_forward(x, w, b, pads=((1, 1), (1, 1)))
-        scale = reference.winograd_f2_abs(x, w, b, pads=((1, 1), (1, 1)))
+        pads = ((1, 1), (1, 1))
+        want = reference.conv2d_forward(x, w, b, pads=pads)
+        scale = (reference.winograd_f4_abs if tile == 4 else reference.winograd_f2_abs)(
+            x, w, b, pads=pads)
         return np.abs(model.predict(x).astype(np.float64) - want) / scale
 
-    assert ratio().max() <= (128 + 10) * 2.0**-24
+    bound = f4_bound(c) if tile == 4 else (c + 10) * 2.0**-24
+    x = rng.standard_normal((1, hw, hw, c)).astype(np.float32)
+    x2 = rng.standard_normal((2, hw, hw, c)).astype(np.float32)
+    assert ratio(x).max() <= bound
+    assert ratio(x2).max() <= bound
     before = model.predict(x)
     cf.set_num_threads(2)
     try:
         np.testing.assert_array_equal(model.predict(x), before)
     finally:
         cf.set_num_threads(0)
-    layer.weights_["kernel"][2, 0, 127, 199] += 0.5  # in place: the kept U must follow
+    layer.weights_["kernel"][2, 0, c - 1, k - 1] += 0.5  # in place: the kept U must follow
     after = model.predict(x)
-    assert not np.array_equal(after[0, :, :, 199], before[0, :, :, 199])
-    np.testing.assert_array_equal(after[..., :199], before[..., :199])
-    assert ratio().max() <= (128 + 10) * 2.0**-24
+    assert not np.array_equal(after[0, :, :, k - 1], before[0, :, :, k - 1])
+    np.testing.assert_array_equal(after[..., :k - 1], before[..., :k - 1])
+    assert ratio(x).max() <= bound
+    assert ratio(x2).max() <= bound
 
 
 def test_kept_f2_winograd_kernel_gives_the_layer_walk_bits(rng):
-    # 128 -> 128 channels: F(4x4)'s transform (2.25 MiB) would not fit in L2, F(2x2)'s (1 MiB) does.
+    # 128 -> 128 channels: F(4x4)'s transform (2.25 MiB) would not fit in L2, F(2x2)'s (1 MiB)
+    # does. Two images: one would stream F(4x4)'s (9 tiles of 4x4).
     model = single_conv(10, 128, 128, "same", activation="relu")
-    x = rng.standard_normal((1, 10, 10, 128)).astype(np.float32)
+    x = rng.standard_normal((2, 10, 10, 128)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(x), python_forward(model, x))
 
 

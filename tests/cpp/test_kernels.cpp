@@ -362,15 +362,16 @@ void test_network() {
 
 void test_network_kept_winograd_kernels() {
     // 13x13x64 -> 11x11x40 (F(4x4, 3x3) kept: 9 tiles per image), 10x10x128 -> 10x10x128
-    // "same" (F(2x2, 3x3) kept) and a single 8x8x128 -> 8x8x200 "same" image (16 tiles of a
-    // 1.6 MiB F(2x2, 3x3) kernel, streamed), each followed by an edit of its weights in place:
+    // "same" (F(2x2, 3x3) kept), single 8x8x128 -> 8x8x200 and 16x16x64 -> 16x16x128 "same"
+    // images (16 tiles of a 1.6 MiB F(2x2, 3x3) and a 1.1 MiB F(4x4, 3x3) kernel, streamed),
+    // each followed by an edit of its weights in place:
     // a network sees it, a network with fixed weights (the C API's) keeps the kernel it made
     // first (where Winograd runs: on AVX-512).
     struct Case {
         int64_t hw, C, K, pad, n;
     };
     for (const Case c : {Case{13, 64, 40, 0, 2}, Case{10, 128, 128, 1, 2},
-                         Case{8, 128, 200, 1, 1}}) {
+                         Case{8, 128, 200, 1, 1}, Case{16, 64, 128, 1, 1}}) {
         const int64_t o = c.hw + 2 * c.pad - 2, n = c.n;
         const Conv2dDims d{n, c.hw, c.hw, c.C, 3, 3, c.K, o, o, 1, 1, c.pad, c.pad, 1};
         auto w = randn(9 * c.C * c.K, 0.1f), b = randn(c.K), x = randn(n * c.hw * c.hw * c.C);

@@ -46,15 +46,18 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 // Inference on fixed weights (network.h) keeps a kernel in the form its algorithm reads instead
 // of transforming it on every call: Winograd's float32 U (conv2d_winograd.h), which the Keras
 // MNIST CNN's second convolution (64 -> 64 channels) spent a tenth of its batch-1 forward
-// making; kept, it is F(4x4, 3x3)'s where that fits in L2 (1.78x fewer multiplies).
+// making; kept, it is F(4x4, 3x3)'s where that fits in L2 (1.78x fewer multiplies) or where the
+// forward streams it (below).
 // conv2d_forward_reads_winograd_kernel(d): whether conv2d_forward of d (N the batch) runs
 // Winograd on a float32 kernel (auto's choice, not in mixed-precision training) whose U is small
 // enough to keep (winograd_kernel_fits_l2), or whose U the forward streams from memory
-// (winograd_streams_kept_kernel: a single image's 8x8 maps of wide layers). Then
-// conv2d_winograd_kernel(w, d) makes U (any N; conv2d_winograd.cpp), and the forward below runs
-// on it; U must come from w's current values.
+// (winograd_streams_kept_kernel: a single image's 8x8 and 16x16 maps of wide layers). Then
+// conv2d_winograd_kernel(w, d) makes U, of the tile size conv2d_winograd_kernel_tile(d) (2 or 4:
+// it may differ with N), and the forward below runs on it; U must come from w's current values
+// and have that tile size.
 struct WinogradKernel;
 bool conv2d_forward_reads_winograd_kernel(const Conv2dDims& d);
+int conv2d_winograd_kernel_tile(const Conv2dDims& d);
 std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d);
 void conv2d_forward(float* y, const float* x, const WinogradKernel& U, const float* bias,
                     const Conv2dDims& d, Activation act, float alpha);

@@ -418,11 +418,38 @@ bool winograd_kernel_fits_l2(int64_t C, int64_t K) { return !is_wide(C, round_up
 
 int64_t WinogradKernel::position_stride() const { return winograd_kernel_stride(C, Kp); }
 
+// The tiles a streamed kept kernel serves: at most 16 (a position's accumulators, 16 tiles of
+// 256 channels = 16 KB, stay in L1 beside the chunk of U being read); at least 9, since with
+// fewer (a single image's 4x4 and 2x2 maps in F(2x2, 3x3)) the layer's time is the read of its
+// weights, which U makes 16/9 longer: those ran slower than the weight-streaming forward on
+// VGG16-CIFAR.
+constexpr int64_t kStreamedTilesMost = 16, kStreamedTilesFewest = 9;
+
+namespace {
+
+bool streams_with(const Conv2dDims& d, int64_t m) {
+    const int64_t tiles = winograd_tile_grid(d, m).total;
+    return d.N == 1 && tiles >= kStreamedTilesFewest && tiles <= kStreamedTilesMost &&
+           (m == 4 ? 36 : 16) * d.C * round_up(d.K, 16) > kWideKernelFloats;
+}
+
+}  // namespace
+
+int conv2d_winograd_kernel_tile(const Conv2dDims& d) {
+    const WinogradTransforms* tf = conv2d_winograd_transforms();
+    if (!tf || !tf->kernel_f4) return 2;
+    return 36 * d.C * round_up(d.K, 16) <= kWideKernelFloats || streams_with(d, 4) ? 4 : 2;
+}
+
+bool winograd_streams_kept_kernel(const Conv2dDims& d) {
+    return winograd_computes(d) && streams_with(d, conv2d_winograd_kernel_tile(d));
+}
+
 std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, const Conv2dDims& d) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
     auto k = std::make_shared<WinogradKernel>();
     k->C = d.C, k->K = d.K, k->Kp = round_up(d.K, 16);
-    k->tile = tf.kernel_f4 && 36 * d.C * k->Kp <= kWideKernelFloats ? 4 : 2;
+    k->tile = conv2d_winograd_kernel_tile(d);
     const int64_t positions = k->tile == 4 ? 36 : 16;
     k->storage.resize(positions * k->position_stride() + 64 / sizeof(float));
     float* U = const_cast<float*>(k->U());
@@ -438,40 +465,34 @@ std::shared_ptr<const WinogradKernel> conv2d_winograd_kernel(const float* w, con
     return k;
 }
 
-// The tiles a streamed kept kernel serves: at most 16 (a position's accumulators, 16 tiles of
-// 256 channels = 16 KB, stay in L1 beside the chunk of U being read); more than 8, since with
-// fewer (a single image's 4x4 and 2x2 maps) the layer's time is the read of its weights, which
-// U makes 16/9 longer: those ran slower than the weight-streaming forward on VGG16-CIFAR.
-constexpr int64_t kStreamedTilesMost = 16, kStreamedTilesFewest = 9;
-
-bool winograd_streams_kept_kernel(const Conv2dDims& d) {
-    const int64_t tiles = winograd_tile_grid(d).total;
-    return winograd_computes(d) && tiles >= kStreamedTilesFewest &&
-           tiles <= kStreamedTilesMost && !winograd_kernel_fits_l2(d.C, d.K);
-}
-
 namespace {
 
-// The forward on a kept F(2x2, 3x3) U read as winograd_streams_kept_kernel says: V of every
-// tile, M = 0, every position's product streamed (a position is a tap every tile reads), y.
+// The forward on a kept U read as winograd_streams_kept_kernel says: V of every tile, M = 0,
+// every position's product streamed (a position is a tap every tile reads), y.
 void forward_kept_streamed(const ConvDirectUkernels& uk, float* y, const float* x,
                            const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                            bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
-    const TileGrid g = winograd_tile_grid(d);
-    const int64_t nt = g.total, C = d.C, Kp = U.Kp;
-    float* V = workspace(Scratch::winograd_inputs, 16 * nt * C);
-    float* M = workspace(Scratch::winograd_products, 16 * nt * Kp);
-    tf.input(V, nt * C, x, 0, nt, d, g);
-    std::memset(M, 0, sizeof(float) * 16 * nt * Kp);
-    int64_t* begin = workspace<int64_t>(Scratch::conv_stream_readers, 17 + 16 + 2 * 16 * nt);
-    int64_t *used = begin + 17, *m_at = used + 16, *v_at = m_at + 16 * nt;
-    for (int64_t pos = 0; pos <= 16; ++pos) begin[pos] = pos * nt;
-    for (int64_t pos = 0; pos < 16; ++pos) used[pos] = pos;
-    for (int64_t i = 0; i < 16 * nt; ++i) m_at[i] = i * Kp, v_at[i] = i * C;
+    const TileGrid g = winograd_tile_grid(d, U.tile);
+    const int64_t nt = g.total, C = d.C, Kp = U.Kp, P = U.tile == 4 ? 36 : 16;
+    float* V = workspace(Scratch::winograd_inputs, P * nt * C);
+    float* M = workspace(Scratch::winograd_products, P * nt * Kp);
+    if (U.tile == 4)
+        transform_tiles_f4(tf, V, nt * C, 0, x, 0, nt, d, g);
+    else
+        tf.input(V, nt * C, x, 0, nt, d, g);
+    std::memset(M, 0, sizeof(float) * P * nt * Kp);
+    int64_t* begin = workspace<int64_t>(Scratch::conv_stream_readers, 2 * P + 1 + 2 * P * nt);
+    int64_t *used = begin + P + 1, *m_at = used + P, *v_at = m_at + P * nt;
+    for (int64_t pos = 0; pos <= P; ++pos) begin[pos] = pos * nt;
+    for (int64_t pos = 0; pos < P; ++pos) used[pos] = pos;
+    for (int64_t i = 0; i < P * nt; ++i) m_at[i] = i * Kp, v_at[i] = i * C;
     streamed_products(uk, M, V, U.U(), U.position_stride(), Kp, C, Kp,
-                      StreamReaders{begin, m_at, v_at, used, 16});
-    tf.output(y, M, nt * Kp, Kp, 0, nt, bias, relu, d, g);
+                      StreamReaders{begin, m_at, v_at, used, P});
+    if (U.tile == 4)
+        tf.output_f4(y, M, nt * Kp, Kp, 0, nt, bias, relu, d, g);
+    else
+        tf.output(y, M, nt * Kp, Kp, 0, nt, bias, relu, d, g);
 }
 
 }  // namespace
@@ -479,8 +500,9 @@ void forward_kept_streamed(const ConvDirectUkernels& uk, float* y, const float* 
 void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
                              const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                              bool relu) {
+    if (U.tile == conv2d_winograd_kernel_tile(d) && winograd_streams_kept_kernel(d))
+        return forward_kept_streamed(uk, y, x, U, bias, d, relu);
     if (U.tile == 4) return forward_f4(uk, y, x, U, bias, d, relu);
-    if (winograd_streams_kept_kernel(d)) return forward_kept_streamed(uk, y, x, U, bias, d, relu);
     forward_transformed(uk, y, x, kept_transform(U), U.Kp, bias, d, relu);
 }
 

@@ -62,12 +62,13 @@ void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float
 // that stays in a core's L2 beside a block's tiles (wider kernels take the position-major
 // schedule, whose transform the batches big enough for Winograd amortise).
 bool winograd_kernel_fits_l2(int64_t C, int64_t K);
-// Whether a kept U too large for that pays anyway: a forward of 9-16 tiles of F(2x2, 3x3) (a
-// single image's 8x8 maps, VGG16-CIFAR's third block) on a U of more than 1 MiB, which then
-// comes from memory on every call. conv2d_forward_winograd streams it (conv2d_direct.h's
-// streamed_products: U read once in address order, every tile of a chunk of rows served while it
-// is in L1), multiplying 2.25x fewer times than the direct forward and 1.89x fewer than the
-// weight-streaming one, which skips padding (8x8 "same" maps), for 16/9 more bytes to read.
+// Whether a kept U too large for that pays anyway: a single image's forward of 9-16 tiles on a U
+// of more than 1 MiB, which then comes from memory on every call: F(4x4, 3x3)'s where its tiles
+// are that many (16x16 maps, VGG16-CIFAR's second block: 4x fewer multiplies than direct, 36/9
+// more bytes), else F(2x2, 3x3)'s (8x8 maps, its third block: 2.25x fewer than direct, 1.89x
+// fewer than the weight-streaming forward, which skips padding, for 16/9 more bytes).
+// conv2d_forward_winograd streams it (conv2d_direct.h's streamed_products: U read once in
+// address order, every tile of a chunk of rows served while it is in L1).
 bool winograd_streams_kept_kernel(const Conv2dDims& d);
 
 // The m x m output tiles (F(2x2, 3x3)'s 2, F(4x4, 3x3)'s 4) of an OH x OW output, numbered image

@@ -149,14 +149,17 @@ std::shared_ptr<const WinogradKernel> KeptWinogradKernel::get(const float* w,
     // Comparing the 37K floats of the Keras MNIST CNN's 64 -> 64 kernel took 5-7% of its batch-1
     // predict, transforming them on every call 10% (F(2x2, 3x3)), by perf on
     // dev/profile_step.py predict keras_mnist_cnn (dev/README.md, "Profiling a step").
+    // One kernel per tile size (conv2d_winograd_kernel_tile: batch 1 and larger batches may
+    // differ), each remembering the weights it was made from.
     const size_t count = static_cast<size_t>(d.KH * d.KW * d.C * d.K);
+    Kept& k = kept_[conv2d_winograd_kernel_tile(d) == 4];
     std::lock_guard<std::mutex> lock(mutex_);
-    if (kernel_ && fixed) return kernel_;
-    if (!kernel_ || std::memcmp(made_from_.data(), w, sizeof(float) * count) != 0) {
-        if (!fixed) made_from_.assign(w, w + count);
-        kernel_ = conv2d_winograd_kernel(w, d);
+    if (k.kernel && fixed) return k.kernel;
+    if (!k.kernel || std::memcmp(k.made_from.data(), w, sizeof(float) * count) != 0) {
+        if (!fixed) k.made_from.assign(w, w + count);
+        k.kernel = conv2d_winograd_kernel(w, d);
     }
-    return kernel_;
+    return k.kernel;
 }
 
 void Network::add_conv2d(const float* w, const float* bias, int64_t KH, int64_t KW, int64_t K,

@@ -51,9 +51,12 @@ public:
                                               bool fixed) const;
 
 private:
+    struct Kept {
+        std::vector<float> made_from;
+        std::shared_ptr<const WinogradKernel> kernel;
+    };
     mutable std::mutex mutex_;
-    mutable std::vector<float> made_from_;
-    mutable std::shared_ptr<const WinogradKernel> kernel_;
+    mutable Kept kept_[2];  // F(2x2, 3x3)'s, F(4x4, 3x3)'s
 };
 
 // One layer step. Dims hold per-sample geometry (N = 1); forward sets the batch size.
