@@ -155,14 +155,20 @@ def test_kept_f4_winograd_kernel_is_within_its_bound(hw, c, k, padding, n, rng):
 # product, C - 1 sums over channels and 4 in the output transform, so |error| <= (C + 10) u S
 # with S = reference.winograd_f2_abs. Two threads split the output channels: the same bits. A
 # batch of 2 (not streamed) keeps its own kernel beside it.
-@pytest.mark.parametrize("hw, c, k, tile", [(16, 64, 128, 4), (8, 128, 200, 2)])
-def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, tile, rng):
-    model = single_conv(hw, c, k, "same")
+@pytest.mark.parametrize("hw, c, k, padding, tile", [
+    (16, 64, 128, "same", 4),
+    (18, 64, 128, "valid", 4),   # 16x16 outputs, the input read in place
+    (8, 128, 200, "same", 2),
+    (10, 128, 200, "valid", 2),  # 8x8 outputs
+])
+def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, padding, tile,
+                                                                    rng):
+    model = single_conv(hw, c, k, padding)
     layer = model.layers[0]
 
     def ratio(x):
         w, b = layer.weights_["kernel"], layer.weights_["bias"]
-        pads = ((1, 1), (1, 1))
+        pads = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
         want = reference.conv2d_forward(x, w, b, pads=pads)
         scale = (reference.winograd_f4_abs if tile == 4 else reference.winograd_f2_abs)(
             x, w, b, pads=pads)
@@ -179,7 +185,7 @@ def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, ti
         np.testing.assert_array_equal(model.predict(x), before)
     finally:
         cf.set_num_threads(0)
-    layer.weights_["kernel"][2, 0, c - 1, k - 1] += 0.5  # in place: the kept U must follow
+    layer.weights_["kernel"][1, 1, c - 1, k - 1] += 0.5  # in place: the kept U must follow
     after = model.predict(x)
     assert not np.array_equal(after[0, :, :, k - 1], before[0, :, :, k - 1])
     np.testing.assert_array_equal(after[..., :k - 1], before[..., :k - 1])
