@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -480,3 +481,23 @@ def test_graph_plan_shows_in_place_and_merge_steps():
     steps = cf.Model(x, y)._inference_network().describe()
     assert steps[1].startswith("merge add (4, 4, 2) + (4, 4, 2) -> (4, 4, 2)")
     assert steps[2].startswith("activation relu") and steps[2].endswith("in place in out")
+
+
+def test_forward_times_its_steps(rng):
+    model = make("cifar10_simple")
+    net = model._inference_network()
+    x = rng.standard_normal((2,) + model.input_shape_).astype(np.float32)
+    out = np.empty((2,) + model.output_shape_, np.float32)
+    seconds = np.zeros(len(net.describe()))
+    start = time.perf_counter()
+    net.forward(out, x, step_seconds=seconds)
+    wall = time.perf_counter() - start
+    assert_same(out, model.predict(x))  # timing changes nothing
+    assert (seconds > 0).all() and seconds.sum() <= wall
+    twice = seconds.copy()
+    net.forward(out, x, step_seconds=twice)  # added to, not overwritten
+    assert (twice > seconds).all()
+    for bad in (np.zeros(len(seconds) + 1), np.zeros(len(seconds), np.float32), [0.0]):
+        with pytest.raises(ValueError, match="step_seconds"):
+            net.forward(out, x, step_seconds=bad)
+

@@ -163,7 +163,8 @@ void bind_network(py::module_& m) {
         // x (N, input_shape...); out (N, output_shape...) written in place.
         .def(
             "forward",
-            [](const NetworkHandle& h, py::array out, const py::array& x) {
+            [](const NetworkHandle& h, py::array out, const py::array& x,
+               const py::object& step_seconds) {
                 const Network& net = *h.net;
                 const float* px = in_f32(x, "Network.forward x");
                 float* po = out_f32(out, "Network.forward out");
@@ -192,10 +193,25 @@ void bind_network(py::module_& m) {
                                                 vec_str(want_out) + " for x " + shape_str(x) +
                                                 ", got " + shape_str(out));
                 expect_disjoint("Network.forward", out, "out", x, "x");
+                double* seconds = nullptr;
+                if (!step_seconds.is_none()) {
+                    if (!py::isinstance<py::array>(step_seconds))
+                        throw std::invalid_argument(
+                            "Network.forward: step_seconds must be a float64 array or None");
+                    auto t = step_seconds.cast<py::array>();
+                    if (t.dtype().kind() != 'f' || t.itemsize() != 8 || t.ndim() != 1 ||
+                        dim(t, 0) != static_cast<int64_t>(net.describe().size()) ||
+                        !(t.flags() & py::array::c_style) || !t.writeable())
+                        throw std::invalid_argument(
+                            "Network.forward: step_seconds must be a writeable contiguous "
+                            "float64 array of " + std::to_string(net.describe().size()) +
+                            " (one per describe() line), got " + shape_str(t));
+                    seconds = static_cast<double*>(t.mutable_data());
+                }
                 py::gil_scoped_release release;
-                net.forward(po, px, n);
+                net.forward(po, px, n, seconds);
             },
-            py::arg("out"), py::arg("x"));
+            py::arg("out"), py::arg("x"), py::arg("step_seconds") = py::none());
 }
 
 }  // namespace cnnfast::bind

@@ -1,6 +1,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -672,7 +673,7 @@ std::vector<std::string> Network::describe() const {
 }
 
 // x (n, input...) -> out (n, output...): the planned steps, each on its values' buffers.
-void Network::forward(float* out, const float* x, int64_t n) const {
+void Network::forward(float* out, const float* x, int64_t n, double* step_seconds) const {
     if (n <= 0) return;
     if (offset_[current_] == kInput) {  // no step computes anything (views of x only)
         std::memcpy(out, x, sizeof(float) * n * input_size_);
@@ -685,8 +686,10 @@ void Network::forward(float* out, const float* x, int64_t n) const {
         return o == kInput ? const_cast<float*>(x) : o == kOutput ? out : arena + n * o;
     };
     std::vector<const float*> ins;
-    for (size_t i : run_) {
-        const NetworkStep& s = steps_[i];
+    for (size_t k = 0; k < run_.size(); ++k) {
+        const auto start = step_seconds ? std::chrono::steady_clock::now()
+                                        : std::chrono::steady_clock::time_point{};
+        const NetworkStep& s = steps_[run_[k]];
         const float* cur = at(s.inputs[0]);
         float* dst = at(s.output);
         switch (s.kind) {
@@ -831,6 +834,9 @@ void Network::forward(float* out, const float* x, int64_t n) const {
                 break;
             }
         }
+        if (step_seconds)
+            step_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                             start).count();
     }
 }
 

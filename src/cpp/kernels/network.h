@@ -201,8 +201,10 @@ public:
     // and where its output lives (in place, an arena offset, or the caller's out).
     std::vector<std::string> describe() const;
 
-    // x (n, input_shape...); out (n, output_shape...), must not overlap x.
-    void forward(float* out, const float* x, int64_t n) const;
+    // x (n, input_shape...); out (n, output_shape...), must not overlap x. With step_seconds
+    // (one per describe() line), adds each step's wall time to its entry (for profiling:
+    // dev/network_step_times.py).
+    void forward(float* out, const float* x, int64_t n, double* step_seconds = nullptr) const;
 
 private:
     static int64_t size_of(const std::vector<int64_t>& s);
