@@ -522,8 +522,9 @@ class Model:
             convolutions' and dense layers' products (forward, and the gradients of inputs and
             weights) take bfloat16 operands with float32 sums, on the CPU's AVX512-BF16
             instructions where it has them; the weights, their gradients, the optimizer state,
-            every other layer, the loss and softmax stay float32. ``predict`` and ``evaluate`` run float32. None takes
-            ``cnnfast.keras.mixed_precision.global_policy()`` (float32 unless set). On a CPU
+            every other layer, the loss and softmax stay float32. ``predict`` and ``evaluate``
+            run float32. None takes ``cnnfast.keras.mixed_precision.global_policy()`` (float32
+            unless set). On a CPU
             without AVX512-BF16 a portable kernel gives the same bits, several times slower
             than float32 (a RuntimeWarning says so).
 

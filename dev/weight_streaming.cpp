@@ -51,7 +51,8 @@ __m512 read_pattern(const float* p, int mode) {
             for (long kb = 0; kb < kK; kb += 64)
                 for (long q = q0; q < q0 + 80 && q < kQ; ++q)
                     for (int v = 0; v < 4; ++v) {
-                        if (mode == 3 && q0 + 80 < kQ) _mm_prefetch(next + 64 * line++, _MM_HINT_T1);
+                        if (mode == 3 && q0 + 80 < kQ)
+                            _mm_prefetch(next + 64 * line++, _MM_HINT_T1);
                         add(q * kK + kb + 16 * v);
                     }
         }

@@ -155,7 +155,8 @@ def test_kept_f4_winograd_kernel_is_within_its_bound(hw, c, k, padding, n, rng):
 # transform (two stages of one add), 4 in the kernel's (two of two adds; halving is exact), 1
 # product, C - 1 sums over channels and 4 in the output transform, so |error| <= (C + 10) u S
 # with S = reference.winograd_f2_abs. Two threads split the output channels: the same bits. A
-# batch of 2 (not streamed) keeps its own kernel beside it.
+# batch of 2 (not streamed: F(2x2, 3x3), kept beside the streamed kernel or made per call) is
+# held to F(2x2)'s bound.
 @pytest.mark.parametrize("hw, c, k, padding, tile", [
     (16, 64, 128, "same", 4),
     (18, 64, 128, "valid", 4),   # 16x16 outputs, the input read in place
@@ -167,19 +168,19 @@ def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, pa
     model = single_conv(hw, c, k, padding)
     layer = model.layers[0]
 
-    def ratio(x):
+    def within_bound(x, m):
         w, b = layer.weights_["kernel"], layer.weights_["bias"]
         pads = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
         want = reference.conv2d_forward(x, w, b, pads=pads)
-        scale = (reference.winograd_f4_abs if tile == 4 else reference.winograd_f2_abs)(
+        scale = (reference.winograd_f4_abs if m == 4 else reference.winograd_f2_abs)(
             x, w, b, pads=pads)
-        return np.abs(model.predict(x).astype(np.float64) - want) / scale
+        ratio = np.abs(model.predict(x).astype(np.float64) - want) / scale
+        return ratio.max() <= (f4_bound(c) if m == 4 else (c + 10) * 2.0**-24)
 
-    bound = f4_bound(c) if tile == 4 else (c + 10) * 2.0**-24
     x = rng.standard_normal((1, hw, hw, c)).astype(np.float32)
     x2 = rng.standard_normal((2, hw, hw, c)).astype(np.float32)
-    assert ratio(x).max() <= bound
-    assert ratio(x2).max() <= bound
+    assert within_bound(x, tile)
+    assert within_bound(x2, 2)
     before = model.predict(x)
     cf.set_num_threads(2)
     try:
@@ -190,8 +191,8 @@ def test_streamed_kept_kernel_is_within_its_bound_and_follows_edits(hw, c, k, pa
     after = model.predict(x)
     assert not np.array_equal(after[0, :, :, k - 1], before[0, :, :, k - 1])
     np.testing.assert_array_equal(after[..., :k - 1], before[..., :k - 1])
-    assert ratio(x).max() <= bound
-    assert ratio(x2).max() <= bound
+    assert within_bound(x, tile)
+    assert within_bound(x2, 2)
 
 
 def test_kept_f2_winograd_kernel_gives_the_layer_walk_bits(rng):

@@ -199,12 +199,13 @@ void bind_network(py::module_& m) {
                         throw std::invalid_argument(
                             "Network.forward: step_seconds must be a float64 array or None");
                     auto t = step_seconds.cast<py::array>();
+                    const auto steps = static_cast<int64_t>(net.num_run_steps());
                     if (t.dtype().kind() != 'f' || t.itemsize() != 8 || t.ndim() != 1 ||
-                        dim(t, 0) != static_cast<int64_t>(net.describe().size()) ||
-                        !(t.flags() & py::array::c_style) || !t.writeable())
+                        dim(t, 0) != steps || !(t.flags() & py::array::c_style) ||
+                        !t.writeable())
                         throw std::invalid_argument(
                             "Network.forward: step_seconds must be a writeable contiguous "
-                            "float64 array of " + std::to_string(net.describe().size()) +
+                            "float64 array of " + std::to_string(steps) +
                             " (one per describe() line), got " + shape_str(t));
                     seconds = static_cast<double*>(t.mutable_data());
                 }

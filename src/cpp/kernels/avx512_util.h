@@ -41,4 +41,22 @@ __attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], con
     }
 }
 
+// The same step with the R values from a(r) and the last vector's lanes limited to ml (rows
+// of w whose width is not a multiple of 16): the direct convolution's backward-data and
+// weight-streaming tiles run it.
+template <int R, int V, class A>
+__attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], const A& a,
+                                                        const float* bk, __mmask16 ml) {
+    __m512 bv[V];
+#pragma GCC unroll 64
+    for (int v = 0; v < V - 1; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+    bv[V - 1] = _mm512_maskz_loadu_ps(ml, bk + 16 * (V - 1));
+#pragma GCC unroll 64
+    for (int r = 0; r < R; ++r) {
+        const __m512 ar = _mm512_set1_ps(a(r));
+#pragma GCC unroll 64
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+}
+
 }  // namespace cnnfast

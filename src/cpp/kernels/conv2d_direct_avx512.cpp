@@ -77,6 +77,9 @@ void fwd_tile(float* y, int64_t ldy, const float* const* src, int64_t np, int64_
 #pragma GCC unroll 32
         for (int p = 0; p < P; ++p) s[p] = src[CS ? 0 : p] + kh * rs;
         const float* wk = w + (kh * seg + j0) * ldw;
+        // avx512_util.h's masked rank1_update written out: through it, GCC 12 kept more of the
+        // one-vector row tiles' loop state on the stack (objdump of fwd_range<1>), the
+        // register pressure the one-pointer tiles above exist to relieve.
         for (int64_t j = j0; j < j1; ++j, wk += ldw) {
             __m512 wv[KV];
 #pragma GCC unroll 32
@@ -365,18 +368,8 @@ void bwdd_tile(float* const* dst, int64_t np, const int64_t* off, int64_t nq, co
     const float* g[P];
     #pragma GCC unroll 32
     for (int p = 0; p < P; ++p) g[p] = dy + (p < np ? p : np - 1) * ldy;
-    for (int64_t k = 0; k < nk; ++k, wt += ldwt) {
-        __m512 wv[QV];
-        #pragma GCC unroll 32
-        for (int v = 0; v < QV - 1; ++v) wv[v] = _mm512_loadu_ps(wt + 16 * v);
-        wv[QV - 1] = _mm512_maskz_loadu_ps(ml, wt + 16 * (QV - 1));
-        #pragma GCC unroll 32
-        for (int p = 0; p < P; ++p) {
-            const __m512 a = _mm512_set1_ps(g[p][k]);
-            #pragma GCC unroll 32
-            for (int v = 0; v < QV; ++v) acc[p][v] = _mm512_fmadd_ps(a, wv[v], acc[p][v]);
-        }
-    }
+    for (int64_t k = 0; k < nk; ++k, wt += ldwt)
+        rank1_update(acc, [&](int p) { return g[p][k]; }, wt, ml);
     #pragma GCC unroll 32
     for (int v = 0; v < QV; ++v) {
         const int64_t n = nq - 16 * v < 16 ? nq - 16 * v : 16;
@@ -629,7 +622,7 @@ void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_
 }
 
 // G pixels x KV vectors over R weight rows, the accumulators from and back to y: each row's KV
-// weight vectors serve G broadcasts (KV + G loads per G * KV FMAs, as the direct tile).
+// weight vectors serve G broadcasts (KV + G loads per G * KV FMAs, as the direct tile does).
 template <int G, int KV>
 void stream_tile(float* const* y, const float* const* a, const float* w, int64_t ldw, int64_t R,
                  __mmask16 ml) {
@@ -640,20 +633,8 @@ void stream_tile(float* const* y, const float* const* a, const float* w, int64_t
         for (int v = 0; v < KV; ++v)
             acc[g][v] = v < KV - 1 ? _mm512_loadu_ps(y[g] + 16 * v)
                                    : _mm512_maskz_loadu_ps(ml, y[g] + 16 * v);
-    for (int64_t r = 0; r < R; ++r) {
-        const float* wr = w + r * ldw;
-        __m512 b[KV];
-#pragma GCC unroll 4
-        for (int v = 0; v < KV; ++v)
-            b[v] = v < KV - 1 ? _mm512_loadu_ps(wr + 16 * v)
-                              : _mm512_maskz_loadu_ps(ml, wr + 16 * v);
-#pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) {
-            const __m512 av = _mm512_set1_ps(a[g][r]);
-#pragma GCC unroll 4
-            for (int v = 0; v < KV; ++v) acc[g][v] = _mm512_fmadd_ps(av, b[v], acc[g][v]);
-        }
-    }
+    for (int64_t r = 0; r < R; ++r)
+        rank1_update(acc, [&](int g) { return a[g][r]; }, w + r * ldw, ml);
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g)
 #pragma GCC unroll 4

@@ -24,17 +24,20 @@ namespace cnnfast {
 namespace {
 
 // Two schedules, by how many multiply-adds each weight row carries.
-// - At most kFewPixels readers per tap (4x4 and 2x2 maps), the layer's time is the read of its
-//   weights: chunks of 8 rows (16 KB of a 512-channel kernel, and the next 8 being prefetched,
-//   leave L1 room for the accumulator rows), the next chunk prefetched in address order, a share
-//   of its rows before each 64-channel block.
-// - More pixels (8x8 maps), the multiply-adds outweigh the read: chunks of 32 rows, so each
-//   accumulator goes through memory a quarter as often, and each block's slice of the next chunk
-//   is prefetched, spread over the pixel groups (256-byte pieces of each row, which stream at
-//   about half the address-order rate: still well above the rate these layers need).
+// - At most kFewPixels readers per tap (a single image's 4x4 and 2x2 maps; a kept Winograd
+//   kernel's 16 tiles per position), the layer's time is mostly the read of its weights: chunks
+//   of 8 rows (16 KB of a 512-channel kernel, and the next 8 being prefetched, leave L1 room for
+//   the accumulator rows), the next chunk prefetched in address order, a share of its rows
+//   before each 64-channel block.
+// - More pixels (8x8 maps of the direct forward), the multiply-adds outweigh the read: chunks
+//   of 32 rows, so each accumulator goes through memory a quarter as often, and each block's
+//   slice of the next chunk is prefetched, spread over the pixel groups (256-byte pieces of each
+//   row, which stream at about half the address-order rate: still well above the rate these
+//   layers need).
 // Each was slower where the other runs, on VGG16-CIFAR's layers with their weights from memory
-// as `python dev/vgg_batch1_layers.py` reads them, and so were other chunk sizes (trials with a
-// temporary switch, not kept on main).
+// (`python dev/vgg_batch1_layers.py`, and `python dev/network_step_times.py vgg16_cifar` for the
+// Winograd positions), and so were other chunk sizes (trials with a temporary switch, not kept
+// on main).
 constexpr int64_t kFewPixels = 16;
 constexpr int64_t kStreamRowsFewPixels = 8, kStreamRowsManyPixels = 32;
 
@@ -77,10 +80,11 @@ struct Chunk {
 void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
                        int64_t tap_stride, int64_t ldw, int64_t C, int64_t K,
                        const StreamReaders& readers) {
-    int64_t most = 0;
+    int64_t most = 0, reads = 0;  // the most readers of a tap, and all taps' readers
     for (int64_t u = 0; u < readers.n_used; ++u) {
-        const int64_t t = readers.used[u];
-        most = std::max(most, readers.begin[t + 1] - readers.begin[t]);
+        const int64_t t = readers.used[u], n = readers.begin[t + 1] - readers.begin[t];
+        most = std::max(most, n);
+        reads += n;
     }
     const bool few_pixels = most <= kFewPixels;
     const int64_t rows = few_pixels ? kStreamRowsFewPixels : kStreamRowsManyPixels;
@@ -90,9 +94,6 @@ void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, c
         const int64_t c0 = i % per_tap * rows;
         return Chunk{readers.used[i / per_tap], c0, std::min(rows, C - c0)};
     };
-    int64_t reads = 0;
-    for (int64_t u = 0; u < readers.n_used; ++u)
-        reads += readers.begin[readers.used[u] + 1] - readers.begin[readers.used[u]];
     // Threads take contiguous runs of 64-channel blocks: every thread walks all the chunks, the
     // threads' reads together still in address order, and each sum is the same at any T.
     const int64_t k_blocks = (K + 63) / 64;

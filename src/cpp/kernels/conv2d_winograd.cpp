@@ -361,7 +361,8 @@ void transform_tiles_f4(const WinogradTransforms& tf, float* V, int64_t ldv, int
 }
 
 // The forward pass of F(4x4, 3x3) on a kept kernel, in blocks of tiles as forward_transformed
-// runs F(2x2, 3x3)'s (the kernel fits in L2 by construction: conv2d_winograd_kernel).
+// runs F(2x2, 3x3)'s (the kernel fits in L2 by construction, conv2d_winograd_kernel_tile, unless
+// streamed: forward_kept_streamed).
 void forward_f4(const ConvDirectUkernels& uk, float* y, const float* x, const WinogradKernel& U,
                 const float* bias, const Conv2dDims& d, bool relu) {
     const WinogradTransforms& tf = *conv2d_winograd_transforms();
@@ -418,6 +419,8 @@ bool winograd_kernel_fits_l2(int64_t C, int64_t K) { return !is_wide(C, round_up
 
 int64_t WinogradKernel::position_stride() const { return winograd_kernel_stride(C, Kp); }
 
+namespace {
+
 // The tiles a streamed kept kernel serves: at most 16 (a position's accumulators, 16 tiles of
 // 256 channels = 16 KB, stay in L1 beside the chunk of U being read); at least 9, since with
 // fewer (a single image's 4x4 and 2x2 maps in F(2x2, 3x3)) the layer's time is the read of its
@@ -425,8 +428,7 @@ int64_t WinogradKernel::position_stride() const { return winograd_kernel_stride(
 // VGG16-CIFAR.
 constexpr int64_t kStreamedTilesMost = 16, kStreamedTilesFewest = 9;
 
-namespace {
-
+// Whether a kept kernel of m x m output tiles is streamed on d (winograd_streams_kept_kernel).
 bool streams_with(const Conv2dDims& d, int64_t m) {
     const int64_t tiles = winograd_tile_grid(d, m).total;
     return d.N == 1 && tiles >= kStreamedTilesFewest && tiles <= kStreamedTilesMost &&
@@ -500,8 +502,7 @@ void forward_kept_streamed(const ConvDirectUkernels& uk, float* y, const float* 
 void conv2d_forward_winograd(const ConvDirectUkernels& uk, float* y, const float* x,
                              const WinogradKernel& U, const float* bias, const Conv2dDims& d,
                              bool relu) {
-    if (U.tile == conv2d_winograd_kernel_tile(d) && winograd_streams_kept_kernel(d))
-        return forward_kept_streamed(uk, y, x, U, bias, d, relu);
+    if (streams_with(d, U.tile)) return forward_kept_streamed(uk, y, x, U, bias, d, relu);
     if (U.tile == 4) return forward_f4(uk, y, x, U, bias, d, relu);
     forward_transformed(uk, y, x, kept_transform(U), U.Kp, bias, d, relu);
 }

@@ -39,10 +39,11 @@ enum class StepKind : int {
     max_pool2d_u8
 };
 
-// A conv step's Winograd kernel (conv2d.h's conv2d_winograd_kernel), made on first use and kept
-// while the borrowed weights keep their values: each use compares them with the copy it was made
-// from and makes it again when they changed (training, set_weights, an edit in place), so the
-// network still always sees the current weights. Thread-safe; shared by copies of the step.
+// A conv step's Winograd kernels (conv2d.h's conv2d_winograd_kernel, one per tile size the calls'
+// dims take), each made on first use and kept while the borrowed weights keep their values: each
+// use compares them with the copy it was made from and makes it again when they changed
+// (training, set_weights, an edit in place), so the network still always sees the current
+// weights. Thread-safe; shared by copies of the step.
 class KeptWinogradKernel {
 public:
     // U of w (3,3,C,K) as its values are now; with fixed (Network::fix_weights), as they were
@@ -197,6 +198,8 @@ public:
     int64_t input_size() const { return input_size_; }
     int64_t output_size() const { return values_[current_].size; }
     size_t num_steps() const { return steps_.size(); }
+    // The steps forward runs: describe()'s lines, forward's step_seconds entries.
+    size_t num_run_steps() const { return run_.size(); }
     // The plan, one line per step that runs: the kernel, its shapes, what is fused into it
     // and where its output lives (in place, an arena offset, or the caller's out).
     std::vector<std::string> describe() const;

@@ -5,6 +5,8 @@
 #if defined(CNNFAST_BUILD_AVX512)
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "avx512_util.h"
 
 namespace cnnfast {
@@ -51,6 +53,19 @@ inline __m512 requantize16(__m512i acc, __m512i shift, __m512 mult, __m512 bias)
     return v;
 }
 
+// f(bias, relu) with the two flags as compile-time constants (std::bool_constant), so that each
+// row kernel below is instantiated for the four combinations and picked once per call.
+template <class F>
+void with_bias_relu(bool bias, bool relu, const F& f) {
+    if (bias) {
+        if (relu) f(std::true_type{}, std::true_type{});
+        else f(std::true_type{}, std::false_type{});
+    } else {
+        if (relu) f(std::false_type{}, std::true_type{});
+        else f(std::false_type{}, std::false_type{});
+    }
+}
+
 template <bool kBias, bool kRelu>
 void requantize_rows(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
                      int64_t K, const float* mult, const int32_t* shift, const float* bias) {
@@ -80,12 +95,9 @@ void requantize_rows(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, i
 void requantize_avx512(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
                        int64_t K, const float* mult, const int32_t* shift, const float* bias,
                        bool relu) {
-    if (bias)
-        (relu ? requantize_rows<true, true> : requantize_rows<true, false>)(y, ldy, acc, ldacc, M,
-                                                                          K, mult, shift, bias);
-    else
-        (relu ? requantize_rows<false, true> : requantize_rows<false, false>)(
-            y, ldy, acc, ldacc, M, K, mult, shift, bias);
+    with_bias_relu(bias, relu, [&](auto b, auto r) {
+        requantize_rows<b, r>(y, ldy, acc, ldacc, M, K, mult, shift, bias);
+    });
 }
 
 template <bool kBias, bool kRelu>
@@ -120,12 +132,9 @@ void requantize_u8_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t lda
 void requantize_u8_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t ldacc, int64_t M,
                           int64_t K, const float* mult, const int32_t* shift, const float* bias,
                           bool relu, float inv, float lo, float hi, float zp) {
-    if (bias)
-        (relu ? requantize_u8_rows<true, true> : requantize_u8_rows<true, false>)(
-            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
-    else
-        (relu ? requantize_u8_rows<false, true> : requantize_u8_rows<false, false>)(
-            q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+    with_bias_relu(bias, relu, [&](auto b, auto r) {
+        requantize_u8_rows<b, r>(q, ldq, acc, ldacc, M, K, mult, shift, bias, inv, lo, hi, zp);
+    });
 }
 
 // 16 columns' pooled sums: the largest of four rows, the smallest where decreasing (mult < 0).
@@ -163,12 +172,10 @@ void requantize_u8_pool4_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int
                                 int64_t windows, int64_t K, const float* mult,
                                 const int32_t* shift, const float* bias, bool relu, float inv,
                                 float lo, float hi, float zp) {
-    if (bias)
-        (relu ? requantize_u8_pool4_rows<true, true> : requantize_u8_pool4_rows<true, false>)(
-            q, ldq, acc, ldacc, windows, K, mult, shift, bias, inv, lo, hi, zp);
-    else
-        (relu ? requantize_u8_pool4_rows<false, true> : requantize_u8_pool4_rows<false, false>)(
-            q, ldq, acc, ldacc, windows, K, mult, shift, bias, inv, lo, hi, zp);
+    with_bias_relu(bias, relu, [&](auto b, auto r) {
+        requantize_u8_pool4_rows<b, r>(q, ldq, acc, ldacc, windows, K, mult, shift, bias, inv, lo,
+                                       hi, zp);
+    });
 }
 
 const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512,
