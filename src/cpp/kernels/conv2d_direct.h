@@ -69,12 +69,29 @@ using ConvBwdWNarrowUkernel = void (*)(float* dw, int64_t K, const ConvPixels& p
                                        int64_t ldy);
 
 // Weight streaming (conv2d_streamed.cpp): for g < G <= kConvStreamPixels and j < nc <= 64,
-// y[g][j] += sum_{r < R} a[g][r] * w[r*ldw + j]. The G accumulator rows are read from y and
-// written back, so the driver can walk a kernel whose weights come from memory a few rows at a
-// time, each row read once.
+// y[g][j] += sum_{r < R} a[g][r] * w[r*ldw + j], issuing pf's prefetches spread over the R rows.
+// The G accumulator rows are read from y and written back, so the driver can walk a kernel
+// whose weights come from memory a few rows at a time, each row read once.
 constexpr int64_t kConvStreamPixels = 6;
+// The lines a streaming tile prefetches (its share of the next chunk's rows, in address order),
+// issued a few after each of its rows of multiply-adds: `left` lines from `row + 16 * col`,
+// per_row lines to a row, rows ldw floats apart. The state carries from tile to tile.
+struct StreamPrefetch {
+    const float* row = nullptr;
+    int64_t ldw = 0, per_row = 0, col = 0, left = 0;
+    void issue(int64_t n) {
+        for (; n > 0 && left > 0; --n, --left) {
+            __builtin_prefetch(row + 16 * col, 0, 3);
+            if (++col == per_row) {
+                col = 0;
+                row += ldw;
+            }
+        }
+    }
+};
 using ConvFwdStreamUkernel = void (*)(float* const* y, const float* const* a, int64_t G,
-                                      const float* w, int64_t ldw, int64_t R, int64_t nc);
+                                      const float* w, int64_t ldw, int64_t R, int64_t nc,
+                                      StreamPrefetch& pf);
 
 struct ConvDirectUkernels {
     const char* path;
@@ -172,7 +189,7 @@ void conv2d_backward_data_direct(const ConvDirectUkernels& uk, float* dx, const 
 // each read by a few readers, reader i of tap t (begin[t] <= i < begin[t + 1]) adding
 // y[y_at[i] + k] += sum_{c < C} x[x_at[i] + c] * w[t * tap_stride + c * ldw + k] for k < K.
 // The used taps' rows are read once, a chunk of rows at a time in address order, every reader
-// of the chunk served while it is in L1, the next chunk prefetched meanwhile. Each y element
+// of the chunk served while it is in L2, the next chunk prefetched meanwhile. Each y element
 // adds its products in tap order, then c order, in one FMA chain from the value it held: the
 // same bits at any thread count (threads split the columns).
 struct StreamReaders {

@@ -625,7 +625,7 @@ void backward_weights_c1(float* accv, const ConvPixels& px, int64_t rows, int64_
 // weight vectors serve G broadcasts (KV + G loads per G * KV FMAs, as the direct tile does).
 template <int G, int KV>
 void stream_tile(float* const* y, const float* const* a, const float* w, int64_t ldw, int64_t R,
-                 __mmask16 ml) {
+                 __mmask16 ml, StreamPrefetch& pf) {
     __m512 acc[G][KV];
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g)
@@ -633,8 +633,11 @@ void stream_tile(float* const* y, const float* const* a, const float* w, int64_t
         for (int v = 0; v < KV; ++v)
             acc[g][v] = v < KV - 1 ? _mm512_loadu_ps(y[g] + 16 * v)
                                    : _mm512_maskz_loadu_ps(ml, y[g] + 16 * v);
-    for (int64_t r = 0; r < R; ++r)
+    const int64_t per_row = (pf.left + R - 1) / R;
+    for (int64_t r = 0; r < R; ++r) {
         rank1_update(acc, [&](int g) { return a[g][r]; }, w + r * ldw, ml);
+        pf.issue(per_row);
+    }
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g)
 #pragma GCC unroll 4
@@ -647,7 +650,7 @@ void stream_tile(float* const* y, const float* const* a, const float* w, int64_t
 }
 
 using StreamTileFn = void (*)(float* const*, const float* const*, const float*, int64_t, int64_t,
-                              __mmask16);
+                              __mmask16, StreamPrefetch&);
 
 template <int... Gs>
 constexpr std::array<std::array<StreamTileFn, 4>, sizeof...(Gs)> stream_table(
@@ -657,11 +660,11 @@ constexpr std::array<std::array<StreamTileFn, 4>, sizeof...(Gs)> stream_table(
 }
 
 void forward_streamed(float* const* y, const float* const* a, int64_t G, const float* w,
-                      int64_t ldw, int64_t R, int64_t nc) {
+                      int64_t ldw, int64_t R, int64_t nc, StreamPrefetch& pf) {
     static constexpr auto table =
         stream_table(std::make_integer_sequence<int, kConvStreamPixels>());
     const int64_t kv = (nc + 15) / 16;
-    table[G - 1][kv - 1](y, a, w, ldw, R, lanes(nc - 16 * (kv - 1)));
+    table[G - 1][kv - 1](y, a, w, ldw, R, lanes(nc - 16 * (kv - 1)), pf);
 }
 
 }  // namespace

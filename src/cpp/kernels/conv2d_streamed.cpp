@@ -5,14 +5,15 @@
 // 64-channel block at a time (256 bytes of every 2 KB row of a 512-channel kernel), which one
 // core streams at about half the rate of a read in address order (dev/weight_streaming.cpp).
 // Here the kernel is walked a chunk of rows at a time, in address order, every 64-channel block
-// of a chunk is applied to every pixel that reads it while it is in L1, and the next chunk is
+// of a chunk is applied to every pixel that reads it while it is in L2, and the next chunk is
 // prefetched meanwhile; the pixels' partial sums live in y (P x K floats, in L1 or L2) between
 // chunks. A tap no pixel reads (padding) is not read at all; pixels are paired with the taps
 // their receptive field holds, so the padding's zeros cost no multiply-adds either. Each output
 // starts from its bias and adds its products in (kh, kw, c) order in one FMA chain, as the
 // direct micro-kernels do (whose padding taps add exact zeros): the same bits, at any thread
 // count. The walk itself (streamed_products) also runs a kept Winograd kernel's position
-// products on a single image's 8x8 maps (conv2d_winograd.h's winograd_streams_kept_kernel),
+// products on a single image's 8x8 and 16x16 maps (conv2d_winograd.h's
+// winograd_streams_kept_kernel),
 // each position a tap that every tile reads.
 #include <algorithm>
 
@@ -23,23 +24,18 @@ namespace cnnfast {
 
 namespace {
 
-// Two schedules, by how many multiply-adds each weight row carries.
-// - At most kFewPixels readers per tap (a single image's 4x4 and 2x2 maps; a kept Winograd
-//   kernel's 16 tiles per position), the layer's time is mostly the read of its weights: chunks
-//   of 8 rows (16 KB of a 512-channel kernel, and the next 8 being prefetched, leave L1 room for
-//   the accumulator rows), the next chunk prefetched in address order, a share of its rows
-//   before each 64-channel block.
-// - More pixels (8x8 maps of the direct forward), the multiply-adds outweigh the read: chunks
-//   of 32 rows, so each accumulator goes through memory a quarter as often, and each block's
-//   slice of the next chunk is prefetched, spread over the pixel groups (256-byte pieces of each
-//   row, which stream at about half the address-order rate: still well above the rate these
-//   layers need).
-// Each was slower where the other runs, on VGG16-CIFAR's layers with their weights from memory
-// (`python dev/vgg_batch1_layers.py`, and `python dev/network_step_times.py vgg16_cifar` for the
-// Winograd positions), and so were other chunk sizes (trials with a temporary switch, not kept
-// on main).
-constexpr int64_t kFewPixels = 16;
-constexpr int64_t kStreamRowsFewPixels = 8, kStreamRowsManyPixels = 32;
+// Chunks of 32 rows (64 KB of a 512-channel kernel: in L2, not L1), each 64-channel block of a
+// chunk applied to every reader in turn, so each accumulator goes through memory once per 32
+// multiply-adds. The next chunk is prefetched in address order, its lines shared out over the
+// chunk's tiles and each tile's share issued a row at a time, between its multiply-adds: a
+// burst of prefetches before each block (as an earlier schedule issued them) filled the core's
+// outstanding-miss slots and stalled its multiply-adds, so a layer took the sum of its read and
+// its arithmetic instead of the larger. On VGG16-CIFAR's batch-1 forward (one thread, one run
+// alternating schedules with a temporary switch, `python dev/network_step_times.py` steps), this
+// took its streamed layers 10-14 % under that schedule (8-row chunks for at most 16 readers a
+// tap, 32-row chunks with each block's slice prefetched for more), and under 16- and 64-row
+// chunks; the 2x2 maps' layers, which read their weights at the memory's rate, took the same.
+constexpr int64_t kStreamRows = 32;
 
 // The pixels that read each tap of the kernel, in the calling thread's scratch, as streamed
 // products' readers: tap t's readers are [begin[t], begin[t + 1]); a reader writes output pixel
@@ -80,19 +76,15 @@ struct Chunk {
 void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, const float* w,
                        int64_t tap_stride, int64_t ldw, int64_t C, int64_t K,
                        const StreamReaders& readers) {
-    int64_t most = 0, reads = 0;  // the most readers of a tap, and all taps' readers
-    for (int64_t u = 0; u < readers.n_used; ++u) {
-        const int64_t t = readers.used[u], n = readers.begin[t + 1] - readers.begin[t];
-        most = std::max(most, n);
-        reads += n;
-    }
-    const bool few_pixels = most <= kFewPixels;
-    const int64_t rows = few_pixels ? kStreamRowsFewPixels : kStreamRowsManyPixels;
-    // The walk: each tap some reader reads, in chunks of `rows` input channels.
-    const int64_t per_tap = (C + rows - 1) / rows, n_chunks = readers.n_used * per_tap;
+    int64_t reads = 0;  // all taps' readers
+    for (int64_t u = 0; u < readers.n_used; ++u)
+        reads += readers.begin[readers.used[u] + 1] - readers.begin[readers.used[u]];
+    // The walk: each tap some reader reads, in chunks of kStreamRows input channels.
+    const int64_t per_tap = (C + kStreamRows - 1) / kStreamRows;
+    const int64_t n_chunks = readers.n_used * per_tap;
     auto chunk = [&](int64_t i) {
-        const int64_t c0 = i % per_tap * rows;
-        return Chunk{readers.used[i / per_tap], c0, std::min(rows, C - c0)};
+        const int64_t c0 = i % per_tap * kStreamRows;
+        return Chunk{readers.used[i / per_tap], c0, std::min(kStreamRows, C - c0)};
     };
     // Threads take contiguous runs of 64-channel blocks: every thread walks all the chunks, the
     // threads' reads together still in address order, and each sum is the same at any T.
@@ -101,32 +93,27 @@ void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, c
     parallel_for(T, T, [&](int64_t t) {
         const int64_t b0 = k_blocks * t / T, b1 = k_blocks * (t + 1) / T;
         const int64_t k_lo = 64 * b0, k_hi = std::min(K, 64 * b1);
+        const int64_t lines_per_row = (k_hi - k_lo + 15) / 16;  // of this thread's columns
         float* ys[kConvStreamPixels];
         const float* as[kConvStreamPixels];
         for (int64_t i = 0; i < n_chunks; ++i) {
             const Chunk c = chunk(i);
             const float* wc = w + c.tap * tap_stride + c.c0 * ldw;
-            // The chunk whose rows are prefetched meanwhile (none after the last).
+            // The next chunk's rows, this thread's columns (none after the last chunk).
             const Chunk nx = i + 1 < n_chunks ? chunk(i + 1) : Chunk{0, 0, 0};
-            const float* wn = w + nx.tap * tap_stride + nx.c0 * ldw;
+            StreamPrefetch pf;
+            pf.row = w + nx.tap * tap_stride + nx.c0 * ldw + k_lo;
+            pf.ldw = ldw;
+            pf.per_row = lines_per_row;
+            const int64_t pf_lines = nx.rows * lines_per_row;
             const int64_t r0 = readers.begin[c.tap], r1 = readers.begin[c.tap + 1];
             const int64_t groups = (r1 - r0 + kConvStreamPixels - 1) / kConvStreamPixels;
+            const int64_t tiles = (b1 - b0) * groups;
             for (int64_t b = b0; b < b1; ++b) {
                 const int64_t k0 = 64 * b, nc = std::min<int64_t>(64, K - k0);
-                if (few_pixels) {  // rows of the next chunk, this thread's columns
-                    const int64_t n_b = b1 - b0, nr = nx.rows;
-                    for (int64_t r = nr * (b - b0) / n_b; r < nr * (b - b0 + 1) / n_b; ++r)
-                        for (int64_t k = k_lo; k < k_hi; k += 16)
-                            __builtin_prefetch(wn + r * ldw + k, 0, 3);
-                }
-                const int64_t lines_per_row = (nc + 15) / 16;
-                const int64_t lines = nx.rows * lines_per_row;
                 for (int64_t gi = 0; gi < groups; ++gi) {
-                    if (!few_pixels)  // a share of the next chunk's slice of block b
-                        for (int64_t l = lines * gi / groups; l < lines * (gi + 1) / groups; ++l)
-                            __builtin_prefetch(
-                                wn + l / lines_per_row * ldw + k0 + 16 * (l % lines_per_row), 0,
-                                3);
+                    const int64_t tile = (b - b0) * groups + gi;
+                    pf.left = pf_lines * (tile + 1) / tiles - pf_lines * tile / tiles;
                     // Balanced groups: 9 readers as 5 + 4, not 6 + 3 (a 3-pixel tile loads 7
                     // vectors per 12 FMAs).
                     const int64_t g0 = r0 + (r1 - r0) * gi / groups;
@@ -135,7 +122,7 @@ void streamed_products(const ConvDirectUkernels& uk, float* y, const float* x, c
                         ys[j] = y + readers.y_at[g0 + j] + k0;
                         as[j] = x + readers.x_at[g0 + j] + c.c0;
                     }
-                    uk.forward_streamed(ys, as, G, wc + k0, ldw, c.rows, nc);
+                    uk.forward_streamed(ys, as, G, wc + k0, ldw, c.rows, nc, pf);
                 }
             }
         }

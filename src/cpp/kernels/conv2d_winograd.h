@@ -68,7 +68,7 @@ bool winograd_kernel_fits_l2(int64_t C, int64_t K);
 // more bytes), else F(2x2, 3x3)'s (8x8 maps, its third block: 2.25x fewer than direct, 1.89x
 // fewer than the weight-streaming forward, which skips padding, for 16/9 more bytes).
 // conv2d_forward_winograd streams it (conv2d_direct.h's streamed_products: U read once in
-// address order, every tile of a chunk of rows served while it is in L1).
+// address order, every tile of a chunk of rows served while it is in L2).
 bool winograd_streams_kept_kernel(const Conv2dDims& d);
 
 // The m x m output tiles (F(2x2, 3x3)'s 2, F(4x4, 3x3)'s 4) of an OH x OW output, numbered image
