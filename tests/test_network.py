@@ -203,10 +203,11 @@ def test_kept_f2_winograd_kernel_gives_the_layer_walk_bits(rng):
     np.testing.assert_array_equal(model.predict(x), python_forward(model, x))
 
 
-@pytest.mark.parametrize("edit", ["one value", "negate", "zero"])
+@pytest.mark.parametrize("edit", ["one value", "negate", "zero", "swap filters"])
 def test_kept_winograd_kernel_follows_edits_in_place(edit, rng):
     # 32 -> 20 channels on 12x12 outputs: the network keeps the transformed kernel from call to
-    # call, and must make it again whenever the weights change in place.
+    # call, and must make it again whenever the weights change in place (it compares a digest
+    # of them, weight_digest.h: a swap keeps every value and changes places).
     model = single_conv(12, 32, 20, "same")
     x = rng.standard_normal((1,) + model.input_shape_).astype(np.float32)
     before = model.predict(x)
@@ -216,6 +217,8 @@ def test_kept_winograd_kernel_follows_edits_in_place(edit, rng):
         kernel[1, 2, 31, 19] += 0.5
     elif edit == "negate":  # every sign bit flips
         kernel *= -1.0
+    elif edit == "swap filters":  # the same values, other places
+        kernel[..., [0, 19]] = kernel[..., [19, 0]]
     else:
         kernel[...] = 0.0
     assert not np.array_equal(model.predict(x), before)

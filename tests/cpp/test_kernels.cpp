@@ -41,6 +41,7 @@
 #include "losses.h"
 #include "softmax_xent.h"
 #include "spatial.h"
+#include "weight_digest.h"
 
 using namespace cnnfast;
 
@@ -892,6 +893,55 @@ void test_int8() {
     set_int8_elementwise_path("auto");
 }
 
+// The weights' digest (weight_digest.h): the same on every SIMD path, on equal arrays, and
+// changed by the edits a user makes in place, at the array's start, end, partial last block and
+// a whole block's boundary.
+void test_weight_digest() {
+    for (int64_t count : {int64_t{1}, int64_t{127}, int64_t{128}, int64_t{129}, int64_t{1000},
+                          int64_t{37 * 1024 + 5}}) {
+        const std::vector<float> w = randn(static_cast<size_t>(count));
+        expect("digest: baseline path", detail::set_weight_digest_path("baseline"));
+        const WeightDigest spec = weight_digest(w.data(), count);
+        for (const char* path : {"avx2", "avx512"})
+            if (detail::set_weight_digest_path(path))
+                expect("digest: SIMD path equals baseline", weight_digest(w.data(), count) == spec);
+        detail::set_weight_digest_path("auto");
+        const WeightDigest now = weight_digest(w.data(), count);
+        std::vector<float> copy = w;
+        expect("digest: equal arrays", weight_digest(copy.data(), count) == now);
+        auto changed = [&](const char* what, auto edit) {
+            std::vector<float> e = w;
+            edit(e);
+            expect(what, weight_digest(e.data(), count) != now);
+        };
+        for (int64_t i : {int64_t{0}, count / 2, count - 1, std::min<int64_t>(count - 1, 128)}) {
+            changed("digest: one value", [&](std::vector<float>& e) { e[i] += 0.5f; });
+            changed("digest: one sign", [&](std::vector<float>& e) { e[i] = -e[i]; });
+            changed("digest: one ulp", [&](std::vector<float>& e) {
+                e[i] = std::nextafter(e[i], INFINITY);
+            });
+        }
+        changed("digest: every value negated", [&](std::vector<float>& e) {
+            for (float& v : e) v = -v;
+        });
+        changed("digest: all zero", [&](std::vector<float>& e) {
+            std::fill(e.begin(), e.end(), 0.0f);
+        });
+        if (count >= 2)
+            changed("digest: two values swapped", [&](std::vector<float>& e) {
+                std::swap(e[0], e[static_cast<size_t>(count - 1)]);
+            });
+        if (count >= 256)  // whole blocks swapped: every lane's sum stays, the mixes must not
+            changed("digest: two blocks swapped", [&](std::vector<float>& e) {
+                std::swap_ranges(e.begin(), e.begin() + 128, e.begin() + 128);
+            });
+        if (count >= 32)  // stripes swapped within a block: same lanes, other keys
+            changed("digest: two stripes swapped", [&](std::vector<float>& e) {
+                std::swap_ranges(e.begin(), e.begin() + 16, e.begin() + 16);
+            });
+    }
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -917,6 +967,7 @@ int main(int argc, char** argv) {
         test_issue19_kernels();
         test_int8();
     }
+    test_weight_digest();
     if (argc > 1) test_model_reader(argv[1], argc > 2 ? std::atoi(argv[2]) : 2000);
     std::printf("test_kernels: %d checks, %d failures\n", g_checks, g_failures);
     return g_failures ? 1 : 0;

@@ -147,17 +147,20 @@ Conv2dDims Network::conv_dims(const std::string& ctx, int64_t KH, int64_t KW, in
 std::shared_ptr<const WinogradKernel> KeptWinogradKernel::get(const float* w,
                                                                const Conv2dDims& d,
                                                                bool fixed) const {
-    // Comparing the 37K floats of the Keras MNIST CNN's 64 -> 64 kernel took 5-7% of its batch-1
-    // predict, transforming them on every call 10% (F(2x2, 3x3)), by perf on
-    // dev/profile_step.py predict keras_mnist_cnn (dev/README.md, "Profiling a step").
+    // Comparing the 37K floats of the Keras MNIST CNN's 64 -> 64 kernel with a copy took 5-7% of
+    // its batch-1 predict, transforming them on every call 10% (F(2x2, 3x3)), by perf on
+    // dev/profile_step.py predict keras_mnist_cnn (dev/README.md, "Profiling a step"). A digest
+    // reads the weights once where the comparison read them and the copy: VGG16-CIFAR's kept
+    // kernels hold 6.9 MB of weights, from memory on every call.
     // One kernel per tile size (conv2d_winograd_kernel_tile: batch 1 and larger batches may
-    // differ), each remembering the weights it was made from.
-    const size_t count = static_cast<size_t>(d.KH * d.KW * d.C * d.K);
+    // differ), each remembering the digest of the weights it was made from.
+    const int64_t count = d.KH * d.KW * d.C * d.K;
     Kept& k = kept_[conv2d_winograd_kernel_tile(d) == 4];
     std::lock_guard<std::mutex> lock(mutex_);
     if (k.kernel && fixed) return k.kernel;
-    if (!k.kernel || std::memcmp(k.made_from.data(), w, sizeof(float) * count) != 0) {
-        if (!fixed) k.made_from.assign(w, w + count);
+    const WeightDigest now = fixed ? WeightDigest{} : weight_digest(w, count);
+    if (!k.kernel || now != k.made_from) {
+        k.made_from = now;
         k.kernel = conv2d_winograd_kernel(w, d);
     }
     return k.kernel;

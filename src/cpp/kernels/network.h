@@ -26,6 +26,7 @@
 #include "pool2d.h"
 #include "quantized.h"
 #include "spatial.h"
+#include "weight_digest.h"
 
 namespace cnnfast {
 
@@ -41,9 +42,9 @@ enum class StepKind : int {
 
 // A conv step's Winograd kernels (conv2d.h's conv2d_winograd_kernel, one per tile size the calls'
 // dims take), each made on first use and kept while the borrowed weights keep their values: each
-// use compares them with the copy it was made from and makes it again when they changed
-// (training, set_weights, an edit in place), so the network still always sees the current
-// weights. Thread-safe; shared by copies of the step.
+// use compares their digest (weight_digest.h) with that of the weights it was made from and
+// makes it again when they changed (training, set_weights, an edit in place), so the network
+// still sees the current weights. Thread-safe; shared by copies of the step.
 class KeptWinogradKernel {
 public:
     // U of w (3,3,C,K) as its values are now; with fixed (Network::fix_weights), as they were
@@ -53,7 +54,7 @@ public:
 
 private:
     struct Kept {
-        std::vector<float> made_from;
+        WeightDigest made_from;
         std::shared_ptr<const WinogradKernel> kernel;
     };
     mutable std::mutex mutex_;
