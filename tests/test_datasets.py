@@ -157,6 +157,9 @@ def test_idx_bad_magic_truncated_and_corrupt(tmp_path):
         "header": (good[:10], "truncated IDX header"),
         "payload": (good[:-1], "truncated or corrupt"),
         "extra": (good + b"\x00", "truncated or corrupt"),
+        # No bytes (a zero size) but other sizes NumPy cannot hold (found by tests/test_fuzz.py).
+        "empty-huge": (bytes.fromhex("00000805" "00000002" "00000000" "01020304" "05060708"
+                                     "090a0b0c"), "implausible shape"),
         "gzip-truncated": (gzip.compress(good)[:-12], "gzip"),
         "gzip-corrupt": (gzip.compress(good)[:10] + b"\xff" * 40, "gzip"),
     }

@@ -31,7 +31,11 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     for s in shape:
         count *= s
     expected = count * dtype.itemsize
-    if expected > _MAX_BYTES:
+    # The nonzero sizes too: (2, 0, 2**24, 2**26) holds no bytes, but NumPy cannot make the shape.
+    spanned = dtype.itemsize
+    for s in shape:
+        spanned *= max(s, 1)
+    if spanned > _MAX_BYTES:
         raise ValueError(f"{source}: IDX header claims an implausible shape {shape}")
     if len(data) - header != expected:
         raise ValueError(

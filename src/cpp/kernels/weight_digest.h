@@ -3,17 +3,17 @@
 // Winograd kernels, network.h) compares on each use to see whether the weights changed in place.
 // It reads the weights once, where comparing them with a copy reads them and the copy.
 //
-// The digest is 8 lanes of two 64-bit sums over the array as 64-bit words (two floats each,
-// the last one zero-padded), lane j taking words j, j + 8, j + 16, ...:
+// The digest is 8 lanes of two 64-bit sums over the array as 64-bit words (two floats each; the
+// last 512-byte block zero-padded), lane j taking words j, j + 8, j + 16, ...:
 //  - sum[j], their plain sum mod 2^64: any edit that changes a lane's sum is certain to change
 //    the digest, which every edit of one value does, and every edit within one word;
 //  - mix[j], XXH3's accumulate-and-scramble construction: each word d, XORed with a key for its
 //    place in a 512-byte block, adds lo32 * hi32 of the result; at each block's end the lane goes
 //    through a bijection (xorshift, XOR a key, multiply by an odd constant), so the blocks' order
 //    and every value's place count. The keys are drawn at random per process, so no edit can be
-//    made to collide without reading them; an edit that leaves all eight sums alone (a negation
-//    of every value, a permutation) goes unnoticed only if all eight 64-bit mixed lanes collide
-//    too, which for such a keyed mix is expected about once in 2^64 per lane it touches (not a
+//    made to collide without reading them; an edit that leaves all eight sums alone (values
+//    moved between words of one lane, say) goes unnoticed only if every mixed lane it touches
+//    collides too, which for such a keyed mix is expected about once in 2^64 per lane (not a
 //    proven bound, as it is for a checksum of a universal hash family).
 #include <cstdint>
 
