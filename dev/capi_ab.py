@@ -6,9 +6,9 @@ Each build is a source tree built in place (`cmake -S . -B build -DCNNFAST_INPLA
 dev/build.sh), whose cnnfast/lib/libcnnfast.so is loaded with ctypes; a zoo model, saved once by
 this checkout's cnnfast, is loaded by each and run on the same image, the builds alternating
 every 5 calls. On this project's shared machines the memory bandwidth and the core's speed
-drift by 10-30% from second to second, so two builds timed in separate processes, even in
-turns, differ by as much as a change does (two copies of one build: 10% apart); alternating in
-one process they agree within a few percent. The outputs must agree to the bit (a change of
+drift from second to second, so two builds timed in separate processes, even in turns, can
+differ by as much as a change does (two copies of one build did); alternating in one process,
+copies of one build agree within the noise of the medians. The outputs must agree to the bit (a change of
 schedule keeps every sum's order). The C API runs fixed weights: no check of kept kernels, which
 `predict` adds.
 """
@@ -68,7 +68,7 @@ def main() -> None:
                 call(x)
             s.append((time.perf_counter() - start) / 5)
     for tree, s in zip(args.trees, seconds):
-        print(f"{tree}: median {np.median(s) * 1e6:,.0f} us, min {np.min(s) * 1e6:,.0f} us")
+        print(f"{tree}: median {np.median(s) * 1e6:,.1f} us, min {np.min(s) * 1e6:,.1f} us")
 
 
 if __name__ == "__main__":

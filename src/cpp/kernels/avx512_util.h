@@ -43,7 +43,7 @@ __attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], con
 
 // The same step with the R values from a(r) and the last vector's lanes limited to ml (rows
 // of w whose width is not a multiple of 16): the direct convolution's backward-data and
-// weight-streaming tiles run it.
+// weight-streaming tiles and the small-M GEMM run it.
 template <int R, int V, class A>
 __attribute__((always_inline)) inline void rank1_update(__m512 (&acc)[R][V], const A& a,
                                                         const float* bk, __mmask16 ml) {

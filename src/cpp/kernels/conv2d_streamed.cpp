@@ -29,12 +29,10 @@ namespace {
 // chunk's tiles and each tile's share issued a row at a time, between its multiply-adds: a
 // burst of prefetches before each block (as an earlier schedule issued them) filled the core's
 // outstanding-miss slots and stalled its multiply-adds, so a layer took the sum of its read and
-// its arithmetic instead of the larger. On VGG16-CIFAR's batch-1 forward (one thread, one run
-// alternating schedules with a temporary switch, `python dev/network_step_times.py` steps), this
-// took its streamed layers 10-14 % under that schedule (8-row chunks for at most 16 readers a
-// tap, 32-row chunks with each block's slice prefetched for more), and under 16- and 64-row
-// chunks; the 2x2 maps' layers, which read their weights at the memory's rate, took the same.
-// The whole forward, through the C API: 7-16 % faster (dev/capi_ab.py against the build before).
+// its arithmetic instead of the larger. VGG16-CIFAR's batch-1 forward through the C API ran
+// 7-16 % faster than under that schedule (8-row chunks for at most 16 readers a tap, 32-row
+// chunks with each block's slice prefetched for more): dev/capi_ab.py against a build of
+// f85d0c2. 16- and 64-row chunks were slower than 32 (a temporary switch, not kept).
 constexpr int64_t kStreamRows = 32;
 
 // The pixels that read each tap of the kernel, in the calling thread's scratch, as streamed

@@ -422,10 +422,10 @@ int64_t WinogradKernel::position_stride() const { return winograd_kernel_stride(
 namespace {
 
 // The tiles a streamed kept kernel serves: at most 16 (a position's accumulators, 16 tiles of
-// 256 channels = 16 KB, stay in L1 while the chunk of U being read comes from L2); at least 9, since with
-// fewer (a single image's 4x4 and 2x2 maps in F(2x2, 3x3)) the layer's time is the read of its
-// weights, which U makes 16/9 longer: those ran slower than the weight-streaming forward on
-// VGG16-CIFAR.
+// 256 channels = 16 KB, stay in L1 while the chunk of U being read comes from L2); at least 9,
+// since with fewer (a single image's 4x4 and 2x2 maps in F(2x2, 3x3)) the layer's time is the
+// read of its weights, which U makes 16/9 longer: those ran slower than the weight-streaming
+// forward on VGG16-CIFAR.
 constexpr int64_t kStreamedTilesMost = 16, kStreamedTilesFewest = 9;
 
 // Whether a kept kernel of m x m output tiles is streamed on d (winograd_streams_kept_kernel).

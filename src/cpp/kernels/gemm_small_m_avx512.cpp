@@ -33,31 +33,13 @@ void tile(bool trans_a, int64_t K, float alpha, const float* A, int64_t lda, con
     for (; k + U <= K; k += U) {
 #pragma GCC unroll 64
         for (int u = 0; u < U; ++u) {
-            const float* b = B + (k + u) * ldb;
-            __m512 bv[V];
-#pragma GCC unroll 64
-            for (int v = 0; v < V - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
-            bv[V - 1] = _mm512_maskz_loadu_ps(ml, b + 16 * (V - 1));
-#pragma GCC unroll 64
-            for (int r = 0; r < R; ++r) {
-                const __m512 a = _mm512_set1_ps(A[r * a_r + (k + u) * a_k]);
-#pragma GCC unroll 64
-                for (int v = 0; v < V; ++v) acc[u][r][v] = _mm512_fmadd_ps(a, bv[v], acc[u][r][v]);
-            }
+            const float* ak = A + (k + u) * a_k;
+            rank1_update(acc[u], [&](int r) { return ak[r * a_r]; }, B + (k + u) * ldb, ml);
         }
     }
     for (; k < K; ++k) {
-        const float* b = B + k * ldb;
-#pragma GCC unroll 64
-        for (int r = 0; r < R; ++r) {
-            const __m512 a = _mm512_set1_ps(A[r * a_r + k * a_k]);
-#pragma GCC unroll 64
-            for (int v = 0; v < V; ++v) {
-                const __m512 bv = _mm512_maskz_loadu_ps(v == V - 1 ? ml : __mmask16(0xFFFF),
-                                                        b + 16 * v);
-                acc[0][r][v] = _mm512_fmadd_ps(a, bv, acc[0][r][v]);
-            }
-        }
+        const float* ak = A + k * a_k;
+        rank1_update(acc[0], [&](int r) { return ak[r * a_r]; }, B + k * ldb, ml);
     }
     const __m512 va = _mm512_set1_ps(alpha);
 #pragma GCC unroll 64

@@ -41,7 +41,7 @@ const WeightDigestSimd* weight_digest_baseline() { return &kBaseline; }
 namespace {
 
 SimdTables<WeightDigestSimd>& digest_tables() {
-    static SimdTables<WeightDigestSimd> tables(weight_digest_baseline(), weight_digest_avx2(),
+    static SimdTables<WeightDigestSimd> tables(weight_digest_baseline(), nullptr,
                                                weight_digest_avx512());
     return tables;
 }

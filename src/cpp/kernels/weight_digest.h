@@ -48,11 +48,13 @@ struct WeightDigestSimd {
                    const DigestKeys& keys);
 };
 
+// The loops: the baseline (the specification, which also folds the zero-padded last block) and
+// AVX-512. No AVX2 loop: the digest serves kept Winograd kernels, which exist only where the
+// AVX-512 Winograd transforms do (conv2d_winograd.h).
 const WeightDigestSimd* weight_digest_baseline();
-const WeightDigestSimd* weight_digest_avx2();
 const WeightDigestSimd* weight_digest_avx512();
 
-// Tests: run weight_digest on "baseline", "avx2", "avx512" or "auto"; false where unavailable.
+// Tests: run weight_digest on "baseline", "avx512" or "auto"; false where unavailable.
 bool set_weight_digest_path(const char* name);
 
 }  // namespace detail

@@ -18,7 +18,7 @@ enum class Scratch : int {
     conv_offsets,        // receptive-field offsets (int64)
     conv_weights,        // flipped or 64-byte-aligned weight copies
     conv_lane_partials,  // single-channel backward-weights lane partials
-    conv_stream_readers,  // the weight-streaming forward's pixels per tap (int64)
+    conv_stream_readers,  // the weight-streaming walk's readers per tap (int64)
     conv_bf16_input,     // mixed precision: a convolution's input (or dy) rounded to bfloat16
     conv_bf16_weights,   // mixed precision: its kernel rounded to bfloat16
     conv_bf16_gradient,  // mixed precision: its dy rounded to bfloat16 (backward-weights)
