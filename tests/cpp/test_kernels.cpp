@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <random>
@@ -21,6 +22,7 @@
 #include "conv2d.h"
 #include "conv2d_depthwise_simd.h"
 #include "conv2d_pool.h"
+#include "conv2d_winograd.h"
 #include "cpu_features.h"
 #include "dense.h"
 #include "gemm.h"
@@ -941,6 +943,57 @@ void test_weight_digest() {
     }
 }
 
+// Winograd's bfloat16 input transform (mixed-precision training): the AVX512-BF16 rounding and
+// the AVX-512F one write the same bits, both round_to_bf16 of the float32 transform, on inputs
+// that hit the rounding's cases: mostly zeros (so many outputs are one input exactly), exact
+// ties to even and odd, values just off a tie, subnormals, infinities, NaN; channel counts that
+// fill 32-channel stores, leave a 16-channel half, or end inside one.
+void test_winograd_bf16_input() {
+    const WinogradTransforms* tf = conv2d_winograd_transforms();
+    const WinogradInputBf16 native = conv2d_winograd_input_avx512bf16();
+    if (!tf || !native || !cpu_has_avx512_bf16()) return;
+    auto bits_of = [](uint32_t u) {
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    };
+    const float specials[] = {bits_of(0x3f808000u), bits_of(0x3f818000u), bits_of(0x3f807fffu),
+                              bits_of(0x3f808001u), bits_of(0x00000001u), bits_of(0x807fffffu),
+                              bits_of(0x7f7fffffu), INFINITY, -INFINITY, NAN, -0.0f, 1e-39f};
+    std::uniform_int_distribution<int> pick(0, 20);
+    for (int64_t C : {int64_t{2}, int64_t{16}, int64_t{34}, int64_t{48}, int64_t{64}})
+        for (int64_t pad : {int64_t{0}, int64_t{1}}) {
+            Conv2dDims d{};
+            d.N = 2, d.H = 9, d.W = 8, d.C = C, d.K = 16, d.KH = d.KW = 3;
+            d.stride_h = d.stride_w = 1, d.dilation_h = d.dilation_w = 1, d.groups = 1;
+            d.pad_top = d.pad_left = pad;
+            d.OH = d.H + 2 * pad - 2, d.OW = d.W + 2 * pad - 2;
+            std::vector<float> x = randn(static_cast<size_t>(d.N * d.H * d.W * C));
+            for (float& v : x) {
+                const int k = pick(g_rng);
+                v = k < 12 ? specials[k] : k < 18 ? 0.0f : v;
+            }
+            const TileGrid g = winograd_tile_grid(d);
+            const int64_t ldpos = g.total * C;
+            std::vector<float> f(static_cast<size_t>(16 * ldpos));
+            std::vector<uint16_t> emulated(f.size()), fast(f.size());
+            tf->input(f.data(), ldpos, x.data(), 0, g.total, d, g);
+            tf->input_bf16(emulated.data(), ldpos, x.data(), 0, g.total, d, g);
+            native(fast.data(), ldpos, x.data(), 0, g.total, d, g);
+            bool same = true, spec = true;
+            for (size_t i = 0; i < f.size(); ++i) {
+                same = same && fast[i] == emulated[i];
+                const float r = round_to_bf16(f[i]);
+                uint32_t u;
+                std::memcpy(&u, &r, 4);
+                spec = spec && (std::isnan(r) ? std::isnan(bits_of(uint32_t(emulated[i]) << 16))
+                                              : (u >> 16) == emulated[i]);
+            }
+            expect("winograd bf16 input: AVX512-BF16 = AVX-512F rounding", same);
+            expect("winograd bf16 input: round_to_bf16 of the float32 transform", spec);
+        }
+}
+
 int main(int argc, char** argv) {
     for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -959,6 +1012,7 @@ int main(int argc, char** argv) {
         test_dense();
         test_network();
         test_network_kept_winograd_kernels();
+        test_winograd_bf16_input();
         test_optimizers();
         test_batchnorm();
         test_spatial();

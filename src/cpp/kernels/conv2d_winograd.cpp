@@ -85,11 +85,20 @@ TileRows block_rows(int64_t ldv, int64_t C, bool bf16) {
     return tile_rows(V, bf16, ldv, C);
 }
 
+// The bfloat16 input transform: on AVX512-BF16's rounding where the bfloat16 GEMM runs on
+// AVX512-BF16 (the same bits as the AVX-512F rounding, which the portable GEMM path keeps, so
+// that the two paths stay comparable bit for bit).
+WinogradInputBf16 bf16_input_transform(const WinogradTransforms& tf) {
+    static const WinogradInputBf16 native = conv2d_winograd_input_avx512bf16();
+    if (native && std::strcmp(sgemm_bf16_path(), "avx512_bf16") == 0) return native;
+    return tf.input_bf16;
+}
+
 // Rows i .. i + n of V = the input transform of tiles t0 .. t0 + n of x.
 void transform_tiles(const WinogradTransforms& tf, const TileRows& V, int64_t i, const float* x,
                      int64_t t0, int64_t n, const Conv2dDims& d, const TileGrid& g) {
     if (V.b)
-        tf.input_bf16(V.b + i * V.ld, V.ldpos, x, t0, n, d, g);
+        bf16_input_transform(tf)(V.b + i * V.ld, V.ldpos, x, t0, n, d, g);
     else
         tf.input(V.f + i * V.ld, V.ldpos, x, t0, n, d, g);
 }

@@ -155,5 +155,11 @@ struct WinogradTransforms {
 const WinogradTransforms* conv2d_winograd_transforms();
 // The AVX-512 table (conv2d_winograd_avx512.cpp); null when the build lacks AVX-512.
 const WinogradTransforms* conv2d_winograd_avx512();
+// WinogradTransforms::input_bf16 on AVX512-BF16's own rounding (conv2d_winograd_avx512bf16.cpp),
+// the same bits; null when the build lacks it. The drivers take it where the bfloat16 GEMM runs
+// its AVX512-BF16 kernel (which only CPUs with the instructions select).
+using WinogradInputBf16 = void (*)(uint16_t* V, int64_t ldpos, const float* x, int64_t t0,
+                                   int64_t nt, const Conv2dDims& d, const TileGrid& g);
+WinogradInputBf16 conv2d_winograd_input_avx512bf16();
 
 }  // namespace cnnfast
