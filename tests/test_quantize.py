@@ -102,6 +102,10 @@ CONV_SHAPES = [
     (4, 6, 5, 19, 40, (1, 1), (1, 1), (0, 0), (1, 1)),       # 1x1: the input is the columns
     (1, 5, 5, 3, 3, (5, 5), (1, 1), (0, 0), (1, 1)),         # one output pixel
     (64, 8, 8, 16, 32, (3, 3), (1, 1), (1, 1), (1, 1)),      # several row chunks and threads
+    # At most 16 filters: the narrow-layer sums on AVX512-VNNI (conv2d_int8_narrow.h)
+    (2, 14, 14, 6, 16, (5, 5), (1, 1), (0, 0), (1, 1)),      # LeNet-5 C3
+    (3, 12, 37, 20, 12, (3, 3), (2, 1), (1, 1), (2, 1)),     # 16 + 16 + 5 pixels, dilated rows
+    (2, 9, 9, 5, 8, (3, 3), (1, 1), (2, 2), (1, 2)),         # dilated across rows: the GEMM
 ]
 
 
@@ -169,17 +173,19 @@ def test_dense_int8_sums_and_epilogue(path, n, i, o):
     assert np.all(np.abs(fast - ref) <= 5 * np.finfo(np.float32).eps * bound)
 
 
-def test_vnni_and_portable_paths_agree_to_the_bit():
+@pytest.mark.parametrize("c,k,kernel,pad", [(64, 64, 3, 1),   # the GEMM on both paths
+                                         (1, 6, 5, 2)])    # the narrow sums on AVX512-VNNI
+def test_vnni_and_portable_paths_agree_to_the_bit(c, k, kernel, pad):
     if len(PATHS) < 2:
         pytest.skip(f"this CPU or build has only the {PATHS} int8 GEMM path")
     rng = np.random.default_rng(5)
-    xq, wq, out_hw = _conv_case(rng, 8, 13, 13, 64, 64, 3, 3, (1, 1), (1, 1))
-    args = (rng.uniform(1e-3, 1e-2, 64).astype(np.float32), rng.standard_normal(64)
-            .astype(np.float32), 0.01, 17, 1, 1, 1, 1)
+    xq, wq, out_hw = _conv_case(rng, 8, 13, 13, c, k, kernel, kernel, (1, 1), (pad, pad))
+    args = (rng.uniform(1e-3, 1e-2, k).astype(np.float32), rng.standard_normal(k)
+            .astype(np.float32), 0.01, 17, 1, 1, pad, pad, 1, 1)
     outs = {}
     for p in PATHS:
         assert _core.set_gemm_u8s8_path(p)
-        outs[p] = np.empty((8, *out_hw, 64), np.float32)
+        outs[p] = np.empty((8, *out_hw, k), np.float32)
         _core.conv2d_forward_int8(outs[p], xq, wq, *args, relu=True)
     _core.set_gemm_u8s8_path("auto")
     np.testing.assert_array_equal(outs["portable"], outs["avx512_vnni"])

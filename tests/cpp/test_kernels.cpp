@@ -827,6 +827,10 @@ void test_int8() {
         {4, 6, 5, 19, 1, 1, 40, 6, 5, 1, 1, 0, 0, 1, 1, 1},
         {40, 8, 8, 16, 3, 3, 32, 8, 8, 1, 1, 1, 1, 1, 1, 1},
         {3, 28, 28, 1, 3, 3, 64, 26, 26, 1, 1, 0, 0, 1, 1, 1},  // the Keras MNIST CNN's first
+        // At most 16 filters: the narrow-layer sums (conv2d_int8_narrow.h) on AVX512-VNNI
+        {2, 28, 28, 1, 5, 5, 6, 28, 28, 1, 1, 2, 2, 1, 1, 1},   // LeNet-5 C1
+        {2, 14, 14, 6, 5, 5, 16, 10, 10, 1, 1, 0, 0, 1, 1, 1},  // LeNet-5 C3
+        {3, 12, 37, 20, 3, 3, 12, 5, 37, 2, 1, 1, 1, 1, 2, 1},  // 16 + 16 + 5 pixels a row
     };
     for (const char* gemm_path : {"portable", "avx512_vnni"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;

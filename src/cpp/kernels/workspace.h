@@ -50,6 +50,8 @@ enum class Scratch : int {
     int8_columns,        // the int8 convolution's uint8 im2col columns of one row chunk
     int8_sums,           // the int8 kernels' int32 sums of one row chunk
     int8_epilogue,       // the int8 epilogue's per-channel multipliers and zero-point shares
+    int8_narrow_weights,  // the int8 convolution's filters laid out for the narrow-layer sums
+    int8_narrow_sums,    // one thread's int32 sums of 16 pixels (narrow-layer sums)
     count
 };
 

@@ -1,0 +1,31 @@
+#pragma once
+// Internal to the int8 convolution (conv2d_int8.cpp): the sums of layers of at most 16 filters
+// (LeNet-5's 6 and 16). The int8 GEMM's 14 x 32 register tiles hold 32 filters per pixel: with 6
+// (LeNet-5's C1, one input channel) 81% of its vpdpbusd lanes were idle, and its im2col copied
+// 25-byte rows in 16-byte pieces. Here one vector holds all of a pixel's filters and each
+// vpdpbusd reads the pixel's next 4 input bytes straight from the padded input: no columns, and
+// the tile comes out pixel-major, as the epilogues take it.
+#include <cstdint>
+
+namespace cnnfast {
+
+// Output pixels per call (the lanes) and the most filters.
+constexpr int64_t kNarrowPixels = 16, kNarrowMaxK = 16;
+
+// The filters laid out for Int8NarrowSumsFn: w[(kh * groups + g) * 16 + k] holds, lowest byte
+// first, the int8 weights of bytes 4g .. 4g + 3 of kernel row kh's span (KW * C bytes of the
+// padded input, kw then c) for filter k; zero past the span and for k >= K.
+// groups = ceil(span / 4).
+//
+// tile[j * 16 + k] (j < n <= 16, k < K <= 16) = sum over kh < KH and b < span of
+// src[kh * row_step + j * pixel_step + b] * w(kh, b, k), as int32: the raw sums (the zero-point
+// share is the epilogue's) of n consecutive output pixels of one output row, the first one's
+// receptive field at src. Reads up to 3 bytes past each span.
+using Int8NarrowSumsFn = void (*)(int32_t* tile, const uint8_t* src, int64_t n,
+                                  int64_t pixel_step, int64_t row_step, int64_t KH, int64_t span,
+                                  const uint32_t* w, int64_t K);
+
+// Null when the build lacks AVX512-VNNI.
+Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();
+
+}  // namespace cnnfast
