@@ -191,34 +191,37 @@ def test_vnni_and_portable_paths_agree_to_the_bit(c, k, kernel, pad):
     np.testing.assert_array_equal(outs["portable"], outs["avx512_vnni"])
 
 
-def test_uint8_outputs_equal_quantized_float_outputs():
+# 40 filters: whole vectors and a masked tail per row; 6 (dense: 5): rows narrower than a
+# vector, written back to back (the narrow sums for the convolution).
+@pytest.mark.parametrize("k,o", [(40, 21), (6, 5)])
+def test_uint8_outputs_equal_quantized_float_outputs(k, o):
     """The kernels that write the next int8 layer's uint8 input directly, and max pooling on
     uint8: the same bits as the float output quantized afterwards (same float operations;
     quantization is non-decreasing, so it commutes with the maximum)."""
     rng = np.random.default_rng(21)
-    xq, wq, out_hw = _conv_case(rng, 3, 14, 13, 9, 40, 3, 3, (1, 1), (1, 1))
-    args = (rng.uniform(1e-3, 1e-2, 40).astype(np.float32),
-            rng.standard_normal(40).astype(np.float32), 0.02, 11, 1, 1, 1, 1)
+    xq, wq, out_hw = _conv_case(rng, 3, 14, 13, 9, k, 3, 3, (1, 1), (1, 1))
+    args = (rng.uniform(1e-3, 1e-2, k).astype(np.float32),
+            rng.standard_normal(k).astype(np.float32), 0.02, 11, 1, 1, 1, 1)
     paths = [p for p in ("baseline", "avx512") if _core.set_int8_elementwise_path(p)]
     try:
         for p in paths:
             assert _core.set_int8_elementwise_path(p)
-            y = np.empty((3, *out_hw, 40), np.float32)
+            y = np.empty((3, *out_hw, k), np.float32)
             _core.conv2d_forward_int8(y, xq, wq, *args, relu=True)
             yq = np.empty(y.shape, np.uint8)
             _core.conv2d_forward_int8(yq, xq, wq, *args, relu=True, y_scale=0.05, y_zero_point=0)
             np.testing.assert_array_equal(yq, quantize_ref(y, 0.05, 0))
-            pooled = np.empty((3, 7, 7, 40), np.uint8)
+            pooled = np.empty((3, 7, 7, k), np.uint8)
             _core.max_pool2d_u8_forward(pooled, yq, 2, 2, 2, 2, 0, 1)
             y_pad = np.pad(y, ((0, 0), (0, 0), (1, 0), (0, 0)), constant_values=-np.inf)
-            want = y_pad[:, :14, :14].reshape(3, 7, 2, 7, 2, 40).max(axis=(2, 4))
+            want = y_pad[:, :14, :14].reshape(3, 7, 2, 7, 2, k).max(axis=(2, 4))
             np.testing.assert_array_equal(pooled, quantize_ref(want, 0.05, 0))
             xd = rng.integers(0, 256, (33, 70), dtype=np.uint8)
-            wd = rng.integers(-127, 128, (70, 21), dtype=np.int8)
-            dargs = (rng.uniform(1e-3, 1e-2, 21).astype(np.float32), None, 0.03, 5)
-            yd = np.empty((33, 21), np.float32)
+            wd = rng.integers(-127, 128, (70, o), dtype=np.int8)
+            dargs = (rng.uniform(1e-3, 1e-2, o).astype(np.float32), None, 0.03, 5)
+            yd = np.empty((33, o), np.float32)
             _core.dense_forward_int8(yd, xd, wd, *dargs)
-            yqd = np.empty((33, 21), np.uint8)
+            yqd = np.empty((33, o), np.uint8)
             _core.dense_forward_int8(yqd, xd, wd, *dargs, y_scale=0.01, y_zero_point=128)
             np.testing.assert_array_equal(yqd, quantize_ref(yd, 0.01, 128))
     finally:
