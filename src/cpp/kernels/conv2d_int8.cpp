@@ -44,7 +44,10 @@ void pad_input(uint8_t* xp, int64_t Hp, int64_t Wp, const uint8_t* xq, uint8_t z
                const Conv2dDims& d) {
     const int64_t C = d.C;
     const int64_t rows = std::min(d.H, Hp - d.pad_top), cols = std::min(d.W, Wp - d.pad_left);
-    const int T = threads_for(d.N * Hp * Wp * C / (int64_t(1) << 18) + 1);
+    // A thread per 16 KiB of output: the copy is short rows (LeNet-5's C1: 28 bytes of 32),
+    // and on one thread it held back a two-thread int8 LeNet-5 (C1 0.41 ms against 0.29-0.32 ms
+    // at 256 KiB a thread; dev/int8_step_times.py lenet5 --threads 2).
+    const int T = threads_for(d.N * Hp * Wp * C / (int64_t(1) << 14) + 1);
     parallel_for(T, d.N, [&](int64_t n) {
         uint8_t* out = xp + n * Hp * Wp * C;
         const uint8_t* in = xq + n * d.H * d.W * C;
