@@ -31,6 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     print("\n".join(environment()))
     print(f"- bf16 GEMM path: {_core.sgemm_bf16_path()}; int8: {_core.gemm_u8s8_path()}")
+    fma = max(_core.measure_fma_peak_gflops() for _ in range(3))
+    bf16 = max(_core.measure_bf16_peak_gflops() for _ in range(3))
+    print(f"- measured one-thread peaks: FMA {fma:.0f} GFLOP/s, vdpbf16ps "
+          + (f"{bf16:.0f} GFLOP/s ({bf16 / fma:.2f}x)" if bf16 else "absent"))
     print("| product | threads | fp32 GFLOP/s | bf16 GFLOP/s | int8 GOP/s | bf16 / fp32 | "
           "int8 / fp32 |")
     print("|---|---|---|---|---|---|---|")

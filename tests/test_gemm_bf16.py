@@ -120,3 +120,16 @@ def test_bad_shapes_are_refused():
         _core.sgemm_bf16(np.zeros((3, 3), np.float32), np.zeros((3, 4), np.float32),
                          np.zeros((4, 2), np.float32))
     assert not _core.set_sgemm_bf16_path("avx1024")
+
+
+def test_measured_bf16_peak_counts_two_products_a_lane():
+    # The bfloat16 GEMM's yardstick (fma_peak.h): 0 without AVX512-BF16; else a rate that counts
+    # vdpbf16ps's two multiply-adds per float32 lane, near the FMA peak's 1-2x on the CPUs that
+    # have it (Zen 4/5: 2x; a miscounted lane or product would be off by 2x-16x more). Maxima of
+    # three, as a VM's clock drifts between calls.
+    if "avx512_bf16" not in PATHS:
+        assert _core.measure_bf16_peak_gflops(1000) == 0.0
+        return
+    bf16 = max(_core.measure_bf16_peak_gflops(2_000_000) for _ in range(3))
+    fma = max(_core.measure_fma_peak_gflops(2_000_000) for _ in range(3))
+    assert np.isfinite(bf16) and 0.7 * fma < bf16 < 3.0 * fma, (bf16, fma)

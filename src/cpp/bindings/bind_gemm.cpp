@@ -31,6 +31,14 @@ void bind_gemm(py::module_& m) {
             return measure_fma_peak_gflops(iterations);
         },
         py::arg("iterations") = 20000000);
+    // Measured single-thread vdpbf16ps ceiling (GFLOP/s); 0 without AVX512-BF16 (fma_peak.h).
+    m.def(
+        "measure_bf16_peak_gflops",
+        [](int64_t iterations) {
+            py::gil_scoped_release release;
+            return measure_bf16_peak_gflops(iterations);
+        },
+        py::arg("iterations") = 20000000);
     // Single-thread GFLOP/s of the GEMM micro-kernel loop on packed, cache-resident operands
     // (gemm.h): the packed route's ceiling; in_l1 keeps every operand in L1.
     m.def(

@@ -36,5 +36,7 @@ struct FmaPeakLoop {
 // The tables of fma_peak_avx2.cpp and fma_peak_avx512.cpp; null when the build lacks the ISA.
 const FmaPeakLoop* fma_peak_loop_avx2();
 const FmaPeakLoop* fma_peak_loop_avx512();
+// vdpbf16ps chains (fma_peak_avx512bf16.cpp); null when the build lacks AVX512-BF16.
+const FmaPeakLoop* bf16_peak_loop_avx512bf16();
 
 }  // namespace cnnfast
