@@ -78,26 +78,33 @@ inline int64_t whole_rows(int64_t M, int64_t K) {  // rows m with m K + 16 <= M 
     return std::max<int64_t>(0, M - (16 + K - 1) / K + 1);
 }
 
+// store(m, v, whole) for each back-to-back row m: v its 16 requantized lanes (the per-channel
+// factors loaded once, lanes past K zero), whole whether all 16 may be stored.
+template <bool kBias, bool kRelu, class Store>
+void back_to_back_rows(const int32_t* acc, int64_t ldacc, int64_t M, int64_t K, const float* mult,
+                       const int32_t* shift, const float* bias, const Store& store) {
+    const __mmask16 mk = lanes(K);
+    const __m512i vs = _mm512_maskz_loadu_epi32(mk, shift);
+    const __m512 vm = _mm512_maskz_loadu_ps(mk, mult);
+    const __m512 vb = kBias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+    const int64_t whole = std::min(M, whole_rows(M, K));
+    for (int64_t m = 0; m < M; ++m)
+        store(m, requantize16<kBias, kRelu>(_mm512_loadu_si512(acc + m * ldacc), vs, vm, vb),
+              m < whole);
+}
+
 template <bool kBias, bool kRelu>
 void requantize_rows(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
                      int64_t K, const float* mult, const int32_t* shift, const float* bias) {
     const __m512 zero = _mm512_setzero_ps();
-    if (back_to_back(K, ldy, ldacc)) {
-        const __mmask16 mk = lanes(K);
-        const __m512i vs = _mm512_maskz_loadu_epi32(mk, shift);
-        const __m512 vm = _mm512_maskz_loadu_ps(mk, mult);
-        const __m512 vb = kBias ? _mm512_maskz_loadu_ps(mk, bias) : zero;
-        const int64_t whole = std::min(M, whole_rows(M, K));
-        for (int64_t m = 0; m < M; ++m) {
-            const __m512 v = requantize16<kBias, kRelu>(_mm512_loadu_si512(acc + m * ldacc), vs,
-                                                        vm, vb);
-            if (m < whole)
-                _mm512_storeu_ps(y + m * K, v);
-            else
-                _mm512_mask_storeu_ps(y + m * K, mk, v);
-        }
-        return;
-    }
+    if (back_to_back(K, ldy, ldacc))
+        return back_to_back_rows<kBias, kRelu>(
+            acc, ldacc, M, K, mult, shift, bias, [&](int64_t m, __m512 v, bool whole) {
+                if (whole)
+                    _mm512_storeu_ps(y + m * K, v);
+                else
+                    _mm512_mask_storeu_ps(y + m * K, lanes(K), v);
+            });
     for (int64_t m = 0; m < M; ++m) {
         const int32_t* a = acc + m * ldacc;
         float* out = y + m * ldy;
@@ -134,23 +141,15 @@ void requantize_u8_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t lda
                         float inv, float lo, float hi, float zp) {
     const __m512 zero = _mm512_setzero_ps(), vinv = _mm512_set1_ps(inv);
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
-    if (back_to_back(K, ldq, ldacc)) {
-        const __mmask16 mk = lanes(K);
-        const __m512i vs = _mm512_maskz_loadu_epi32(mk, shift);
-        const __m512 vm = _mm512_maskz_loadu_ps(mk, mult);
-        const __m512 vb = kBias ? _mm512_maskz_loadu_ps(mk, bias) : zero;
-        const int64_t whole = std::min(M, whole_rows(M, K));
-        for (int64_t m = 0; m < M; ++m) {
-            const __m512i v = quantize16(
-                requantize16<kBias, kRelu>(_mm512_loadu_si512(acc + m * ldacc), vs, vm, vb),
-                vinv, vlo, vhi, vzp);
-            if (m < whole)
-                _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K), _mm512_cvtepi32_epi8(v));
-            else
-                _mm512_mask_cvtepi32_storeu_epi8(q + m * K, mk, v);
-        }
-        return;
-    }
+    if (back_to_back(K, ldq, ldacc))
+        return back_to_back_rows<kBias, kRelu>(
+            acc, ldacc, M, K, mult, shift, bias, [&](int64_t m, __m512 y, bool whole) {
+                const __m512i v = quantize16(y, vinv, vlo, vhi, vzp);
+                if (whole)
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K), _mm512_cvtepi32_epi8(v));
+                else
+                    _mm512_mask_cvtepi32_storeu_epi8(q + m * K, lanes(K), v);
+            });
     for (int64_t m = 0; m < M; ++m) {
         const int32_t* a = acc + m * ldacc;
         uint8_t* out = q + m * ldq;
