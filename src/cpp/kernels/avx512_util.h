@@ -13,6 +13,26 @@ inline __mmask16 lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
+// The bfloat16 bits of 16 floats, round to nearest even in the upper half of each lane (the
+// lower half zero, so that the lane read as a float is the rounded value): bf16_bits of
+// gemm_bf16.cpp, lane by lane (subnormals to signed zero, NaN kept quiet), on AVX-512F alone.
+inline __m512i bf16_upper(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i rounded = _mm512_add_epi32(
+        u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                            _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+    __m512i r = _mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+    const __m512i exponent = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
+    const __mmask16 subnormal = _mm512_cmpeq_epi32_mask(exponent, _mm512_setzero_si512());
+    r = _mm512_mask_and_epi32(r, subnormal, u, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
+        _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_and_epi32(
+        r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)),
+        _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
 // One vector of a finished GEMM tile (m: its columns): c = act(s + beta * c + bias), where s
 // already holds alpha * (the product) and act is ReLU when relu. beta == 0 never reads c (NaNs
 // in an overwritten C must not propagate); bias points at the vector's columns, or is null.

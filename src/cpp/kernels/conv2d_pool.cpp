@@ -87,8 +87,7 @@ void conv2d_relu_maxpool_backward_weights(float* dw, float* db, const float* x_i
         const float* dyn = dy + n * npix * K;
         const float* yn = y + n * npix * K;
         const int32_t* wn = which + n * npix * K;
-        uk.expand_gradient(g, dbp, dyn, yn, wn, npix, K);  // db from dy as it is
-        if (bf16) round_to_bf16(g, g, 4 * npix * ldk);
+        uk.expand_gradient(g, dbp, dyn, yn, wn, npix, K, bf16);  // db from dy as it is
         const float* img = x + n * d.H * rs;
         for (int j = 0; j < 4; ++j) {
             // Position j of every window: fields at (2 ph + j / 2, 2 pw + j % 2).

@@ -16,9 +16,10 @@ struct ConvPoolUkernels {
                          const float* w, int64_t ldw, const float* bias, int64_t nc);
     // One image's pooled gradient dy (npix, K) expanded into g[j] (npix, ldk), j < 4, ldk = K
     // rounded up to 16: dy where window position j won (which) and y > 0, else 0 (also in lanes
-    // K..ldk); db (ldk floats) += dy where y > 0.
+    // K..ldk), rounded to bfloat16 (round_to_bf16, gemm_bf16.h) when bf16; db (ldk floats) +=
+    // dy where y > 0, unrounded.
     void (*expand_gradient)(float* g, float* db, const float* dy, const float* y,
-                            const int32_t* which, int64_t npix, int64_t K);
+                            const int32_t* which, int64_t npix, int64_t K, bool bf16);
 };
 
 // The kernels this CPU runs (chosen once, capped by CNNFAST_SIMD), or null without AVX-512.

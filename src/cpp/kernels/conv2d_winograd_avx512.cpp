@@ -86,26 +86,6 @@ void transform_kernel(float* U, int64_t ldu, const float* w, int64_t Cin, int64_
     }
 }
 
-// The bfloat16 bits of 16 floats, round to nearest even in the upper half of each lane (the
-// lower half zero): bf16_bits of gemm_bf16.cpp, lane by lane (subnormals to signed zero, NaN
-// kept quiet), on AVX-512F alone.
-inline __m512i bf16_upper(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512i rounded = _mm512_add_epi32(
-        u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                            _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-    __m512i r = _mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
-    const __m512i exponent = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
-    const __mmask16 subnormal = _mm512_cmpeq_epi32_mask(exponent, _mm512_setzero_si512());
-    r = _mm512_mask_and_epi32(r, subnormal, u, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
-    const __mmask16 nan = _mm512_cmpgt_epi32_mask(
-        _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-    return _mm512_mask_and_epi32(
-        r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)),
-        _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
-}
-
 // transform_kernel's U written as the bfloat16 GEMM's packed B (gemm_bf16.h): position pos at
 // P + pos * pos_size, each U[pos] (Cin x Cout) in panels of 32 output channels holding ceil(Cin/2)
 // pairs of input channels: P[pos][co / 32][ci / 2][co % 32] = bf16(U[ci]) | bf16(U[ci + 1]) << 16
