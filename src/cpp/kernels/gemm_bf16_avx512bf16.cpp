@@ -17,7 +17,11 @@ namespace {
 template <bool kPanel>
 void ukernel_14x32(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32_t* b, float* c,
                    int64_t ldc, float beta) {
+    // Every loop over the tile's rows unrolled, so that the accumulators are registers
+    // throughout: with the first and last loops rolled, GCC kept a stack copy of all 28, zeroed
+    // and stored at every call (56 extra stores, a tenth of a call at 64 input channels).
     __m512 acc[kBf16MR][2];
+#pragma GCC unroll 14
     for (int i = 0; i < kBf16MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < kp; ++p) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(b + p * kBf16NR);
@@ -32,6 +36,7 @@ void ukernel_14x32(int64_t kp, const uint32_t* a, int64_t a_stride, const uint32
         }
     }
     const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
     for (int i = 0; i < kBf16MR; ++i) {
         float* row = c + i * ldc;
         if (beta == 0.0f) {
