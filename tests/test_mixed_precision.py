@@ -35,6 +35,7 @@ CONVS = {
     "winograd_same": (2, 10, 10, 32, 32, 3, 1, 1),       # Winograd, border tiles
     "winograd_valid": (3, 13, 13, 64, 48, 3, 1, 0),      # the transposed backward-data
     "winograd_wide": (4, 6, 6, 128, 144, 3, 1, 1),       # position-major (16 C K > 2^18)
+    "winograd_odd_tiles": (5, 7, 7, 32, 40, 3, 1, 0),    # 45 tiles: a pair of tiles half empty
     "im2col_small_map": (8, 5, 5, 32, 24, 3, 1, 0),      # bfloat16 im2col GEMM (3x3 maps)
     "gemm_pointwise": (2, 7, 7, 24, 40, 1, 1, 0),        # a 1x1 convolution: one GEMM
     "rounded_one_channel": (2, 12, 12, 1, 16, 3, 1, 0),  # float32 kernel, rounded operands
@@ -126,7 +127,8 @@ def test_conv_error_within_bfloat16_bounds(name, rng):
 
 @pytest.mark.skipif(len(PATHS) < 2, reason="this CPU has no AVX512-BF16 to compare against the "
                                            "portable kernel")
-@pytest.mark.parametrize("name", ["winograd_valid", "im2col_small_map", "gemm_pointwise"])
+@pytest.mark.parametrize("name", ["winograd_valid", "winograd_odd_tiles", "im2col_small_map",
+                                  "gemm_pointwise"])
 def test_portable_and_avx512_bf16_conv_give_the_same_bits(name, rng):
     (x, w, b, dy), stride, pads = conv_case(name, rng, integers=False)
     results = []
