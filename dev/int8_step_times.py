@@ -11,29 +11,14 @@ call), then the whole forward's.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import cnnfast as cf
+from dev.network_step_times import print_step_times
 
 MODELS = {"lenet5": lambda: cf.models.lenet5((28, 28, 1)),
           "keras_mnist_cnn": lambda: cf.models.keras_mnist_cnn()}
-
-
-def step_times(net, x: np.ndarray, out_shape: tuple, calls: int) -> None:
-    out = np.empty((len(x),) + out_shape, np.float32)
-    steps = net.describe()
-    seconds = np.zeros(len(steps))
-    for _ in range(3):
-        net.forward(out, x)
-    start = time.perf_counter()
-    for _ in range(calls):
-        net.forward(out, x, step_seconds=seconds)
-    total = (time.perf_counter() - start) / calls
-    for i, (line, s) in enumerate(zip(steps, seconds / calls)):
-        print(f"{i:3d} {s * 1e6:9.1f} us  {line}")
-    print(f"forward {total * 1e6:.1f} us per batch of {len(x)}")
 
 
 def main() -> None:
@@ -51,10 +36,10 @@ def main() -> None:
     x = (x[:128].astype(np.float32) / 255.0)[..., None]
     model.predict(x, batch_size=128)
     print(f"== {args.model} float32")
-    step_times(model._inference_network(), x, model.output_shape_, args.calls)
+    print_step_times(model._inference_network(), x, model.output_shape_, args.calls)
     quantized = cf.quantize(model, x, skip=args.skip)
     print(f"== {args.model} int8" + (f", {args.skip} float32" if args.skip else ""))
-    step_times(quantized._net(), x, model.output_shape_, args.calls)
+    print_step_times(quantized._net(), x, model.output_shape_, args.calls)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,24 @@ import cnnfast as cf
 from dev.profile_step import MODELS
 
 
+def print_step_times(net, x: np.ndarray, out_shape: tuple, calls: int) -> None:
+    """Network `net`'s forward of x, `calls` times after 3 warm-up calls: per step of
+    `describe()`, the mean microseconds (timed inside the one C++ call), then the whole call's."""
+    out = np.empty((len(x),) + tuple(out_shape), np.float32)
+    for _ in range(3):
+        net.forward(out, x)
+    steps = net.describe()
+    seconds = np.zeros(len(steps))
+    start = time.perf_counter()
+    for _ in range(calls):
+        net.forward(out, x, step_seconds=seconds)
+    total = (time.perf_counter() - start) / calls
+    for i, (line, s) in enumerate(zip(steps, seconds / calls)):
+        print(f"{i:3d} {s * 1e6:9.1f} us  {line}")
+    print(f"steps {seconds.sum() / calls * 1e6:.1f} us of {total * 1e6:.1f} us per forward of "
+          f"{len(x)} image(s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(MODELS))
@@ -34,18 +52,8 @@ def main() -> None:
     x = np.random.default_rng(0).random((1,) + model.input_shape_, dtype=np.float32)
     for _ in range(3):  # kept kernels, buffers, page faults
         model.predict(x)
-    net = model._inference_network()
-    out = np.empty((1,) + model.output_shape_, np.float32)
-    steps = net.describe()
-    seconds = np.zeros(len(steps))
-    start = time.perf_counter()
-    for _ in range(args.calls):
-        net.forward(out, x, step_seconds=seconds)
-    total = (time.perf_counter() - start) / args.calls
-    for i, (line, s) in enumerate(zip(steps, seconds / args.calls)):
-        print(f"{i:3d} {s * 1e6:9.1f} us  {line}")
-    print(f"steps {seconds.sum() / args.calls * 1e6:.1f} us of {total * 1e6:.1f} us per forward "
-          f"({args.threads} thread(s))")
+    print(f"{args.threads} thread(s)")
+    print_step_times(model._inference_network(), x, model.output_shape_, args.calls)
 
 
 if __name__ == "__main__":

@@ -136,13 +136,13 @@ PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims
 // 14x14 -> 10x10) 0.19 against 0.30, each with its input's quantization and the tanh after.
 Int8NarrowSumsFn narrow_sums_for(const Conv2dDims& d) {
     static const Int8NarrowSumsFn fn = conv2d_int8_narrow_avx512vnni();
-    if (!fn || d.K > kNarrowMaxK || d.dilation_w != 1 || gemm_u8s8_table() != gemm_u8s8_avx512vnni())
-        return nullptr;
-    return fn;
+    const bool vnni = gemm_u8s8_table() == gemm_u8s8_avx512vnni();
+    return fn && vnni && d.K <= kNarrowMaxK && d.dilation_w == 1 ? fn : nullptr;
 }
 
 // The filters of w_packed (gemm_u8s8_pack_b's panels) laid out for the narrow-layer sums, in the
-// calling thread's scratch.
+// calling thread's scratch. Re-laid on each call: at most KH * ceil(KW C / 4) * 16 words (640
+// for LeNet-5's C3), against the call's N OH OW of those words' multiply-adds.
 const uint32_t* narrow_weights(const uint32_t* w_packed, const Conv2dDims& d) {
     const int64_t span = d.KW * d.C, groups = (span + 3) / 4, kq = (d.KH * span + 3) / 4;
     auto* out = workspace<uint32_t>(Scratch::int8_narrow_weights, d.KH * groups * kNarrowMaxK);
@@ -180,8 +180,7 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
             const uint8_t* row = p.xp + (n * p.Hp + oh * d.stride_h) * p.Wp * C;
             for (int64_t s = 0; s < segments; ++s) {
                 const int64_t ow = s * kNarrowPixels, cols = std::min(kNarrowPixels, d.OW - ow);
-                sums(tile, row + ow * pixel_step, cols, pixel_step, row_step, d.KH, d.KW * C, w,
-                     d.K);
+                sums(tile, row + ow * pixel_step, cols, pixel_step, row_step, d.KH, d.KW * C, w);
                 finish(r * d.OW + ow, cols, 0, d.K, static_cast<const int32_t*>(tile),
                        kNarrowMaxK);
             }

@@ -17,13 +17,13 @@ constexpr int64_t kNarrowPixels = 16, kNarrowMaxK = 16;
 // padded input, kw then c) for filter k; zero past the span and for k >= K.
 // groups = ceil(span / 4).
 //
-// tile[j * 16 + k] (j < n <= 16, k < K <= 16) = sum over kh < KH and b < span of
+// tile[j * 16 + k] (j < n <= 16, k < 16; zero for k >= K) = sum over kh < KH and b < span of
 // src[kh * row_step + j * pixel_step + b] * w(kh, b, k), as int32: the raw sums (the zero-point
 // share is the epilogue's) of n consecutive output pixels of one output row, the first one's
 // receptive field at src. Reads up to 3 bytes past each span.
 using Int8NarrowSumsFn = void (*)(int32_t* tile, const uint8_t* src, int64_t n,
                                   int64_t pixel_step, int64_t row_step, int64_t KH, int64_t span,
-                                  const uint32_t* w, int64_t K);
+                                  const uint32_t* w);
 
 // Null when the build lacks AVX512-VNNI.
 Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();

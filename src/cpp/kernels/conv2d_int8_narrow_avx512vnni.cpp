@@ -44,7 +44,7 @@ constexpr decltype(&pixel_sums<1>) kPixelSums[kNarrowPixels] = {
     &pixel_sums<13>, &pixel_sums<14>, &pixel_sums<15>, &pixel_sums<16>};
 
 void sums(int32_t* tile, const uint8_t* src, int64_t n, int64_t pixel_step, int64_t row_step,
-          int64_t KH, int64_t span, const uint32_t* w, int64_t) {
+          int64_t KH, int64_t span, const uint32_t* w) {
     // Pixels past n are not read: their bytes may lie past the input.
     kPixelSums[n - 1](tile, src, pixel_step, row_step, KH, (span + 3) / 4, w);
 }

@@ -86,12 +86,10 @@ TileRows block_rows(int64_t ldv, int64_t C, bool bf16) {
 }
 
 // The bfloat16 input transform: on AVX512-BF16's rounding where the bfloat16 GEMM runs on
-// AVX512-BF16 (the same bits as the AVX-512F rounding, which the portable GEMM path keeps, so
-// that the two paths stay comparable bit for bit).
+// AVX512-BF16 (sgemm_bf16_native; the same bits as the AVX-512F rounding).
 WinogradInputBf16 bf16_input_transform(const WinogradTransforms& tf) {
     static const WinogradInputBf16 native = conv2d_winograd_input_avx512bf16();
-    if (native && std::strcmp(sgemm_bf16_path(), "avx512_bf16") == 0) return native;
-    return tf.input_bf16;
+    return native && sgemm_bf16_native() ? native : tf.input_bf16;
 }
 
 // Rows i .. i + n of V = the input transform of tiles t0 .. t0 + n of x.

@@ -122,8 +122,9 @@ void transform_kernel_bf16(uint32_t* P, int64_t pos_size, const float* w, int64_
 }
 
 // 16 lanes (m of them) of a transformed patch stored as float32, or, for mixed-precision
-// training on CPUs without AVX512-BF16, as bfloat16 (gemm_bf16.h's rounding, bf16_upper), which
-// the bfloat16 GEMM reads in place as pairs of channels.
+// training on the portable bfloat16 GEMM (without AVX512-BF16, or selected for tests), as
+// bfloat16 (gemm_bf16.h's rounding, bf16_upper), which the GEMM reads in place as pairs of
+// channels.
 inline void store_lanes(float* at, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(at, m, v); }
 inline void store_lanes(uint16_t* at, __mmask16 m, __m512 v) {
     _mm512_mask_cvtepi32_storeu_epi16(at, m, _mm512_srli_epi32(bf16_upper(v), 16));

@@ -1,7 +1,7 @@
 // Winograd's input transform for mixed-precision training on AVX512-BF16 (AMD Zen 4 and later,
 // Intel from Cooper Lake): the float32 transform of conv2d_winograd_avx512.cpp, rounded to
-// bfloat16 by vcvtne2ps2bf16, 32 channels to one 64-byte store. Chosen at run time (conv2d_winograd.cpp)
-// with the bfloat16 GEMM's AVX512-BF16 kernel.
+// bfloat16 by vcvtne2ps2bf16, 32 channels to one 64-byte store. Chosen at run time
+// (conv2d_winograd.cpp) with the bfloat16 GEMM's AVX512-BF16 kernel.
 #include "conv2d_winograd.h"
 
 #if defined(CNNFAST_BUILD_AVX512BF16)

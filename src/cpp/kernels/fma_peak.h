@@ -11,7 +11,8 @@ double measure_fma_peak_gflops(int64_t iterations);
 
 // The same for mixed precision's product (gemm_bf16.h): GFLOP/s (2 per multiply-add) of
 // `iterations` rounds of independent vdpbf16ps chains on the calling thread, the ceiling the
-// bfloat16 GEMM is quoted against; 0 where the CPU or the build lacks AVX512-BF16.
+// bfloat16 GEMM is quoted against; 0 where the CPU or the build lacks AVX512-BF16 or
+// CNNFAST_SIMD caps the kernels below avx512 (then the bfloat16 GEMM is the portable one).
 double measure_bf16_peak_gflops(int64_t iterations);
 
 }  // namespace cnnfast

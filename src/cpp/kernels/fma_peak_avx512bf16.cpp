@@ -10,7 +10,8 @@ namespace cnnfast {
 namespace {
 
 float run(int64_t iterations) {
-    // Pairs of bfloat16 values (0.999 and 1e-7 in each half): the chains stay finite.
+    // Pairs of bfloat16 values (0.999 and 1e-7 in each half): the chains stay finite. The
+    // conversions are loop-invariant and hoisted: the timed loop is 24 vdpbf16ps (objdump).
     return fma_chains<kFmaChainsAvx512, __m512>(
         iterations, [](float v) { return _mm512_set1_ps(v); },
         [](__m512 acc, __m512 a, __m512 b) {

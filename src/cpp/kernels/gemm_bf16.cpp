@@ -77,6 +77,11 @@ float round_to_bf16(float x) { return bf16_value(bf16_bits(x)); }
 
 const char* sgemm_bf16_path() { return tables().current()->path; }
 
+bool sgemm_bf16_native() {
+    const Bf16Gemm* native = native_table();
+    return native && tables().current() == native;
+}
+
 bool set_sgemm_bf16_path(const char* name) {
     if (std::strcmp(name, "avx512_bf16") == 0) name = "avx512";
     if (std::strcmp(name, "portable") == 0) name = "baseline";

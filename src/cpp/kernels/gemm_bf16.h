@@ -78,6 +78,10 @@ const float* bf16_rounded_copy(const float* x, int64_t n, Scratch slot);
 
 // "avx512_bf16" (vdpbf16ps) or "portable"; select one by name ("auto" included) for tests.
 const char* sgemm_bf16_path();
+// Whether the path in use is vdpbf16ps: the other kernels of mixed precision that have an
+// AVX512-BF16 form (conv2d_winograd.cpp's input transform) take it then, and keep the AVX-512F
+// form with the portable path, so that the two paths stay comparable bit for bit.
+bool sgemm_bf16_native();
 bool set_sgemm_bf16_path(const char* name);
 
 }  // namespace cnnfast

@@ -146,7 +146,8 @@ void requantize_u8_rows(uint8_t* q, int64_t ldq, const int32_t* acc, int64_t lda
             acc, ldacc, M, K, mult, shift, bias, [&](int64_t m, __m512 y, bool whole) {
                 const __m512i v = quantize16(y, vinv, vlo, vhi, vzp);
                 if (whole)
-                    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K), _mm512_cvtepi32_epi8(v));
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K),
+                                     _mm512_cvtepi32_epi8(v));
                 else
                     _mm512_mask_cvtepi32_storeu_epi8(q + m * K, lanes(K), v);
             });
