@@ -121,16 +121,24 @@ def blas_info() -> str:
 
 def machine_name() -> str:
     cpu = platform.processor() or "cpu"
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
     slug = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
     slug = re.sub(r"-(r|tm|processor|cpu)(?=-|$)", "", slug)
+    # A virtual machine may report only "AMD EPYC": Zen 4 (family 25) and Zen 5 (family 26)
+    # then share one name while their FP32 peaks differ by 2x, so a generic name without a
+    # model number gets the CPU family and model (the results of "amd-epyc-2c" came from both).
+    if not re.search(r"\d", slug) and "cpu family" in fields and "model" in fields:
+        slug += f"-family{fields['cpu family']}-model{fields['model']}"
     return f"{slug}-{os.cpu_count()}c"
 
 

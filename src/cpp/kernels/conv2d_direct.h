@@ -75,13 +75,18 @@ using ConvBwdWNarrowUkernel = void (*)(float* dw, int64_t K, const ConvPixels& p
 constexpr int64_t kConvStreamPixels = 6;
 // The lines a streaming tile prefetches (its share of the next chunk's rows, in address order),
 // issued a few after each of its rows of multiply-adds: `left` lines from `row + 16 * col`,
-// per_row lines to a row, rows ldw floats apart. The state carries from tile to tile.
+// per_row lines to a row, rows ldw floats apart. The state carries from tile to tile. Into L2
+// (prefetcht1), not L1: a chunk (64 KB of a 512-channel kernel) is larger than a 32 KB L1, and
+// filling L1 with it evicted the accumulators and inputs of the tiles still running. On an AMD
+// EPYC Zen 4 (python dev/vgg_batch1_layers.py, one thread, weights from memory) prefetcht0 gave
+// VGG16-CIFAR's 4x4 512 -> 512 layer 0.86-0.94 ms and its 2x2 layer 0.64-0.72 ms, prefetcht1
+// 0.58-0.61 and 0.35-0.39, prefetcht2 0.66 and 0.53, none 1.29 and 1.53.
 struct StreamPrefetch {
     const float* row = nullptr;
     int64_t ldw = 0, per_row = 0, col = 0, left = 0;
     void issue(int64_t n) {
         for (; n > 0 && left > 0; --n, --left) {
-            __builtin_prefetch(row + 16 * col, 0, 3);
+            __builtin_prefetch(row + 16 * col, 0, 2);
             if (++col == per_row) {
                 col = 0;
                 row += ldw;
