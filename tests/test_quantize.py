@@ -106,6 +106,12 @@ CONV_SHAPES = [
     (2, 14, 14, 6, 16, (5, 5), (1, 1), (0, 0), (1, 1)),      # LeNet-5 C3
     (3, 12, 37, 20, 12, (3, 3), (2, 1), (1, 1), (2, 1)),     # 16 + 16 + 5 pixels, dilated rows
     (2, 9, 9, 5, 8, (3, 3), (1, 1), (2, 2), (1, 2)),         # dilated across rows: the GEMM
+    # Pixels at most 4 bytes apart and at most 8 filters: the pixels-in-lanes form, for each
+    # pixel step (C * stride_w = 1 .. 4; C1 above is 1), short last segments (8, 5, 2 pixels).
+    (2, 9, 40, 2, 8, (3, 3), (1, 1), (1, 1), (1, 1)),        # step 2, 16 + 16 + 8 pixels
+    (2, 8, 23, 1, 1, (2, 5), (1, 3), (0, 2), (1, 1)),        # step 3 (stride 3), 8 pixels
+    (1, 6, 70, 4, 7, (3, 2), (1, 1), (1, 0), (1, 1)),        # step 4, 4 x 16 + 5 pixels
+    (1, 4, 18, 1, 1, (1, 3), (1, 1), (0, 1), (1, 1)),        # 16 + 2 pixels, one filter
 ]
 
 
@@ -174,7 +180,8 @@ def test_dense_int8_sums_and_epilogue(path, n, i, o):
 
 
 @pytest.mark.parametrize("c,k,kernel,pad", [(64, 64, 3, 1),   # the GEMM on both paths
-                                         (1, 6, 5, 2)])    # the narrow sums on AVX512-VNNI
+                                         (6, 16, 5, 0),    # the narrow sums on AVX512-VNNI
+                                         (1, 6, 5, 2)])    # their pixels-in-lanes form
 def test_vnni_and_portable_paths_agree_to_the_bit(c, k, kernel, pad):
     if len(PATHS) < 2:
         pytest.skip(f"this CPU or build has only the {PATHS} int8 GEMM path")

@@ -831,6 +831,11 @@ void test_int8() {
         {2, 28, 28, 1, 5, 5, 6, 28, 28, 1, 1, 2, 2, 1, 1, 1},   // LeNet-5 C1
         {2, 14, 14, 6, 5, 5, 16, 10, 10, 1, 1, 0, 0, 1, 1, 1},  // LeNet-5 C3
         {3, 12, 37, 20, 3, 3, 12, 5, 37, 2, 1, 1, 1, 1, 2, 1},  // 16 + 16 + 5 pixels a row
+        // Their pixels-in-lanes form (pixel step C * stride_w <= 4, at most 8 filters)
+        {2, 9, 40, 2, 3, 3, 8, 9, 40, 1, 1, 1, 1, 1, 1, 1},     // step 2, 16 + 16 + 8 pixels
+        {2, 8, 23, 1, 2, 5, 1, 7, 8, 1, 3, 0, 2, 1, 1, 1},      // step 3, 8 pixels
+        {1, 6, 70, 4, 3, 2, 7, 6, 69, 1, 1, 1, 0, 1, 1, 1},     // step 4, 4 x 16 + 5 pixels
+        {1, 4, 18, 1, 1, 3, 1, 4, 18, 1, 1, 0, 1, 1, 1, 1},     // 16 + 2 pixels
     };
     for (const char* gemm_path : {"portable", "avx512_vnni"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;

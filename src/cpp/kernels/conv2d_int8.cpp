@@ -180,7 +180,8 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
             const uint8_t* row = p.xp + (n * p.Hp + oh * d.stride_h) * p.Wp * C;
             for (int64_t s = 0; s < segments; ++s) {
                 const int64_t ow = s * kNarrowPixels, cols = std::min(kNarrowPixels, d.OW - ow);
-                sums(tile, row + ow * pixel_step, cols, pixel_step, row_step, d.KH, d.KW * C, w);
+                sums(tile, row + ow * pixel_step, cols, pixel_step, row_step, d.KH, d.KW * C, w,
+                     d.K);
                 finish(r * d.OW + ow, cols, 0, d.K, static_cast<const int32_t*>(tile),
                        kNarrowMaxK);
             }

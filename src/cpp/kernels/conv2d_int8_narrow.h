@@ -11,19 +11,21 @@ namespace cnnfast {
 
 // Output pixels per call (the lanes) and the most filters.
 constexpr int64_t kNarrowPixels = 16, kNarrowMaxK = 16;
+// The most filters of the form with pixels in the lanes (pixel_step <= 4: one input channel).
+constexpr int64_t kNarrowLaneMaxK = 8;
 
 // The filters laid out for Int8NarrowSumsFn: w[(kh * groups + g) * 16 + k] holds, lowest byte
 // first, the int8 weights of bytes 4g .. 4g + 3 of kernel row kh's span (KW * C bytes of the
 // padded input, kw then c) for filter k; zero past the span and for k >= K.
 // groups = ceil(span / 4).
 //
-// tile[j * 16 + k] (j < n <= 16, k < 16; zero for k >= K) = sum over kh < KH and b < span of
+// tile[j * 16 + k] (j < n <= 16, k < K; later columns undefined) = sum over kh < KH and b < span of
 // src[kh * row_step + j * pixel_step + b] * w(kh, b, k), as int32: the raw sums (the zero-point
 // share is the epilogue's) of n consecutive output pixels of one output row, the first one's
-// receptive field at src. Reads up to 3 bytes past each span.
+// receptive field at src, for a layer of K filters. Reads up to 3 bytes past each span.
 using Int8NarrowSumsFn = void (*)(int32_t* tile, const uint8_t* src, int64_t n,
                                   int64_t pixel_step, int64_t row_step, int64_t KH, int64_t span,
-                                  const uint32_t* w);
+                                  const uint32_t* w, int64_t K);
 
 // Null when the build lacks AVX512-VNNI.
 Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();
