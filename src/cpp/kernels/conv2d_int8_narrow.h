@@ -4,7 +4,9 @@
 // (LeNet-5's C1, one input channel) 81% of its vpdpbusd lanes were idle, and its im2col copied
 // 25-byte rows in 16-byte pieces. Here one vector holds all of a pixel's filters and each
 // vpdpbusd reads the pixel's next 4 input bytes straight from the padded input: no columns, and
-// the tile comes out pixel-major, as the epilogues take it.
+// the tile comes out pixel-major, as the epilogues take it. Where a layer's pixels lie at most 4
+// bytes apart and its filters are at most 8 (C1), the pixels go in the lanes instead: 16 pixels'
+// windows shuffled out of one load, one vpdpbusd per filter, the sums transposed at the end.
 #include <cstdint>
 
 namespace cnnfast {

@@ -47,20 +47,8 @@ constexpr decltype(&pixel_sums<1>) kPixelSums[kNarrowPixels] = {
     &pixel_sums<9>,  &pixel_sums<10>, &pixel_sums<11>, &pixel_sums<12>,
     &pixel_sums<13>, &pixel_sums<14>, &pixel_sums<15>, &pixel_sums<16>};
 
-// Pixels in the lanes, filters in the accumulators: for layers whose pixels lie at most 4 bytes
-// apart (one input channel, stride 1 to 4: LeNet-5's C1) and few filters. The pixel form above
-// spends a broadcast and a vpdpbusd per pixel and 4 input bytes, with K of the vpdpbusd's 16
-// lanes used (6 of 16 for C1); here one vpdpbusd serves 16 pixels of one filter, its weights
-// broadcast by the instruction, and the 16 pixels' 4-byte windows are built by two shuffles
-// from one load: vpermd gives 128-bit lane L the input's dwords L p .. L p + 3 (bytes 4 L p ..
-// 4 L p + 15, p = pixel_step), vpshufb then picks, for the lane's pixels 4 L + i, bytes i p + b
-// (b < 4; at most 3 * 4 + 3 = 15, inside the lane). K accumulators, transposed into the tile.
-// LeNet-5's int8 C1 on 128 MNIST images, one thread, AMD EPYC Zen 4 (OMP_PROC_BIND=close
-// PYTHONPATH=. python dev/int8_step_times.py lenet5): 0.64 ms against the pixel form's 0.76-0.78
-// (float32 C1: 0.70); `python -m bench quantize --threads 1,2`: int8 LeNet-5 1.55x float32 on
-// one thread, 1.35x on two (1.29x and 1.17x in this session's bench beyond run before it).
-// The two shuffles' indices for pixel_step p = 1 .. 4 (made once, not per call: building them
-// in the kernel took a third of its time).
+// The two shuffles' indices for pixel_step p = 1 .. 4, made once (built in the kernel on each
+// call, they took about a quarter of its samples in `perf annotate`).
 struct WindowShuffles {
     alignas(64) int32_t dwords[4][16];
     alignas(64) int8_t bytes[4][64];
@@ -76,6 +64,19 @@ struct WindowShuffles {
 };
 constexpr WindowShuffles kWindowShuffles;
 
+// Pixels in the lanes, filters in the accumulators: for layers whose pixels lie at most 4 bytes
+// apart (one input channel, stride 1 to 4: LeNet-5's C1) and few filters. The pixel form above
+// spends a broadcast and a vpdpbusd per pixel and 4 input bytes, with K of the vpdpbusd's 16
+// lanes used (6 of 16 for C1); here one vpdpbusd serves 16 pixels of one filter (its 4 weights
+// broadcast from memory), and the 16 pixels' 4-byte windows are built by two shuffles
+// from one load: vpermd gives 128-bit lane L the input's dwords L p .. L p + 3 (bytes 4 L p ..
+// 4 L p + 15, p = pixel_step), vpshufb then picks, for the lane's pixels 4 L + i, bytes i p + b
+// (b < 4; at most 3 * 4 + 3 = 15, inside the lane). K accumulators, transposed into the tile.
+// LeNet-5's int8 C1 on 128 MNIST images, one thread, AMD EPYC Zen 4 (OMP_PROC_BIND=close
+// PYTHONPATH=. python dev/int8_step_times.py lenet5): 0.64 ms against the pixel form's 0.76-0.78
+// (float32 C1: 0.70); `python -m bench quantize --threads 1,2`: int8 LeNet-5 1.55x float32 on
+// one thread, 1.35x on two (with the pixel form, 1.29x and 1.17x: the first run in the history
+// of bench/results/amd-epyc-family25-model17-2c-beyond.md).
 template <int K>
 void lane_sums(int32_t* tile, const uint8_t* src, int64_t n, int64_t pixel_step,
                int64_t row_step, int64_t KH, int64_t groups, const uint32_t* w) {
