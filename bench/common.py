@@ -119,11 +119,13 @@ def blas_info() -> str:
     return "unknown (install threadpoolctl)"
 
 
-def machine_name() -> str:
+def machine_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The results files' name for this machine: the CPU's model name as a slug, and its core
+    count (the first processor block of `cpuinfo` is read)."""
     cpu = platform.processor() or "cpu"
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 key, _, value = line.partition(":")
                 if not line.strip():
