@@ -1,4 +1,4 @@
-"""Batch-1 times of VGG16-CIFAR's weight-heavy convolutions, one thread, weights from memory.
+"""Batch-1 times of VGG16-CIFAR's weight-heavy layers, one thread, weights from memory.
 
     OMP_PROC_BIND=close PYTHONPATH=. python dev/vgg_batch1_layers.py
 
@@ -6,7 +6,8 @@ Each layer cycles through enough weight arrays to exceed the L3 (64 MB or more),
 network's forward reads every layer's weights once (61 MB for VGG16-CIFAR); prints, for "auto"
 and each algorithm that can be forced on it, the median time, the rate its weights were read at
 and its multiply-adds per second, the algorithms alternating in one run (dev/weight_streaming.cpp
-gives what one core reads by access pattern).
+gives what one core reads by access pattern). Then its 512 -> 512 dense layer (the small-M
+GEMM, gemm_small_m_avx512.cpp) the same way, 1 MB of weights a call.
 """
 
 from __future__ import annotations
@@ -55,6 +56,24 @@ def main() -> None:
             ms = median(times[a]) * 1e3
             print(f"{hw}x{hw} {c}->{k} {a}: {ms:.3f} ms, weights {mb:.1f} MB at "
                   f"{mb / ms:.1f} GB/s, {hw * hw * 9 * c * k / ms / 1e6:.1f} GMAC/s")
+    dense_times()
+
+
+def dense_times() -> None:
+    """The 512 -> 512 ReLU dense layer at batch 1, each call with the next of 64 kernels."""
+    rng = np.random.default_rng(1)
+    kernels = [rng.random((512, 512), dtype=np.float32) - 0.5 for _ in range(64)]
+    x = rng.random((1, 512), dtype=np.float32)
+    y = np.empty((1, 512), np.float32)
+    bias = np.zeros(512, np.float32)
+    turn = [0]
+
+    def call():
+        _core.dense_forward(y, x, kernels[turn[0] % len(kernels)], bias, activation="relu")
+        turn[0] += 1
+
+    us = median(time_rounds({"dense": call}, rounds=7, block_calls=200)["dense"]) * 1e6
+    print(f"dense 512->512: {us:.1f} us, weights 1.0 MB at {1.048576 / us * 1e3:.1f} GB/s")
 
 
 if __name__ == "__main__":

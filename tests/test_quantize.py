@@ -199,14 +199,15 @@ def test_vnni_and_portable_paths_agree_to_the_bit(c, k, kernel, pad):
 
 
 # 40 filters: whole vectors and a masked tail per row; 6 (dense: 5): rows narrower than a
-# vector, written back to back (the narrow sums for the convolution).
-@pytest.mark.parametrize("k,o", [(40, 21), (6, 5)])
-def test_uint8_outputs_equal_quantized_float_outputs(k, o):
+# vector, written back to back (the narrow sums for the convolution; on one input channel their
+# pixels-in-lanes form, whose sum tiles leave the lanes past K undefined).
+@pytest.mark.parametrize("c,k,o", [(9, 40, 21), (9, 6, 5), (1, 6, 5)])
+def test_uint8_outputs_equal_quantized_float_outputs(c, k, o):
     """The kernels that write the next int8 layer's uint8 input directly, and max pooling on
     uint8: the same bits as the float output quantized afterwards (same float operations;
     quantization is non-decreasing, so it commutes with the maximum)."""
     rng = np.random.default_rng(21)
-    xq, wq, out_hw = _conv_case(rng, 3, 14, 13, 9, k, 3, 3, (1, 1), (1, 1))
+    xq, wq, out_hw = _conv_case(rng, 3, 14, 13, c, k, 3, 3, (1, 1), (1, 1))
     args = (rng.uniform(1e-3, 1e-2, k).astype(np.float32),
             rng.standard_normal(k).astype(np.float32), 0.02, 11, 1, 1, 1, 1)
     paths = [p for p in ("baseline", "avx512") if _core.set_int8_elementwise_path(p)]

@@ -12,6 +12,13 @@ namespace cnnfast {
 inline __mmask16 lanes(int64_t n) {
     return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
+// The same for 32 16-bit lanes and 64 byte lanes.
+inline __mmask32 lanes32(int64_t n) {
+    return n >= 32 ? ~__mmask32(0) : n <= 0 ? __mmask32(0) : (__mmask32(1) << n) - 1;
+}
+inline __mmask64 lanes64(int64_t n) {
+    return n >= 64 ? ~__mmask64(0) : n <= 0 ? __mmask64(0) : (__mmask64(1) << n) - 1;
+}
 
 // The bfloat16 bits of 16 floats, round to nearest even in the upper half of each lane (the
 // lower half zero, so that the lane read as a float is the rounded value): bf16_bits of

@@ -1,12 +1,15 @@
-// The int8 convolution's narrow-layer sums (conv2d_int8_narrow.h) on AVX512-VNNI: one
-// accumulator per output pixel, the (up to 16) filters in its lanes; each vpdpbusd adds the
-// pixel's next 4 input bytes, broadcast from the padded input, times the filters' 4 weights.
+// The int8 convolution's narrow-layer sums (conv2d_int8_narrow.h) on AVX512-VNNI, in two forms:
+// pixels in accumulators (one per output pixel, the up to 16 filters in its lanes; each vpdpbusd
+// adds the pixel's next 4 input bytes, broadcast from the padded input, times the filters' 4
+// weights), and pixels in lanes (lane_sums below, for one input channel and few filters).
 #include "conv2d_int8_narrow.h"
 
 #if defined(CNNFAST_BUILD_AVX512VNNI)
 #include <immintrin.h>
 
 #include <cstring>
+
+#include "avx512_util.h"
 
 // GCC 12 warns that the unmasked forms of vpermd and vpunpck*dq read an uninitialised vector
 // (the intrinsics pass _mm512_undefined_epi32() as the unused merge source): a false positive.
@@ -84,7 +87,7 @@ void lane_sums(int32_t* tile, const uint8_t* src, int64_t n, int64_t pixel_step,
     const __m512i bytes = _mm512_load_si512(kWindowShuffles.bytes[pixel_step - 1]);
     // The bytes the n pixels' windows cover, and no more (the pixel form's reads).
     const int64_t used = (n - 1) * pixel_step + 4;
-    const __mmask64 load_mask = used >= 64 ? ~__mmask64(0) : (__mmask64(1) << used) - 1;
+    const __mmask64 load_mask = lanes64(used);
     __m512i acc[K];
 #pragma GCC unroll 16
     for (int k = 0; k < K; ++k) acc[k] = _mm512_setzero_si512();

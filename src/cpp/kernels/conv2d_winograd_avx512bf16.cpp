@@ -10,9 +10,6 @@
 namespace cnnfast {
 namespace {
 
-// Lanes [0, n) of 32 16-bit lanes (all for n >= 32).
-inline __mmask32 lanes32(int64_t n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
-
 // The AVX-512F transform writes each 16 channels' bfloat16 halves with its own rounding
 // (bf16_upper, about 12 instructions a vector) and a narrowing masked store (vpmovdw to memory,
 // several micro-ops on AMD Zen); here one vcvtne2ps2bf16 rounds 32 channels the same way

@@ -38,8 +38,9 @@ void tile(bool trans_a, int64_t K, float alpha, const float* A, int64_t lda, con
             // A column block walks B's rows ldb floats apart, which the hardware prefetchers
             // follow too slowly when B comes from memory (a batch-1 dense layer's 1 MB kernel):
             // this block's lines kPrefetchRows rows ahead, into L2. VGG16-CIFAR's 512 -> 512
-            // dense layer at batch 1 (64 of them in a row, one thread, AMD EPYC Zen 4): 65-80 us
-            // against 98-134 without (8-24 rows ahead alike; prefetcht0 at 16 rows: 99 us).
+            // dense layer at batch 1, one thread, AMD EPYC Zen 4 (the dense row of
+            // dev/vgg_batch1_layers.py, this build and one without the prefetch in alternating
+            // processes, 4 rounds): 74-89 us against 94-108.
             if (k + u + kPrefetchRows < K)
 #pragma GCC unroll 64
                 for (int v = 0; v < V; ++v)
