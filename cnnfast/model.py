@@ -559,7 +559,7 @@ class Model:
         if len(set(names)) != len(names):
             raise ValueError(f"compile: metrics must have distinct names, got {names}")
         self.precision = mixed_precision.resolve(precision, "compile")
-        if self.precision == "bfloat16" and _core.sgemm_bf16_path() != "avx512_bf16":
+        if self.precision == "bfloat16" and _core.sgemm_bf16_path() == "portable":
             warnings.warn("compile: this CPU has no AVX512-BF16 (or CNNFAST_SIMD caps it): "
                           "precision='bfloat16' computes the same products on a portable "
                           "kernel, several times slower than float32 training", RuntimeWarning,

@@ -3,6 +3,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(CNNFAST_BUILD_AMX) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace cnnfast {
 
 bool cpu_has_avx512() {
@@ -29,6 +34,25 @@ bool cpu_has_avx512_vnni() {
 #if defined(CNNFAST_BUILD_AVX512VNNI) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
+bool cpu_has_amx() {
+#if defined(CNNFAST_BUILD_AMX) && defined(__linux__) && defined(__x86_64__)
+    static const bool granted = [] {
+        __builtin_cpu_init();
+        if (!cpu_has_avx512_bf16() || !__builtin_cpu_supports("amx-tile") ||
+            !__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-int8"))
+            return false;
+        // The tile data is 8 KiB of state the kernel saves only for processes that ask:
+        // arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without it the first tile
+        // instruction faults. Granted once, for every thread of the process.
+        constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+        return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    }();
+    return granted && simd_level() == SimdLevel::avx512;
 #else
     return false;
 #endif

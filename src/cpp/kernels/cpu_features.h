@@ -17,6 +17,10 @@ bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();
 // AVX-512 plus AVX512-VNNI (vpdpbusd), as *_avx512vnni.cpp are compiled for.
 bool cpu_has_avx512_vnni();
+// AVX-512 BF16 as above plus AMX (tiles, AMX-BF16 and AMX-INT8), as *_amx.cpp are compiled for,
+// with the kernel's permission to use the tiles granted to this process (Linux asks each process
+// to request it; false when not built, not granted, or capped below avx512 by CNNFAST_SIMD).
+bool cpu_has_amx();
 // AVX2 with FMA (false when not built).
 bool cpu_has_avx2();
 // The widest level both the CPU and the CNNFAST_SIMD cap allow; computed once.
@@ -48,6 +52,14 @@ public:
             chosen_.store(t, std::memory_order_release);
         }
         return t;
+    }
+
+    // A table beside the three slots (a second one for a level: AMX beside AVX512-BF16) in use
+    // from now on; false (and no change) for null.
+    bool select(const Table* t) {
+        if (!t) return false;
+        chosen_.store(t, std::memory_order_release);
+        return true;
     }
 
     // False (and no change) for an unknown name or a path this build or CPU lacks.

@@ -56,11 +56,15 @@ void ukernel_14x32_portable(int64_t kp, const uint32_t* a, int64_t a_stride, boo
             c[i * ldc + j] = beta == 0.0f ? acc[i][j] : std::fma(beta, c[i * ldc + j], acc[i][j]);
 }
 
-const Bf16Gemm kPortable{"portable", ukernel_14x32_portable, nullptr, nullptr};
+const Bf16Gemm kPortable{"portable", ukernel_14x32_portable, nullptr, nullptr, nullptr};
 
 // The avx512 slot holds the BF16 table only on CPUs with the instructions (and under the
-// CNNFAST_SIMD cap: scalar or avx2 takes the portable kernel).
-const Bf16Gemm* native_table() { return cpu_has_avx512_bf16() ? gemm_bf16_avx512bf16() : nullptr; }
+// CNNFAST_SIMD cap: scalar or avx2 takes the portable kernel): AMX's where the CPU has AMX.
+const Bf16Gemm* vdpbf16ps_table() {
+    return cpu_has_avx512_bf16() ? gemm_bf16_avx512bf16() : nullptr;
+}
+const Bf16Gemm* amx_table() { return cpu_has_amx() ? gemm_bf16_amx() : nullptr; }
+const Bf16Gemm* native_table() { return amx_table() ? amx_table() : vdpbf16ps_table(); }
 
 SimdTables<Bf16Gemm>& tables() {
     static SimdTables<Bf16Gemm> t(&kPortable, nullptr, native_table());
@@ -78,12 +82,13 @@ float round_to_bf16(float x) { return bf16_value(bf16_bits(x)); }
 const char* sgemm_bf16_path() { return tables().current()->path; }
 
 bool sgemm_bf16_native() {
-    const Bf16Gemm* native = native_table();
-    return native && tables().current() == native;
+    const Bf16Gemm* current = tables().current();
+    return current && (current == vdpbf16ps_table() || current == amx_table());
 }
 
 bool set_sgemm_bf16_path(const char* name) {
-    if (std::strcmp(name, "avx512_bf16") == 0) name = "avx512";
+    if (std::strcmp(name, "amx_bf16") == 0) return tables().select(amx_table());
+    if (std::strcmp(name, "avx512_bf16") == 0) return tables().select(vdpbf16ps_table());
     if (std::strcmp(name, "portable") == 0) name = "baseline";
     return tables().select(name);
 }
@@ -92,7 +97,8 @@ namespace {
 
 std::atomic<bool> g_bf16_products{false};
 
-static_assert(kSgemmBf16RowSlack >= kBf16MR - 1, "sgemm_bf16_packed_rows reads whole tiles");
+static_assert(kSgemmBf16RowSlack >= kBf16MR - 1 && kSgemmBf16RowSlack >= kAmxStep - 1,
+              "sgemm_bf16_packed_rows reads whole tiles");
 
 // Rows of op(A) one thread packs at a time: two register tiles (an A^T panel holds 32 columns).
 constexpr int64_t kBlockRows = 2 * kBf16MR;
@@ -188,6 +194,86 @@ bool bf16_products() { return g_bf16_products.load(std::memory_order_relaxed); }
 
 namespace {
 
+// multiply_packed on AMX tiles: row blocks of kAmxRows (two A tiles) across T threads, each
+// block's A as rows whose pairs fill whole steps of 16 (zero past kp), every B panel's last
+// kp % 16 pairs copied once into a zero-padded tile (b_tails); blocks of 16 rows or fewer take
+// one A tile, so packed_rows reads at most 15 rows past M (kSgemmBf16RowSlack).
+void multiply_packed_amx(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int64_t N, int64_t K,
+                         const float* A, int64_t lda, const uint32_t* packed_b, float beta,
+                         float* C, int64_t ldc, const float* bias, bool relu,
+                         const uint32_t* a_rows, int64_t a_stride) {
+    const Bf16Amx& amx = *g.amx;
+    const int64_t kp = (K + 1) / 2, steps = kp / kAmxStep, tail = kp % kAmxStep;
+    const int64_t nb = (N + kBf16NR - 1) / kBf16NR, mb = (M + kAmxRows - 1) / kAmxRows;
+    constexpr int64_t kTailPairs = kAmxStep * kBf16NR;  // one zero-padded tail tile pair
+    uint32_t* b_tails = nullptr;
+    if (tail) {
+        b_tails = workspace<uint32_t>(Scratch::gemm_bf16_b_tails, nb * kTailPairs);
+        for (int64_t jb = 0; jb < nb; ++jb) {
+            uint32_t* out = b_tails + jb * kTailPairs;
+            std::memcpy(out, packed_b + (jb * kp + steps * kAmxStep) * kBf16NR,
+                        static_cast<size_t>(tail * kBf16NR) * 4);
+            std::fill(out + tail * kBf16NR, out + kTailPairs, 0u);
+        }
+    }
+    const int64_t stride = (kp + kAmxStep - 1) / kAmxStep * kAmxStep;
+    parallel_for(T, mb, [&](int64_t ib) {
+        const int64_t a_size = a_rows ? kAmxRows * kAmxStep : kAmxRows * stride;
+        uint32_t* scratch = workspace<uint32_t>(Scratch::gemm_bf16_a, a_size + kAmxRows * kBf16NR);
+        float* tile = reinterpret_cast<float*>(scratch + a_size);
+        const int64_t m0 = ib * kAmxRows, rows = std::min(kAmxRows, M - m0);
+        const uint32_t *a = scratch, *a_tail = nullptr;
+        int64_t row_stride = stride, tail_stride = stride;
+        if (a_rows) {
+            // The caller's rows, read in place; their last pairs copied into a zero-padded tile.
+            a = a_rows + m0 * a_stride;
+            row_stride = a_stride;
+            tail_stride = kAmxStep;
+            if (tail) {
+                std::fill(scratch, scratch + kAmxRows * kAmxStep, 0u);
+                for (int64_t i = 0; i < rows; ++i)
+                    std::memcpy(scratch + i * kAmxStep, a + i * a_stride + steps * kAmxStep,
+                                static_cast<size_t>(tail) * 4);
+                a_tail = scratch;
+            }
+        } else {
+            if (trans_a) {
+                amx.pack_a_transposed(A, lda, K, M, m0, stride, scratch);
+            } else {
+                for (int64_t i = 0; i < kAmxRows; ++i) {
+                    uint32_t* o = scratch + i * stride;
+                    if (i < rows) {
+                        g.pack_row(A + (m0 + i) * lda, K, o);
+                        std::fill(o + kp, o + stride, 0u);
+                    } else {
+                        std::fill(o, o + stride, 0u);
+                    }
+                }
+            }
+            if (tail) a_tail = scratch + steps * kAmxStep;
+        }
+        const bool two_tiles = rows > kAmxStep;
+        const int64_t tile_rows = two_tiles ? kAmxRows : kAmxStep;
+        amx.configure();
+        for (int64_t jb = 0; jb < nb; ++jb) {
+            const int64_t n0 = jb * kBf16NR, cols = std::min(kBf16NR, N - n0);
+            const uint32_t* pb = packed_b + jb * kp * kBf16NR;
+            const uint32_t* b_tail = tail ? b_tails + jb * kTailPairs : nullptr;
+            const float* tile_bias = bias ? bias + n0 : nullptr;
+            float* c = C + m0 * ldc + n0;
+            if (rows == tile_rows && cols == kBf16NR && beta == 0.0f) {
+                amx.block(two_tiles, steps, a, row_stride, pb, a_tail, tail_stride, b_tail, c, ldc);
+                finish_tile(c, ldc, nullptr, 0, rows, cols, beta, tile_bias, relu);
+                continue;
+            }
+            amx.block(two_tiles, steps, a, row_stride, pb, a_tail, tail_stride, b_tail, tile,
+                      kBf16NR);
+            finish_tile(c, ldc, tile, kBf16NR, rows, cols, beta, tile_bias, relu);
+        }
+        amx.release();
+    });
+}
+
 // C = act(op(A) * B + beta * C + bias) with B packed (pack_b_panel, panel after panel): row
 // blocks across T threads; each packs its rows of op(A), then sweeps every column block a
 // register tile at a time; edge tiles go through a scratch tile.
@@ -196,6 +282,9 @@ void multiply_packed(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int64_t 
                      const float* A, int64_t lda, const uint32_t* packed_b, float beta, float* C,
                      int64_t ldc, const float* bias, bool relu, const uint32_t* a_rows = nullptr,
                      int64_t a_stride = 0) {
+    if (g.amx)
+        return multiply_packed_amx(g, T, trans_a, M, N, K, A, lda, packed_b, beta, C, ldc, bias,
+                                   relu, a_rows, a_stride);
     const int64_t kp = (K + 1) / 2, nb = (N + kBf16NR - 1) / kBf16NR;
     const int64_t mb = (M + kBlockRows - 1) / kBlockRows;
     const int64_t stride = (kp + 15) / 16 * 16;  // rows of pairs padded to a cache line

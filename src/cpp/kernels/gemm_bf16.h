@@ -36,7 +36,7 @@ void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 // The same with A already in bfloat16 (K even): row m is K / 2 pairs (bfloat16 of k in the low
 // half, of k + 1 in the high) at a_rows + m * a_stride; the micro-kernel reads whole tiles of
 // rows, so kSgemmBf16RowSlack rows past M must be readable (their sums are dropped).
-constexpr int64_t kSgemmBf16RowSlack = 14;
+constexpr int64_t kSgemmBf16RowSlack = 15;
 void sgemm_bf16_packed_rows(int64_t M, int64_t N, int64_t K, const uint32_t* a_rows,
                             int64_t a_stride, const uint32_t* packed_b, float beta, float* C,
                             int64_t ldc);
@@ -76,9 +76,10 @@ void round_to_bf16(float* out, const float* x, int64_t n);
 // x (n,) so rounded into the calling thread's workspace `slot` (workspace.h).
 const float* bf16_rounded_copy(const float* x, int64_t n, Scratch slot);
 
-// "avx512_bf16" (vdpbf16ps) or "portable"; select one by name ("auto" included) for tests.
+// "amx_bf16" (AMX tiles), "avx512_bf16" (vdpbf16ps) or "portable"; select one by name ("auto"
+// included) for tests.
 const char* sgemm_bf16_path();
-// Whether the path in use is vdpbf16ps: the other kernels of mixed precision that have an
+// Whether the path in use is AMX or vdpbf16ps: the other kernels of mixed precision that have an
 // AVX512-BF16 form (conv2d_winograd.cpp's input transform) take it then, and keep the AVX-512F
 // form with the portable path, so that the two paths stay comparable bit for bit.
 bool sgemm_bf16_native();

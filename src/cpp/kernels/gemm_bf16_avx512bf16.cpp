@@ -106,7 +106,7 @@ void pack_b_avx512bf16(const float* B, int64_t ldb, int64_t K, int64_t N, int64_
 }
 
 const Bf16Gemm kTable{"avx512_bf16", ukernel_14x32_avx512bf16, pack_row_avx512bf16,
-                      pack_b_avx512bf16};
+                      pack_b_avx512bf16, nullptr};
 
 }  // namespace
 
