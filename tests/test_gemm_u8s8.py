@@ -1,6 +1,6 @@
 """The int8 GEMM (src/cpp/kernels/gemm_u8s8.*): uint8 activations times int8 weights, summed
-exactly in int32. Every path (vpdpbusd where the CPU has AVX512-VNNI, the portable
-micro-kernel everywhere) must equal the exact integer product."""
+exactly in int32. Every path (AMX tiles where the CPU has AMX, vpdpbusd where it has
+AVX512-VNNI, the portable micro-kernel everywhere) must equal the exact integer product."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from cnnfast import _core
 
-PATHS = [p for p in ("portable", "avx512_vnni") if _core.set_gemm_u8s8_path(p)]
+PATHS = [p for p in ("portable", "avx512_vnni", "amx_int8") if _core.set_gemm_u8s8_path(p)]
 _core.set_gemm_u8s8_path("auto")
 
 
@@ -20,8 +20,12 @@ def path(request):
     _core.set_gemm_u8s8_path("auto")
 
 
+# AMX's blocks are two 14-row tiles by 32 columns, k in steps of 64: (28, 32, 64) fills one
+# exactly, (42, 64, 65) has a lone third tile and a 1-quad tail, (29, 96, 128) one row in its
+# second block.
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (14, 32, 4), (15, 33, 5), (37, 45, 19),
-                                   (128, 64, 576), (3, 200, 3), (200, 3, 1153), (5, 7, 0)])
+                                   (128, 64, 576), (3, 200, 3), (200, 3, 1153), (5, 7, 0),
+                                   (28, 32, 64), (42, 64, 65), (29, 96, 128)])
 def test_exact_integer_products(path, m, n, k):
     rng = np.random.default_rng(m * 7 + n * 3 + k)
     a = rng.integers(0, 256, (m, k), dtype=np.uint8)

@@ -837,7 +837,7 @@ void test_int8() {
         {1, 6, 70, 4, 3, 2, 7, 6, 69, 1, 1, 1, 0, 1, 1, 1},     // step 4, 4 x 16 + 5 pixels
         {1, 4, 18, 1, 1, 3, 1, 4, 18, 1, 1, 0, 1, 1, 1, 1},     // 16 + 2 pixels
     };
-    for (const char* gemm_path : {"portable", "avx512_vnni"}) {
+    for (const char* gemm_path : {"portable", "avx512_vnni", "amx_int8"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;
         for (const char* ew_path : {"baseline", "avx512"}) {
             if (!set_int8_elementwise_path(ew_path)) continue;

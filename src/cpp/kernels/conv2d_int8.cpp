@@ -129,14 +129,16 @@ PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims
 
 // The narrow-layer sums (conv2d_int8_narrow.h) for layers of at most 16 filters with whole
 // kernel rows in the padded input (no dilation across the row), where the int8 GEMM runs its
-// AVX512-VNNI kernel (the portable GEMM stays the reference that tests hold both to); else null.
+// AVX512-VNNI kernel or AMX (whose CPUs have VNNI; the portable GEMM stays the reference that
+// tests hold them to); else null.
 // LeNet-5 on 128 MNIST images, one thread (OMP_PROC_BIND=close PYTHONPATH=.
 // python dev/int8_step_times.py lenet5, this build against the GEMM path's, one after the
 // other): C1 (1 -> 6 channels, 5x5 "same" on 28x28) 0.59 ms against 0.97, C3 (6 -> 16, 5x5,
 // 14x14 -> 10x10) 0.19 against 0.30, each with its input's quantization and the tanh after.
 Int8NarrowSumsFn narrow_sums_for(const Conv2dDims& d) {
     static const Int8NarrowSumsFn fn = conv2d_int8_narrow_avx512vnni();
-    const bool vnni = gemm_u8s8_table() == gemm_u8s8_avx512vnni();
+    const U8Gemm* g = gemm_u8s8_table();
+    const bool vnni = g == gemm_u8s8_avx512vnni() || g == gemm_u8s8_amx();
     return fn && vnni && d.K <= kNarrowMaxK && d.dilation_w == 1 ? fn : nullptr;
 }
 

@@ -17,35 +17,16 @@
 
 #include <algorithm>
 
+#include "amx_tiles.h"
+
 namespace cnnfast {
 
 namespace {
 
-// The 64-byte operand of ldtilecfg: palette 1, then each tile's bytes per row and rows.
-struct alignas(64) TileConfig {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t bytes_per_row[16];
-    uint8_t rows[16];
-};
-
-// Tiles 0-3: the block's sums (rows 0-15 / 16-31 x columns 0-15 / 16-31); 4-5: A's two row
-// halves; 6-7: B's two column halves. Every tile 16 rows of 64 bytes.
-constexpr TileConfig block_config() {
-    TileConfig config{};
-    config.palette = 1;
-    for (int t = 0; t < 8; ++t) {
-        config.bytes_per_row[t] = 64;
-        config.rows[t] = 16;
-    }
-    return config;
-}
-
 // A constant in memory, not a local: GCC 12 does not see ldtilecfg read its operand and drops
 // the stores that fill a local one (objdump: only the palette byte was written; the first tile
 // instruction then faulted).
-constexpr TileConfig kBlockConfig = block_config();
+constexpr AmxTileConfig kBlockConfig = amx_block_config(16);
 
 void configure() { _tile_loadconfig(&kBlockConfig); }
 

@@ -7,6 +7,7 @@
 
 #include "cpu_features.h"
 #include "gemm_u8s8_ukernel.h"
+#include "int8_chunks.h"
 #include "parallel.h"
 #include "workspace.h"
 
@@ -34,11 +35,14 @@ void ukernel_14x32_portable(int64_t kq, const uint32_t* a, int64_t a_stride, con
             c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-const U8Gemm kPortable{"portable", ukernel_14x32_portable, nullptr};
+const U8Gemm kPortable{"portable", ukernel_14x32_portable, nullptr, nullptr};
 
-const U8Gemm* native_table() {
-    return cpu_has_avx512_vnni() ? gemm_u8s8_avx512vnni() : nullptr;
+// The avx512 slot: AMX's table where the CPU has AMX, else vpdpbusd's where it has VNNI.
+const U8Gemm* vnni_table() { return cpu_has_avx512_vnni() ? gemm_u8s8_avx512vnni() : nullptr; }
+const U8Gemm* amx_table() {
+    return cpu_has_amx() && cpu_has_avx512_vnni() ? gemm_u8s8_amx() : nullptr;
 }
+const U8Gemm* native_table() { return amx_table() ? amx_table() : vnni_table(); }
 
 SimdTables<U8Gemm>& tables() {
     static SimdTables<U8Gemm> t(&kPortable, nullptr, native_table());
@@ -55,7 +59,8 @@ const char* gemm_u8s8_path() { return tables().current()->path; }
 const U8Gemm* gemm_u8s8_table() { return tables().current(); }
 
 bool set_gemm_u8s8_path(const char* name) {
-    if (std::strcmp(name, "avx512_vnni") == 0) name = "avx512";
+    if (std::strcmp(name, "amx_int8") == 0) return tables().select(amx_table());
+    if (std::strcmp(name, "avx512_vnni") == 0) return tables().select(vnni_table());
     if (std::strcmp(name, "portable") == 0) name = "baseline";
     return tables().select(name);
 }
@@ -92,40 +97,6 @@ void pack_b(int T, const U8Gemm* g, uint32_t* packed_b, int64_t K, int64_t N, co
     });
 }
 
-// C = A x packed B, one row block of kU8MR rows per task.
-void multiply_packed(int T, const U8Gemm* g, int64_t M, int64_t N, int64_t K, const uint8_t* A,
-                     int64_t lda, const uint32_t* packed_b, int32_t* C, int64_t ldc,
-                     bool accumulate) {
-    const int64_t kq = (K + 3) / 4, nb = (N + kU8NR - 1) / kU8NR, mb = (M + kU8MR - 1) / kU8MR;
-    parallel_for(T, mb, [&](int64_t ib) {
-        // Rows of kq quads (a row of A is already in quad order), the stride a cache line.
-        const int64_t stride = (kq + 15) / 16 * 16;
-        uint32_t* packed_a =
-            workspace<uint32_t>(Scratch::gemm_int8_a, stride * kU8MR + kU8MR * kU8NR);
-        int32_t* tile = reinterpret_cast<int32_t*>(packed_a + stride * kU8MR);
-        const int64_t m0 = ib * kU8MR, rows = std::min(kU8MR, M - m0);
-        for (int64_t i = 0; i < kU8MR; ++i) {
-            auto* out = reinterpret_cast<uint8_t*>(packed_a + i * stride);
-            std::memset(out, 0, static_cast<size_t>(kq) * 4);
-            if (i < rows) std::memcpy(out, A + (m0 + i) * lda, static_cast<size_t>(K));
-        }
-        for (int64_t jb = 0; jb < nb; ++jb) {
-            const int64_t n0 = jb * kU8NR, cols = std::min(kU8NR, N - n0);
-            const uint32_t* pb = packed_b + jb * kq * kU8NR;
-            if (rows == kU8MR && cols == kU8NR) {
-                g->ukernel(kq, packed_a, stride, pb, C + m0 * ldc + n0, ldc, accumulate);
-                continue;
-            }
-            g->ukernel(kq, packed_a, stride, pb, tile, kU8NR, false);
-            for (int64_t i = 0; i < rows; ++i)
-                for (int64_t j = 0; j < cols; ++j) {
-                    int32_t& c = C[(m0 + i) * ldc + n0 + j];
-                    c = accumulate ? c + tile[i * kU8NR + j] : tile[i * kU8NR + j];
-                }
-        }
-    });
-}
-
 }  // namespace
 
 int64_t gemm_u8s8_packed_b_size(int64_t K, int64_t N) {
@@ -142,13 +113,31 @@ void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda
                   const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate) {
     check_k("gemm_u8s8s32", K);
     if (M <= 0 || N <= 0) return;
-    const U8Gemm* g = tables().current();
-    const int T = threads_for(M * N * K / kMacsPerThread + 1);
-    // B packed once (shared by the threads of this call), then the row blocks.
+    if (K <= 0) {  // empty sums
+        for (int64_t m = 0; m < M && !accumulate; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0);
+        return;
+    }
+    // B packed once (shared by the threads of this call), then the int8 layers' tiled loop
+    // (int8_chunks.h), which copies rows of A into the micro-kernel's layout.
     uint32_t* packed_b =
         workspace<uint32_t>(Scratch::gemm_int8_b, gemm_u8s8_packed_b_size(K, N));
-    pack_b(T, g, packed_b, K, N, B, ldb);
-    multiply_packed(T, g, M, N, K, A, lda, packed_b, C, ldc, accumulate);
+    pack_b(threads_for(K * N / kMacsPerThread + 1), tables().current(), packed_b, K, N, B, ldb);
+    const int64_t row_bytes = (K + 3) / 4 * 4;
+    int8_product(
+        M, N, K, packed_b,
+        [&](int64_t m0, int64_t rows, uint8_t* a, int64_t la) {
+            for (int64_t r = 0; r < rows; ++r) {
+                std::memcpy(a + r * la, A + (m0 + r) * lda, static_cast<size_t>(K));
+                std::memset(a + r * la + K, 0, static_cast<size_t>(row_bytes - K));
+            }
+        },
+        [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile, int64_t ldt) {
+            for (int64_t i = 0; i < rows; ++i)
+                for (int64_t j = 0; j < cols; ++j) {
+                    int32_t& c = C[(m + i) * ldc + n0 + j];
+                    c = accumulate ? c + tile[i * ldt + j] : tile[i * ldt + j];
+                }
+        });
 }
 
 void gemm_u8s8s32_naive(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,

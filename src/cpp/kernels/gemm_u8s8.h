@@ -1,7 +1,8 @@
 #pragma once
 // Integer GEMM for int8 inference: unsigned 8-bit activations times signed 8-bit weights,
-// summed exactly in int32. On CPUs with AVX512-VNNI the micro-kernel is vpdpbusd (four
-// products and their sum per int32 lane per instruction); elsewhere a portable micro-kernel.
+// summed exactly in int32. On CPUs with AMX the products run on its tiles (tdpbusd); with
+// AVX512-VNNI the micro-kernel is vpdpbusd (four products and their sum per int32 lane per
+// instruction); elsewhere a portable micro-kernel.
 // Integer sums are exact (no overflow for K * 255 * 128 < 2^31, i.e. K < 65,793), so every
 // path gives the same result as the naive loop.
 #include <cstdint>
@@ -24,7 +25,8 @@ void gemm_u8s8_pack_b(uint32_t* packed_b, int64_t K, int64_t N, const int8_t* B,
 void gemm_u8s8s32_naive(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda,
                         const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, bool accumulate);
 
-// "avx512_vnni" (vpdpbusd) or "portable"; select one by name ("auto" included) for tests.
+// "amx_int8" (AMX tiles), "avx512_vnni" (vpdpbusd) or "portable"; select one by name ("auto"
+// included) for tests.
 const char* gemm_u8s8_path();
 bool set_gemm_u8s8_path(const char* name);
 

@@ -59,7 +59,7 @@ void pack_b_avx512vnni(const int8_t* B, int64_t ldb, int64_t q, int64_t n0, uint
     }
 }
 
-const U8Gemm kTable{"avx512_vnni", ukernel_14x32_avx512vnni, pack_b_avx512vnni};
+const U8Gemm kTable{"avx512_vnni", ukernel_14x32_avx512vnni, pack_b_avx512vnni, nullptr};
 
 }  // namespace
 

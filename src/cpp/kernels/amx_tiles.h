@@ -1,0 +1,30 @@
+#pragma once
+// Internal to the AMX kernels (*_amx.cpp): the tile configuration both GEMMs load. Their blocks
+// are two A tiles (rows x 64 bytes), two B tiles (16 rows x 64 bytes: one packed panel's two
+// halves) and four sum tiles (rows x 16 lanes of 32 bits).
+#include <cstdint>
+
+namespace cnnfast {
+
+// The 64-byte operand of ldtilecfg: palette 1, then each tile's bytes per row and rows.
+struct alignas(64) AmxTileConfig {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+};
+
+// Tiles 0-3: sums (row half 0 / 1 x column half 0 / 1), 4-5: A's row halves, 6-7: B's column
+// halves; `rows` rows in each sum and A tile (at most 16).
+constexpr AmxTileConfig amx_block_config(uint8_t rows) {
+    AmxTileConfig config{};
+    config.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+        config.bytes_per_row[t] = 64;
+        config.rows[t] = t < 6 ? rows : 16;
+    }
+    return config;
+}
+
+}  // namespace cnnfast

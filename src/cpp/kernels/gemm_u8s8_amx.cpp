@@ -1,0 +1,103 @@
+// The int8 GEMM's products on AMX tiles (AMX-INT8: Intel Sapphire Rapids and later). Compiled
+// with -mamx-tile -mamx-int8; chosen at run time only where cpu_has_amx().
+//
+// One tdpbusd multiplies a 14 x 64 uint8 tile by a 64 x 16 int8 one into 14 x 16 int32 sums:
+// 14336 multiply-adds, against vpdpbusd's 64. The sums are exact, as on every path, so this one
+// gives the naive loop's bits. The sum and A tiles have the micro-kernel tile's kU8MR rows, not
+// AMX's 16, so that the int8 layers' row blocks (conv2d_int8.cpp's pooled windows among them)
+// keep their shape.
+#include "gemm_u8s8_ukernel.h"
+
+#if defined(CNNFAST_BUILD_AMX)
+#include <immintrin.h>
+
+#include "amx_tiles.h"
+
+namespace cnnfast {
+
+namespace {
+
+// A constant in memory, not a local (gemm_bf16_amx.cpp says why).
+constexpr AmxTileConfig kBlockConfig = amx_block_config(static_cast<uint8_t>(kU8MR));
+
+void configure() { _tile_loadconfig(&kBlockConfig); }
+
+void release() { _tile_release(); }
+
+constexpr int64_t kPanelRowBytes = kU8NR * 4;  // a packed B panel's row: kU8NR quads
+
+template <bool kTwoTiles>
+void block_tiles(int64_t steps, const uint8_t* a, int64_t lda, const uint32_t* b,
+                 const uint32_t* b_tail, int32_t* c, int64_t ldc) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (kTwoTiles) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    const uint8_t* a_lower = a + kU8MR * lda;
+    constexpr int64_t kStepBytes = 4 * kU8AmxStep;
+    for (int64_t s = 0; s < steps; ++s) {
+        const uint32_t* bs = b + s * kU8AmxStep * kU8NR;
+        _tile_loadd(6, bs, kPanelRowBytes);
+        _tile_loadd(7, bs + 16, kPanelRowBytes);
+        _tile_loadd(4, a + s * kStepBytes, lda);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        if (kTwoTiles) {
+            _tile_loadd(5, a_lower + s * kStepBytes, lda);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+    }
+    if (b_tail) {
+        _tile_loadd(6, b_tail, kPanelRowBytes);
+        _tile_loadd(7, b_tail + 16, kPanelRowBytes);
+        _tile_loadd(4, a + steps * kStepBytes, lda);
+        _tile_dpbusd(0, 4, 6);
+        _tile_dpbusd(1, 4, 7);
+        if (kTwoTiles) {
+            _tile_loadd(5, a_lower + steps * kStepBytes, lda);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+    }
+    const int64_t c_bytes = ldc * 4;
+    _tile_stored(0, c, c_bytes);
+    _tile_stored(1, c + 16, c_bytes);
+    if (kTwoTiles) {
+        _tile_stored(2, c + kU8MR * ldc, c_bytes);
+        _tile_stored(3, c + kU8MR * ldc + 16, c_bytes);
+    }
+}
+
+void block(bool two_tiles, int64_t steps, const uint8_t* a, int64_t lda, const uint32_t* b,
+           const uint32_t* b_tail, int32_t* c, int64_t ldc) {
+    if (two_tiles) return block_tiles<true>(steps, a, lda, b, b_tail, c, ldc);
+    block_tiles<false>(steps, a, lda, b, b_tail, c, ldc);
+}
+
+const U8Amx kAmx{configure, release, block};
+
+}  // namespace
+
+const U8Gemm* gemm_u8s8_amx() {
+    // vpdpbusd's packing (every AMX CPU has AVX512-VNNI), AMX's products.
+    static const U8Gemm table = [] {
+        U8Gemm t = *gemm_u8s8_avx512vnni();
+        t.path = "amx_int8";
+        t.amx = &kAmx;
+        return t;
+    }();
+    return &table;
+}
+
+}  // namespace cnnfast
+
+#else
+
+namespace cnnfast {
+const U8Gemm* gemm_u8s8_amx() { return nullptr; }
+}  // namespace cnnfast
+
+#endif
