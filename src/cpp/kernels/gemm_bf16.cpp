@@ -261,16 +261,18 @@ void multiply_packed_amx(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int6
             const uint32_t* b_tail = tail ? b_tails + jb * kTailPairs : nullptr;
             const float* tile_bias = bias ? bias + n0 : nullptr;
             float* c = C + m0 * ldc + n0;
-            if (rows == tile_rows && cols == kBf16NR && beta == 0.0f) {
-                amx.block(two_tiles, steps, a, row_stride, pb, a_tail, tail_stride, b_tail, c, ldc);
+            // Whole blocks with beta 0 or 1 go straight to C, their sums starting from C's values
+            // for beta 1 (Winograd's backward-weights products accumulate so).
+            if (rows == tile_rows && cols == kBf16NR && (beta == 0.0f || beta == 1.0f)) {
+                amx.block(two_tiles, steps, a, row_stride, pb, a_tail, tail_stride, b_tail, c, ldc,
+                          beta == 1.0f);
                 finish_tile(c, ldc, nullptr, 0, rows, cols, beta, tile_bias, relu);
                 continue;
             }
             amx.block(two_tiles, steps, a, row_stride, pb, a_tail, tail_stride, b_tail, tile,
-                      kBf16NR);
+                      kBf16NR, false);
             finish_tile(c, ldc, tile, kBf16NR, rows, cols, beta, tile_bias, relu);
         }
-        amx.release();
     });
 }
 

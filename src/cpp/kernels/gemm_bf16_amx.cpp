@@ -4,12 +4,12 @@
 //
 // One tdpbf16ps multiplies a 16 x 32 bfloat16 tile by a 32 x 16 one into 16 x 16 float32 sums:
 // 8192 multiply-adds, against vdpbf16ps's 32. A standalone loop of four of them per step (the
-// 32 x 32 block below, operands in L1) ran at 1558 GFLOP/s on one core of the Xeon the FP32 FMA
-// peak of which is 235 (bench/results/intel-xeon-2c.md).
+// 32 x 32 block below, operands in L1) ran at 2474-2568 GFLOP/s on one core of the Xeon with
+// AMX (dev/amx_tiles.cpp), whose FP32 FMA peak is 235 (bench/results/intel-xeon-2c.md).
 //
-// Sums: each tdpbf16ps adds a pair's two products to the running float32 sum, as vdpbf16ps
-// does, but not in vdpbf16ps's order (the hardware's order is not specified), so this path
-// agrees with the portable one to float32 rounding of the sums, not to the bit.
+// Sums: each tdpbf16ps adds a pair's two products to the running float32 sums, as vdpbf16ps
+// does, but not with vdpbf16ps's roundings (Intel does not specify the order inside a pair),
+// so this path agrees with the portable one to float32 rounding of the sums, not to the bit.
 #include "gemm_bf16_ukernel.h"
 
 #if defined(CNNFAST_BUILD_AMX)
@@ -28,21 +28,29 @@ namespace {
 // instruction then faulted).
 constexpr AmxTileConfig kBlockConfig = amx_block_config(16);
 
-void configure() { _tile_loadconfig(&kBlockConfig); }
-
-void release() { _tile_release(); }
+void configure() { amx_configure(kBlockConfig); }
 
 constexpr int64_t kPanelRowBytes = 32 * 4;  // a packed B panel's row: 32 columns of pairs
 
 template <bool kTwoTiles>
 void block_tiles(int64_t steps, const uint32_t* a, int64_t a_stride, const uint32_t* b,
                  const uint32_t* a_tail, int64_t a_tail_stride, const uint32_t* b_tail, float* c,
-                 int64_t ldc) {
-    _tile_zero(0);
-    _tile_zero(1);
-    if (kTwoTiles) {
-        _tile_zero(2);
-        _tile_zero(3);
+                 int64_t ldc, bool accumulate) {
+    const int64_t c_bytes = ldc * 4;
+    if (accumulate) {
+        _tile_loadd(0, c, c_bytes);
+        _tile_loadd(1, c + 16, c_bytes);
+        if (kTwoTiles) {
+            _tile_loadd(2, c + 16 * ldc, c_bytes);
+            _tile_loadd(3, c + 16 * ldc + 16, c_bytes);
+        }
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        if (kTwoTiles) {
+            _tile_zero(2);
+            _tile_zero(3);
+        }
     }
     const int64_t a_bytes = a_stride * 4;
     const uint32_t* a_lower = a + kAmxStep * a_stride;
@@ -72,7 +80,6 @@ void block_tiles(int64_t steps, const uint32_t* a, int64_t a_stride, const uint3
             _tile_dpbf16ps(3, 5, 7);
         }
     }
-    const int64_t c_bytes = ldc * 4;
     _tile_stored(0, c, c_bytes);
     _tile_stored(1, c + 16, c_bytes);
     if (kTwoTiles) {
@@ -83,10 +90,11 @@ void block_tiles(int64_t steps, const uint32_t* a, int64_t a_stride, const uint3
 
 void block(bool two_tiles, int64_t steps, const uint32_t* a, int64_t a_stride, const uint32_t* b,
            const uint32_t* a_tail, int64_t a_tail_stride, const uint32_t* b_tail, float* c,
-           int64_t ldc) {
+           int64_t ldc, bool accumulate) {
     if (two_tiles)
-        return block_tiles<true>(steps, a, a_stride, b, a_tail, a_tail_stride, b_tail, c, ldc);
-    block_tiles<false>(steps, a, a_stride, b, a_tail, a_tail_stride, b_tail, c, ldc);
+        return block_tiles<true>(steps, a, a_stride, b, a_tail, a_tail_stride, b_tail, c, ldc,
+                                 accumulate);
+    block_tiles<false>(steps, a, a_stride, b, a_tail, a_tail_stride, b_tail, c, ldc, accumulate);
 }
 
 // r[j] = column j of the 16 x 16 uint32 matrix whose row i was r[i]: 32-bit, 64-bit, then
@@ -144,7 +152,7 @@ void pack_a_transposed(const float* A, int64_t lda, int64_t K, int64_t M, int64_
     }
 }
 
-const Bf16Amx kAmx{configure, release, block, pack_a_transposed};
+const Bf16Amx kAmx{configure, block, pack_a_transposed};
 
 }  // namespace
 

@@ -30,19 +30,18 @@ using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, 
 // AMX (Intel Sapphire Rapids and later): tiles of 16 rows x 16 pairs (A), 16 pairs x 16 columns
 // (B: one packed panel's half, rows 128 bytes apart) and 16 x 16 float32 sums, so a block is up
 // to 32 rows x 32 columns (two A tiles, two B tiles, four sum tiles) and k goes in steps of 16
-// pairs. The tiles' shapes are per-thread state: configure() before a thread's first block,
-// release() after its last.
+// pairs. The tiles' shapes are per-thread state: configure() on a thread before its blocks.
 constexpr int64_t kAmxRows = 32, kAmxStep = 16;
 struct Bf16Amx {
     void (*configure)();
-    void (*release)();
-    // c (16 or 32 rows, two_tiles: 32; x 32 columns; row stride ldc) = A x B over `steps` steps:
-    // A rows of a_stride pairs (16 or 32 rows readable), B a packed panel. Then, with a_tail
-    // non-null, one more step on a_tail (rows a_tail_stride pairs apart) x b_tail (16 x 32
-    // pairs), both zero past the last pair: the rest of k, kp % 16 pairs.
+    // c (16 or 32 rows, two_tiles: 32; x 32 columns; row stride ldc) = A x B (+ c when
+    // accumulate) over `steps` steps: A rows of a_stride pairs (16 or 32 rows readable), B a
+    // packed panel. Then, with a_tail non-null, one more step on a_tail (rows a_tail_stride
+    // pairs apart) x b_tail (16 x 32 pairs), both zero past the last pair: the rest of k,
+    // kp % 16 pairs.
     void (*block)(bool two_tiles, int64_t steps, const uint32_t* a, int64_t a_stride,
                   const uint32_t* b, const uint32_t* a_tail, int64_t a_tail_stride,
-                  const uint32_t* b_tail, float* c, int64_t ldc);
+                  const uint32_t* b_tail, float* c, int64_t ldc, bool accumulate);
     // Columns [m0, m0 + 32) of A stored (K,M) (op(A) = A^T's rows) as 32 rows of `stride`
     // pairs (a multiple of 16, zero past K and past M): the transpose AMX's A tiles need.
     void (*pack_a_transposed)(const float* A, int64_t lda, int64_t K, int64_t M, int64_t m0,

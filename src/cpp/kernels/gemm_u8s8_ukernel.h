@@ -24,12 +24,11 @@ using U8PackBFn = void (*)(const int8_t* B, int64_t ldb, int64_t q, int64_t n0, 
 // AMX-INT8 (Intel Sapphire Rapids and later): tdpbusd multiplies a tile of kU8MR rows x 16 quads
 // of A by 16 quads x 16 columns of B (one packed panel's half, rows 128 bytes apart) into
 // kU8MR x 16 int32 sums, so a block is two micro-kernel tiles (2 kU8MR rows) x kU8NR columns
-// and k goes in steps of 16 quads. The tiles' shapes are per-thread state: configure() before a
-// thread's first block, release() after its last.
+// and k goes in steps of 16 quads. The tiles' shapes are per-thread state: configure() on a
+// thread before its blocks.
 constexpr int64_t kU8AmxStep = 16;
 struct U8Amx {
     void (*configure)();
-    void (*release)();
     // c (kU8MR rows, or 2 kU8MR with two_tiles; x kU8NR; row stride ldc) = A x B exactly:
     // `steps` steps of A rows (a, lda bytes apart, 2 kU8MR rows readable with two_tiles) and of
     // the packed panel b, then, with b_tail non-null, one more step of A at a + steps * 64

@@ -91,7 +91,6 @@ void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, co
                            static_cast<const int32_t*>(tile + kU8MR * kU8NR), kU8NR);
             }
         }
-        if (amx) amx->release();
     });
 }
 
