@@ -178,3 +178,37 @@ def test_measured_bf16_peak_counts_two_products_a_lane():
     bf16 = max(_core.measure_bf16_peak_gflops(2_000_000) for _ in range(3))
     fma = max(_core.measure_fma_peak_gflops(2_000_000) for _ in range(3))
     assert np.isfinite(bf16) and 0.35 * fma < bf16 < 3.0 * fma, (bf16, fma)
+
+
+@pytest.mark.skipif("amx_bf16" not in ALL_PATHS, reason="this CPU has no AMX (or CNNFAST_SIMD "
+                                                        "caps it)")
+def test_amx_reconfigures_tiles_another_kernel_left_in_another_shape():
+    # A thread's tiles stay configured between calls (amx_tiles.h); the int8 GEMM's blocks have
+    # 14-row tiles, the bfloat16 GEMM's 16-row ones, and torch's own AMX kernels (oneDNN) load
+    # theirs and release them. Calls that alternate on one thread must each see their own shape:
+    # a stale 14-row configuration would leave rows 14-15 and 30-31 of every bfloat16 block
+    # unwritten (or fault, after a release).
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((64, 96)).astype(np.float32)
+    b = rng.standard_normal((96, 64)).astype(np.float32)
+    want = np.full((64, 64), np.nan, np.float32)
+    _core.sgemm_bf16(want, a, b, naive=True)
+    bound = 2 * 97 * 2.0**-24 * (np.abs(_round(a)) @ np.abs(_round(b)))
+    qa = rng.integers(0, 256, (42, 128), dtype=np.uint8)
+    qb = rng.integers(-128, 128, (128, 32), dtype=np.int8)
+    assert _core.set_sgemm_bf16_path("amx_bf16") and _core.set_gemm_u8s8_path("amx_int8")
+    try:
+        for other in ("int8", "torch", "int8", "none"):
+            if other == "int8":
+                q = np.zeros((42, 32), np.int32)
+                _core.gemm_u8s8s32(q, qa, qb)
+                np.testing.assert_array_equal(q, qa.astype(np.int64) @ qb.astype(np.int64))
+            elif other == "torch":
+                t = torch.from_numpy(a).to(torch.bfloat16)
+                torch.matmul(t, t.T)  # oneDNN's kernels, on AMX where torch takes it
+            c = np.full((64, 64), np.nan, np.float32)
+            _core.sgemm_bf16(c, a, b)
+            assert np.all(np.abs(c - want) <= bound), other
+    finally:
+        _core.set_sgemm_bf16_path("auto")
+        _core.set_gemm_u8s8_path("auto")
