@@ -52,34 +52,22 @@ void block_tiles(int64_t steps, const uint32_t* a, int64_t a_stride, const uint3
             _tile_zero(3);
         }
     }
-    const int64_t a_bytes = a_stride * 4;
-    const uint32_t* a_lower = a + kAmxStep * a_stride;
-    for (int64_t s = 0; s < steps; ++s) {
-        const uint32_t* bs = b + s * kAmxStep * 32;
+    // One step: 16 pairs of k of the block's rows (the upper tile's from a_upper, the lower's
+    // 16 rows below, rows `stride` pairs apart) times 16 pair rows of the panel (bs).
+    auto step = [&](const uint32_t* a_upper, int64_t stride, const uint32_t* bs) {
         _tile_loadd(6, bs, kPanelRowBytes);
         _tile_loadd(7, bs + 16, kPanelRowBytes);
-        _tile_loadd(4, a + s * kAmxStep, a_bytes);
+        _tile_loadd(4, a_upper, stride * 4);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         if (kTwoTiles) {
-            _tile_loadd(5, a_lower + s * kAmxStep, a_bytes);
+            _tile_loadd(5, a_upper + kAmxStep * stride, stride * 4);
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
         }
-    }
-    if (a_tail) {
-        const int64_t tail_bytes = a_tail_stride * 4;
-        _tile_loadd(6, b_tail, kPanelRowBytes);
-        _tile_loadd(7, b_tail + 16, kPanelRowBytes);
-        _tile_loadd(4, a_tail, tail_bytes);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        if (kTwoTiles) {
-            _tile_loadd(5, a_tail + kAmxStep * a_tail_stride, tail_bytes);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
-    }
+    };
+    for (int64_t s = 0; s < steps; ++s) step(a + s * kAmxStep, a_stride, b + s * kAmxStep * 32);
+    if (a_tail) step(a_tail, a_tail_stride, b_tail);
     _tile_stored(0, c, c_bytes);
     _tile_stored(1, c + 16, c_bytes);
     if (kTwoTiles) {

@@ -34,33 +34,23 @@ void block_tiles(int64_t steps, const uint8_t* a, int64_t lda, const uint32_t* b
         _tile_zero(2);
         _tile_zero(3);
     }
-    const uint8_t* a_lower = a + kU8MR * lda;
-    constexpr int64_t kStepBytes = 4 * kU8AmxStep;
-    for (int64_t s = 0; s < steps; ++s) {
-        const uint32_t* bs = b + s * kU8AmxStep * kU8NR;
+    // One step: 16 quads of k of the block's rows (the upper tile's from a_upper, the lower's
+    // kU8MR rows below) times 16 quad rows of the panel (bs, rows 128 bytes apart).
+    auto step = [&](const uint8_t* a_upper, const uint32_t* bs) {
         _tile_loadd(6, bs, kPanelRowBytes);
         _tile_loadd(7, bs + 16, kPanelRowBytes);
-        _tile_loadd(4, a + s * kStepBytes, lda);
+        _tile_loadd(4, a_upper, lda);
         _tile_dpbusd(0, 4, 6);
         _tile_dpbusd(1, 4, 7);
         if (kTwoTiles) {
-            _tile_loadd(5, a_lower + s * kStepBytes, lda);
+            _tile_loadd(5, a_upper + kU8MR * lda, lda);
             _tile_dpbusd(2, 5, 6);
             _tile_dpbusd(3, 5, 7);
         }
-    }
-    if (b_tail) {
-        _tile_loadd(6, b_tail, kPanelRowBytes);
-        _tile_loadd(7, b_tail + 16, kPanelRowBytes);
-        _tile_loadd(4, a + steps * kStepBytes, lda);
-        _tile_dpbusd(0, 4, 6);
-        _tile_dpbusd(1, 4, 7);
-        if (kTwoTiles) {
-            _tile_loadd(5, a_lower + steps * kStepBytes, lda);
-            _tile_dpbusd(2, 5, 6);
-            _tile_dpbusd(3, 5, 7);
-        }
-    }
+    };
+    constexpr int64_t kStepBytes = 4 * kU8AmxStep;
+    for (int64_t s = 0; s < steps; ++s) step(a + s * kStepBytes, b + s * kU8AmxStep * kU8NR);
+    if (b_tail) step(a + steps * kStepBytes, b_tail);
     const int64_t c_bytes = ldc * 4;
     _tile_stored(0, c, c_bytes);
     _tile_stored(1, c + 16, c_bytes);
