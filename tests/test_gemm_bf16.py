@@ -170,8 +170,8 @@ def test_measured_bf16_peak_counts_two_products_a_lane():
     # have it (Zen 4/5: 2x; a miscounted lane or product would be off by 2x-16x more). Maxima of
     # three, as a VM's clock drifts between calls. 0 too where CNNFAST_SIMD caps the kernels
     # below avx512, as the bfloat16 GEMM's automatic path then is the portable kernel. The Xeon
-    # with AMX runs vdpbf16ps at half its FMA rate (0.50x: 119 against 239 GFLOP/s here, one
-    # thread), so the lower bound is 0.35x.
+    # with AMX runs vdpbf16ps at half its FMA rate (0.50x: 111 against 222 GFLOP/s, one
+    # thread, python -m bench.bench_gemm_bf16), so the lower bound is 0.35x.
     if _core.sgemm_bf16_path() == "portable":
         assert _core.measure_bf16_peak_gflops(1000) == 0.0
         return
