@@ -1,9 +1,9 @@
 // What one core's AMX unit does, measured apart from cnnfast: the rate of the GEMM blocks'
 // inner loop (gemm_bf16_amx.cpp, gemm_u8s8_amx.cpp: two A tiles, two B tiles, four sum tiles,
 // operands in L1) and the cost of configuring the tiles (ldtilecfg) against reading the
-// configuration back and comparing it (sttilecfg + memcmp, amx_tiles.h's amx_configure).
+// configuration back and comparing it (amx_tiles.h's amx_configure: sttilecfg + memcmp).
 //
-//   g++ -O2 -mamx-tile -mamx-bf16 -mamx-int8 dev/amx_tiles.cpp -o /tmp/amx_tiles
+//   g++ -O2 -mamx-tile -mamx-bf16 -mamx-int8 -Isrc/cpp/kernels dev/amx_tiles.cpp -o /tmp/amx_tiles
 //   taskset -c 0 /tmp/amx_tiles
 //
 // Needs a CPU with AMX (lscpu: amx_tile amx_bf16 amx_int8) and Linux's permission for the tile
@@ -17,30 +17,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "amx_tiles.h"
+
 namespace {
 
-struct alignas(64) TileConfig {
-    uint8_t palette;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t bytes_per_row[16];
-    uint8_t rows[16];
-};
-
-TileConfig block_config() {
-    TileConfig config;
-    std::memset(&config, 0, sizeof config);
-    config.palette = 1;
-    for (int t = 0; t < 8; ++t) {
-        config.bytes_per_row[t] = 64;
-        config.rows[t] = 16;
-    }
-    return config;
-}
-
-// Global, so that the compiler keeps its stores (ldtilecfg's read of its operand is invisible
-// to GCC 12).
-TileConfig g_config = block_config();
+// amx_tiles.h's configuration of the GEMM blocks, a constant in memory as there.
+constexpr cnnfast::AmxTileConfig kConfig = cnnfast::amx_block_config(16);
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -97,7 +79,7 @@ int main() {
         const uint16_t v = static_cast<uint16_t>(0x3f00 | ((state >> 8) & 0x80ff));
         std::memcpy(i < sizeof g_a ? g_a + i : g_b + (i - sizeof g_a), &v, 2);
     }
-    _tile_loadconfig(&g_config);
+    _tile_loadconfig(&kConfig);
     block_loop_gops<false>(100000);  // warm up (the unit's clock)
     std::printf("tdpbf16ps, 2x2 tiles a step: %.0f GFLOP/s\n", block_loop_gops<false>(2000000));
     std::printf("tdpbusd,   2x2 tiles a step: %.0f GOP/s\n", block_loop_gops<true>(2000000));
@@ -105,21 +87,16 @@ int main() {
     constexpr long kCalls = 200000;
     auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < kCalls; ++i) {
-        _tile_loadconfig(&g_config);
+        _tile_loadconfig(&kConfig);
         _tile_zero(0);
     }
     std::printf("ldtilecfg (+ tilezero): %.1f ns\n", seconds_since(t0) / kCalls * 1e9);
-    alignas(64) TileConfig current;
-    long same = 0;
     t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < kCalls; ++i) {
-        _tile_storeconfig(&current);
-        asm volatile("" ::: "memory");
-        same += std::memcmp(&current, &g_config, sizeof current) == 0;
+        cnnfast::amx_configure(kConfig);  // already loaded: sttilecfg and a compare
         _tile_zero(0);
     }
-    std::printf("sttilecfg + compare (+ tilezero): %.1f ns (%s)\n",
-                seconds_since(t0) / kCalls * 1e9, same == kCalls ? "same" : "differs");
+    std::printf("sttilecfg + compare (+ tilezero): %.1f ns\n", seconds_since(t0) / kCalls * 1e9);
     _tile_release();
     return 0;
 }

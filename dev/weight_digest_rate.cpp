@@ -30,8 +30,8 @@ int main() {
         const auto t0 = std::chrono::steady_clock::now();
         for (int p = 0; p < kPasses; ++p)
             for (auto& a : arrays) sink = sink + read(a.data());
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return s / (kPasses * kArrays) * 1e3;
+        const std::chrono::duration<double> s = std::chrono::steady_clock::now() - t0;
+        return s.count() / (kPasses * kArrays) * 1e3;
     };
     for (int round = 0; round < 3; ++round) {
         const double digest = per_array_ms([](const float* w) {
@@ -39,7 +39,8 @@ int main() {
         });
         const double plain = per_array_ms([](const float* w) {
             __m512 acc = _mm512_setzero_ps();
-            for (long i = 0; i + 16 <= kFloats; i += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(w + i));
+            for (long i = 0; i + 16 <= kFloats; i += 16)
+                acc = _mm512_add_ps(acc, _mm512_loadu_ps(w + i));
             return static_cast<uint64_t>(_mm512_reduce_add_ps(acc));
         });
         std::printf("6.9 MB: digest %.3f ms (%.1f GB/s), plain read %.3f ms (%.1f GB/s)\n", digest,

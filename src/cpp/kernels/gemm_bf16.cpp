@@ -208,13 +208,8 @@ void multiply_packed_amx(const Bf16Gemm& g, int T, bool trans_a, int64_t M, int6
     constexpr int64_t kTailPairs = kAmxStep * kBf16NR;  // one zero-padded tail tile pair
     uint32_t* b_tails = nullptr;
     if (tail) {
-        b_tails = workspace<uint32_t>(Scratch::gemm_bf16_b_tails, nb * kTailPairs);
-        for (int64_t jb = 0; jb < nb; ++jb) {
-            uint32_t* out = b_tails + jb * kTailPairs;
-            std::memcpy(out, packed_b + (jb * kp + steps * kAmxStep) * kBf16NR,
-                        static_cast<size_t>(tail * kBf16NR) * 4);
-            std::fill(out + tail * kBf16NR, out + kTailPairs, 0u);
-        }
+        b_tails = workspace<uint32_t>(Scratch::amx_b_tails, nb * kTailPairs);
+        amx_tail_tiles(b_tails, packed_b, kp, nb);
     }
     const int64_t stride = (kp + kAmxStep - 1) / kAmxStep * kAmxStep;
     parallel_for(T, mb, [&](int64_t ib) {

@@ -23,9 +23,7 @@ namespace cnnfast {
 
 namespace {
 
-// A constant in memory, not a local: GCC 12 does not see ldtilecfg read its operand and drops
-// the stores that fill a local one (objdump: only the palette byte was written; the first tile
-// instruction then faulted).
+// A constant in memory, not a local (amx_tiles.h says why).
 constexpr AmxTileConfig kBlockConfig = amx_block_config(16);
 
 void configure() { amx_configure(kBlockConfig); }
@@ -135,7 +133,8 @@ void pack_a_transposed(const float* A, int64_t lda, int64_t K, int64_t M, int64_
                 r[q] = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
             }
             transpose_16x16(r);
-            for (int j = 0; j < 16; ++j) _mm512_storeu_si512(out + (16 * h + j) * stride + p0, r[j]);
+            for (int j = 0; j < 16; ++j)
+                _mm512_storeu_si512(out + (16 * h + j) * stride + p0, r[j]);
         }
     }
 }
@@ -145,13 +144,7 @@ const Bf16Amx kAmx{configure, block, pack_a_transposed};
 }  // namespace
 
 const Bf16Gemm* gemm_bf16_amx() {
-    // vdpbf16ps's packing (every AMX CPU has AVX512-BF16), AMX's products.
-    static const Bf16Gemm table = [] {
-        Bf16Gemm t = *gemm_bf16_avx512bf16();
-        t.path = "amx_bf16";
-        t.amx = &kAmx;
-        return t;
-    }();
+    static const Bf16Gemm table = amx_table_from(*gemm_bf16_avx512bf16(), "amx_bf16", &kAmx);
     return &table;
 }
 

@@ -3,6 +3,8 @@
 // gemm_bf16.cpp (packing, tiles, threading) and gemm_bf16_avx512bf16.cpp.
 #include <cstdint>
 
+#include "amx_tiles.h"
+
 namespace cnnfast {
 
 // Register tile: 14 rows x 32 columns (28 zmm accumulators, two B vectors, one broadcast).
@@ -27,11 +29,12 @@ using Bf16PackRowFn = void (*)(const float* row, int64_t K, uint32_t* out);
 using Bf16PackBFn = void (*)(const float* B, int64_t ldb, int64_t K, int64_t N, int64_t n0,
                              int64_t kp, uint32_t* out);
 
-// AMX (Intel Sapphire Rapids and later): tiles of 16 rows x 16 pairs (A), 16 pairs x 16 columns
-// (B: one packed panel's half, rows 128 bytes apart) and 16 x 16 float32 sums, so a block is up
-// to 32 rows x 32 columns (two A tiles, two B tiles, four sum tiles) and k goes in steps of 16
-// pairs. The tiles' shapes are per-thread state: configure() on a thread before its blocks.
-constexpr int64_t kAmxRows = 32, kAmxStep = 16;
+// AMX (Intel Sapphire Rapids and later; amx_tiles.h): tiles of 16 rows x 16 pairs (A), 16 pairs
+// x 16 columns (B: one packed panel's half, rows 128 bytes apart) and 16 x 16 float32 sums, so a
+// block is up to 32 rows x 32 columns and k goes in steps of kAmxStep pairs. The tiles' shapes
+// are per-thread state: configure() on a thread before its blocks.
+constexpr int64_t kAmxRows = 32;
+static_assert(kBf16NR == kAmxPanelColumns, "a B tile pair is one packed panel's 16 rows");
 struct Bf16Amx {
     void (*configure)();
     // c (16 or 32 rows, two_tiles: 32; x 32 columns; row stride ldc) = A x B (+ c when

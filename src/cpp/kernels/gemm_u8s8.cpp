@@ -122,14 +122,10 @@ void gemm_u8s8s32(int64_t M, int64_t N, int64_t K, const uint8_t* A, int64_t lda
     uint32_t* packed_b =
         workspace<uint32_t>(Scratch::gemm_int8_b, gemm_u8s8_packed_b_size(K, N));
     pack_b(threads_for(K * N / kMacsPerThread + 1), tables().current(), packed_b, K, N, B, ldb);
-    const int64_t row_bytes = (K + 3) / 4 * 4;
     int8_product(
         M, N, K, packed_b,
         [&](int64_t m0, int64_t rows, uint8_t* a, int64_t la) {
-            for (int64_t r = 0; r < rows; ++r) {
-                std::memcpy(a + r * la, A + (m0 + r) * lda, static_cast<size_t>(K));
-                std::memset(a + r * la + K, 0, static_cast<size_t>(row_bytes - K));
-            }
+            int8_copy_rows(a, la, A + m0 * lda, lda, rows, K);
         },
         [&](int64_t m, int64_t rows, int64_t n0, int64_t cols, const int32_t* tile, int64_t ldt) {
             for (int64_t i = 0; i < rows; ++i)

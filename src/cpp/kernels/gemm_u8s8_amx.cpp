@@ -18,7 +18,7 @@ namespace cnnfast {
 
 namespace {
 
-// A constant in memory, not a local (gemm_bf16_amx.cpp says why).
+// A constant in memory, not a local (amx_tiles.h says why).
 constexpr AmxTileConfig kBlockConfig = amx_block_config(static_cast<uint8_t>(kU8MR));
 
 void configure() { amx_configure(kBlockConfig); }
@@ -48,8 +48,8 @@ void block_tiles(int64_t steps, const uint8_t* a, int64_t lda, const uint32_t* b
             _tile_dpbusd(3, 5, 7);
         }
     };
-    constexpr int64_t kStepBytes = 4 * kU8AmxStep;
-    for (int64_t s = 0; s < steps; ++s) step(a + s * kStepBytes, b + s * kU8AmxStep * kU8NR);
+    constexpr int64_t kStepBytes = 4 * kAmxStep;
+    for (int64_t s = 0; s < steps; ++s) step(a + s * kStepBytes, b + s * kAmxStep * kU8NR);
     if (b_tail) step(a + steps * kStepBytes, b_tail);
     const int64_t c_bytes = ldc * 4;
     _tile_stored(0, c, c_bytes);
@@ -71,13 +71,7 @@ const U8Amx kAmx{configure, block};
 }  // namespace
 
 const U8Gemm* gemm_u8s8_amx() {
-    // vpdpbusd's packing (every AMX CPU has AVX512-VNNI), AMX's products.
-    static const U8Gemm table = [] {
-        U8Gemm t = *gemm_u8s8_avx512vnni();
-        t.path = "amx_int8";
-        t.amx = &kAmx;
-        return t;
-    }();
+    static const U8Gemm table = amx_table_from(*gemm_u8s8_avx512vnni(), "amx_int8", &kAmx);
     return &table;
 }
 

@@ -4,6 +4,8 @@
 // tile loop (int8_chunks.h).
 #include <cstdint>
 
+#include "amx_tiles.h"
+
 namespace cnnfast {
 
 // Register tile: 14 rows x 32 columns of int32 (28 zmm accumulators), as the float kernels.
@@ -21,12 +23,12 @@ using U8UkernelFn = void (*)(int64_t kq, const uint32_t* a, int64_t a_stride, co
 // as kU8NR quads: one quad row q of a packed B panel.
 using U8PackBFn = void (*)(const int8_t* B, int64_t ldb, int64_t q, int64_t n0, uint32_t* out);
 
-// AMX-INT8 (Intel Sapphire Rapids and later): tdpbusd multiplies a tile of kU8MR rows x 16 quads
-// of A by 16 quads x 16 columns of B (one packed panel's half, rows 128 bytes apart) into
-// kU8MR x 16 int32 sums, so a block is two micro-kernel tiles (2 kU8MR rows) x kU8NR columns
-// and k goes in steps of 16 quads. The tiles' shapes are per-thread state: configure() on a
-// thread before its blocks.
-constexpr int64_t kU8AmxStep = 16;
+// AMX-INT8 (Intel Sapphire Rapids and later; amx_tiles.h): tdpbusd multiplies a tile of kU8MR
+// rows x 16 quads of A by 16 quads x 16 columns of B (one packed panel's half, rows 128 bytes
+// apart) into kU8MR x 16 int32 sums, so a block is two micro-kernel tiles (2 kU8MR rows) x kU8NR
+// columns and k goes in steps of kAmxStep quads. The tiles' shapes are per-thread state:
+// configure() on a thread before its blocks.
+static_assert(kU8NR == kAmxPanelColumns, "a B tile pair is one packed panel's 16 rows");
 struct U8Amx {
     void (*configure)();
     // c (kU8MR rows, or 2 kU8MR with two_tiles; x kU8NR; row stride ldc) = A x B exactly:

@@ -34,20 +34,14 @@ void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, co
     const U8Gemm* g = gemm_u8s8_table();
     const U8Amx* amx = g->amx;
     const int64_t kq = (Kc + 3) / 4, nb = (K + kU8NR - 1) / kU8NR;
-    const int64_t steps = kq / kU8AmxStep, tail = kq % kU8AmxStep;
-    const int64_t lda = amx ? 4 * kU8AmxStep * (steps + (tail ? 1 : 0)) : 4 * kq;
+    const int64_t steps = kq / kAmxStep, tail = kq % kAmxStep;
+    const int64_t lda = 4 * (amx ? (kq + kAmxStep - 1) / kAmxStep * kAmxStep : kq);
     const int64_t blocks = (M + kU8MR - 1) / kU8MR;
-    constexpr int64_t kTailQuads = kU8AmxStep * kU8NR;
-    const uint32_t* b_tails = nullptr;
+    constexpr int64_t kTailQuads = kAmxStep * kU8NR;
+    uint32_t* b_tails = nullptr;
     if (amx && tail) {
-        uint32_t* t = workspace<uint32_t>(Scratch::int8_b_tails, nb * kTailQuads);
-        for (int64_t jb = 0; jb < nb; ++jb) {
-            std::memcpy(t + jb * kTailQuads, w_packed + (jb * kq + steps * kU8AmxStep) * kU8NR,
-                        static_cast<size_t>(tail * kU8NR) * 4);
-            std::memset(t + jb * kTailQuads + tail * kU8NR, 0,
-                        static_cast<size_t>((kU8AmxStep - tail) * kU8NR) * 4);
-        }
-        b_tails = t;
+        b_tails = workspace<uint32_t>(Scratch::amx_b_tails, nb * kTailQuads);
+        amx_tail_tiles(b_tails, w_packed, kq, nb);
     }
     // Rows per chunk: a multiple of kU8MR, the chunk's rows of A in kInt8ChunkBytes; at least
     // one chunk per thread, in a multiple of the threads so they finish together.
@@ -94,12 +88,17 @@ void int8_product(int64_t M, int64_t K, int64_t Kc, const uint32_t* w_packed, co
     });
 }
 
-// fill for A rows stored contiguously with stride Kc (dense inputs, 1x1 convolutions).
-inline void int8_copy_rows(uint8_t* a, int64_t lda, const uint8_t* x, int64_t rows, int64_t Kc) {
+// fill for A rows of Kc bytes, ldx apart (gemm_u8s8s32's A; Kc apart: dense inputs, 1x1
+// convolutions).
+inline void int8_copy_rows(uint8_t* a, int64_t lda, const uint8_t* x, int64_t ldx, int64_t rows,
+                           int64_t Kc) {
     for (int64_t r = 0; r < rows; ++r) {
-        std::memcpy(a + r * lda, x + r * Kc, static_cast<size_t>(Kc));
+        std::memcpy(a + r * lda, x + r * ldx, static_cast<size_t>(Kc));
         std::memset(a + r * lda + Kc, 0, 4);  // to the next quad (past lda: the next row)
     }
+}
+inline void int8_copy_rows(uint8_t* a, int64_t lda, const uint8_t* x, int64_t rows, int64_t Kc) {
+    int8_copy_rows(a, lda, x, Kc, rows, Kc);
 }
 
 }  // namespace cnnfast

@@ -34,9 +34,8 @@ enum class Scratch : int {
     gemm_bf16_a,         // the bfloat16 GEMM's packed row block of A and its edge tile
     gemm_bf16_b,         // the bfloat16 GEMM's packed B (shared by the threads of one call)
     gemm_bf16_rows,      // the bfloat16 GEMM's rows of B converted before their transpose
-    gemm_bf16_b_tails,   // AMX: each B panel's last kp % 16 pairs, zero-padded to a tile
     gemm_int8_b,         // the int8 GEMM's packed B (shared by the threads of one call)
-    int8_b_tails,        // AMX: each B panel's last kq % 16 quads, zero-padded to a tile
+    amx_b_tails,         // AMX: each B panel's last rows % 16, zero-padded to a tile
     gemm_measure_c,      // the micro-kernel measurement's C tiles
     lrn_rows,            // a zero-padded row and two rows of C
     bias_grad_partials,  // dense_bias_grad's per-thread double sums
