@@ -400,10 +400,14 @@ def test_quantized_predictions_follow_the_int8_spec_and_fp32(trained, sample, na
     for start in range(0, 1000, 128):
         plain.forward(unchained[start:start + 128], xt[start:min(start + 128, 1000)])
     np.testing.assert_array_equal(got, unchained)
+    lines = q.describe()
     if name == "keras_mnist_cnn":
-        lines = q.describe()
         assert sum("2x2 max pooling fused in" in line for line in lines) == 2, lines
         assert not any(line.startswith("max_pool2d") for line in lines), lines
+    else:  # LeNet-5: tanh and the 2x2 average pooling after C1 and C3 inside the convolution
+        assert sum("2x2 average pooling fused in" in line for line in lines) == 2, lines
+        assert not any(line.startswith("avg_pool2d") for line in lines), lines
+        assert sum("writes uint8 for the next int8 step" in line for line in lines) == 4, lines
     want = model.predict(xt[:1000], batch_size=128)
     agree = np.mean(got.argmax(1) == want.argmax(1))
     # int8 noise (activations on 255 levels, weights on 255) moves only near-ties between the
@@ -436,6 +440,57 @@ def test_only_2x2_stride_2_poolings_run_inside_the_int8_convolution(sample):
     want = np.empty((len(xt), 10), np.float32)
     plain.forward(want, xt)
     np.testing.assert_array_equal(q.predict(xt), want)
+
+
+def _chained_and_unchained(q, x):
+    plain = cf._core.Network.from_config(
+        json.dumps(q.config), q.float_weights,
+        {n: layer.network_entry() for n, layer in q.int8_layers.items()}, int8_chains=False)
+    want = np.empty((len(x), *q.predict(x[:1]).shape[1:]), np.float32)
+    plain.forward(want, x)
+    return q.predict(x), want
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu", "linear", "elu", "swish"])
+def test_average_pooling_and_activations_run_inside_int8_chains(path, sample, act):
+    """Any activation but softmax joins two int8 layers (ReLU in the requantization, the others
+    on float tiles in L1, or in registers for tanh and sigmoid on the narrow layers), and a 2x2
+    stride-2 average pooling right after a convolution runs inside it: the same bits as the
+    float steps between the layers, on every int8 GEMM path. 6 filters on one channel and 16 on
+    6 (the narrow-layer forms, on VNNI and AMX), 24 filters (the GEMM rows window by window);
+    odd maps (13x13: the last row and column dropped); a padded average pooling and a 3x3 one
+    stay float32 steps (an average of uint8 values is not that of the floats)."""
+    cf.set_seed(11)
+    model = cf.Sequential([
+        L.Input((28, 28, 1)), L.Conv2D(6, 5, padding="same", activation=act),
+        L.AveragePooling2D(2),
+        L.Conv2D(16, 3, activation=act), L.AveragePooling2D(2),   # 12x12 -> 6x6
+        L.Conv2D(24, 3, padding="same", activation=act), L.AveragePooling2D(2),  # 6x6 -> 3x3
+        L.Conv2D(8, 2, activation=act),                            # 3x3 -> 2x2 (no pooling)
+        L.Flatten(), L.Dense(10, activation="softmax")])
+    model.build()
+    xt = sample[2][:150]
+    q = cf.quantize(model, sample[0][:200])
+    lines = q.describe()
+    assert sum("2x2 average pooling fused in" in line for line in lines) == 3, lines
+    assert not any(line.startswith("avg_pool2d") for line in lines), lines
+    got, want = _chained_and_unchained(q, xt)
+    np.testing.assert_array_equal(got, want)
+    # 13x13 maps, a padded pooling and a 3x3 one.
+    odd = cf.Sequential([
+        L.Input((27, 27, 1)), L.Conv2D(6, 3, strides=2, activation=act), L.AveragePooling2D(2),
+        L.Conv2D(12, 2, activation=act),                           # 6x6 -> 5x5
+        L.AveragePooling2D(2, padding="same"),                     # 5x5 -> 3x3, padded
+        L.Conv2D(16, 1, activation=act), L.AveragePooling2D(3, strides=1),
+        L.Flatten(), L.Dense(5)])
+    odd.build()
+    xo = np.ascontiguousarray(sample[2][:60, :27, :27])
+    qo = cf.quantize(odd, np.ascontiguousarray(sample[0][:100, :27, :27]))
+    lines = qo.describe()
+    assert sum("2x2 average pooling fused in" in line for line in lines) == 1, lines
+    assert sum(line.startswith("avg_pool2d") for line in lines) == 2, lines
+    got, want = _chained_and_unchained(qo, xo)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_skipped_layers_stay_float32(trained, sample, tmp_path):

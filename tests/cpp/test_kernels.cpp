@@ -849,7 +849,7 @@ void test_int8() {
                 const std::vector<float> bias = randn(d.K), w_scale = randn(d.K, 0.01f);
                 const Int8PackedKernel packed(w.data(), d.KH * d.KW * d.C, d.K);
                 const Int8Epilogue e{packed.sums(), w_scale.data(), bias.data(), 0.013f, 97,
-                                     true};
+                                     Activation::relu};
                 const size_t out = static_cast<size_t>(d.N * d.OH * d.OW * d.K);
                 std::vector<int32_t> s(out), s_ref(out);
                 conv2d_sums_int8(s.data(), xq.data(), packed.packed(), packed.sums(), 97, d);
@@ -859,21 +859,40 @@ void test_int8() {
                 conv2d_forward_int8(y.data(), xq.data(), packed.packed(), e, d);
                 conv2d_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, d);
                 expect("conv2d_forward_int8 equals the naive loops", y == y_ref);
-                // 2x2 max pooling fused into the uint8 output: the bytes of the two steps, for
-                // both signs of the scales (randn) and with or without ReLU.
+                // The uint8 outputs, and 2x2 poolings fused into them: the bytes of the steps
+                // they replace, for both signs of the scales (randn), with ReLU, none, and
+                // activations applied on the float tiles (max pooling runs inside the
+                // convolution after ReLU or none only).
                 const Int8Output oq{0.02f, 5};
                 const Pool2dDims pd{d.N, d.OH, d.OW, d.K, 2, 2, d.OH / 2, d.OW / 2, 2, 2, 0, 0};
-                for (bool relu : {true, false}) {
+                const size_t pooled_size = static_cast<size_t>(d.N * pd.OH * pd.OW * d.K);
+                for (Activation act : {Activation::relu, Activation::linear, Activation::tanh,
+                                       Activation::sigmoid, Activation::elu}) {
                     Int8Epilogue ep = e;
-                    ep.relu = relu;
-                    std::vector<uint8_t> full(out), pooled(static_cast<size_t>(
-                                                        d.N * pd.OH * pd.OW * d.K)),
-                        pooled_ref(pooled.size());
+                    ep.act = act;
+                    ep.act_alpha = 1.0f;
+                    std::vector<float> yf(out), yf_pooled(pooled_size);
+                    std::vector<uint8_t> full(out), full_ref(out), pooled(pooled_size),
+                        pooled_ref(pooled_size);
+                    conv2d_forward_int8(yf.data(), xq.data(), packed.packed(), ep, d);
+                    quantize_u8(full_ref.data(), yf.data(), static_cast<int64_t>(out), oq.scale,
+                                oq.zero_point);
                     conv2d_forward_int8_u8(full.data(), xq.data(), packed.packed(), ep, oq, d);
-                    max_pool2d_u8_forward(pooled_ref.data(), full.data(), pd);
-                    conv2d_forward_int8_u8_maxpool2(pooled.data(), xq.data(), packed.packed(), ep,
+                    expect("conv2d_forward_int8_u8 equals quantize_u8 of the float output",
+                           full == full_ref);
+                    if (act == Activation::relu || act == Activation::linear) {
+                        max_pool2d_u8_forward(pooled_ref.data(), full.data(), pd);
+                        conv2d_forward_int8_u8_maxpool2(pooled.data(), xq.data(),
+                                                        packed.packed(), ep, oq, d);
+                        expect("conv2d_forward_int8_u8_maxpool2 equals the two steps",
+                               pooled == pooled_ref);
+                    }
+                    avg_pool2d_forward(yf_pooled.data(), yf.data(), pd);
+                    quantize_u8(pooled_ref.data(), yf_pooled.data(),
+                                static_cast<int64_t>(pooled_size), oq.scale, oq.zero_point);
+                    conv2d_forward_int8_u8_avgpool2(pooled.data(), xq.data(), packed.packed(), ep,
                                                     oq, d);
-                    expect("conv2d_forward_int8_u8_maxpool2 equals the two steps",
+                    expect("conv2d_forward_int8_u8_avgpool2 equals the three steps",
                            pooled == pooled_ref);
                 }
             }
@@ -884,7 +903,7 @@ void test_int8() {
             for (auto& v : w) v = static_cast<int8_t>(s8(rng));
             const std::vector<float> w_scale = randn(dd.OUT, 0.01f);
             const Int8PackedKernel packed(w.data(), dd.IN, dd.OUT);
-            const Int8Epilogue e{packed.sums(), w_scale.data(), nullptr, 0.02f, 3, false};
+            const Int8Epilogue e{packed.sums(), w_scale.data(), nullptr, 0.02f, 3};
             std::vector<float> y(static_cast<size_t>(dd.N * dd.OUT)), y_ref(y.size());
             dense_forward_int8(y.data(), xq.data(), packed.packed(), e, dd);
             dense_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, dd);

@@ -96,7 +96,8 @@ void run_int8_layer(const std::string& op, py::array& out, int ndim, const int8_
     }
     const float* pscale = in_f32(w_scale, (op + " w_scale").c_str(), 1);
     expect_shape(w_scale, (op + " w_scale").c_str(), {cols});
-    Int8Epilogue e{nullptr, pscale, opt_bias(b, op, cols), x_scale, x_zero_point, relu};
+    Int8Epilogue e{nullptr, pscale, opt_bias(b, op, cols), x_scale, x_zero_point,
+                   relu ? Activation::relu : Activation::linear};
     if (!y_scale.is_none()) {
         // uint8 out in the next layer's quantization (y_scale, y_zero_point).
         const Int8Output o{y_scale.cast<float>(), y_zero_point};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "conv2d_int8_narrow.h"
+#include "elementwise_simd.h"
 #include "int8_chunks.h"
 #include "quantized.h"
 #include "quantized_simd.h"
@@ -208,31 +209,18 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
         finish, kSlack);
 }
 
-}  // namespace
-
-void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
-                         const Int8Epilogue& e, const Conv2dDims& d) {
-    check_dims(d, "conv2d_forward_int8");
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8FloatTiles(y, d.K, e));
-}
-
-void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
-                            const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
-    check_dims(d, "conv2d_forward_int8_u8");
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8U8Tiles(yq, d.K, e, out));
-}
-
-void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
-                                     const Int8Epilogue& e, const Int8Output& out,
-                                     const Conv2dDims& d) {
-    check_dims(d, "conv2d_forward_int8_u8_maxpool2");
-    // GEMM rows window by window: tile b's rows 4i .. 4i + 3 are the pixels (row-major) of
-    // pooled pixel b * per_tile + i, its last kU8MR - 4 per_tile rows zeros (2 of 14: the
-    // micro-kernel's work on them is small beside the epilogues the pooling saves).
+// The int8 product of a convolution followed by 2x2 stride-2 pooling ("valid"), its GEMM rows
+// window by window: tile b's rows 4i .. 4i + 3 are the pixels (top-left, top-right,
+// bottom-left, bottom-right) of pooled pixel b * per_tile + i, its last kU8MR - 4 per_tile rows
+// zeros (2 of 14: the micro-kernel's work on them is small beside the epilogues the pooling
+// saves). finish: Int8U8PoolTiles or Int8U8AvgPoolTiles.
+template <class Finish>
+void conv2d_int8_window_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
+                              const Conv2dDims& d, const Finish& finish) {
     constexpr int64_t per_tile = kU8MR / 4;
     const int64_t PH = d.OH / 2, PW = d.OW / 2, windows = d.N * PH * PW;
     const int64_t M = (windows + per_tile - 1) / per_tile * kU8MR;
-    const PaddedInput p = padded_input(xq, e.x_zero_point, d);
+    const PaddedInput p = padded_input(xq, zero_point, d);
     const ColumnGeometry cg(d, p.Wp);
     // In xp: one image, one output row down, one window down and one window right.
     const int64_t image = p.Hp * p.Wp * d.C, out_row = d.stride_h * p.Wp * d.C;
@@ -268,7 +256,127 @@ void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint3
                             static_cast<size_t>((kU8MR - 4 * per_tile) * lda));
             }
         },
-        Int8U8PoolTiles(yq, d.K, e, out, windows), kSlack);
+        finish, kSlack);
+}
+
+// The narrow-layer sums (narrow_sums_for) of a convolution followed by 2x2 stride-2 pooling:
+// one task per pooled row, whose two output rows go up to kNarrowPooledPixels pixels at a time
+// (segments start on even columns), the top row's sums in `top` and the bottom row's in
+// `bottom`, a pixel a row (row stride kNarrowMaxK). finish(w, windows, top, bottom): `windows`
+// pooled pixels from pooled pixel w, along one pooled row.
+// Whole rows per finish rather than 16 pixels: a finish stores its float tile and loads it
+// back at once, and on small tiles those loads waited on the stores (LeNet-5's C1 with its
+// 2x2 average pooling and tanh, 16 pixels a finish: 0.90 ms against 0.72 + 0.12 unfused;
+// dev/int8_step_times.py lenet5).
+constexpr int64_t kNarrowPooledPixels = 64;
+
+template <class Finish>
+void conv2d_int8_narrow_pooled(Int8NarrowSumsFn sums, const uint8_t* xq,
+                               const uint32_t* w_packed, int32_t zero_point, const Conv2dDims& d,
+                               const Finish& finish) {
+    const int64_t PH = d.OH / 2, PW = d.OW / 2;
+    if (d.N * PH * PW <= 0) return;
+    const PaddedInput p = padded_input(xq, zero_point, d);
+    const uint32_t* w = narrow_weights(w_packed, d);
+    const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C, pixel_step = d.stride_w * C;
+    const int64_t out_row = d.stride_h * p.Wp * C;
+    const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * C;
+    const int T = threads_for(std::min(d.N * PH, macs / kMacsPerThread + 1));
+    parallel_for(T, d.N * PH, [&](int64_t r) {
+        int32_t* top = workspace<int32_t>(Scratch::int8_narrow_sums,
+                                          2 * kNarrowPooledPixels * kNarrowMaxK);
+        int32_t* bottom = top + kNarrowPooledPixels * kNarrowMaxK;
+        const int64_t n = r / PH, ph = r % PH;
+        const uint8_t* row = p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C;
+        for (int64_t ow0 = 0; ow0 < 2 * PW; ow0 += kNarrowPooledPixels) {
+            const int64_t pixels = std::min(kNarrowPooledPixels, 2 * PW - ow0);
+            for (int64_t j = 0; j < pixels; j += kNarrowPixels) {
+                const int64_t cols = std::min(kNarrowPixels, pixels - j);
+                const uint8_t* src = row + (ow0 + j) * pixel_step;
+                sums(top + j * kNarrowMaxK, src, cols, pixel_step, row_step, d.KH, d.KW * C, w,
+                     d.K);
+                sums(bottom + j * kNarrowMaxK, src + out_row, cols, pixel_step, row_step, d.KH,
+                     d.KW * C, w, d.K);
+            }
+            finish(r * PW + ow0 / 2, pixels / 2, static_cast<const int32_t*>(top),
+                   static_cast<const int32_t*>(bottom));
+        }
+    });
+}
+
+}  // namespace
+
+void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
+                         const Int8Epilogue& e, const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8");
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8FloatTiles(y, d.K, e));
+}
+
+void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                            const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8_u8");
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8U8Tiles(yq, d.K, e, out));
+}
+
+void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                                     const Int8Epilogue& e, const Int8Output& out,
+                                     const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8_u8_maxpool2");
+    if (e.act != Activation::linear && e.act != Activation::relu)
+        throw std::invalid_argument("conv2d_forward_int8_u8_maxpool2: ReLU or no activation");
+    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, d,
+                             Int8U8PoolTiles(yq, d.K, e, out, d.N * (d.OH / 2) * (d.OW / 2)));
+}
+
+void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                                     const Int8Epilogue& e, const Int8Output& out,
+                                     const Conv2dDims& d) {
+    check_dims(d, "conv2d_forward_int8_u8_avgpool2");
+    const int64_t windows = d.N * (d.OH / 2) * (d.OW / 2);
+    if (const Int8NarrowSumsFn sums = narrow_sums_for(d)) {
+        const Int8U8Tiles u(yq, d.K, e, out);
+        // The whole epilogue in registers where the activation's vector code is the one the
+        // activation kernels run here (their AVX-512 table).
+        static const Int8NarrowAvgPoolFn fused = conv2d_int8_narrow_avgpool_avx512vnni();
+        const bool same_activation = e.act == Activation::linear ||
+                                     e.act == Activation::relu ||
+                                     std::strcmp(detail::elementwise_simd().name, "avx512") == 0;
+        if (fused && int8_narrow_fuses(e.act) && same_activation) {
+            const Int8NarrowEpilogue ep{u.f.mult, u.f.shift, e.bias, e.act,
+                                        u.inv,    u.lo,      u.hi,   u.zp};
+            const int64_t PH = d.OH / 2, PW = d.OW / 2;
+            if (windows <= 0) return;
+            const PaddedInput p = padded_input(xq, e.x_zero_point, d);
+            const uint32_t* w = narrow_weights(w_packed, d);
+            const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C;
+            const int64_t pixel_step = d.stride_w * C, out_row = d.stride_h * p.Wp * C;
+            const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * C;
+            const int T = threads_for(std::min(d.N * PH, macs / kMacsPerThread + 1));
+            parallel_for(T, d.N * PH, [&](int64_t r) {  // one pooled row each
+                const int64_t n = r / PH, ph = r % PH;
+                const uint8_t* row = p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C;
+                for (int64_t ow = 0; ow < 2 * PW; ow += kNarrowPixels) {
+                    const int64_t cols = std::min(kNarrowPixels, 2 * PW - ow);
+                    fused(yq + (r * PW + ow / 2) * d.K, row + ow * pixel_step, cols, pixel_step,
+                          row_step, out_row, d.KH, d.KW * C, w, d.K, ep);
+                }
+            });
+            return;
+        }
+        return conv2d_int8_narrow_pooled(
+            sums, xq, w_packed, e.x_zero_point, d,
+            [&](int64_t w, int64_t n, const int32_t* top, const int32_t* bottom) {
+                // Both rows' float outputs back to back (K apart), activated, then averaged.
+                const int64_t K = d.K, pixels = 2 * n;
+                float* y = int8_float_tile(2 * pixels * K);
+                u.f.to_float(y, K, pixels, 0, K, top, kNarrowMaxK);
+                u.f.to_float(y + pixels * K, K, pixels, 0, K, bottom, kNarrowMaxK);
+                u.f.t->avgpool2_u8(yq + w * K, K, y, y + pixels * K, 2 * K, n, K, u.inv, u.lo,
+                                   u.hi, u.zp);
+            });
+    }
+    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, d,
+                             Int8U8AvgPoolTiles(yq, d.K, e, out, windows));
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,

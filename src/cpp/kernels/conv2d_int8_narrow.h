@@ -9,6 +9,8 @@
 // windows shuffled out of one load, one vpdpbusd per filter, the sums transposed at the end.
 #include <cstdint>
 
+#include "activation.h"
+
 namespace cnnfast {
 
 // Output pixels per call (the lanes) and the most filters.
@@ -29,7 +31,34 @@ using Int8NarrowSumsFn = void (*)(int32_t* tile, const uint8_t* src, int64_t n,
                                   int64_t pixel_step, int64_t row_step, int64_t KH, int64_t span,
                                   const uint32_t* w, int64_t K);
 
+// The fused epilogue of Int8NarrowAvgPoolFn: per filter k < K, the requantization's factors
+// (quantized_simd.h's mult and shift, bias or null), then the activation (linear, relu, tanh or
+// sigmoid: int8_narrow_fuses), and the next layer's grid (quantize's inv, lo, hi, zp).
+struct Int8NarrowEpilogue {
+    const float* mult;
+    const int32_t* shift;
+    const float* bias;
+    Activation act;
+    float inv, lo, hi, zp;
+};
+inline bool int8_narrow_fuses(Activation act) {
+    return act == Activation::linear || act == Activation::relu || act == Activation::tanh ||
+           act == Activation::sigmoid;
+}
+
+// q (n / 2 x K bytes, back to back) = the 2x2 average pooling of two output rows' n pixels (n
+// even, at most 16; the top row's first receptive field at src, the bottom row's at src +
+// out_row, each as for Int8NarrowSumsFn) through the epilogue: requantized, activated, each
+// window's ((top-left + bottom-left) + (top-right + bottom-right)) * 0.25f quantized - the
+// float operations of the int8 epilogue, the activation kernel on AVX-512, the average
+// pooling and quantize_u8, so the bytes of those steps apart.
+using Int8NarrowAvgPoolFn = void (*)(uint8_t* q, const uint8_t* src, int64_t n,
+                                     int64_t pixel_step, int64_t row_step, int64_t out_row,
+                                     int64_t KH, int64_t span, const uint32_t* w, int64_t K,
+                                     const Int8NarrowEpilogue& e);
+
 // Null when the build lacks AVX512-VNNI.
 Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();
+Int8NarrowAvgPoolFn conv2d_int8_narrow_avgpool_avx512vnni();
 
 }  // namespace cnnfast

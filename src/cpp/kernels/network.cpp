@@ -582,21 +582,33 @@ void Network::fuse_int8_chains() {
     std::vector<size_t> fused_pools;
     for (size_t i : run_) {
         NetworkStep& a = steps_[i];
-        // Only an activation the epilogue applies (ReLU) or none may come before the
-        // quantization; tanh or softmax run on the float output.
-        if (!is_int8(a) || a.output_u8 || a.fused_softmax ||
-            (a.act != Activation::linear && a.act != Activation::relu))
-            continue;
+        // Any activation the epilogue applies (softmax needs whole rows: it runs on the float
+        // output).
+        if (!is_int8(a) || a.output_u8 || a.fused_softmax) continue;
+        // A fusable 2x2 stride-2 unpadded pooling of a convolution's whole output.
+        auto pools_in_pairs = [&](const NetworkStep& p) {
+            const Pool2dDims& q = p.pool;
+            return a.kind == StepKind::conv2d_int8 && q.PH == 2 && q.PW == 2 &&
+                   q.stride_h == 2 && q.stride_w == 2 && q.pad_top == 0 && q.pad_left == 0 &&
+                   q.OH == a.conv.OH / 2 && q.OW == a.conv.OW / 2;
+        };
         std::vector<size_t> pools;
+        int64_t avg_pool = -1;  // the average pooling right after a, fused into it
         int v = a.output, target = -1;
         while (root(v) != out && readers[root(v)].size() == 1) {
-            NetworkStep& r = steps_[readers[root(v)][0]];
+            const size_t j = readers[root(v)][0];
+            NetworkStep& r = steps_[j];
             if (r.kind == StepKind::max_pool2d) {
-                pools.push_back(readers[root(v)][0]);
+                pools.push_back(j);
                 v = r.output;
                 continue;
             }
-            if (is_int8(r) && !r.input_u8) target = static_cast<int>(readers[root(v)][0]);
+            if (r.kind == StepKind::avg_pool2d && v == a.output && pools_in_pairs(r)) {
+                avg_pool = static_cast<int64_t>(j);
+                v = r.output;
+                continue;
+            }
+            if (is_int8(r) && !r.input_u8) target = static_cast<int>(j);
             break;
         }
         if (target < 0) continue;
@@ -609,16 +621,20 @@ void Network::fuse_int8_chains() {
             values_[steps_[j].output].u8 = true;
         }
         b.input_u8 = true;
-        if (a.kind == StepKind::conv2d_int8 && !pools.empty()) {
+        if (avg_pool >= 0) {
+            NetworkStep& p = steps_[static_cast<size_t>(avg_pool)];
+            a.avgpool2_fused = true;
+            a.output = p.output;
+            a.out_size = p.out_size;
+            values_[a.output].u8 = true;
+            fused_pools.push_back(static_cast<size_t>(avg_pool));
+        } else if (!pools.empty() && pools_in_pairs(steps_[pools[0]]) &&
+                   (a.act == Activation::linear || a.act == Activation::relu)) {
             NetworkStep& p = steps_[pools[0]];
-            const Pool2dDims& q = p.pool;
-            if (q.PH == 2 && q.PW == 2 && q.stride_h == 2 && q.stride_w == 2 && q.pad_top == 0 &&
-                q.pad_left == 0 && q.OH == a.conv.OH / 2 && q.OW == a.conv.OW / 2) {
-                a.maxpool2_fused = true;
-                a.output = p.output;
-                a.out_size = p.out_size;
-                fused_pools.push_back(pools[0]);
-            }
+            a.maxpool2_fused = true;
+            a.output = p.output;
+            a.out_size = p.out_size;
+            fused_pools.push_back(pools[0]);
         }
     }
     // The fused poolings' steps go (their outputs are the convolutions' now).
@@ -656,14 +672,16 @@ std::vector<std::string> Network::describe() const {
             line += ", input quantized to uint8 (scale " + std::to_string(s.x_scale) +
                     ", zero point " + std::to_string(s.x_zero_point) + ")";
         if (s.maxpool2_fused) line += ", 2x2 max pooling fused in";
+        if (s.avgpool2_fused) line += ", 2x2 average pooling fused in";
         if (s.output_u8) line += ", writes uint8 for the next int8 step";
         if (s.kind == StepKind::conv2d || s.kind == StepKind::dense || int8) {
             if (s.fused_softmax)
                 line += ", softmax on the output rows";
             else if (s.act != Activation::linear)
                 line += std::string(", ") + kActs[static_cast<int>(s.act)] +
-                        (s.kind == StepKind::conv2d || kernel_relu(s) ? " in the kernel epilogue"
-                                                                       : " on the output");
+                        (s.kind == StepKind::conv2d || int8 || kernel_relu(s)
+                             ? " in the kernel epilogue"
+                             : " on the output");
         }
         const int64_t o = offset_[s.output];
         const int64_t in = offset_[s.inputs[0]];
@@ -713,8 +731,8 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
             case StepKind::conv2d_int8:
             case StepKind::dense_int8: {
                 // The input quantized into the calling thread's workspace (unless the int8
-                // step before wrote it), then the int8 product with ReLU (not another
-                // activation) in its epilogue, writing float32 or the next step's uint8.
+                // step before wrote it), then the int8 product with the activation (not
+                // softmax) in its epilogue, writing float32 or the next step's uint8.
                 const uint8_t* xq = reinterpret_cast<const uint8_t*>(cur);
                 if (!s.input_u8) {
                     auto* q = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
@@ -722,13 +740,17 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
                     xq = q;
                 }
                 const Int8Epilogue e{s.int8_kernel->sums(), s.w_scale, s.bias, s.x_scale,
-                                     s.x_zero_point, kernel_relu(s)};
+                                     s.x_zero_point,
+                                     s.fused_softmax ? Activation::linear : s.act, s.act_alpha};
                 auto* yq = reinterpret_cast<uint8_t*>(dst);
                 if (s.kind == StepKind::conv2d_int8) {
                     Conv2dDims d = s.conv;
                     d.N = n;
                     if (s.maxpool2_fused)
                         conv2d_forward_int8_u8_maxpool2(yq, xq, s.int8_kernel->packed(), e,
+                                                        s.out_q, d);
+                    else if (s.avgpool2_fused)
+                        conv2d_forward_int8_u8_avgpool2(yq, xq, s.int8_kernel->packed(), e,
                                                         s.out_q, d);
                     else if (s.output_u8)
                         conv2d_forward_int8_u8(yq, xq, s.int8_kernel->packed(), e, s.out_q, d);
@@ -742,7 +764,7 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
                     else
                         dense_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
                 }
-                if (!s.output_u8) apply_activation(s, dst, n * s.out_size, n * s.rows);
+                if (s.fused_softmax) apply_activation(s, dst, n * s.out_size, n * s.rows);
                 break;
             }
             case StepKind::max_pool2d_u8: {

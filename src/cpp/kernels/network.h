@@ -101,9 +101,9 @@ struct NetworkStep {
     // output is written as uint8 in the next int8 step's quantization (out_q).
     bool input_u8 = false, output_u8 = false;
     Int8Output out_q{};
-    // conv2d_int8 writing uint8: the 2x2 stride-2 max pooling after it is fused in (its output
-    // is the pooling's; conv2d_forward_int8_u8_maxpool2).
-    bool maxpool2_fused = false;
+    // conv2d_int8 writing uint8: the 2x2 stride-2 max or average pooling after it is fused in
+    // (its output is the pooling's; conv2d_forward_int8_u8_maxpool2 / _avgpool2).
+    bool maxpool2_fused = false, avgpool2_fused = false;
 };
 
 // A value: the network input (id 0), a step's output, or a reshaped view of another value
@@ -174,11 +174,14 @@ public:
     void add_dense_int8(const int8_t* w, const float* w_scale, const float* bias, float x_scale,
                         int32_t x_zero_point, int64_t IN, int64_t OUT,
                         const std::string& activation, float act_alpha);
-    // Joins chains of int8 steps: an int8 step whose output (ReLU or linear) reaches another
-    // int8 step through max poolings and views alone (nothing else reads it, and it is not the
-    // network's output) writes that step's uint8 input directly, the poolings run on uint8, and
-    // the next step skips its quantization; a first pooling of 2x2 windows, stride 2, unpadded,
-    // after a convolution runs inside it (maxpool2_fused). Quantization is monotonic, so the
+    // Joins chains of int8 steps: an int8 step (any activation but softmax) whose output reaches
+    // another int8 step through max poolings and views alone (nothing else reads it, and it is
+    // not the network's output) writes that step's uint8 input directly, the poolings run on
+    // uint8, and the next step skips its quantization. A first pooling of 2x2 windows, stride
+    // 2, unpadded, after a convolution runs inside it: max pooling after ReLU or no activation
+    // (maxpool2_fused), average pooling after any (avgpool2_fused; the average of float outputs
+    // is not that of uint8 ones, so no other average pooling joins a chain). Quantization is
+    // monotonic and the fused kernels do the float operations of the steps they replace, so the
     // result is the same to the bit; the float activations between them are never written.
     // Call once the network is complete (the builders' callers do).
     void fuse_int8_chains();

@@ -165,6 +165,10 @@ void max_forward_rows(float* y, int32_t* argmax, const float* x, const Pool2dDim
     }
 }
 
+// A full window's average. 2x2 windows add their columns' pairs first, (top-left + bottom-left)
+// + (top-right + bottom-right), the order of the narrow-channel kernel (pool2d_narrow_avx512.cpp)
+// and of the int8 convolution's fused pooling (quantized_simd.h's avgpool2_u8), so all three
+// give the same bits.
 template <int N>
 CNNFAST_INLINE void avg_window_fixed(float* __restrict y, const float* __restrict xs,
                                      int32_t base, int32_t row, int32_t C) {
@@ -176,14 +180,24 @@ CNNFAST_INLINE void avg_window_fixed(float* __restrict y, const float* __restric
     const float scale = 1.0f / static_cast<float>(N * N);
     int32_t c = 0;
     for (; c + kLanes <= C; c += kLanes) {
-        vf s = load(p + c);
+        vf s;
+        if constexpr (N == 2) {
+            s = (load(p + c) + load(p + row + c)) + (load(p + C + c) + load(p + row + C + c));
+        } else {
+            s = load(p + c);
 #pragma GCC unroll 9
-        for (int j = 1; j < N * N; ++j) s += load(p + off[j] + c);
+            for (int j = 1; j < N * N; ++j) s += load(p + off[j] + c);
+        }
         store(y + c, s * scale);
     }
     for (; c < C; ++c) {
-        float s = p[c];
-        for (int j = 1; j < N * N; ++j) s += p[off[j] + c];
+        float s;
+        if constexpr (N == 2) {
+            s = (p[c] + p[row + c]) + (p[C + c] + p[row + C + c]);
+        } else {
+            s = p[c];
+            for (int j = 1; j < N * N; ++j) s += p[off[j] + c];
+        }
         y[c] = s * scale;
     }
 }

@@ -97,8 +97,22 @@ void requantize_u8_pool4_portable(uint8_t* q, int64_t ldq, const int32_t* acc, i
     }
 }
 
-const Int8Elementwise kPortable{"baseline", quantize_portable, requantize_portable,
-                                requantize_u8_portable, requantize_u8_pool4_portable};
+void avgpool2_u8_portable(uint8_t* q, int64_t ldq, const float* top, const float* bottom,
+                          int64_t step, int64_t windows, int64_t K, float inv, float lo, float hi,
+                          float zp) {
+    for (int64_t i = 0; i < windows; ++i) {
+        const float* t = top + i * step;
+        const float* b = bottom + i * step;
+        for (int64_t k = 0; k < K; ++k) {
+            const float avg = ((t[k] + b[k]) + (t[K + k] + b[K + k])) * 0.25f;
+            q[i * ldq + k] = quantize_one(avg, inv, lo, hi, zp);
+        }
+    }
+}
+
+const Int8Elementwise kPortable{"baseline",           quantize_portable,
+                                requantize_portable,  requantize_u8_portable,
+                                requantize_u8_pool4_portable, avgpool2_u8_portable};
 
 SimdTables<Int8Elementwise>& tables() {
     static SimdTables<Int8Elementwise> t(&kPortable, nullptr, int8_elementwise_avx512());
@@ -159,9 +173,7 @@ float* int8_epilogue_factors(int64_t K, const Int8Epilogue& e) {
 const Int8Elementwise* int8_elementwise() { return tables().current(); }
 
 void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const Int8Epilogue& e) {
-    const float* mult = int8_epilogue_factors(K, e);
-    const auto* shift = reinterpret_cast<const int32_t*>(mult + K);
-    tables().current()->requantize(y, K, acc, K, M, K, mult, shift, e.bias, e.relu);
+    Int8FloatTiles(y, K, e).to_float(y, K, M, 0, K, acc, K);
 }
 
 }  // namespace cnnfast

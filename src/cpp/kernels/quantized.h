@@ -6,7 +6,7 @@
 //
 //   y[m, k] = float(acc[m, k] - x_zero_point * w_sums[k]) * (x_scale * w_scale[k]) + bias[k]
 //
-// then max(y, 0) when relu. acc = sum_j xq[m, j] * wq[j, k] and w_sums[k] = sum_j wq[j, k], so
+// then the layer's activation. acc = sum_j xq[m, j] * wq[j, k] and w_sums[k] = sum_j wq[j, k], so
 // the integer part is exactly sum_j (xq[m, j] - x_zero_point) * wq[j, k]: the real product
 // x . w up to the rounding of x and w to their grids. Every integer is exact (|sum| <=
 // rows * 255 * 127 < 2^31 for the rows the GEMM accepts), so every path gives the same int32
@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "activation.h"
 #include "conv2d.h"
 #include "dense.h"
 #include "pool2d.h"
@@ -30,7 +31,11 @@ struct Int8Epilogue {
     const float* bias = nullptr;       // (K,) or null
     float x_scale = 1.0f;              // x ~= (xq - x_zero_point) * x_scale
     int32_t x_zero_point = 0;          // in [0, 255]
-    bool relu = false;
+    // The layer's activation: ReLU inside the requantization; any other by the element-wise
+    // activation kernel (activation.h's, the function activation_forward runs) on each tile of
+    // float outputs while it is in L1, so the same bits as activating the whole output after.
+    Activation act = Activation::linear;
+    float act_alpha = 0.0f;
 };
 
 // An int8 kernel (rows, K) packed once for the int8 GEMM (gemm_u8s8_pack_b, in 64-byte-aligned
@@ -97,6 +102,15 @@ void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_pa
 // two steps, with a quarter of the epilogues and no full-size output (the sums of a window's
 // four pixels are rows of one GEMM tile).
 void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
+                                     const Int8Epilogue& e, const Int8Output& out,
+                                     const Conv2dDims& d);
+
+// conv2d_forward_int8 (its activation included) then 2x2 stride-2 average pooling ("valid")
+// of the float output, quantized to the next layer's grid: yq (N,OH/2,OW/2,K) uint8 equals
+// quantize_u8 of avg_pool2d_forward of conv2d_forward_int8's y, to the bit (each window summed
+// as the pooling kernels do, (top-left + bottom-left) + (top-right + bottom-right), times 1/4),
+// without writing y: LeNet-5's convolution, tanh and subsampling in one pass over L1 tiles.
+void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
                                      const Int8Epilogue& e, const Int8Output& out,
                                      const Conv2dDims& d);
 

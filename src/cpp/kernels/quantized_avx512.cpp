@@ -9,22 +9,13 @@
 #include <type_traits>
 
 #include "avx512_util.h"
+#include "quantized_avx512_ops.h"
 
 namespace cnnfast {
 
 namespace {
 
-constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-
-// min(hi, t) then max(., lo), operands in this order: a NaN t passes the min (the second
-// operand is returned when one is NaN) and becomes lo at the max, as the portable loop does.
-inline __m512i quantize16(__m512 x, __m512 inv, __m512 lo, __m512 hi, __m512 zp) {
-    __m512 t = _mm512_mul_round_ps(x, inv, kNearest);
-    t = _mm512_max_ps(_mm512_min_ps(hi, t), lo);
-    // Round half to even (the default rounding mode), as std::nearbyint.
-    t = _mm512_roundscale_ps(t, kNearest);
-    return _mm512_cvttps_epi32(_mm512_add_round_ps(t, zp, kNearest));
-}
+using namespace int8_avx512;
 
 void quantize_avx512(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
                      float zp) {
@@ -42,17 +33,6 @@ void quantize_avx512(uint8_t* q, const float* x, int64_t n, float inv, float lo,
     }
 }
 
-// 16 outputs: float(acc - shift) * mult (+ bias), then max(., 0) when relu. The _round_ forms:
-// GCC would contract a plain _mm512_mul_ps + _mm512_add_ps into one FMA (one rounding instead
-// of the portable loop's two).
-template <bool kBias, bool kRelu>
-inline __m512 requantize16(__m512i acc, __m512i shift, __m512 mult, __m512 bias) {
-    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift)), mult,
-                                   kNearest);
-    if (kBias) v = _mm512_add_round_ps(v, bias, kNearest);
-    if (kRelu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-    return v;
-}
 
 // f(bias, relu) with the two flags as compile-time constants (std::bool_constant), so that each
 // row kernel below is instantiated for the four combinations and picked once per call.
@@ -223,8 +203,65 @@ void requantize_u8_pool4_avx512(uint8_t* q, int64_t ldq, const int32_t* acc, int
     });
 }
 
-const Int8Elementwise kTable{"avx512", quantize_avx512, requantize_avx512, requantize_u8_avx512,
-                             requantize_u8_pool4_avx512};
+// Windows side by side (step 2K, rows of K < 16 values back to back: the narrow convolutions'
+// output rows, LeNet-5's 6 channels): a vector covers parts of several windows, so the rows are
+// added as flat arrays, each lane with the lane K on (the window's right column), and the lanes
+// that start a window's channels - flat index mod 2K below K - are compressed out (the narrow
+// average pooling's way, pool2d_narrow_avx512.cpp). Lane l's index mod 2K is kept in a vector,
+// stepped by 16 each round.
+void avgpool2_u8_flat(uint8_t* q, const float* top, const float* bottom, int64_t windows,
+                      int64_t K, __m512 inv, __m512 lo, __m512 hi, __m512 zp) {
+    const int64_t L = 2 * K * windows;
+    const __m512i two_k = _mm512_set1_epi32(static_cast<int>(2 * K));
+    const __m512i k_lanes = _mm512_set1_epi32(static_cast<int>(K));
+    const __m512i advance = _mm512_set1_epi32(static_cast<int>(16 % (2 * K)));
+    __m512i place = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (int i = 0; i < 3; ++i)  // lane l mod 2K: l < 16, 2K >= 4 (K = 1 takes the other loop)
+        place = _mm512_mask_sub_epi32(place, _mm512_cmpge_epi32_mask(place, two_k), place, two_k);
+    const __m512 quarter = _mm512_set1_ps(0.25f);
+    for (int64_t i0 = 0; i0 < L; i0 += 16) {
+        const __mmask16 lead = lanes(L - i0) & _mm512_cmplt_epi32_mask(place, k_lanes);
+        // The right column sits K floats on, inside the row for every lead lane.
+        const __m512 left = _mm512_add_ps(_mm512_maskz_loadu_ps(lead, top + i0),
+                                          _mm512_maskz_loadu_ps(lead, bottom + i0));
+        const __m512 right = _mm512_add_ps(_mm512_maskz_loadu_ps(lead, top + i0 + K),
+                                           _mm512_maskz_loadu_ps(lead, bottom + i0 + K));
+        const __m512i v = quantize16(_mm512_mul_ps(_mm512_add_ps(left, right), quarter), inv, lo,
+                                     hi, zp);
+        const int kept = __builtin_popcount(lead);
+        _mm512_mask_cvtepi32_storeu_epi8(q, lanes(kept), _mm512_maskz_compress_epi32(lead, v));
+        q += kept;
+        place = _mm512_add_epi32(place, advance);
+        place = _mm512_mask_sub_epi32(place, _mm512_cmpge_epi32_mask(place, two_k), place, two_k);
+    }
+}
+
+void avgpool2_u8_avx512(uint8_t* q, int64_t ldq, const float* top, const float* bottom,
+                        int64_t step, int64_t windows, int64_t K, float inv, float lo, float hi,
+                        float zp) {
+    const __m512 vinv = _mm512_set1_ps(inv), vlo = _mm512_set1_ps(lo);
+    const __m512 vhi = _mm512_set1_ps(hi), vzp = _mm512_set1_ps(zp);
+    if (K > 1 && K < 16 && step == 2 * K && ldq == K)
+        return avgpool2_u8_flat(q, top, bottom, windows, K, vinv, vlo, vhi, vzp);
+    const __m512 quarter = _mm512_set1_ps(0.25f);
+    for (int64_t i = 0; i < windows; ++i) {
+        const float* t = top + i * step;
+        const float* b = bottom + i * step;
+        for (int64_t k = 0; k < K; k += 16) {
+            const __mmask16 m = lanes(K - k);
+            const __m512 left = _mm512_add_ps(_mm512_maskz_loadu_ps(m, t + k),
+                                              _mm512_maskz_loadu_ps(m, b + k));
+            const __m512 right = _mm512_add_ps(_mm512_maskz_loadu_ps(m, t + K + k),
+                                               _mm512_maskz_loadu_ps(m, b + K + k));
+            const __m512i v = quantize16(_mm512_mul_ps(_mm512_add_ps(left, right), quarter), vinv,
+                                         vlo, vhi, vzp);
+            _mm512_mask_cvtepi32_storeu_epi8(q + i * ldq + k, m, v);
+        }
+    }
+}
+
+const Int8Elementwise kTable{"avx512",           quantize_avx512,           requantize_avx512,
+                             requantize_u8_avx512, requantize_u8_pool4_avx512, avgpool2_u8_avx512};
 
 }  // namespace
 
