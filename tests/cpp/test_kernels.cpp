@@ -836,6 +836,10 @@ void test_int8() {
         {2, 8, 23, 1, 2, 5, 1, 7, 8, 1, 3, 0, 2, 1, 1, 1},      // step 3, 8 pixels
         {1, 6, 70, 4, 3, 2, 7, 6, 69, 1, 1, 1, 0, 1, 1, 1},     // step 4, 4 x 16 + 5 pixels
         {1, 4, 18, 1, 1, 3, 1, 4, 18, 1, 1, 0, 1, 1, 1, 1},     // 16 + 2 pixels
+        // The pooled AMX form (pixel step > 4): spans of two 64-byte chunks, and a dilated
+        // kernel (the rows of the two output rows not shared)
+        {2, 10, 12, 16, 3, 5, 10, 8, 8, 1, 1, 0, 0, 1, 1, 1},
+        {1, 11, 11, 5, 3, 3, 9, 7, 9, 1, 1, 0, 0, 1, 2, 1},
     };
     for (const char* gemm_path : {"portable", "avx512_vnni", "amx_int8"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;

@@ -10,6 +10,7 @@
 
 #include "conv2d_int8_narrow.h"
 #include "elementwise_simd.h"
+#include "gemm_u8s8.h"
 #include "int8_chunks.h"
 #include "quantized.h"
 #include "quantized_simd.h"
@@ -120,10 +121,11 @@ struct PaddedInput {
     int64_t Hp, Wp;
 };
 
-PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims& d) {
+PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims& d,
+                         int64_t slack = kSlack) {
     const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
     const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
-    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + kSlack);
+    auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + slack);
     pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
     return {xp, Hp, Wp};
 }
@@ -161,6 +163,19 @@ const uint32_t* narrow_weights(const uint32_t* w_packed, const Conv2dDims& d) {
                     v |= byte(kh * span + 4 * g + i, k) << (8 * i);
                 out[(kh * groups + g) * kNarrowMaxK + k] = v;
             }
+    return out;
+}
+
+// narrow_weights (w) in the AMX form's layout (conv2d_int8_narrow.h), in the calling thread's
+// scratch: per kernel row, its quads of weights in tiles of 16, zero past the span.
+const uint32_t* narrow_amx_weights(const uint32_t* w, const Conv2dDims& d) {
+    const int64_t span = d.KW * d.C, groups = (span + 3) / 4, chunks = (span + 63) / 64;
+    auto* out = workspace<uint32_t>(Scratch::int8_narrow_amx_weights, d.KH * chunks * 256);
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+        for (int64_t g = 0; g < chunks * 16; ++g)
+            for (int64_t k = 0; k < kNarrowMaxK; ++k)
+                out[(kh * chunks * 16 + g) * kNarrowMaxK + k] =
+                    g < groups ? w[(kh * groups + g) * kNarrowMaxK + k] : 0u;
     return out;
 }
 
@@ -337,19 +352,31 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
         const Int8U8Tiles u(yq, d.K, e, out);
         // The whole epilogue in registers where the activation's vector code is the one the
         // activation kernels run here (their AVX-512 table).
-        static const Int8NarrowAvgPoolFn fused = conv2d_int8_narrow_avgpool_avx512vnni();
+        static const Int8NarrowAvgPoolFn vnni = conv2d_int8_narrow_avgpool_avx512vnni();
+        static const Int8NarrowAvgPoolFn amx = conv2d_int8_narrow_avgpool_amx();
         const bool same_activation = e.act == Activation::linear ||
                                      e.act == Activation::relu ||
                                      std::strcmp(detail::elementwise_simd().name, "avx512") == 0;
+        const int64_t pixel_step = d.stride_w * d.C;
+        // AMX where the VNNI pixels-in-lanes form is out (it reads each input byte once for
+        // all the filters, where AMX's tiles would multiply C1's 6 filters and 5-byte spans
+        // padded to 16 and 64).
+        const bool on_amx = amx && gemm_u8s8_table() == gemm_u8s8_amx() &&
+                            (pixel_step > 4 || d.K > kNarrowLaneMaxK);
+        const Int8NarrowAvgPoolFn fused = on_amx ? amx : vnni;
         if (fused && int8_narrow_fuses(e.act) && same_activation) {
             const Int8NarrowEpilogue ep{u.f.mult, u.f.shift, e.bias, e.act,
                                         u.inv,    u.lo,      u.hi,   u.zp};
             const int64_t PH = d.OH / 2, PW = d.OW / 2;
             if (windows <= 0) return;
-            const PaddedInput p = padded_input(xq, e.x_zero_point, d);
+            const int64_t chunks = (d.KW * d.C + 63) / 64;
+            const PaddedInput p = padded_input(
+                xq, e.x_zero_point, d,
+                on_amx ? std::max(kSlack, kNarrowPixels * pixel_step + 64 * chunks) : kSlack);
             const uint32_t* w = narrow_weights(w_packed, d);
+            if (on_amx) w = narrow_amx_weights(w, d);
             const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C;
-            const int64_t pixel_step = d.stride_w * C, out_row = d.stride_h * p.Wp * C;
+            const int64_t out_row = d.stride_h * p.Wp * C;
             const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * C;
             const int T = threads_for(std::min(d.N * PH, macs / kMacsPerThread + 1));
             parallel_for(T, d.N * PH, [&](int64_t r) {  // one pooled row each

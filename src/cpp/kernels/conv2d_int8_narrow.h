@@ -61,4 +61,13 @@ using Int8NarrowAvgPoolFn = void (*)(uint8_t* q, const uint8_t* src, int64_t n,
 Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();
 Int8NarrowAvgPoolFn conv2d_int8_narrow_avgpool_avx512vnni();
 
+// The same on AMX tiles (conv2d_int8_narrow_amx.cpp; null when the build lacks AMX), for any
+// pixel step, n <= 16, with w in another layout: per kernel row kh and 64-byte chunk c of its
+// span (chunks = ceil(span / 64)), a 16 x 16 tile of uint32 at w + (kh * chunks + c) * 256,
+// row r holding the 16 filters' weights of bytes 64 c + 4 r .. + 3 of the span (as
+// Int8NarrowSumsFn's w, zero past the span and past K). Reads 16 rows of whole chunks from src
+// and src + out_row, pixel_step apart: up to 15 pixel_step + 64 chunks bytes past a row's
+// first pixel.
+Int8NarrowAvgPoolFn conv2d_int8_narrow_avgpool_amx();
+
 }  // namespace cnnfast

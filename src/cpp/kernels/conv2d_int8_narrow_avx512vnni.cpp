@@ -11,20 +11,8 @@
 #include <cstring>
 
 #include "avx512_util.h"
-#include "quantized_avx512_ops.h"
+#include "conv2d_int8_narrow_epilogue.h"
 
-// The vector tanh and sigmoid of the activation kernels (activation_vec.h), compiled here the
-// way activation_loops.h compiles them (its trapping-math option included).
-#pragma GCC push_options
-#pragma GCC optimize("no-trapping-math")
-namespace cnnfast::detail::simd_int8 {
-namespace {
-#define CNNFAST_INLINE inline __attribute__((always_inline))
-#include "activation_vec.h"
-#undef CNNFAST_INLINE
-}  // namespace
-}  // namespace cnnfast::detail::simd_int8
-#pragma GCC pop_options
 
 // GCC 12 warns that the unmasked forms of vpermd and vpunpck*dq read an uninitialised vector
 // (the intrinsics pass _mm512_undefined_epi32() as the unused merge source), and GCC 12 says
@@ -34,8 +22,6 @@ namespace {
 
 namespace cnnfast {
 namespace {
-
-namespace simd_int8 = detail::simd_int8;
 
 // P pixels (a template argument, so that the accumulators stay in registers and the pixel loop
 // unrolls without tests).
@@ -220,35 +206,6 @@ void sums(int32_t* tile, const uint8_t* src, int64_t n, int64_t pixel_step, int6
 // dev/int8_step_times.py lenet5): the float tiles' route of conv2d_int8.cpp (sums stored,
 // requantized and activated in L1, the windows compressed out of them) took 0.73 ms.
 
-using namespace int8_avx512;
-
-// The activations fused: the identity, ReLU (after the bias, as requantize16), tanh, sigmoid.
-struct ActLinear {
-    static __m512 apply(__m512 v) { return v; }
-};
-struct ActRelu {
-    static __m512 apply(__m512 v) { return _mm512_max_ps(v, _mm512_setzero_ps()); }
-};
-struct ActTanh {
-    static __m512 apply(__m512 v) {
-        return reinterpret_cast<__m512>(simd_int8::tanh_v(reinterpret_cast<simd_int8::vf>(v)));
-    }
-};
-struct ActSigmoid {
-    static __m512 apply(__m512 v) {
-        return reinterpret_cast<__m512>(simd_int8::sigmoid_v(reinterpret_cast<simd_int8::vf>(v)));
-    }
-};
-
-// One filter's (or lane's) factors: requantize16's operations, the activation after.
-template <class Act>
-inline __m512 epilogue16(__m512i acc, __m512i shift, __m512 mult, __m512 bias) {
-    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift)), mult,
-                                   kNearest);
-    v = _mm512_add_round_ps(v, bias, kNearest);  // bias 0 when absent: v + 0 is v
-    return Act::apply(v);
-}
-
 // The permutes of the lane form's output: the pooled sums of filters 2j (lanes 0 .. 7) and
 // 2j + 1 (lanes 8 .. 15) in pooled[j], pixel i in lane i and i + 8, to pixel-major order
 // (pixel i, filter k at i K + k): output vector m, lane l holds flat value 16 m + l, drawn from
@@ -359,15 +316,11 @@ void pixel_avgpool(uint8_t* q, const uint8_t* src, int64_t pixel_step, int64_t r
     const __m512 inv = _mm512_set1_ps(e.inv), lo = _mm512_set1_ps(e.lo);
     const __m512 hi = _mm512_set1_ps(e.hi), zp = _mm512_set1_ps(e.zp);
 #pragma GCC unroll 4
-    for (int i = 0; i < P / 2; ++i) {
-        const __m512 left = _mm512_add_ps(epilogue16<Act>(top[2 * i], shift, mult, bias),
-                                          epilogue16<Act>(bottom[2 * i], shift, mult, bias));
-        const __m512 right = _mm512_add_ps(epilogue16<Act>(top[2 * i + 1], shift, mult, bias),
-                                           epilogue16<Act>(bottom[2 * i + 1], shift, mult, bias));
+    for (int i = 0; i < P / 2; ++i)
         _mm512_mask_cvtepi32_storeu_epi8(
             q + i * K, mk,
-            quantize16(_mm512_mul_ps(_mm512_add_ps(left, right), quarter), inv, lo, hi, zp));
-    }
+            pooled_window<Act>(top[2 * i], top[2 * i + 1], bottom[2 * i], bottom[2 * i + 1],
+                               shift, mult, bias, quarter, inv, lo, hi, zp));
 }
 
 template <class Act>
@@ -397,20 +350,9 @@ void avgpool_with(uint8_t* q, const uint8_t* src, int64_t n, int64_t pixel_step,
 void avgpool(uint8_t* q, const uint8_t* src, int64_t n, int64_t pixel_step, int64_t row_step,
              int64_t out_row, int64_t KH, int64_t span, const uint32_t* w, int64_t K,
              const Int8NarrowEpilogue& e) {
-    switch (e.act) {
-        case Activation::relu:
-            return avgpool_with<ActRelu>(q, src, n, pixel_step, row_step, out_row, KH, span, w, K,
-                                         e);
-        case Activation::tanh:
-            return avgpool_with<ActTanh>(q, src, n, pixel_step, row_step, out_row, KH, span, w, K,
-                                         e);
-        case Activation::sigmoid:
-            return avgpool_with<ActSigmoid>(q, src, n, pixel_step, row_step, out_row, KH, span,
-                                            w, K, e);
-        default:
-            return avgpool_with<ActLinear>(q, src, n, pixel_step, row_step, out_row, KH, span, w,
-                                           K, e);
-    }
+    with_activation(e.act, [&](auto act) {
+        avgpool_with<decltype(act)>(q, src, n, pixel_step, row_step, out_row, KH, span, w, K, e);
+    });
 }
 
 }  // namespace

@@ -52,6 +52,7 @@ enum class Scratch : int {
     int8_epilogue,       // the int8 epilogue's per-channel multipliers and zero-point shares
     int8_narrow_weights,  // the int8 convolution's filters laid out for the narrow-layer sums
     int8_narrow_sums,    // one thread's int32 sums of 16 pixels (narrow-layer sums)
+    int8_narrow_amx_weights,  // those filters in AMX tiles (the narrow layers' AMX form)
     int8_float_tile,     // one tile's float outputs, activated (and pooled) before quantizing
     count
 };
