@@ -840,6 +840,8 @@ void test_int8() {
         // kernel (the rows of the two output rows not shared)
         {2, 10, 12, 16, 3, 5, 10, 8, 8, 1, 1, 0, 0, 1, 1, 1},
         {1, 11, 11, 5, 3, 3, 9, 7, 9, 1, 1, 0, 0, 1, 2, 1},
+        // A kernel covering the whole input: its rows are the columns (LeNet-5's C5)
+        {3, 4, 5, 7, 4, 5, 33, 1, 1, 1, 1, 0, 0, 1, 1, 1},
     };
     for (const char* gemm_path : {"portable", "avx512_vnni", "amx_int8"}) {
         if (!set_gemm_u8s8_path(gemm_path)) continue;
@@ -863,6 +865,38 @@ void test_int8() {
                 conv2d_forward_int8(y.data(), xq.data(), packed.packed(), e, d);
                 conv2d_forward_int8_naive(y_ref.data(), xq.data(), w.data(), e, d);
                 expect("conv2d_forward_int8 equals the naive loops", y == y_ref);
+                // The input quantized with its padding (quantize_u8_padded) and read in place
+                // (dims without padding, the slack promised): the outputs of the copying route.
+                {
+                    std::vector<float> xf = randn(xq.size());
+                    std::vector<uint8_t> xq2(xq.size());
+                    quantize_u8(xq2.data(), xf.data(), static_cast<int64_t>(xf.size()), 0.01f,
+                                97);
+                    Conv2dDims dp = d;
+                    dp.H = conv2d_int8_padded_rows(d);
+                    dp.W = conv2d_int8_padded_cols(d);
+                    dp.pad_top = dp.pad_left = 0;
+                    Int8Epilogue ein = e;
+                    ein.x_slack = conv2d_int8_input_slack(d);
+                    ein.act = Activation::tanh;
+                    std::vector<uint8_t> xp(static_cast<size_t>(d.N * dp.H * dp.W * d.C +
+                                                                ein.x_slack));
+                    quantize_u8_padded(xp.data(), xf.data(), d.N, d.H, d.W, d.C, d.pad_top,
+                                       d.pad_left, dp.H, dp.W, 0.01f, 97);
+                    std::vector<float> y1(out), y2(out);
+                    conv2d_forward_int8(y1.data(), xq2.data(), packed.packed(), ein, d);
+                    conv2d_forward_int8(y2.data(), xp.data(), packed.packed(), ein, dp);
+                    expect("conv2d_forward_int8 reads a padded input in place", y1 == y2);
+                    const Int8Output oq{0.02f, 5};
+                    const size_t pooled = static_cast<size_t>(d.N * (d.OH / 2) * (d.OW / 2) * d.K);
+                    std::vector<uint8_t> p1(pooled), p2(pooled);
+                    conv2d_forward_int8_u8_avgpool2(p1.data(), xq2.data(), packed.packed(), ein, oq,
+                                                    d);
+                    conv2d_forward_int8_u8_avgpool2(p2.data(), xp.data(), packed.packed(), ein, oq,
+                                                    dp);
+                    expect("conv2d_forward_int8_u8_avgpool2 reads a padded input in place",
+                           p1 == p2);
+                }
                 // The uint8 outputs, and 2x2 poolings fused into them: the bytes of the steps
                 // they replace, for both signs of the scales (randn), with ReLU, none, and
                 // activations applied on the float tiles (max pooling runs inside the

@@ -25,9 +25,16 @@ void check_dims(const Conv2dDims& d, const char* what) {
                                     std::to_string(d.groups) + "; the int8 convolution takes one");
 }
 
+// Whether each output pixel's receptive field is a contiguous row of the input, in order: 1x1
+// stride-1 unpadded kernels, and kernels covering the whole unpadded input (one output pixel:
+// LeNet-5's C5, a dense layer on the image).
 bool input_is_columns(const Conv2dDims& d) {
-    return d.KH == 1 && d.KW == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_top == 0 &&
-           d.pad_left == 0 && d.OH == d.H && d.OW == d.W;
+    const bool unpadded = d.pad_top == 0 && d.pad_left == 0;
+    const bool pointwise = d.KH == 1 && d.KW == 1 && d.stride_h == 1 && d.stride_w == 1 &&
+                           unpadded && d.OH == d.H && d.OW == d.W;
+    const bool whole = d.KH == d.H && d.KW == d.W && unpadded && d.OH == 1 && d.OW == 1 &&
+                       d.dilation_h == 1 && d.dilation_w == 1;
+    return pointwise || whole;
 }
 
 // Bytes of slack after the padded input and after the columns: the copies below move whole
@@ -121,10 +128,20 @@ struct PaddedInput {
     int64_t Hp, Wp;
 };
 
+// The AMX form's reads past the padded input (conv2d_int8_narrow.h): 16 pixels of whole
+// 64-byte chunks.
+int64_t amx_narrow_slack(const Conv2dDims& d) {
+    return std::max(kSlack, kNarrowPixels * d.stride_w * d.C + 64 * ((d.KW * d.C + 63) / 64));
+}
+
+// In place when xq is laid out as xp already (no padding, no row or column left out) and may be
+// read `slack` bytes past its end (x_slack: Int8Epilogue's promise; quantize_u8_padded's
+// buffers), else a copy.
 PaddedInput padded_input(const uint8_t* xq, int32_t zero_point, const Conv2dDims& d,
-                         int64_t slack = kSlack) {
-    const int64_t Hp = (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
-    const int64_t Wp = (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
+                         int64_t x_slack, int64_t slack = kSlack) {
+    const int64_t Hp = conv2d_int8_padded_rows(d), Wp = conv2d_int8_padded_cols(d);
+    if (d.pad_top == 0 && d.pad_left == 0 && Hp == d.H && Wp == d.W && x_slack >= slack)
+        return {xq, Hp, Wp};
     auto* xp = workspace<uint8_t>(Scratch::int8_padded, d.N * Hp * Wp * d.C + slack);
     pad_input(xp, Hp, Wp, xq, static_cast<uint8_t>(zero_point), d);
     return {xp, Hp, Wp};
@@ -182,11 +199,11 @@ const uint32_t* narrow_amx_weights(const uint32_t* w, const Conv2dDims& d) {
 // The tile loop of both kernels: finish(m, rows, n0, cols, tile, ldt) gets each tile's raw sums.
 template <class Finish>
 void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
-                       const Conv2dDims& d, const Finish& finish) {
+                       int64_t x_slack, const Conv2dDims& d, const Finish& finish) {
     const int64_t M = d.N * d.OH * d.OW, Kc = d.KH * d.KW * d.C;
     if (const Int8NarrowSumsFn sums = narrow_sums_for(d)) {
         if (M <= 0) return;
-        const PaddedInput p = padded_input(xq, zero_point, d);
+        const PaddedInput p = padded_input(xq, zero_point, d, x_slack);
         const uint32_t* w = narrow_weights(w_packed, d);
         const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C, pixel_step = d.stride_w * C;
         const int64_t segments = (d.OW + kNarrowPixels - 1) / kNarrowPixels;
@@ -215,7 +232,7 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
             finish);
         return;
     }
-    const PaddedInput p = padded_input(xq, zero_point, d);
+    const PaddedInput p = padded_input(xq, zero_point, d, x_slack);
     int8_product(
         M, d.K, Kc, w_packed,
         [&](int64_t m0, int64_t rows, uint8_t* a, int64_t lda) {
@@ -231,11 +248,11 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
 // saves). finish: Int8U8PoolTiles or Int8U8AvgPoolTiles.
 template <class Finish>
 void conv2d_int8_window_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
-                              const Conv2dDims& d, const Finish& finish) {
+                              int64_t x_slack, const Conv2dDims& d, const Finish& finish) {
     constexpr int64_t per_tile = kU8MR / 4;
     const int64_t PH = d.OH / 2, PW = d.OW / 2, windows = d.N * PH * PW;
     const int64_t M = (windows + per_tile - 1) / per_tile * kU8MR;
-    const PaddedInput p = padded_input(xq, zero_point, d);
+    const PaddedInput p = padded_input(xq, zero_point, d, x_slack);
     const ColumnGeometry cg(d, p.Wp);
     // In xp: one image, one output row down, one window down and one window right.
     const int64_t image = p.Hp * p.Wp * d.C, out_row = d.stride_h * p.Wp * d.C;
@@ -287,11 +304,11 @@ constexpr int64_t kNarrowPooledPixels = 64;
 
 template <class Finish>
 void conv2d_int8_narrow_pooled(Int8NarrowSumsFn sums, const uint8_t* xq,
-                               const uint32_t* w_packed, int32_t zero_point, const Conv2dDims& d,
-                               const Finish& finish) {
+                               const uint32_t* w_packed, int32_t zero_point, int64_t x_slack,
+                               const Conv2dDims& d, const Finish& finish) {
     const int64_t PH = d.OH / 2, PW = d.OW / 2;
     if (d.N * PH * PW <= 0) return;
-    const PaddedInput p = padded_input(xq, zero_point, d);
+    const PaddedInput p = padded_input(xq, zero_point, d, x_slack);
     const uint32_t* w = narrow_weights(w_packed, d);
     const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C, pixel_step = d.stride_w * C;
     const int64_t out_row = d.stride_h * p.Wp * C;
@@ -321,16 +338,25 @@ void conv2d_int8_narrow_pooled(Int8NarrowSumsFn sums, const uint8_t* xq,
 
 }  // namespace
 
+int64_t conv2d_int8_padded_rows(const Conv2dDims& d) {
+    return (d.OH - 1) * d.stride_h + (d.KH - 1) * d.dilation_h + 1;
+}
+int64_t conv2d_int8_padded_cols(const Conv2dDims& d) {
+    return (d.OW - 1) * d.stride_w + (d.KW - 1) * d.dilation_w + 1;
+}
+int64_t conv2d_int8_input_slack(const Conv2dDims& d) { return amx_narrow_slack(d); }
+
 void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                          const Int8Epilogue& e, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8");
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8FloatTiles(y, d.K, e));
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d, Int8FloatTiles(y, d.K, e));
 }
 
 void conv2d_forward_int8_u8(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
                             const Int8Epilogue& e, const Int8Output& out, const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8_u8");
-    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, d, Int8U8Tiles(yq, d.K, e, out));
+    conv2d_int8_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
+                      Int8U8Tiles(yq, d.K, e, out));
 }
 
 void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
@@ -339,7 +365,7 @@ void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint3
     check_dims(d, "conv2d_forward_int8_u8_maxpool2");
     if (e.act != Activation::linear && e.act != Activation::relu)
         throw std::invalid_argument("conv2d_forward_int8_u8_maxpool2: ReLU or no activation");
-    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, d,
+    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
                              Int8U8PoolTiles(yq, d.K, e, out, d.N * (d.OH / 2) * (d.OW / 2)));
 }
 
@@ -369,10 +395,8 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
                                         u.inv,    u.lo,      u.hi,   u.zp};
             const int64_t PH = d.OH / 2, PW = d.OW / 2;
             if (windows <= 0) return;
-            const int64_t chunks = (d.KW * d.C + 63) / 64;
-            const PaddedInput p = padded_input(
-                xq, e.x_zero_point, d,
-                on_amx ? std::max(kSlack, kNarrowPixels * pixel_step + 64 * chunks) : kSlack);
+            const PaddedInput p = padded_input(xq, e.x_zero_point, d, e.x_slack,
+                                               on_amx ? amx_narrow_slack(d) : kSlack);
             const uint32_t* w = narrow_weights(w_packed, d);
             if (on_amx) w = narrow_amx_weights(w, d);
             const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C;
@@ -391,7 +415,7 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
             return;
         }
         return conv2d_int8_narrow_pooled(
-            sums, xq, w_packed, e.x_zero_point, d,
+            sums, xq, w_packed, e.x_zero_point, e.x_slack, d,
             [&](int64_t w, int64_t n, const int32_t* top, const int32_t* bottom) {
                 // Both rows' float outputs back to back (K apart), activated, then averaged.
                 const int64_t K = d.K, pixels = 2 * n;
@@ -402,14 +426,15 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
                                    u.hi, u.zp);
             });
     }
-    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, d,
+    conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
                              Int8U8AvgPoolTiles(yq, d.K, e, out, windows));
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                       const int32_t* w_sums, int32_t x_zero_point, const Conv2dDims& d) {
     check_dims(d, "conv2d_sums_int8");
-    conv2d_int8_tiles(xq, w_packed, x_zero_point, d, Int8SumTiles{s, d.K, w_sums, x_zero_point});
+    conv2d_int8_tiles(xq, w_packed, x_zero_point, 0, d,
+                      Int8SumTiles{s, d.K, w_sums, x_zero_point});
 }
 
 void conv2d_sums_int8_naive(int32_t* s, const uint8_t* xq, const int8_t* w,

@@ -731,21 +731,30 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
             case StepKind::conv2d_int8:
             case StepKind::dense_int8: {
                 // The input quantized into the calling thread's workspace (unless the int8
-                // step before wrote it), then the int8 product with the activation (not
-                // softmax) in its epilogue, writing float32 or the next step's uint8.
+                // step before wrote it; a convolution's with its padding, read in place), then
+                // the int8 product with the activation (not softmax) in its epilogue, writing
+                // float32 or the next step's uint8.
                 const uint8_t* xq = reinterpret_cast<const uint8_t*>(cur);
-                if (!s.input_u8) {
-                    auto* q = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
-                    quantize_u8(q, cur, n * s.in_size, s.x_scale, s.x_zero_point);
-                    xq = q;
-                }
-                const Int8Epilogue e{s.int8_kernel->sums(), s.w_scale, s.bias, s.x_scale,
-                                     s.x_zero_point,
-                                     s.fused_softmax ? Activation::linear : s.act, s.act_alpha};
+                Int8Epilogue e{s.int8_kernel->sums(), s.w_scale, s.bias, s.x_scale,
+                               s.x_zero_point, s.fused_softmax ? Activation::linear : s.act,
+                               s.act_alpha};
                 auto* yq = reinterpret_cast<uint8_t*>(dst);
                 if (s.kind == StepKind::conv2d_int8) {
                     Conv2dDims d = s.conv;
                     d.N = n;
+                    if (!s.input_u8) {
+                        const int64_t Hp = conv2d_int8_padded_rows(d);
+                        const int64_t Wp = conv2d_int8_padded_cols(d);
+                        e.x_slack = conv2d_int8_input_slack(d);
+                        auto* q = workspace<uint8_t>(Scratch::int8_input,
+                                                     n * Hp * Wp * d.C + e.x_slack);
+                        quantize_u8_padded(q, cur, n, d.H, d.W, d.C, d.pad_top, d.pad_left, Hp,
+                                           Wp, s.x_scale, s.x_zero_point);
+                        xq = q;
+                        d.H = Hp;
+                        d.W = Wp;
+                        d.pad_top = d.pad_left = 0;
+                    }
                     if (s.maxpool2_fused)
                         conv2d_forward_int8_u8_maxpool2(yq, xq, s.int8_kernel->packed(), e,
                                                         s.out_q, d);
@@ -757,6 +766,11 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
                     else
                         conv2d_forward_int8(dst, xq, s.int8_kernel->packed(), e, d);
                 } else {
+                    if (!s.input_u8) {
+                        auto* q = workspace<uint8_t>(Scratch::int8_input, n * s.in_size);
+                        quantize_u8(q, cur, n * s.in_size, s.x_scale, s.x_zero_point);
+                        xq = q;
+                    }
                     DenseDims d = s.dense;
                     d.N = n * s.rows;
                     if (s.output_u8)

@@ -145,6 +145,32 @@ void quantize_u8(uint8_t* q, const float* x, int64_t n, float scale, int32_t zer
     });
 }
 
+void quantize_u8_padded(uint8_t* xp, const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t pad_top, int64_t pad_left, int64_t Hp, int64_t Wp, float scale,
+                        int32_t zero_point) {
+    const float inv = 1.0f / scale;
+    const float lo = static_cast<float>(-zero_point), hi = static_cast<float>(255 - zero_point);
+    const float zp = static_cast<float>(zero_point);
+    const Int8Elementwise* t = tables().current();
+    const int64_t rows = std::min(H, Hp - pad_top), cols = std::min(W, Wp - pad_left);
+    const auto fill = static_cast<uint8_t>(zero_point);
+    const int T = threads_for(N * Hp * Wp * C / kQuantizeBlock + 1);
+    parallel_for(T, N, [&](int64_t n) {
+        uint8_t* out = xp + n * Hp * Wp * C;
+        const float* in = x + n * H * W * C;
+        std::memset(out, fill, static_cast<size_t>(pad_top * Wp * C));
+        for (int64_t h = 0; h < rows; ++h) {
+            uint8_t* row = out + (pad_top + h) * Wp * C;
+            std::memset(row, fill, static_cast<size_t>(pad_left * C));
+            t->quantize(row + pad_left * C, in + h * W * C, cols * C, inv, lo, hi, zp);
+            std::memset(row + (pad_left + cols) * C, fill,
+                        static_cast<size_t>((Wp - pad_left - cols) * C));
+        }
+        std::memset(out + (pad_top + rows) * Wp * C, fill,
+                    static_cast<size_t>((Hp - pad_top - rows) * Wp * C));
+    });
+}
+
 void quantize_u8_naive(uint8_t* q, const float* x, int64_t n, float scale, int32_t zero_point) {
     const float inv = 1.0f / scale;
     const float lo = static_cast<float>(-zero_point), hi = static_cast<float>(255 - zero_point);

@@ -36,6 +36,10 @@ struct Int8Epilogue {
     // float outputs while it is in L1, so the same bits as activating the whole output after.
     Activation act = Activation::linear;
     float act_alpha = 0.0f;
+    // Bytes the convolutions may read past the input's end (0: none). With at least
+    // conv2d_int8_input_slack(d) and an input laid out as the padded one (quantize_u8_padded,
+    // dims with no padding), the convolutions read it in place instead of copying it padded.
+    int64_t x_slack = 0;
 };
 
 // An int8 kernel (rows, K) packed once for the int8 GEMM (gemm_u8s8_pack_b, in 64-byte-aligned
@@ -59,6 +63,14 @@ private:
 void quantize_u8(uint8_t* q, const float* x, int64_t n, float scale, int32_t zero_point);
 void quantize_u8_naive(uint8_t* q, const float* x, int64_t n, float scale, int32_t zero_point);
 
+// x (N,H,W,C) float -> xp (N,Hp,Wp,C) uint8: x quantized as quantize_u8 does, pad_top rows
+// and pad_left columns of zero_point (the quantized 0.0) before it and as many after as Hp and
+// Wp leave (rows and columns of x past them dropped): a convolution's quantized input with its
+// padding, written once. Threaded.
+void quantize_u8_padded(uint8_t* xp, const float* x, int64_t N, int64_t H, int64_t W, int64_t C,
+                        int64_t pad_top, int64_t pad_left, int64_t Hp, int64_t Wp, float scale,
+                        int32_t zero_point);
+
 // w (rows, K) int8 -> sums (K,) int32: each output channel's weight sum (the zero point's share).
 void int8_weight_sums(int32_t* sums, const int8_t* w, int64_t rows, int64_t K);
 
@@ -73,6 +85,11 @@ void int8_requantize(float* y, const int32_t* acc, int64_t M, int64_t K, const I
 // kernels copy the input's rows), and each 14x32 tile of sums goes through the epilogue.
 void conv2d_forward_int8(float* y, const uint8_t* xq, const uint32_t* w_packed,
                          const Int8Epilogue& e, const Conv2dDims& d);
+// The padded input's rows and columns for d, (OH - 1) stride + (K - 1) dilation + 1 (those a
+// stride never reaches left out), and the bytes the convolutions may read past it.
+int64_t conv2d_int8_padded_rows(const Conv2dDims& d);
+int64_t conv2d_int8_padded_cols(const Conv2dDims& d);
+int64_t conv2d_int8_input_slack(const Conv2dDims& d);
 // The exact integer part alone: s (N,OH,OW,K) = sum (xq - x_zero_point) * wq (for tests).
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,
                       const int32_t* w_sums, int32_t x_zero_point, const Conv2dDims& d);
