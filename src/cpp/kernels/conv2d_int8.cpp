@@ -245,7 +245,7 @@ void conv2d_int8_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero
 // window by window: tile b's rows 4i .. 4i + 3 are the pixels (top-left, top-right,
 // bottom-left, bottom-right) of pooled pixel b * per_tile + i, its last kU8MR - 4 per_tile rows
 // zeros (2 of 14: the micro-kernel's work on them is small beside the epilogues the pooling
-// saves). finish: Int8U8PoolTiles or Int8U8AvgPoolTiles.
+// saves). finish: Int8U8PoolTiles.
 template <class Finish>
 void conv2d_int8_window_tiles(const uint8_t* xq, const uint32_t* w_packed, int32_t zero_point,
                               int64_t x_slack, const Conv2dDims& d, const Finish& finish) {
@@ -366,7 +366,8 @@ void conv2d_forward_int8_u8_maxpool2(uint8_t* yq, const uint8_t* xq, const uint3
     if (e.act != Activation::linear && e.act != Activation::relu)
         throw std::invalid_argument("conv2d_forward_int8_u8_maxpool2: ReLU or no activation");
     conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
-                             Int8U8PoolTiles(yq, d.K, e, out, d.N * (d.OH / 2) * (d.OW / 2)));
+                             Int8U8PoolTiles(yq, d.K, e, out, d.N * (d.OH / 2) * (d.OW / 2),
+                                             false));
 }
 
 void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint32_t* w_packed,
@@ -427,7 +428,7 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
             });
     }
     conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
-                             Int8U8AvgPoolTiles(yq, d.K, e, out, windows));
+                             Int8U8PoolTiles(yq, d.K, e, out, windows, true));
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,

@@ -128,45 +128,33 @@ struct Int8U8Tiles {  // yq (M,K) uint8: the same, quantized to the next layer's
     float inv, lo, hi, zp;
 };
 
-// Int8U8Tiles for conv2d_forward_int8_u8_maxpool2: tile rows 4i .. 4i + 3 (i < kU8MR / 4) are
-// the four pixels of pooled output pixel m / kU8MR * (kU8MR / 4) + i (below `windows`); each
-// column's largest sum (smallest where its factor is negative) goes through the epilogue (ReLU
-// or none: fuse_int8_chains fuses no other activation).
+// Int8U8Tiles for the pooled convolutions: tile rows 4i .. 4i + 3 (i < kU8MR / 4) are the
+// four pixels (top-left, top-right, bottom-left, bottom-right) of pooled output pixel
+// m / kU8MR * (kU8MR / 4) + i (below `windows`). Max pooling (conv2d_forward_int8_u8_maxpool2):
+// each column's largest sum (smallest where its factor is negative) goes through the epilogue
+// (ReLU or none: fuse_int8_chains fuses no other activation). Average pooling (_avgpool2):
+// every pixel's float output, activated, then each window's average quantized.
 struct Int8U8PoolTiles {
     Int8U8PoolTiles(uint8_t* yq, int64_t K, const Int8Epilogue& e, const Int8Output& out,
-                    int64_t windows)
-        : u(yq, K, e, out), windows(windows) {}
+                    int64_t windows, bool average)
+        : u(yq, K, e, out), windows(windows), average(average) {}
     void operator()(int64_t m, int64_t, int64_t n0, int64_t cols, const int32_t* tile,
                     int64_t ldt) const {
         constexpr int64_t per_tile = kU8MR / 4;
         const int64_t w0 = m / kU8MR * per_tile, n = std::min(per_tile, windows - w0);
         const Int8FloatTiles& f = u.f;
-        f.t->requantize_u8_pool4(u.yq + w0 * f.K + n0, f.K, tile, ldt, n, cols, f.mult + n0,
-                                 f.shift + n0, f.bias ? f.bias + n0 : nullptr, f.relu, u.inv,
-                                 u.lo, u.hi, u.zp);
-    }
-    Int8U8Tiles u;
-    int64_t windows;
-};
-
-// The same tile layout for conv2d_forward_int8_u8_avgpool2 (rows 4i .. 4i + 3: top-left,
-// top-right, bottom-left, bottom-right): every pixel's float output, activated, then each
-// window's average quantized.
-struct Int8U8AvgPoolTiles {
-    Int8U8AvgPoolTiles(uint8_t* yq, int64_t K, const Int8Epilogue& e, const Int8Output& out,
-                       int64_t windows)
-        : u(yq, K, e, out), windows(windows) {}
-    void operator()(int64_t m, int64_t, int64_t n0, int64_t cols, const int32_t* tile,
-                    int64_t ldt) const {
-        constexpr int64_t per_tile = kU8MR / 4;
-        const int64_t w0 = m / kU8MR * per_tile, n = std::min(per_tile, windows - w0);
+        uint8_t* q = u.yq + w0 * f.K + n0;
+        if (!average)
+            return f.t->requantize_u8_pool4(q, f.K, tile, ldt, n, cols, f.mult + n0, f.shift + n0,
+                                            f.bias ? f.bias + n0 : nullptr, f.relu, u.inv, u.lo,
+                                            u.hi, u.zp);
         float* y = int8_float_tile(4 * n * cols);
-        u.f.to_float(y, cols, 4 * n, n0, cols, tile, ldt);
-        u.f.t->avgpool2_u8(u.yq + w0 * u.f.K + n0, u.f.K, y, y + 2 * cols, 4 * cols, n, cols,
-                           u.inv, u.lo, u.hi, u.zp);
+        f.to_float(y, cols, 4 * n, n0, cols, tile, ldt);
+        f.t->avgpool2_u8(q, f.K, y, y + 2 * cols, 4 * cols, n, cols, u.inv, u.lo, u.hi, u.zp);
     }
     Int8U8Tiles u;
     int64_t windows;
+    bool average;
 };
 
 struct Int8SumTiles {  // s (M,K) int32: the sums less the zero point's share
