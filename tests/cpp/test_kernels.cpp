@@ -876,22 +876,23 @@ void test_int8() {
                     dp.H = conv2d_int8_padded_rows(d);
                     dp.W = conv2d_int8_padded_cols(d);
                     dp.pad_top = dp.pad_left = 0;
-                    Int8Epilogue ein = e;
+                    Int8Epilogue ecopy = e;  // the copying route: no slack promised
+                    ecopy.act = Activation::tanh;
+                    Int8Epilogue ein = ecopy;
                     ein.x_slack = conv2d_int8_input_slack(d);
-                    ein.act = Activation::tanh;
                     std::vector<uint8_t> xp(static_cast<size_t>(d.N * dp.H * dp.W * d.C +
                                                                 ein.x_slack));
                     quantize_u8_padded(xp.data(), xf.data(), d.N, d.H, d.W, d.C, d.pad_top,
                                        d.pad_left, dp.H, dp.W, 0.01f, 97);
                     std::vector<float> y1(out), y2(out);
-                    conv2d_forward_int8(y1.data(), xq2.data(), packed.packed(), ein, d);
+                    conv2d_forward_int8(y1.data(), xq2.data(), packed.packed(), ecopy, d);
                     conv2d_forward_int8(y2.data(), xp.data(), packed.packed(), ein, dp);
                     expect("conv2d_forward_int8 reads a padded input in place", y1 == y2);
                     const Int8Output oq{0.02f, 5};
                     const size_t pooled = static_cast<size_t>(d.N * (d.OH / 2) * (d.OW / 2) * d.K);
                     std::vector<uint8_t> p1(pooled), p2(pooled);
-                    conv2d_forward_int8_u8_avgpool2(p1.data(), xq2.data(), packed.packed(), ein, oq,
-                                                    d);
+                    conv2d_forward_int8_u8_avgpool2(p1.data(), xq2.data(), packed.packed(), ecopy,
+                                                    oq, d);
                     conv2d_forward_int8_u8_avgpool2(p2.data(), xp.data(), packed.packed(), ein, oq,
                                                     dp);
                     expect("conv2d_forward_int8_u8_avgpool2 reads a padded input in place",
