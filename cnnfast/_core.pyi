@@ -19,7 +19,7 @@ class Network:
     @staticmethod
     def from_config(architecture: str, weights: dict, quantization: typing.Any = None, int8_chains: bool = True) -> Network:
         ...
-    def forward(self, out: numpy.ndarray, x: numpy.ndarray, step_seconds: typing.Any = None) -> None:
+    def forward(self, out: numpy.ndarray, x: numpy.ndarray, step_seconds: typing.Any = None, weights_unchanged: bool = False) -> None:
         ...
     @property
     def input_shape(self) -> tuple:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnfast import _core, graph, initializers, regularizers
+from cnnfast import _core, _sealing, graph, initializers, regularizers
 from cnnfast.random import mask_seed, next_seed
 from cnnfast.shapes import conv_padding, pair
 
@@ -117,7 +117,7 @@ class Layer:
         self.declared_input_shape = tuple(input_shape) if input_shape is not None else None
         # The first layer of a model need not propagate gradients to the data.
         self.need_input_grad = True
-        self.weights_: dict[str, np.ndarray] = {}
+        self.weights_: dict[str, np.ndarray] = _sealing.WeightDict()
         self.gradients_: dict[str, np.ndarray] = {}
         self.regularizers_: dict[str, regularizers.Regularizer] = {}
         self._buffers: dict[str, np.ndarray] = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnfast import _core, _executor, graph, mixed_precision, regularizers
+from cnnfast import _core, _executor, _sealing, graph, mixed_precision, regularizers
 from cnnfast import callbacks as callbacks_module
 from cnnfast import layers as layers_module
 from cnnfast import losses as losses_module
@@ -565,6 +565,7 @@ class Model:
                           "kernel, several times slower than float32 training", RuntimeWarning,
                           stacklevel=2)
         self.optimizer = optimizers_module.get(optimizer)
+        _sealing.unseal_model(self)  # trainable now: predict seals no more
         self.loss = losses_module.get(loss)
         self.metrics = names
         self._metric_objects = objs
@@ -1412,7 +1413,11 @@ class Model:
             net = self._inference_network()
             if net is not None:
                 out = np.empty((len(x),) + self.output_shape_, np.float32)
-                net.forward(out, x)
+                # Sealed weights (cnnfast._sealing) cannot have changed: no digests to compare.
+                unchanged = _sealing.sealed(self, net)
+                net.forward(out, x, weights_unchanged=unchanged)
+                if not unchanged:
+                    _sealing.seal(self, net)
                 return out
         batch_size = _check_batch_size(batch_size, "predict")
         steps = _check_count(steps, "predict", "steps")

@@ -164,7 +164,7 @@ void bind_network(py::module_& m) {
         .def(
             "forward",
             [](const NetworkHandle& h, py::array out, const py::array& x,
-               const py::object& step_seconds) {
+               const py::object& step_seconds, bool weights_unchanged) {
                 const Network& net = *h.net;
                 const float* px = in_f32(x, "Network.forward x");
                 float* po = out_f32(out, "Network.forward out");
@@ -210,9 +210,10 @@ void bind_network(py::module_& m) {
                     seconds = static_cast<double*>(t.mutable_data());
                 }
                 py::gil_scoped_release release;
-                net.forward(po, px, n, seconds);
+                net.forward(po, px, n, seconds, weights_unchanged);
             },
-            py::arg("out"), py::arg("x"), py::arg("step_seconds") = py::none());
+            py::arg("out"), py::arg("x"), py::arg("step_seconds") = py::none(),
+            py::arg("weights_unchanged") = false);
 }
 
 }  // namespace cnnfast::bind

@@ -694,7 +694,9 @@ std::vector<std::string> Network::describe() const {
 }
 
 // x (n, input...) -> out (n, output...): the planned steps, each on its values' buffers.
-void Network::forward(float* out, const float* x, int64_t n, double* step_seconds) const {
+void Network::forward(float* out, const float* x, int64_t n, double* step_seconds,
+                      bool weights_unchanged) const {
+    const bool fixed = weights_fixed_ || weights_unchanged;
     if (n <= 0) return;
     if (offset_[current_] == kInput) {  // no step computes anything (views of x only)
         std::memcpy(out, x, sizeof(float) * n * input_size_);
@@ -720,7 +722,7 @@ void Network::forward(float* out, const float* x, int64_t n, double* step_second
                 // The activation on each band of output while it is in cache (softmax after).
                 const Activation act = s.fused_softmax ? Activation::linear : s.act;
                 if (s.winograd && conv2d_forward_reads_winograd_kernel(d)) {
-                    const auto U = s.winograd->get(s.weight, d, weights_fixed_);
+                    const auto U = s.winograd->get(s.weight, d, fixed);
                     conv2d_forward(dst, cur, *U, s.bias, d, act, s.act_alpha);
                 } else {
                     conv2d_forward(dst, cur, s.weight, s.bias, d, act, s.act_alpha);

@@ -211,7 +211,11 @@ public:
     // x (n, input_shape...); out (n, output_shape...), must not overlap x. With step_seconds
     // (one per describe() line), adds each step's wall time to its entry (for profiling:
     // dev/network_step_times.py).
-    void forward(float* out, const float* x, int64_t n, double* step_seconds = nullptr) const;
+    // weights_unchanged: the caller's promise that no borrowed weight changed since the last
+    // forward (cnnfast.Model.predict's sealed weights): the kept Winograd kernels are then used
+    // without comparing the weights' digest, as under fix_weights, for this call.
+    void forward(float* out, const float* x, int64_t n, double* step_seconds = nullptr,
+                 bool weights_unchanged = false) const;
 
 private:
     static int64_t size_of(const std::vector<int64_t>& s);
