@@ -407,11 +407,8 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
             parallel_for(T, d.N * PH, [&](int64_t r) {  // one pooled row each
                 const int64_t n = r / PH, ph = r % PH;
                 const uint8_t* row = p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C;
-                for (int64_t ow = 0; ow < 2 * PW; ow += kNarrowPixels) {
-                    const int64_t cols = std::min(kNarrowPixels, 2 * PW - ow);
-                    fused(yq + (r * PW + ow / 2) * d.K, row + ow * pixel_step, cols, pixel_step,
-                          row_step, out_row, d.KH, d.KW * C, w, d.K, ep);
-                }
+                fused(yq + r * PW * d.K, row, 2 * PW, pixel_step, row_step, out_row, d.KH,
+                      d.KW * C, w, d.K, ep);
             });
             return;
         }

@@ -47,11 +47,11 @@ inline bool int8_narrow_fuses(Activation act) {
 }
 
 // q (n / 2 x K bytes, back to back) = the 2x2 average pooling of two output rows' n pixels (n
-// even, at most 16; the top row's first receptive field at src, the bottom row's at src +
-// out_row, each as for Int8NarrowSumsFn) through the epilogue: requantized, activated, each
-// window's ((top-left + bottom-left) + (top-right + bottom-right)) * 0.25f quantized - the
-// float operations of the int8 epilogue, the activation kernel on AVX-512, the average
-// pooling and quantize_u8, so the bytes of those steps apart.
+// even: a pooled row's whole width in one call; the top row's first receptive field at src,
+// the bottom row's at src + out_row, each as for Int8NarrowSumsFn) through the epilogue:
+// requantized, activated, each window's ((top-left + bottom-left) + (top-right +
+// bottom-right)) * 0.25f quantized - the float operations of the int8 epilogue, the activation
+// kernel on AVX-512, the average pooling and quantize_u8, so the bytes of those steps apart.
 using Int8NarrowAvgPoolFn = void (*)(uint8_t* q, const uint8_t* src, int64_t n,
                                      int64_t pixel_step, int64_t row_step, int64_t out_row,
                                      int64_t KH, int64_t span, const uint32_t* w, int64_t K,
@@ -62,7 +62,7 @@ Int8NarrowSumsFn conv2d_int8_narrow_avx512vnni();
 Int8NarrowAvgPoolFn conv2d_int8_narrow_avgpool_avx512vnni();
 
 // The same on AMX tiles (conv2d_int8_narrow_amx.cpp; null when the build lacks AMX), for any
-// pixel step, n <= 16, with w in another layout: per kernel row kh and 64-byte chunk c of its
+// pixel step, with w in another layout: per kernel row kh and 64-byte chunk c of its
 // span (chunks = ceil(span / 64)), a 16 x 16 tile of uint32 at w + (kh * chunks + c) * 256,
 // row r holding the 16 filters' weights of bytes 64 c + 4 r .. + 3 of the span (as
 // Int8NarrowSumsFn's w, zero past the span and past K). Reads 16 rows of whole chunks from src

@@ -14,6 +14,8 @@
 #if defined(CNNFAST_BUILD_AMX)
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "amx_tiles.h"
 #include "avx512_util.h"
 #include "conv2d_int8_narrow_epilogue.h"
@@ -95,7 +97,10 @@ void avgpool(uint8_t* q, const uint8_t* src, int64_t n, int64_t pixel_step, int6
              int64_t out_row, int64_t KH, int64_t span, const uint32_t* w, int64_t K,
              const Int8NarrowEpilogue& e) {
     with_activation(e.act, [&](auto act) {
-        avgpool_with<decltype(act)>(q, src, n, pixel_step, row_step, out_row, KH, span, w, K, e);
+        for (int64_t j = 0; j < n; j += 16)  // a tile's 16 pixels at a time
+            avgpool_with<decltype(act)>(q + j / 2 * K, src + j * pixel_step,
+                                        std::min<int64_t>(16, n - j), pixel_step, row_step,
+                                        out_row, KH, span, w, K, e);
     });
 }
 

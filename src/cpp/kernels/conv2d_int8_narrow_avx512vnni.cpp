@@ -336,8 +336,12 @@ void avgpool_with(uint8_t* q, const uint8_t* src, int64_t n, int64_t pixel_step,
         &pixel_avgpool<8, Act>};
     const int64_t groups = (span + 3) / 4;
     // The choice of `sums`, per row.
-    if (pixel_step <= 4 && K <= kNarrowLaneMaxK && K + 2 < 2 * n)
-        return kLane[K - 1](q, src, n, pixel_step, row_step, out_row, KH, groups, w, e);
+    if (pixel_step <= 4 && K <= kNarrowLaneMaxK && K + 2 < 2 * std::min<int64_t>(n, 16)) {
+        for (int64_t j = 0; j < n; j += 16)
+            kLane[K - 1](q + j / 2 * K, src + j * pixel_step, std::min<int64_t>(16, n - j),
+                         pixel_step, row_step, out_row, KH, groups, w, e);
+        return;
+    }
     // Calls of at most 8 pixels, as even as they go (10: 6 + 4, not 8 + 2).
     const int64_t calls = (n + 7) / 8, per_call = (n / 2 + calls - 1) / calls * 2;
     for (int64_t j = 0; j < n; j += per_call) {

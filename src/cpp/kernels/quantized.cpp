@@ -37,6 +37,12 @@ void quantize_portable(uint8_t* q, const float* x, int64_t n, float inv, float l
     }
 }
 
+void quantize_rows_portable(uint8_t* q, int64_t ldq, const float* x, int64_t ldx, int64_t rows,
+                            int64_t n, float inv, float lo, float hi, float zp) {
+    for (int64_t r = 0; r < rows; ++r)
+        quantize_portable(q + r * ldq, x + r * ldx, n, inv, lo, hi, zp);
+}
+
 void requantize_portable(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
                          int64_t K, const float* mult, const int32_t* shift, const float* bias,
                          bool relu) {
@@ -110,9 +116,13 @@ void avgpool2_u8_portable(uint8_t* q, int64_t ldq, const float* top, const float
     }
 }
 
-const Int8Elementwise kPortable{"baseline",           quantize_portable,
-                                requantize_portable,  requantize_u8_portable,
-                                requantize_u8_pool4_portable, avgpool2_u8_portable};
+const Int8Elementwise kPortable{"baseline",
+                                quantize_portable,
+                                quantize_rows_portable,
+                                requantize_portable,
+                                requantize_u8_portable,
+                                requantize_u8_pool4_portable,
+                                avgpool2_u8_portable};
 
 SimdTables<Int8Elementwise>& tables() {
     static SimdTables<Int8Elementwise> t(&kPortable, nullptr, int8_elementwise_avx512());
@@ -155,19 +165,13 @@ void quantize_u8_padded(uint8_t* xp, const float* x, int64_t N, int64_t H, int64
     const int64_t rows = std::min(H, Hp - pad_top), cols = std::min(W, Wp - pad_left);
     const auto fill = static_cast<uint8_t>(zero_point);
     const int T = threads_for(N * Hp * Wp * C / kQuantizeBlock + 1);
+    // Per image: the padding (one fill of the whole image), then its rows in one call (short
+    // rows, LeNet-5's 28 values, one call each cost more than their quantization).
     parallel_for(T, N, [&](int64_t n) {
         uint8_t* out = xp + n * Hp * Wp * C;
-        const float* in = x + n * H * W * C;
-        std::memset(out, fill, static_cast<size_t>(pad_top * Wp * C));
-        for (int64_t h = 0; h < rows; ++h) {
-            uint8_t* row = out + (pad_top + h) * Wp * C;
-            std::memset(row, fill, static_cast<size_t>(pad_left * C));
-            t->quantize(row + pad_left * C, in + h * W * C, cols * C, inv, lo, hi, zp);
-            std::memset(row + (pad_left + cols) * C, fill,
-                        static_cast<size_t>((Wp - pad_left - cols) * C));
-        }
-        std::memset(out + (pad_top + rows) * Wp * C, fill,
-                    static_cast<size_t>((Hp - pad_top - rows) * Wp * C));
+        std::memset(out, fill, static_cast<size_t>(Hp * Wp * C));
+        t->quantize_rows(out + (pad_top * Wp + pad_left) * C, Wp * C, x + n * H * W * C, W * C,
+                         rows, cols * C, inv, lo, hi, zp);
     });
 }
 

@@ -17,6 +17,10 @@ struct Int8Elementwise {
     // q[i] = (uint8) (round_half_even(max(lo, min(x[i] * inv, hi))) + zp), i < n; NaN -> lo.
     void (*quantize)(uint8_t* q, const float* x, int64_t n, float inv, float lo, float hi,
                      float zp);
+    // The same on `rows` rows of n values, x's ldx floats apart, q's ldq bytes apart (an
+    // image's rows into its padded layout: quantize_u8_padded).
+    void (*quantize_rows)(uint8_t* q, int64_t ldq, const float* x, int64_t ldx, int64_t rows,
+                          int64_t n, float inv, float lo, float hi, float zp);
     // y (M,K), row stride ldy, = float(acc - shift[k]) * mult[k] (+ bias[k]), then max(y, 0)
     // when relu; acc (M,K) row stride ldacc.
     void (*requantize)(float* y, int64_t ldy, const int32_t* acc, int64_t ldacc, int64_t M,
