@@ -79,6 +79,7 @@ def seal(model: Any, net: Any) -> None:
     """After a predict through `net`: make every weight array of a model that is not compiled
     read-only, if no array is referenced (or viewed) from outside the model and its network."""
     global _epoch
+    model.__dict__.pop("_sealed_for", None)  # its arrays out of the reference counts below
     if model.compiled:
         return
     arrays = []
@@ -96,12 +97,13 @@ def seal(model: Any, net: Any) -> None:
     for w in arrays:
         w.flags.writeable = False
     _epoch += 1
-    model._sealed_for = (_epoch, id(net))
+    model._sealed_for = (_epoch, id(net), tuple(arrays))
 
 
 def sealed(model: Any, net: Any) -> bool:
-    """Whether `model`'s weights are sealed since `net`'s last predict call."""
-    if model.__dict__.get("_sealed_for") != (_epoch, id(net)):
+    """Whether `model`'s weights are sealed since `net`'s last predict call (the arrays sealed
+    then are the ones `net` borrows: replaced arrays make another network)."""
+    state = model.__dict__.get("_sealed_for")
+    if state is None or state[0] != _epoch or state[1] != id(net):
         return False
-    return all(not w.flags.writeable for layer in model.layers
-               for w in dict.values(layer.weights_))
+    return not any(w.flags.writeable for w in state[2])

@@ -1415,7 +1415,7 @@ class Model:
                 out = np.empty((len(x),) + self.output_shape_, np.float32)
                 # Sealed weights (cnnfast._sealing) cannot have changed: no digests to compare.
                 unchanged = _sealing.sealed(self, net)
-                net.forward(out, x, weights_unchanged=unchanged)
+                net.forward(out, x, None, unchanged)  # weights_unchanged
                 if not unchanged:
                     _sealing.seal(self, net)
                 return out
