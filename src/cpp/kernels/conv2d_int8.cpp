@@ -291,50 +291,36 @@ void conv2d_int8_window_tiles(const uint8_t* xq, const uint32_t* w_packed, int32
         finish, kSlack);
 }
 
-// The narrow-layer sums (narrow_sums_for) of a convolution followed by 2x2 stride-2 pooling:
-// one task per pooled row, whose two output rows go up to kNarrowPooledPixels pixels at a time
-// (segments start on even columns), the top row's sums in `top` and the bottom row's in
-// `bottom`, a pixel a row (row stride kNarrowMaxK). finish(w, windows, top, bottom): `windows`
-// pooled pixels from pooled pixel w, along one pooled row.
-// Whole rows per finish rather than 16 pixels: a finish stores its float tile and loads it
-// back at once, and on small tiles those loads waited on the stores (LeNet-5's C1 with its
-// 2x2 average pooling and tanh, 16 pixels a finish: 0.90 ms against 0.72 + 0.12 unfused;
-// dev/int8_step_times.py lenet5).
-constexpr int64_t kNarrowPooledPixels = 64;
+// Where a pooled row's input lies for the narrow layers' pooled routes (Int8NarrowSumsFn's and
+// Int8NarrowAvgPoolFn's arguments): one output pixel on, one kernel row down, one output row
+// down, in the padded input.
+struct NarrowSteps {
+    int64_t pixel, row, out_row;
+};
 
-template <class Finish>
-void conv2d_int8_narrow_pooled(Int8NarrowSumsFn sums, const uint8_t* xq,
-                               const uint32_t* w_packed, int32_t zero_point, int64_t x_slack,
-                               const Conv2dDims& d, const Finish& finish) {
-    const int64_t PH = d.OH / 2, PW = d.OW / 2;
-    if (d.N * PH * PW <= 0) return;
-    const PaddedInput p = padded_input(xq, zero_point, d, x_slack);
-    const uint32_t* w = narrow_weights(w_packed, d);
-    const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C, pixel_step = d.stride_w * C;
-    const int64_t out_row = d.stride_h * p.Wp * C;
+// A narrow layer followed by 2x2 stride-2 pooling, one task per pooled row:
+// row_fn(r, row, steps) for pooled row r (of N * OH / 2), `row` its top output row's first
+// receptive field in the padded input (read in place or copied with `slack` bytes after it).
+template <class RowFn>
+void narrow_pooled_rows(const uint8_t* xq, int32_t zero_point, int64_t x_slack, int64_t slack,
+                        const Conv2dDims& d, const RowFn& row_fn) {
+    const int64_t PH = d.OH / 2, C = d.C;
+    if (d.N * PH * (d.OW / 2) <= 0) return;
+    const PaddedInput p = padded_input(xq, zero_point, d, x_slack, slack);
+    const NarrowSteps steps{d.stride_w * C, d.dilation_h * p.Wp * C, d.stride_h * p.Wp * C};
     const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * C;
     const int T = threads_for(std::min(d.N * PH, macs / kMacsPerThread + 1));
     parallel_for(T, d.N * PH, [&](int64_t r) {
-        int32_t* top = workspace<int32_t>(Scratch::int8_narrow_sums,
-                                          2 * kNarrowPooledPixels * kNarrowMaxK);
-        int32_t* bottom = top + kNarrowPooledPixels * kNarrowMaxK;
         const int64_t n = r / PH, ph = r % PH;
-        const uint8_t* row = p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C;
-        for (int64_t ow0 = 0; ow0 < 2 * PW; ow0 += kNarrowPooledPixels) {
-            const int64_t pixels = std::min(kNarrowPooledPixels, 2 * PW - ow0);
-            for (int64_t j = 0; j < pixels; j += kNarrowPixels) {
-                const int64_t cols = std::min(kNarrowPixels, pixels - j);
-                const uint8_t* src = row + (ow0 + j) * pixel_step;
-                sums(top + j * kNarrowMaxK, src, cols, pixel_step, row_step, d.KH, d.KW * C, w,
-                     d.K);
-                sums(bottom + j * kNarrowMaxK, src + out_row, cols, pixel_step, row_step, d.KH,
-                     d.KW * C, w, d.K);
-            }
-            finish(r * PW + ow0 / 2, pixels / 2, static_cast<const int32_t*>(top),
-                   static_cast<const int32_t*>(bottom));
-        }
+        row_fn(r, p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C, steps);
     });
 }
+
+// The float-tile route's pixels per finish (below): whole rows rather than 16 pixels, since a
+// finish stores its float tile and loads it back at once, and on small tiles those loads waited
+// on the stores (LeNet-5's C1 with its 2x2 average pooling and tanh, 16 pixels a finish: 0.90
+// ms against 0.72 + 0.12 unfused; dev/int8_step_times.py lenet5).
+constexpr int64_t kNarrowPooledPixels = 64;
 
 }  // namespace
 
@@ -374,7 +360,6 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
                                      const Int8Epilogue& e, const Int8Output& out,
                                      const Conv2dDims& d) {
     check_dims(d, "conv2d_forward_int8_u8_avgpool2");
-    const int64_t windows = d.N * (d.OH / 2) * (d.OW / 2);
     if (const Int8NarrowSumsFn sums = narrow_sums_for(d)) {
         const Int8U8Tiles u(yq, d.K, e, out);
         // The whole epilogue in registers where the activation's vector code is the one the
@@ -391,41 +376,49 @@ void conv2d_forward_int8_u8_avgpool2(uint8_t* yq, const uint8_t* xq, const uint3
         const bool on_amx = amx && gemm_u8s8_table() == gemm_u8s8_amx() &&
                             (pixel_step > 4 || d.K > kNarrowLaneMaxK);
         const Int8NarrowAvgPoolFn fused = on_amx ? amx : vnni;
+        const int64_t PW = d.OW / 2, KH = d.KH, span = d.KW * d.C, K = d.K;
+        const uint32_t* w = narrow_weights(w_packed, d);
         if (fused && int8_narrow_fuses(e.act) && same_activation) {
             const Int8NarrowEpilogue ep{u.f.mult, u.f.shift, e.bias, e.act,
                                         u.inv,    u.lo,      u.hi,   u.zp};
-            const int64_t PH = d.OH / 2, PW = d.OW / 2;
-            if (windows <= 0) return;
-            const PaddedInput p = padded_input(xq, e.x_zero_point, d, e.x_slack,
-                                               on_amx ? amx_narrow_slack(d) : kSlack);
-            const uint32_t* w = narrow_weights(w_packed, d);
             if (on_amx) w = narrow_amx_weights(w, d);
-            const int64_t C = d.C, row_step = d.dilation_h * p.Wp * C;
-            const int64_t out_row = d.stride_h * p.Wp * C;
-            const int64_t macs = d.N * d.OH * d.OW * d.K * d.KH * d.KW * C;
-            const int T = threads_for(std::min(d.N * PH, macs / kMacsPerThread + 1));
-            parallel_for(T, d.N * PH, [&](int64_t r) {  // one pooled row each
-                const int64_t n = r / PH, ph = r % PH;
-                const uint8_t* row = p.xp + (n * p.Hp + 2 * ph * d.stride_h) * p.Wp * C;
-                fused(yq + r * PW * d.K, row, 2 * PW, pixel_step, row_step, out_row, d.KH,
-                      d.KW * C, w, d.K, ep);
-            });
-            return;
+            return narrow_pooled_rows(
+                xq, e.x_zero_point, e.x_slack, on_amx ? amx_narrow_slack(d) : kSlack, d,
+                [&](int64_t r, const uint8_t* row, const NarrowSteps& st) {
+                    fused(yq + r * PW * K, row, 2 * PW, st.pixel, st.row, st.out_row, KH, span,
+                          w, K, ep);
+                });
         }
-        return conv2d_int8_narrow_pooled(
-            sums, xq, w_packed, e.x_zero_point, e.x_slack, d,
-            [&](int64_t w, int64_t n, const int32_t* top, const int32_t* bottom) {
-                // Both rows' float outputs back to back (K apart), activated, then averaged.
-                const int64_t K = d.K, pixels = 2 * n;
-                float* y = int8_float_tile(2 * pixels * K);
-                u.f.to_float(y, K, pixels, 0, K, top, kNarrowMaxK);
-                u.f.to_float(y + pixels * K, K, pixels, 0, K, bottom, kNarrowMaxK);
-                u.f.t->avgpool2_u8(yq + w * K, K, y, y + pixels * K, 2 * K, n, K, u.inv, u.lo,
-                                   u.hi, u.zp);
+        // Another activation (or another activation table): the sums of up to
+        // kNarrowPooledPixels pixels of both rows stored (top row, then bottom row, a pixel a
+        // row kNarrowMaxK apart), their float outputs activated in L1, then averaged.
+        return narrow_pooled_rows(
+            xq, e.x_zero_point, e.x_slack, kSlack, d,
+            [&](int64_t r, const uint8_t* row, const NarrowSteps& st) {
+                int32_t* top = workspace<int32_t>(Scratch::int8_narrow_sums,
+                                                  2 * kNarrowPooledPixels * kNarrowMaxK);
+                int32_t* bottom = top + kNarrowPooledPixels * kNarrowMaxK;
+                for (int64_t ow0 = 0; ow0 < 2 * PW; ow0 += kNarrowPooledPixels) {
+                    const int64_t pixels = std::min(kNarrowPooledPixels, 2 * PW - ow0);
+                    for (int64_t j = 0; j < pixels; j += kNarrowPixels) {
+                        const int64_t cols = std::min(kNarrowPixels, pixels - j);
+                        const uint8_t* src = row + (ow0 + j) * st.pixel;
+                        sums(top + j * kNarrowMaxK, src, cols, st.pixel, st.row, KH, span, w, K);
+                        sums(bottom + j * kNarrowMaxK, src + st.out_row, cols, st.pixel, st.row,
+                             KH, span, w, K);
+                    }
+                    // Both rows' float outputs back to back (K apart), activated, averaged.
+                    float* y = int8_float_tile(2 * pixels * K);
+                    u.f.to_float(y, K, pixels, 0, K, top, kNarrowMaxK);
+                    u.f.to_float(y + pixels * K, K, pixels, 0, K, bottom, kNarrowMaxK);
+                    u.f.t->avgpool2_u8(yq + (r * PW + ow0 / 2) * K, K, y, y + pixels * K, 2 * K,
+                                       pixels / 2, K, u.inv, u.lo, u.hi, u.zp);
+                }
             });
     }
     conv2d_int8_window_tiles(xq, w_packed, e.x_zero_point, e.x_slack, d,
-                             Int8U8PoolTiles(yq, d.K, e, out, windows, true));
+                             Int8U8PoolTiles(yq, d.K, e, out, d.N * (d.OH / 2) * (d.OW / 2),
+                                             true));
 }
 
 void conv2d_sums_int8(int32_t* s, const uint8_t* xq, const uint32_t* w_packed,

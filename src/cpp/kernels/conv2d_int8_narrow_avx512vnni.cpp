@@ -13,7 +13,6 @@
 #include "avx512_util.h"
 #include "conv2d_int8_narrow_epilogue.h"
 
-
 // GCC 12 warns that the unmasked forms of vpermd and vpunpck*dq read an uninitialised vector
 // (the intrinsics pass _mm512_undefined_epi32() as the unused merge source), and GCC 12 says
 // "uninitialized" of the float _round_ forms for the same reason: false positives.
@@ -23,14 +22,17 @@
 namespace cnnfast {
 namespace {
 
-// P pixels (a template argument, so that the accumulators stay in registers and the pixel loop
-// unrolls without tests).
-template <int P>
-void pixel_sums(int32_t* tile, const uint8_t* src, int64_t pixel_step, int64_t row_step,
-                int64_t KH, int64_t groups, const uint32_t* w) {
-    __m512i acc[P];
+// acc[r][j] (r < R, j < P): pixel j's sums in the output row r (out_row bytes down the input
+// per row), its filters in the lanes. P and R are template arguments, so that the accumulators
+// stay in registers and the pixel loop unrolls without tests; the rows share each weight load.
+template <int P, int R>
+inline void pixel_accumulate(__m512i (*acc)[P], const uint8_t* src, int64_t pixel_step,
+                             int64_t row_step, int64_t out_row, int64_t KH, int64_t groups,
+                             const uint32_t* w) {
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (int j = 0; j < P; ++j) acc[j] = _mm512_setzero_si512();
+        for (int j = 0; j < P; ++j) acc[r][j] = _mm512_setzero_si512();
     for (int64_t kh = 0; kh < KH; ++kh) {
         for (int64_t g = 0; g < groups; ++g) {
             const __m512i wg = _mm512_loadu_si512(w + (kh * groups + g) * kNarrowMaxK);
@@ -38,15 +40,25 @@ void pixel_sums(int32_t* tile, const uint8_t* src, int64_t pixel_step, int64_t r
             // Pixel j's 4 bytes, broadcast (an unaligned 4-byte load), times the filters' 4
             // weights.
 #pragma GCC unroll 16
-            for (int j = 0; j < P; ++j) {
-                uint32_t quad;
-                std::memcpy(&quad, x + j * pixel_step, 4);
-                acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(static_cast<int>(quad)), wg);
-            }
+            for (int j = 0; j < P; ++j)
+#pragma GCC unroll 2
+                for (int r = 0; r < R; ++r) {
+                    uint32_t quad;
+                    std::memcpy(&quad, x + r * out_row + j * pixel_step, 4);
+                    acc[r][j] = _mm512_dpbusd_epi32(
+                        acc[r][j], _mm512_set1_epi32(static_cast<int>(quad)), wg);
+                }
         }
     }
+}
+
+template <int P>
+void pixel_sums(int32_t* tile, const uint8_t* src, int64_t pixel_step, int64_t row_step,
+                int64_t KH, int64_t groups, const uint32_t* w) {
+    __m512i acc[1][P];
+    pixel_accumulate<P, 1>(acc, src, pixel_step, row_step, 0, KH, groups, w);
 #pragma GCC unroll 16
-    for (int j = 0; j < P; ++j) _mm512_storeu_si512(tile + j * kNarrowMaxK, acc[j]);
+    for (int j = 0; j < P; ++j) _mm512_storeu_si512(tile + j * kNarrowMaxK, acc[0][j]);
 }
 
 constexpr decltype(&pixel_sums<1>) kPixelSums[kNarrowPixels] = {
@@ -203,8 +215,8 @@ void sums(int32_t* tile, const uint8_t* src, int64_t n, int64_t pixel_step, int6
 // factors, the activation's vector code (activation_vec.h, as activation_forward runs it),
 // ((top-left + bottom-left) + (top-right + bottom-right)) * 0.25f, quantize16. LeNet-5's C1 on
 // 128 MNIST images, one thread, Intel Xeon with AMX (OMP_PROC_BIND=close PYTHONPATH=. python
-// dev/int8_step_times.py lenet5): the float tiles' route of conv2d_int8.cpp (sums stored,
-// requantized and activated in L1, the windows compressed out of them) took 0.73 ms.
+// dev/int8_step_times.py lenet5): 0.57 ms, where the float tiles' route of conv2d_int8.cpp
+// (sums stored, requantized and activated in L1, the windows compressed out of them) took 0.73.
 
 // The permutes of the lane form's output: the pooled sums of filters 2j (lanes 0 .. 7) and
 // 2j + 1 (lanes 8 .. 15) in pooled[j], pixel i in lane i and i + 8, to pixel-major order
@@ -290,24 +302,10 @@ template <int P, class Act>
 void pixel_avgpool(uint8_t* q, const uint8_t* src, int64_t pixel_step, int64_t row_step,
                    int64_t out_row, int64_t KH, int64_t groups, const uint32_t* w, int64_t K,
                    const Int8NarrowEpilogue& e) {
-    __m512i top[P], bottom[P];
-#pragma GCC unroll 8
-    for (int j = 0; j < P; ++j) top[j] = bottom[j] = _mm512_setzero_si512();
-    for (int64_t kh = 0; kh < KH; ++kh) {
-        for (int64_t g = 0; g < groups; ++g) {
-            const __m512i wg = _mm512_loadu_si512(w + (kh * groups + g) * kNarrowMaxK);
-            const uint8_t* x = src + kh * row_step + 4 * g;
-#pragma GCC unroll 8
-            for (int j = 0; j < P; ++j) {
-                uint32_t t, b;
-                std::memcpy(&t, x + j * pixel_step, 4);
-                std::memcpy(&b, x + out_row + j * pixel_step, 4);
-                top[j] = _mm512_dpbusd_epi32(top[j], _mm512_set1_epi32(static_cast<int>(t)), wg);
-                bottom[j] =
-                    _mm512_dpbusd_epi32(bottom[j], _mm512_set1_epi32(static_cast<int>(b)), wg);
-            }
-        }
-    }
+    __m512i acc[2][P];  // the top row's pixels, then the bottom row's
+    pixel_accumulate<P, 2>(acc, src, pixel_step, row_step, out_row, KH, groups, w);
+    const __m512i* top = acc[0];
+    const __m512i* bottom = acc[1];
     const __mmask16 mk = lanes(K);
     const __m512i shift = _mm512_maskz_loadu_epi32(mk, e.shift);
     const __m512 mult = _mm512_maskz_loadu_ps(mk, e.mult);

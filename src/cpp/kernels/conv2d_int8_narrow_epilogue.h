@@ -50,14 +50,12 @@ struct ActSigmoid {
     }
 };
 
-// One vector of sums (a filter's pixels, or a pixel's filters) through requantize16's
-// operations with its factors, then the activation.
+// One vector of sums (a filter's pixels, or a pixel's filters) through requantize16 with its
+// factors (bias 0 when absent: -0 becomes +0 there, which every activation and quantization
+// here treats alike), then the activation.
 template <class Act>
 inline __m512 epilogue16(__m512i acc, __m512i shift, __m512 mult, __m512 bias) {
-    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift)), mult,
-                                   kNearest);
-    v = _mm512_add_round_ps(v, bias, kNearest);  // bias 0 when absent: v + 0 is v
-    return Act::apply(v);
+    return Act::apply(requantize16<true, false>(acc, shift, mult, bias));
 }
 
 // One 2x2 window of pixels whose filters lie in lanes: its quantized average, as int32 lanes.

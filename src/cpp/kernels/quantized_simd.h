@@ -123,9 +123,7 @@ struct Int8U8Tiles {  // yq (M,K) uint8: the same, quantized to the next layer's
         // Another activation: the float outputs activated in L1, then quantized.
         float* y = int8_float_tile(rows * cols);
         f.to_float(y, cols, rows, n0, cols, tile, ldt);
-        if (cols == f.K) return f.t->quantize(q, y, rows * cols, inv, lo, hi, zp);
-        for (int64_t r = 0; r < rows; ++r)
-            f.t->quantize(q + r * f.K, y + r * cols, cols, inv, lo, hi, zp);
+        f.t->quantize_rows(q, f.K, y, cols, rows, cols, inv, lo, hi, zp);
     }
     Int8FloatTiles f;
     uint8_t* yq;
